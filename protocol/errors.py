@@ -1,0 +1,52 @@
+"""Every error the protocol layer raises, so callers can catch exactly what they mean.
+
+Two families, as in h11: a ``RemoteProtocolError`` is the peer's fault (bad bytes, forged
+signatures, limits exceeded) and is grounds for scoring or disconnecting it; a
+``LocalProtocolError`` is our own misuse (bad key file, wrong arguments).
+"""
+
+from __future__ import annotations
+
+
+class ProtocolError(Exception):
+    """Base class of every protocol error."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We used the protocol wrongly; nothing a remote peer did."""
+
+
+class IdentityError(LocalProtocolError):
+    """A key file is missing, malformed, or readable by other users."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """A peer sent something we must reject; carries a hint for logs and scoring."""
+
+
+class WireError(RemoteProtocolError):
+    """Bytes that do not decode to a valid message of a supported version."""
+
+
+class LimitExceeded(WireError):
+    """A frame, list or pending set is larger than its named limit allows."""
+
+
+class VerificationError(RemoteProtocolError):
+    """A signature, author or hash link that does not check out."""
+
+
+class BadSignature(VerificationError):
+    """The signature does not verify under the claimed key."""
+
+
+class WrongAuthor(VerificationError):
+    """A change's actor id is not the key that signed the tip covering it."""
+
+
+class UnknownChange(VerificationError):
+    """A tip names a change hash that is neither supplied nor stored."""
+
+
+class InvalidActor(VerificationError):
+    """A change's actor id is not a 32-byte Ed25519 public key."""

@@ -1,0 +1,73 @@
+"""Spaces: a shared workspace is named by the hash of its signed genesis record.
+
+Deriving the id from a signed record (creator, name, random nonce, time) makes ids
+unforgeable and collision-free without any registry, and lets every peer check who made the
+space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+from protocol import cbor
+from protocol.errors import WireError
+from protocol.identity import Identity, verify_signature
+
+SPACE_ID_BYTES = 32
+DOC_ID_BYTES = 16
+NONCE_BYTES = 16
+MAX_SPACE_NAME_CHARS = 200  # a human label; long enough for any sensible name
+DOMAIN_GENESIS = b"distspace/genesis/v1\x00"
+# The index doc (the file tree) has a fixed id in every space; file docs get random ids.
+INDEX_DOC_ID = bytes(DOC_ID_BYTES)
+
+
+def new_doc_id() -> bytes:
+    return os.urandom(DOC_ID_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    """The signed record a space is born from."""
+
+    creator: bytes
+    name: str
+    nonce: bytes
+    created_ms: int
+    signature: bytes
+
+    @classmethod
+    def create(cls, identity: Identity, name: str, created_ms: int, nonce: bytes | None = None) -> Genesis:
+        if not name or len(name) > MAX_SPACE_NAME_CHARS:
+            raise ValueError(f"a space name has 1 to {MAX_SPACE_NAME_CHARS} characters")
+        nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
+        body = cbor.dumps([identity.public_key, name, nonce, created_ms])
+        return cls(identity.public_key, name, nonce, created_ms, identity.sign(DOMAIN_GENESIS, body))
+
+    def _body(self) -> bytes:
+        return cbor.dumps([self.creator, self.name, self.nonce, self.created_ms])
+
+    def encode(self) -> bytes:
+        return cbor.dumps([self.creator, self.name, self.nonce, self.created_ms, self.signature])
+
+    @property
+    def space_id(self) -> bytes:
+        return hashlib.sha256(self.encode()).digest()
+
+    def verify(self) -> None:
+        verify_signature(self.creator, DOMAIN_GENESIS, self._body(), self.signature)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Genesis:
+        """Decode and verify a genesis record from untrusted bytes."""
+        match cbor.loads(data, "genesis record"):
+            case [bytes() as creator, str() as name, bytes() as nonce, int() as created_ms, bytes() as signature] if (
+                len(nonce) == NONCE_BYTES and 0 < len(name) <= MAX_SPACE_NAME_CHARS
+            ):
+                genesis = cls(creator, name, nonce, created_ms, signature)
+            case _:
+                raise WireError("malformed genesis record")
+        genesis.verify()
+        return genesis
