@@ -1,0 +1,53 @@
+"""`python -m benchmarks [NAME...] [--list] [--quick]`: run benchmarks, one JSON figure per stdout line.
+
+Each line is {"bench", "name", "value", "unit"} plus, where a baseline was measured,
+{"baseline", "baseline_value", "ratio"}. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from benchmarks.measure import log
+from benchmarks.registry import BenchmarkError, RunOptions, UnknownBenchmark, all_benchmarks, select
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the benchmark names and exit")
+    parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
+    parser.add_argument(
+        "--repeat", type=int, metavar="N", help="runs per workload, best reported (default: 1 with --quick, else 3)"
+    )
+    args = parser.parse_args(argv)
+
+    if args.list:
+        print("\n".join(all_benchmarks()))
+        return 0
+    try:
+        selected = select(args.names)
+    except UnknownBenchmark as e:
+        parser.error(str(e))
+    repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
+    if repeat < 1:
+        parser.error("--repeat must be at least 1")
+    options = RunOptions(quick=args.quick, repeat=repeat)
+    failed = []
+    for name, run in selected.items():
+        log(f"== {name}{' (quick)' if options.quick else ''}")
+        try:
+            for figure in run(options):
+                print(json.dumps(figure.as_record(name)), flush=True)
+        except BenchmarkError as e:
+            log(f"!! {name} failed: {e}")
+            failed.append(name)
+    if failed:
+        log(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The benchmark registry: a module in this package registers a benchmark with `@benchmark(name)`.
+
+A benchmark is a function of `RunOptions` that yields `Figure`s; `python -m benchmarks` imports
+every module of the package (so a new module needs no other wiring), runs the selected
+benchmarks and prints each figure as one JSON line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+
+class BenchmarkError(Exception):
+    """A benchmark could not run or produced a wrong result."""
+
+
+class UnknownBenchmark(BenchmarkError):
+    pass
+
+
+class DuplicateBenchmark(BenchmarkError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    quick: bool = False  # smaller inputs, for a smoke run
+    repeat: int = 1  # runs per workload; benchmarks report the best, since noise only adds time
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured value, optionally beside the same measure of a baseline implementation."""
+
+    name: str
+    value: float
+    unit: str
+    baseline: str | None = None
+    baseline_value: float | None = None
+
+    def as_record(self, bench: str) -> dict[str, Any]:
+        record: dict[str, Any] = {"bench": bench, "name": self.name, "value": self.value, "unit": self.unit}
+        if self.baseline is not None and self.baseline_value is not None:
+            record["baseline"] = self.baseline
+            record["baseline_value"] = self.baseline_value
+            record["ratio"] = round(self.value / self.baseline_value, 3) if self.baseline_value else None
+        return record
+
+
+Benchmark = Callable[[RunOptions], Iterator[Figure]]
+_BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def benchmark(name: str) -> Callable[[Benchmark], Benchmark]:
+    """Register the decorated function under `name`."""
+
+    def register(function: Benchmark) -> Benchmark:
+        if name in _BENCHMARKS and _BENCHMARKS[name] is not function:
+            raise DuplicateBenchmark(f"two benchmarks are named {name!r}")
+        _BENCHMARKS[name] = function
+        return function
+
+    return register
+
+
+def all_benchmarks() -> dict[str, Benchmark]:
+    """Every registered benchmark by name, after importing every module of this package."""
+    package = importlib.import_module(__package__)
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name != "__main__":
+            importlib.import_module(f"{__package__}.{module.name}")
+    return dict(sorted(_BENCHMARKS.items()))
+
+
+def select(names: list[str]) -> dict[str, Benchmark]:
+    """The named benchmarks (all of them for no names), in the order given."""
+    available = all_benchmarks()
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise UnknownBenchmark(f"no benchmark named {', '.join(unknown)}; known: {', '.join(available)}")
+    return {n: available[n] for n in names} if names else available
