@@ -14,8 +14,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use automerge::{
     sync::{self, SyncDoc},
     transaction::{CommitOptions, Transactable},
-    ActorId, AutoCommit, Change, ChangeHash, LoadOptions, ObjId, ObjType, Patch, PatchAction, Prop,
-    ReadDoc, ScalarValue, TextEncoding, Value,
+    ActorId, AutoCommit, Automerge, Change, ChangeHash, LoadOptions, ObjId, ObjType, OnPartialLoad, Patch,
+    PatchAction, Prop, ReadDoc, ScalarValue, TextEncoding, Value, VerificationMode,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -69,7 +69,12 @@ fn am_err(e: automerge::AutomergeError) -> PyErr {
         | E::InvalidValueType { .. }
         | E::MissingCounter
         | E::InvalidCharacter(_)
-        | E::InvalidSeq(_) => InvalidOperation::new_err(msg),
+        | E::InvalidSeq(_)
+        | E::InvalidActorId(_)
+        | E::DuplicateSeqNumber(..)
+        | E::DuplicateActorId(_) => InvalidOperation::new_err(msg),
+        E::MissingDeps => DecodeError::new_err(msg),
+        E::ChangeGraph(_) => InvalidHash::new_err(msg),
         _ => AutomergeError::new_err(msg),
     }
 }
@@ -95,8 +100,31 @@ fn hash_from(bytes: &[u8]) -> PyResult<ChangeHash> {
     })
 }
 
-fn hashes_from(list: Vec<Vec<u8>>) -> PyResult<Vec<ChangeHash>> {
-    list.iter().map(|h| hash_from(h)).collect()
+/// A heads argument: any sequence (list, tuple) of 32-byte hashes. A lone `bytes` or `str` is
+/// refused rather than iterated, since iterating it would yield ints or characters.
+#[derive(Default)]
+struct Heads(Vec<ChangeHash>);
+
+impl<'py> FromPyObject<'py> for Heads {
+    fn extract_bound(ob: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let not_a_list = || {
+            let name = ob.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+            InvalidHash::new_err(format!("heads are a list of 32-byte hashes, got {name}"))
+        };
+        if ob.is_instance_of::<PyBytes>() || ob.is_instance_of::<PyString>() {
+            return Err(not_a_list());
+        }
+        let mut heads = Vec::new();
+        for item in ob.try_iter().map_err(|_| not_a_list())? {
+            let item = item?;
+            let bytes = item.downcast::<PyBytes>().map_err(|_| {
+                let name = item.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+                InvalidHash::new_err(format!("a change hash is 32 bytes, got {name}"))
+            })?;
+            heads.push(hash_from(bytes.as_bytes())?);
+        }
+        Ok(Heads(heads))
+    }
 }
 
 fn hashes_to_py<'py>(py: Python<'py>, hashes: &[ChangeHash]) -> Vec<Bound<'py, PyBytes>> {
@@ -180,14 +208,28 @@ fn value_to_py(py: Python<'_>, value: &Value<'_>, id: &ObjId) -> PyResult<PyObje
     }
 }
 
+/// A list/text position: a non-negative int (not a bool); anything else is `InvalidOperation`.
+fn index_from(index: &Bound<'_, PyAny>) -> PyResult<usize> {
+    if !index.is_instance_of::<PyInt>() || index.is_instance_of::<PyBool>() {
+        return Err(InvalidOperation::new_err("a list/text index is a non-negative int"));
+    }
+    let index: i128 = index
+        .extract()
+        .map_err(|_| InvalidOperation::new_err("list/text index out of range"))?;
+    usize::try_from(index).map_err(|_| {
+        if index < 0 {
+            InvalidOperation::new_err(format!("list/text index {index} is negative"))
+        } else {
+            InvalidOperation::new_err(format!("list/text index {index} is out of range"))
+        }
+    })
+}
+
 fn prop_from(key: &Bound<'_, PyAny>) -> PyResult<Prop> {
     if key.is_instance_of::<PyString>() {
         Ok(Prop::Map(key.extract()?))
     } else if key.is_instance_of::<PyInt>() && !key.is_instance_of::<PyBool>() {
-        let index: i64 = key.extract()?;
-        usize::try_from(index)
-            .map(Prop::Seq)
-            .map_err(|_| InvalidOperation::new_err(format!("list index {index} is negative")))
+        index_from(key).map(Prop::Seq)
     } else {
         Err(InvalidOperation::new_err("a key is a str (map) or a non-negative int (list/text)"))
     }
@@ -283,16 +325,25 @@ fn decoded_change(py: Python<'_>, change: &Change) -> DecodedChange {
     }
 }
 
-fn change_from(bytes: &[u8]) -> PyResult<Change> {
+/// Decode one change. `Change::from_bytes` does not check the header checksum (the first four
+/// bytes of the hash, as `load` checks them), so a corrupted change would otherwise be accepted
+/// under a new hash.
+fn change_from(bytes: Vec<u8>) -> PyResult<Change> {
     guard("change decoding", || {
-        Change::from_bytes(bytes.to_vec()).map_err(|e| DecodeError::new_err(format!("invalid change: {e}")))
+        let checksum = bytes.get(4..8).map(<[u8]>::to_vec);
+        let change =
+            Change::from_bytes(bytes).map_err(|e| DecodeError::new_err(format!("invalid change: {e}")))?;
+        if checksum.as_deref() != Some(&change.hash().0[..4]) {
+            return Err(DecodeError::new_err("invalid change: checksum does not match its contents"));
+        }
+        Ok(change)
     })
 }
 
 /// Decode one change from its bytes, verifying its checksum.
 #[pyfunction]
 fn decode_change(py: Python<'_>, data: &[u8]) -> PyResult<DecodedChange> {
-    let change = change_from(data)?;
+    let change = change_from(data.to_vec())?;
     Ok(decoded_change(py, &change))
 }
 
@@ -386,6 +437,72 @@ impl Document {
         })
     }
 
+    /// The hashes of `heads`, each checked to be a change this document holds: Automerge reads
+    /// "at heads" skip unknown hashes, which would silently answer for a different state.
+    /// Uses `ReadDoc` (`&self`) so a pending transaction is not committed by a read.
+    fn known(&self, Heads(heads): Heads) -> PyResult<Vec<ChangeHash>> {
+        guard("heads lookup", || {
+            let missing = ReadDoc::get_missing_deps(&self.doc, &heads);
+            // A queued change (deps missing) is not reported missing; the queue is non-empty
+            // only when some dependency is missing, so only then pay for the exact lookup.
+            let queued = !ReadDoc::get_missing_deps(&self.doc, &[]).is_empty();
+            for h in &heads {
+                if missing.contains(h) || (queued && ReadDoc::get_change_by_hash(&self.doc, h).is_none()) {
+                    return Err(InvalidHash::new_err(format!("unknown change hash {h}")));
+                }
+            }
+            Ok(heads)
+        })
+    }
+
+    fn known_opt(&self, heads: Option<Heads>) -> PyResult<Option<Vec<ChangeHash>>> {
+        heads.map(|h| self.known(h)).transpose()
+    }
+
+    /// Run an edit, then `settle`: every method that can open, close or roll back a transaction
+    /// goes through here.
+    fn edit<T>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut AutoCommit) -> Result<T, automerge::AutomergeError>,
+    ) -> PyResult<T> {
+        let result = guard(what, || f(&mut self.doc).map_err(am_err));
+        self.settle()?;
+        result
+    }
+
+    /// Close an empty transaction right away and start a fresh (inactive) patch log.
+    ///
+    /// Automerge 0.7.4 removes a new actor again when its first transaction ends with no
+    /// operations (empty commit, rollback, a failed or no-op edit), but the `AutoCommit` patch
+    /// log keeps it; the next change from an actor that sorts after it then panics
+    /// (`PatchLogMismatch`) inside apply/sync. We never use the patch log (diffs are computed
+    /// from heads), so replacing it is free and keeps the two actor tables in step.
+    fn settle(&mut self) -> PyResult<()> {
+        if self.doc.pending_ops() == 0 {
+            let doc = &mut self.doc;
+            guard("settle", || {
+                doc.reset_diff_cursor();
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `obj`, checked to be of `kind` (for reads only one kind answers sensibly).
+    fn obj_of(&self, id: &str, kind: ObjType) -> PyResult<ObjId> {
+        let obj = self.obj(id)?;
+        let actual = self.doc.object_type(&obj).map_err(am_err)?;
+        if obj_type_name(actual) != obj_type_name(kind) {
+            return Err(InvalidOperation::new_err(format!(
+                "object {id:?} is a {}, not a {}",
+                obj_type_name(actual),
+                obj_type_name(kind)
+            )));
+        }
+        Ok(obj)
+    }
+
     fn hydrate_obj(&self, py: Python<'_>, obj: &ObjId, heads: Option<&[ChangeHash]>) -> PyResult<PyObject> {
         let kind = self.doc.object_type(obj).map_err(am_err)?;
         match kind {
@@ -448,10 +565,6 @@ fn new_doc(actor: Option<&[u8]>) -> PyResult<AutoCommit> {
     })
 }
 
-fn opt_heads(heads: Option<Vec<Vec<u8>>>) -> PyResult<Option<Vec<ChangeHash>>> {
-    heads.map(hashes_from).transpose()
-}
-
 #[pymethods]
 impl Document {
     /// A new empty document; `actor` (bytes) is the author id stamped on every change.
@@ -480,9 +593,13 @@ impl Document {
         PyBytes::new(py, self.doc.get_actor().to_bytes())
     }
 
+    /// Author later changes as `actor` (pending operations are committed as the old actor first).
     fn set_actor(&mut self, actor: &[u8]) -> PyResult<()> {
-        self.doc.set_actor(actor_from(actor)?);
-        Ok(())
+        let actor = actor_from(actor)?;
+        self.edit("set_actor", |doc| {
+            doc.set_actor(actor);
+            Ok(())
+        })
     }
 
     fn save<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
@@ -499,40 +616,53 @@ impl Document {
     }
 
     /// The changes not reachable from `heads`, encoded as by `save_incremental`.
-    fn save_after<'py>(&mut self, py: Python<'py>, heads: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyBytes>> {
-        let heads = hashes_from(heads)?;
+    fn save_after<'py>(&mut self, py: Python<'py>, heads: Heads) -> PyResult<Bound<'py, PyBytes>> {
+        let Heads(heads) = heads;
         let doc = &mut self.doc;
         let bytes = py.allow_threads(|| guard("save", || Ok(doc.save_after(&heads))))?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     /// Apply saved or incremental bytes; returns the number of new operations.
+    /// Automerge's `load_incremental` keeps the chunks before a bad one and drops the rest
+    /// silently, so the bytes are first parsed in full into a scratch document: bad bytes raise
+    /// `DecodeError` and change nothing.
     fn load_incremental(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<usize> {
         let doc = &mut self.doc;
-        py.allow_threads(|| guard("load", || doc.load_incremental(data).map_err(am_err)))
+        py.allow_threads(|| {
+            guard("load", || {
+                let strict = LoadOptions::new()
+                    .on_partial_load(OnPartialLoad::Error)
+                    .verification_mode(VerificationMode::DontCheck)
+                    .text_encoding(TEXT_ENCODING);
+                match Automerge::load_with_options(data, strict) {
+                    // changes whose deps the scratch document lacks: parsed fine, only unapplied
+                    Ok(_) | Err(automerge::AutomergeError::MissingDeps) => {}
+                    Err(e) => return Err(DecodeError::new_err(format!("cannot load changes: {e}"))),
+                }
+                doc.load_incremental(data).map_err(am_err)
+            })
+        })
     }
 
     #[pyo3(signature = (actor=None))]
     fn fork(&mut self, actor: Option<&[u8]>) -> PyResult<Self> {
+        let actor = actor.map(actor_from).transpose()?;
         let mut forked = guard("fork", || Ok(self.doc.fork()))?;
         if let Some(a) = actor {
-            forked.set_actor(actor_from(a)?);
+            forked.set_actor(a);
         }
         Ok(Document { doc: forked })
     }
 
     /// A copy of the document as it was at `heads`.
     #[pyo3(signature = (heads, actor=None))]
-    fn fork_at(&mut self, heads: Vec<Vec<u8>>, actor: Option<&[u8]>) -> PyResult<Self> {
-        let heads = hashes_from(heads)?;
-        for h in &heads {
-            if self.doc.get_change_by_hash(h).is_none() {
-                return Err(InvalidHash::new_err(format!("unknown change hash {h}")));
-            }
-        }
+    fn fork_at(&mut self, heads: Heads, actor: Option<&[u8]>) -> PyResult<Self> {
+        let heads = self.known(heads)?;
+        let actor = actor.map(actor_from).transpose()?;
         let mut forked = guard("fork", || self.doc.fork_at(&heads).map_err(am_err))?;
         if let Some(a) = actor {
-            forked.set_actor(actor_from(a)?);
+            forked.set_actor(a);
         }
         Ok(Document { doc: forked })
     }
@@ -546,64 +676,79 @@ impl Document {
     fn put(&mut self, obj: &str, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let obj = self.obj(obj)?;
         let (prop, value) = (prop_from(key)?, scalar_from(value)?);
-        guard("put", || self.doc.put(&obj, prop, value).map_err(am_err))
+        self.edit("put", |doc| doc.put(&obj, prop, value))
     }
 
     /// Create a nested map, list or text under `key`; returns its object id.
     fn put_object(&mut self, obj: &str, key: &Bound<'_, PyAny>, kind: &str) -> PyResult<String> {
         let obj = self.obj(obj)?;
         let (prop, kind) = (prop_from(key)?, obj_type_from(kind)?);
-        guard("put_object", || self.doc.put_object(&obj, prop, kind).map(|id| id.to_string()).map_err(am_err))
+        self.edit("put_object", |doc| doc.put_object(&obj, prop, kind).map(|id| id.to_string()))
     }
 
-    fn insert(&mut self, obj: &str, index: usize, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn insert(&mut self, obj: &str, index: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let obj = self.obj(obj)?;
-        let value = scalar_from(value)?;
-        guard("insert", || self.doc.insert(&obj, index, value).map_err(am_err))
+        let (index, value) = (index_from(index)?, scalar_from(value)?);
+        self.edit("insert", |doc| doc.insert(&obj, index, value))
     }
 
-    fn insert_object(&mut self, obj: &str, index: usize, kind: &str) -> PyResult<String> {
+    fn insert_object(&mut self, obj: &str, index: &Bound<'_, PyAny>, kind: &str) -> PyResult<String> {
         let obj = self.obj(obj)?;
-        let kind = obj_type_from(kind)?;
-        guard("insert_object", || self.doc.insert_object(&obj, index, kind).map(|id| id.to_string()).map_err(am_err))
+        let (index, kind) = (index_from(index)?, obj_type_from(kind)?);
+        self.edit("insert_object", |doc| doc.insert_object(&obj, index, kind).map(|id| id.to_string()))
     }
 
+    /// Delete a map key (absent keys are fine) or a list/text element.
     fn delete(&mut self, obj: &str, key: &Bound<'_, PyAny>) -> PyResult<()> {
         let obj = self.obj(obj)?;
         let prop = prop_from(key)?;
-        guard("delete", || self.doc.delete(&obj, prop).map_err(am_err))
+        // Automerge treats a map key on a list as a delete of nothing; put/get refuse it.
+        let kind = self.doc.object_type(&obj).map_err(am_err)?;
+        if matches!((&prop, kind), (Prop::Map(_), ObjType::List | ObjType::Text)) {
+            return Err(am_err(automerge::AutomergeError::InvalidOp(kind)));
+        }
+        self.edit("delete", |doc| doc.delete(&obj, prop))
     }
 
-    /// Delete `delete` code points at `pos` and insert `text` there.
+    /// Delete `delete` code points at `pos` and insert `text` there (a negative `delete`
+    /// removes code points before `pos`, as in Automerge).
     #[pyo3(signature = (obj, pos, delete, text=""))]
-    fn splice_text(&mut self, obj: &str, pos: usize, delete: isize, text: &str) -> PyResult<()> {
+    fn splice_text(&mut self, obj: &str, pos: &Bound<'_, PyAny>, delete: &Bound<'_, PyAny>, text: &str) -> PyResult<()> {
         let obj = self.obj(obj)?;
-        guard("splice_text", || self.doc.splice_text(&obj, pos, delete, text).map_err(am_err))
+        let pos = index_from(pos)?;
+        let delete = if delete.is_instance_of::<PyInt>() && !delete.is_instance_of::<PyBool>() {
+            delete.extract::<isize>().ok()
+        } else {
+            None
+        }
+        .filter(|d| *d != isize::MIN)
+        .ok_or_else(|| InvalidOperation::new_err("the delete count is an int within the text's length"))?;
+        self.edit("splice_text", |doc| doc.splice_text(&obj, pos, delete, text))
     }
 
     /// Replace the whole text with `text`, as the smallest set of splices Automerge finds.
     fn update_text(&mut self, obj: &str, text: &str) -> PyResult<()> {
         let obj = self.obj(obj)?;
-        guard("update_text", || self.doc.update_text(&obj, text).map_err(am_err))
+        self.edit("update_text", |doc| doc.update_text(&obj, text))
     }
 
     /// Close the pending transaction as one change; returns its hash, or None if it was empty.
     #[pyo3(signature = (message=None, time=None))]
     fn commit<'py>(&mut self, py: Python<'py>, message: Option<String>, time: Option<i64>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let hash = guard("commit", || Ok(self.doc.commit_with(commit_options(message, time))))?;
+        let hash = self.edit("commit", |doc| Ok(doc.commit_with(commit_options(message, time))))?;
         Ok(hash.map(|h| PyBytes::new(py, &h.0)))
     }
 
     /// A change with no operations whose deps are every current head (a merge commit).
     #[pyo3(signature = (message=None, time=None))]
     fn empty_change<'py>(&mut self, py: Python<'py>, message: Option<String>, time: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
-        let hash = guard("empty_change", || Ok(self.doc.empty_change(commit_options(message, time))))?;
+        let hash = self.edit("empty_change", |doc| Ok(doc.empty_change(commit_options(message, time))))?;
         Ok(PyBytes::new(py, &hash.0))
     }
 
     /// Drop the uncommitted operations; returns how many were dropped.
-    fn rollback(&mut self) -> usize {
-        self.doc.rollback()
+    fn rollback(&mut self) -> PyResult<usize> {
+        self.edit("rollback", |doc| Ok(doc.rollback()))
     }
 
     fn pending_ops(&self) -> usize {
@@ -614,9 +759,9 @@ impl Document {
 
     /// The scalar value or `ObjectRef` under `key`, or None.
     #[pyo3(signature = (obj, key, heads=None))]
-    fn get(&self, py: Python<'_>, obj: &str, key: &Bound<'_, PyAny>, heads: Option<Vec<Vec<u8>>>) -> PyResult<Option<PyObject>> {
+    fn get(&self, py: Python<'_>, obj: &str, key: &Bound<'_, PyAny>, heads: Option<Heads>) -> PyResult<Option<PyObject>> {
         let obj = self.obj(obj)?;
-        let (prop, heads) = (prop_from(key)?, opt_heads(heads)?);
+        let (prop, heads) = (prop_from(key)?, self.known_opt(heads)?);
         let found = guard("get", || {
             match &heads {
                 Some(h) => self.doc.get_at(&obj, prop, h),
@@ -629,9 +774,9 @@ impl Document {
 
     /// Every concurrent value under `key` (conflicts), winner last as Automerge orders them.
     #[pyo3(signature = (obj, key, heads=None))]
-    fn get_all(&self, py: Python<'_>, obj: &str, key: &Bound<'_, PyAny>, heads: Option<Vec<Vec<u8>>>) -> PyResult<Vec<PyObject>> {
+    fn get_all(&self, py: Python<'_>, obj: &str, key: &Bound<'_, PyAny>, heads: Option<Heads>) -> PyResult<Vec<PyObject>> {
         let obj = self.obj(obj)?;
-        let (prop, heads) = (prop_from(key)?, opt_heads(heads)?);
+        let (prop, heads) = (prop_from(key)?, self.known_opt(heads)?);
         let found = guard("get_all", || {
             match &heads {
                 Some(h) => self.doc.get_all_at(&obj, prop, h),
@@ -642,10 +787,11 @@ impl Document {
         found.iter().map(|(value, id)| value_to_py(py, value, id)).collect()
     }
 
+    /// The keys of a map (a list or text has positions, not keys: `InvalidOperation`).
     #[pyo3(signature = (obj, heads=None))]
-    fn keys(&self, obj: &str, heads: Option<Vec<Vec<u8>>>) -> PyResult<Vec<String>> {
-        let obj = self.obj(obj)?;
-        let heads = opt_heads(heads)?;
+    fn keys(&self, obj: &str, heads: Option<Heads>) -> PyResult<Vec<String>> {
+        let obj = self.obj_of(obj, ObjType::Map)?;
+        let heads = self.known_opt(heads)?;
         guard("keys", || {
             Ok(match &heads {
                 Some(h) => self.doc.keys_at(&obj, h).collect(),
@@ -655,9 +801,9 @@ impl Document {
     }
 
     #[pyo3(signature = (obj, heads=None))]
-    fn length(&self, obj: &str, heads: Option<Vec<Vec<u8>>>) -> PyResult<usize> {
+    fn length(&self, obj: &str, heads: Option<Heads>) -> PyResult<usize> {
         let obj = self.obj(obj)?;
-        let heads = opt_heads(heads)?;
+        let heads = self.known_opt(heads)?;
         guard("length", || {
             Ok(match &heads {
                 Some(h) => self.doc.length_at(&obj, h),
@@ -671,10 +817,11 @@ impl Document {
         self.doc.object_type(&obj).map(obj_type_name).map_err(am_err)
     }
 
+    /// The content of a text object (any other kind: `InvalidOperation`).
     #[pyo3(signature = (obj, heads=None))]
-    fn text(&self, py: Python<'_>, obj: &str, heads: Option<Vec<Vec<u8>>>) -> PyResult<String> {
-        let obj = self.obj(obj)?;
-        let heads = opt_heads(heads)?;
+    fn text(&self, py: Python<'_>, obj: &str, heads: Option<Heads>) -> PyResult<String> {
+        let obj = self.obj_of(obj, ObjType::Text)?;
+        let heads = self.known_opt(heads)?;
         let doc = &self.doc;
         py.allow_threads(|| {
             guard("text", || {
@@ -689,20 +836,15 @@ impl Document {
 
     /// The object as plain Python values (dict, list, str, scalars), now or at `heads`.
     #[pyo3(signature = (obj="_root", heads=None))]
-    fn hydrate(&self, py: Python<'_>, obj: &str, heads: Option<Vec<Vec<u8>>>) -> PyResult<PyObject> {
+    fn hydrate(&self, py: Python<'_>, obj: &str, heads: Option<Heads>) -> PyResult<PyObject> {
         let obj = self.obj(obj)?;
-        let heads = opt_heads(heads)?;
+        let heads = self.known_opt(heads)?;
         guard("hydrate", || self.hydrate_obj(py, &obj, heads.as_deref()))
     }
 
     /// Patches that turn the state at `before` into the state at `after`.
-    fn diff(&mut self, py: Python<'_>, before: Vec<Vec<u8>>, after: Vec<Vec<u8>>) -> PyResult<Vec<PyObject>> {
-        let (before, after) = (hashes_from(before)?, hashes_from(after)?);
-        for h in before.iter().chain(after.iter()) {
-            if self.doc.get_change_by_hash(h).is_none() {
-                return Err(InvalidHash::new_err(format!("unknown change hash {h}")));
-            }
-        }
+    fn diff(&mut self, py: Python<'_>, before: Heads, after: Heads) -> PyResult<Vec<PyObject>> {
+        let (before, after) = (self.known(before)?, self.known(after)?);
         let patches = guard("diff", || Ok(self.doc.diff(&before, &after)))?;
         patches.iter().map(|p| patch_to_py(py, p)).collect()
     }
@@ -710,9 +852,10 @@ impl Document {
     // ----- changes -----
 
     /// Every change not reachable from `since` (all changes for an empty list), in causal order.
-    #[pyo3(signature = (since=Vec::new()))]
-    fn get_changes<'py>(&mut self, py: Python<'py>, since: Vec<Vec<u8>>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        let since = hashes_from(since)?;
+    /// Hashes this document lacks are ignored, as in Automerge: a peer's heads may be unknown.
+    #[pyo3(signature = (since=Heads::default()))]
+    fn get_changes<'py>(&mut self, py: Python<'py>, since: Heads) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let Heads(since) = since;
         let doc = &mut self.doc;
         let changes = py.allow_threads(|| {
             guard("get_changes", || Ok(doc.get_changes(&since).into_iter().map(|c| c.raw_bytes().to_vec()).collect::<Vec<_>>()))
@@ -734,22 +877,15 @@ impl Document {
     fn apply_changes(&mut self, py: Python<'_>, changes: Vec<Vec<u8>>) -> PyResult<()> {
         let doc = &mut self.doc;
         py.allow_threads(|| {
-            let decoded = changes
-                .into_iter()
-                .map(|bytes| {
-                    guard("change decoding", || {
-                        Change::from_bytes(bytes).map_err(|e| DecodeError::new_err(format!("invalid change: {e}")))
-                    })
-                })
-                .collect::<PyResult<Vec<_>>>()?;
+            let decoded = changes.into_iter().map(change_from).collect::<PyResult<Vec<_>>>()?;
             guard("apply_changes", || doc.apply_changes(decoded).map_err(am_err))
         })
     }
 
     /// Hashes of dependencies that are referenced (by queued changes or `heads`) but absent.
-    #[pyo3(signature = (heads=Vec::new()))]
-    fn get_missing_deps<'py>(&mut self, py: Python<'py>, heads: Vec<Vec<u8>>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        let heads = hashes_from(heads)?;
+    #[pyo3(signature = (heads=Heads::default()))]
+    fn get_missing_deps<'py>(&mut self, py: Python<'py>, heads: Heads) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let Heads(heads) = heads;
         Ok(hashes_to_py(py, &self.doc.get_missing_deps(&heads)))
     }
 
