@@ -1,0 +1,304 @@
+"""A libp2p host whose identity is the peer's author key, and the one way to start and stop it.
+
+The host's libp2p key is ``Identity``'s Ed25519 seed, so a connection authenticated by Noise
+(TCP), TLS 1.3 (QUIC, where the libp2p spec builds security into the transport) or DTLS+Noise
+(webrtc-direct) proves the same key whose signatures we check on tips. The transports are
+listed explicitly: py-libp2p's defaults would also offer plaintext and secio, and would pick
+transports from the listen addresses alone, so a host listening only on TCP could not dial QUIC.
+
+``open_host`` is the lifecycle: it builds, listens, runs the circuit relay protocols, yields a
+``Host``, and on exit closes every connection, listener and transport (which stops the asyncio
+thread that libp2p's WebRTC transport runs aiortc on) before leaving. Leaving libp2p's own
+``host.run()`` without ``host.close()`` first would run that cleanup under cancellation and
+leak the asyncio thread; this module exists partly to get that order right once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Final
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost, INetStream
+from libp2p.crypto.ed25519 import Ed25519PrivateKey
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.relay.circuit_v2.resources import RelayLimits
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.transport.quic.config import QUICTransportConfig
+from libp2p.transport.quic.transport import QUICTransport
+from libp2p.transport.tcp.tcp import TCP
+from libp2p.transport.webrtc.config import WebRTCTransportConfig
+from libp2p.transport.webrtc.transport import WebRTCDirectTransport
+
+from node.errors import AddressError, DialError, HostStartError, NodeError
+from node.framing import MAX_FRAME_BYTES, FrameStream
+from node.relay import CircuitRelay, is_circuit_addr
+from protocol.identity import Identity
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "LOOPBACK_LISTEN_ADDRS",
+    "SYNC_PROTOCOL",
+    "Host",
+    "StreamHandler",
+    "build_libp2p_host",
+    "open_host",
+]
+
+SYNC_PROTOCOL: Final = TProtocol("/distspace/sync/1")
+# Port 0 everywhere: the OS picks; read the real addresses from ``Host.addrs()``.
+LOOPBACK_LISTEN_ADDRS: Final = (
+    "/ip4/127.0.0.1/tcp/0",
+    "/ip4/127.0.0.1/udp/0/quic-v1",
+    "/ip4/127.0.0.1/udp/0/webrtc-direct",
+)
+# One connection per peer: py-libp2p otherwise races a second dial and waits ~250 ms for it
+# (happy eyeballs), and our sync streams gain nothing from a second connection.
+MAX_CONNECTIONS_PER_PEER: Final = 1
+DIAL_TIMEOUT_S: Final = 10.0  # TCP/QUIC connect ~30-60 ms, webrtc-direct ~50-250 ms on loopback
+STREAM_OPEN_TIMEOUT_S: Final = 10.0  # multistream-select on an open connection: one round trip
+# Graceful close of every connection, listener and the aiortc thread (joined with a 5 s cap).
+CLOSE_TIMEOUT_S: Final = 10.0
+# py-libp2p's QUIC streams fail a read that waits 30 s for data; a sync stream may idle far
+# longer between edits, and dead peers are the protocol's heartbeats' business, not this one's.
+QUIC_STREAM_READ_TIMEOUT_S: Final = 24 * 3600.0
+
+StreamHandler = Callable[[FrameStream], Awaitable[None]]
+
+
+def _key_pair(identity: Identity) -> KeyPair:
+    private_key = Ed25519PrivateKey.from_bytes(identity.seed)
+    return KeyPair(private_key, private_key.get_public_key())
+
+
+def build_libp2p_host(identity: Identity) -> IHost:
+    """A libp2p host (not yet listening) with our key, transports and security; no I/O happens.
+
+    TCP: Noise + yamux only. QUIC: its built-in TLS 1.3. webrtc-direct: DTLS + Noise, with no
+    STUN servers (the spec path never needs them; an empty list keeps it that way).
+    """
+    key_pair = _key_pair(identity)
+    private_key = key_pair.private_key
+    noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+    return new_host(
+        key_pair=key_pair,
+        sec_opt={NOISE_PROTOCOL_ID: noise},
+        muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
+        transports=[
+            TCP(),
+            QUICTransport(private_key, config=QUICTransportConfig(STREAM_READ_TIMEOUT=QUIC_STREAM_READ_TIMEOUT_S)),
+            WebRTCDirectTransport(private_key, config=WebRTCTransportConfig(ice_servers=[])),
+        ],
+        connection_config=ConnectionConfig(max_connections_per_peer=MAX_CONNECTIONS_PER_PEER),
+    )
+
+
+def _multiaddr(addr: multiaddr.Multiaddr | str) -> multiaddr.Multiaddr:
+    try:
+        return multiaddr.Multiaddr(str(addr))
+    except Exception as error:
+        raise AddressError(f"not a multiaddr: {addr!r}: {error}") from error
+
+
+class Host:
+    """A running host: our peer id and addresses, dialling, and framed streams.
+
+    Get one from ``open_host``. ``libp2p`` is the underlying py-libp2p host, for subsystems
+    (gossip, DHT) that need it directly; they must be stopped before the host is.
+    """
+
+    def __init__(self, identity: Identity, libp2p_host: IHost, circuits: CircuitRelay) -> None:
+        self.identity = identity
+        self.libp2p = libp2p_host
+        self.circuits = circuits
+
+    @property
+    def peer_id(self) -> str:
+        return self.identity.peer_id
+
+    def addrs(self, transport: str | None = None) -> list[multiaddr.Multiaddr]:
+        """Our listen addresses, each ending in ``/p2p/<peer id>``.
+
+        Args:
+            transport: keep only addresses using this multiaddr protocol, e.g. ``"tcp"``,
+                ``"quic-v1"``, ``"webrtc-direct"``.
+        """
+        addrs = self.libp2p.get_addrs()
+        if transport is None:
+            return addrs
+        return [addr for addr in addrs if any(p.name == transport for p in addr.protocols())]
+
+    def connected_peers(self) -> list[str]:
+        return [peer.to_base58() for peer in self.libp2p.get_connected_peers()]
+
+    def connection_addrs(self, peer_id: str) -> list[multiaddr.Multiaddr]:
+        """The remote addresses of our connections to a peer: says which transport carries it,
+        and whether it is relayed (``/p2p-circuit``)."""
+        connections = self.libp2p.get_network().get_connections(ID.from_base58(peer_id))
+        return [addr for connection in connections for addr in connection.get_transport_addresses()]
+
+    async def connect(self, addr: multiaddr.Multiaddr | str) -> str:
+        """Connect to the peer at ``addr`` (direct, or a relay circuit); returns its peer id.
+
+        A no-op when already connected. Noise/TLS authenticate the peer: the connection fails
+        unless the remote key matches the address's ``/p2p/`` id.
+
+        Raises:
+            AddressError: ``addr`` is malformed or lacks ``/p2p/<peer id>``.
+            DialError: the peer cannot be reached, or the handshake fails or times out.
+            RelayError: for a circuit address, the relay or the relayed peer refuses.
+        """
+        maddr = _multiaddr(addr)
+        if is_circuit_addr(maddr):
+            return (await self.circuits.dial(maddr)).to_base58()
+        try:
+            peer_info = info_from_p2p_addr(maddr)
+        except Exception as error:
+            raise AddressError(f"cannot dial {maddr}: {error}") from error
+        peer_id = peer_info.peer_id.to_base58()
+        with _dial_errors(f"connect to {maddr}", peer_id, DIAL_TIMEOUT_S):
+            await self.libp2p.connect(peer_info)
+        logger.debug("host.connected peer_id=%s addr=%s", peer_id, maddr)
+        return peer_id
+
+    async def disconnect(self, peer_id: str) -> None:
+        await self.libp2p.disconnect(ID.from_base58(peer_id))
+
+    async def open_stream(
+        self, peer_id: str, protocol: str = SYNC_PROTOCOL, *, max_frame_bytes: int = MAX_FRAME_BYTES
+    ) -> FrameStream:
+        """Open a framed stream to a peer (dialling known addresses if not connected).
+
+        Raises:
+            DialError: no connection could be made, or the peer does not speak ``protocol``.
+        """
+        with _dial_errors(f"open {protocol}", peer_id, STREAM_OPEN_TIMEOUT_S):
+            stream = await self.libp2p.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])
+        return FrameStream(stream, max_frame_bytes=max_frame_bytes)
+
+    def set_stream_handler(
+        self, protocol: str, handler: StreamHandler, *, max_frame_bytes: int = MAX_FRAME_BYTES
+    ) -> None:
+        """Run ``handler(frames)`` for each stream a peer opens with ``protocol``.
+
+        The handler owns the stream while it runs; afterwards the stream is closed, or reset if
+        the handler raised. A ``NodeError`` is the peer's or the network's doing and is logged
+        at info; anything else is a bug, logged with its traceback. Neither reaches libp2p,
+        so one bad stream never takes its connection down.
+        """
+
+        async def on_stream(stream: INetStream) -> None:
+            frames = FrameStream(stream, max_frame_bytes=max_frame_bytes)
+            try:
+                await handler(frames)
+            except NodeError as error:
+                logger.info("stream.failed peer_id=%s protocol=%s error=%r", frames.peer_id, protocol, error)
+                await frames.reset()
+            except Exception:
+                logger.exception("stream.handler_crashed peer_id=%s protocol=%s", frames.peer_id, protocol)
+                await frames.reset()
+            else:
+                await frames.close()
+
+        self.libp2p.set_stream_handler(TProtocol(protocol), on_stream)
+
+    def remove_stream_handler(self, protocol: str) -> None:
+        self.libp2p.remove_stream_handler(TProtocol(protocol))
+
+
+@contextmanager
+def _dial_errors(action: str, peer_id: str, timeout_s: float) -> Iterator[None]:
+    """Bound a libp2p dial with a deadline and turn its many failure types into ``DialError``."""
+    try:
+        with trio.fail_after(timeout_s):
+            yield
+    except trio.TooSlowError as error:
+        raise DialError(f"{action} timed out after {timeout_s} s", peer_id=peer_id) from error
+    except NodeError:
+        raise
+    except Exception as error:  # SwarmException, StreamFailure, MultiselectClientError, OSError...
+        raise DialError(f"{action} failed: {error}", peer_id=peer_id) from error
+
+
+@contextmanager
+def _single_error() -> Iterator[None]:
+    """Re-raise a lone exception out of the exception groups our nurseries wrap it in.
+
+    Callers of ``open_host`` should be able to ``except StreamResetError``; with trio's strict
+    exception groups a failure in the ``async with`` body would otherwise arrive wrapped (once
+    per nursery between it and the caller). Real multi-failures stay grouped.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        if isinstance(leaf, BaseExceptionGroup):
+            raise
+        raise leaf from None
+
+
+@asynccontextmanager
+async def open_host(
+    identity: Identity,
+    listen_addrs: Sequence[multiaddr.Multiaddr | str] = LOOPBACK_LISTEN_ADDRS,
+    *,
+    serve_relay: bool = False,
+    relay_limits: RelayLimits | None = None,
+) -> AsyncIterator[Host]:
+    """Start a host listening on ``listen_addrs``; stop it, leaving no task or thread, on exit.
+
+    Args:
+        serve_relay: also serve circuit relay v2 reservations and circuits (a headless relay).
+        relay_limits: caps for serving; ``node.relay.relay_limits()`` by default.
+
+    Raises:
+        HostStartError: an address could not be listened on (malformed, a transport we do
+            not run, not an address of this machine). Not "port in use": py-libp2p listens on
+            TCP with SO_REUSEPORT, so a second host on a taken TCP port starts and shares it.
+    """
+    addrs = [_multiaddr(addr) for addr in listen_addrs]
+    libp2p_host = build_libp2p_host(identity)
+    circuits = CircuitRelay(libp2p_host, serve=serve_relay, limits=relay_limits)
+    with _single_error():
+        async with libp2p_host.run(addrs):
+            try:
+                # libp2p's auto-connector redials every peer in the peerstore (aiming at 150
+                # connections, every 10 s while below 50): reconnect policy is the node's, and a
+                # peer we dropped for misbehaving must stay dropped.
+                await libp2p_host.get_network().auto_connector.stop()
+                listening = libp2p_host.get_transport_addrs()
+                if len(listening) < len(addrs):
+                    raise HostStartError(
+                        f"listening on {[str(a) for a in listening]}, asked for {[str(a) for a in addrs]}"
+                    )
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(circuits.run)
+                    host = Host(identity, libp2p_host, circuits)
+                    logger.info(
+                        "host.started peer_id=%s addrs=%s", identity.peer_id, ",".join(map(str, host.addrs()))
+                    )
+                    try:
+                        yield host
+                    finally:
+                        nursery.cancel_scope.cancel()
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S) as scope:
+                    await libp2p_host.close()
+                if scope.cancelled_caught:
+                    logger.warning("host.close_timeout peer_id=%s timeout_s=%s", identity.peer_id, CLOSE_TIMEOUT_S)
+                logger.info("host.stopped peer_id=%s", identity.peer_id)
