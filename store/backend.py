@@ -1,0 +1,236 @@
+"""Storage backends: a dumb, synchronous persistence interface and its in-memory implementation.
+
+As in automerge-repo's StorageAdapter, a backend holds no policy: it persists a ``WriteBatch``
+atomically (durable when ``write`` returns) and answers simple reads. The repo decides what to
+write, when to snapshot, what is acknowledged. ``SqliteBackend`` (store/sqlite_backend.py) is the
+durable one; ``MemoryBackend`` behaves identically without a file, for tests and simulations. One
+conformance suite (tests/store/test_backend_conformance.py) runs against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from typing import Protocol
+
+from store.errors import StorageError
+from store.records import (
+    ChangeRow,
+    DocRow,
+    DocSnapshot,
+    SpaceSnapshot,
+    TipRow,
+    VersionRecord,
+    WriteBatch,
+)
+
+
+class Backend(Protocol):
+    def write(self, batch: WriteBatch) -> None:
+        """Persist the whole batch or nothing; raise StorageError if it cannot."""
+        ...
+
+    def spaces(self) -> list[tuple[bytes, bytes]]:
+        """(space id, encoded genesis) of every space, in the order they were added."""
+        ...
+
+    def docs(self, space: bytes) -> list[DocRow]: ...
+
+    def doc(self, space: bytes, doc: bytes) -> DocRow | None: ...
+
+    def stored_hashes(self, space: bytes, doc: bytes, hashes: Collection[bytes]) -> set[bytes]:
+        """The subset of ``hashes`` stored as changes of this doc."""
+        ...
+
+    def changes(self, space: bytes, doc: bytes, from_position: int = 0) -> list[ChangeRow]:
+        """The doc's changes at ``from_position`` and after, in position (causal) order."""
+        ...
+
+    def change(self, space: bytes, doc: bytes, change_hash: bytes) -> ChangeRow | None: ...
+
+    def tips(self, space: bytes, doc: bytes) -> list[TipRow]: ...
+
+    def latest_version(self, space: bytes) -> int: ...
+
+    def versions(self, space: bytes, since: int, limit: int | None) -> list[VersionRecord]:
+        """Versions numbered above ``since``, oldest first, at most ``limit``."""
+        ...
+
+    def heads_at(self, space: bytes, version: int) -> dict[bytes, tuple[bytes, ...]]:
+        """Each doc's heads after its newest version numbered at most ``version``."""
+        ...
+
+    def sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None: ...
+
+    def block(self, cid: bytes) -> bytes | None: ...
+
+    def blocks(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every (cid, data), for verify."""
+        ...
+
+    def doc_snapshot(self, space: bytes, doc: bytes) -> DocSnapshot | None: ...
+
+    def doc_snapshots(self, space: bytes) -> list[DocSnapshot]: ...
+
+    def space_snapshot(self, space: bytes) -> SpaceSnapshot | None: ...
+
+    def close(self) -> None: ...
+
+
+class _InSpace(Protocol):
+    @property
+    def space(self) -> bytes: ...
+
+
+class MemoryBackend:
+    """Everything in dicts; ``write`` checks the whole batch first, then applies it, so it is atomic.
+
+    It enforces what SQLite's constraints enforce (rows of unknown spaces, position and version
+    number clashes), so the two backends fail alike. Positions must also be contiguous, which the
+    repo always writes and which lets a doc's change list be indexed by position.
+    """
+
+    def __init__(self) -> None:
+        self._spaces: dict[bytes, bytes] = {}
+        self._docs: dict[tuple[bytes, bytes], DocRow] = {}
+        # Insertion-ordered, and changes arrive in position order: iteration is position order.
+        self._changes: dict[tuple[bytes, bytes], dict[bytes, ChangeRow]] = {}
+        self._tips: dict[tuple[bytes, bytes], dict[bytes, TipRow]] = {}
+        self._versions: dict[bytes, list[VersionRecord]] = {}
+        self._sync_states: dict[tuple[bytes, bytes, bytes], bytes] = {}
+        self._blocks: dict[bytes, bytes] = {}
+        self._doc_snapshots: dict[tuple[bytes, bytes], DocSnapshot] = {}
+        self._space_snapshots: dict[bytes, SpaceSnapshot] = {}
+
+    # ----- writes -----
+
+    def write(self, batch: WriteBatch) -> None:
+        self._check(batch)
+        for space, genesis in batch.spaces:
+            self._spaces.setdefault(space, genesis)
+        for change in batch.changes:
+            self._changes.setdefault((change.space, change.doc), {}).setdefault(change.hash, change)
+        for tip in batch.tips:
+            self._tips.setdefault((tip.space, tip.doc), {})[tip.author] = tip
+        for doc_row in batch.docs:
+            self._docs[doc_row.space, doc_row.doc] = doc_row
+        for version in batch.versions:
+            self._versions.setdefault(version.space, []).append(version.record)
+        for sync in batch.sync_states:
+            self._sync_states[sync.peer, sync.space, sync.doc] = sync.state
+        for cid, data in batch.blocks:
+            self._blocks.setdefault(cid, data)
+        for snapshot in batch.doc_snapshots:
+            self._doc_snapshots[snapshot.space, snapshot.doc] = snapshot
+        for space_snapshot in batch.space_snapshots:
+            self._space_snapshots[space_snapshot.space] = space_snapshot
+        for cid in batch.deleted_blocks:
+            self._blocks.pop(cid, None)
+        for compaction in batch.compactions:
+            rows = self._changes.get((compaction.space, compaction.doc), {})
+            for change_hash, row in rows.items():
+                if row.position < compaction.below_position and row.raw is not None:
+                    rows[change_hash] = row._replace(raw=None)
+
+    def _check(self, batch: WriteBatch) -> None:
+        """Refuse the batch, before touching anything, where SQLite's constraints would."""
+        spaces = set(self._spaces) | {space for space, _ in batch.spaces}
+        tables: tuple[Sequence[_InSpace], ...] = (
+            batch.changes,
+            batch.tips,
+            batch.docs,
+            batch.versions,
+            batch.sync_states,
+            batch.doc_snapshots,
+            batch.space_snapshots,
+        )
+        for rows in tables:
+            for row in rows:
+                if row.space not in spaces:
+                    raise StorageError(f"FOREIGN KEY constraint failed: unknown space {row.space.hex()[:12]}")
+        next_position: dict[tuple[bytes, bytes], int] = {}
+        for change in batch.changes:
+            key = (change.space, change.doc)
+            stored = self._changes.get(key, {})
+            if change.hash in stored:
+                continue
+            expected = next_position.get(key, len(stored))
+            if change.position != expected:
+                raise StorageError(f"UNIQUE constraint failed: position {change.position} (the next free is {expected})")
+            next_position[key] = expected + 1
+        next_number: dict[bytes, int] = {}
+        for version in batch.versions:
+            lowest = next_number.get(version.space, self.latest_version(version.space) + 1)
+            if version.record.number < lowest:
+                raise StorageError(f"UNIQUE constraint failed: version {version.record.number} exists")
+            next_number[version.space] = version.record.number + 1
+
+    # ----- reads -----
+
+    def spaces(self) -> list[tuple[bytes, bytes]]:
+        return list(self._spaces.items())
+
+    def docs(self, space: bytes) -> list[DocRow]:
+        return sorted((row for (row_space, _), row in self._docs.items() if row_space == space), key=lambda r: r.doc)
+
+    def doc(self, space: bytes, doc: bytes) -> DocRow | None:
+        return self._docs.get((space, doc))
+
+    def stored_hashes(self, space: bytes, doc: bytes, hashes: Collection[bytes]) -> set[bytes]:
+        rows = self._changes.get((space, doc), {})
+        return {change_hash for change_hash in hashes if change_hash in rows}
+
+    def changes(self, space: bytes, doc: bytes, from_position: int = 0) -> list[ChangeRow]:
+        rows = list(self._changes.get((space, doc), {}).values())
+        return rows[from_position:]
+
+    def change(self, space: bytes, doc: bytes, change_hash: bytes) -> ChangeRow | None:
+        return self._changes.get((space, doc), {}).get(change_hash)
+
+    def tips(self, space: bytes, doc: bytes) -> list[TipRow]:
+        return sorted(self._tips.get((space, doc), {}).values(), key=lambda tip: tip.author)
+
+    def latest_version(self, space: bytes) -> int:
+        records = self._versions.get(space)
+        return records[-1].number if records else 0
+
+    def versions(self, space: bytes, since: int, limit: int | None) -> list[VersionRecord]:
+        newer = [record for record in self._versions.get(space, []) if record.number > since]
+        return newer if limit is None else newer[:limit]
+
+    def heads_at(self, space: bytes, version: int) -> dict[bytes, tuple[bytes, ...]]:
+        heads: dict[bytes, tuple[bytes, ...]] = {}
+        for record in self._versions.get(space, []):
+            if record.number > version:
+                break
+            heads[record.doc] = record.heads
+        return heads
+
+    def sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:
+        return self._sync_states.get((peer, space, doc))
+
+    def block(self, cid: bytes) -> bytes | None:
+        return self._blocks.get(cid)
+
+    def blocks(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(list(self._blocks.items()))
+
+    def doc_snapshot(self, space: bytes, doc: bytes) -> DocSnapshot | None:
+        return self._doc_snapshots.get((space, doc))
+
+    def doc_snapshots(self, space: bytes) -> list[DocSnapshot]:
+        return sorted((s for (s_space, _), s in self._doc_snapshots.items() if s_space == space), key=lambda s: s.doc)
+
+    def space_snapshot(self, space: bytes) -> SpaceSnapshot | None:
+        return self._space_snapshots.get(space)
+
+    def close(self) -> None:
+        """Nothing to release; the data goes with the object."""
+
+    # ----- test hooks: damage stored bytes the way a bad disk would -----
+
+    def corrupt_change(self, space: bytes, doc: bytes, change_hash: bytes, raw: bytes) -> None:
+        rows = self._changes[space, doc]
+        rows[change_hash] = rows[change_hash]._replace(raw=raw)
+
+    def corrupt_block(self, cid: bytes, data: bytes) -> None:
+        self._blocks[cid] = data

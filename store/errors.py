@@ -1,0 +1,53 @@
+"""Every error the store raises, so callers can catch exactly what they mean.
+
+The store distinguishes three kinds of failure: the caller asked about something the store
+does not hold (``UnknownSpace``, ``UnknownDoc``, ``UnknownBlock``), the caller passed something
+malformed (``InvalidInput``), and the bytes on disk no longer match their hash or signature
+(``CorruptionError`` — nothing the caller did; restore the object from a peer). Every store
+error is a ``StoreError``; the workspace layer subclasses it too (store/workspace_errors.py).
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of every store error."""
+
+
+class InvalidInput(StoreError):
+    """An argument is malformed (wrong id length, bad genesis, negative version); nothing changed."""
+
+
+class UnknownSpace(StoreError):
+    """The store holds no space with this id."""
+
+
+class UnknownDoc(StoreError):
+    """The space holds no doc with this id (or no change for it)."""
+
+
+class UnknownBlock(StoreError):
+    """No block with this CID is stored."""
+
+
+class UnknownSnapshot(StoreError):
+    """No snapshot with this id is stored for the space."""
+
+
+class CorruptionError(StoreError):
+    """Stored bytes fail their hash, checksum or signature: the object is damaged on disk.
+
+    Reading the object is refused rather than returning wrong data; other objects are unaffected.
+    """
+
+
+class StorageError(StoreError):
+    """The storage engine failed (disk full, I/O error, locked database); the write did not happen."""
+
+
+class SchemaError(StoreError):
+    """The database was written by a newer schema version than this code understands."""
+
+
+class ClosedError(StoreError):
+    """The repo was used after ``close()``."""

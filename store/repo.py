@@ -1,0 +1,728 @@
+"""The repo: one node's store of every space it holds, and the policy over a dumb backend.
+
+The store is the truth; Automerge documents are a cache of it. A document is loaded lazily from
+its newest snapshot plus the tail of later changes, and kept. Two paths write:
+
+- ``commit`` (local): closes the pending ops of a document as one change, signs a tip for it,
+  and persists change + tip + heads + a version row in one transaction. Anything the document
+  holds that the store lacks is persisted with it — Automerge closes a pending transaction on
+  its own when a caller reads heads or changes mid-edit, and such a change must not be lost.
+- ``apply`` (remote, the protocol's ``ChangeStore``): stores changes already verified as covered
+  by signed tips, with their tips, in one transaction. A change whose deps are neither stored
+  nor in the batch is kept out and not reported as applied (the protocol keeps it pending).
+  The stored doc heads follow from the deps, so applying never needs the document loaded.
+
+Only after the transaction commits is a write acknowledged: the method returns and subscribers
+get a ``StoreEvent``. Remote changes reach a cached document lazily, when it is next asked for
+(``document``, ``commit``, ``rollback``, sync reads): each Automerge ``apply_changes`` call costs
+time in proportion to the document's size (~20 ms at 50k changes), so applying every small batch
+as it arrives would make ingest slow. Applying waits, too, while the document holds uncommitted
+local ops, since Automerge would commit them on its own.
+
+A doc whose changes since its last snapshot reach ``snapshot_every`` is due a snapshot: it is
+saved as blocks under a new signed space manifest (store/snapshots.py). ``commit`` takes a due
+snapshot at once (the document is live, so it costs one ``save()``); docs that grew by remote
+changes are snapshotted by ``maintain``, which the node calls when idle, so ingest stays a pure
+database write. ``compact`` then drops change bytes the snapshots hold.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import native
+from protocol.errors import BadSignature, WireError
+from protocol.identity import PUBLIC_KEY_BYTES, Identity
+from protocol.space import DOC_ID_BYTES, SPACE_ID_BYTES, Genesis
+from protocol.tips import SignedTip
+
+from store import snapshots, verify
+from store.backend import Backend, MemoryBackend
+from store.blocks import Block, checked, codec_of
+from store.errors import (
+    ClosedError,
+    CorruptionError,
+    InvalidInput,
+    StorageError,
+    UnknownSpace,
+)
+from store.records import (
+    ChangeRow,
+    Compaction,
+    DocRow,
+    Origin,
+    SpaceSnapshot,
+    TipRow,
+    VersionRecord,
+    SyncStateRow,
+    VersionRow,
+    WriteBatch,
+)
+from store.sqlite_backend import SqliteBackend
+
+# Changes a doc gathers between automatic snapshots. Loading a saved doc is ~10x faster per
+# change than applying changes one by one, and saving costs ~20 ms per 100k changes, so a
+# tail of at most 1,000 changes keeps a cold open close to the cost of the snapshot alone.
+DEFAULT_SNAPSHOT_EVERY = 1000
+# Remote changes a cached document may owe before they are applied without waiting for a
+# read: bounds the memory they hold (~120 B each) while keeping apply calls, whose cost grows
+# with the document, rare.
+MAX_WAITING_CHANGES = 10_000
+_MS_PER_S = 1000
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class StoreEvent:
+    """Sent to subscribers after a write that moved a doc's heads has committed."""
+
+    space: bytes
+    doc: bytes
+    version: int
+    hashes: tuple[bytes, ...]
+    origin: Origin
+
+
+@dataclass(slots=True)
+class _Cached:
+    """A loaded document and how far it agrees with the store.
+
+    ``synced_heads`` are the document's heads when it last held exactly the stored changes;
+    ``waiting`` are stored remote changes not yet applied because the document was not clean.
+    """
+
+    document: native.Document
+    synced_heads: list[bytes]
+    waiting: list[bytes] = field(default_factory=list)
+
+
+class Repo:
+    """One node's store: every space it holds, durable in one SQLite file (or in memory)."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        identity: Identity,
+        *,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        if snapshot_every < 1:
+            raise InvalidInput(f"snapshot_every must be at least 1, got {snapshot_every}")
+        self.identity = identity
+        self.snapshot_every = snapshot_every
+        self._backend = backend
+        self._clock = clock
+        self._closed = False
+        self._geneses: dict[bytes, Genesis] = {}
+        self._damaged_spaces: dict[bytes, CorruptionError] = {}
+        self._doc_rows: dict[tuple[bytes, bytes], DocRow] = {}
+        self._latest_versions: dict[bytes, int] = {}
+        self._cache: dict[tuple[bytes, bytes], _Cached] = {}
+        self._subscribers: list[Callable[[StoreEvent], None]] = []
+        for space, encoded in backend.spaces():
+            try:
+                self._geneses[space] = verify.decode_genesis(space, encoded)
+            except CorruptionError as error:
+                self._damaged_spaces[space] = error  # the other spaces stay usable; verify reports it
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | None,
+        identity: Identity,
+        *,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> Repo:
+        """Open the store at ``path`` (an SQLite file, created if missing), or in memory if None.
+
+        ``clock`` stamps versions made by ``apply`` calls that pass no ``now_ms``.
+        """
+        backend: Backend = MemoryBackend() if path is None else SqliteBackend(Path(path))
+        return cls(backend, identity, snapshot_every=snapshot_every, clock=clock)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._cache.clear()
+            self._backend.close()
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def backend(self) -> Backend:
+        """The persistence layer, for tools (verify, benchmarks) that read rows directly."""
+        self._check_open()
+        return self._backend
+
+    # ----- spaces -----
+
+    def create_space(self, name: str, now_ms: int) -> Genesis:
+        """Sign a new genesis record with the local identity and store the space."""
+        try:
+            genesis = Genesis.create(self.identity, name, now_ms)
+        except ValueError as error:
+            raise InvalidInput(str(error)) from error
+        self._store_genesis(genesis)
+        return genesis
+
+    def add_space(self, genesis: Genesis) -> None:
+        """Join a space created elsewhere; its genesis must verify. Adding it again is a no-op."""
+        self._check_open()
+        try:
+            genesis.verify()
+        except BadSignature as error:
+            raise InvalidInput(f"genesis of space {genesis.name!r} does not verify: {error}") from error
+        if genesis.space_id not in self._geneses:
+            self._store_genesis(genesis)
+
+    def _store_genesis(self, genesis: Genesis) -> None:
+        self._check_open()
+        self._backend.write(WriteBatch(spaces=[(genesis.space_id, genesis.encode())]))
+        self._geneses[genesis.space_id] = genesis
+
+    def spaces(self) -> list[Genesis]:
+        """Every space whose genesis is intact, in the order it was added."""
+        self._check_open()
+        return list(self._geneses.values())
+
+    def genesis(self, space: bytes) -> Genesis:
+        self._check_space(space)
+        return self._geneses[space]
+
+    # ----- documents -----
+
+    def document(self, space: bytes, doc: bytes) -> native.Document:
+        """The live document (actor = the local identity), loaded on first use.
+
+        Edit it, then call ``commit``; never call ``Document.commit()`` directly.
+        """
+        cached = self._cached(space, doc)
+        self._catch_up(cached)
+        return cached.document
+
+    def commit(self, space: bytes, doc: bytes, message: str | None = None, *, now_ms: int) -> bytes | None:
+        """Persist the document's pending ops as one signed change; None if nothing was pending.
+
+        Returns the hash of the newest change stored. When it returns, the write is durable.
+
+        Raises:
+            InvalidInput: the document holds changes by another actor (it was edited around the repo).
+            StorageError: the write failed; the uncommitted change is dropped from the cache too.
+        """
+        cached = self._cached(space, doc)
+        document = cached.document
+        document.commit(message, time=now_ms // _MS_PER_S)
+        local = [native.decode_change(raw) for raw in document.get_changes(cached.synced_heads)]
+        if not local:
+            self._catch_up(cached)
+            return None
+        foreign = [change for change in local if change.actor != self.identity.public_key]
+        if foreign:
+            del self._cache[space, doc]
+            raise InvalidInput(
+                f"doc {doc.hex()} holds {len(foreign)} change(s) by another actor; apply remote changes "
+                "through Repo.apply, not on the document"
+            )
+        newest = max(local, key=lambda change: change.seq)
+        tip = SignedTip.sign(self.identity, space, doc, newest.hash)
+        start = self._change_count(space, doc)
+        rows = [_row(space, doc, start + i, change, change.hash, change.deps) for i, change in enumerate(local)]
+        try:
+            record = self._persist(space, doc, rows, [(tip, newest.seq)], origin="local", time_ms=now_ms)
+        except StorageError:
+            del self._cache[space, doc]
+            raise
+        cached.synced_heads = document.heads()
+        self._catch_up(cached)
+        if record is not None:  # always: local changes move heads
+            self._announce(space, record)
+        row = self._doc_row(space, doc)
+        if row is not None and self._snapshot_lag(row) >= self.snapshot_every:
+            self._snapshot_docs(space, [row], now_ms)
+        return newest.hash
+
+    def rollback(self, space: bytes, doc: bytes) -> None:
+        """Drop the document's uncommitted ops (and any change it closed on its own)."""
+        self._check_doc(space, doc)
+        cached = self._cache.get((space, doc))
+        if cached is None:
+            return
+        cached.document.rollback()
+        if cached.document.heads() != cached.synced_heads:
+            del self._cache[space, doc]  # the document closed a change itself; reload without it
+        else:
+            self._catch_up(cached)
+
+    def doc_ids(self, space: bytes) -> list[bytes]:
+        """Every doc of the space that has at least one change, sorted."""
+        self._check_space(space)
+        return [row.doc for row in self._backend.docs(space)]
+
+    def _cached(self, space: bytes, doc: bytes) -> _Cached:
+        self._check_doc(space, doc)
+        cached = self._cache.get((space, doc))
+        if cached is None:
+            document = self._load(space, doc)
+            cached = self._cache[space, doc] = _Cached(document, document.heads())
+        return cached
+
+    def _catch_up(self, cached: _Cached) -> None:
+        """Apply waiting remote changes once the document holds no uncommitted local work."""
+        if not cached.waiting or cached.document.pending_ops():
+            return
+        if cached.document.heads() != cached.synced_heads:
+            return  # it closed a change on its own; commit() persists that first
+        cached.document.apply_changes(cached.waiting)
+        cached.waiting = []
+        cached.synced_heads = cached.document.heads()
+
+    def _clean_document(self, space: bytes, doc: bytes, *, keep: bool = True) -> native.Document:
+        """A document holding exactly the stored changes: the cached one if clean, else a fresh load.
+
+        ``keep=False`` leaves an uncached doc uncached (``maintain`` visits every due doc once).
+        """
+        if not keep and (space, doc) not in self._cache:
+            return self._load(space, doc)
+        cached = self._cached(space, doc)
+        self._catch_up(cached)
+        document = cached.document
+        if not cached.waiting and not document.pending_ops() and document.heads() == cached.synced_heads:
+            return document
+        return self._load(space, doc)
+
+    def _load(self, space: bytes, doc: bytes) -> native.Document:
+        """Build the document from its newest snapshot plus the later changes, checking both.
+
+        Raises:
+            CorruptionError: a block, change or the resulting heads do not match what was stored.
+        """
+        row = self._doc_row(space, doc)
+        if row is None:
+            return native.Document(actor=self.identity.public_key)
+        snapshot = self._backend.doc_snapshot(space, doc)
+        saved = snapshots.read_chunks(snapshot, self.block) if snapshot else b""
+        tail = self._backend.changes(space, doc, snapshot.change_count if snapshot else 0)
+        compacted = [change for change in tail if change.raw is None]
+        if compacted:
+            raise CorruptionError(
+                f"doc {doc.hex()}: change {compacted[0].hash.hex()} lost its bytes but no snapshot holds it"
+            )
+        try:
+            document = native.Document.load(saved + b"".join(change.raw or b"" for change in tail), self.identity.public_key)
+        except native.AutomergeError as error:
+            verify.raise_for_corrupt_change(tail)
+            raise CorruptionError(f"doc {doc.hex()} in space {space.hex()[:12]} does not load: {error}") from error
+        if tuple(sorted(document.heads())) != row.heads:
+            verify.raise_for_corrupt_change(tail)
+            raise CorruptionError(f"doc {doc.hex()} in space {space.hex()[:12]} loads to other heads than stored")
+        return document
+
+    # ----- ChangeStore (protocol/store_api.py) -----
+
+    def heads(self, space: bytes, doc: bytes) -> list[bytes]:
+        """Current stored heads of a doc, sorted; empty for a doc with no changes."""
+        self._check_doc(space, doc)
+        row = self._doc_row(space, doc)
+        return list(row.heads) if row else []
+
+    def has_change(self, space: bytes, doc: bytes, change_hash: bytes) -> bool:
+        self._check_doc(space, doc)
+        return bool(self._backend.stored_hashes(space, doc, [change_hash]))
+
+    def changes_since(self, space: bytes, doc: bytes, heads: Sequence[bytes]) -> list[bytes]:
+        """Raw bytes of every stored change not reachable from ``heads``, in causal order.
+
+        Unknown hashes in ``heads`` are ignored. Compacted changes are regenerated, byte for
+        byte, from the snapshot that holds them.
+        """
+        self._check_doc(space, doc)
+        if self._doc_row(space, doc) is None:
+            return []
+        known = self._backend.stored_hashes(space, doc, heads)
+        return self._clean_document(space, doc).get_changes([h for h in heads if h in known])
+
+    def tips(self, space: bytes, doc: bytes) -> list[SignedTip]:
+        """The newest tip per author for this doc."""
+        self._check_doc(space, doc)
+        try:
+            return [SignedTip(t.space, t.doc, t.author, t.change_hash, t.signature) for t in self._backend.tips(space, doc)]
+        except WireError as error:
+            raise CorruptionError(f"a stored tip of doc {doc.hex()} is damaged: {error}") from error
+
+    def save_document(self, space: bytes, doc: bytes) -> bytes:
+        """An Automerge saved document holding exactly the stored changes of the doc.
+
+        The current snapshot's bytes when it holds them all (no Automerge work), else a save of
+        a document equal to the store (never one with uncommitted local ops).
+        """
+        self._check_doc(space, doc)
+        row = self._doc_row(space, doc)
+        snapshot = self._backend.doc_snapshot(space, doc) if row else None
+        if snapshot is not None and row is not None and snapshot.change_count == row.change_count:
+            return snapshots.read_chunks(snapshot, self.block)
+        return self._clean_document(space, doc).save()
+
+    def apply(
+        self,
+        space: bytes,
+        doc: bytes,
+        changes: Sequence[native.DecodedChange],
+        tips: Sequence[SignedTip],
+        *,
+        now_ms: int | None = None,
+    ) -> list[bytes]:
+        """Store changes already verified as covered, atomically with their tips.
+
+        Returns the hashes newly stored, in causal order; durable when it returns. Changes
+        already stored, or whose deps are missing, are left out. A tip is kept if its change is
+        stored and it is newer than the author's stored tip. ``now_ms`` stamps the version
+        (the repo's clock if omitted).
+
+        Raises:
+            InvalidInput: a tip for another space or doc, or signed by someone other than the
+                author of its change; nothing is stored.
+        """
+        self._check_doc(space, doc)
+        for tip in tips:
+            if tip.space != space or tip.doc != doc:
+                raise InvalidInput("a tip for another space or doc was passed to apply")
+        accepted = self._accept(space, doc, changes)
+        by_hash = {row.hash: row for row in accepted}
+        tip_seqs = []
+        for tip in tips:
+            change = by_hash.get(tip.change_hash) or self._backend.change(space, doc, tip.change_hash)
+            if change is None:
+                continue  # its change has not arrived (or is waiting for deps)
+            if change.actor != tip.author:
+                raise InvalidInput(f"tip by {tip.author.hex()[:12]} names a change by {change.actor.hex()[:12]}")
+            tip_seqs.append((tip, change.seq))
+        now = self._clock() if now_ms is None else now_ms
+        record = self._persist(space, doc, accepted, tip_seqs, origin="remote", time_ms=now)
+        if record is None:
+            return []
+        cached = self._cache.get((space, doc))
+        if cached is not None:
+            cached.waiting.extend(row.raw for row in accepted if row.raw is not None)
+            if len(cached.waiting) >= MAX_WAITING_CHANGES:
+                self._catch_up(cached)
+        self._announce(space, record)
+        return list(record.hashes)
+
+    def _accept(self, space: bytes, doc: bytes, changes: Sequence[native.DecodedChange]) -> list[ChangeRow]:
+        """Rows for the new changes whose deps are all stored or accepted before them, in causal order."""
+        # Every attribute read of a DecodedChange builds new bytes objects: read hash and deps once.
+        batch: dict[bytes, tuple[native.DecodedChange, list[bytes]]] = {}
+        for change in changes:
+            change_hash = change.hash
+            if change_hash not in batch:
+                batch[change_hash] = (change, change.deps)
+        outside = {dep for _, deps in batch.values() for dep in deps if dep not in batch}
+        stored = self._backend.stored_hashes(space, doc, [*batch, *outside])
+        known = set(stored)
+        ordered: list[bytes] = []
+        out_of_order: list[bytes] = []
+        for change_hash, (_, deps) in batch.items():
+            if change_hash in stored:
+                continue
+            if all(dep in known for dep in deps):
+                ordered.append(change_hash)
+                known.add(change_hash)
+            else:
+                out_of_order.append(change_hash)
+        if out_of_order:
+            ordered += _causal_order(out_of_order, {h: batch[h][1] for h in out_of_order}, known)
+        start = self._change_count(space, doc)
+        return [_row(space, doc, start + i, batch[h][0], h, batch[h][1]) for i, h in enumerate(ordered)]
+
+    def load_sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:
+        self._check_peer(peer)
+        self._check_doc(space, doc)
+        return self._backend.sync_state(peer, space, doc)
+
+    def save_sync_state(self, peer: bytes, space: bytes, doc: bytes, state: bytes) -> None:
+        self._check_peer(peer)
+        self._check_doc(space, doc)
+        self._backend.write(WriteBatch(sync_states=[SyncStateRow(peer, space, doc, bytes(state))]))
+
+    # ----- the local version index -----
+
+    def version(self, space: bytes) -> int:
+        """The newest local version number of the space (0 before its first change)."""
+        self._check_space(space)
+        return self._latest_version(space)
+
+    def versions(self, space: bytes, since: int = 0, limit: int | None = None) -> list[VersionRecord]:
+        """Versions numbered above ``since``, oldest first, at most ``limit`` of them."""
+        self._check_space(space)
+        if since < 0 or (limit is not None and limit < 0):
+            raise InvalidInput(f"since and limit are not negative (got since={since}, limit={limit})")
+        return self._backend.versions(space, since, limit)
+
+    def heads_at(self, space: bytes, version: int) -> dict[bytes, list[bytes]]:
+        """Every doc's heads at a local version; docs that did not exist yet are absent."""
+        self._check_space(space)
+        if not 0 <= version <= self._latest_version(space):
+            raise InvalidInput(f"space {space.hex()[:12]} has versions 0 to {self._latest_version(space)}, not {version}")
+        return {doc: list(heads) for doc, heads in self._backend.heads_at(space, version).items()}
+
+    # ----- events -----
+
+    def subscribe(self, callback: Callable[[StoreEvent], None]) -> Callable[[], None]:
+        """Call ``callback`` after every committed write that moves heads; returns the unsubscribe.
+
+        Callbacks run synchronously inside ``commit``/``apply``, after the write is durable; one
+        that raises makes that call raise, though the write stands.
+        """
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    # ----- snapshots and blocks -----
+
+    def snapshot(self, space: bytes, now_ms: int) -> SpaceSnapshot | None:
+        """Bring every doc's snapshot up to date and sign a new manifest; None for an empty space."""
+        self._check_space(space)
+        behind = self._lagging(space, 1)
+        if behind:
+            self._snapshot_docs(space, behind, now_ms)
+        return self._backend.space_snapshot(space)
+
+    def maintain(self, now_ms: int) -> int:
+        """Idle-time work: snapshot every doc that is due one; returns how many were saved."""
+        self._check_open()
+        saved = 0
+        for space in self._geneses:
+            due = self._lagging(space, self.snapshot_every)
+            if due:
+                self._snapshot_docs(space, due, now_ms)
+                saved += len(due)
+        return saved
+
+    def latest_snapshot(self, space: bytes) -> SpaceSnapshot | None:
+        self._check_space(space)
+        return self._backend.space_snapshot(space)
+
+    def manifest(self, space: bytes) -> snapshots.Manifest | None:
+        """The space's newest manifest, checked against its CID and signature."""
+        latest = self.latest_snapshot(space)
+        if latest is None:
+            return None
+        return snapshots.Manifest.from_block(Block(latest.manifest_cid, self.block(latest.manifest_cid)))
+
+    def block(self, cid: bytes) -> bytes:
+        """A stored block's bytes, checked against its CID.
+
+        Raises:
+            UnknownBlock: no such block. CorruptionError: the stored bytes no longer match.
+        """
+        self._check_open()
+        codec_of(cid)
+        return checked(cid, self._backend.block(cid))
+
+    def compact(self, space: bytes) -> int:
+        """Drop the bytes of changes that a checked snapshot holds; returns how many were dropped.
+
+        Each doc snapshot is loaded and checked (heads, change count) first, so bytes are only
+        dropped when Automerge can regenerate them.
+        """
+        self._check_space(space)
+        compactions = []
+        dropped = 0
+        for snapshot in self._backend.doc_snapshots(space):
+            snapshots.load_checked(snapshot, self.block)
+            rows = self._backend.changes(space, snapshot.doc)[: snapshot.change_count]
+            dropped += sum(1 for change in rows if change.raw is not None)
+            compactions.append(Compaction(space, snapshot.doc, snapshot.change_count))
+        self._backend.write(WriteBatch(compactions=compactions))
+        return dropped
+
+    def verify(self) -> list[verify.Problem]:
+        """Check every hash, signature, coverage, snapshot and block; change nothing."""
+        self._check_open()
+        return verify.verify_backend(self._backend)
+
+    def _lagging(self, space: bytes, at_least: int) -> list[DocRow]:
+        """The space's docs holding at least ``at_least`` changes beyond their snapshot."""
+        snapshotted = {s.doc: s.change_count for s in self._backend.doc_snapshots(space)}
+        return [row for row in self._backend.docs(space) if row.change_count - snapshotted.get(row.doc, 0) >= at_least]
+
+    def _snapshot_lag(self, row: DocRow) -> int:
+        snapshot = self._backend.doc_snapshot(row.space, row.doc)
+        return row.change_count - (snapshot.change_count if snapshot else 0)
+
+    def _announce(self, space: bytes, record: VersionRecord) -> None:
+        """Tell subscribers about a committed write, once the cache agrees with the store."""
+        event = StoreEvent(space, record.doc, record.number, record.hashes, record.origin)
+        for callback in list(self._subscribers):
+            callback(event)
+
+    def _snapshot_docs(self, space: bytes, rows: Iterable[DocRow], now_ms: int) -> None:
+        """Save the docs of ``rows`` as blocks, sign a new space manifest, and drop what they replace."""
+        batch = WriteBatch()
+        replaced: list[bytes] = []
+        for row in rows:
+            doc = row.doc
+            document = self._clean_document(space, doc, keep=False)
+            new, blocks = snapshots.save_doc(space, doc, document, row.change_count, now_ms)
+            old = self._backend.doc_snapshot(space, doc)
+            replaced.extend(old.chunks if old else ())
+            batch.doc_snapshots.append(new)
+            batch.blocks.extend((block.cid, block.data) for block in blocks)
+        current = {s.doc: s for s in self._backend.doc_snapshots(space)}
+        current.update((s.doc, s) for s in batch.doc_snapshots)
+        manifest = snapshots.Manifest.sign(self.identity, space, list(current.values()), now_ms).to_block()
+        batch.blocks.append((manifest.cid, manifest.data))
+        batch.space_snapshots.append(SpaceSnapshot(space, manifest.cid, self._latest_version(space), now_ms))
+        old_manifest = self._backend.space_snapshot(space)
+        replaced.extend([old_manifest.manifest_cid] if old_manifest else [])
+        batch.deleted_blocks = sorted(set(replaced) - self._referenced_blocks(batch))
+        self._backend.write(batch)
+
+    def _referenced_blocks(self, batch: WriteBatch) -> set[bytes]:
+        """Every block a snapshot or manifest still links to once ``batch`` is written."""
+        written = {(s.space, s.doc): s for s in batch.doc_snapshots}
+        manifests = {s.space: s.manifest_cid for s in batch.space_snapshots}
+        referenced: set[bytes] = set()
+        for space in [*self._geneses, *self._damaged_spaces]:
+            for snapshot in self._backend.doc_snapshots(space):
+                referenced.update(written.get((space, snapshot.doc), snapshot).chunks)
+            latest = self._backend.space_snapshot(space)
+            referenced.update([manifests.get(space, latest.manifest_cid)] if latest else [])
+        for snapshot in written.values():
+            referenced.update(snapshot.chunks)
+        referenced.update(manifests.values())
+        return referenced
+
+    # ----- writing -----
+
+    def _persist(
+        self,
+        space: bytes,
+        doc: bytes,
+        changes: Sequence[ChangeRow],
+        tips: Sequence[tuple[SignedTip, int]],
+        *,
+        origin: Origin,
+        time_ms: int,
+    ) -> VersionRecord | None:
+        """Write change rows (causally ordered, deps present) and newer tips in one transaction.
+
+        Returns the version the write made, or None if it moved no heads.
+        """
+        row = self._doc_row(space, doc) or DocRow(space, doc, (), 0)
+        newest_tips = {tip.author: tip.seq for tip in self._backend.tips(space, doc)} if tips else {}
+        batch = WriteBatch(changes=list(changes))
+        for tip, seq in tips:
+            if seq > newest_tips.get(tip.author, -1):
+                newest_tips[tip.author] = seq
+                batch.tips.append(TipRow(space, doc, tip.author, tip.change_hash, seq, tip.signature))
+        record = None
+        if changes:
+            superseded = {dep for change in changes for dep in change.deps}
+            heads = {*row.heads, *(change.hash for change in changes)} - superseded
+            row = DocRow(space, doc, tuple(sorted(heads)), row.change_count + len(changes))
+            hashes = tuple(change.hash for change in changes)
+            record = VersionRecord(self._latest_version(space) + 1, doc, row.heads, hashes, origin, time_ms)
+            batch.docs.append(row)
+            batch.versions.append(VersionRow(space, record))
+        if not batch.tips and not batch.changes:
+            return None
+        self._backend.write(batch)
+        if record is not None:
+            self._doc_rows[space, doc] = row
+            self._latest_versions[space] = record.number
+        return record
+
+    # ----- lookups and checks -----
+
+    def _doc_row(self, space: bytes, doc: bytes) -> DocRow | None:
+        row = self._doc_rows.get((space, doc))
+        if row is None:
+            row = self._backend.doc(space, doc)
+            if row is not None:
+                self._doc_rows[space, doc] = row
+        return row
+
+    def _change_count(self, space: bytes, doc: bytes) -> int:
+        row = self._doc_row(space, doc)
+        return row.change_count if row else 0
+
+    def _latest_version(self, space: bytes) -> int:
+        if space not in self._latest_versions:
+            self._latest_versions[space] = self._backend.latest_version(space)
+        return self._latest_versions[space]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the repo is closed")
+
+    def _check_space(self, space: bytes) -> None:
+        self._check_open()
+        if not isinstance(space, bytes) or len(space) != SPACE_ID_BYTES:
+            raise InvalidInput(f"a space id is {SPACE_ID_BYTES} bytes")
+        if space in self._damaged_spaces:
+            raise self._damaged_spaces[space]
+        if space not in self._geneses:
+            raise UnknownSpace(f"no space {space.hex()} in this store")
+
+    def _check_doc(self, space: bytes, doc: bytes) -> None:
+        self._check_space(space)
+        if not isinstance(doc, bytes) or len(doc) != DOC_ID_BYTES:
+            raise InvalidInput(f"a doc id is {DOC_ID_BYTES} bytes")
+
+    @staticmethod
+    def _check_peer(peer: bytes) -> None:
+        if not isinstance(peer, bytes) or len(peer) != PUBLIC_KEY_BYTES:
+            raise InvalidInput(f"a peer id is its {PUBLIC_KEY_BYTES}-byte public key")
+
+
+def _row(space: bytes, doc: bytes, position: int, change: native.DecodedChange, change_hash: bytes, deps: list[bytes]) -> ChangeRow:
+    return ChangeRow(space, doc, change_hash, position, change.actor, change.seq, tuple(deps), change.time, change.raw)
+
+
+def _causal_order(waiting: list[bytes], deps_of: dict[bytes, list[bytes]], known: set[bytes]) -> list[bytes]:
+    """The changes of ``waiting`` whose deps become known, each after its deps (Kahn's algorithm).
+
+    Changes that depend, directly or not, on a change neither known nor waiting are left out.
+    """
+    missing: dict[bytes, int] = {}
+    dependents: dict[bytes, list[bytes]] = {}
+    ready = []
+    for change_hash in waiting:
+        absent = {dep for dep in deps_of[change_hash] if dep not in known}
+        missing[change_hash] = len(absent)
+        for dep in absent:
+            dependents.setdefault(dep, []).append(change_hash)
+        if not absent:
+            ready.append(change_hash)
+    ordered = []
+    while ready:
+        change_hash = ready.pop()
+        ordered.append(change_hash)
+        for dependent in dependents.get(change_hash, ()):
+            missing[dependent] -= 1
+            if not missing[dependent]:
+                ready.append(dependent)
+    return ordered
+
+
+__all__ = ["DEFAULT_SNAPSHOT_EVERY", "Repo", "StoreEvent", "VersionRecord", "wall_clock_ms"]

@@ -1,0 +1,222 @@
+"""``verify``: recheck everything the store holds against its hash or signature; change nothing.
+
+What is checked, and why it is enough to trust the store:
+
+- every change: its bytes decode and hash to the hash it is stored under, and the row's actor,
+  seq and deps agree with the bytes (compacted changes are regenerated from their snapshot);
+- every doc: each dep is stored, the stored heads are the changes no other change depends on;
+- every tip: its signature verifies and it names a stored change by its own author, and every
+  change is covered by its author's tip (``protocol.tips.coverage``, the same rule sync applies);
+- every block hashes to its CID; every doc snapshot loads to the heads and change count it
+  records; every manifest is signed and lists exactly the doc snapshots stored;
+- every genesis verifies and hashes to its space id.
+
+Problems come back as ``Problem`` records, one per damaged object, so a caller can repair
+exactly those (for instance by fetching them from a peer).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import native
+from protocol.errors import BadSignature, WireError
+from protocol.identity import PUBLIC_KEY_BYTES
+from protocol.space import Genesis
+from protocol.tips import SignedTip, coverage
+
+from store import snapshots
+from store.backend import Backend
+from store.blocks import Block, checked, cid_text
+from store.errors import CorruptionError, StoreError
+from store.records import ChangeRow, DocRow, DocSnapshot
+
+
+class ProblemKind(enum.Enum):
+    CHANGE_DAMAGED = "change-damaged"  # bytes do not decode, or hash or metadata disagree
+    CHANGE_MISSING = "change-missing"  # compacted, and its snapshot cannot regenerate it
+    MISSING_DEP = "missing-dep"  # a change depends on a change the doc does not hold
+    DOC_MISMATCH = "doc-mismatch"  # stored heads or change count disagree with the changes
+    TIP_INVALID = "tip-invalid"  # bad signature, or names a missing change or another author's
+    UNCOVERED_CHANGE = "uncovered-change"  # no tip of its author reaches it
+    BLOCK_DAMAGED = "block-damaged"  # bytes no longer hash to the CID
+    SNAPSHOT_DAMAGED = "snapshot-damaged"  # missing/damaged chunks, or loads to other heads
+    MANIFEST_DAMAGED = "manifest-damaged"  # missing, unsigned, or disagrees with the snapshots
+    GENESIS_DAMAGED = "genesis-damaged"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One damaged object: what is wrong, where, and which object (hash, CID or key)."""
+
+    kind: ProblemKind
+    space: bytes | None
+    doc: bytes | None
+    subject: bytes
+    detail: str
+
+
+def decode_genesis(space: bytes, encoded: bytes) -> Genesis:
+    """A stored genesis, checked: it must verify and hash to the id it is stored under."""
+    try:
+        genesis = Genesis.decode(encoded)
+    except (WireError, BadSignature) as error:
+        raise CorruptionError(f"the genesis record of space {space.hex()[:12]} is damaged: {error}") from error
+    if genesis.space_id != space:
+        raise CorruptionError(f"the genesis record stored for space {space.hex()[:12]} names another space")
+    return genesis
+
+
+def change_damage(row: ChangeRow, raw: bytes) -> str | None:
+    """Why ``raw`` cannot be the change ``row`` describes, or None if it is."""
+    try:
+        decoded = native.decode_change(raw)
+    except native.AutomergeError as error:
+        return f"its bytes do not decode ({error})"
+    if decoded.hash != row.hash:
+        return f"its bytes hash to {decoded.hash.hex()}"
+    if (decoded.actor, decoded.seq, tuple(decoded.deps)) != (row.actor, row.seq, row.deps):
+        return "its actor, seq or deps columns disagree with its bytes"
+    return None
+
+
+def raise_for_corrupt_change(rows: Sequence[ChangeRow]) -> None:
+    """Raise CorruptionError naming the first row whose bytes are damaged, if there is one."""
+    for row in rows:
+        damage = row.raw is not None and change_damage(row, row.raw)
+        if damage:
+            raise CorruptionError(
+                f"change {row.hash.hex()} of doc {row.doc.hex()} in space {row.space.hex()[:12]} is damaged: {damage}"
+            )
+
+
+def verify_backend(backend: Backend) -> list[Problem]:
+    """Every problem in the store, in a stable order; reads only."""
+    problems: list[Problem] = []
+    for cid, data in backend.blocks():
+        try:
+            Block(cid, data).check()
+        except StoreError as error:
+            problems.append(Problem(ProblemKind.BLOCK_DAMAGED, None, None, cid, str(error)))
+    for space, encoded in backend.spaces():
+        try:
+            decode_genesis(space, encoded)
+        except CorruptionError as error:
+            problems.append(Problem(ProblemKind.GENESIS_DAMAGED, space, None, space, str(error)))
+        for row in backend.docs(space):
+            problems.extend(_verify_doc(backend, row))
+        problems.extend(_verify_manifest(backend, space))
+    return problems
+
+
+def _verify_doc(backend: Backend, row: DocRow) -> list[Problem]:
+    changes = backend.changes(row.space, row.doc)
+    problems, saved = _verify_snapshot(backend, row)
+    for change in changes:
+        raw = change.raw
+        if raw is None:
+            raw = saved.get_change_by_hash(change.hash) if saved is not None else None
+            if raw is None:
+                problems.append(_problem(ProblemKind.CHANGE_MISSING, row, change.hash, "not held by a snapshot"))
+                continue
+        damage = change_damage(change, raw)
+        if damage:
+            problems.append(_problem(ProblemKind.CHANGE_DAMAGED, row, change.hash, damage))
+    return problems + _verify_graph(row, changes) + _verify_tips(backend, row, changes)
+
+
+def _problem(kind: ProblemKind, row: DocRow, subject: bytes, detail: str) -> Problem:
+    return Problem(kind, row.space, row.doc, subject, detail)
+
+
+def _verify_snapshot(backend: Backend, row: DocRow) -> tuple[list[Problem], native.Document | None]:
+    """The doc's snapshot, loaded and checked (heads and change count), or the problem with it."""
+    snapshot = backend.doc_snapshot(row.space, row.doc)
+    if snapshot is None:
+        return [], None
+    try:
+        return [], snapshots.load_checked(snapshot, lambda cid: checked(cid, backend.block(cid)))
+    except StoreError as error:
+        return [_problem(ProblemKind.SNAPSHOT_DAMAGED, row, row.doc, str(error))], None
+
+
+def _verify_graph(row: DocRow, changes: Sequence[ChangeRow]) -> list[Problem]:
+    """Every dep stored; the doc row's heads and count are what the changes say."""
+    problems = []
+    stored = {change.hash for change in changes}
+    depended = set()
+    for change in changes:
+        for dep in change.deps:
+            depended.add(dep)
+            if dep not in stored:
+                detail = f"depends on {dep.hex()}, which is not stored"
+                problems.append(_problem(ProblemKind.MISSING_DEP, row, change.hash, detail))
+    heads = tuple(sorted(stored - depended))
+    if heads != row.heads or len(changes) != row.change_count:
+        detail = f"stored heads/count {len(row.heads)}/{row.change_count}, the changes say {len(heads)}/{len(changes)}"
+        problems.append(_problem(ProblemKind.DOC_MISMATCH, row, row.doc, detail))
+    return problems
+
+
+def _verify_tips(backend: Backend, row: DocRow, changes: Sequence[ChangeRow]) -> list[Problem]:
+    """Every tip valid, and every change reached by a valid tip of its own author."""
+    problems = []
+    by_hash = {change.hash: change for change in changes}
+    valid = []
+    for stored in backend.tips(row.space, row.doc):
+        try:
+            tip = SignedTip(stored.space, stored.doc, stored.author, stored.change_hash, stored.signature)
+            tip.verify()
+        except (WireError, BadSignature) as error:
+            problems.append(_problem(ProblemKind.TIP_INVALID, row, stored.author, f"tip does not verify: {error}"))
+            continue
+        change = by_hash.get(tip.change_hash)
+        if change is None or change.actor != tip.author:
+            detail = "tip names a change that is not stored or not its author's"
+            problems.append(_problem(ProblemKind.TIP_INVALID, row, tip.author, detail))
+            continue
+        valid.append(tip)
+    authored = []
+    for change in changes:
+        if len(change.actor) == PUBLIC_KEY_BYTES:
+            authored.append(change)
+        else:
+            problems.append(_problem(ProblemKind.UNCOVERED_CHANGE, row, change.hash, "its actor is not a public key"))
+    # coverage reads only hash, actor and deps. The rows carry them (checked against the bytes
+    # above), so a change whose bytes are damaged does not cut its ancestors off their tip.
+    result = coverage(
+        row.space,
+        row.doc,
+        cast(Sequence[native.DecodedChange], authored),
+        valid,
+        is_stored=lambda change_hash: False,
+        is_verified=lambda tip: True,
+    )
+    for uncovered in result.uncovered:
+        detail = f"no tip of author {uncovered.actor.hex()[:12]} reaches it"
+        problems.append(_problem(ProblemKind.UNCOVERED_CHANGE, row, uncovered.hash, detail))
+    return problems
+
+
+def _verify_manifest(backend: Backend, space: bytes) -> list[Problem]:
+    latest = backend.space_snapshot(space)
+    if latest is None:
+        return []
+    try:
+        data = checked(latest.manifest_cid, backend.block(latest.manifest_cid))
+        manifest = snapshots.Manifest.from_block(Block(latest.manifest_cid, data))
+    except StoreError as error:
+        return [Problem(ProblemKind.MANIFEST_DAMAGED, space, None, latest.manifest_cid, str(error))]
+    listed = {(e.doc, e.heads, e.change_count, e.chunks) for e in manifest.docs}
+    stored = {_entry(s) for s in backend.doc_snapshots(space)}
+    if manifest.space != space or listed != stored:
+        detail = f"manifest {cid_text(latest.manifest_cid)} disagrees with the stored doc snapshots"
+        return [Problem(ProblemKind.MANIFEST_DAMAGED, space, None, latest.manifest_cid, detail)]
+    return []
+
+
+def _entry(snapshot: DocSnapshot) -> tuple[bytes, tuple[bytes, ...], int, tuple[bytes, ...]]:
+    return (snapshot.doc, snapshot.heads, snapshot.change_count, snapshot.chunks)

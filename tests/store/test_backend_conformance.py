@@ -1,0 +1,117 @@
+"""The backend contract, run against SQLite and memory: atomic batches, the same constraints.
+
+A backend is dumb (store/backend.py): these tests write rows directly, without a repo, to pin
+down what the repo may rely on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from store.backend import Backend, MemoryBackend
+from store.errors import StorageError
+from store.records import (
+    ChangeRow,
+    Compaction,
+    DocRow,
+    DocSnapshot,
+    SpaceSnapshot,
+    SyncStateRow,
+    TipRow,
+    VersionRecord,
+    VersionRow,
+    WriteBatch,
+)
+from store.sqlite_backend import SqliteBackend
+
+SPACE = bytes([1]) * 32
+DOC = bytes([2]) * 16
+ALICE = bytes([3]) * 32
+H1, H2, H3 = (bytes([n]) * 32 for n in (0x11, 0x22, 0x33))
+CID = bytes([0x01, 0x55, 0x12, 0x20]) + bytes(32)
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    store: Backend = SqliteBackend(tmp_path / "store.db") if request.param == "sqlite" else MemoryBackend()
+    store.write(WriteBatch(spaces=[(SPACE, b"genesis")]))
+    yield store
+    store.close()
+
+
+def change(change_hash: bytes, position: int, deps: tuple[bytes, ...] = ()) -> ChangeRow:
+    return ChangeRow(SPACE, DOC, change_hash, position, ALICE, position + 1, deps, 1_700_000_000, b"raw" + change_hash)
+
+
+def test_every_row_kind_reads_back_as_written(backend: Backend) -> None:
+    record = VersionRecord(1, DOC, (H2,), (H1, H2), "local", 5)
+    snapshot = DocSnapshot(SPACE, DOC, (H2,), 2, (CID,), 7)
+    backend.write(
+        WriteBatch(
+            changes=[change(H1, 0), change(H2, 1, (H1,))],
+            tips=[TipRow(SPACE, DOC, ALICE, H2, 2, bytes(64))],
+            docs=[DocRow(SPACE, DOC, (H2,), 2)],
+            versions=[VersionRow(SPACE, record)],
+            sync_states=[SyncStateRow(ALICE, SPACE, DOC, b"state")],
+            blocks=[(CID, b"data")],
+            doc_snapshots=[snapshot],
+            space_snapshots=[SpaceSnapshot(SPACE, CID, 1, 7)],
+        )
+    )
+    assert backend.spaces() == [(SPACE, b"genesis")]
+    assert backend.changes(SPACE, DOC) == [change(H1, 0), change(H2, 1, (H1,))]
+    assert backend.changes(SPACE, DOC, from_position=1) == [change(H2, 1, (H1,))]
+    assert backend.change(SPACE, DOC, H2) == change(H2, 1, (H1,)) and backend.change(SPACE, DOC, H3) is None
+    assert backend.stored_hashes(SPACE, DOC, [H1, H3]) == {H1}
+    assert backend.tips(SPACE, DOC) == [TipRow(SPACE, DOC, ALICE, H2, 2, bytes(64))]
+    assert backend.docs(SPACE) == [DocRow(SPACE, DOC, (H2,), 2)] and backend.doc(SPACE, DOC) == DocRow(SPACE, DOC, (H2,), 2)
+    assert backend.latest_version(SPACE) == 1 and backend.versions(SPACE, 0, None) == [record]
+    assert backend.heads_at(SPACE, 1) == {DOC: (H2,)} and backend.heads_at(SPACE, 0) == {}
+    assert backend.sync_state(ALICE, SPACE, DOC) == b"state"
+    assert backend.block(CID) == b"data" and list(backend.blocks()) == [(CID, b"data")]
+    assert backend.doc_snapshot(SPACE, DOC) == snapshot and backend.doc_snapshots(SPACE) == [snapshot]
+    assert backend.space_snapshot(SPACE) == SpaceSnapshot(SPACE, CID, 1, 7)
+
+
+def test_a_batch_with_a_row_of_an_unknown_space_writes_nothing(backend: Backend) -> None:
+    stranger = bytes([9]) * 32
+    batch = WriteBatch(
+        changes=[change(H1, 0)],
+        blocks=[(CID, b"data")],
+        docs=[DocRow(stranger, DOC, (H1,), 1)],
+    )
+    with pytest.raises(StorageError):
+        backend.write(batch)
+    assert backend.changes(SPACE, DOC) == [] and backend.block(CID) is None
+
+
+def test_a_position_clash_is_refused_and_a_stored_change_is_ignored(backend: Backend) -> None:
+    backend.write(WriteBatch(changes=[change(H1, 0)]))
+    backend.write(WriteBatch(changes=[change(H1, 0)]))  # the same change again: nothing happens
+    with pytest.raises(StorageError):
+        backend.write(WriteBatch(changes=[change(H2, 0)]))
+    assert backend.changes(SPACE, DOC) == [change(H1, 0)]
+
+
+def test_a_version_number_is_used_once(backend: Backend) -> None:
+    version = VersionRow(SPACE, VersionRecord(1, DOC, (H1,), (H1,), "remote", 5))
+    backend.write(WriteBatch(versions=[version]))
+    with pytest.raises(StorageError):
+        backend.write(WriteBatch(versions=[version]))
+    assert backend.versions(SPACE, 0, 10) == [version.record]
+
+
+def test_compaction_drops_only_the_bytes_below_the_position(backend: Backend) -> None:
+    backend.write(WriteBatch(changes=[change(H1, 0), change(H2, 1, (H1,)), change(H3, 2, (H2,))]))
+    backend.write(WriteBatch(compactions=[Compaction(SPACE, DOC, 2)]))
+    assert [row.raw for row in backend.changes(SPACE, DOC)] == [None, None, b"raw" + H3]
+    assert backend.change(SPACE, DOC, H1) == change(H1, 0)._replace(raw=None)
+
+
+def test_deleted_blocks_are_gone_and_replaced_rows_are_replaced(backend: Backend) -> None:
+    backend.write(WriteBatch(blocks=[(CID, b"data")], sync_states=[SyncStateRow(ALICE, SPACE, DOC, b"one")]))
+    backend.write(WriteBatch(deleted_blocks=[CID], sync_states=[SyncStateRow(ALICE, SPACE, DOC, b"two")]))
+    assert backend.block(CID) is None and backend.sync_state(ALICE, SPACE, DOC) == b"two"
