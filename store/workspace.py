@@ -1,0 +1,470 @@
+"""The workspace: a space's files and folders as a small file system over its Automerge docs.
+
+``Workspace`` is what editors, agents, the local API and the CLI call: ls, stat, read, write,
+splice, mkdir, rm, mv. Reads take an optional local version number and then show the space
+exactly as it was at that version (time travel is a read like any other). Writes are
+synchronous and durable: each returns the version it made once the store has committed it.
+
+How a write becomes changes. The tree lives in the index doc (store/tree.py holds its layout
+and the rules that make concurrent tree edits converge); each file's content lives in a doc of
+its own, so a file syncs, loads and merges without the rest. Writing a file's new text is a
+minimal splice diff against its current text (Automerge's ``update_text``), not a replacement,
+so a peer's concurrent edits to other parts of the file survive the merge. Creating a file
+commits its content doc first and its index entry second: a crash in between leaves an
+unreferenced doc, never an entry without content. Every check (path, kind, existence) runs
+before the first edit, and an edit that fails midway is rolled back, so a refused operation
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import native
+from protocol.limits import MAX_FRAME_BYTES
+from protocol.space import INDEX_DOC_ID, new_doc_id
+
+from store.errors import InvalidInput
+from store.paths import ROOT, check_path, is_within, name_of, parent_of, split_path
+from store.repo import Repo
+from store.tree import (
+    BINARY,
+    BYTES_KEY,
+    DIR,
+    FILE,
+    TEXT,
+    TEXT_KEY,
+    Encoding,
+    Entry,
+    IndexEdit,
+    IndexReader,
+    Kind,
+    Node,
+    Tree,
+    doc_id_of,
+    file_id_of,
+    materialize,
+    removal_covers,
+    text_object,
+)
+from store.workspace_errors import (
+    AlreadyExists,
+    ContentTooLarge,
+    ContentUnavailable,
+    DirectoryNotEmpty,
+    InvalidMove,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    NotText,
+    UnknownVersion,
+)
+
+# One write is one change, and a change must travel to peers inside one protocol frame
+# (protocol.limits.MAX_FRAME_BYTES) with its batch around it: half a frame leaves that room.
+MAX_WRITE_BYTES = MAX_FRAME_BYTES // 2
+# Trees kept materialized: browsing history revisits a few versions at a time, and each tree
+# costs memory in proportion to the number of files.
+TREES_CACHED = 16
+
+Content = str | bytes
+Heads = dict[bytes, list[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """What ``stat`` and ``ls`` tell about one path."""
+
+    path: str
+    kind: Kind
+    file_id: str  # stable across renames: the id of the file's content doc, in hex
+    encoding: Encoding | None  # None for a directory
+    size: int | None  # text: characters; binary: bytes; None for a directory or content not yet synced
+    heads: tuple[bytes, ...]  # the content doc's heads (empty for a directory): a version tag for the file
+    claimed_name: str | None  # set when shown under a conflict name: the name it claims (store/tree.py)
+
+    @property
+    def doc_id(self) -> bytes:
+        """The id of a file's content doc."""
+        return doc_id_of(self.file_id)
+
+
+class Workspace:
+    """Files and folders of one space of a repo; reads now or at any local version."""
+
+    def __init__(self, repo: Repo, space: bytes) -> None:
+        repo.genesis(space)  # UnknownSpace now rather than at the first read
+        self.repo = repo
+        self.space = space
+        self._reader = IndexReader()
+        self._trees: OrderedDict[tuple[object, ...], Tree] = OrderedDict()
+
+    # ----- versions -----
+
+    def version(self) -> int:
+        """The newest local version of the space."""
+        return self.repo.version(self.space)
+
+    def check_version(self, version: int | None) -> int:
+        """``version``, or the newest one for None.
+
+        Raises:
+            UnknownVersion: not a version this node has reached.
+        """
+        latest = self.version()
+        if version is None:
+            return latest
+        if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= latest:
+            raise UnknownVersion(f"this node has versions 0 to {latest} of the space, not {version!r}")
+        return version
+
+    def heads_at(self, version: int | None = None) -> Heads:
+        """Every doc's heads at a version (docs without changes by then are absent)."""
+        return self.repo.heads_at(self.space, self.check_version(version))
+
+    def document(self, doc_id: bytes) -> native.Document:
+        return self.repo.document(self.space, doc_id)
+
+    @contextmanager
+    def editing(self, doc_id: bytes, message: str, now_ms: int) -> Iterator[native.Document]:
+        """Edit a doc and commit the edits as one signed change; drop them if anything fails."""
+        document = self.document(doc_id)
+        try:
+            yield document
+        except BaseException:
+            self.repo.rollback(self.space, doc_id)
+            raise
+        self.repo.commit(self.space, doc_id, message, now_ms=now_ms)
+
+    @contextmanager
+    def editing_index(self, message: str, now_ms: int) -> Iterator[IndexEdit]:
+        """Edit the tree as one signed change. Then only the touched entries are re-read, where a
+        remote change costs a diff of the whole index."""
+        index = self.document(INDEX_DOC_ID)
+        before = index.heads()
+        edit = IndexEdit(index)
+        with self.editing(INDEX_DOC_ID, message, now_ms):
+            yield edit
+        if len(index.get_changes(before)) == 1:  # no remote change came in with the commit
+            self._reader.catch_up(index, before, index.heads(), edit.touched)
+
+    # ----- reading -----
+
+    def entries(self, version: int | None = None) -> dict[str, Entry]:
+        """The index entries as stored at a version, before the tree rules apply."""
+        moment = self._moment(version)
+        return self._reader.entries(self.document(INDEX_DOC_ID), self._doc_heads(INDEX_DOC_ID, moment))
+
+    def tree(self, version: int | None = None) -> Tree:
+        """The visible tree at a version (the newest for None)."""
+        return self._tree(self._moment(version))
+
+    def node(self, path: str, version: int | None = None) -> Node:
+        """The tree node at ``path``.
+
+        Raises:
+            PathError: a malformed path. NotFound: nothing there at that version.
+        """
+        return self._node(path, self._moment(version))
+
+    def exists(self, path: str, version: int | None = None) -> bool:
+        split_path(path)
+        return self.tree(version).get(path) is not None
+
+    def stat(self, path: str, version: int | None = None) -> Stat:
+        moment = self._moment(version)
+        return self._stat(self._node(path, moment), moment)
+
+    def ls(self, path: str = ROOT, version: int | None = None) -> list[Stat]:
+        """The entries directly inside directory ``path``, sorted by name.
+
+        Raises:
+            NotADirectory: ``path`` is a file.
+        """
+        moment = self._moment(version)
+        node = self._node(path, moment)
+        if node.kind != DIR:
+            raise NotADirectory(f"{path!r} is a file, not a directory")
+        return [self._stat(child, moment) for child in self._tree(moment).children(path)]
+
+    def read(self, path: str, version: int | None = None) -> Content:
+        """The content of a file: ``str`` for a text file, ``bytes`` for a binary one.
+
+        Raises:
+            IsADirectory, NotFound, ContentUnavailable (the file's doc has not synced yet).
+        """
+        moment = self._moment(version)
+        return self.content(self._file(path, moment), moment.heads)
+
+    def content(self, node: Node, heads: Heads | None) -> Content:
+        """A file node's content, now (``heads`` None) or at every doc's ``heads``."""
+        doc_heads = None if heads is None else heads.get(node.doc_id, [])
+        document = self.document(node.doc_id)
+        if node.encoding == TEXT:
+            return document.text(self._text_object(node, document, doc_heads), doc_heads)
+        content = document.get(native.ROOT, BYTES_KEY, doc_heads)
+        if not isinstance(content, bytes):
+            raise ContentUnavailable(f"the content of {node.path!r} has not arrived from its peers yet")
+        return content
+
+    # ----- writing -----
+
+    def write(
+        self, path: str, content: Content, *, now_ms: int, message: str | None = None, parents: bool = False
+    ) -> int:
+        """Create or overwrite a file; returns the version the write made (or the current one
+        if the content was already there).
+
+        A new file is text for ``str`` content and binary for ``bytes``. A text file takes
+        UTF-8 ``bytes`` too; a binary file takes ``str`` as its UTF-8 bytes.
+
+        Raises:
+            NotFound: the parent directory is missing (pass ``parents=True`` to create it).
+            NotADirectory, IsADirectory, NotText, ContentTooLarge... (see workspace_errors).
+        """
+        path = check_path(path)
+        _check_content(content)
+        node = self.tree().get(path)
+        if node is None:
+            return self._create_file(path, content, now_ms, message, parents)
+        if node.kind == DIR:
+            raise IsADirectory(f"{path!r} is a directory")
+        message = message or f"write {path}"
+        if node.encoding == TEXT:
+            text = _as_text(path, content)
+            document = self.document(node.doc_id)
+            text_id = self._text_object(node, document, None)
+            with self.editing(node.doc_id, message, now_ms):
+                document.update_text(text_id, text)
+        else:
+            data = content.encode() if isinstance(content, str) else content
+            if self.content(node, None) != data:  # ContentUnavailable before writing over unseen content
+                with self.editing(node.doc_id, message, now_ms) as document:
+                    document.put(native.ROOT, BYTES_KEY, data)
+        return self.version()
+
+    def splice(
+        self, path: str, position: int, delete: int, insert: str = "", *, now_ms: int, message: str | None = None
+    ) -> int:
+        """Delete ``delete`` characters at ``position`` of a text file and insert ``insert`` there.
+
+        Raises:
+            NotText: a binary file. InvalidInput: a range outside the text.
+        """
+        node = self._file(path, self._moment(None))
+        if node.encoding != TEXT:
+            raise NotText(f"{path!r} is a binary file; write its bytes instead of splicing")
+        _check_content(insert)
+        if not isinstance(insert, str):
+            raise NotText(f"splice inserts a str, not {type(insert).__name__}")
+        document = self.document(node.doc_id)
+        text_id = self._text_object(node, document, None)
+        length = document.length(text_id)
+        if not _is_count(position) or not _is_count(delete) or position + delete > length:
+            raise InvalidInput(f"cannot delete {delete!r} characters at {position!r} of {path!r} ({length} characters)")
+        with self.editing(node.doc_id, message or f"splice {path}", now_ms):
+            document.splice_text(text_id, position, delete, insert)
+        return self.version()
+
+    def mkdir(self, path: str, *, now_ms: int, message: str | None = None, parents: bool = False) -> int:
+        """Create a directory; with ``parents``, also its missing ancestors, and no error if it exists.
+
+        Raises:
+            AlreadyExists, NotFound (a missing parent), NotADirectory (a file on the way).
+        """
+        path = check_path(path)
+        node = self.tree().get(path)
+        if node is not None:
+            if parents and node.kind == DIR:
+                return self.version()
+            raise AlreadyExists(f"{path!r} already exists")
+        parent_id, missing = self._parent_for(path, parents)
+        with self.editing_index(message or f"mkdir {path}", now_ms) as edit:
+            _add_directories(edit, parent_id, [*missing, name_of(path)])
+        return self.version()
+
+    def rm(self, path: str, *, now_ms: int, message: str | None = None, recursive: bool = False) -> int:
+        """Remove a file, or a directory (with ``recursive`` when it is not empty).
+
+        Removal tombstones the entries; a peer's concurrent edit of a removed file brings it
+        back (store/tree.py rule 4), and history keeps everything.
+
+        Raises:
+            NotFound, DirectoryNotEmpty.
+        """
+        node = self.node(check_path(path))
+        tree = self.tree()
+        below = list(tree.walk(node.path)) if node.kind == DIR else []
+        if below and not recursive:
+            raise DirectoryNotEmpty(f"{path!r} is not empty; pass recursive=True to remove it and everything in it")
+        with self.editing_index(message or f"rm {path}", now_ms) as edit:
+            for removed in (node, *below):
+                for file_id in removed.file_ids:
+                    seen = self.repo.heads(self.space, doc_id_of(file_id)) if removed.kind == FILE else []
+                    edit.remove(file_id, seen)
+        return self.version()
+
+    def mv(self, source: str, target: str, *, now_ms: int, message: str | None = None) -> int:
+        """Move or rename a file or directory; the target must not exist.
+
+        Raises:
+            NotFound, AlreadyExists, InvalidMove (a directory into itself), NotADirectory.
+        """
+        node = self.node(check_path(source))
+        target = check_path(target)
+        if target == node.path:
+            return self.version()
+        if node.kind == DIR and is_within(target, node.path):
+            raise InvalidMove(f"cannot move directory {source!r} into itself ({target!r})")
+        if self.tree().get(target) is not None:
+            raise AlreadyExists(f"{target!r} already exists")
+        parent_id = self._parent_for(target, parents=False)[0]
+        with self.editing_index(message or f"mv {source} {target}", now_ms) as edit:
+            for file_id in node.file_ids:
+                edit.move(file_id, parent_id, name_of(target))
+        return self.version()
+
+    # ----- internals -----
+
+    def _moment(self, version: int | None) -> _Moment:
+        version = self.check_version(version)
+        past = version != self.version()
+        return _Moment(version, self.repo.heads_at(self.space, version) if past else None)
+
+    def _doc_heads(self, doc_id: bytes, moment: _Moment) -> list[bytes]:
+        if moment.heads is None:
+            return self.repo.heads(self.space, doc_id)
+        return moment.heads.get(doc_id, [])
+
+    def _tree(self, moment: _Moment) -> Tree:
+        """The tree at a moment, cached by what it is a function of: the index heads and the
+        heads of removed files (rule 4), so edits of live files do not rebuild it."""
+        index_heads = self._doc_heads(INDEX_DOC_ID, moment)
+        entries = self._reader.entries(self.document(INDEX_DOC_ID), index_heads)
+        removed = sorted(file_id for file_id, entry in entries.items() if entry.removed_seen is not None and entry.kind == FILE)
+        removed_heads = tuple(tuple(sorted(self._doc_heads(doc_id_of(file_id), moment))) for file_id in removed)
+        key = (tuple(sorted(index_heads)), tuple(removed), removed_heads)
+        tree = self._trees.get(key)
+        if tree is None:
+            tree = self._trees[key] = materialize(entries, lambda file_id, seen: self._removal_holds(file_id, seen, moment))
+            if len(self._trees) > TREES_CACHED:
+                self._trees.popitem(last=False)
+        self._trees.move_to_end(key)
+        return tree
+
+    def _node(self, path: str, moment: _Moment) -> Node:
+        split_path(path)
+        node = self._tree(moment).get(path)
+        if node is None:
+            at = "" if moment.heads is None else f" at version {moment.version}"
+            raise NotFound(f"no file or directory {path!r}{at}")
+        return node
+
+    def _file(self, path: str, moment: _Moment) -> Node:
+        node = self._node(check_path(path), moment)
+        if node.kind == DIR:
+            raise IsADirectory(f"{path!r} is a directory")
+        return node
+
+    def _create_file(self, path: str, content: Content, now_ms: int, message: str | None, parents: bool) -> int:
+        parent_id, missing = self._parent_for(path, parents)
+        encoding: Encoding = TEXT if isinstance(content, str) else BINARY
+        doc_id = new_doc_id()
+        message = message or f"create {path}"
+        with self.editing(doc_id, message, now_ms) as document:
+            if encoding == TEXT:
+                text_id = document.put_object(native.ROOT, TEXT_KEY, "text")
+                document.splice_text(text_id, 0, 0, content)
+            else:
+                document.put(native.ROOT, BYTES_KEY, content)
+        with self.editing_index(message, now_ms) as edit:
+            parent_id = _add_directories(edit, parent_id, missing)
+            edit.add(file_id_of(doc_id), FILE, encoding, parent_id, name_of(path))
+        return self.version()
+
+    def _parent_for(self, path: str, parents: bool) -> tuple[str, list[str]]:
+        """The file id of the deepest existing directory above ``path`` and the names of the
+        directories missing between it and ``path``.
+
+        Raises:
+            NotFound: a directory is missing and ``parents`` is false. NotADirectory: a file on the way.
+        """
+        tree = self.tree()
+        ancestor = parent_of(path)
+        missing: list[str] = []
+        while (node := tree.get(ancestor)) is None:
+            if not parents:
+                raise NotFound(f"directory {ancestor!r} does not exist; create it first or pass parents=True")
+            missing.append(name_of(ancestor))
+            ancestor = parent_of(ancestor)
+        if node.kind != DIR:
+            raise NotADirectory(f"{ancestor!r} is a file, so {path!r} cannot be created below it")
+        return node.file_id, missing[::-1]
+
+    def _text_object(self, node: Node, document: native.Document, heads: list[bytes] | None) -> str:
+        text = text_object(document, heads)
+        if text is None:
+            raise ContentUnavailable(f"the content of {node.path!r} has not arrived from its peers yet")
+        return text
+
+    def _stat(self, node: Node, moment: _Moment) -> Stat:
+        if node.kind == DIR:
+            return Stat(node.path, DIR, node.file_id, None, None, (), None)
+        try:
+            size: int | None = len(self.content(node, moment.heads))
+        except ContentUnavailable:
+            size = None
+        heads = tuple(sorted(self._doc_heads(node.doc_id, moment)))
+        return Stat(node.path, FILE, node.file_id, node.encoding, size, heads, node.claimed_name)
+
+    def _removal_holds(self, file_id: str, seen: tuple[bytes, ...], moment: _Moment) -> bool:
+        doc_id = doc_id_of(file_id)
+        return removal_covers(lambda: self.document(doc_id), seen, self._doc_heads(doc_id, moment))
+
+
+@dataclass(frozen=True, slots=True)
+class _Moment:
+    """A version to read at: the newest reads the live documents, a past one every doc's heads."""
+
+    version: int
+    heads: Heads | None  # None for the newest version
+
+
+def _add_directories(edit: IndexEdit, parent_id: str, names: list[str]) -> str:
+    """Add nested directories ``names`` below ``parent_id``; returns the deepest one's id."""
+    for name in names:
+        file_id = file_id_of(new_doc_id())
+        edit.add(file_id, DIR, None, parent_id, name)
+        parent_id = file_id
+    return parent_id
+
+
+def _as_text(path: str, content: Content) -> str:
+    if isinstance(content, str):
+        return content
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise NotText(f"{path!r} is a text file and these bytes are not UTF-8 ({error.reason})") from error
+
+
+def _check_content(content: object) -> None:
+    """Refuse content no doc can hold: other types, lone surrogates, more than one change carries."""
+    if isinstance(content, str):
+        try:
+            size = len(content.encode())
+        except UnicodeEncodeError as error:
+            raise InvalidInput(f"text is not valid Unicode: {error.reason} at character {error.start}") from error
+    elif isinstance(content, bytes):
+        size = len(content)
+    else:
+        raise InvalidInput(f"content is str (text) or bytes (binary), not {type(content).__name__}")
+    if size > MAX_WRITE_BYTES:
+        raise ContentTooLarge(f"{size} bytes in one write; the limit is {MAX_WRITE_BYTES} (one change must fit one frame)")
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
