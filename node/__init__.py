@@ -1,22 +1,7 @@
-"""The only package with network I/O: a trio node on py-libp2p.
+"""The only package with network I/O: the trio daemon on py-libp2p and the local API.
 
-``open_host`` starts a libp2p host keyed by the peer's ``Identity``; ``FrameStream`` carries
-length-prefixed frames on its streams; ``node.relay`` lets peers reach each other through a
-circuit relay. Every failure is a ``node.errors.NodeError``.
+Deliberately imports nothing: ``import libp2p`` costs about a second, and commands such as
+``distspace cat`` import ``node.home`` without wanting the network stack. Import the
+submodules: ``node.host`` (libp2p host), ``node.framing`` (frame streams), ``node.relay``
+(circuit relay v2), ``node.home`` (node home and config), ``node.errors``.
 """
-
-from node.errors import NodeError
-from node.framing import MAX_FRAME_BYTES, FrameStream
-from node.host import LOOPBACK_LISTEN_ADDRS, SYNC_PROTOCOL, Host, open_host
-from node.relay import hold_reservation
-
-__all__ = [
-    "LOOPBACK_LISTEN_ADDRS",
-    "MAX_FRAME_BYTES",
-    "SYNC_PROTOCOL",
-    "FrameStream",
-    "Host",
-    "NodeError",
-    "hold_reservation",
-    "open_host",
-]

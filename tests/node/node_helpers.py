@@ -10,7 +10,7 @@ import time
 
 import trio
 
-from node import FrameStream
+from node.framing import FrameStream
 from protocol.identity import Identity
 
 ALICE = Identity(b"\x01" * 32)

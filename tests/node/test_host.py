@@ -16,7 +16,8 @@ from contextlib import AsyncExitStack
 import pytest
 import trio
 
-from node import MAX_FRAME_BYTES, SYNC_PROTOCOL, FrameStream, Host, open_host
+from node.framing import MAX_FRAME_BYTES, FrameStream
+from node.host import SYNC_PROTOCOL, Host, open_host
 from node.errors import (
     AddressError,
     DialError,
