@@ -20,6 +20,10 @@ class IdentityError(LocalProtocolError):
     """A key file is missing, malformed, or readable by other users."""
 
 
+class InvalidSpaceName(LocalProtocolError, ValueError):
+    """A space name that is empty or too long (a ValueError too, for callers that catch that)."""
+
+
 class RemoteProtocolError(ProtocolError):
     """A peer sent something we must reject; carries a hint for logs and scoring."""
 
@@ -50,3 +54,11 @@ class UnknownChange(VerificationError):
 
 class InvalidActor(VerificationError):
     """A change's actor id is not a 32-byte Ed25519 public key."""
+
+
+class UnexpectedMessage(RemoteProtocolError):
+    """A well-formed message the session's state does not allow (or a Hello that lies)."""
+
+
+class Flood(RemoteProtocolError):
+    """A peer sends faster, or leaves more unverifiable changes with us, than the limits allow."""

@@ -156,7 +156,7 @@ class PeerRecord:
     @classmethod
     def decode(cls, data: bytes) -> PeerRecord:
         """Decode and verify a record from untrusted bytes."""
-        fields = cbor.loads(data, "peer record")
+        fields = cbor.loads_canonical(data, "peer record")
         match fields:
             case [bytes() as public_key, str() as kind, str() as name, int() as created_ms, bytes() as signature]:
                 try:

@@ -7,12 +7,13 @@ space.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
 
 from protocol import cbor
-from protocol.errors import WireError
+from protocol.errors import InvalidSpaceName, WireError
 from protocol.identity import Identity, verify_signature
 
 SPACE_ID_BYTES = 32
@@ -41,10 +42,10 @@ class Genesis:
     @classmethod
     def create(cls, identity: Identity, name: str, created_ms: int, nonce: bytes | None = None) -> Genesis:
         if not name or len(name) > MAX_SPACE_NAME_CHARS:
-            raise ValueError(f"a space name has 1 to {MAX_SPACE_NAME_CHARS} characters")
+            raise InvalidSpaceName(f"a space name has 1 to {MAX_SPACE_NAME_CHARS} characters")
         nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
-        body = cbor.dumps([identity.public_key, name, nonce, created_ms])
-        return cls(identity.public_key, name, nonce, created_ms, identity.sign(DOMAIN_GENESIS, body))
+        unsigned = cls(identity.public_key, name, nonce, created_ms, b"")
+        return dataclasses.replace(unsigned, signature=identity.sign(DOMAIN_GENESIS, unsigned._body()))
 
     def _body(self) -> bytes:
         return cbor.dumps([self.creator, self.name, self.nonce, self.created_ms])
@@ -62,7 +63,7 @@ class Genesis:
     @classmethod
     def decode(cls, data: bytes) -> Genesis:
         """Decode and verify a genesis record from untrusted bytes."""
-        match cbor.loads(data, "genesis record"):
+        match cbor.loads_canonical(data, "genesis record"):
             case [bytes() as creator, str() as name, bytes() as nonce, int() as created_ms, bytes() as signature] if (
                 len(nonce) == NONCE_BYTES and 0 < len(name) <= MAX_SPACE_NAME_CHARS
             ):

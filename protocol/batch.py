@@ -1,0 +1,124 @@
+"""Packing changes into a ``Changes`` message and unpacking them from untrusted bytes.
+
+A keystroke-sized Automerge change is ~120 bytes raw, of which 36 (a checksum and a dep hash)
+are random: deflate gets a batch down to ~50 bytes a change and no further. An Automerge saved
+document stores the same history in columns with no per-change hash — about 1 byte a
+keystroke — and the receiver recomputes every hash when it loads it. So a large reply is sent
+as the sender's whole saved document plus the heads it assumed the receiver has (``base``);
+the receiver loads it and takes the changes not reachable from ``base``. Every change that
+comes out is then decoded and hashed here, on the receiving side: nothing the sender claims
+about hashes is trusted.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+
+import native
+
+from protocol import cbor
+from protocol.errors import LimitExceeded, WireError
+from protocol.limits import (
+    CHANGES_PER_SENT_BATCH,
+    DOCUMENT_MIN_CHANGES,
+    INCOMPRESSIBLE_BYTES_PER_CHANGE,
+    MAX_CHANGES_PER_BATCH,
+    MAX_FRAME_BYTES,
+    MAX_INFLATED_BATCH_BYTES,
+)
+from protocol.wire import Encoding
+
+# Leave room in a frame for the rest of the message (ids, base heads, tips) around the data.
+_DATA_BYTES_MAX = MAX_FRAME_BYTES - 64 * 1024
+
+
+def pack_changes(changes: Sequence[bytes]) -> tuple[Encoding, bytes]:
+    """A list of raw changes as CHANGES or DEFLATE, whichever is smaller."""
+    plain = cbor.dumps(list(changes))
+    deflated = zlib.compress(plain, 6)
+    return (Encoding.DEFLATE, deflated) if len(deflated) < len(plain) else (Encoding.CHANGES, plain)
+
+
+def plan_reply(changes: Sequence[bytes], saved_document: Callable[[], bytes]) -> list[tuple[Encoding, bytes, int]]:
+    """How to send ``changes`` (raw, causal order) a peer lacks: [(encoding, data, how many)],
+    each batch holding the next ``how many`` of ``changes``.
+
+    One DOCUMENT batch when there are enough changes for it to pay off and it fits a frame;
+    else CHANGES/DEFLATE batches of at most CHANGES_PER_SENT_BATCH changes and one frame each.
+    """
+    if len(changes) >= DOCUMENT_MIN_CHANGES:
+        saved = saved_document()
+        small_enough = len(saved) < INCOMPRESSIBLE_BYTES_PER_CHANGE * len(changes)
+        if len(saved) <= _DATA_BYTES_MAX and (small_enough or len(changes) > CHANGES_PER_SENT_BATCH):
+            return [(Encoding.DOCUMENT, saved, len(changes))]
+    batches = []
+    chunk: list[bytes] = []
+    chunk_bytes = 0
+    for change in changes:
+        if chunk and (len(chunk) == CHANGES_PER_SENT_BATCH or chunk_bytes + len(change) > _DATA_BYTES_MAX):
+            batches.append((*pack_changes(chunk), len(chunk)))
+            chunk, chunk_bytes = [], 0
+        chunk.append(change)
+        chunk_bytes += len(change)
+    if chunk:
+        batches.append((*pack_changes(chunk), len(chunk)))
+    return batches
+
+
+def unpack(encoding: Encoding, data: bytes, base: Sequence[bytes]) -> list[bytes]:
+    """The raw changes a batch carries.
+
+    Raises:
+        WireError: the data does not decode (LimitExceeded: it holds or inflates to too much).
+    """
+    match encoding:
+        case Encoding.CHANGES:
+            return _change_list(data)
+        case Encoding.DEFLATE:
+            return _change_list(_inflate(data))
+        case Encoding.DOCUMENT:
+            return _document_changes(data, base)
+
+
+def decode_changes(raw_changes: Sequence[bytes]) -> list[native.DecodedChange]:
+    """Decode (and so hash) every change; any undecodable one rejects the batch."""
+    try:
+        return [native.decode_change(raw) for raw in raw_changes]
+    except native.AutomergeError as error:
+        raise WireError(f"a change does not decode: {error}") from error
+
+
+def _change_list(data: bytes) -> list[bytes]:
+    changes = cbor.loads_canonical(data, "change list")
+    if not isinstance(changes, list) or not all(isinstance(change, bytes) for change in changes):
+        raise WireError("a change list is an array of byte strings")
+    if len(changes) > MAX_CHANGES_PER_BATCH:
+        raise LimitExceeded(f"a batch of {len(changes)} changes exceeds {MAX_CHANGES_PER_BATCH}")
+    return changes
+
+
+def _inflate(data: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        inflated = inflater.decompress(data, MAX_INFLATED_BATCH_BYTES)
+    except zlib.error as error:
+        raise WireError(f"a deflated batch does not inflate: {error}") from error
+    if inflater.unconsumed_tail:
+        raise LimitExceeded(f"a deflated batch inflates beyond {MAX_INFLATED_BATCH_BYTES} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise WireError("a deflated batch is truncated or has trailing bytes")
+    return inflated
+
+
+def _document_changes(data: bytes, base: Sequence[bytes]) -> list[bytes]:
+    try:
+        document = native.Document.load(data)
+        if any(document.get_change_by_hash(head) is None for head in base):
+            raise WireError("a document batch's base names a change the document does not hold")
+        changes = document.get_changes(list(base))
+    except native.AutomergeError as error:
+        raise WireError(f"a document batch does not load: {error}") from error
+    if len(changes) > MAX_CHANGES_PER_BATCH:
+        raise LimitExceeded(f"a document batch of {len(changes)} changes exceeds {MAX_CHANGES_PER_BATCH}")
+    return changes

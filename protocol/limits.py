@@ -1,0 +1,99 @@
+"""Every hard limit and timing of the sync protocol, in one place, each with the reason for it.
+
+A peer is untrusted: every size it can make us hold, every list it can make us walk, and every
+rate it can make us work at is bounded here. ``SyncConfig`` carries the timings and rates so a
+test, the simulator or a benchmark can tighten or loosen them; its defaults are these constants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- wire ---
+# The node's libp2p framing uses the same bound (node/framing.py): a saved document of a
+# file with a few million edits fits (the 260k-edit automerge-paper history saves to 129 KB),
+# while one connection can make us buffer at most this much.
+MAX_FRAME_BYTES = 4 * 1024 * 1024
+# A varint of 5 bytes already encodes 2**35 - 1, far above MAX_FRAME_BYTES: more is garbage.
+MAX_FRAME_HEADER_BYTES = 5
+# Our messages nest at most four arrays deep (message > docs > entry > heads).
+MAX_CBOR_DEPTH = 4
+# A doc with more concurrent heads than this is pathological (every head is a fork nobody
+# merged); it also bounds the work of one heads list.
+MAX_HEADS = 64
+# Docs one status may list: a space of this many files fits in one message (~80 B a doc).
+MAX_DOCS_PER_STATUS = 10_000
+# Tips one batch may carry: one per author whose changes it holds. ~100 B and one verify
+# (~0.1 ms) each, so a full batch costs 400 KB and 0.4 s at most; a reply to a peer that lacks
+# the work of more authors than this cannot be sent in one batch (v1 does not split by author).
+MAX_TIPS_PER_BATCH = 4096
+# Changes one batch may carry once decoded (a DOCUMENT batch expands to every change of the
+# doc): the 260k-edit automerge-paper history fits; verification memory stays ~100 MB.
+MAX_CHANGES_PER_BATCH = 300_000
+# A deflated batch may inflate to this much at most (bounds a decompression bomb); a batch of
+# MAX_CHANGES_PER_BATCH keystroke-sized changes (~120 B each raw) fits.
+MAX_INFLATED_BATCH_BYTES = 64 * 1024 * 1024
+# A Bye or error reason is for logs, not for essays.
+MAX_REASON_CHARS = 200
+# Wire versions this code speaks; a Hello lists them and both sides use the highest in common.
+SUPPORTED_VERSIONS = (1,)
+
+# --- sending ---
+# A reconciliation batch that would hold more changes than this is split; it keeps one frame
+# well under MAX_FRAME_BYTES even for changes of a few hundred bytes.
+CHANGES_PER_SENT_BATCH = 4096
+# Below this many missing changes a whole-document batch never wins, so we skip saving one.
+DOCUMENT_MIN_CHANGES = 64
+# What a change costs on the wire however well it deflates: its 4-byte checksum and a 32-byte
+# dep hash are random. A saved document smaller than this per missing change beats sending them.
+INCOMPRESSIBLE_BYTES_PER_CHANGE = 36
+
+# --- memory held for a peer ---
+# Changes a peer sent that wait for a covering tip or for missing deps. A reconciliation split
+# into several batches arrives in causal order with the author's tip in the last batch that
+# holds its changes, so this holds a few batches; beyond it the peer is flooding us.
+MAX_PENDING_CHANGES = 4 * CHANGES_PER_SENT_BATCH
+# Pushed batches remembered per space so each is verified and forwarded once: a few minutes of
+# heavy editing by a dozen peers.
+MAX_SEEN_BATCHES = 8192
+# Tip signatures already verified, so a retried pending batch is not verified twice.
+MAX_VERIFIED_TIPS = 8192
+# What we remember per peer and doc of the heads both sides have; more are dropped (which only
+# makes us send more, never less).
+MAX_SHARED_HEADS = MAX_HEADS
+
+# --- misbehaviour ---
+# Score at which a peer is disconnected and refused for BAN_MS. Forgery and broken framing
+# score this at once; lesser faults add up (see protocol/scoring.py).
+DISCONNECT_SCORE = 100
+# Faults are forgiven with this half-life, so an honest peer's rare expired pending change over
+# a long session never adds up to a disconnect.
+SCORE_HALF_LIFE_MS = 10 * 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    """Timings and rates of the sync state machines (all in milliseconds or per second)."""
+
+    # Send a Ping when we have sent nothing for this long, so NATs and the peer's timeout see us.
+    heartbeat_interval_ms: int = 15_000
+    # Drop a peer we have heard nothing from for this long: three missed heartbeats.
+    peer_timeout_ms: int = 45_000
+    # Mean interval of anti-entropy status exchanges per connection; jittered by +-50% with the
+    # seeded rng so the peers of a space do not all repair at once.
+    anti_entropy_interval_ms: int = 60_000
+    # A lazy peer's announcement of heads we lack is given this long to arrive by eager push
+    # from elsewhere before we ask (graft) — Plumtree's IHAVE timeout.
+    graft_delay_ms: int = 250
+    # An unanswered request for changes (want) is repeated after this long.
+    want_timeout_ms: int = 5_000
+    # A change that waits this long for its tip or deps is dropped.
+    pending_ttl_ms: int = 60_000
+    # How long a disconnected misbehaving peer is refused.
+    ban_ms: int = 10 * 60_000
+    # Frames per second a peer may send on average, and in a burst: live typing by a dozen
+    # peers forwarded to us is well below this; a flood is far above.
+    frames_per_second_max: float = 2_000.0
+    frames_burst_max: float = 4_000.0
+    # Changes one peer may leave waiting for tips or deps (see MAX_PENDING_CHANGES).
+    pending_changes_max: int = MAX_PENDING_CHANGES

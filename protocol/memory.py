@@ -1,0 +1,162 @@
+"""An in-memory ``ChangeStore`` for tests and the simulator, with the same semantics as the
+durable ``store.Repo``: changes by doc, newest tip per author, per-peer sync state. Nothing
+survives the process, which is the point: a test or a simulated crash builds a fresh one.
+
+Like the Repo, applying needs no Automerge document: hashes and heads are kept beside it, and
+applied changes reach the document in one bulk ``apply_changes`` only when something reads it
+(Automerge's apply costs time proportional to the document per call, so applying changes one
+batch at a time as they arrive would make a long live session quadratic).
+
+``commit`` plays the local author: it makes one Automerge change per edit, signs one tip over
+the last (a signed batch), stores both and returns the ``LocalCommit`` event to feed to the
+``Replicator`` — what the node does with ``Repo.commit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import native
+
+from protocol.errors import LocalProtocolError
+from protocol.events import LocalCommit
+from protocol.identity import Identity
+from protocol.tips import SignedTip
+
+Edit = Callable[[native.Document], None]
+
+
+@dataclass(slots=True)
+class _Doc:
+    document: native.Document = field(default_factory=native.Document)
+    hashes: set[bytes] = field(default_factory=set)
+    heads: set[bytes] = field(default_factory=set)
+    unapplied: list[bytes] = field(default_factory=list)  # stored, not yet in ``document``
+    tips: dict[bytes, tuple[int, SignedTip]] = field(default_factory=dict)  # author -> (seq, tip)
+
+    def add(self, change: native.DecodedChange) -> None:
+        self.hashes.add(change.hash)
+        self.heads.difference_update(change.deps)
+        self.heads.add(change.hash)
+
+    def caught_up(self) -> native.Document:
+        if self.unapplied:
+            self.document.apply_changes(self.unapplied)
+            self.unapplied = []
+        return self.document
+
+    def keep_tip(self, tip: SignedTip, seq: int) -> None:
+        if seq > self.tips.get(tip.author, (0, tip))[0]:
+            self.tips[tip.author] = (seq, tip)
+
+
+class MemoryChangeStore:
+    """Implements protocol.store_api.ChangeStore in memory."""
+
+    def __init__(self) -> None:
+        self._docs: dict[tuple[bytes, bytes], _Doc] = {}
+        self._sync_states: dict[tuple[bytes, bytes, bytes], bytes] = {}
+
+    def _doc(self, space: bytes, doc: bytes) -> _Doc:
+        return self._docs.setdefault((space, doc), _Doc())
+
+    # ----- ChangeStore -----
+
+    def doc_ids(self, space: bytes) -> list[bytes]:
+        return sorted(doc for (s, doc), held in self._docs.items() if s == space and held.hashes)
+
+    def heads(self, space: bytes, doc: bytes) -> list[bytes]:
+        held = self._docs.get((space, doc))
+        return sorted(held.heads) if held else []
+
+    def has_change(self, space: bytes, doc: bytes, change_hash: bytes) -> bool:
+        held = self._docs.get((space, doc))
+        return held is not None and change_hash in held.hashes
+
+    def changes_since(self, space: bytes, doc: bytes, heads: Sequence[bytes]) -> list[bytes]:
+        held = self._docs.get((space, doc))
+        if held is None:
+            return []
+        return held.caught_up().get_changes([h for h in heads if h in held.hashes])
+
+    def tips(self, space: bytes, doc: bytes) -> list[SignedTip]:
+        held = self._docs.get((space, doc))
+        return [tip for _, tip in held.tips.values()] if held else []
+
+    def save_document(self, space: bytes, doc: bytes) -> bytes:
+        return self._doc(space, doc).caught_up().save()
+
+    def apply(
+        self, space: bytes, doc: bytes, changes: Sequence[native.DecodedChange], tips: Sequence[SignedTip]
+    ) -> list[bytes]:
+        held = self._doc(space, doc)
+        ready = _ready(held.hashes, changes)
+        for change in ready:
+            held.add(change)
+        held.unapplied.extend(change.raw for change in ready)
+        seqs = {change.hash: change.seq for change in ready}
+        for tip in tips:
+            if tip.change_hash in seqs:
+                held.keep_tip(tip, seqs[tip.change_hash])
+            elif tip.change_hash in held.hashes:
+                raw = held.caught_up().get_change_by_hash(tip.change_hash)
+                assert raw is not None
+                held.keep_tip(tip, native.decode_change(raw).seq)
+        return [change.hash for change in ready]
+
+    def load_sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:
+        return self._sync_states.get((peer, space, doc))
+
+    def save_sync_state(self, peer: bytes, space: bytes, doc: bytes, state: bytes) -> None:
+        self._sync_states[(peer, space, doc)] = bytes(state)
+
+    # ----- local authoring and inspection, for tests and the simulator -----
+
+    def commit(
+        self, identity: Identity, space: bytes, doc: bytes, edits: Sequence[Edit], *, now_ms: int
+    ) -> LocalCommit:
+        """Make one change per edit as ``identity``, sign the last, store them; the event to
+        hand to the Replicator. An edit that makes no operation makes no change.
+
+        Raises:
+            LocalProtocolError: the edits made no operation at all; nothing is stored.
+        """
+        held = self._doc(space, doc)
+        document = held.caught_up()
+        document.set_actor(identity.public_key)
+        raw = []
+        for edit in edits:
+            edit(document)
+            change_hash = document.commit(time=now_ms // 1000)
+            if change_hash is not None:
+                raw.append(document.get_change_by_hash(change_hash))
+        if not raw:
+            raise LocalProtocolError("the edits made no operation, so there is no change to sign")
+        decoded = [native.decode_change(change) for change in raw if change is not None]
+        for change in decoded:
+            held.add(change)
+        tip = SignedTip.sign(identity, space, doc, decoded[-1].hash)
+        held.keep_tip(tip, decoded[-1].seq)
+        return LocalCommit(space, doc, tuple(change.raw for change in decoded), tip)
+
+    def document(self, space: bytes, doc: bytes) -> native.Document:
+        """The live document, for reading (edit only through ``commit``)."""
+        return self._doc(space, doc).caught_up()
+
+
+def _ready(stored: set[bytes], changes: Sequence[native.DecodedChange]) -> list[native.DecodedChange]:
+    """The new changes whose deps are stored or ready in the batch, in causal order."""
+    waiting = {change.hash: change for change in changes if change.hash not in stored}
+    ready: list[native.DecodedChange] = []
+    done: set[bytes] = set()
+    progress = True
+    while waiting and progress:
+        progress = False
+        for change_hash, change in list(waiting.items()):
+            if all(dep in done or dep in stored for dep in change.deps):
+                ready.append(change)
+                done.add(change_hash)
+                del waiting[change_hash]
+                progress = True
+    return ready

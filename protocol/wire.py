@@ -1,0 +1,376 @@
+"""The sync protocol's messages and how they travel as frames on a byte stream.
+
+A frame is an unsigned LEB128 varint giving the payload length (the libp2p convention, as in
+node/framing.py), then the payload: one canonical CBOR array ``[version, kind, *fields]``.
+The version is in every message, so a future version can change any message; a Hello lists
+the versions a peer speaks. Canonical encoding means every message has exactly one encoding:
+a decoded message re-encodes to the same bytes, which is what batch ids hash.
+
+Decoding is h11-style and never trusts the peer: ``FrameDecoder.receive_data`` takes whatever
+bytes arrived, ``next_message`` returns one message or None when it needs more. Every size is
+checked against ``protocol.limits`` before anything is allocated for it, and the only
+exceptions that escape are ``WireError`` and its subclass ``LimitExceeded``.
+
+Messages, in the order a session uses them (see protocol/replicator.py for what each does):
+
+- ``Hello``: first message each way — versions, space, the sender's key, and its ``Status``.
+- ``Status``: the space summary (a hash over every doc's heads) and the heads of the docs
+  that changed since the sender last reported them to this peer; or all of them (complete).
+- ``StatusRequest``: "my record of your heads disagrees with your summary; list them all".
+- ``Heads``: one doc's heads — an announcement, or with ``want`` a request for what we lack.
+- ``Changes``: a batch of changes of one doc with the signed tips that cover them.
+- ``Prune``: "stop pushing batches to me, announce heads instead" (Plumtree).
+- ``Ping``: a heartbeat. ``Bye``: a reason, before we close.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from protocol import cbor
+from protocol.errors import LimitExceeded, WireError
+from protocol.identity import PUBLIC_KEY_BYTES
+from protocol.limits import (
+    MAX_DOCS_PER_STATUS,
+    MAX_FRAME_BYTES,
+    MAX_FRAME_HEADER_BYTES,
+    MAX_HEADS,
+    MAX_REASON_CHARS,
+    MAX_TIPS_PER_BATCH,
+    SUPPORTED_VERSIONS,
+)
+from protocol.space import DOC_ID_BYTES, SPACE_ID_BYTES
+from protocol.tips import CHANGE_HASH_BYTES, TipSignature
+
+WIRE_VERSION = 1
+SUMMARY_BYTES = 32
+# Batch ids only need to tell batches apart in a bounded seen-set: 128 bits never collide.
+BATCH_ID_BYTES = 16
+
+
+class Kind(enum.IntEnum):
+    HELLO = 1
+    STATUS = 2
+    STATUS_REQUEST = 3
+    HEADS = 4
+    CHANGES = 5
+    PRUNE = 6
+    PING = 7
+    BYE = 8
+
+
+_KINDS = frozenset(int(kind) for kind in Kind)
+
+
+class Encoding(enum.IntEnum):
+    """How a batch's changes are packed in ``Changes.data``."""
+
+    CHANGES = 0  # a CBOR array of raw Automerge changes: best for a few small changes
+    DEFLATE = 1  # the same array, deflated: best for a few hundred changes
+    DOCUMENT = 2  # an Automerge saved document: best for thousands (columnar, no per-change hash)
+
+
+_ENCODINGS = frozenset(int(encoding) for encoding in Encoding)
+
+
+def _is_uint(value: object) -> bool:
+    """An integer that is not a bool: CBOR true must not pass for 1, or a message has two encodings."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class DocHeads:
+    doc: bytes
+    heads: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    summary: bytes
+    docs: tuple[DocHeads, ...]
+    complete: bool  # docs lists every doc the sender holds, not only those that changed
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    versions: tuple[int, ...]
+    space: bytes
+    peer: bytes
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Heads:
+    doc: bytes
+    heads: tuple[bytes, ...]
+    want: bool  # the sender lacks changes the receiver has: please send them
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    doc: bytes
+    encoding: Encoding
+    data: bytes
+    # For DOCUMENT: the heads the sender assumed the receiver has; the batch is every change of
+    # the document not reachable from them. Empty for the other encodings.
+    base: tuple[bytes, ...]
+    tips: tuple[TipSignature, ...]
+    push: bool  # a new batch pushed as its author made it, forwarded verbatim; else a reply
+
+    @property
+    def batch_id(self) -> bytes:
+        """What the seen-set remembers: a hash of the doc, the changes and their signatures."""
+        digest = hashlib.sha256(self.doc + bytes([self.encoding]) + self.data)
+        for tip in self.tips:
+            digest.update(tip.signature)
+        return digest.digest()[:BATCH_ID_BYTES]
+
+
+@dataclass(frozen=True, slots=True)
+class Prune:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    reason: str
+
+
+Message = Hello | Status | StatusRequest | Heads | Changes | Prune | Ping | Bye
+
+_KIND_OF: dict[type, Kind] = {
+    Hello: Kind.HELLO,
+    Status: Kind.STATUS,
+    StatusRequest: Kind.STATUS_REQUEST,
+    Heads: Kind.HEADS,
+    Changes: Kind.CHANGES,
+    Prune: Kind.PRUNE,
+    Ping: Kind.PING,
+    Bye: Kind.BYE,
+}
+
+
+# ----- encoding -----
+
+
+def _status_fields(status: Status) -> list[Any]:
+    return [status.summary, [[entry.doc, list(entry.heads)] for entry in status.docs], status.complete]
+
+
+def _fields(message: Message) -> list[Any]:
+    match message:
+        case Hello():
+            return [list(message.versions), message.space, message.peer, *_status_fields(message.status)]
+        case Status():
+            return _status_fields(message)
+        case Heads():
+            return [message.doc, list(message.heads), message.want]
+        case Changes():
+            tips = [[t.change, t.signature] for t in message.tips]
+            return [message.doc, int(message.encoding), message.data, list(message.base), tips, message.push]
+        case Bye():
+            return [message.reason]
+        case StatusRequest() | Prune() | Ping():
+            return []
+
+
+def encode_payload(message: Message) -> bytes:
+    """The canonical CBOR payload of a message, without its length prefix."""
+    return cbor.dumps([WIRE_VERSION, int(_KIND_OF[type(message)]), *_fields(message)])
+
+
+def encode_frame(message: Message) -> bytes:
+    """A message as it goes on the stream: varint length, then the payload."""
+    payload = encode_payload(message)
+    if len(payload) > MAX_FRAME_BYTES:
+        raise LimitExceeded(f"a {type(message).__name__} of {len(payload)} bytes exceeds the frame limit")
+    return varint(len(payload)) + payload
+
+
+def varint(value: int) -> bytes:
+    """Unsigned LEB128."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+# ----- decoding -----
+
+
+def _id(value: object, length: int, what: str) -> bytes:
+    if not isinstance(value, bytes) or len(value) != length:
+        raise WireError(f"{what} must be {length} bytes")
+    return value
+
+
+def _hashes(value: object, what: str, limit: int = MAX_HEADS) -> tuple[bytes, ...]:
+    if not isinstance(value, list):
+        raise WireError(f"{what} must be a list")
+    if len(value) > limit:
+        raise LimitExceeded(f"{what} holds {len(value)} hashes, more than {limit}")
+    return tuple(_id(h, CHANGE_HASH_BYTES, f"a hash in {what}") for h in value)
+
+
+def _status(fields: object) -> Status:
+    match fields:
+        case [bytes() as summary, list() as docs, bool() as complete]:
+            if len(docs) > MAX_DOCS_PER_STATUS:
+                raise LimitExceeded(f"a status lists {len(docs)} docs, more than {MAX_DOCS_PER_STATUS}")
+            entries = []
+            for entry in docs:
+                match entry:
+                    case [doc, heads]:
+                        entries.append(DocHeads(_id(doc, DOC_ID_BYTES, "a doc id"), _hashes(heads, "doc heads")))
+                    case _:
+                        raise WireError("a status entry is [doc, heads]")
+            if len({entry.doc for entry in entries}) != len(entries):
+                raise WireError("a status lists a doc twice")
+            return Status(_id(summary, SUMMARY_BYTES, "a summary"), tuple(entries), complete)
+        case _:
+            raise WireError("a status is [summary, docs, complete]")
+
+
+def _tips(value: object) -> tuple[TipSignature, ...]:
+    if not isinstance(value, list):
+        raise WireError("tips must be a list")
+    if len(value) > MAX_TIPS_PER_BATCH:
+        raise LimitExceeded(f"a batch carries {len(value)} tips, more than {MAX_TIPS_PER_BATCH}")
+    tips = []
+    for fields in value:
+        match fields:
+            case [int() | bytes() as change, bytes() as signature]:
+                tips.append(TipSignature(change, signature))
+            case _:
+                raise WireError("a tip is [change position or hash, signature]")
+    return tuple(tips)
+
+
+def _versions(value: object) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value or len(value) > MAX_HEADS:
+        raise WireError("versions must be a short non-empty list")
+    if not all(_is_uint(v) for v in value):
+        raise WireError("versions must be integers")
+    return tuple(value)
+
+
+def _decode_fields(kind: Kind, fields: list[Any]) -> Message:
+    match kind, fields:
+        case Kind.HELLO, [versions, space, peer, *status]:
+            return Hello(
+                _versions(versions), _id(space, SPACE_ID_BYTES, "a space id"), _id(peer, PUBLIC_KEY_BYTES, "a peer key"), _status(status)
+            )
+        case Kind.STATUS, [*status]:
+            return _status(status)
+        case Kind.HEADS, [doc, heads, bool() as want]:
+            return Heads(_id(doc, DOC_ID_BYTES, "a doc id"), _hashes(heads, "heads"), want)
+        case Kind.CHANGES, [doc, encoding, bytes() as data, base, tips, bool() as push]:
+            if not _is_uint(encoding) or encoding not in _ENCODINGS:
+                raise WireError(f"unknown batch encoding {encoding!r}")
+            base_heads = _hashes(base, "a batch base")
+            if base_heads and encoding != Encoding.DOCUMENT:
+                raise WireError("only a document batch has a base")
+            return Changes(_id(doc, DOC_ID_BYTES, "a doc id"), Encoding(encoding), data, base_heads, _tips(tips), push)
+        case Kind.BYE, [str() as reason] if len(reason) <= MAX_REASON_CHARS:
+            return Bye(reason)
+        case Kind.STATUS_REQUEST, []:
+            return StatusRequest()
+        case Kind.PRUNE, []:
+            return Prune()
+        case Kind.PING, []:
+            return Ping()
+        case _:
+            raise WireError(f"malformed {kind.name} message")
+
+
+def decode_payload(payload: bytes) -> Message:
+    """One message from one frame's payload.
+
+    Raises:
+        WireError: not a message of a version we speak (LimitExceeded: over a limit).
+    """
+    match cbor.loads_canonical(payload, "message"):
+        case [version, kind, *fields] if _is_uint(version) and _is_uint(kind):
+            if version not in SUPPORTED_VERSIONS:
+                raise WireError(f"wire version {version} is not supported (we speak {list(SUPPORTED_VERSIONS)})")
+            if kind not in _KINDS:
+                raise WireError(f"unknown message kind {kind}")
+            return _decode_fields(Kind(kind), fields)
+        case _:
+            raise WireError("a message is [version, kind, *fields]")
+
+
+class FrameDecoder:
+    """Bytes in, messages out, for one stream.
+
+    A malformed payload costs only its own frame; a malformed length prefix (or one over the
+    limit) leaves no way to find the next frame, so the decoder then refuses all further input.
+    """
+
+    def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+        self._buffer = bytearray()
+        self._max_frame_bytes = max_frame_bytes
+        self._broken: WireError | None = None
+
+    def receive_data(self, data: bytes) -> None:
+        self._buffer += data
+
+    @property
+    def buffered_bytes(self) -> int:
+        return len(self._buffer)
+
+    def next_message(self) -> Message | None:
+        """The next complete message, or None until more bytes arrive.
+
+        Raises:
+            WireError: the frame is malformed (LimitExceeded: larger than the limit).
+        """
+        if self._broken is not None:
+            raise self._broken
+        header = self._frame_length()
+        if header is None:
+            return None
+        length, header_bytes = header
+        if len(self._buffer) < header_bytes + length:
+            return None
+        payload = bytes(self._buffer[header_bytes : header_bytes + length])
+        del self._buffer[: header_bytes + length]
+        return decode_payload(payload)
+
+    def _frame_length(self) -> tuple[int, int] | None:
+        """(payload length, header length) once the whole varint has arrived."""
+        length = 0
+        for index in range(min(len(self._buffer), MAX_FRAME_HEADER_BYTES)):
+            byte = self._buffer[index]
+            length |= (byte & 0x7F) << (7 * index)
+            if byte & 0x80:
+                continue
+            if index > 0 and byte == 0:
+                self._broken = WireError("a frame length is not in its shortest form")
+            elif length > self._max_frame_bytes:
+                self._broken = LimitExceeded(f"a frame of {length} bytes exceeds the limit of {self._max_frame_bytes}")
+            if self._broken is not None:
+                raise self._broken
+            return length, index + 1
+        if len(self._buffer) >= MAX_FRAME_HEADER_BYTES:
+            self._broken = WireError("a frame length longer than its limit")
+            raise self._broken
+        return None

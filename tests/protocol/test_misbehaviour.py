@@ -1,0 +1,242 @@
+"""Hostile peers: forgeries, replays, garbage and floods are rejected, counted, and contained.
+
+Mallory is driven by hand: she opens a connection to alice, says a proper Hello, then sends
+crafted frames. Every scenario checks the same things: alice raises nothing, penalizes
+mallory, applies nothing of hers, and still syncs with bob afterwards.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import replace
+
+import native
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from protocol import cbor
+from protocol.events import Connected, DataReceived, Disconnect, PeerPenalized, Send, TimerFired
+from protocol.limits import DISCONNECT_SCORE, SyncConfig
+from protocol.memory import MemoryChangeStore
+from protocol.reconcile import space_summary
+from protocol.tips import SignedTip, TipSignature
+from protocol.wire import Changes, Encoding, Heads, Hello, Ping, Status, encode_frame, varint
+
+from harness import Network, edits, identity_of, make_space, text_doc_id
+
+MAIN = text_doc_id("main.py")
+mallory = identity_of("mallory")
+
+
+class Intruder:
+    """Mallory's end of a connection to one Replicator."""
+
+    def __init__(self, network: Network, victim: str, conn: str = "mallory-1") -> None:
+        self.network, self.victim, self.conn = network, network.peers[victim], conn
+        self.actions = self.victim.replicator.handle(Connected(conn, mallory.public_key, None), network.now_ms)
+
+    def hello(self, space: bytes | None = None) -> list:
+        status = Status(space_summary({}), (), complete=False)
+        return self.send(encode_frame(Hello((1,), space or self.network.space, mallory.public_key, status)))
+
+    def send(self, data: bytes) -> list:
+        actions = self.victim.replicator.handle(DataReceived(self.conn, data), self.network.now_ms)
+        self.actions += actions
+        return actions
+
+    def keep_alive_for(self, ms: int) -> None:
+        """Let ``ms`` pass, pinging often enough not to time out, and fire alice's timer for us."""
+        step = self.network.config.heartbeat_interval_ms
+        for _ in range(ms // step + 1):
+            self.network.now_ms += step
+            self.send(encode_frame(Ping()))
+            self.actions += self.victim.replicator.handle(TimerFired(self.conn), self.network.now_ms)
+
+    @property
+    def disconnected(self) -> bool:
+        return any(isinstance(a, Disconnect) for a in self.actions)
+
+    def penalties(self) -> list[PeerPenalized]:
+        return [a for a in self.actions if isinstance(a, PeerPenalized)]
+
+
+def alice_and_bob(config: SyncConfig = SyncConfig()) -> Network:
+    network = Network(config=config)
+    network.add_peer("alice")
+    network.add_peer("bob")
+    network.commit("alice", MAIN, edits(["def main(): pass\n"]))
+    network.connect("alice", "bob")
+    network.run()
+    return network
+
+
+def mallory_joins(config: SyncConfig = SyncConfig()) -> tuple[Network, dict, Intruder]:
+    """Alice and bob in sync, alice's heads as they were, and mallory past her Hello to alice."""
+    network = alice_and_bob(config)
+    intruder = Intruder(network, "alice")
+    intruder.hello()
+    return network, network.heads("alice"), intruder
+
+
+def assert_contained(network: Network, intruder: Intruder, heads_before: dict, offense: str) -> None:
+    """Mallory was penalized for ``offense`` and cut off; alice is unchanged and still syncs."""
+    assert offense in [p.offense for p in intruder.penalties()]
+    assert intruder.disconnected
+    assert network.heads("alice") == heads_before
+    network.commit("bob", MAIN, edits(["# still working\n"]))
+    network.run()
+    assert network.converged()
+    network.assert_all_covered()
+
+
+def malloryish_batch(network: Network, actor: bytes, text: str = "evil") -> tuple[list[bytes], list[native.DecodedChange]]:
+    """Changes by ``actor`` on top of alice's doc, as mallory would make them."""
+    document = network.peers["alice"].store.document(network.space, MAIN).fork(actor)
+    document.splice_text(document.get(native.ROOT, "text").id, 0, 0, text)
+    document.commit()
+    raw = document.get_changes(network.peers["alice"].store.heads(network.space, MAIN))
+    return raw, [native.decode_change(c) for c in raw]
+
+
+def push(raw: list[bytes], tips: tuple[TipSignature, ...], doc: bytes = MAIN) -> bytes:
+    return encode_frame(Changes(doc, Encoding.CHANGES, cbor.dumps(raw), (), tips, push=True))
+
+
+def test_a_forged_signature_is_rejected_and_the_forger_banned():
+    network, before, intruder = mallory_joins()
+    raw, _ = malloryish_batch(network, mallory.public_key)
+    intruder.send(push(raw, (TipSignature(0, bytes(64)),)))
+    assert_contained(network, intruder, before, "forgery")
+    again = Intruder(network, "alice", conn="mallory-2")
+    assert again.disconnected and network.peers["alice"].replicator.stats["refused_banned"] == 1
+
+
+def test_a_change_claiming_alice_as_author_but_signed_by_mallory_is_rejected():
+    network, before, intruder = mallory_joins()
+    raw, changes = malloryish_batch(network, identity_of("alice").public_key, "alice never wrote this")
+    signed_by_mallory = SignedTip.sign(mallory, network.space, MAIN, changes[-1].hash)
+    intruder.send(push(raw, (TipSignature(0, signed_by_mallory.signature),)))
+    assert_contained(network, intruder, before, "forgery")
+
+
+def test_a_batch_replayed_from_another_space_is_rejected():
+    other_space = make_space("bob")
+    network = alice_and_bob()
+    before = network.heads("alice")
+    source = MemoryChangeStore()  # mallory's genuine, signed batch in another space
+    genuine = source.commit(mallory, other_space, MAIN, edits(["from elsewhere"]), now_ms=0)
+    intruder = Intruder(network, "alice")
+    intruder.hello()
+    intruder.send(push(list(genuine.changes), (TipSignature(0, genuine.tip.signature),)))
+    assert_contained(network, intruder, before, "forgery")
+
+
+def test_a_tip_naming_a_change_that_was_not_sent_is_rejected():
+    network, before, intruder = mallory_joins()
+    raw, _ = malloryish_batch(network, mallory.public_key)
+    intruder.send(push(raw, (TipSignature(b"\x42" * 32, bytes(64)),)))
+    assert_contained(network, intruder, before, "forgery")
+
+
+def test_a_change_whose_actor_is_not_a_key_is_rejected():
+    network, before, intruder = mallory_joins()
+    raw, _ = malloryish_batch(network, b"\x05" * 16)
+    intruder.send(push(raw, ()))
+    assert_contained(network, intruder, before, "invalid-actor")
+
+
+def test_a_message_before_hello_is_unexpected():
+    network = alice_and_bob()
+    before = network.heads("alice")
+    intruder = Intruder(network, "alice")
+    intruder.send(encode_frame(Heads(MAIN, (), want=True)))
+    assert_contained(network, intruder, before, "unexpected")
+
+
+def test_a_hello_in_someone_elses_name_is_unexpected():
+    network = alice_and_bob()
+    before = network.heads("alice")
+    intruder = Intruder(network, "alice")
+    status = Status(space_summary({}), (), complete=False)
+    intruder.send(encode_frame(Hello((1,), network.space, identity_of("bob").public_key, status)))
+    assert_contained(network, intruder, before, "unexpected")
+
+
+def test_a_complete_status_that_contradicts_its_summary_is_unexpected():
+    network, before, intruder = mallory_joins()
+    intruder.send(encode_frame(Status(b"\x01" * 32, (), complete=True)))
+    assert_contained(network, intruder, before, "unexpected")
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        varint(10**9),  # announces a frame far over the limit
+        b"\x80\x80\x80\x80\x80\x80",  # a length that never ends
+        varint(3) + b"\xff\xff\xff",  # not CBOR
+        varint(2) + b"\x82\x07",  # truncated array
+        push([b"not an automerge change"], ()),
+        encode_frame(Changes(MAIN, Encoding.DEFLATE, b"not deflate", (), (), push=True)),
+        encode_frame(Changes(MAIN, Encoding.DOCUMENT, b"not a document", (), (), push=False)),
+        encode_frame(Changes(MAIN, Encoding.DEFLATE, zlib.compress(b"\x00" * 100), (), (), push=True)),
+    ],
+    ids=["oversized", "endless-length", "not-cbor", "truncated", "bad-change", "bad-deflate", "bad-document", "deflated-junk"],
+)
+def test_garbage_frames_are_malformed(garbage):
+    network, before, intruder = mallory_joins()
+    intruder.send(garbage)
+    assert_contained(network, intruder, before, "malformed")
+
+
+def test_a_flood_of_frames_is_cut_off():
+    network, before, intruder = mallory_joins(SyncConfig(frames_per_second_max=10, frames_burst_max=20))
+    intruder.send(encode_frame(Ping()) * 50)
+    assert_contained(network, intruder, before, "flood")
+
+
+def test_more_unverifiable_changes_than_allowed_is_a_flood():
+    network, before, intruder = mallory_joins(SyncConfig(pending_changes_max=3))
+    document = network.peers["alice"].store.document(network.space, MAIN).fork(mallory.public_key)
+    for i in range(5):
+        document.put(native.ROOT, f"k{i}", i)
+        document.commit()
+    intruder.send(push(document.get_changes(network.peers["alice"].store.heads(network.space, MAIN)), ()))
+    assert_contained(network, intruder, before, "flood")
+
+
+def test_changes_whose_tip_never_comes_expire_with_a_small_penalty():
+    network, before, intruder = mallory_joins()
+    raw, _ = malloryish_batch(network, mallory.public_key)
+    intruder.send(push(raw, ()))
+    assert network.heads("alice") == before  # waiting, not applied
+    intruder.keep_alive_for(network.config.pending_ttl_ms)
+    assert network.peers["alice"].replicator.stats["pending_expired"] == len(raw)
+    [penalty] = intruder.penalties()
+    assert penalty.offense == "uncovered-expired" and penalty.score < DISCONNECT_SCORE
+    assert not intruder.disconnected
+    assert network.heads("alice") == before
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(chunks=st.lists(st.binary(max_size=64), min_size=1, max_size=6))
+def test_fuzzed_bytes_after_hello_never_escape_as_exceptions_nor_change_the_store(chunks):
+    network, before, intruder = mallory_joins()
+    for chunk in chunks:
+        for action in intruder.send(chunk):
+            assert not isinstance(action, Send) or action.conn == intruder.conn
+    assert network.heads("alice") == before
+    network.commit("bob", MAIN, edits(["still fine"]))
+    network.run()
+    assert network.converged()
+
+
+def test_nothing_a_misbehaving_peer_sent_is_forwarded():
+    network, _, intruder = mallory_joins()
+    bob_received = network.peers["bob"].replicator.stats["messages_received"]
+    raw, changes = malloryish_batch(network, mallory.public_key)
+    tip = SignedTip.sign(mallory, network.space, MAIN, changes[-1].hash)
+    forged = replace(tip, signature=tip.signature[:-1] + bytes([tip.signature[-1] ^ 0xFF]))
+    intruder.send(push(raw, (TipSignature(0, forged.signature),)))
+    network.run()
+    assert network.peers["bob"].replicator.stats["messages_received"] == bob_received

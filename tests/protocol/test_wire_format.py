@@ -1,0 +1,255 @@
+"""Wire format: versioned, length-prefixed canonical CBOR, decoded from untrusted bytes."""
+
+from __future__ import annotations
+
+import zlib
+
+import cbor2
+import native
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from protocol import cbor
+from protocol.batch import decode_changes, pack_changes, plan_reply, unpack
+from protocol.errors import LimitExceeded, WireError
+from protocol.limits import MAX_FRAME_BYTES, MAX_HEADS, MAX_TIPS_PER_BATCH
+from protocol.tips import TipSignature
+from protocol.wire import (
+    Bye,
+    Changes,
+    DocHeads,
+    Encoding,
+    FrameDecoder,
+    Heads,
+    Hello,
+    Ping,
+    Prune,
+    Status,
+    StatusRequest,
+    Message,
+    decode_payload,
+    encode_frame,
+    encode_payload,
+    varint,
+)
+
+HASH = b"\x11" * 32
+DOC = b"\x22" * 16
+STATUS = Status(b"\x33" * 32, (DocHeads(DOC, (HASH, b"\x44" * 32)),), complete=False)
+TIPS = (TipSignature(0, b"\x55" * 64), TipSignature(HASH, b"\x66" * 64))
+MESSAGES: list[Message] = [
+    Hello((1,), b"\x77" * 32, b"\x88" * 32, STATUS),
+    STATUS,
+    Status(b"\x33" * 32, (), complete=True),
+    StatusRequest(),
+    Heads(DOC, (HASH,), want=True),
+    Heads(DOC, (), want=False),
+    Changes(DOC, Encoding.DEFLATE, b"compressed", (), TIPS, push=True),
+    Changes(DOC, Encoding.DOCUMENT, b"saved", (HASH,), TIPS, push=False),
+    Prune(),
+    Ping(),
+    Bye("going away"),
+]
+
+
+def frames_of(data: bytes) -> list:
+    decoder = FrameDecoder()
+    decoder.receive_data(data)
+    messages = []
+    while (message := decoder.next_message()) is not None:
+        messages.append(message)
+    return messages
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_every_message_kind_round_trips_and_re_encodes_identically(message):
+    frame = encode_frame(message)
+    assert frames_of(frame) == [message]
+    assert encode_payload(decode_payload(encode_payload(message))) == encode_payload(message)
+
+
+def test_frames_arriving_a_byte_at_a_time_decode_in_order():
+    decoder = FrameDecoder()
+    stream = b"".join(encode_frame(m) for m in MESSAGES)
+    decoded = []
+    for i in range(len(stream)):
+        decoder.receive_data(stream[i : i + 1])
+        while (message := decoder.next_message()) is not None:
+            decoded.append(message)
+    assert decoded == MESSAGES and decoder.buffered_bytes == 0
+
+
+def test_an_oversized_frame_is_refused_from_its_header_and_the_stream_stays_refused():
+    decoder = FrameDecoder()
+    decoder.receive_data(varint(MAX_FRAME_BYTES + 1))
+    with pytest.raises(LimitExceeded):
+        decoder.next_message()
+    decoder.receive_data(encode_frame(Ping()))
+    with pytest.raises(LimitExceeded):
+        decoder.next_message()
+
+
+@pytest.mark.parametrize("header", [b"\x80\x00", b"\xff\xff\xff\xff\xff\x01"], ids=["non-shortest", "too-long"])
+def test_malformed_length_prefixes_are_wire_errors(header):
+    decoder = FrameDecoder()
+    decoder.receive_data(header + b"\x00" * 8)
+    with pytest.raises(WireError):
+        decoder.next_message()
+
+
+def test_a_truncated_frame_waits_for_the_rest():
+    frame = encode_frame(MESSAGES[0])
+    decoder = FrameDecoder()
+    decoder.receive_data(frame[:-1])
+    assert decoder.next_message() is None
+    decoder.receive_data(frame[-1:])
+    assert decoder.next_message() == MESSAGES[0]
+
+
+def test_a_bad_payload_costs_only_its_own_frame():
+    decoder = FrameDecoder()
+    decoder.receive_data(varint(2) + b"\xff\xff" + encode_frame(Ping()))
+    with pytest.raises(WireError):
+        decoder.next_message()
+    assert decoder.next_message() == Ping()
+
+
+def payload(*items) -> bytes:
+    return cbor2.dumps(list(items))
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (payload(2, 7), "unsupported version"),
+        (payload(1, 99), "unknown kind"),
+        (payload(True, 7), "bool for the version"),
+        (payload(1, 4, DOC, [HASH] * (MAX_HEADS + 1), False), "too many heads"),
+        (payload(1, 4, DOC, [b"short"], False), "short hash"),
+        (payload(1, 4, DOC[:-1], [HASH], False), "short doc id"),
+        (payload(1, 4, DOC, [HASH], 1), "int for a bool"),
+        (payload(1, 5, DOC, 0, b"", [HASH], [], True), "base on a non-document batch"),
+        (payload(1, 5, DOC, 9, b"", [], [], True), "unknown encoding"),
+        (payload(1, 5, DOC, 0, b"", [], [[0, b"\x01" * 64]] * (MAX_TIPS_PER_BATCH + 1), True), "too many tips"),
+        (payload(1, 2, b"\x33" * 32, [[DOC, []], [DOC, []]], False), "a doc listed twice"),
+        (payload(1, 8, "x" * 1000), "an essay of a reason"),
+        (payload(1, 7, 0), "a field too many"),
+        (b"\x83\x01\x07", "truncated array"),
+        (cbor2.dumps({"version": 1}), "a map"),
+        (cbor2.dumps(cbor2.CBORTag(35, "a+")), "a tag"),
+        (cbor2.dumps([1, 7, 1.5]), "a float"),
+        (b"\x9f\x01\x07\xff", "indefinite length"),
+        (b"\x82\x18\x01\x07", "non-canonical integer"),
+        (payload(1, 7) + b"\x00", "trailing bytes"),
+        (b"\x81" * 10 + b"\x01", "nested too deep"),
+    ],
+)
+def test_invalid_payloads_are_wire_errors(data, why):
+    with pytest.raises(WireError):
+        decode_payload(data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400))
+def test_random_bytes_raise_only_wire_errors(data):
+    try:
+        frames_of(data)
+    except WireError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(MESSAGES), st.data())
+def test_mutated_frames_raise_only_wire_errors(message, data):
+    frame = bytearray(encode_frame(message))
+    for _ in range(data.draw(st.integers(1, 4))):
+        position = data.draw(st.integers(0, len(frame) - 1))
+        frame[position] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(frame)))
+    try:
+        frames_of(bytes(frame[:cut]))
+    except WireError:
+        pass
+
+
+cbor_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**65), 2**65) | st.binary(max_size=40) | st.text(max_size=10) | st.floats(),
+    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=4), children, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cbor_values)
+def test_arbitrary_cbor_values_raise_only_wire_errors(value):
+    try:
+        decode_payload(cbor2.dumps(value))
+    except WireError:
+        pass
+
+
+# ----- batches -----
+
+
+def raw_changes(count: int) -> list[bytes]:
+    document = native.Document(b"\x01" * 32)
+    obj = document.put_object(native.ROOT, "text", "text")
+    for i in range(count):
+        document.splice_text(obj, 0, 0, str(i))
+        document.commit()
+    return document.get_changes([])
+
+
+@pytest.mark.parametrize("count", [1, 50])
+def test_a_batch_is_packed_plain_or_deflated_whichever_is_smaller(count):
+    changes = raw_changes(count)
+    encoding, data = pack_changes(changes)
+    plain = cbor.dumps(changes)
+    assert len(data) == min(len(plain), len(zlib.compress(plain, 6)))
+    assert unpack(encoding, data, ()) == changes
+
+
+def test_a_large_reply_is_sent_as_a_saved_document_and_unpacks_to_what_was_missing():
+    document = native.Document(b"\x01" * 32)
+    obj = document.put_object(native.ROOT, "text", "text")
+    document.commit()
+    base = document.heads()
+    for i in range(500):
+        document.splice_text(obj, 0, 0, "x")
+        document.commit()
+    missing = document.get_changes(base)
+    [(encoding, data, count)] = plan_reply(missing, document.save)
+    assert encoding is Encoding.DOCUMENT and count == len(missing)
+    assert len(data) < 30 * len(missing)
+    assert unpack(encoding, data, base) == missing
+    assert [c.hash for c in decode_changes(unpack(encoding, data, base))] == [c.hash for c in decode_changes(missing)]
+
+
+def test_a_document_batch_whose_base_is_not_in_it_is_refused():
+    document = native.Document(b"\x01" * 32)
+    document.put(native.ROOT, "k", 1)
+    document.commit()
+    with pytest.raises(WireError):
+        unpack(Encoding.DOCUMENT, document.save(), (b"\x09" * 32,))
+    with pytest.raises(WireError):
+        unpack(Encoding.DOCUMENT, b"not a document", ())
+
+
+def test_a_deflate_bomb_is_refused(monkeypatch):
+    monkeypatch.setattr("protocol.batch.MAX_INFLATED_BATCH_BYTES", 1000)
+    with pytest.raises(LimitExceeded):
+        unpack(Encoding.DEFLATE, zlib.compress(cbor.dumps([b"\x00" * 5000])), ())
+
+
+@pytest.mark.parametrize(
+    "data", [b"garbage", zlib.compress(b"garbage"), zlib.compress(cbor.dumps([b"x"]))[:-3], zlib.compress(cbor.dumps([1]))]
+)
+def test_malformed_deflated_batches_are_wire_errors(data):
+    with pytest.raises(WireError):
+        decode_changes(unpack(Encoding.DEFLATE, data, ()))
+
+
+def test_an_undecodable_change_is_a_wire_error():
+    with pytest.raises(WireError):
+        decode_changes([raw_changes(1)[0][:-1]])
