@@ -1,54 +1,178 @@
-"""The ``distspace`` command: a thin front over ``node`` and ``store``.
+"""The ``distspace`` command: a thin front over the node's local API (node/api_methods.py).
 
-Exit codes: 0 ok, 1 user error (one line on stderr), 2 usage. Every command takes ``--json``.
+Exit codes: 0 ok, 1 user error (one line on stderr, no traceback), 2 usage. Every command takes
+``--json``, ``--home`` and ``--space``, before or after its name. A closed stdout (``| head``)
+ends a command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from cli import demo
+from cli import commands
+from cli.connect import NodeBusy
+from node.api_client import ApiUnavailable
+from node.errors import NodeError
+from node.home import default_home
+from node.rpc import RpcError
+from protocol.errors import ProtocolError
+from store.errors import StoreError
 
+# The store words its advice in its Python API's terms; on the command line the same advice is a flag.
+CLI_WORDING = {"pass recursive=True": "use -r", "pass parents=True": "use -p"}
 
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit code 1, no traceback."""
+EPILOG = """\
+examples:
+  distspace init notes                  create a space (prints its id)
+  distspace write todo.md todo.txt      put a file into the space (- or nothing: stdin)
+  distspace cat todo.md --at 3          the file as it was at version 3
+  distspace log todo.md                 who changed it, and when
+  distspace up --json                   run the daemon; editors and agents connect to its API
 
-
-def _emit(args: argparse.Namespace, result: dict[str, Any], render: Callable[[dict[str, Any]], str]) -> None:
-    print(json.dumps(result) if args.json else render(result))
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    _emit(args, demo.run(), demo.render)
-    return 0
+Every command works with or without a running daemon: with one it goes through the daemon's
+API (HOME/api.sock), without one it opens the store directly. The home is --home, else
+$DISTSPACE_HOME, else $XDG_DATA_HOME/distspace; the space is --space (a name or id), else
+$DISTSPACE_SPACE, else the only one the node holds.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="distspace",
         description="Dist-Space: a live, shared, offline-first code workspace with no server.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo_cmd = commands.add_parser(
-        "demo", parents=[common], help="two replicas edit concurrently, sync and converge"
-    )
-    demo_cmd.set_defaults(run=_cmd_demo)
+    _add_common(parser, top=True)
+    sub = parser.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: commands.Command, summary: str) -> argparse.ArgumentParser:
+        child = sub.add_parser(name, help=summary, description=summary[:1].upper() + summary[1:] + ".")
+        _add_common(child, top=False)
+        child.set_defaults(run=run, parser=child)
+        return child
+
+    init = command("init", commands.init, "create a space signed by this node and print its id")
+    init.add_argument("name", help="a human name for the space")
+
+    join = command("join", commands.join, "join a space created elsewhere")
+    join.add_argument("space_id", metavar="SPACE_ID", help="the space's id (64 hex digits)")
+    join.add_argument("--peer", action="append", default=[], metavar="ADDR", help="a peer's multiaddr to fetch it from (repeatable)")
+    join.add_argument("--genesis", metavar="B64", help="the space's genesis record, as printed by init: adds it at once")
+
+    up = command("up", commands.up, "run the daemon in the foreground (Ctrl-C or SIGTERM stops it)")
+    up.add_argument("--listen", action="append", default=[], metavar="MULTIADDR", help="listen address (repeatable; default from config)")
+    up.add_argument("--peer", action="append", default=[], metavar="MULTIADDR", help="a peer to connect to (repeatable)")
+    up.add_argument("--relay", action="store_true", default=None, help="also serve as a circuit relay for other peers")
+    up.add_argument("--no-mdns", dest="mdns", action="store_false", default=None, help="do not discover peers on the local network")
+
+    command("id", commands.identity, "print this node's peer id and public key")
+    command("status", commands.status, "the node: daemon, API, network, peers, spaces")
+    command("peers", commands.peers, "the peers connected now")
+    command("spaces", commands.spaces, "the spaces this node holds")
+
+    ls = command("ls", commands.ls, "list a directory of the space")
+    ls.add_argument("path", nargs="?", default="", metavar="PATH", help="the directory (default: the root)")
+    _add_at(ls)
+
+    cat = command("cat", commands.cat, "print a file's content (raw bytes)")
+    cat.add_argument("path", metavar="PATH")
+    _add_at(cat)
+
+    write = command("write", commands.write, "create or overwrite a file")
+    write.add_argument("path", metavar="PATH", help="where in the space")
+    write.add_argument("file", nargs="?", metavar="FILE|-", help="the content's source (default: stdin)")
+    write.add_argument("-p", "--parents", action="store_true", help="create missing parent directories")
+    _add_message(write)
+
+    rm = command("rm", commands.rm, "remove a file or directory")
+    rm.add_argument("path", metavar="PATH")
+    rm.add_argument("-r", "--recursive", action="store_true", help="remove a directory and everything in it")
+    _add_message(rm)
+
+    mv = command("mv", commands.mv, "move or rename a file or directory")
+    mv.add_argument("source", metavar="SOURCE")
+    mv.add_argument("target", metavar="TARGET")
+    _add_message(mv)
+
+    mkdir = command("mkdir", commands.mkdir, "create a directory")
+    mkdir.add_argument("path", metavar="PATH")
+    mkdir.add_argument("-p", "--parents", action="store_true", help="create missing parents; no error if it exists")
+    _add_message(mkdir)
+
+    log = command("log", commands.log, "changes of the space or of one path, newest first")
+    log.add_argument("path", nargs="?", metavar="PATH")
+    log.add_argument("-n", "--limit", type=int, default=100, metavar="N", help="at most N changes (default 100)")
+
+    diff = command("diff", commands.diff, "what changed between two versions (V2 defaults to now)")
+    diff.add_argument("old", type=int, metavar="V1")
+    diff.add_argument("rest", nargs="*", metavar="[V2] [PATH]", help="a number is V2, anything else a path")
+
+    blame = command("blame", commands.blame, "who wrote each line of a text file")
+    blame.add_argument("path", metavar="PATH")
+    _add_at(blame)
+
+    revert = command("revert", commands.revert, "put the space (or one file) back as it was, with new changes")
+    revert.add_argument("--to", type=int, required=True, metavar="VERSION", help="the version to go back to")
+    revert.add_argument("path", nargs="?", metavar="PATH", help="only this file")
+    _add_message(revert)
+
+    command("snapshot", commands.snapshot, "snapshot every doc of the space and sign a new manifest")
+    command("verify", commands.verify, "check every hash, signature and snapshot in the store")
+    command("demo", commands.run_demo, "two replicas edit concurrently, sync and converge")
     return parser
 
 
+def _add_common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The options every command takes, before or after its name: a command's copy defaults to
+    SUPPRESS, so it only overrides the top-level value when given."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument("--json", action="store_true", default=default(False), help="print machine-readable JSON")
+    parser.add_argument("--home", metavar="DIR", default=default(str(default_home())), help="the node home")
+    parser.add_argument(
+        "--space", metavar="SPACE", default=default(os.environ.get("DISTSPACE_SPACE")), help="the space: a name or id (default: the only one)"
+    )
+
+
+def _add_at(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--at", type=int, metavar="VERSION", help="as it was at this version")
+
+
+def _add_message(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--message", metavar="TEXT", help="the change message")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except CliError as error:
-        print(f"distspace: {error}", file=sys.stderr)
-        return 1
+    except commands.UsageError as error:
+        command: argparse.ArgumentParser = args.parser
+        command.error(str(error))  # exits 2
+    except RpcError as error:
+        message = error.message
+        for api_words, cli_words in CLI_WORDING.items():
+            message = message.replace(api_words, cli_words)
+        return _fail(message)
+    except (commands.CliError, NodeBusy, ApiUnavailable, NodeError, ProtocolError, StoreError) as error:
+        return _fail(str(error))
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail again
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str) -> int:
+    print(f"distspace: {message}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,91 @@
+"""cli: how long ``distspace cat`` takes, wall clock, with and without a daemon (target 150 ms).
+
+A command is a fresh interpreter every time, so its cost is start-up and imports as much as
+work. Measured here, in the same run: ``python -c pass`` (the floor any Python command pays,
+the baseline of every figure), then ``distspace cat`` of a small text file on a home with one
+space, first with no daemon (the command takes the home lock and opens the store itself), then
+with ``distspace up`` running (one call over the Unix socket). Each figure is the best of its
+runs: noise on a shared machine only adds time.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from benchmarks.measure import log
+from benchmarks.registry import BenchmarkError, Figure, RunOptions, benchmark
+
+RUNS = 20
+QUICK_RUNS = 5
+TARGET_MS = 150.0
+READY_TIMEOUT_S = 60.0
+CONTENT = "print('hello, world')\n" * 40
+DISTSPACE = str(Path(sys.executable).with_name("distspace"))
+
+
+def _best_wall_ms(command: list[str], runs: int, expect: bytes | None = None) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL)
+        elapsed = (time.perf_counter() - started) * 1000
+        if result.returncode != 0 or (expect is not None and result.stdout != expect):
+            raise BenchmarkError(f"{' '.join(command)} failed ({result.returncode}): {result.stderr.decode()[-300:]}")
+        best = min(best, elapsed)
+    return best
+
+
+def _distspace(home: Path, *args: str, input: bytes = b"") -> None:
+    result = subprocess.run([DISTSPACE, "--home", str(home), *args], input=input, capture_output=True)
+    if result.returncode != 0:
+        raise BenchmarkError(f"distspace {' '.join(args)} failed: {result.stderr.decode()}")
+
+
+@benchmark("cli")
+def cli(options: RunOptions) -> Iterator[Figure]:
+    runs = (QUICK_RUNS if options.quick else RUNS) * options.repeat
+    with tempfile.TemporaryDirectory(prefix="ds-bench-") as directory:
+        home = Path(directory) / "home"
+        _distspace(home, "init", "bench")
+        _distspace(home, "write", "hello.py", input=CONTENT.encode())
+        cat = [DISTSPACE, "--home", str(home), "cat", "hello.py"]
+
+        log(f"cli: python -c pass and distspace cat without a daemon, {runs} runs each")
+        python_ms = _best_wall_ms([sys.executable, "-c", "pass"], runs)
+        direct_ms = _best_wall_ms(cat, runs, CONTENT.encode())
+
+        log("cli: distspace cat with a daemon")
+        daemon = subprocess.Popen(
+            [DISTSPACE, "--home", str(home), "up", "--json", "--no-mdns"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        try:
+            _wait_ready(daemon)
+            daemon_ms = _best_wall_ms(cat, runs, CONTENT.encode())
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(READY_TIMEOUT_S)
+            finally:
+                if daemon.poll() is None:
+                    daemon.kill()
+                    daemon.wait()
+                if daemon.stdout is not None:
+                    daemon.stdout.close()
+    yield Figure("python_startup_wall", round(python_ms, 1), "ms")
+    yield Figure("cat_without_daemon_wall", round(direct_ms, 1), "ms", "python -c pass", round(python_ms, 1))
+    yield Figure("cat_with_daemon_wall", round(daemon_ms, 1), "ms", "python -c pass", round(python_ms, 1))
+    yield Figure("cat_target_wall", TARGET_MS, "ms")
+
+
+def _wait_ready(daemon: subprocess.Popen[bytes]) -> None:
+    assert daemon.stdout is not None
+    line = daemon.stdout.readline()  # the daemon's first stdout line, once its API listens
+    if not line or json.loads(line).get("event") != "ready":
+        raise BenchmarkError(f"the daemon did not become ready (exit {daemon.poll()})")

@@ -1,0 +1,320 @@
+"""The ``distspace`` commands: each turns its arguments into API calls and renders the result.
+
+A command works the same with and without a daemon (cli/connect.py decides how to reach the
+node). ``--json`` prints the API result itself, one JSON object on stdout, so a script sees
+exactly what an API client would; without it a command prints for people (cli/render.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cli import render
+from cli.connect import open_node
+from node.home import NodeHome
+
+Args = argparse.Namespace
+Json = dict[str, Any]
+Command = Callable[[Args], int]
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 1, no traceback."""
+
+
+class UsageError(Exception):
+    """Arguments argparse could not judge alone: usage and the message, exit code 2."""
+
+
+def _home(args: Args) -> NodeHome:
+    return NodeHome(Path(args.home))
+
+
+def _call(args: Args, method: str, **params: Any) -> Json:
+    """One call on the node."""
+    with open_node(_home(args)) as node:
+        return node.call(method, **params)
+
+
+def _in_space(args: Args, method: str, **params: Any) -> Json:
+    """One call of a method that works in a space: the one ``--space`` names, if given."""
+    return _call(args, method, space=args.space, **params)
+
+
+def _show(args: Args, result: Json, human: Callable[[Json], None]) -> int:
+    """``--json``: the result as the API gave it; otherwise ``human`` prints it for people."""
+    if args.json:
+        render.emit_json(result)
+    else:
+        human(result)
+    return 0
+
+
+def _written(args: Args, result: Json, what: str) -> int:
+    return _show(args, result, lambda written: render.say(f"{what} (version {written['version']})"))
+
+
+# ----- spaces and the node -----
+
+
+def init(args: Args) -> int:
+    return _show(args, _call(args, "space.create", name=args.name), _print_created)
+
+
+def _print_created(result: Json) -> None:
+    render.say(result["space_id"])
+    render.hint(f"created space {result['name']!r}; to join it from another node:")
+    render.hint(f"  distspace join {result['space_id']} --genesis {result['genesis']}")
+
+
+def join(args: Args) -> int:
+    if not args.peer and args.genesis is None:
+        raise UsageError("give --peer ADDR (a peer to fetch the space from) or --genesis")
+    result = _call(args, "space.join", space_id=args.space_id.lower(), peers=args.peer, genesis=args.genesis)
+    return _show(args, result, _print_joined)
+
+
+def _print_joined(result: Json) -> None:
+    if result["status"] == "joined":
+        render.say(f"joined space {result['name']!r} ({result['space_id']})")
+    else:
+        render.say(f"recorded: space {result['space_id']} will be fetched from {', '.join(result['peers'])} when the daemon runs")
+
+
+def up(args: Args) -> int:
+    # Imported here: only the daemon needs trio and libp2p.
+    from node import daemon
+    from node.network import run_network
+
+    daemon.main(
+        _home(args),
+        listen=args.listen,
+        peers=args.peer,
+        relay=args.relay,
+        mdns=args.mdns,
+        json_ready=args.json,
+        network=run_network,
+    )
+    return 0
+
+
+def identity(args: Args) -> int:
+    own = _home(args).identity()
+    result = {"peer_id": own.peer_id, "public_key": own.public_key.hex()}
+    return _show(args, result, lambda r: render.say(f"peer id     {r['peer_id']}\npublic key  {r['public_key']}"))
+
+
+def status(args: Args) -> int:
+    return _show(args, _call(args, "node.status"), _print_status)
+
+
+def _print_status(result: Json) -> None:
+    if result["daemon"]:
+        daemon = f"running for {result['uptime_s']:.0f} s"
+        api = f"{result['api']['websocket']}  {result['api']['unix']}"
+    else:
+        daemon, api = "not running (start it: distspace up)", "-"
+    network = ", ".join(result["addrs"]) or ("listening" if result["network"] else "not running")
+    lines = [
+        f"peer id   {result['peer_id']} ({result['name']}, {result['kind']})",
+        f"home      {result['home']}",
+        f"daemon    {daemon}",
+        f"api       {api}",
+        f"network   {network}",
+        f"peers     {result['peers']}",
+    ]
+    lines += [f"space     {s['name']}  {s['space_id']}  version {s['version']}" for s in result["spaces"]]
+    if result["pending_joins"]:
+        lines.append(f"pending   {result['pending_joins']} space(s) to fetch")
+    render.say("\n".join(lines))
+
+
+def peers(args: Args) -> int:
+    return _show(args, _call(args, "node.peers"), _print_peers)
+
+
+def _print_peers(result: Json) -> None:
+    if not result["peers"]:
+        render.say("no peers connected" + ("" if result["daemon"] else " (no daemon running: distspace up)"))
+        return
+    rows = [[p["peer_id"], " ".join(p["addrs"]), len(p["spaces"]), render.when(p["connected_ms"])] for p in result["peers"]]
+    render.table(["peer", "addresses", "spaces", "since"], rows)
+
+
+def spaces(args: Args) -> int:
+    return _show(args, _call(args, "space.list"), _print_spaces)
+
+
+def _print_spaces(result: Json) -> None:
+    rows = [[s["name"], s["space_id"], s["version"], render.short_peer(s["creator"])] for s in result["spaces"]]
+    rows += [["(pending)", p["space_id"], "", ""] for p in result["pending"]]
+    if not rows:
+        render.say("no spaces yet: distspace init NAME, or distspace join SPACE_ID --peer ADDR")
+    else:
+        render.table(["name", "id", "version", "creator"], rows)
+
+
+def snapshot(args: Args) -> int:
+    with render.busy("taking a snapshot"):
+        result = _in_space(args, "space.snapshot")
+    return _show(args, result, _print_snapshot)
+
+
+def _print_snapshot(result: Json) -> None:
+    if result["manifest"] is None:
+        render.say("the space is empty: nothing to snapshot")
+    else:
+        render.say(f"snapshot at version {result['version']}: {result['docs']} doc(s), manifest {result['manifest']}")
+
+
+def verify(args: Args) -> int:
+    with render.busy("verifying every change, signature, snapshot and block"):
+        result = _call(args, "node.verify")
+    _show(args, result, _print_problems)
+    if not result["ok"]:
+        raise CliError(f"{len(result['problems'])} problem(s) found in the store")
+    return 0
+
+
+def _print_problems(result: Json) -> None:
+    if result["ok"]:
+        render.say("the store verifies: every hash, signature, snapshot and block checks out")
+    for problem in result["problems"]:
+        render.say(f"{problem['kind']}: {problem['detail']}")
+
+
+# ----- files -----
+
+
+def ls(args: Args) -> int:
+    return _show(args, _in_space(args, "fs.ls", path=args.path, version=args.at), _print_listing)
+
+
+def _print_listing(result: Json) -> None:
+    rows = []
+    for entry in result["entries"]:
+        name = entry["path"].rpartition("/")[2]
+        if entry["kind"] == "dir":
+            rows.append([name + "/", "dir", ""])
+        else:
+            rows.append([name, entry["encoding"], "?" if entry["size"] is None else entry["size"]])
+    render.table(["name", "type", "size"], rows)
+
+
+def cat(args: Args) -> int:
+    return _show(args, _in_space(args, "fs.read", path=args.path, version=args.at), _write_content)
+
+
+def _write_content(result: Json) -> None:
+    render.write_bytes(result["text"].encode() if result["encoding"] == "text" else base64.b64decode(result["base64"]))
+
+
+def write(args: Args) -> int:
+    data = _read_input(args.file)  # before taking the node: never hold the lock while stdin waits
+    content = {"text": data.decode()} if _is_text(data) else {"base64": base64.b64encode(data).decode("ascii")}
+    result = _in_space(args, "fs.write", path=args.path, parents=args.parents, message=args.message, **content)
+    return _written(args, result, f"wrote {args.path}")
+
+
+def rm(args: Args) -> int:
+    result = _in_space(args, "fs.rm", path=args.path, recursive=args.recursive, message=args.message)
+    return _written(args, result, f"removed {args.path}")
+
+
+def mv(args: Args) -> int:
+    result = _in_space(args, "fs.mv", source=args.source, target=args.target, message=args.message)
+    return _written(args, result, f"moved {args.source} to {args.target}")
+
+
+def mkdir(args: Args) -> int:
+    result = _in_space(args, "fs.mkdir", path=args.path, parents=args.parents, message=args.message)
+    return _written(args, result, f"created {args.path}/")
+
+
+def _read_input(file: str | None) -> bytes:
+    if file is None or file == "-":
+        if sys.stdin.isatty():
+            render.hint("reading the content from stdin; end it with Ctrl-D")
+        return sys.stdin.buffer.read()
+    try:
+        return Path(file).read_bytes()
+    except OSError as error:
+        raise CliError(f"cannot read {file}: {error.strerror}") from error
+
+
+def _is_text(data: bytes) -> bool:
+    """UTF-8 without NUL bytes is text (as git judges), anything else binary."""
+    if b"\x00" in data:
+        return False
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# ----- history -----
+
+
+def log(args: Args) -> int:
+    return _show(args, _in_space(args, "history.log", path=args.path, limit=args.limit), _print_log)
+
+
+def _print_log(result: Json) -> None:
+    rows = [
+        [e["version"], render.short_hash(e["change"]), render.short_peer(e["author"]), render.when(e["time_ms"]), e["message"] or "", " ".join(e["paths"])]
+        for e in result["entries"]
+    ]
+    render.table(["version", "change", "author", "time", "message", "paths"], rows)
+
+
+def diff(args: Args) -> int:
+    new, path = _diff_operands(args.rest)
+    result = _in_space(args, "history.diff", old=args.old, new=new, path=path)
+    return _show(args, result, _print_diff)
+
+
+def _print_diff(result: Json) -> None:
+    sys.stdout.write(render.diff_text("".join(file["unified"] for file in result["files"])))
+
+
+def _diff_operands(rest: list[str]) -> tuple[int | None, str | None]:
+    """``[V2] [PATH]``: a lone operand is V2 if it is a number, else PATH."""
+    if len(rest) > 2:
+        raise UsageError("diff takes V1 [V2] [PATH]")
+    if len(rest) == 2:
+        if not rest[0].isdigit():
+            raise UsageError(f"V2 is a version number, not {rest[0]!r}")
+        return int(rest[0]), rest[1]
+    if len(rest) == 1:
+        return (int(rest[0]), None) if rest[0].isdigit() else (None, rest[0])
+    return None, None
+
+
+def blame(args: Args) -> int:
+    return _show(args, _in_space(args, "history.blame", path=args.path, version=args.at), _print_blame)
+
+
+def _print_blame(result: Json) -> None:
+    width = len(str(len(result["lines"])))
+    for line in result["lines"]:
+        who = f"{render.short_hash(line['change'])} {render.short_peer(line['author'])} {render.when(line['time_ms'])}"
+        render.say(f"{who} {line['number']:>{width}}) {line['text']}")
+
+
+def revert(args: Args) -> int:
+    with render.busy(f"reverting to version {args.to}"):
+        result = _in_space(args, "history.revert", version=args.to, path=args.path, message=args.message)
+    return _written(args, result, f"reverted {args.path or 'the space'} to version {args.to}")
+
+
+def run_demo(args: Args) -> int:
+    from cli import demo  # the Automerge binding: only the demo needs it
+
+    result = demo.run()
+    return _show(args, result, lambda r: render.say(demo.render(r)))

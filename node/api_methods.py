@@ -1,0 +1,562 @@
+"""The local API's methods: JSON params in, JSON results out, one function each.
+
+``dispatch`` is the one entry: it checks the params against ``node/api_schema.json``, runs the
+handler, and turns every refusal of the store into an ``RpcError`` with a code and the store's
+own message. The daemon calls it for each request of each connection; a CLI command run without
+a daemon calls it in-process on the store it opened, so both paths behave the same.
+
+Conventions (also in the schema): paths are relative to the space root (``src/main.py``; the
+root is ``""``); ``space`` is a space's name, id or unique id prefix (optional when the node holds
+one space); versions are the node's local version numbers; hashes and ids are hex; peers and
+authors are libp2p peer ids; text positions count Unicode code points; content is ``text`` (a
+UTF-8 string) or ``base64`` (bytes). Every write returns the version it made.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from node.api_schema import schema
+from node.rpc import DAEMON_REQUIRED, INTERNAL_ERROR, METHOD_NOT_FOUND, RpcError, invalid_params
+from node.services import JoinRequest, NodeServices, PeerInfo, Presence, SpaceAdded
+from protocol.errors import BadSignature, WireError
+from protocol.identity import peer_id_of
+from protocol.space import Genesis
+from store.blocks import cid_text
+from store.errors import (
+    ClosedError,
+    CorruptionError,
+    InvalidInput,
+    SchemaError,
+    StorageError,
+    StoreError,
+    UnknownBlock,
+    UnknownDoc,
+    UnknownSnapshot,
+    UnknownSpace,
+)
+from store.workspace import Content, Stat, Workspace
+from store.workspace_errors import (
+    AlreadyExists,
+    ContentTooLarge,
+    ContentUnavailable,
+    DirectoryNotEmpty,
+    InvalidMove,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    NotText,
+    PathError,
+    UnknownVersion,
+)
+
+if TYPE_CHECKING:  # not loaded by a command on the store that does not use them
+    from node.subscriptions import Sink, Subscriptions
+    from store.history import History
+
+Json = dict[str, Any]
+
+# Error codes of store refusals; a class not listed takes the code of its nearest listed base.
+STORE_ERROR_CODES: dict[type[StoreError], int] = {
+    StoreError: 1000,
+    InvalidInput: 1001,
+    PathError: 1002,
+    NotFound: 1003,
+    UnknownSpace: 1004,
+    UnknownDoc: 1003,
+    UnknownBlock: 1003,
+    UnknownSnapshot: 1003,
+    UnknownVersion: 1005,
+    AlreadyExists: 1006,
+    NotADirectory: 1007,
+    IsADirectory: 1008,
+    DirectoryNotEmpty: 1009,
+    InvalidMove: 1010,
+    NotText: 1011,
+    ContentTooLarge: 1012,
+    ContentUnavailable: 1013,
+    CorruptionError: 1020,
+    StorageError: 1021,
+    SchemaError: 1021,
+    ClosedError: 1021,
+}
+
+
+@dataclass(slots=True)
+class Call:
+    """The context of a call: the node, and inside a daemon the subscriptions and the caller."""
+
+    services: NodeServices
+    subscriptions: Subscriptions | None = None
+    sink: Sink | None = None
+
+    def space(self, params: Json) -> bytes:
+        """The space the ``space`` param names (the only one, if it names none)."""
+        return self.services.space_id(params.get("space"))
+
+    def workspace(self, params: Json) -> Workspace:
+        return self.services.workspace(self.space(params))
+
+    def history(self, params: Json) -> History:
+        return self.services.history(self.space(params))
+
+    def live(self) -> tuple[Subscriptions, Sink]:
+        if self.subscriptions is None or self.sink is None:
+            raise RpcError(DAEMON_REQUIRED, "this needs a running daemon (distspace up)", "DaemonRequired")
+        return self.subscriptions, self.sink
+
+
+Handler = Callable[[Call, Json], Json]
+HANDLERS: dict[str, Handler] = {}
+
+
+def method(name: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        HANDLERS[name] = handler
+        return handler
+
+    return register
+
+
+def dispatch(call: Call, name: str, params: Json) -> Json:
+    """Run one method.
+
+    Raises:
+        RpcError: unknown method, invalid params, or the store refused (nothing was changed).
+        Anything else is a bug, for the caller to log (the daemon) or show (the CLI).
+    """
+    handler = HANDLERS.get(name)
+    if handler is None:
+        raise RpcError(METHOD_NOT_FOUND, f"no method {name!r} (see node/api_schema.json)", "MethodNotFound")
+    checked = schema().check_params(name, params)
+    try:
+        return handler(call, checked)
+    except StoreError as error:
+        raise store_error(error) from error
+
+
+def store_error(error: StoreError) -> RpcError:
+    for kind in type(error).__mro__:
+        if kind in STORE_ERROR_CODES:
+            return RpcError(STORE_ERROR_CODES[kind], str(error), type(error).__name__)
+    return RpcError(INTERNAL_ERROR, str(error), type(error).__name__)  # unreachable: StoreError is listed
+
+
+# ----- the tree -----
+
+
+@method("fs.ls")
+def fs_ls(call: Call, params: Json) -> Json:
+    ws = call.workspace(params)
+    version = ws.check_version(params.get("version"))
+    entries = ws.ls(params["path"], version)
+    return {"space": ws.space.hex(), "version": version, "path": params["path"], "entries": [stat_json(s) for s in entries]}
+
+
+@method("fs.stat")
+def fs_stat(call: Call, params: Json) -> Json:
+    ws = call.workspace(params)
+    version = ws.check_version(params.get("version"))
+    return {"space": ws.space.hex(), "version": version, **stat_json(ws.stat(params["path"], version))}
+
+
+@method("fs.read")
+def fs_read(call: Call, params: Json) -> Json:
+    ws = call.workspace(params)
+    version = ws.check_version(params.get("version"))
+    content = ws.read(params["path"], version)
+    return {"space": ws.space.hex(), "version": version, "path": params["path"], **content_json(content)}
+
+
+@method("fs.write")
+def fs_write(call: Call, params: Json) -> Json:
+    ws = call.workspace(params)
+    content = _content(params)
+    version = ws.write(params["path"], content, now_ms=call.services.clock(), message=params.get("message"), parents=params["parents"])
+    return {"version": version}
+
+
+@method("fs.splice")
+def fs_splice(call: Call, params: Json) -> Json:
+    ws = call.workspace(params)
+    now_ms, message = call.services.clock(), params.get("message")
+    version = ws.splice(params["path"], params["position"], params["delete"], params["insert"], now_ms=now_ms, message=message)
+    return {"version": version}
+
+
+@method("fs.mkdir")
+def fs_mkdir(call: Call, params: Json) -> Json:
+    ws = call.workspace(params)
+    version = ws.mkdir(params["path"], now_ms=call.services.clock(), message=params.get("message"), parents=params["parents"])
+    return {"version": version}
+
+
+@method("fs.rm")
+def fs_rm(call: Call, params: Json) -> Json:
+    ws = call.workspace(params)
+    version = ws.rm(params["path"], now_ms=call.services.clock(), message=params.get("message"), recursive=params["recursive"])
+    return {"version": version}
+
+
+@method("fs.mv")
+def fs_mv(call: Call, params: Json) -> Json:
+    ws = call.workspace(params)
+    version = ws.mv(params["source"], params["target"], now_ms=call.services.clock(), message=params.get("message"))
+    return {"version": version}
+
+
+def _content(params: Json) -> Content:
+    text: str | None = params.get("text")
+    encoded: str | None = params.get("base64")
+    if text is not None and encoded is None:
+        return text
+    if text is not None or encoded is None:
+        raise invalid_params("fs.write: give the content as exactly one of text (a string) or base64 (bytes)")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise invalid_params(f"fs.write: params.base64 is not base64 ({error})") from error
+
+
+def content_json(content: Content) -> Json:
+    """Text as a string, bytes as base64: the two content forms of the API."""
+    if isinstance(content, str):
+        return {"encoding": "text", "text": content}
+    return {"encoding": "binary", "base64": base64.b64encode(content).decode("ascii")}
+
+
+def peer_json(peer: PeerInfo) -> Json:
+    return {
+        "peer_id": peer.peer_id,
+        "addrs": list(peer.addrs),
+        "spaces": [space.hex() for space in peer.spaces],
+        "connected_ms": peer.connected_ms,
+    }
+
+
+def presence_json(presence: Presence) -> Json:
+    return {
+        "peer_id": presence.peer_id,
+        "client": presence.client,
+        "name": presence.name,
+        "path": presence.path,
+        "cursor": presence.cursor,
+        "selection": list(presence.selection) if presence.selection is not None else None,
+        "updated_ms": presence.updated_ms,
+    }
+
+
+def stat_json(stat: Stat) -> Json:
+    return {
+        "path": stat.path,
+        "kind": stat.kind,
+        "file_id": stat.file_id,
+        "encoding": stat.encoding,
+        "size": stat.size,
+        "heads": [h.hex() for h in stat.heads],
+        "claimed_name": stat.claimed_name,
+    }
+
+
+# ----- history -----
+
+
+@method("history.log")
+def history_log(call: Call, params: Json) -> Json:
+    history = call.history(params)
+    entries = history.log(params.get("path"), since=params["since"], until=params.get("until"), limit=params["limit"])
+    return {
+        "space": history.ws.space.hex(),
+        "version": history.ws.version(),
+        "entries": [
+            {
+                "version": entry.version,
+                "change": entry.change.hex(),
+                "doc": entry.doc.hex(),
+                "author": peer_id_of(entry.author),
+                "time_ms": entry.time_ms,
+                "message": entry.message,
+                "paths": list(entry.paths),
+                "origin": entry.origin,
+            }
+            for entry in entries
+        ],
+    }
+
+
+@method("history.diff")
+def history_diff(call: Call, params: Json) -> Json:
+    history = call.history(params)
+    new = history.ws.check_version(params.get("new"))
+    diffs = history.diff(params["old"], new, params.get("path"))
+    return {
+        "space": history.ws.space.hex(),
+        "old": params["old"],
+        "new": new,
+        "files": [
+            {
+                "file_id": diff.file_id,
+                "status": diff.status,
+                "old_path": diff.old_path,
+                "new_path": diff.new_path,
+                "unified": diff.unified,
+            }
+            for diff in diffs
+        ],
+    }
+
+
+@method("history.blame")
+def history_blame(call: Call, params: Json) -> Json:
+    history = call.history(params)
+    version = history.ws.check_version(params.get("version"))
+    lines = history.blame(params["path"], version)
+    return {
+        "space": history.ws.space.hex(),
+        "version": version,
+        "path": params["path"],
+        "lines": [
+            {"number": line.number, "text": line.text, "author": peer_id_of(line.author), "change": line.change.hex(), "time_ms": line.time_ms}
+            for line in lines
+        ],
+    }
+
+
+@method("history.revert")
+def history_revert(call: Call, params: Json) -> Json:
+    history = call.history(params)
+    now_ms, message, path = call.services.clock(), params.get("message"), params.get("path")
+    if path is None:
+        version = history.revert(params["version"], now_ms=now_ms, message=message)
+    else:
+        version = history.revert_file(path, params["version"], now_ms=now_ms, message=message)
+    return {"version": version}
+
+
+# ----- subscriptions and presence -----
+
+
+@method("subscribe.file")
+def subscribe_file(call: Call, params: Json) -> Json:
+    subscriptions, sink = call.live()
+    return subscriptions.file(sink, call.workspace(params), params["path"])
+
+
+@method("subscribe.tree")
+def subscribe_tree(call: Call, params: Json) -> Json:
+    subscriptions, sink = call.live()
+    return subscriptions.tree(sink, call.workspace(params))
+
+
+@method("subscribe.peers")
+def subscribe_peers(call: Call, params: Json) -> Json:
+    subscriptions, sink = call.live()
+    return subscriptions.peers(sink)
+
+
+@method("subscribe.presence")
+def subscribe_presence(call: Call, params: Json) -> Json:
+    subscriptions, sink = call.live()
+    return subscriptions.presence(sink, call.space(params))
+
+
+@method("unsubscribe")
+def unsubscribe(call: Call, params: Json) -> Json:
+    subscriptions, sink = call.live()
+    return {"removed": subscriptions.cancel(sink, params["subscription"])}
+
+
+@method("presence.set")
+def presence_set(call: Call, params: Json) -> Json:
+    subscriptions, sink = call.live()
+    space = call.space(params)
+    selection = params.get("selection")
+    presence = Presence(
+        space,
+        call.services.identity.peer_id,
+        params["client"],
+        params.get("path"),
+        params.get("cursor"),
+        (selection[0], selection[1]) if selection is not None else None,
+        params.get("name"),
+        call.services.clock(),
+    )
+    subscriptions.set_presence(sink, presence)
+    return presence_json(presence)
+
+
+@method("presence.clear")
+def presence_clear(call: Call, params: Json) -> Json:
+    subscriptions, sink = call.live()
+    space = call.space(params)
+    return {"removed": subscriptions.clear_presence(sink, (space, call.services.identity.peer_id, params["client"]))}
+
+
+@method("presence.list")
+def presence_list(call: Call, params: Json) -> Json:
+    call.live()
+    space = call.space(params)
+    return {"space": space.hex(), "presence": [presence_json(p) for p in call.services.presence.entries(space)]}
+
+
+# ----- the node and its spaces -----
+
+
+@method("node.status")
+def node_status(call: Call, params: Json) -> Json:
+    services = call.services
+    repo = services.repo
+    return {
+        "peer_id": services.identity.peer_id,
+        "public_key": services.identity.public_key.hex(),
+        "name": services.config.name,
+        "kind": services.config.kind.value,
+        "home": str(services.home.path),
+        "daemon": services.daemon,
+        "uptime_s": round((services.clock() - services.started_ms) / 1000, 3) if services.daemon else None,
+        "api": services.api,
+        "network": services.network is not None,
+        "addrs": services.addrs(),
+        "peers": len(services.peers.list()),
+        "spaces": [{"space_id": g.space_id.hex(), "name": g.name, "version": repo.version(g.space_id)} for g in repo.spaces()],
+        "pending_joins": len(_pending(services)),
+    }
+
+
+@method("node.peers")
+def node_peers(call: Call, params: Json) -> Json:
+    return {"daemon": call.services.daemon, "peers": [peer_json(p) for p in call.services.peers.list()]}
+
+
+@method("node.stats")
+def node_stats(call: Call, params: Json) -> Json:
+    services = call.services
+    repo = services.repo
+    spaces = []
+    for genesis in repo.spaces():
+        rows = repo.backend.docs(genesis.space_id)
+        latest = repo.latest_snapshot(genesis.space_id)
+        spaces.append(
+            {
+                "space_id": genesis.space_id.hex(),
+                "name": genesis.name,
+                "docs": len(rows),
+                "changes": sum(row.change_count for row in rows),
+                "version": repo.version(genesis.space_id),
+                "snapshot_version": latest.version if latest is not None else None,
+            }
+        )
+    files = [services.home.database, services.home.database.with_name(services.home.database.name + "-wal")]
+    return {
+        "spaces": spaces,
+        "database_bytes": sum(path.stat().st_size for path in files if path.exists()),
+        "subscriptions": len(call.subscriptions) if call.subscriptions is not None else 0,
+        "peers": len(services.peers.list()),
+    }
+
+
+@method("node.verify")
+def node_verify(call: Call, params: Json) -> Json:
+    problems = call.services.repo.verify()
+    return {
+        "ok": not problems,
+        "problems": [
+            {
+                "kind": problem.kind.value,
+                "space": problem.space.hex() if problem.space is not None else None,
+                "doc": problem.doc.hex() if problem.doc is not None else None,
+                "subject": problem.subject.hex(),
+                "detail": problem.detail,
+            }
+            for problem in problems
+        ],
+    }
+
+
+@method("space.list")
+def space_list(call: Call, params: Json) -> Json:
+    repo = call.services.repo
+    return {
+        "spaces": [
+            {
+                "space_id": g.space_id.hex(),
+                "name": g.name,
+                "creator": peer_id_of(g.creator),
+                "created_ms": g.created_ms,
+                "version": repo.version(g.space_id),
+            }
+            for g in repo.spaces()
+        ],
+        "pending": [{"space_id": r.space.hex(), "peers": list(r.peers)} for r in _pending(call.services)],
+    }
+
+
+@method("space.create")
+def space_create(call: Call, params: Json) -> Json:
+    services = call.services
+    genesis = services.repo.create_space(params["name"], services.clock())
+    services.bus.publish(SpaceAdded(genesis))
+    return _space_json(genesis)
+
+
+@method("space.join")
+def space_join(call: Call, params: Json) -> Json:
+    """Add a space created elsewhere: at once if its genesis is given, else when a peer sends it."""
+    services = call.services
+    space = bytes.fromhex(params["space_id"])
+    peers = tuple(params["peers"])
+    if params.get("genesis") is None and not peers:
+        raise invalid_params("space.join: give a peer to fetch the space from, or its genesis")
+    if params.get("genesis") is not None:
+        genesis = _genesis(params["genesis"], space)
+        services.repo.add_space(genesis)
+        services.bus.publish(SpaceAdded(genesis))
+    if peers:
+        services.request_join(space, peers)
+    held = {g.space_id: g for g in services.repo.spaces()}
+    return {
+        "space_id": space.hex(),
+        "name": held[space].name if space in held else None,
+        "status": "joined" if space in held else "pending",
+        "peers": list(peers),
+    }
+
+
+@method("space.snapshot")
+def space_snapshot(call: Call, params: Json) -> Json:
+    space = call.space(params)
+    repo = call.services.repo
+    snapshot = repo.snapshot(space, call.services.clock())
+    return {
+        "space": space.hex(),
+        "version": repo.version(space),
+        "manifest": cid_text(snapshot.manifest_cid) if snapshot is not None else None,
+        "docs": len(repo.backend.doc_snapshots(space)),
+    }
+
+
+def _genesis(encoded: str, space: bytes) -> Genesis:
+    try:
+        genesis = Genesis.decode(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, ValueError, WireError, BadSignature) as error:
+        raise invalid_params(f"space.join: params.genesis is not a valid genesis record ({error})") from error
+    if genesis.space_id != space:
+        raise invalid_params(f"space.join: the genesis is of space {genesis.space_id.hex()}, not {space.hex()}")
+    return genesis
+
+
+def _space_json(genesis: Genesis) -> Json:
+    return {
+        "space_id": genesis.space_id.hex(),
+        "name": genesis.name,
+        "genesis": base64.b64encode(genesis.encode()).decode("ascii"),
+    }
+
+
+def _pending(services: NodeServices) -> list[JoinRequest]:
+    held = {g.space_id for g in services.repo.spaces()}
+    return [request for request in services.joins() if request.space not in held]

@@ -1,0 +1,213 @@
+"""The daemon: one process per node home that holds the store, serves the local API, runs the network.
+
+``run_daemon`` is the whole lifecycle:
+
+1. Take the home lock. The lock is the one mutex over the store: the daemon holds it for its
+   life, and a ``distspace`` command that finds no daemon holds it while it works on the store
+   directly (cli/connect.py). So a second daemon fails at once (``HomeLocked``), and a daemon
+   started while a command works waits for the command, up to LOCK_WAIT_S.
+2. Open the repo and build the ``NodeServices`` the API and the network share.
+3. Serve the local API (node/api.py), then start the network part, if one is plugged in.
+4. Write ``daemon.json`` (pid, API endpoints, listen addresses) and print the ready line:
+   ``{"event": "ready", "peer_id": ..., "addrs": [...], "api": {...}}`` as the first stdout line
+   with ``json_ready``, a sentence otherwise.
+5. Run until SIGTERM or SIGINT, then cancel every task, remove ``daemon.json`` and the socket,
+   close the repo and release the lock, in that order.
+
+Plugging in the network. ``run_daemon(network=...)`` takes one async callable,
+``network(services, *, listen, peers, relay, mdns, task_status)`` (``node.network.run_network``),
+started with ``nursery.start`` once the API listens and cancelled at shutdown. The options are
+the command line's merged with ``config.toml`` (also in ``services.options``). It listens, calls
+``task_status.started(running)`` with an object whose ``addrs()`` lists its listen multiaddrs
+(``services.network`` from then on), and runs until cancelled. Through ``services`` it applies
+remote changes (``repo.apply``: API subscribers see them), reports its events with
+``services.publish(kind, data)`` (peer and session events keep the peer table that ``node.peers``
+and ``subscribe.peers`` show), reports remote presence with ``services.presence.update(...,
+local=False)``, and listens on ``services.bus`` for what to carry to peers: ``StoreEvent`` (local
+writes), ``SpaceAdded``, ``JoinRequested`` (and ``services.joins()`` at start) and
+``PresenceEvent`` with ``local``. Without it (``network`` None) the daemon serves the store alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from functools import partial
+from typing import IO, Any, Protocol
+
+import trio
+
+from node import logs
+from node.api import serve_api
+from node.errors import HomeLocked, NodeError
+from node.home import NodeHome
+from node.logs import event
+from node.services import DaemonOptions, NodeServices, RunningNetwork, write_atomically
+from store.errors import StoreError
+from store.repo import Repo
+
+# A distspace command holds the lock for one call (milliseconds to a few seconds for a verify of
+# a large store); a daemon started meanwhile waits this long for it before giving up.
+LOCK_WAIT_S = 10.0
+LOCK_POLL_S = 0.05
+# Idle-time snapshots (Repo.maintain): often enough that a doc never replays more than a few
+# thousand changes on open, rarely enough to cost nothing when there is nothing due.
+MAINTAIN_INTERVAL_S = 60.0
+PRESENCE_SWEEP_S = 5.0
+
+log = logging.getLogger("distspace.daemon")
+
+
+class Network(Protocol):
+    """The network part: listens, reports itself with ``task_status.started``, runs until cancelled."""
+
+    async def __call__(
+        self,
+        services: NodeServices,
+        *,
+        listen: Sequence[str],
+        peers: Sequence[str],
+        relay: bool,
+        mdns: bool,
+        task_status: trio.TaskStatus[RunningNetwork] = ...,
+    ) -> None: ...
+
+
+async def run_daemon(
+    home: NodeHome,
+    *,
+    listen: Sequence[str] = (),
+    peers: Sequence[str] = (),
+    relay: bool | None = None,
+    mdns: bool | None = None,
+    json_ready: bool = False,
+    network: Network | None = None,
+    task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the node on ``home`` until SIGTERM or SIGINT (or cancellation).
+
+    Options left out come from ``config.toml``: ``listen`` and ``peers`` (added to the config's
+    bootstrap peers), ``relay``, ``mdns``.
+
+    Raises:
+        HomeLocked: a daemon already runs on the home, or a command kept it locked too long.
+        ConfigError, IdentityError, ApiStartError, StoreError: the home cannot be served.
+    """
+    with ExitStack() as stack:
+        stack.enter_context(await _take_lock(home))
+        stack.callback(home.daemon_file.unlink, missing_ok=True)
+        config = home.config()
+        identity = home.identity()
+        options = DaemonOptions(
+            listen=tuple(listen) or config.listen,
+            peers=tuple(dict.fromkeys([*config.bootstrap, *peers])),
+            relay=config.relay if relay is None else relay,
+            mdns=config.mdns if mdns is None else mdns,
+        )
+        repo = stack.enter_context(Repo.open(home.database, identity, snapshot_every=config.snapshot_every))
+        services = NodeServices(home, config, identity, repo, options=options)
+        stack.callback(services.close)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                ready = await _start(nursery, services, options, network)
+                print(json.dumps(ready) if json_ready else _ready_sentence(ready), flush=True)
+                task_status.started(ready)
+                async for signum in signals:
+                    event(log, "daemon.stopping", signal=signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+    event(log, "daemon.stopped")
+
+
+async def _start(nursery: trio.Nursery, services: NodeServices, options: DaemonOptions, network: Network | None) -> dict[str, Any]:
+    """Start the API, the network part and the housekeeping; returns the ready record."""
+    home = services.home
+    endpoints = await nursery.start(partial(serve_api, services, port=services.config.api_port, socket_path=home.api_socket))
+    if network is not None:
+        start = partial(network, services, listen=options.listen, peers=options.peers, relay=options.relay, mdns=options.mdns)
+        services.network = await nursery.start(start)
+    else:
+        event(log, "daemon.no_network", logging.WARNING, note="peer networking is not plugged in yet; serving the store alone")
+    nursery.start_soon(_maintain, services)
+    nursery.start_soon(_expire_presence, services)
+    info = {"peer_id": services.identity.peer_id, "addrs": services.addrs(), "api": endpoints.to_json()}
+    write_atomically(home.daemon_file, json.dumps({"pid": os.getpid(), "started_ms": services.started_ms, **info}, indent=1))
+    event(log, "daemon.ready", pid=os.getpid(), peer_id=services.identity.peer_id, home=home.path)
+    return {"event": "ready", **info}
+
+
+async def _take_lock(home: NodeHome) -> IO[str]:
+    """The home lock; waits while a distspace command holds it, fails at once for a daemon."""
+    deadline = trio.current_time() + LOCK_WAIT_S
+    waiting = False
+    while True:
+        try:
+            return home.lock()
+        except HomeLocked:
+            pid = _running_daemon_pid(home)
+            if pid is not None:
+                raise HomeLocked(f"a daemon already runs on {home.path} (pid {pid})") from None
+            if trio.current_time() >= deadline:
+                raise HomeLocked(f"{home.path} stayed locked by another distspace command for {LOCK_WAIT_S:.0f} s") from None
+            if not waiting:
+                waiting = True
+                event(log, "daemon.waiting_for_lock", home=home.path, limit_s=LOCK_WAIT_S)
+            await trio.sleep(LOCK_POLL_S)
+
+
+def _running_daemon_pid(home: NodeHome) -> int | None:
+    """The pid in ``daemon.json`` if that process is alive (the file of a crashed daemon is stale)."""
+    try:
+        pid = json.loads(home.daemon_file.read_text())["pid"]
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if isinstance(pid, int) else None
+
+
+async def _maintain(services: NodeServices) -> None:
+    while True:
+        await trio.sleep(MAINTAIN_INTERVAL_S)
+        try:
+            saved = services.repo.maintain(services.clock())
+        except StoreError as error:
+            event(log, "daemon.maintain_failed", logging.ERROR, error=error)
+            continue
+        if saved:
+            event(log, "daemon.snapshots", docs=saved)
+
+
+async def _expire_presence(services: NodeServices) -> None:
+    while True:
+        await trio.sleep(PRESENCE_SWEEP_S)
+        services.presence.expire(services.clock(), services.identity.peer_id)
+
+
+def _ready_sentence(ready: dict[str, Any]) -> str:
+    api = ready["api"]
+    return f"distspace daemon ready: peer {ready['peer_id']}, API {api['websocket']} and {api['unix']} (Ctrl-C stops it)"
+
+
+def main(home: NodeHome, **options: Any) -> None:
+    """``distspace up``: run the daemon in the foreground, logs on stderr.
+
+    Raises:
+        NodeError, StoreError: as ``run_daemon``, unwrapped from trio's exception groups.
+    """
+    logs.configure(sys.stderr)
+    try:
+        trio.run(partial(run_daemon, home, **options))
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) == 1 and isinstance(leaves[0], NodeError | StoreError):
+            raise leaves[0] from group
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    return [leaf for error in group.exceptions for leaf in (_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])]

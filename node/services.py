@@ -1,0 +1,374 @@
+"""What the local API and the network share inside one node: store, peers, presence, an event bus.
+
+A running daemon builds one ``NodeServices`` and hands it to both halves. The local API reads and
+writes the workspace through it and fans its events out to subscribers. The network part (the
+hook in ``node.daemon.run_daemon``) applies remote changes through ``repo.apply`` (which reaches
+API subscribers as ``StoreEvent``), reports what happens to it through ``publish(kind, data)``
+(peer and session events keep the peer table; every event goes on the bus as a ``NetworkEvent``)
+and remote presence through ``presence.update(..., local=False)``, and listens on the bus for
+what it must carry to peers: local writes (``StoreEvent``), new spaces (``SpaceAdded``), spaces to
+fetch (``JoinRequested``) and local presence (``PresenceEvent`` with ``local``). A CLI command run
+without a daemon builds one too, for its one call, so both paths run the same method code.
+
+Nothing here imports trio. The bus calls listeners synchronously, in the thread that published —
+in the daemon that is the trio thread, inside ``Repo.commit`` for store events — so a listener
+must be quick and must not raise: one with slow work records it and wakes a task of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+from node.home import NodeConfig, NodeHome
+from protocol.identity import Identity
+from protocol.space import SPACE_ID_BYTES, Genesis
+from store.errors import InvalidInput, UnknownSpace
+from store.repo import Repo, StoreEvent, wall_clock_ms
+from store.workspace import Workspace
+
+if TYPE_CHECKING:
+    from store.history import History
+
+# How long a presence entry lives without a refresh: an editor that crashed or lost its peer
+# stops showing a cursor after this, while one that refreshes every ~10 s never flickers.
+PRESENCE_TTL_MS = 60_000
+# The least of a space id's hex a caller may give: 8 hex digits make an accidental match among
+# a node's few spaces negligible, as with git's short hashes.
+MIN_SPACE_PREFIX_CHARS = 8
+JOINS_FILE = "joins.json"
+
+Event = TypeVar("Event")
+
+
+class EventBus:
+    """Synchronous publish/subscribe of node events, by event type."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[type, list[Callable[[object], None]]] = {}
+
+    def listen(self, kind: type[Event], callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback`` with every published event of type ``kind``; returns the unlisten."""
+        listeners = self._listeners.setdefault(kind, [])
+        listeners.append(callback)  # type: ignore[arg-type]
+
+        def unlisten() -> None:
+            if callback in listeners:
+                listeners.remove(callback)  # type: ignore[arg-type]
+
+        return unlisten
+
+    def publish(self, event: object) -> None:
+        for callback in list(self._listeners.get(type(event), ())):
+            callback(event)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonOptions:
+    """How ``distspace up`` asked the network part to run (config.toml fills what it left out)."""
+
+    listen: tuple[str, ...]
+    peers: tuple[str, ...]
+    relay: bool
+    mdns: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceAdded:
+    """A space was created here or its genesis added: the network starts serving it."""
+
+    genesis: Genesis
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    """A space to fetch from peers; persisted in HOME/joins.json until the network acts on it."""
+
+    space: bytes
+    peers: tuple[str, ...]
+    requested_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequested:
+    request: JoinRequest
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkEvent:
+    """Something the network part reports (``peer.connected``, ``session.opened``...)."""
+
+    kind: str
+    data: dict[str, Any]
+
+
+class RunningNetwork(Protocol):
+    """What the daemon needs of a started network part (the value of its ``task_status.started``)."""
+
+    def addrs(self) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """A connected peer, as the network part reports it."""
+
+    peer_id: str
+    addrs: tuple[str, ...] = ()
+    spaces: tuple[bytes, ...] = ()
+    connected_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PeerEvent:
+    kind: Literal["connected", "updated", "disconnected"]
+    peer: PeerInfo
+
+
+class PeerTable:
+    """The peers connected now; the network part keeps it current, the API reads it."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+        self._peers: dict[str, PeerInfo] = {}
+
+    def connected(self, peer: PeerInfo) -> None:
+        """A peer connected, or what is known of a connected one changed (its addresses, spaces)."""
+        known = self._peers.get(peer.peer_id)
+        if known == peer:
+            return
+        self._peers[peer.peer_id] = peer
+        self._bus.publish(PeerEvent("updated" if known is not None else "connected", peer))
+
+    def disconnected(self, peer_id: str) -> None:
+        peer = self._peers.pop(peer_id, None)
+        if peer is not None:
+            self._bus.publish(PeerEvent("disconnected", peer))
+
+    def get(self, peer_id: str) -> PeerInfo | None:
+        return self._peers.get(peer_id)
+
+    def list(self) -> list[PeerInfo]:
+        return sorted(self._peers.values(), key=lambda peer: peer.peer_id)
+
+
+PresenceKey = tuple[bytes, str, str]  # (space, peer id, client)
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Where one client of one peer is in a space: never stored, gone after PRESENCE_TTL_MS.
+
+    Positions count Unicode code points, like every text position of the API.
+    """
+
+    space: bytes
+    peer_id: str
+    client: str  # which editor or agent of that peer ("vim", "agent-1"); one peer may run several
+    path: str | None
+    cursor: int | None
+    selection: tuple[int, int] | None  # (anchor, head)
+    name: str | None  # a display name
+    updated_ms: int
+
+    @property
+    def key(self) -> PresenceKey:
+        return (self.space, self.peer_id, self.client)
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    presence: Presence
+    removed: bool
+    local: bool  # set by a client of this node (the network gossips these), not a remote peer
+
+
+class PresenceTable:
+    """Every live presence entry, local and remote."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+        self._entries: dict[PresenceKey, Presence] = {}
+
+    def update(self, presence: Presence, *, local: bool) -> None:
+        self._entries[presence.key] = presence
+        self._bus.publish(PresenceEvent(presence, removed=False, local=local))
+
+    def remove(self, key: PresenceKey, *, local: bool) -> bool:
+        presence = self._entries.pop(key, None)
+        if presence is not None:
+            self._bus.publish(PresenceEvent(presence, removed=True, local=local))
+        return presence is not None
+
+    def entries(self, space: bytes) -> list[Presence]:
+        return sorted((p for p in self._entries.values() if p.space == space), key=lambda p: (p.peer_id, p.client))
+
+    def expire(self, now_ms: int, local_peer: str) -> int:
+        """Drop entries not refreshed within PRESENCE_TTL_MS; returns how many went."""
+        stale = [p for p in self._entries.values() if now_ms - p.updated_ms > PRESENCE_TTL_MS]
+        for presence in stale:
+            self.remove(presence.key, local=presence.peer_id == local_peer)
+        return len(stale)
+
+
+class NodeServices:
+    """One node's shared state: identity, config, repo and workspaces, peers, presence, the bus.
+
+    The owner opens and closes the repo; ``close`` only detaches from it.
+    """
+
+    def __init__(
+        self,
+        home: NodeHome,
+        config: NodeConfig,
+        identity: Identity,
+        repo: Repo,
+        *,
+        options: DaemonOptions | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.home = home
+        self.config = config
+        self.identity = identity
+        self.repo = repo
+        self.options = options  # None: no daemon, a CLI command on the store
+        self.clock = clock
+        self.started_ms = clock()
+        self.bus = EventBus()
+        self.peers = PeerTable(self.bus)
+        self.presence = PresenceTable(self.bus)
+        self.api: dict[str, str] = {}  # the daemon's API endpoints, once it listens
+        self.network: RunningNetwork | None = None  # once the network part listens
+        self._workspaces: dict[bytes, Workspace] = {}
+        self._histories: dict[bytes, History] = {}
+        self._detach = repo.subscribe(self.bus.publish)
+
+    @property
+    def daemon(self) -> bool:
+        return self.options is not None
+
+    def close(self) -> None:
+        self._detach()
+
+    def addrs(self) -> list[str]:
+        """The network part's listen addresses (none without one)."""
+        return self.network.addrs() if self.network is not None else []
+
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        """The network part's event sink: keeps the peer table, and puts every event on the bus.
+
+        ``peer.connected`` / ``peer.disconnected`` carry ``peer_id``; ``session.opened`` /
+        ``session.closed`` carry ``peer_id`` and ``space`` (hex), the spaces a peer syncs with us.
+        """
+        peer_id: str = data.get("peer_id", "")
+        if kind == "peer.connected":
+            self.peers.connected(PeerInfo(peer_id, tuple(data.get("addrs", ())), connected_ms=self.clock()))
+        elif kind == "peer.disconnected":
+            self.peers.disconnected(peer_id)
+        elif kind in ("session.opened", "session.closed") and (known := self.peers.get(peer_id)) is not None:
+            space = bytes.fromhex(data["space"])
+            spaces = {*known.spaces, space} if kind == "session.opened" else set(known.spaces) - {space}
+            self.peers.connected(dataclasses.replace(known, spaces=tuple(sorted(spaces))))
+        self.bus.publish(NetworkEvent(kind, data))
+
+
+    # ----- spaces -----
+
+    def space_id(self, spec: str | None) -> bytes:
+        """The space a caller means: its name, its id or a unique id prefix; the only one for None.
+
+        Raises:
+            UnknownSpace: no such space (or none at all). InvalidInput: the spec names several.
+        """
+        spaces = self.repo.spaces()
+        if spec is None:
+            if len(spaces) == 1:
+                return spaces[0].space_id
+            if not spaces:
+                raise UnknownSpace("this node holds no space yet: create one (distspace init NAME) or join one")
+            raise InvalidInput(f"this node holds {len(spaces)} spaces ({_names(spaces)}); say which")
+        by_name = [g for g in spaces if g.name == spec]
+        lowered = spec.lower()
+        by_id = [g for g in spaces if len(spec) >= MIN_SPACE_PREFIX_CHARS and g.space_id.hex().startswith(lowered)]
+        matches = by_name or by_id
+        if len(matches) == 1:
+            return matches[0].space_id
+        if matches:
+            raise InvalidInput(f"{spec!r} names {len(matches)} spaces ({_names(matches)}); give more of the id")
+        raise UnknownSpace(f"no space {spec!r} on this node (it holds: {_names(spaces) or 'none'})")
+
+    def workspace(self, space: bytes) -> Workspace:
+        """The space's workspace, kept so its tree cache serves every caller."""
+        if space not in self._workspaces:
+            self._workspaces[space] = Workspace(self.repo, space)
+        return self._workspaces[space]
+
+    def history(self, space: bytes) -> History:
+        # Imported here: store.history costs ~15 ms that ``distspace cat`` on the store must not pay.
+        from store.history import History
+
+        if space not in self._histories:
+            self._histories[space] = History(self.workspace(space))
+        return self._histories[space]
+
+    # ----- joins -----
+
+    def joins(self) -> list[JoinRequest]:
+        """Every recorded join request, oldest first."""
+        try:
+            raw = json.loads((self.home.path / JOINS_FILE).read_text())
+        except FileNotFoundError:
+            return []
+        except ValueError as error:
+            raise InvalidInput(f"{self.home.path / JOINS_FILE} is damaged ({error}); delete it and join again") from error
+        return [JoinRequest(bytes.fromhex(r["space"]), tuple(r["peers"]), r["requested_ms"]) for r in raw]
+
+    def request_join(self, space: bytes, peers: tuple[str, ...]) -> JoinRequest:
+        """Record that ``space`` is to be fetched from ``peers`` (merged with earlier requests)."""
+        if len(space) != SPACE_ID_BYTES:
+            raise InvalidInput(f"a space id is {SPACE_ID_BYTES} bytes")
+        earlier = {r.space: r for r in self.joins()}
+        known = earlier[space].peers if space in earlier else ()
+        request = JoinRequest(space, tuple(dict.fromkeys([*known, *peers])), self.clock())
+        earlier[space] = request
+        rows = [{"space": r.space.hex(), "peers": list(r.peers), "requested_ms": r.requested_ms} for r in earlier.values()]
+        write_atomically(self.home.path / JOINS_FILE, json.dumps(rows, indent=1))
+        self.bus.publish(JoinRequested(request))
+        return request
+
+
+def _names(spaces: list[Genesis]) -> str:
+    return ", ".join(f"{g.name} {g.space_id.hex()[:MIN_SPACE_PREFIX_CHARS]}" for g in spaces)
+
+
+def write_atomically(path: os.PathLike[str], text: str) -> None:
+    """Write a whole file or nothing: a crash mid-write leaves the old one."""
+    temporary = f"{os.fspath(path)}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+__all__ = [
+    "DaemonOptions",
+    "EventBus",
+    "JoinRequest",
+    "JoinRequested",
+    "NetworkEvent",
+    "NodeServices",
+    "PeerEvent",
+    "PeerInfo",
+    "PeerTable",
+    "Presence",
+    "PresenceEvent",
+    "PresenceTable",
+    "RunningNetwork",
+    "SpaceAdded",
+    "StoreEvent",
+]

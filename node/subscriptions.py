@@ -1,0 +1,281 @@
+"""Subscriptions of API clients: what each connection watches, and the notifications it gets.
+
+Four kinds, each answered first with the current state, then kept current by notifications:
+
+- ``file``: one file, followed across renames by its stable file id. ``file.changed`` carries the
+  edits that take the client's copy from the heads it has to the new heads — for a text file a
+  list of ``{index, delete, insert}`` splices in order (Unicode code points), which an editor
+  applies to its buffer as they come; when the change is not a splice of the same text (a binary
+  file, or the text object itself replaced by a concurrent create) the whole new content instead.
+  A rename or removal is sent too, with the new path (null once removed).
+- ``tree``: one space's tree. ``tree.changed`` lists what was added, removed, moved or modified
+  since the client's last notification.
+- ``peers``: ``peers.changed`` when a peer connects or disconnects.
+- ``presence``: ``presence.changed`` when a cursor or selection in the space moves or goes.
+
+Store writes do not notify anyone inside ``Repo.commit``: the bus listener only marks the space
+dirty and calls ``wake``; the daemon then calls ``flush`` from a task of its own, which computes
+each change once per distinct starting point and fans it out. Many writes between two flushes
+become one notification per subscription, and a subscription always starts from what its client
+has, so coalescing never skips or repeats an edit.
+
+Each subscription belongs to a ``Sink`` (one connection); ``drop`` ends all of a sink's
+subscriptions and the presence it set, when it disconnects. Nothing here imports trio.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from node.api_methods import content_json, peer_json, presence_json
+from node.services import NodeServices, PeerEvent, Presence, PresenceEvent, PresenceKey
+from protocol.space import INDEX_DOC_ID
+from store.repo import StoreEvent
+from store.tree import DIR, FILE, TEXT, Tree, doc_id_of, text_object
+from store.workspace import Workspace
+from store.workspace_errors import ContentUnavailable, IsADirectory
+
+Json = dict[str, Any]
+
+
+class Sink(Protocol):
+    """Where a connection's notifications go; must not block (it queues or cuts the client off)."""
+
+    def notify(self, method: str, params: Json) -> None: ...
+
+
+@dataclass(slots=True)
+class _Subscription:
+    id: int
+    sink: Sink
+    kind: str
+    group: dict[int, _Subscription]  # the index it is filed under, so that cancel finds it
+    space: bytes | None = None
+    file_id: str | None = None
+    path: str | None = None  # file: where the client last saw it
+    heads: list[bytes] | None = None  # file: the content heads the client has
+    version: int = 0  # tree: the space version the client last saw
+
+
+class Subscriptions:
+    """Every subscription of every connected client, and the fan-out of node events to them."""
+
+    def __init__(self, services: NodeServices) -> None:
+        self._services = services
+        self._ids = itertools.count(1)
+        self._all: dict[int, _Subscription] = {}
+        self._by_space: dict[bytes, dict[int, _Subscription]] = {}  # file and tree subscriptions
+        self._by_kind: dict[str, dict[int, _Subscription]] = {"peers": {}, "presence": {}}
+        self._presence_of: dict[Sink, set[PresenceKey]] = {}
+        self._dirty: set[bytes] = set()
+        self.wake: Callable[[], None] = lambda: None  # set by the daemon: schedule a flush
+        self._unlisten = [
+            services.bus.listen(StoreEvent, self._on_store_event),
+            services.bus.listen(PeerEvent, self._on_peer_event),
+            services.bus.listen(PresenceEvent, self._on_presence_event),
+        ]
+
+    def close(self) -> None:
+        for unlisten in self._unlisten:
+            unlisten()
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    # ----- subscribing -----
+
+    def file(self, sink: Sink, ws: Workspace, path: str) -> Json:
+        """Watch one file; returns its content now, the base the edits apply to."""
+        node = ws.node(path)
+        if node.kind == DIR:
+            raise IsADirectory(f"{path!r} is a directory; subscribe to the tree to watch it")
+        heads = ws.repo.heads(ws.space, node.doc_id)
+        subscription = self._add(sink, "file", ws.space, file_id=node.file_id, path=node.path, heads=heads)
+        return {
+            "subscription": subscription.id,
+            "space": ws.space.hex(),
+            "file_id": node.file_id,
+            "path": node.path,
+            "version": ws.version(),
+            "heads": _hexes(heads),
+            **_content_or_pending(ws, node.path, node.encoding),
+        }
+
+    def tree(self, sink: Sink, ws: Workspace) -> Json:
+        version = ws.version()
+        subscription = self._add(sink, "tree", ws.space, version=version)
+        return {"subscription": subscription.id, "space": ws.space.hex(), "version": version}
+
+    def peers(self, sink: Sink) -> Json:
+        subscription = self._add(sink, "peers")
+        return {"subscription": subscription.id, "peers": [peer_json(p) for p in self._services.peers.list()]}
+
+    def presence(self, sink: Sink, space: bytes) -> Json:
+        subscription = self._add(sink, "presence", space)
+        entries = self._services.presence.entries(space)
+        return {"subscription": subscription.id, "space": space.hex(), "presence": [presence_json(p) for p in entries]}
+
+    def cancel(self, sink: Sink, subscription_id: int) -> bool:
+        """End one of ``sink``'s subscriptions; False if it has none by that id."""
+        subscription = self._all.get(subscription_id)
+        if subscription is None or subscription.sink is not sink:
+            return False
+        del self._all[subscription_id]
+        del subscription.group[subscription_id]
+        return True
+
+    def set_presence(self, sink: Sink, presence: Presence) -> None:
+        """Publish a local client's presence; it goes when the client disconnects or stops refreshing."""
+        self._presence_of.setdefault(sink, set()).add(presence.key)
+        self._services.presence.update(presence, local=True)
+
+    def clear_presence(self, sink: Sink, key: PresenceKey) -> bool:
+        self._presence_of.get(sink, set()).discard(key)
+        return self._services.presence.remove(key, local=True)
+
+    def drop(self, sink: Sink) -> None:
+        """A connection closed: end its subscriptions and remove the presence it set."""
+        for subscription in [s for s in self._all.values() if s.sink is sink]:
+            self.cancel(sink, subscription.id)
+        for key in self._presence_of.pop(sink, set()):
+            self._services.presence.remove(key, local=True)
+
+    def _add(self, sink: Sink, kind: str, space: bytes | None = None, **state: Any) -> _Subscription:
+        group = self._by_space.setdefault(space, {}) if space is not None and kind in ("file", "tree") else self._by_kind[kind]
+        subscription = _Subscription(next(self._ids), sink, kind, group, space, **state)
+        group[subscription.id] = subscription
+        self._all[subscription.id] = subscription
+        return subscription
+
+    # ----- events -----
+
+    def _on_store_event(self, event: StoreEvent) -> None:
+        if self._by_space.get(event.space) and event.space not in self._dirty:
+            self._dirty.add(event.space)
+            self.wake()
+
+    def _on_peer_event(self, event: PeerEvent) -> None:
+        for subscription in list(self._by_kind["peers"].values()):
+            subscription.sink.notify(
+                "peers.changed", {"subscription": subscription.id, "event": event.kind, "peer": peer_json(event.peer)}
+            )
+
+    def _on_presence_event(self, event: PresenceEvent) -> None:
+        presence = event.presence
+        for subscription in list(self._by_kind["presence"].values()):
+            if subscription.space == presence.space:
+                subscription.sink.notify(
+                    "presence.changed",
+                    {
+                        "subscription": subscription.id,
+                        "space": presence.space.hex(),
+                        "presence": presence_json(presence),
+                        "removed": event.removed,
+                    },
+                )
+
+    def flush(self) -> None:
+        """Notify file and tree subscribers of every space written since the last flush."""
+        dirty, self._dirty = self._dirty, set()
+        for space in dirty:
+            subscriptions = list(self._by_space.get(space, {}).values())
+            if not subscriptions:
+                continue
+            ws = self._services.workspace(space)
+            self._flush_files(ws, [s for s in subscriptions if s.kind == "file"])
+            self._flush_trees(ws, [s for s in subscriptions if s.kind == "tree"])
+
+    def _flush_files(self, ws: Workspace, subscriptions: list[_Subscription]) -> None:
+        if not subscriptions:
+            return
+        version, tree = ws.version(), ws.tree()
+        updates: dict[tuple[str, tuple[bytes, ...]], Json] = {}  # one diff per file and starting heads
+        for subscription in subscriptions:
+            assert subscription.file_id is not None and subscription.heads is not None
+            heads = ws.repo.heads(ws.space, doc_id_of(subscription.file_id))
+            path = tree.path_of(subscription.file_id)
+            if heads == subscription.heads and path == subscription.path:
+                continue
+            key = (subscription.file_id, tuple(subscription.heads))
+            if key not in updates:
+                updates[key] = _file_update(ws, tree, subscription.file_id, subscription.heads, heads)
+            subscription.heads, subscription.path = heads, path
+            subscription.sink.notify(
+                "file.changed",
+                {"subscription": subscription.id, "space": ws.space.hex(), "version": version, **updates[key]},
+            )
+
+    def _flush_trees(self, ws: Workspace, subscriptions: list[_Subscription]) -> None:
+        if not subscriptions:
+            return
+        version, tree = ws.version(), ws.tree()
+        changes: dict[int, list[Json]] = {}  # per starting version
+        for subscription in subscriptions:
+            since = subscription.version
+            if since == version:
+                continue
+            if since not in changes:
+                changes[since] = _tree_changes(ws, since, tree)
+            subscription.version = version
+            if changes[since]:
+                subscription.sink.notify(
+                    "tree.changed",
+                    {"subscription": subscription.id, "space": ws.space.hex(), "version": version, "changes": changes[since]},
+                )
+
+
+def _file_update(ws: Workspace, tree: Tree, file_id: str, old: list[bytes], new: list[bytes]) -> Json:
+    """What takes a copy of the file at heads ``old`` to heads ``new``: splices, or all of it."""
+    path = tree.path_of(file_id)
+    update: Json = {"file_id": file_id, "path": path, "heads": _hexes(new)}
+    node = tree.get(path) if path is not None else None
+    if node is None or old == new:
+        return {**update, "edits": []}  # removed (content follows if it comes back), or only moved
+    document = ws.document(node.doc_id)
+    text_id = text_object(document) if node.encoding == TEXT else None
+    patches = document.diff(old, new)
+    if text_id is not None and all(p["obj"] == text_id and p["action"] in ("splice_text", "del_seq") for p in patches):
+        edits = [
+            {"index": p["index"], "delete": 0, "insert": p["value"]}
+            if p["action"] == "splice_text"
+            else {"index": p["index"], "delete": p["length"], "insert": ""}
+            for p in patches
+        ]
+        return {**update, "edits": edits}
+    return {**update, **_content_or_pending(ws, node.path, node.encoding)}
+
+
+def _tree_changes(ws: Workspace, since: int, tree: Tree) -> list[Json]:
+    """What was added, removed, moved or modified (content) between version ``since`` and ``tree``."""
+    changed_docs = {record.doc for record in ws.repo.versions(ws.space, since)}
+    before = ws.tree(since) if INDEX_DOC_ID in changed_docs else tree
+    old = {node.file_id: node for node in before.walk()}
+    new = {node.file_id: node for node in tree.walk()}
+    changes = []
+    for file_id, node in new.items():
+        was = old.get(file_id)
+        if was is None:
+            changes.append({"change": "added", "path": node.path, "kind": node.kind})
+        elif was.path != node.path:
+            changes.append({"change": "moved", "path": node.path, "from": was.path, "kind": node.kind})
+        elif node.kind == FILE and node.doc_id in changed_docs:
+            changes.append({"change": "modified", "path": node.path, "kind": node.kind})
+    for file_id in old.keys() - new.keys():
+        changes.append({"change": "removed", "path": old[file_id].path, "kind": old[file_id].kind})
+    return sorted(changes, key=lambda change: (change["path"], change["change"]))
+
+
+def _content_or_pending(ws: Workspace, path: str, encoding: str | None) -> Json:
+    """The file's content as JSON, or ``pending`` while it has not arrived from its peers."""
+    try:
+        content = ws.read(path)
+    except ContentUnavailable:
+        return {"encoding": encoding, "pending": True}
+    return content_json(content)
+
+
+def _hexes(hashes: list[bytes]) -> list[str]:
+    return [h.hex() for h in hashes]
