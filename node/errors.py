@@ -74,3 +74,11 @@ class ConfigError(LocalNodeError):
 
 class HomeLocked(LocalNodeError):
     """Another daemon already runs on this node home."""
+
+
+class PeerKeyError(RemoteNodeError):
+    """A peer id that does not embed an Ed25519 key: not a peer our protocol can authenticate."""
+
+
+class SessionLimitExceeded(RemoteNodeError):
+    """A peer opened more sync streams than we serve (in all, or for one peer); refused."""

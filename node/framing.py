@@ -40,7 +40,7 @@ from protocol.wire import varint
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_FRAME_BYTES", "FrameStream", "decode_header", "encode_header"]
+__all__ = ["MAX_FRAME_BYTES", "FrameStream", "connection_lost", "decode_header", "encode_header"]
 
 # One read asks for at most this much; yamux hands out 64 KiB slices and WebRTC 16 KiB messages,
 # so larger asks only cost memory.
@@ -104,9 +104,18 @@ class FrameStream:
         """
         if len(frame) > self.max_frame_bytes:
             raise FrameTooLarge(f"frame of {len(frame)} bytes is above the limit of {self.max_frame_bytes}")
+        await self.send_bytes(encode_header(len(frame)) + frame)
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Write bytes that are already whole frames (header included), e.g. several at once.
+
+        For a sender that frames its own messages (the sync protocol's ``Send`` actions carry
+        complete frames): one write of many small frames costs the muxer one chunk, not many.
+        Same errors as ``send_frame``; the receiver still checks every frame against its limit.
+        """
         async with self._send_lock:
             try:
-                await self._stream.write(encode_header(len(frame)) + frame)
+                await self._stream.write(data)
             except Exception as error:  # every libp2p/transport failure: the stream is gone
                 if isinstance(error, StreamClosed) and not _was_reset(self._muxed):
                     raise StreamClosedError("stream closed for writing", peer_id=self.peer_id) from error
@@ -130,6 +139,26 @@ class FrameStream:
         if frame is None:
             raise StreamClosedError("stream ended before a frame arrived", peer_id=self.peer_id)
         return frame
+
+    async def receive_bytes(self) -> bytes:
+        """Whatever bytes have arrived (frames not parsed), or b"" at a clean end of stream.
+
+        For a consumer that parses frames itself (``protocol.wire.FrameDecoder`` applies the
+        same limits). Not to be mixed with the frame-reading methods on one stream.
+
+        Raises: StreamResetError (reset, lost connection, or any transport failure).
+        """
+        if self._reading:
+            raise trio.BusyResourceError("another task is already reading from this stream")
+        self._reading = True
+        try:
+            if not self._buffer and not await self._fill():
+                return b""
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            return data
+        finally:
+            self._reading = False
 
     async def close_write(self) -> None:
         """Tell the peer we send no more frames (its iteration ends cleanly).
@@ -251,7 +280,7 @@ class FrameStream:
         """
         if isinstance(error, StreamReset) or _was_reset(self._muxed):
             return StreamResetError("stream reset", peer_id=self.peer_id)
-        if _connection_lost(self._stream.muxed_conn):
+        if connection_lost(self._stream.muxed_conn):
             return StreamResetError("connection lost", peer_id=self.peer_id)
         if error is None or isinstance(error, StreamEOF) or _read_side_ended(self._muxed, error):
             return None
@@ -275,7 +304,7 @@ def _read_side_ended(muxed_stream: object, error: Exception) -> bool:
     return bool(getattr(muxed_stream, "_read_closed", False)) or "closed by remote" in str(error)
 
 
-def _connection_lost(muxed_conn: object) -> bool:
+def connection_lost(muxed_conn: object) -> bool:
     """Whether the stream's connection is closed or (yamux) shutting down."""
     if getattr(muxed_conn, "is_closed", False):
         return True

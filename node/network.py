@@ -1,0 +1,727 @@
+"""The node's network: a libp2p host, the sync driver, and the peers it keeps connected.
+
+``Network.serve`` owns, in one nursery:
+
+- the libp2p host (``node.host.open_host``): TCP, QUIC and webrtc-direct with Noise/TLS and
+  yamux; a circuit relay v2 server too in relay mode;
+- the ``SyncDriver`` (node/sync_driver.py) running the Replicator over sync streams;
+- one *keeper* task per peer we want connected (bootstrap addresses, the persistent peerstore,
+  mDNS finds, and every peer we synced with): it dials, waits for the connection to drop, and
+  dials again with exponential backoff;
+- joins: fetching a space's signed genesis record from a peer (``/distspace/genesis/1``) when
+  only the space id is known, then serving the space;
+- optional mDNS discovery, relay reservations, and a Prometheus metrics endpoint
+  (presence between peers is ``node.presence``, run beside it by ``run_network``);
+- a maintenance tick that catches what events missed: new spaces, missing sync sessions.
+
+Who opens sync streams. On every new libp2p connection (either direction), the peer with the
+smaller key opens one stream per space it serves; the other serves what arrives. So a pair of
+peers needs no negotiation and never syncs a space twice. A space added later is offered by
+whichever side gains it (both may, at once: the driver then keeps the stream the smaller key
+opened). A peer that says it does not serve a space is not asked again for a while.
+
+A peer the Replicator bans (forged tips, garbage, floods) is disconnected at the libp2p level
+too, refused while banned, forgotten by the peerstore, and not redialled.
+
+Relay mode (``relay=True``) is an ordinary node that also serves circuit relay v2
+reservations. As a member of the spaces it holds (join them like any node) it keeps every
+change and forwards live batches between peers that reach only it; peers can also reach each
+other through it over circuits (``reserve_on``).
+
+``run_network`` is the daemon's hook (node/daemon.py): it runs a ``Network`` for the daemon's
+``NodeServices`` and bridges the two — bus events in (new spaces, joins), peers out.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import multiaddr
+import trio
+from libp2p.abc import INetConn, INetStream, INetwork, INotifee
+from libp2p.peer.id import ID
+
+from node.discovery import PEERSTORE_FILE, Backoff, MdnsDiscovery, MdnsPeer, PeerStore, transport_rank
+from node.errors import AddressError, DialError, NodeError
+from node.framing import FrameStream, connection_lost
+from node.host import LOOPBACK_LISTEN_ADDRS, Host, open_host
+from node.logs import event
+from node.relay import hold_reservation
+from node.sync_driver import DriverLimits, EventSink, SyncDriver, peer_key_of
+from protocol.errors import BadSignature, WireError
+from protocol.limits import SyncConfig
+from protocol.space import SPACE_ID_BYTES, Genesis
+from store.repo import Repo
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["GENESIS_PROTOCOL", "Network", "NetworkOptions", "run_network"]
+
+GENESIS_PROTOCOL: Final = "/distspace/genesis/1"
+# A genesis record is a key, a name of at most 200 characters, a nonce, a time and a signature.
+MAX_GENESIS_BYTES: Final = 1024
+GENESIS_TIMEOUT_S: Final = 10.0
+# How often the maintenance tick runs: a missing session or a new space is noticed this late
+# at worst (both are normally handled at once, by events).
+MAINTENANCE_INTERVAL_S: Final = 2.0
+# Closing a replaced libp2p connection; a dead one must not hold anything up.
+CLOSE_CONNECTION_TIMEOUT_S: Final = 5.0
+# Peers connected at once; inbound connections beyond it are closed (those we dial are ours).
+MAX_PEERS: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkOptions:
+    """How the network runs; every field has a default a test can override."""
+
+    listen: tuple[str, ...] = LOOPBACK_LISTEN_ADDRS
+    peers: tuple[str, ...] = ()  # bootstrap multiaddrs (with /p2p/), kept connected
+    relay: bool = False  # serve circuit relay v2 reservations (headless relay mode)
+    reserve_on: tuple[str, ...] = ()  # relays to hold a reservation on (dialable through them)
+    mdns: bool = False
+    metrics_port: int | None = None  # Prometheus text on 127.0.0.1:port (0: any free port)
+    max_peers: int = MAX_PEERS
+    sync: SyncConfig = SyncConfig()
+    limits: DriverLimits = DriverLimits()
+    backoff_initial_s: float = 0.25
+    backoff_max_s: float = 30.0
+
+
+@dataclass(eq=False, slots=True)
+class _Peer:
+    """What we know of a libp2p peer: connections, where to dial it, ban."""
+
+    peer_id: str
+    key: bytes
+    conns: set[Any] = field(default_factory=set)  # its libp2p connections (INetConn) we were told of
+    is_up: bool = False  # connected, as last reported to the driver and the event sink
+    down: trio.Event = field(default_factory=trio.Event)  # set while not connected
+    up: trio.Event = field(default_factory=trio.Event)  # set while connected
+    addrs: list[str] = field(default_factory=list)  # where to dial it, best transport first
+    kept: bool = False  # a keeper task redials it
+    banned_until: float = 0.0  # trio time
+    dialled: bool = False  # the current connection is one we made (exempt from max_peers)
+    synced: bool = False  # a sync session with it got past the Hello: keep it connected
+
+
+class _Notifee(INotifee):
+    """libp2p connection events, handed to the network synchronously (never blocking libp2p)."""
+
+    def __init__(self, network: Network) -> None:
+        self._network = network
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._network._on_connected(conn.muxed_conn.peer_id.to_base58(), conn)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        self._network._on_disconnected(conn.muxed_conn.peer_id.to_base58(), conn)
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        return None
+
+    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        return None
+
+
+class Network:
+    """A node's network side; see the module docstring. Run with ``nursery.start(net.serve)``.
+
+    Once started: ``peer_id``, ``addrs()``, ``status()``, ``connect(addr)``,
+    ``add_space(space)``, ``join(space, addrs)``; ``host`` and ``driver`` for tests.
+    """
+
+    def __init__(
+        self,
+        repo: Repo,
+        options: NetworkOptions = NetworkOptions(),
+        *,
+        home: Path | None = None,
+        on_event: EventSink | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.repo = repo
+        self.options = options
+        self.identity = repo.identity
+        self.peer_id = repo.identity.peer_id
+        self._on_event = on_event
+        self._rng = rng or random.Random()
+        self.peerstore = PeerStore(home / PEERSTORE_FILE if home is not None else None)
+        self._peers: dict[str, _Peer] = {}
+        self._joining: set[bytes] = set()
+        self._host: Host | None = None
+        self._driver: SyncDriver | None = None
+        self._nursery: trio.Nursery | None = None
+        self._mdns: MdnsDiscovery | None = None
+        self.metrics_port: int | None = None
+
+    @property
+    def host(self) -> Host:
+        if self._host is None:
+            raise RuntimeError("the network is not running")
+        return self._host
+
+    @property
+    def driver(self) -> SyncDriver:
+        if self._driver is None:
+            raise RuntimeError("the network is not running")
+        return self._driver
+
+    # ----- lifecycle -----
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; ``task_status.started(self)`` once listening and syncing."""
+        options = self.options
+        notifee = _Notifee(self)
+        async with open_host(self.identity, options.listen, serve_relay=options.relay) as host:
+            self._host = host
+            swarm = host.libp2p.get_network()
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    self._driver = SyncDriver(
+                        host, self.repo, config=options.sync, limits=options.limits, rng=self._rng, on_event=self._driver_event
+                    )
+                    await nursery.start(self._driver.run)
+                    host.set_stream_handler(GENESIS_PROTOCOL, self._serve_genesis, max_frame_bytes=MAX_GENESIS_BYTES)
+                    swarm.register_notifee(notifee)
+                    for addr in options.peers:
+                        self._want(addr, source="bootstrap")
+                    for peer_id, addrs in self.peerstore.peers().items():
+                        try:
+                            for addr in addrs:
+                                self._want(addr, source="peerstore", remember=False)
+                        except AddressError:  # hints only: a bad entry is forgotten, not fatal
+                            self.peerstore.forget(peer_id)
+                    for relay_addr in options.reserve_on:
+                        nursery.start_soon(self._keep_reservation, relay_addr)
+                    if options.mdns:
+                        # Not awaited: zeroconf's registration takes ~1.6 s we need not wait for.
+                        nursery.start_soon(self._run_mdns)
+                    if options.metrics_port is not None:
+                        from node.metrics import serve_metrics
+
+                        self.metrics_port = await nursery.start(serve_metrics, options.metrics_port, self.metrics)
+                    nursery.start_soon(self._maintenance)
+                    event(logger, "network.started", peer_id=self.peer_id, addrs=",".join(self.addrs()), relay=options.relay)
+                    task_status.started(self)
+                    await trio.sleep_forever()
+            finally:
+                swarm.remove_notifee(notifee)
+                host.remove_stream_handler(GENESIS_PROTOCOL)
+                self._nursery = None
+                for peer in self._connected():
+                    if peer.kept:
+                        self.peerstore.remember(peer.peer_id, peer.addrs)
+                self.peerstore.save_if_dirty()
+                event(logger, "network.stopped", peer_id=self.peer_id)
+
+    # ----- what the daemon, the API and tests ask -----
+
+    def addrs(self) -> list[str]:
+        return [str(addr) for addr in self.host.addrs()]
+
+    def add_space(self, space: bytes) -> None:
+        """Serve a space the repo just gained and offer it to every connected peer."""
+        if self.driver.add_space(space):
+            for peer in self._connected():
+                self.driver.request_session(peer.peer_id, space)
+            self._announce()
+
+    def join(self, space: bytes, addrs: Sequence[str]) -> None:
+        """Fetch a space's genesis from the peers at ``addrs`` (kept connected), then serve it.
+
+        A no-op for a space the repo holds or a join already under way.
+        """
+        if space in {g.space_id for g in self.repo.spaces()} or space in self._joining or self._nursery is None:
+            return
+        peers = []
+        for addr in addrs:
+            try:
+                peers.append(self._want(addr, source="join"))
+            except AddressError as error:
+                event(logger, "network.join_bad_address", logging.WARNING, space=space.hex()[:12], addr=addr, error=error)
+        self._joining.add(space)
+        self._nursery.start_soon(self._join, space, peers)
+
+    async def connect(self, addr: str) -> str:
+        """Dial a peer now and keep it connected from then on; returns its peer id.
+
+        Raises:
+            AddressError: not a dialable multiaddr with a /p2p/ peer id.
+            DialError, RelayError: it could not be reached (it stays wanted: redialled later).
+        """
+        peer = self._want(addr, source="api")
+        await self._dial(peer, [addr])
+        return peer.peer_id
+
+    def is_connected(self, peer_id: str) -> bool:
+        peer = self._peers.get(peer_id)
+        return peer is not None and peer.is_up
+
+    def connection_addrs(self, peer_id: str) -> list[str]:
+        """Remote addresses of our connections to the peer (``/p2p-circuit`` when relayed)."""
+        return [str(addr) for addr in self.host.connection_addrs(peer_id)]
+
+    def peer_spaces(self, peer_id: str) -> list[bytes]:
+        """The spaces we sync with a peer right now."""
+        return sorted(
+            bytes.fromhex(s["space"]) for s in self.driver.sessions() if s["peer_id"] == peer_id and s["active"] and s["space"]
+        )
+
+    def status(self) -> dict[str, Any]:
+        """Peers, sessions and counters, as plain data for the API and logs."""
+        peers = []
+        for peer in self._peers.values():
+            if not peer.is_up and not peer.kept:
+                continue
+            peers.append(
+                {
+                    "peer_id": peer.peer_id,
+                    "connected": peer.is_up,
+                    "addrs": self.connection_addrs(peer.peer_id) if peer.is_up else list(peer.addrs),
+                    "spaces": [space.hex() for space in self.peer_spaces(peer.peer_id)],
+                    "banned": peer.banned_until > trio.current_time(),
+                }
+            )
+        return {
+            "peer_id": self.peer_id,
+            "addrs": self.addrs(),
+            "relay": self.options.relay,
+            "peers": peers,
+            "sessions": len(self.driver.sessions()),
+            "stats": {**self.driver.replicator.stats, **self.driver.stats},
+        }
+
+    def metrics(self) -> dict[str, float]:
+        """Counters and gauges for ``node.metrics`` (names without the ``distspace_`` prefix)."""
+        driver = self.driver
+        values: dict[str, float] = {f"replicator_{k}_total": v for k, v in driver.replicator.stats.items()}
+        values.update({f"driver_{k}_total": v for k, v in driver.stats.items()})
+        values["peers_connected"] = len(self._connected())
+        values["sessions_open"] = len(driver.sessions())
+        values["send_queue_bytes"] = driver.queued_bytes
+        return values
+
+    # ----- peers -----
+
+    def _peer(self, peer_id: str) -> _Peer:
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            peer = self._peers[peer_id] = _Peer(peer_id, peer_key_of(peer_id))
+            peer.down.set()
+        return peer
+
+    def _connected(self) -> list[_Peer]:
+        return [peer for peer in self._peers.values() if peer.is_up]
+
+    def _want(self, addr: str, *, source: str, remember: bool = True) -> _Peer:
+        """Keep the peer at ``addr`` connected (a keeper task redials it with backoff).
+
+        Raises:
+            AddressError: not a multiaddr with a /p2p/ peer id of an Ed25519 key.
+        """
+        try:
+            peer_id = multiaddr.Multiaddr(str(addr)).get_peer_id()
+        except Exception as error:
+            raise AddressError(f"not a multiaddr: {addr!r}: {error}") from error
+        if peer_id is None:
+            raise AddressError(f"{addr} has no /p2p/ peer id")
+        try:
+            peer = self._peer(peer_id)
+        except NodeError as error:
+            raise AddressError(f"{addr}: {error}") from error
+        if peer_id == self.peer_id:
+            return peer
+        if str(addr) not in peer.addrs:
+            peer.addrs.append(str(addr))
+            peer.addrs.sort(key=transport_rank)
+        if remember:
+            self.peerstore.remember(peer_id, [str(addr)], seen=False)
+        if not peer.kept and self._nursery is not None:
+            peer.kept = True
+            self._nursery.start_soon(self._keep, peer)
+            event(logger, "network.keeping", logging.DEBUG, peer_id=peer_id, source=source)
+        return peer
+
+    async def _keep(self, peer: _Peer) -> None:
+        """Dial the peer whenever it is not connected, backing off while it cannot be reached."""
+        backoff = Backoff(self.options.backoff_initial_s, self.options.backoff_max_s, random.Random(self._rng.random()))
+        while True:
+            if peer.is_up:
+                backoff.reset()
+                await peer.down.wait()
+                continue
+            if peer.banned_until > trio.current_time():
+                await trio.sleep_until(peer.banned_until)
+                continue
+            try:
+                await self._dial(peer, peer.addrs)
+            except NodeError as error:
+                event(logger, "network.dial_failed", logging.DEBUG, peer_id=peer.peer_id, error=error)
+                await trio.sleep(backoff.next())
+                continue
+            if not peer.is_up:  # connected and dropped at once: do not spin
+                await trio.sleep(backoff.next())
+
+    async def _dial(self, peer: _Peer, addrs: Sequence[str]) -> None:
+        """Try each address, best transport first, until one connects.
+
+        Each try starts libp2p afresh for the peer: its negative cache would otherwise refuse
+        any dial for 60 s after a failure (our backoff is the policy), and addresses learnt
+        by identify would make it pick QUIC over the TCP address we chose.
+
+        Raises:
+            DialError, RelayError, AddressError: the last address's failure.
+        """
+        host = self.host
+        last: NodeError | None = None
+        for addr in sorted(addrs, key=transport_rank):
+            if peer.is_up:
+                return
+            peer_id = ID.from_base58(peer.peer_id)
+            host.libp2p.get_network().unblock_peer(peer_id)
+            host.libp2p.get_peerstore().clear_addrs(peer_id)
+            peer.dialled = True
+            try:
+                await host.connect(addr)
+            except NodeError as error:
+                peer.dialled = peer.is_up
+                last = error
+                continue
+            self.peerstore.remember(peer.peer_id, [addr])
+            return
+        raise last if last is not None else AddressError(f"no address to dial {peer.peer_id}")
+
+    def _on_connected(self, peer_id: str, conn: Any) -> None:
+        """A libp2p connection opened. Every one (not only a peer's first) gets its sync
+        sessions asked for: libp2p may report a dead connection's close only much later, so
+        a peer that restarted fast reconnects while its old connection still seems open."""
+        try:
+            peer = self._peer(peer_id)
+        except NodeError:
+            return  # not an Ed25519 peer: nothing we would sync with; libp2p may keep it
+        # One connection per peer, the newest: an older one is either a race we lose nothing
+        # by closing, or a dead one libp2p has not noticed yet — and would open streams on.
+        for old in peer.conns - {conn}:
+            peer.conns.discard(old)
+            if self._nursery is not None:
+                self._nursery.start_soon(_close_connection, old, peer_id)
+        peer.conns.add(conn)
+        if not peer.is_up:
+            peer.is_up = True
+            peer.down = trio.Event()
+            peer.up.set()
+            if peer.banned_until > trio.current_time():
+                self._drop(peer, "banned")
+                return
+            if not peer.dialled and len(self._connected()) > self.options.max_peers:
+                self._drop(peer, f"more than {self.options.max_peers} peers")
+                return
+            event(logger, "network.peer_connected", peer_id=peer_id, addrs=",".join(self.connection_addrs(peer_id)))
+            self._emit("peer.connected", peer_id=peer_id, addrs=self.connection_addrs(peer_id))
+        driver = self._driver
+        if driver is None or peer.banned_until > trio.current_time():
+            return
+        driver.peer_connected(peer_id)
+        if self.identity.public_key < peer.key:
+            for space in driver.spaces:
+                driver.request_session(peer_id, space)
+
+    def _on_disconnected(self, peer_id: str, conn: Any) -> None:
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            peer.conns.discard(conn)
+            self._check_down(peer)
+
+    def _check_down(self, peer: _Peer) -> None:
+        """Mark the peer down once none of its connections is alive (also run by the tick, for
+        closes libp2p reports late or never)."""
+        peer.conns = {conn for conn in peer.conns if not connection_lost(getattr(conn, "muxed_conn", None))}
+        if not peer.is_up or peer.conns:
+            return
+        peer.is_up = False
+        peer.dialled = False
+        if peer.synced:
+            self._keep_identified(peer)
+        peer.up = trio.Event()
+        peer.down.set()
+        event(logger, "network.peer_disconnected", peer_id=peer.peer_id)
+        self._emit("peer.disconnected", peer_id=peer.peer_id)
+
+    def _drop(self, peer: _Peer, reason: str) -> None:
+        event(logger, "network.dropping", peer_id=peer.peer_id, reason=reason)
+        if self._driver is not None:
+            self._driver.close_peer(peer.peer_id, reason)
+        if self._nursery is not None:
+            self._nursery.start_soon(self._disconnect, peer.peer_id)
+
+    async def _disconnect(self, peer_id: str) -> None:
+        try:
+            await self.host.disconnect(peer_id)
+        except Exception as error:  # already gone, or libp2p's close failing: nothing to do
+            event(logger, "network.disconnect_failed", logging.DEBUG, peer_id=peer_id, error=repr(error))
+
+    def _keep_identified(self, peer: _Peer) -> None:
+        """Keep a peer we sync with connected, at the listen addresses identify told us: a
+        peer that dialled us is redialled by us when it drops, whoever restarts first."""
+        try:
+            addrs = self.host.libp2p.get_peerstore().addrs(ID.from_base58(peer.peer_id))
+        except Exception:  # libp2p knows no addresses for it (yet)
+            return
+        for addr in addrs:
+            text = str(addr)
+            if "/p2p-circuit" not in text and "/p2p/" not in text:
+                self._want(f"{text}/p2p/{peer.peer_id}", source="identify")
+
+    # ----- events from the driver and discovery -----
+
+    def _driver_event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "session.opened":
+            peer = self._peers.get(data["peer_id"])
+            if peer is not None:
+                peer.synced = True
+                self._keep_identified(peer)
+        elif kind == "peer.penalized" and data.get("banned"):
+            peer = self._peers.get(data["peer_id"])
+            if peer is not None:
+                peer.banned_until = trio.current_time() + self.options.sync.ban_ms / 1000
+                self.peerstore.forget(peer.peer_id)
+                self._drop(peer, f"banned for {data['offense']}")
+        self._emit(kind, **data)
+
+    def _on_mdns_peer(self, found: MdnsPeer) -> None:
+        for addr in found.addrs:
+            self._want(addr, source="mdns")
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(kind, data)
+        except Exception:
+            event(logger, "network.event_sink_failed", logging.ERROR, exc_info=True, kind=kind)
+
+    def _announce(self) -> None:
+        if self._mdns is not None and self._nursery is not None:
+            self._nursery.start_soon(self._mdns.update, self.addrs(), self.driver.spaces)
+
+    # ----- joining a space by its id -----
+
+    async def _serve_genesis(self, frames: FrameStream) -> None:
+        """Answer one request: a space id in, its genesis record out (empty if not held).
+
+        The id is the capability: anyone who has it may learn the space's name and creator.
+        """
+        with trio.move_on_after(GENESIS_TIMEOUT_S):
+            space = await frames.receive_frame()
+            held = {g.space_id: g for g in self.repo.spaces()}
+            genesis = held.get(space) if len(space) == SPACE_ID_BYTES else None
+            await frames.send_frame(genesis.encode() if genesis else b"")
+
+    async def _fetch_genesis(self, peer: _Peer, space: bytes) -> Genesis | None:
+        """The space's genesis from a connected peer, checked; None if it does not hold it.
+
+        Raises:
+            DialError: the peer could not be asked, or answered with a record that does not
+                verify or is of another space.
+        """
+        try:
+            with trio.fail_after(GENESIS_TIMEOUT_S):
+                async with await self.host.open_stream(peer.peer_id, GENESIS_PROTOCOL, max_frame_bytes=MAX_GENESIS_BYTES) as frames:
+                    await frames.send_frame(space)
+                    encoded = await frames.receive_frame()
+        except trio.TooSlowError as error:
+            raise DialError("genesis request timed out", peer_id=peer.peer_id) from error
+        if not encoded:
+            return None
+        try:
+            genesis = Genesis.decode(encoded)
+        except (WireError, BadSignature) as error:
+            raise DialError(f"sent an invalid genesis record: {error}", peer_id=peer.peer_id) from error
+        if genesis.space_id != space:
+            raise DialError("sent the genesis of another space", peer_id=peer.peer_id)
+        return genesis
+
+    async def _join(self, space: bytes, peers: list[_Peer]) -> None:
+        """Ask each peer in turn, as it connects, until one sends the genesis; then serve it."""
+        backoff = Backoff(self.options.backoff_initial_s, self.options.backoff_max_s, random.Random(self._rng.random()))
+        try:
+            while space not in {g.space_id for g in self.repo.spaces()}:
+                for peer in peers:
+                    if not peer.is_up:
+                        continue
+                    try:
+                        genesis = await self._fetch_genesis(peer, space)
+                    except NodeError as error:
+                        event(logger, "network.join_ask_failed", peer_id=peer.peer_id, space=space.hex()[:12], error=error)
+                        continue
+                    if genesis is not None:
+                        self.repo.add_space(genesis)
+                        event(logger, "network.joined", space=space.hex(), space_name=genesis.name, peer_id=peer.peer_id)
+                        self._emit("space.joined", space=space.hex(), space_name=genesis.name, peer_id=peer.peer_id)
+                        self.add_space(space)
+                        return
+                with trio.move_on_after(backoff.next()):
+                    # Wake early when one that is down (re)connects.
+                    async with trio.open_nursery() as waiters:
+                        for peer in peers:
+                            if not peer.is_up:
+                                waiters.start_soon(_wait_then_cancel, peer.up, waiters.cancel_scope)
+                        await trio.sleep_forever()
+        finally:
+            self._joining.discard(space)
+
+    # ----- background work -----
+
+    async def _run_mdns(self) -> None:
+        """mDNS for as long as it works: a failure (no multicast here) costs discovery only."""
+        self._mdns = MdnsDiscovery(self.peer_id, self.addrs(), self.driver.spaces, self._on_mdns_peer)
+        try:
+            await self._mdns.run()
+        except Exception as error:
+            event(logger, "network.mdns_failed", logging.WARNING, error=repr(error))
+        finally:
+            self._mdns = None
+
+    async def _keep_reservation(self, relay_addr: str) -> None:
+        """Hold a reservation on a relay; when it fails, retry with backoff."""
+        backoff = Backoff(self.options.backoff_initial_s, self.options.backoff_max_s, random.Random(self._rng.random()))
+        while True:
+            try:
+                async with trio.open_nursery() as nursery:
+                    circuit = await nursery.start(hold_reservation, self.host, relay_addr)
+                    backoff.reset()
+                    self._emit("relay.reserved", relay=str(relay_addr), circuit_addr=str(circuit))
+            except NodeError as error:
+                event(logger, "network.reservation_failed", relay=relay_addr, error=error)
+            await trio.sleep(backoff.next())
+
+    async def _maintenance(self) -> None:
+        while True:
+            await trio.sleep(MAINTENANCE_INTERVAL_S)
+            self._tick()
+
+    def _tick(self) -> None:
+        """Catch what events missed: spaces the repo gained, sessions that should be open."""
+        driver = self.driver
+        for genesis in self.repo.spaces():
+            if genesis.space_id not in driver.spaces:
+                self.add_space(genesis.space_id)
+        for peer in self._connected():
+            self._check_down(peer)
+        for peer in self._connected():
+            if self.identity.public_key < peer.key:
+                for space in driver.spaces:
+                    driver.request_session(peer.peer_id, space)
+        self.peerstore.save_if_dirty()
+
+
+async def _close_connection(conn: Any, peer_id: str) -> None:
+    event(logger, "network.replacing_connection", peer_id=peer_id)
+    with trio.move_on_after(CLOSE_CONNECTION_TIMEOUT_S):
+        try:
+            await conn.close()
+        except Exception as error:  # already gone: nothing to do
+            event(logger, "network.close_failed", logging.DEBUG, peer_id=peer_id, error=repr(error))
+
+
+async def _wait_then_cancel(happened: trio.Event, scope: trio.CancelScope) -> None:
+    await happened.wait()
+    scope.cancel()
+
+
+# ----- the daemon's hook -----
+
+
+async def run_network(
+    services: Any,
+    *,
+    listen: Sequence[str],
+    peers: Sequence[str],
+    relay: bool,
+    mdns: bool,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The daemon's network part: ``await nursery.start(partial(run_network, services, ...))``.
+
+    ``services`` is the daemon's ``NodeServices``. Remote changes reach API subscribers through
+    the repo's own events; the network's events (peers, sessions, penalties) go to
+    ``services.publish``; spaces published on ``services.bus`` as ``SpaceAdded`` are served,
+    spaces asked for by ``JoinRequested`` (or left in ``services.joins()`` from before) are
+    fetched, and local presence (``PresenceEvent`` with ``local``) goes to the peers of its
+    space, whose presence comes back into ``services.presence``. ``config.metrics_port`` turns
+    the metrics endpoint on. Reports the running ``Network`` (its ``addrs()`` are the listen
+    addresses) through ``task_status.started``.
+    """
+    from node.presence import PresenceRelay, PresenceUpdate
+    from node.services import JoinRequested, Presence, PresenceEvent, SpaceAdded
+
+    options = NetworkOptions(
+        listen=tuple(listen) or LOOPBACK_LISTEN_ADDRS,
+        peers=tuple(peers),
+        relay=relay,
+        mdns=mdns,
+        metrics_port=services.config.metrics_port,
+    )
+    own_peer_id = services.identity.peer_id
+
+    def share_presence(presence: Any, removed: bool) -> None:
+        update = PresenceUpdate(presence.space, presence.client, presence.path, presence.cursor, presence.selection, presence.name, removed)
+        presence_relay.publish(update)
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        services.publish(kind, data)
+        if kind == "space.joined":
+            services.bus.publish(SpaceAdded(services.repo.genesis(bytes.fromhex(data["space"]))))
+        elif kind == "session.opened" and data["space"]:
+            for presence in services.presence.entries(bytes.fromhex(data["space"])):
+                if presence.peer_id == own_peer_id:
+                    share_presence(presence, removed=False)  # the new peer sees our cursors at once
+        elif kind == "peer.disconnected":
+            for genesis in services.repo.spaces():
+                for presence in services.presence.entries(genesis.space_id):
+                    if presence.peer_id == data["peer_id"]:
+                        services.presence.remove(presence.key, local=False)
+
+    def on_remote_presence(peer_id: str, update: PresenceUpdate) -> None:
+        if update.removed:
+            services.presence.remove((update.space, peer_id, update.client), local=False)
+            return
+        presence = Presence(
+            update.space, peer_id, update.client, update.path, update.cursor, update.selection, update.name, services.clock()
+        )
+        services.presence.update(presence, local=False)
+
+    def on_local_presence(change: PresenceEvent) -> None:
+        if change.local:
+            share_presence(change.presence, change.removed)
+
+    network = Network(services.repo, options, home=services.home.path, on_event=on_event)
+    presence_relay = PresenceRelay(network, on_remote_presence)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(network.serve)
+        await nursery.start(presence_relay.run)
+        unlisten = [
+            services.bus.listen(SpaceAdded, lambda added: network.add_space(added.genesis.space_id)),
+            services.bus.listen(JoinRequested, lambda asked: network.join(asked.request.space, asked.request.peers)),
+            services.bus.listen(PresenceEvent, on_local_presence),
+        ]
+        try:
+            for request in services.joins():
+                network.join(request.space, request.peers)
+            task_status.started(network)
+            await trio.sleep_forever()
+        finally:
+            for stop in unlisten:
+                stop()

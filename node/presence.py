@@ -1,0 +1,185 @@
+"""Presence between peers: where each editor's cursor is. Never stored, best effort.
+
+A local client's presence update goes to every connected peer that syncs the space, as one
+small CBOR message on a short stream of its own (``/distspace/presence/1``); a peer's update
+arrives the same way and is shown under the sender's authenticated peer id, never under a
+name the message claims. Updates to one peer are coalesced: while one is being sent, only the
+newest per (space, client) waits, so a fast cursor never builds a queue. A peer may send
+``PRESENCE_PER_S`` updates a second on average; more, malformed ones, and ones for a space the
+peer does not sync with us are dropped — presence is advisory, so a bad update costs nothing
+but itself and is not worth scoring a peer over.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+
+from node.errors import NodeError
+from node.framing import FrameStream
+from node.logs import event
+from protocol import cbor
+from protocol.errors import WireError
+from protocol.space import SPACE_ID_BYTES
+
+if TYPE_CHECKING:
+    from node.network import Network
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PRESENCE_PROTOCOL", "PresenceRelay", "PresenceUpdate"]
+
+PRESENCE_PROTOCOL: Final = "/distspace/presence/1"
+PRESENCE_VERSION: Final = 1
+# A presence message is a few short strings and numbers; a path is the longest part.
+MAX_PRESENCE_BYTES: Final = 8 * 1024
+MAX_CLIENT_CHARS: Final = 64
+MAX_NAME_CHARS: Final = 128
+MAX_PATH_CHARS: Final = 4096
+# A cursor moved by a person or an agent: a few updates a second each, a handful of clients.
+PRESENCE_PER_S: Final = 20.0
+PRESENCE_BURST: Final = 40.0
+PRESENCE_TIMEOUT_S: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceUpdate:
+    """One client's presence in a space (``removed``: it went away). Positions count code points."""
+
+    space: bytes
+    client: str
+    path: str | None = None
+    cursor: int | None = None
+    selection: tuple[int, int] | None = None
+    name: str | None = None
+    removed: bool = False
+
+    def encode(self) -> bytes:
+        """``[version, space, client, [path], [cursor], [[anchor, head]], [name], removed]``: our
+        canonical CBOR has no null, so an absent value is an empty list."""
+        selection = [list(self.selection)] if self.selection is not None else []
+        fields = [_maybe(self.path), _maybe(self.cursor), selection, _maybe(self.name)]
+        return cbor.dumps([PRESENCE_VERSION, self.space, self.client, *fields, self.removed])
+
+    @classmethod
+    def decode(cls, data: bytes) -> PresenceUpdate:
+        """An update from untrusted bytes.
+
+        Raises:
+            WireError: not a well-formed presence message of a version we speak.
+        """
+        match cbor.loads_canonical(data, "presence message"):
+            case [1, bytes() as space, str() as client, list() as path, list() as cursor, list() as selection, list() as name, bool() as removed] if (
+                len(space) == SPACE_ID_BYTES
+                and 0 < len(client) <= MAX_CLIENT_CHARS
+                and _optional(path, lambda v: isinstance(v, str) and len(v) <= MAX_PATH_CHARS)
+                and _optional(name, lambda v: isinstance(v, str) and len(v) <= MAX_NAME_CHARS)
+                and _optional(cursor, _count)
+                and _optional(selection, lambda v: isinstance(v, list) and len(v) == 2 and all(map(_count, v)))
+            ):
+                anchor_head = tuple(selection[0]) if selection else None
+                return cls(space, client, _first(path), _first(cursor), anchor_head, _first(name), removed)  # type: ignore[arg-type]
+        raise WireError("malformed presence message")
+
+
+def _maybe(value: object) -> list[object]:
+    return [] if value is None else [value]
+
+
+def _first(values: list[Any]) -> Any:
+    return values[0] if values else None
+
+
+def _optional(values: list[Any], valid: Callable[[Any], bool]) -> bool:
+    return len(values) <= 1 and all(valid(value) for value in values)
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+class PresenceRelay:
+    """Carries presence updates between this node and the peers it syncs spaces with.
+
+    ``publish(update)`` sends a local update; ``on_remote(peer_id, update)`` is called (on the
+    trio thread) for each accepted update from a peer. Run with ``nursery.start(relay.run)``
+    after the network has started.
+    """
+
+    def __init__(self, network: Network, on_remote: Callable[[str, PresenceUpdate], None]) -> None:
+        self._network = network
+        self._on_remote = on_remote
+        self._outbox: dict[str, dict[tuple[bytes, str], bytes]] = {}  # peer -> newest per (space, client)
+        self._sending: set[str] = set()
+        self._tokens: dict[str, tuple[float, float]] = {}  # peer -> (tokens, when)
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        host = self._network.host
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                host.set_stream_handler(PRESENCE_PROTOCOL, self._receive, max_frame_bytes=MAX_PRESENCE_BYTES)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            host.remove_stream_handler(PRESENCE_PROTOCOL)
+
+    def publish(self, update: PresenceUpdate) -> None:
+        """Queue a local update for every peer syncing its space (the newest replaces older)."""
+        if self._nursery is None:
+            return
+        message = update.encode()
+        for peer_id in self._peers_of(update.space):
+            self._outbox.setdefault(peer_id, {})[update.space, update.client] = message
+            if peer_id not in self._sending:
+                self._sending.add(peer_id)
+                self._nursery.start_soon(self._drain, peer_id)
+
+    def _peers_of(self, space: bytes) -> set[str]:
+        return {s["peer_id"] for s in self._network.driver.sessions() if s["active"] and s["space"] == space.hex()}
+
+    async def _drain(self, peer_id: str) -> None:
+        try:
+            while outbox := self._outbox.pop(peer_id, None):
+                for message in outbox.values():
+                    await self._send(peer_id, message)
+        finally:
+            self._sending.discard(peer_id)
+
+    async def _send(self, peer_id: str, message: bytes) -> None:
+        try:
+            with trio.fail_after(PRESENCE_TIMEOUT_S):
+                async with await self._network.host.open_stream(peer_id, PRESENCE_PROTOCOL, max_frame_bytes=MAX_PRESENCE_BYTES) as frames:
+                    await frames.send_frame(message)
+                    await frames.close_write()
+        except (NodeError, trio.TooSlowError) as error:
+            event(logger, "presence.send_failed", logging.DEBUG, peer_id=peer_id, error=repr(error))
+
+    async def _receive(self, frames: FrameStream) -> None:
+        with trio.move_on_after(PRESENCE_TIMEOUT_S):
+            data = await frames.receive_frame()
+            if not self._take_token(frames.peer_id):
+                return
+            try:
+                update = PresenceUpdate.decode(data)
+            except WireError as error:
+                event(logger, "presence.malformed", logging.DEBUG, peer_id=frames.peer_id, error=error)
+                return
+            if frames.peer_id in self._peers_of(update.space):
+                self._on_remote(frames.peer_id, update)
+
+    def _take_token(self, peer_id: str) -> bool:
+        now = trio.current_time()
+        tokens, when = self._tokens.get(peer_id, (PRESENCE_BURST, now))
+        tokens = min(PRESENCE_BURST, tokens + (now - when) * PRESENCE_PER_S)
+        if tokens < 1:
+            self._tokens[peer_id] = (tokens, now)
+            return False
+        self._tokens[peer_id] = (tokens - 1, now)
+        return True

@@ -1,0 +1,669 @@
+"""The trio driver of the sans-IO ``Replicator``: libp2p streams in, actions out.
+
+``protocol.replicator.Replicator`` decides everything about sync; this module only performs
+what it asks, exactly as ``tests/protocol/harness.py`` does in memory:
+
+- one sync stream (``/distspace/sync/1``) is one Replicator connection. Each has a *reader*
+  task that feeds every byte it reads to the Replicator at once (``DataReceived``) — reading
+  never waits on anything else, so a yamux peer is never left with a full window — and a
+  *writer* task that drains the connection's own send queue, several frames per write.
+- ``Send`` appends a whole frame to that queue. The queue is bounded in bytes: a peer that
+  stops reading (its writes stall for ``write_stall_s``) or lets ``send_queue_bytes_max``
+  pile up is dropped, so it can never stall the others or make us hold unbounded memory.
+  It catches up when it reconnects: the Hello exchange resends whatever it lacks.
+- ``Disconnect`` flushes what is queued (the ``Bye``), then closes; ``SetTimer`` sets the
+  connection's single deadline, served by one timer task for all connections;
+  ``Applied`` / ``PeerPenalized`` become events for the API and the peer manager.
+- a stream reset, a lost connection or a clean end of stream is ``ConnectionLost``.
+
+The Replicator is synchronous and not reentrant, and the store it calls must be used from one
+thread, so every event goes through ``_feed`` on the trio thread, one at a time; events raised
+while one is being handled (a local commit announced by the store) wait in a queue.
+
+Local edits reach the Replicator through the store: every commit by the local author is
+announced by ``Repo.subscribe`` and becomes a ``LocalCommit`` — nobody has to remember to tell
+the network.
+
+Time is trio's clock in milliseconds (``SyncConfig`` timings are durations, and nothing the
+Replicator persists holds a time), so tests can run it on a fake clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+from libp2p.peer.id import ID
+
+from node.errors import NodeError, PeerKeyError, SessionLimitExceeded
+from node.framing import FrameStream
+from node.host import SYNC_PROTOCOL, Host
+from node.logs import event as log
+from protocol.errors import LocalProtocolError
+from protocol.events import (
+    Action,
+    Applied,
+    ConnectionLost,
+    Connected,
+    DataReceived,
+    Disconnect,
+    Event,
+    LocalCommit,
+    PeerPenalized,
+    Send,
+    SetTimer,
+    SpaceAdded,
+    TimerFired,
+)
+from protocol.identity import PUBLIC_KEY_BYTES, peer_id_of
+from protocol.limits import DISCONNECT_SCORE, MAX_FRAME_BYTES, SyncConfig
+from protocol.replicator import Replicator
+from store.repo import Repo, StoreEvent
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DriverLimits", "EventSink", "SyncDriver", "peer_key_of"]
+
+EventSink = Callable[[str, dict[str, Any]], None]
+# libp2p peer id bytes of an Ed25519 key: identity multihash (0x00, length 36) of the key's
+# protobuf (field 1 = Ed25519, field 2 = 32 bytes).
+_ED25519_PEER_ID_PREFIX: Final = bytes([0x00, 36, 0x08, 0x01, 0x12, PUBLIC_KEY_BYTES])
+# Shut-down of one stream (flush is bounded separately); a dead peer must not hold us up.
+STREAM_CLOSE_TIMEOUT_S: Final = 2.0
+# Stored change hashes remembered for the Replicator's has_change (~100 B each): the heads and
+# recent history of a busy space.
+KNOWN_CHANGES_CACHED: Final = 65_536
+# Per-peer sync states are written behind, at most this often (see _ReplicatorStore).
+SYNC_STATE_FLUSH_S: Final = 1.0
+# A peer that refused a space (or does not speak our protocol) is asked again after this long
+# even if it stays connected: it may have joined the space meanwhile.
+NOT_SHARED_RETRY_S: Final = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class DriverLimits:
+    """What one peer can make the driver hold or wait for."""
+
+    # Bytes queued for one connection before it is dropped as too slow. A reconciliation
+    # reply is queued at once and may hold several saved documents of up to MAX_FRAME_BYTES,
+    # so this is many frames' worth; 32 connections at the limit stay within 2 GiB.
+    send_queue_bytes_max: int = 16 * MAX_FRAME_BYTES
+    # A write (of at most write_chunk_bytes) that makes no progress this long means the peer
+    # stopped reading: drop it. Below yamux's own 5 s give-up on a full window, so the cause
+    # is named and counted; QUIC and WebRTC streams have no such give-up of their own.
+    write_stall_s: float = 4.0
+    # Frames coalesced into one write: ~45 MB/s over yamux at this size (libraries.md).
+    write_chunk_bytes: int = 256 * 1024
+    # After a Disconnect, the Bye and anything queued before it get this long to leave.
+    flush_on_close_s: float = 2.0
+    # Sync streams at once, over all peers, and per peer (one per shared space is normal; a
+    # peer opening many is wasting our memory).
+    sessions_max: int = 1024
+    sessions_per_peer_max: int = 64
+
+
+def peer_key_of(peer_id: str) -> bytes:
+    """The Ed25519 public key a libp2p peer id embeds (our peers' ids always do).
+
+    Raises:
+        PeerKeyError: not a peer id, or one of a key type we do not accept (RSA, secp256k1...).
+    """
+    try:
+        raw = ID.from_base58(peer_id).to_bytes()
+    except Exception as error:
+        raise PeerKeyError(f"not a peer id: {error}", peer_id=peer_id) from error
+    key = raw[len(_ED25519_PEER_ID_PREFIX) :]
+    if not raw.startswith(_ED25519_PEER_ID_PREFIX) or len(key) != PUBLIC_KEY_BYTES or peer_id_of(key) != peer_id:
+        raise PeerKeyError("not an Ed25519 peer id", peer_id=peer_id)
+    return key
+
+
+@dataclass(eq=False, slots=True)
+class _Conn:
+    """One sync stream and what the driver holds for it."""
+
+    id: int
+    peer_id: str
+    peer_key: bytes
+    frames: FrameStream
+    outbound: bool  # we opened it (and so chose its space)
+    space: bytes | None  # known at once when outbound, after the peer's Hello when inbound
+    queue: deque[bytes] = field(default_factory=deque)
+    queued_bytes: int = 0
+    wake: trio.Event = field(default_factory=trio.Event)
+    active: bool = False  # past the Hello exchange: the Replicator syncs it
+    known: bool = True  # the Replicator still has it (not yet Disconnect-ed or lost)
+    closing: str | None = None  # why we are closing it
+    flushed: bool = False  # the writer sent everything queued before closing
+    timer_at_ms: int | None = None
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+class _ReplicatorStore:
+    """The repo as the Replicator's ``ChangeStore``, with per-peer sync states written behind
+    and stored change hashes cached.
+
+    The Replicator saves a peer's sync state for a doc on nearly every message (every heads it
+    reports or is told), and each save would be a transaction of its own, fsync included:
+    under live editing that is most of the store's work. Sync states only make the next
+    reconnect cheaper (a lost or stale one costs a fuller exchange, never a wrong one), so
+    they are kept here and written at most once per ``SYNC_STATE_FLUSH_S`` per (peer, doc),
+    when a connection closes, and when the driver stops.
+    """
+
+    def __init__(self, repo: Repo) -> None:
+        self._repo = repo
+        self._dirty: dict[tuple[bytes, bytes, bytes], bytes] = {}
+        self._known: dict[tuple[bytes, bytes, bytes], None] = {}  # stored changes, newest last
+        self.doc_ids = repo.doc_ids
+        self.heads = repo.heads
+        self.changes_since = repo.changes_since
+        self.tips = repo.tips
+        self.save_document = repo.save_document
+
+    def has_change(self, space: bytes, doc: bytes, change_hash: bytes) -> bool:
+        """The Replicator asks this for every head of every message: remember the yeses (a
+        stored change stays stored), so a query reaches SQLite once per change, not per message."""
+        key = (space, doc, change_hash)
+        if key in self._known:
+            return True
+        if not self._repo.has_change(space, doc, change_hash):
+            return False
+        self.remember(space, doc, [change_hash])
+        return True
+
+    def remember(self, space: bytes, doc: bytes, hashes: Iterable[bytes]) -> None:
+        for change_hash in hashes:
+            self._known[space, doc, change_hash] = None
+        while len(self._known) > KNOWN_CHANGES_CACHED:
+            del self._known[next(iter(self._known))]
+
+    def apply(self, space: bytes, doc: bytes, changes: Sequence[Any], tips: Sequence[Any]) -> list[bytes]:
+        applied = self._repo.apply(space, doc, changes, tips)
+        self.remember(space, doc, applied)
+        return applied
+
+    def load_sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:
+        state = self._dirty.get((peer, space, doc))
+        return state if state is not None else self._repo.load_sync_state(peer, space, doc)
+
+    def save_sync_state(self, peer: bytes, space: bytes, doc: bytes, state: bytes) -> None:
+        self._dirty[peer, space, doc] = state
+
+    def flush(self) -> None:
+        """Write every state saved since the last flush; a failure is logged (states are hints)."""
+        dirty, self._dirty = self._dirty, {}
+        try:
+            for (peer, space, doc), state in dirty.items():
+                self._repo.save_sync_state(peer, space, doc, state)
+        except Exception:
+            log(logger, "sync.state_flush_failed", logging.WARNING, exc_info=True, states=len(dirty))
+
+
+class SyncDriver:
+    """Runs one ``Replicator`` over libp2p sync streams; see the module docstring.
+
+    Start it with ``await nursery.start(driver.run)``; it then serves inbound sync streams.
+    ``request_session(peer_id, space)`` opens one to a connected peer. Everything happens on
+    the trio thread that runs it (the store's thread).
+    """
+
+    def __init__(
+        self,
+        host: Host,
+        repo: Repo,
+        *,
+        config: SyncConfig = SyncConfig(),
+        limits: DriverLimits = DriverLimits(),
+        rng: random.Random | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        self.host = host
+        self.repo = repo
+        self.limits = limits
+        self.key = repo.identity.public_key
+        self.stats: Counter[str] = Counter()
+        self._on_event = on_event
+        self._spaces: set[bytes] = {genesis.space_id for genesis in repo.spaces()}
+        self._store = _ReplicatorStore(repo)
+        self.replicator = Replicator(repo.identity, self._store, rng or random.Random(), self._spaces, config)
+        self._conns: dict[int, _Conn] = {}
+        self._next_conn = 0
+        self._pending: deque[Event] = deque()
+        self._busy = False
+        self._opening: set[tuple[str, bytes]] = set()
+        # (peer, space) -> trio time until which we do not offer the space to the peer again:
+        # it said it does not serve it, or it does not speak our protocol at all.
+        self._not_shared: dict[tuple[str, bytes], float] = {}
+        self._nursery: trio.Nursery | None = None
+        self._timer_scope: trio.CancelScope | None = None
+
+    # ----- lifecycle -----
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve sync streams until cancelled; on the way out, close every stream."""
+        unsubscribe = self.repo.subscribe(self._on_store_event)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._timers)
+                nursery.start_soon(self._flush_sync_states)
+                self.host.set_stream_handler(SYNC_PROTOCOL, self._on_inbound)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            unsubscribe()
+            self.host.remove_stream_handler(SYNC_PROTOCOL)
+            self._store.flush()
+
+    async def _flush_sync_states(self) -> None:
+        while True:
+            await trio.sleep(SYNC_STATE_FLUSH_S)
+            self._store.flush()
+
+    # ----- what the peer manager asks -----
+
+    @property
+    def spaces(self) -> frozenset[bytes]:
+        return frozenset(self._spaces)
+
+    def add_space(self, space: bytes) -> bool:
+        """Serve a space the repo gained (created or joined); False if already served."""
+        if space in self._spaces:
+            return False
+        self._spaces.add(space)
+        self._not_shared = {pair: until for pair, until in self._not_shared.items() if pair[1] != space}
+        self._feed(SpaceAdded(space))
+        return True
+
+    def has_session(self, peer_id: str, space: bytes) -> bool:
+        """Whether a sync stream for ``space`` with the peer is open, or being opened."""
+        if (peer_id, space) in self._opening:
+            return True
+        return any(c.peer_id == peer_id and c.space == space and c.closing is None for c in self._conns.values())
+
+    def is_shared(self, peer_id: str, space: bytes) -> bool:
+        """False for a while once the peer refused ``space`` (or our protocol): until it
+        reconnects, or ``NOT_SHARED_RETRY_S`` passed."""
+        return self._not_shared.get((peer_id, space), 0.0) <= trio.current_time()
+
+    def peer_connected(self, peer_id: str) -> None:
+        """A new libp2p connection: forget what the peer said about its spaces before."""
+        self._not_shared = {pair: until for pair, until in self._not_shared.items() if pair[0] != peer_id}
+
+    def _refused(self, peer_id: str, space: bytes) -> None:
+        self._not_shared[peer_id, space] = trio.current_time() + NOT_SHARED_RETRY_S
+
+    def request_session(self, peer_id: str, space: bytes) -> None:
+        """Open a sync stream for ``space`` to a connected peer, in the background.
+
+        A no-op when one is open or opening, or the peer said it does not serve the space.
+        """
+        if self._nursery is None or space not in self._spaces:
+            return
+        if self.has_session(peer_id, space) or not self.is_shared(peer_id, space):
+            return
+        self._opening.add((peer_id, space))
+        self._nursery.start_soon(self._open, peer_id, space)
+
+    def close_peer(self, peer_id: str, reason: str) -> None:
+        """Drop every sync stream with a peer (the peer manager is closing its connection)."""
+        for conn in [c for c in self._conns.values() if c.peer_id == peer_id]:
+            self._lose(conn, reason, graceful=False)
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """The open sync streams, for status and metrics."""
+        return [
+            {
+                "peer_id": conn.peer_id,
+                "space": conn.space.hex() if conn.space else None,
+                "outbound": conn.outbound,
+                "active": conn.active,
+                "queued_bytes": conn.queued_bytes,
+            }
+            for conn in self._conns.values()
+            if conn.closing is None
+        ]
+
+    @property
+    def queued_bytes(self) -> int:
+        return sum(conn.queued_bytes for conn in self._conns.values())
+
+    # ----- streams -----
+
+    async def _open(self, peer_id: str, space: bytes) -> None:
+        try:
+            frames = await self.host.open_stream(peer_id, SYNC_PROTOCOL)
+        except NodeError as error:
+            log(logger, "sync.open_failed", logging.DEBUG, peer_id=peer_id, space=space.hex()[:12], error=repr(error))
+            self.stats["session_open_failures"] += 1
+            self._refused(peer_id, space)
+            return
+        finally:
+            self._opening.discard((peer_id, space))
+        try:
+            conn = self._admit(frames, outbound=True, space=space)
+        except NodeError as error:
+            log(logger, "sync.refused", peer_id=peer_id, error=error)
+            await frames.reset()
+            return
+        await self._serve(conn)
+
+    async def _on_inbound(self, frames: FrameStream) -> None:
+        """libp2p's handler for a sync stream a peer opened: serve it in our nursery.
+
+        The connection task must belong to the driver (it is cancelled with it); this handler,
+        running in libp2p's task, only waits for it so libp2p does not close the stream early.
+        """
+        nursery = self._nursery
+        if nursery is None:
+            await frames.reset()
+            return
+        try:
+            conn = self._admit(frames, outbound=False, space=None)
+        except NodeError as error:
+            log(logger, "sync.refused", peer_id=frames.peer_id, error=error)
+            self.stats["sessions_refused"] += 1
+            await frames.reset()
+            return
+        done = trio.Event()
+
+        async def serve() -> None:
+            try:
+                await self._serve(conn)
+            finally:
+                done.set()
+
+        nursery.start_soon(serve)
+        await done.wait()
+
+    def _admit(self, frames: FrameStream, *, outbound: bool, space: bytes | None) -> _Conn:
+        """A connection record for a new stream, within the session limits.
+
+        Raises:
+            PeerKeyError: the peer id does not carry an Ed25519 key.
+            SessionLimitExceeded: too many sync streams, in all or with this peer.
+        """
+        key = peer_key_of(frames.peer_id)
+        if len(self._conns) >= self.limits.sessions_max:
+            raise SessionLimitExceeded(f"{len(self._conns)} sync streams open", peer_id=frames.peer_id)
+        with_peer = sum(1 for conn in self._conns.values() if conn.peer_id == frames.peer_id)
+        if with_peer >= self.limits.sessions_per_peer_max:
+            raise SessionLimitExceeded(f"{with_peer} sync streams with this peer", peer_id=frames.peer_id)
+        self._next_conn += 1
+        conn = _Conn(self._next_conn, frames.peer_id, key, frames, outbound, space)
+        self._conns[conn.id] = conn
+        return conn
+
+    async def _serve(self, conn: _Conn) -> None:
+        """Run one connection: its reader and writer, until either ends or we close it."""
+        self.stats["sessions_opened"] += 1
+        try:
+            with conn.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_loop, conn)
+                    nursery.start_soon(self._read_loop, conn)
+                    self._feed(Connected(conn.id, conn.peer_key, conn.space))
+        finally:
+            self._conns.pop(conn.id, None)
+            if conn.known:
+                conn.known = False
+                self._feed(ConnectionLost(conn.id))
+            if conn.outbound and not conn.active and conn.space is not None:
+                # It closed before the Hello exchange finished: the peer does not serve the
+                # space (or refused us); do not ask again for a while.
+                self._refused(conn.peer_id, conn.space)
+            with trio.CancelScope(shield=True), trio.move_on_after(STREAM_CLOSE_TIMEOUT_S):
+                if conn.flushed:
+                    await conn.frames.close()
+                else:
+                    await conn.frames.reset()
+            self.stats["sessions_closed"] += 1
+            self._store.flush()
+            if conn.active:
+                self._emit("session.closed", peer_id=conn.peer_id, space=_hex(conn.space), reason=conn.closing or "")
+            log(logger, "sync.closed", logging.DEBUG, peer_id=conn.peer_id, conn=conn.id, reason=conn.closing)
+
+    async def _read_loop(self, conn: _Conn) -> None:
+        try:
+            while True:
+                data = await conn.frames.receive_bytes()
+                if not data:
+                    self._lose(conn, "peer closed the stream", graceful=True)
+                    return
+                self.stats["bytes_received"] += len(data)
+                self._feed(DataReceived(conn.id, data))
+                if not conn.active:
+                    self._check_active(conn)
+                if conn.closing is not None:
+                    return
+        except NodeError as error:
+            self._lose(conn, f"stream failed: {error}", graceful=False)
+
+    async def _write_loop(self, conn: _Conn) -> None:
+        while True:
+            if not conn.queue:
+                if conn.closing is not None:
+                    conn.flushed = True
+                    conn.scope.cancel()
+                    return
+                conn.wake = trio.Event()
+                await conn.wake.wait()
+                continue
+            chunk = [conn.queue.popleft()]
+            size = len(chunk[0])
+            while conn.queue and size + len(conn.queue[0]) <= self.limits.write_chunk_bytes:
+                frame = conn.queue.popleft()
+                chunk.append(frame)
+                size += len(frame)
+            data = b"".join(chunk)
+            # A frame above the chunk size goes in slices: the stall limit is about progress,
+            # and a 4 MiB frame to a slow but live peer takes longer than that to leave.
+            for start in range(0, len(data), self.limits.write_chunk_bytes):
+                piece = data[start : start + self.limits.write_chunk_bytes]
+                try:
+                    with trio.fail_after(self.limits.write_stall_s):
+                        await conn.frames.send_bytes(piece)
+                except trio.TooSlowError:
+                    self.stats["slow_peer_disconnects"] += 1
+                    self._lose(conn, f"slow peer: a write made no progress for {self.limits.write_stall_s} s", graceful=False)
+                    return
+                except NodeError as error:
+                    self._lose(conn, f"send failed: {error}", graceful=False)
+                    return
+                conn.queued_bytes -= len(piece)
+                self.stats["bytes_sent"] += len(piece)
+
+    def _lose(self, conn: _Conn, reason: str, *, graceful: bool) -> None:
+        """Give up on a connection: the Replicator forgets it, and its tasks stop."""
+        if conn.closing is None:
+            conn.closing = reason
+        if not graceful:
+            conn.queue.clear()
+            conn.queued_bytes = 0
+        if conn.known:
+            conn.known = False
+            self._feed(ConnectionLost(conn.id))
+        if graceful:
+            conn.wake.set()  # the writer flushes what is queued, then closes
+            conn.scope.deadline = min(conn.scope.deadline, trio.current_time() + self.limits.flush_on_close_s)
+        else:
+            conn.scope.cancel()
+
+    def _check_active(self, conn: _Conn) -> None:
+        """Notice when a connection got past its Hello exchange: learn its space, drop a twin."""
+        spaces = [conn.space] if conn.space is not None else list(self._spaces)
+        for space in spaces:
+            if conn.id in self.replicator.connections(space):
+                conn.space = space
+                conn.active = True
+                break
+        if not conn.active:
+            return
+        self.stats["sessions_active"] += 1
+        self._emit("session.opened", peer_id=conn.peer_id, space=_hex(conn.space), outbound=conn.outbound)
+        twins = [
+            c for c in self._conns.values()
+            if c is not conn and c.active and c.closing is None and c.peer_id == conn.peer_id and c.space == conn.space
+        ]
+        if twins:
+            # Both peers opened a stream for the space at once: both keep the one opened by
+            # the peer with the smaller key (the older on a tie), so they agree without talking.
+            ranked = sorted([conn, *twins], key=lambda c: (self._opener(c), c.id))
+            for loser in ranked[1:]:
+                self.stats["duplicate_sessions"] += 1
+                self._lose(loser, "duplicate session for the space", graceful=True)
+
+    def _opener(self, conn: _Conn) -> bytes:
+        return self.key if conn.outbound else conn.peer_key
+
+    # ----- the Replicator -----
+
+    def _now_ms(self) -> int:
+        return math.floor(trio.current_time() * 1000 + 1e-6)
+
+    def _feed(self, event: Event) -> None:
+        """Hand one event to the Replicator and perform its actions, one event at a time."""
+        self._pending.append(event)
+        if self._busy:
+            return  # raised while handling another event: handled right after it
+        self._busy = True
+        try:
+            while self._pending:
+                event = self._pending.popleft()
+                try:
+                    actions = self.replicator.handle(event, self._now_ms())
+                except LocalProtocolError as error:
+                    log(logger, "sync.local_error", logging.WARNING, event=type(event).__name__, error=error)
+                    continue
+                except Exception:
+                    # A bug or a store failure (disk full): contain it to the connection.
+                    log(logger, "sync.handle_failed", logging.ERROR, exc_info=True, event=type(event).__name__)
+                    self.stats["handle_failures"] += 1
+                    conn = self._conns.get(getattr(event, "conn", None))  # type: ignore[arg-type]
+                    if conn is not None and not isinstance(event, ConnectionLost):
+                        self._lose(conn, "internal error", graceful=False)
+                    continue
+                for action in actions:
+                    self._perform(action)
+        finally:
+            self._busy = False
+
+    def _perform(self, action: Action) -> None:
+        match action:
+            case Send():
+                conn = self._conns.get(action.conn)  # type: ignore[arg-type]
+                if conn is None or conn.closing is not None:
+                    return
+                conn.queue.append(action.data)
+                conn.queued_bytes += len(action.data)
+                conn.wake.set()
+                if conn.queued_bytes > self.limits.send_queue_bytes_max:
+                    self.stats["slow_peer_disconnects"] += 1
+                    self._lose(conn, f"slow peer: more than {self.limits.send_queue_bytes_max} bytes queued", graceful=False)
+            case Disconnect():
+                conn = self._conns.get(action.conn)  # type: ignore[arg-type]
+                if conn is None:
+                    return
+                conn.known = False  # the Replicator has already forgotten it
+                log(logger, "sync.disconnect", peer_id=conn.peer_id, reason=action.reason)
+                self._lose(conn, action.reason, graceful=True)
+            case SetTimer():
+                conn = self._conns.get(action.conn)  # type: ignore[arg-type]
+                if conn is None:
+                    return
+                conn.timer_at_ms = action.at_ms
+                scope = self._timer_scope
+                if scope is not None and action.at_ms / 1000 < scope.deadline:
+                    scope.deadline = action.at_ms / 1000
+            case Applied():
+                conn = self._conns.get(action.conn)  # type: ignore[arg-type]
+                self.stats["changes_applied"] += len(action.hashes)
+                self._emit(
+                    "sync.applied",
+                    peer_id=conn.peer_id if conn else None,
+                    space=action.space.hex(),
+                    doc=action.doc.hex(),
+                    changes=len(action.hashes),
+                )
+            case PeerPenalized():
+                conn = self._conns.get(action.conn)  # type: ignore[arg-type]
+                peer_id = conn.peer_id if conn else peer_id_of(action.peer)
+                log(
+                    logger, "sync.penalized", logging.WARNING,
+                    peer_id=peer_id, offense=action.offense, score=round(action.score), detail=action.detail,
+                )
+                self.stats[f"penalties_{action.offense}"] += 1
+                self._emit(
+                    "peer.penalized",
+                    peer_id=peer_id,
+                    offense=action.offense,
+                    detail=action.detail,
+                    score=action.score,
+                    banned=action.score >= DISCONNECT_SCORE,
+                )
+
+    async def _timers(self) -> None:
+        """Deliver every connection's ``TimerFired`` when due: one task, one deadline."""
+        while True:
+            due = [conn.timer_at_ms for conn in self._conns.values() if conn.timer_at_ms is not None and conn.known]
+            with trio.CancelScope(deadline=min(due) / 1000 if due else math.inf) as scope:
+                self._timer_scope = scope
+                await trio.sleep_forever()
+            self._timer_scope = None
+            now = self._now_ms()
+            for conn in list(self._conns.values()):
+                if conn.timer_at_ms is not None and conn.timer_at_ms <= now and conn.known:
+                    conn.timer_at_ms = None
+                    self._feed(TimerFired(conn.id))
+
+    # ----- the store -----
+
+    def _on_store_event(self, event: StoreEvent) -> None:
+        """A committed write: the local author's becomes a ``LocalCommit`` to push.
+
+        Runs inside ``Repo.commit``; it must never raise, or the caller's commit would seem to
+        fail although it is durable.
+        """
+        if event.origin != "local":
+            return
+        try:
+            self.add_space(event.space)
+            self._store.remember(event.space, event.doc, event.hashes)
+            commit = self._local_commit(event)
+        except Exception:
+            log(logger, "sync.local_commit_unreadable", logging.ERROR, exc_info=True, space=event.space.hex()[:12], doc=event.doc.hex())
+            return
+        self._feed(commit)
+
+    def _local_commit(self, event: StoreEvent) -> LocalCommit:
+        backend = self.repo.backend
+        raws = []
+        for change_hash in event.hashes:
+            row = backend.change(event.space, event.doc, change_hash)
+            if row is None or row.raw is None:
+                raise LookupError(f"change {change_hash.hex()} of the commit is not stored")
+            raws.append(row.raw)
+        tips = [tip for tip in self.repo.tips(event.space, event.doc) if tip.author == self.key]
+        if not tips or tips[0].change_hash != event.hashes[-1]:
+            raise LookupError("the commit's tip is not the newest stored tip of the local author")
+        return LocalCommit(event.space, event.doc, tuple(raws), tips[0])
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(kind, data)
+        except Exception:
+            log(logger, "sync.event_sink_failed", logging.ERROR, exc_info=True, kind=kind)
+
+
+def _hex(value: bytes | None) -> str | None:
+    return value.hex() if value is not None else None

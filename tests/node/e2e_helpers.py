@@ -1,0 +1,114 @@
+"""Real daemons for the end-to-end sync tests: ``distspace up`` processes and API clients.
+
+Each daemon is the installed command in a process of its own (``api_helpers.running_daemon``:
+read up to its ready line, killed in ``finally``). A ``Client`` is one API connection that
+subscribes to the space's tree, so waiting for a change is waiting for its notification, then
+re-checking the state through the API — never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from api_helpers import STEP_TIMEOUT_S, ApiConnection, Daemon, connect, distspace, running_daemon
+from node.rpc import RpcError
+
+# Convergence of several daemons after a burst of edits: a few round trips each, plus a
+# restarted daemon's import of libp2p (~1 s) and redial backoff.
+CONVERGE_TIMEOUT_S = 40.0
+
+
+@dataclass(frozen=True)
+class SharedSpace:
+    space_id: str
+    genesis: str  # base64, as ``distspace init`` prints it
+
+
+def create_space(home: Path, name: str = "team") -> SharedSpace:
+    result = json.loads(distspace(home, "--json", "init", name).stdout)
+    return SharedSpace(result["space_id"], result["genesis"])
+
+
+def join(home: Path, space: SharedSpace) -> None:
+    """Join offline, from the genesis record (no daemon runs)."""
+    distspace(home, "join", space.space_id, "--genesis", space.genesis)
+
+
+@contextmanager
+def daemon(home: Path, *args: str) -> Iterator[Daemon]:
+    """``distspace up`` without mDNS (tests choose their peers), on loopback TCP by default."""
+    with running_daemon(home, "--no-mdns", *args) as running:
+        yield running
+
+
+def addr(daemon: Daemon, transport: str = "/tcp/") -> str:
+    return next(a for a in daemon.ready["addrs"] if transport in a)
+
+
+class Client:
+    """One API connection to a daemon, subscribed to the space's tree and to its peers."""
+
+    def __init__(self, connection: ApiConnection, daemon: Daemon) -> None:
+        self.api = connection
+        self.daemon = daemon
+
+    async def read(self, path: str) -> str | None:
+        try:
+            return (await self.api.call("fs.read", path=path))["text"]
+        except RpcError:
+            return None
+
+    async def write(self, path: str, text: str) -> None:
+        await self.api.call("fs.write", path=path, text=text, parents=False)
+
+    async def splice(self, path: str, position: int, insert: str) -> None:
+        await self.api.call("fs.splice", path=path, position=position, delete=0, insert=insert)
+
+    async def files(self) -> dict[str, str | None]:
+        """Every file at the root and its text."""
+        entries = (await self.api.call("fs.ls", path=""))["entries"]
+        return {e["path"]: await self.read(e["path"]) for e in entries if e["kind"] == "file"}
+
+    async def peers(self) -> list[str]:
+        return [p["peer_id"] for p in (await self.api.call("node.peers"))["peers"]]
+
+    async def verify(self) -> dict[str, Any]:
+        return await self.api.call("node.verify")
+
+    async def until(self, check: Callable[[], Awaitable[bool]], timeout_s: float = CONVERGE_TIMEOUT_S) -> None:
+        """Re-check after every notification (tree or peers changed) until ``check`` holds."""
+        with trio.fail_after(timeout_s):
+            while not await check():
+                await self.api.notification()
+
+
+@asynccontextmanager
+async def client(daemon: Daemon) -> AsyncIterator[Client]:
+    async with connect(daemon, "unix") as connection:
+        await connection.call("subscribe.tree")
+        await connection.call("subscribe.peers")
+        yield Client(connection, daemon)
+
+
+async def wait_converged(clients: list[Client], markers: list[str], path: str) -> str:
+    """Wait until every client's ``path`` holds every marker, then check they are identical."""
+    for each in clients:
+
+        async def has_all(each: Client = each) -> bool:
+            text = await each.read(path)
+            return text is not None and all(marker in text for marker in markers)
+
+        await each.until(has_all)
+    texts = [await each.read(path) for each in clients]
+    assert all(text == texts[0] for text in texts), texts
+    return texts[0] or ""
+
+
+__all__ = ["STEP_TIMEOUT_S", "Client", "SharedSpace", "addr", "client", "create_space", "daemon", "join", "wait_converged"]

@@ -1,0 +1,103 @@
+"""Finding and keeping peers: mDNS on loopback, joins by space id, the peerstore, redials, metrics.
+
+mDNS runs for real (zeroconf restricted to 127.0.0.1, where multicast works offline on this
+machine): nodes announce and browse, and connect only to peers that share a space.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import trio
+
+from node.discovery import Backoff, mdns_filter, mdns_properties, space_tag
+from node.network import NetworkOptions
+from sync_helpers import FAST_SYNC, NOW_MS, TCP_ONLY, cluster, genesis_of, identity_of
+
+
+def test_mdns_filter_keeps_only_our_protocol_and_shared_spaces() -> None:
+    ours, theirs = genesis_of("alice", "ours").space_id, genesis_of("bob", "theirs").space_id
+    bob = identity_of("bob").peer_id
+    addr = f"/ip4/127.0.0.1/tcp/4001/p2p/{bob}"
+    record = {k.encode(): v.encode() for k, v in mdns_properties(bob, [addr], [ours, theirs]).items()}
+    me = identity_of("alice").peer_id
+    assert mdns_filter(record, me, [ours]).addrs == (addr,)
+    assert mdns_filter(record, me, [genesis_of("carol", "other").space_id]) is None  # no space in common
+    assert mdns_filter(record, bob, [ours]) is None  # ourselves
+    assert mdns_filter({**record, b"proto": b"/ipfs/kad/1.0.0"}, me, [ours]) is None  # another protocol
+    assert mdns_filter({**record, b"a0": f"/ip4/127.0.0.1/tcp/1/p2p/{me}".encode()}, me, [ours]) is None  # address of someone else
+    assert space_tag(ours) not in str(ours.hex())  # the tag does not reveal the id
+
+
+def test_backoff_doubles_up_to_its_cap_and_resets() -> None:
+    backoff = Backoff(initial_s=1.0, max_s=8.0)
+    waits = [backoff.next() for _ in range(6)]
+    assert [round(w) for w in waits[:3]] != [] and all(0.75 <= w / c <= 1.25 for w, c in zip(waits, [1, 2, 4, 8, 8, 8]))
+    backoff.reset()
+    assert 0.75 <= backoff.next() <= 1.25
+
+
+async def test_mdns_connects_peers_that_share_a_space_and_no_others(tmp_path: Path) -> None:
+    shared, other = genesis_of("alice", "shared"), genesis_of("carol", "other")
+    options = NetworkOptions(listen=TCP_ONLY, sync=FAST_SYNC, mdns=True)
+    async with cluster(tmp_path, options) as nodes:
+        alice = await nodes.start("alice", [shared])
+        bob = await nodes.start("bob", [shared])
+        carol = await nodes.start("carol", [other])
+        await nodes.until(lambda: alice.syncing_with(bob, shared.space_id) or bob.syncing_with(alice, shared.space_id))
+        alice.workspace(shared.space_id).write("hi.txt", "found you", now_ms=NOW_MS)
+        await nodes.until(lambda: bob.workspace(shared.space_id).exists("hi.txt"))
+        assert not carol.connected_to(alice) and not carol.connected_to(bob)
+
+
+async def test_a_node_joins_a_space_by_its_id_alone(tmp_path: Path) -> None:
+    genesis = genesis_of()
+    space = genesis.space_id
+    async with cluster(tmp_path) as nodes:
+        alice = await nodes.start("alice", [genesis])
+        alice.workspace(space).write("plan.md", "step 1", now_ms=NOW_MS)
+        bob = await nodes.start("bob")
+        bob.network.join(space, [alice.addr()])
+        await nodes.until(lambda: space in {g.space_id for g in bob.repo.spaces()})
+        await nodes.until(lambda: bob.workspace(space).exists("plan.md"))
+        assert bob.workspace(space).read("plan.md") == "step 1"
+        assert bob.repo.genesis(space) == genesis
+
+
+async def test_a_restarted_peer_is_redialled_from_the_peerstore(tmp_path: Path) -> None:
+    genesis = genesis_of()
+    space = genesis.space_id
+    async with cluster(tmp_path) as nodes:
+        alice = await nodes.start("alice", [genesis])
+        bob = await nodes.start("bob", [genesis], peers=[alice.addr()])
+        await nodes.until(lambda: alice.syncing_with(bob, space))
+        bob_listen = bob.addr().rsplit("/p2p/", 1)[0]
+        await nodes.stop("bob")
+        stored = json.loads((tmp_path / "bob" / "peers.json").read_text())["peers"]
+        assert alice.peer_id in stored
+        alice.workspace(space).write("while-away.txt", "x", now_ms=NOW_MS)
+        # Bob comes back on his port with no bootstrap peer: Alice, who keeps every peer she
+        # synced with, redials him (after her backoff), and his peerstore would find her too.
+        bob = await nodes.start("bob", listen=(bob_listen,))
+        await nodes.until(lambda: bob.workspace(space).exists("while-away.txt"))
+
+
+async def test_metrics_are_served_as_prometheus_text(tmp_path: Path) -> None:
+    genesis = genesis_of()
+    async with cluster(tmp_path) as nodes:
+        alice = await nodes.start("alice", [genesis], metrics_port=0)
+        bob = await nodes.start("bob", [genesis], peers=[alice.addr()])
+        await nodes.until(lambda: alice.syncing_with(bob, genesis.space_id))
+        assert alice.network.metrics_port
+        with trio.fail_after(10):
+            stream = await trio.open_tcp_stream("127.0.0.1", alice.network.metrics_port)
+            async with stream:
+                await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                response = b""
+                while chunk := await stream.receive_some():
+                    response += chunk
+        head, _, body = response.decode().partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.1 200") and "text/plain; version=0.0.4" in head
+        assert "# TYPE distspace_peers_connected gauge\ndistspace_peers_connected 1" in body
+        assert "distspace_replicator_messages_received_total" in body
