@@ -233,7 +233,7 @@ def _sample_messages() -> dict[str, Message]:
         "changes_1": Changes(DOC, *pack_changes(first.changes[-1:]), (), (TipSignature(0, first.tip.signature),), push=True),
         "changes_16": Changes(DOC, *pack_changes(sixteen.changes), (), (TipSignature(15, sixteen.tip.signature),), push=True),
         "document_18": Changes(DOC, Encoding.DOCUMENT, store.save_document(SPACE, DOC), heads, (), push=False),
-        "prune": Prune(),
+        "prune": Prune(ALICE.public_key),
         "ping": Ping(),
         "bye": Bye("shutting down"),
     }

@@ -21,7 +21,7 @@ from protocol.errors import WireError
 from protocol.limits import MAX_CBOR_DEPTH
 
 _UNSIGNED, _BYTES, _TEXT, _ARRAY, _SIMPLE = 0, 2, 3, 4, 7
-_FALSE, _TRUE = 20, 21
+_FALSE, _TRUE = 0xF4, 0xF5  # whole initial bytes: major type 7, simple values 20 and 21
 # Additional-info values 24..27 announce a 1, 2, 4 or 8 byte argument; 28..31 are reserved or
 # indefinite, which canonical CBOR never uses.
 _ARGUMENT_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
@@ -53,49 +53,53 @@ def loads_canonical(data: bytes, what: str) -> Any:
 
 
 def check_canonical_subset(data: bytes, what: str) -> None:
-    """Walk the item headers without building values; raise WireError outside our subset."""
+    """Walk the item headers without building values; raise WireError outside our subset.
+
+    Every frame from a peer passes here, so the loop is kept tight: one step per item, byte
+    and text strings skipped whole, the common short forms tested first.
+    """
     end = len(data)
     offset = 0
-    # Items still to read in each open array, innermost last; the top level holds one item.
-    remaining = [1]
-    while remaining:
-        if remaining[-1] == 0:
-            remaining.pop()
+    left = 1  # items still to read in the innermost open array; the top level holds one
+    enclosing: list[int] = []  # the same for each array around it
+    while True:
+        if not left:
+            if not enclosing:
+                break
+            left = enclosing.pop()
             continue
-        remaining[-1] -= 1
+        left -= 1
         if offset >= end:
             raise WireError(f"malformed {what}: truncated")
-        major, info = data[offset] >> 5, data[offset] & 0x1F
+        initial = data[offset]
         offset += 1
+        major, argument = initial >> 5, initial & 0x1F
         if major == _SIMPLE:
-            if info not in (_FALSE, _TRUE):
+            if initial != _FALSE and initial != _TRUE:
                 raise WireError(f"malformed {what}: only true and false are allowed simple values")
             continue
-        if info < 24:
-            argument = info
-        elif info in _ARGUMENT_BYTES:
-            width = _ARGUMENT_BYTES[info]
+        if argument >= 24:
+            width = _ARGUMENT_BYTES.get(argument)
+            if width is None:
+                raise WireError(f"malformed {what}: indefinite or reserved length")
             if offset + width > end:
                 raise WireError(f"malformed {what}: truncated")
             argument = int.from_bytes(data[offset : offset + width], "big")
             offset += width
             if argument < _SHORTEST_FROM[width]:
                 raise WireError(f"malformed {what}: non-canonical length")
-        else:
-            raise WireError(f"malformed {what}: indefinite or reserved length")
-        if major == _UNSIGNED:
-            continue
-        if major in (_BYTES, _TEXT):
+        if major == _BYTES or major == _TEXT:
             if argument > end - offset:
                 raise WireError(f"malformed {what}: truncated")
             offset += argument
         elif major == _ARRAY:
             if argument > end - offset:  # every item takes at least one byte
                 raise WireError(f"malformed {what}: array longer than its data")
-            if len(remaining) > MAX_CBOR_DEPTH:
+            if len(enclosing) >= MAX_CBOR_DEPTH:
                 raise WireError(f"malformed {what}: nested deeper than {MAX_CBOR_DEPTH}")
-            remaining.append(argument)
-        else:
+            enclosing.append(left)
+            left = argument
+        elif major != _UNSIGNED:
             raise WireError(f"malformed {what}: CBOR major type {major} is not used by this protocol")
     if offset != end:
         raise WireError(f"malformed {what}: {end - offset} trailing bytes")

@@ -47,8 +47,9 @@ class PendingChanges:
     def __len__(self) -> int:
         return sum(len(waiting) for waiting in self._changes.values())
 
-    def docs(self) -> list[bytes]:
-        return list(self._changes)
+    def __contains__(self, doc: object) -> bool:
+        """Whether changes of this doc wait."""
+        return doc in self._changes
 
     def changes(self, doc: bytes) -> list[native.DecodedChange]:
         return [waiting.change for waiting in self._changes.get(doc, {}).values()]
@@ -62,6 +63,8 @@ class PendingChanges:
 
     def check_room(self, doc: bytes, waiting: int) -> None:
         """Raise Flood unless ``waiting`` changes of this doc (replacing its current ones) fit."""
+        if not self._changes and waiting <= self._limit:
+            return
         others = len(self) - len(self._changes.get(doc, {}))
         if others + waiting > self._limit:
             raise Flood(f"more than {self._limit} changes would wait for tips or deps")
@@ -74,6 +77,8 @@ class PendingChanges:
         Raises:
             Flood: the peer would have more changes waiting than the limit; nothing changes.
         """
+        if not covered and not uncovered and doc not in self._changes:
+            return  # the usual batch: everything applied, nothing waited before
         self.check_room(doc, len(covered) + len(uncovered))
         before = self._changes.get(doc, {})
         waiting = {}
@@ -91,6 +96,8 @@ class PendingChanges:
             self._tips.pop(doc, None)
 
     def next_expiry_ms(self, ttl_ms: int) -> int | None:
+        if not self._changes:
+            return None
         oldest = min((w.since_ms for waiting in self._changes.values() for w in waiting.values()), default=None)
         return None if oldest is None else oldest + ttl_ms
 
@@ -145,7 +152,7 @@ def ingest(
             overflow; when covered changes still missing deps overflow, the covered changes that
             could be applied were (they are verified) and the rest stays as it was.
     """
-    candidates = [c for c in [*pending.changes(doc), *changes] if not store.has_change(space, doc, c.hash)]
+    candidates = _unstored(store, space, doc, [*pending.changes(doc), *changes])
     if not candidates:
         return []
     result = coverage(
@@ -162,3 +169,19 @@ def ingest(
     stored = set(applied)
     pending.replace(doc, [c for c in result.covered if c.hash not in stored], result.uncovered, result.valid_tips, now_ms)
     return applied
+
+
+def _unstored(store: ChangeStore, space: bytes, doc: bytes, changes: Sequence[native.DecodedChange]) -> list[native.DecodedChange]:
+    """The changes the store does not hold.
+
+    The store only ever holds a change together with its deps, so a change with a dep it lacks
+    lacks too: taken in causal order, a batch of new changes costs one lookup per root, not per
+    change (a 10,000-change reply, 10,000 SQLite queries fewer).
+    """
+    unstored: dict[bytes, native.DecodedChange] = {}
+    for change in changes:
+        if change.hash not in unstored and (
+            any(dep in unstored for dep in change.deps) or not store.has_change(space, doc, change.hash)
+        ):
+            unstored[change.hash] = change
+    return list(unstored.values())

@@ -56,6 +56,10 @@ MAX_PENDING_CHANGES = 4 * CHANGES_PER_SENT_BATCH
 # Pushed batches remembered per space so each is verified and forwarded once: a few minutes of
 # heavy editing by a dozen peers.
 MAX_SEEN_BATCHES = 8192
+# Origins one peer may ask us (Prune) to announce rather than push: one per writer whose
+# batches reach it by another path. Past this the oldest prune is forgotten, which only makes
+# us push more.
+MAX_LAZY_ORIGINS = 4096
 # Tip signatures already verified, so a retried pending batch is not verified twice.
 MAX_VERIFIED_TIPS = 8192
 # What we remember per peer and doc of the heads both sides have; more are dropped (which only
@@ -85,6 +89,10 @@ class SyncConfig:
     # A lazy peer's announcement of heads we lack is given this long to arrive by eager push
     # from elsewhere before we ask (graft) — Plumtree's IHAVE timeout.
     graft_delay_ms: int = 250
+    # We announce our heads of a doc to a peer we do not push to at most this often: a burst of
+    # batches costs one Heads per peer, not one each (Plumtree's batched lazy push). A batch
+    # that went missing on its eager path may so wait this much longer to be noticed.
+    announce_interval_ms: int = 250
     # An unanswered request for changes (want) is repeated after this long.
     want_timeout_ms: int = 5_000
     # A change that waits this long for its tip or deps is dropped.

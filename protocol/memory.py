@@ -2,10 +2,11 @@
 durable ``store.Repo``: changes by doc, newest tip per author, per-peer sync state. Nothing
 survives the process, which is the point: a test or a simulated crash builds a fresh one.
 
-Like the Repo, applying needs no Automerge document: hashes and heads are kept beside it, and
-applied changes reach the document in one bulk ``apply_changes`` only when something reads it
-(Automerge's apply costs time proportional to the document per call, so applying changes one
-batch at a time as they arrive would make a long live session quadratic).
+Like the Repo, applying and serving changes need no Automerge document: every change is kept
+raw with its deps and its place in the causal order, and applied changes reach the document in
+one bulk ``apply_changes`` only when something reads it (Automerge's apply costs time
+proportional to the document per call, so keeping it current as batches arrive, or to answer
+every ``changes_since``, would make a long live session quadratic).
 
 ``commit`` plays the local author: it makes one Automerge change per edit, signs one tip over
 the last (a signed batch), stores both and returns the ``LocalCommit`` event to feed to the
@@ -14,7 +15,8 @@ the last (a signed batch), stores both and returns the ``LocalCommit`` event to 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import heapq
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
 import native
@@ -27,18 +29,58 @@ from protocol.tips import SignedTip
 Edit = Callable[[native.Document], None]
 
 
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    raw: bytes
+    deps: tuple[bytes, ...]
+    seq: int
+    index: int  # position in the order of storing, which is causal: deps always come first
+
+
 @dataclass(slots=True)
 class _Doc:
     document: native.Document = field(default_factory=native.Document)
-    hashes: set[bytes] = field(default_factory=set)
+    changes: dict[bytes, _Stored] = field(default_factory=dict)  # hash -> change, in causal order
     heads: set[bytes] = field(default_factory=set)
     unapplied: list[bytes] = field(default_factory=list)  # stored, not yet in ``document``
     tips: dict[bytes, tuple[int, SignedTip]] = field(default_factory=dict)  # author -> (seq, tip)
 
     def add(self, change: native.DecodedChange) -> None:
-        self.hashes.add(change.hash)
+        self.changes[change.hash] = _Stored(change.raw, tuple(change.deps), change.seq, len(self.changes))
         self.heads.difference_update(change.deps)
         self.heads.add(change.hash)
+
+    def since(self, base: Sequence[bytes]) -> list[bytes]:
+        """Raw changes not reachable from ``base`` (stored hashes), in causal order.
+
+        Walks back from our heads and from ``base`` together, newest first: a change is popped
+        only after every change that depends on it, so by then it is marked reachable from
+        ``base`` if it is. The walk stops once nothing unreachable is left to pop, so it costs
+        what the peer lacks, not the history.
+        """
+        if not base:
+            return [stored.raw for stored in self.changes.values()]
+        changes = self.changes
+        from_base = {**dict.fromkeys(self.heads, False), **dict.fromkeys(base, True)}
+        queue = [(-changes[change_hash].index, change_hash) for change_hash in from_base]
+        heapq.heapify(queue)
+        lacking = sum(not reached for reached in from_base.values())
+        found: list[bytes] = []
+        while lacking:
+            _, change_hash = heapq.heappop(queue)
+            reached = from_base[change_hash]
+            if not reached:
+                found.append(change_hash)
+                lacking -= 1
+            for dep in changes[change_hash].deps:
+                if dep not in from_base:
+                    from_base[dep] = reached
+                    lacking += not reached
+                    heapq.heappush(queue, (-changes[dep].index, dep))
+                elif reached and not from_base[dep]:
+                    from_base[dep] = True
+                    lacking -= 1
+        return [changes[change_hash].raw for change_hash in reversed(found)]
 
     def caught_up(self) -> native.Document:
         if self.unapplied:
@@ -59,12 +101,15 @@ class MemoryChangeStore:
         self._sync_states: dict[tuple[bytes, bytes, bytes], bytes] = {}
 
     def _doc(self, space: bytes, doc: bytes) -> _Doc:
-        return self._docs.setdefault((space, doc), _Doc())
+        held = self._docs.get((space, doc))
+        if held is None:
+            held = self._docs[space, doc] = _Doc()
+        return held
 
     # ----- ChangeStore -----
 
     def doc_ids(self, space: bytes) -> list[bytes]:
-        return sorted(doc for (s, doc), held in self._docs.items() if s == space and held.hashes)
+        return sorted(doc for (s, doc), held in self._docs.items() if s == space and held.changes)
 
     def heads(self, space: bytes, doc: bytes) -> list[bytes]:
         held = self._docs.get((space, doc))
@@ -72,13 +117,13 @@ class MemoryChangeStore:
 
     def has_change(self, space: bytes, doc: bytes, change_hash: bytes) -> bool:
         held = self._docs.get((space, doc))
-        return held is not None and change_hash in held.hashes
+        return held is not None and change_hash in held.changes
 
     def changes_since(self, space: bytes, doc: bytes, heads: Sequence[bytes]) -> list[bytes]:
         held = self._docs.get((space, doc))
         if held is None:
             return []
-        return held.caught_up().get_changes([h for h in heads if h in held.hashes])
+        return held.since([h for h in heads if h in held.changes])
 
     def tips(self, space: bytes, doc: bytes) -> list[SignedTip]:
         held = self._docs.get((space, doc))
@@ -91,7 +136,7 @@ class MemoryChangeStore:
         self, space: bytes, doc: bytes, changes: Sequence[native.DecodedChange], tips: Sequence[SignedTip]
     ) -> list[bytes]:
         held = self._doc(space, doc)
-        ready = _ready(held.hashes, changes)
+        ready = _ready(held.changes, changes)
         for change in ready:
             held.add(change)
         held.unapplied.extend(change.raw for change in ready)
@@ -99,10 +144,8 @@ class MemoryChangeStore:
         for tip in tips:
             if tip.change_hash in seqs:
                 held.keep_tip(tip, seqs[tip.change_hash])
-            elif tip.change_hash in held.hashes:
-                raw = held.caught_up().get_change_by_hash(tip.change_hash)
-                assert raw is not None
-                held.keep_tip(tip, native.decode_change(raw).seq)
+            elif tip.change_hash in held.changes:
+                held.keep_tip(tip, held.changes[tip.change_hash].seq)
         return [change.hash for change in ready]
 
     def load_sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:
@@ -145,11 +188,24 @@ class MemoryChangeStore:
         return self._doc(space, doc).caught_up()
 
 
-def _ready(stored: set[bytes], changes: Sequence[native.DecodedChange]) -> list[native.DecodedChange]:
-    """The new changes whose deps are stored or ready in the batch, in causal order."""
-    waiting = {change.hash: change for change in changes if change.hash not in stored}
+def _ready(stored: Container[bytes], changes: Sequence[native.DecodedChange]) -> list[native.DecodedChange]:
+    """The new changes whose deps are stored or ready in the batch, in causal order.
+
+    One pass takes a batch that is in causal order already (as senders send them); only what
+    came before its deps goes round again."""
     ready: list[native.DecodedChange] = []
     done: set[bytes] = set()
+    waiting: dict[bytes, native.DecodedChange] = {}
+    for change in changes:
+        if change.hash in stored or change.hash in done:
+            continue
+        if all(dep in done or dep in stored for dep in change.deps):
+            ready.append(change)
+            done.add(change.hash)
+        else:
+            waiting[change.hash] = change
+    for change_hash in done.intersection(waiting):
+        del waiting[change_hash]  # it came twice, the second time ready
     progress = True
     while waiting and progress:
         progress = False

@@ -61,9 +61,10 @@ class PeerDocState:
             case _:
                 raise WireError("malformed peer sync state")
 
-    def base(self, is_known: Callable[[bytes], bool]) -> list[bytes]:
-        """Heads we hold that the peer holds too: what it lacks is our changes beyond them."""
-        return _unique([*(h for h in self.their_heads if is_known(h)), *self.shared])[:MAX_SHARED_HEADS]
+    def base(self, is_known: Callable[[bytes], bool], also: Sequence[bytes] = ()) -> list[bytes]:
+        """Heads we hold that the peer holds too (``also``: more we know it holds, first): what
+        it lacks is our changes beyond them."""
+        return _unique([*also, *(h for h in self.their_heads if is_known(h)), *self.shared])[:MAX_SHARED_HEADS]
 
     def reported(self, heads: Sequence[bytes], is_known: Callable[[bytes], bool]) -> PeerDocState:
         """The state after the peer reports ``heads``."""

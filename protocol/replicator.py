@@ -14,11 +14,33 @@ signed tips that cover them. So two peers that both worked offline converge in o
 round trips (Hello; Hello + changes; changes), and two peers with nothing new exchange one
 ~110-byte Hello each way. A large reply is the sender's saved document (protocol/batch.py).
 
+A reply is sent once: what we sent on a stream counts as held by the peer until it asks again
+(``Heads(want=True)``), so a StatusRequest round or an anti-entropy Status crossing a large
+reply does not send the same document a second time.
+
 Live, each signed batch a local author commits is pushed as-is to every peer we push to and
-forwarded verbatim once by each receiver (a seen-set of batch ids); peers that told us they
-already get batches by another path (``Prune``) get a ``Heads`` announcement instead and ask
-(``Heads(want=True)``) if the batch does not reach them within a short delay — Plumtree's
-eager and lazy push. A periodic anti-entropy ``Status`` repairs whatever else went missing.
+forwarded verbatim once by each receiver (a seen-set of batch ids): Plumtree's eager push, with
+one tree per origin (the batch's author), as in Plumtree's per-source trees. A peer that gets
+an origin's batch twice tells the later sender ``Prune(origin)``; from then on that sender
+announces the origin's batches with ``Heads`` instead. A peer that hears of heads it lacks
+waits a short delay for them to arrive by push, then asks one announcer at a time
+(``Heads(want=True)``); the reply grafts the origins whose changes it carries, so the replier
+pushes them again.
+
+One tree per origin is what keeps concurrent writers from flapping: with a single shared tree,
+a duplicate of Alice's batch prunes the link that is the only eager path for Bob's, whose
+batches then go the slow lazy way and graft the link back, over and over. A prune is also sent
+only while the copy that came first took a path we still take eagerly, so two prunes racing
+each other never leave an origin with no eager path to us; and a pushed batch whose deps have
+not arrived waits the same delay before we ask, since with concurrent writers they are usually
+on their way along another origin's tree. Announcements go out once per peer and doc at the
+end of each event and at most once per ``announce_interval_ms`` (a burst of batches costs one),
+and not at all to a peer that already reported holding what they announce. A periodic
+anti-entropy ``Status`` repairs whatever else went missing.
+
+Per-peer sync states are kept in the session and written to the store when its timer fires and
+when it closes: they only make the next reconnect cheaper, so a crash that loses the latest
+costs a fuller exchange, never a wrong one.
 
 Everything a peer sends is verified before it is applied (protocol/ingest.py). A peer that
 breaks the rules is scored (protocol/scoring.py); over the limit it is disconnected and
@@ -32,6 +54,8 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Generic, TypeVar
 
 from protocol.batch import decode_changes, pack_changes, plan_reply, unpack
 from protocol.errors import Flood, LocalProtocolError, RemoteProtocolError, UnexpectedMessage, WireError
@@ -53,7 +77,7 @@ from protocol.events import (
 )
 from protocol.identity import Identity
 from protocol.ingest import PendingChanges, VerifiedTips, ingest
-from protocol.limits import MAX_REASON_CHARS, MAX_SEEN_BATCHES, SUPPORTED_VERSIONS, SyncConfig
+from protocol.limits import MAX_LAZY_ORIGINS, MAX_REASON_CHARS, MAX_SEEN_BATCHES, SUPPORTED_VERSIONS, SyncConfig
 from protocol.reconcile import Heads, PeerDocState, space_summary
 from protocol.scoring import Offense, PeerScore, offense_of
 from protocol.store_api import ChangeStore
@@ -87,6 +111,40 @@ ALLOWED: dict[Phase, frozenset[type]] = {
 }
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Recent(Generic[K, V]):
+    """Remembers the newest ``limit`` entries."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._items: dict[K, V] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def get(self, key: K) -> V | None:
+        return self._items.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        if len(self._items) > self._limit:
+            del self._items[next(iter(self._items))]
+
+    def discard(self, key: K) -> None:
+        self._items.pop(key, None)
+
+
+@dataclass(frozen=True, slots=True)
+class _FirstCopy:
+    """How a pushed batch first reached us: by which connection (None: we made it), from whom."""
+
+    conn: ConnId | None
+    origin: bytes
+
+
 @dataclass(eq=False, slots=True)
 class Session:
     """One connection: the peer's key, the space once known, and our state towards the peer."""
@@ -101,29 +159,19 @@ class Session:
     pending: PendingChanges  # what the peer sent that waits for tips or deps
     phase: Phase = Phase.AWAITING_HELLO
     decoder: FrameDecoder = field(default_factory=FrameDecoder)
-    push_to_peer: bool = True  # Plumtree: eager (push batches) or lazy (announce heads)
-    pruned_peer: bool = False  # we asked the peer to stop pushing to us
-    states: dict[bytes, PeerDocState] = field(default_factory=dict)  # cache of the persisted ones
+    # Plumtree, per origin: whose batches we announce rather than push to the peer (it pruned
+    # them), and whose we asked the peer not to push to us (-> when we may ask again).
+    lazy: _Recent[bytes, None] = field(default_factory=lambda: _Recent(MAX_LAZY_ORIGINS))
+    pruned: dict[bytes, int] = field(default_factory=dict)
+    states: dict[bytes, PeerDocState] = field(default_factory=dict)  # the persisted ones, newer
+    unsaved: dict[bytes, None] = field(default_factory=dict)  # docs whose state the store lacks
+    sent: dict[bytes, Heads] = field(default_factory=dict)  # doc -> our heads, sent with changes
+    announced: dict[bytes, int] = field(default_factory=dict)  # doc -> when we last told our heads
+    announce: dict[bytes, int] = field(default_factory=dict)  # doc -> when to tell them (lazy push)
     wants: dict[bytes, int] = field(default_factory=dict)  # doc -> when an unanswered want may repeat
     grafts: dict[bytes, int] = field(default_factory=dict)  # doc -> when to ask for announced heads
     anti_entropy_ms: int | None = None
     timer_ms: int | None = None
-
-
-class _BoundedSet:
-    """Remembers the newest ``limit`` items."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._items: dict[bytes, None] = {}
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._items
-
-    def add(self, item: bytes) -> None:
-        self._items[item] = None
-        if len(self._items) > self._limit:
-            del self._items[next(iter(self._items))]
 
 
 class _Space:
@@ -133,7 +181,7 @@ class _Space:
     def __init__(self, store: ChangeStore, space: bytes) -> None:
         self.id = space
         self.heads: dict[bytes, Heads] = {doc: tuple(store.heads(space, doc)) for doc in store.doc_ids(space)}
-        self.seen = _BoundedSet(MAX_SEEN_BATCHES)
+        self.seen: _Recent[bytes, _FirstCopy] = _Recent(MAX_SEEN_BATCHES)
         self.sessions: dict[ConnId, Session] = {}
         self._summary: bytes | None = None
 
@@ -169,7 +217,8 @@ class Replicator:
         self._scores: dict[bytes, PeerScore] = {}
         self._verified = VerifiedTips()
         self._out: list[Action] = []
-        self._touched: set[Session] = set()
+        self._touched: dict[Session, None] = {}  # a dict, so timers are set in a stable order
+        self._announcements: dict[tuple[Session, bytes], None] = {}
         self._now = 0
 
     # ----- the interface -----
@@ -181,7 +230,7 @@ class Replicator:
             LocalProtocolError: the event is our own misuse (a space we do not serve);
                 nothing changed.
         """
-        self._out, self._touched, self._now = [], set(), now_ms
+        self._out, self._touched, self._now = [], {}, now_ms
         match event:
             case Connected():
                 self._on_connected(event)
@@ -200,6 +249,8 @@ class Replicator:
                 self._on_local_commit(event)
             case SpaceAdded():
                 self._spaces.setdefault(event.space, _Space(self.store, event.space))
+        if self._announcements:
+            self._send_announcements()
         self._schedule_timers()
         return self._out
 
@@ -228,7 +279,7 @@ class Replicator:
             pending=PendingChanges(self.config.pending_changes_max),
         )
         self._sessions[event.conn] = session
-        self._touched.add(session)
+        self._touched[session] = None
         if event.space is not None:
             self._send(session, self._hello(session))
 
@@ -236,7 +287,7 @@ class Replicator:
         session = self._sessions.get(event.conn)
         if session is None:
             return  # data that was in flight when we closed the connection
-        self._touched.add(session)
+        self._touched[session] = None
         session.last_received_ms = self._now
         self.stats["bytes_received"] += len(event.data)
         session.decoder.receive_data(event.data)
@@ -265,8 +316,8 @@ class Replicator:
         encoding, data = pack_changes(event.changes)
         tip = TipSignature(len(event.changes) - 1, event.tip.signature)
         batch = Changes(event.doc, encoding, data, (), (tip,), push=True)
-        space.seen.add(batch.batch_id)
-        self._spread(space, event.doc, batch, exclude=None)
+        space.seen.put(batch.batch_id, _FirstCopy(None, self.identity.public_key))
+        self._spread(space, event.doc, encode_frame(batch), self.identity.public_key, exclude=None)
 
     # ----- messages -----
 
@@ -285,7 +336,7 @@ class Replicator:
             case Changes():
                 self._on_changes(session, message)
             case Prune():
-                session.push_to_peer = False  # it hears our batches by another path: announce instead
+                session.lazy.put(message.origin, None)  # it hears them by another path: announce instead
             case Ping():
                 pass  # its arrival already refreshed last_received_ms
             case Bye():
@@ -336,31 +387,40 @@ class Replicator:
             self._reconcile(session, doc, ask=ask, answer=False)
 
     def _on_heads(self, session: Session, message: HeadsMessage) -> None:
-        self._record_report(session, message.doc, message.heads)
+        lacks = self._record_report(session, message.doc, message.heads)
         if message.want:
-            session.push_to_peer = True  # a graft: the peer wants batches from us again
+            session.sent.pop(message.doc, None)  # it asks again, so what we sent did not do
             self._reconcile(session, message.doc, ask=True, answer=True)
-        elif self._lacks(session, message.doc):
+        elif lacks:
             session.grafts.setdefault(message.doc, self._now + self.config.graft_delay_ms)
 
     def _on_changes(self, session: Session, batch: Changes) -> None:
         space = self._session_space(session)
-        if batch.push and batch.batch_id in space.seen:
-            self._duplicate(session)
+        first = space.seen.get(batch.batch_id) if batch.push else None
+        if first is not None:
+            self._duplicate(session, first)
             return
         changes = decode_changes(unpack(batch.encoding, batch.data, batch.base))
+        if batch.push and not changes:
+            raise UnexpectedMessage("a pushed batch holds no changes")
         by_hash = {change.hash: change for change in changes}
         tips = [tip.resolve(space.id, batch.doc, changes, by_hash) for tip in batch.tips]
         applied = ingest(self.store, space.id, batch.doc, changes, tips, session.pending, self._verified, self._now)
         session.wants.pop(batch.doc, None)
-        if batch.push:
-            space.seen.add(batch.batch_id)
+        origin = changes[-1].actor if batch.push else None
+        if origin is not None:
+            space.seen.put(batch.batch_id, _FirstCopy(session.conn, origin))
+        else:
+            for actor in {change.actor for change in changes}:  # the replier grafted them (_send_reply)
+                session.pruned.pop(actor, None)
         if applied:
-            self._after_apply(space, batch.doc, applied, session, batch if batch.push else None)
-        elif batch.push and all(self.store.has_change(space.id, batch.doc, change.hash) for change in changes):
-            self._duplicate(session)
+            forward = session.decoder.frame if batch.push else None  # the batch as it came
+            self._after_apply(space, batch.doc, applied, session, forward, origin)
         if session.pending.missing_deps(batch.doc):
-            self._want(session, batch.doc)
+            if batch.push:  # the deps are most likely on their way along another origin's tree
+                session.grafts.setdefault(batch.doc, self._now + self.config.graft_delay_ms)
+            else:
+                self._want(session, batch.doc)
 
     # ----- reconciliation -----
 
@@ -372,24 +432,34 @@ class Replicator:
             answer: the peer asked us; if it lacks nothing, say so with our heads.
         """
         space = self._session_space(session)
-        state = self._state(session, doc)
         ours = space.heads.get(doc, ())
-        if set(state.their_heads) != set(ours):
-            base = state.base(self._known(space.id, doc))
-            lack = self.store.changes_since(space.id, doc, base) if ours else []
+        sent = False
+        if not self._holds(session, doc, ours):
+            base = self._state(session, doc).base(self._known(space.id, doc), session.sent.get(doc, ()))
+            lack = self.store.changes_since(space.id, doc, base)
             if lack:
-                self._send_changes(session, doc, lack, base)
-            elif answer:
-                self._send_heads(session, doc, want=False)
-        elif answer:
-            self._send_heads(session, doc, want=False)
+                self._send_reply(session, doc, *self._reply(space, doc, lack, base))
+                session.sent[doc] = ours
+                sent = True
+        if answer and not sent:
+            self._announce(session, doc)
         if ask and self._lacks(session, doc):
             self._want(session, doc)
 
-    def _send_changes(self, session: Session, doc: bytes, lack: list[bytes], base: list[bytes]) -> None:
-        space = self._session_space(session)
-        hashes = [change.hash for change in decode_changes(lack)]
+    def _holds(self, session: Session, doc: bytes, heads: Heads) -> bool:
+        """Whether the peer holds every change up to ``heads``: it reported them, or we sent
+        them on this stream (which delivers in order, so they arrive before what we send next)."""
+        state = self._state(session, doc)
+        sent = session.sent.get(doc, ())
+        return all(h in state.their_heads or h in state.shared or h in sent for h in heads)
+
+    def _reply(self, space: _Space, doc: bytes, lack: list[bytes], base: Iterable[bytes]) -> tuple[list[bytes], set[bytes], int]:
+        """The frames of a reply carrying ``lack`` (changes beyond ``base``), the origins of its
+        changes, and how many there are."""
+        decoded = decode_changes(lack)
+        hashes = [change.hash for change in decoded]
         signatures = {tip.change_hash: tip.signature for tip in self.store.tips(space.id, doc)}
+        frames = []
         start = 0
         for encoding, data, count in plan_reply(lack, lambda: self.store.save_document(space.id, doc)):
             in_batch = hashes[start : start + count]
@@ -399,32 +469,42 @@ class Replicator:
                 TipSignature(h if by_hash else i, signatures[h]) for i, h in enumerate(in_batch) if h in signatures
             )
             batch_base = tuple(base) if by_hash else ()
-            self._send(session, Changes(doc, encoding, data, batch_base, batch_tips, push=False))
-            self.stats["reply_changes_sent"] += count
+            frames.append(encode_frame(Changes(doc, encoding, data, batch_base, batch_tips, push=False)))
             start += count
+        return frames, {change.actor for change in decoded}, len(lack)
 
-    def _after_apply(self, space: _Space, doc: bytes, applied: list[bytes], source: Session, push: Changes | None) -> None:
+    def _send_reply(self, session: Session, doc: bytes, frames: list[bytes], origins: set[bytes], count: int) -> None:
+        for frame in frames:
+            self._send_frame(session, frame)
+        for origin in origins:
+            session.lazy.discard(origin)  # a graft: it lacked this origin's batches, so push them
+        self.stats["reply_changes_sent"] += count
+
+    def _after_apply(
+        self, space: _Space, doc: bytes, applied: list[bytes], source: Session, push: bytes | None, origin: bytes | None
+    ) -> None:
         """Tell the world: forward a pushed batch, announce our new heads, retry what waited."""
         space.set_heads(doc, self.store.heads(space.id, doc))
         self.stats["changes_applied"] += len(applied)
         self._out.append(Applied(space.id, doc, tuple(applied), source.conn))
         if push is None:
-            self._send_heads(source, doc, want=False)  # the replier learns where we are now
-        self._spread(space, doc, push, exclude=source)
+            self._announce(source, doc)  # the replier learns where we are now
+        self._spread(space, doc, push, origin, exclude=source)
         for other in list(space.sessions.values()):
-            if other is not source and doc in other.pending.docs():
+            if other is not source and doc in other.pending:
                 self._retry_pending(space, doc, other)
 
-    def _spread(self, space: _Space, doc: bytes, push: Changes | None, exclude: Session | None) -> None:
-        """Push a batch to eager peers (if there is one to push), announce heads to the rest."""
-        frame = encode_frame(push) if push is not None else None
+    def _spread(self, space: _Space, doc: bytes, push: bytes | None, origin: bytes | None, exclude: Session | None) -> None:
+        """Push a batch (its frame) to the peers eager for its origin, announce our heads to the
+        rest; skip peers that reported holding them already."""
+        ours = space.heads.get(doc, ())
         for session in list(space.sessions.values()):
-            if session is exclude:
+            if session is exclude or self._holds(session, doc, ours):
                 continue
-            if frame is not None and session.push_to_peer:
-                self._send_frame(session, frame)
+            if push is not None and origin not in session.lazy:
+                self._send_frame(session, push)
             else:
-                self._send_heads(session, doc, want=False)
+                self._announce_lazily(session, doc)
 
     def _retry_pending(self, space: _Space, doc: bytes, session: Session) -> None:
         try:
@@ -433,27 +513,55 @@ class Replicator:
             self._penalize(session, offense_of(error), str(error))
             return
         if applied:
-            self._after_apply(space, doc, applied, session, None)
+            self._after_apply(space, doc, applied, session, None, None)
 
-    def _duplicate(self, session: Session) -> None:
-        """A batch we already had came by push: this peer need not push to us (Plumtree prune)."""
+    def _duplicate(self, session: Session, first: _FirstCopy) -> None:
+        """A pushed batch came again: the peer need not push us this origin's batches (Plumtree
+        prune) — unless the first copy came by this same link (the network repeated a frame),
+        or by a path we no longer take eagerly for this origin (two prunes racing would leave
+        it no eager path to us)."""
         self.stats["duplicate_batches"] += 1
-        if not session.pruned_peer:
-            session.pruned_peer = True
-            self._send(session, Prune())
+        if first.conn == session.conn or session.pruned.get(first.origin, self._now) > self._now:
+            return
+        if first.conn is not None:
+            came_by = self._sessions.get(first.conn)
+            if came_by is None or first.origin in came_by.pruned:
+                return
+        session.pruned[first.origin] = self._now + self.config.want_timeout_ms  # then ask again: it may be lost
+        self.stats["prunes_sent"] += 1
+        self._send(session, Prune(first.origin))
 
     def _want(self, session: Session, doc: bytes) -> None:
         """Ask the peer for what we lack of ``doc``, unless a recent request is unanswered."""
         if session.wants.get(doc, self._now) > self._now:
             return
         session.wants[doc] = self._now + self.config.want_timeout_ms
-        session.pruned_peer = False  # a graft: the peer pushes to us again
+        self.stats["wants_sent"] += 1
+        self._announcements.pop((session, doc), None)  # the want carries the same heads
         self._send_heads(session, doc, want=True)
+
+    def _answer_due_ms(self, session: Session, doc: bytes) -> int | None:
+        """When a want for ``doc`` we sent another peer less than a graft delay ago turns slow,
+        if we sent one and have not heard back: as in Plumtree, we graft from one announcer at
+        a time, and from the next only when the first is slow to answer."""
+        config = self.config
+        asked_ms = [
+            other.wants[doc] - config.want_timeout_ms
+            for other in self._session_space(session).sessions.values()
+            if other is not session and doc in other.wants
+        ]
+        due_ms = max(asked_ms, default=self._now - config.graft_delay_ms) + config.graft_delay_ms
+        return due_ms if due_ms > self._now else None
 
     def _lacks(self, session: Session, doc: bytes) -> bool:
         """Whether the peer reported heads of ``doc`` we do not hold."""
         known = self._known(self._session_space(session).id, doc)
         return not all(known(h) for h in self._state(session, doc).their_heads)
+
+    def _needs(self, session: Session, doc: bytes) -> bool:
+        """Whether we should ask the peer for changes of ``doc``: it has heads we lack, or
+        changes it sent wait for deps."""
+        return self._lacks(session, doc) or session.pending.missing_deps(doc)
 
     # ----- status and per-peer state -----
 
@@ -471,17 +579,42 @@ class Replicator:
                 self._save_state(session, doc, self._state(session, doc).told(heads))
         return Status(space.summary, tuple(docs), complete)
 
+    def _announce(self, session: Session, doc: bytes) -> None:
+        """Tell the peer our heads of ``doc`` once this event is handled: a peer and doc get
+        one announcement per event, however many batches it applied."""
+        self._announcements[session, doc] = None
+
+    def _announce_lazily(self, session: Session, doc: bytes) -> None:
+        """Announce now, or with the next announcement due within ``announce_interval_ms``."""
+        due_ms = session.announced.get(doc, self._now - self.config.announce_interval_ms) + self.config.announce_interval_ms
+        if due_ms <= self._now:
+            self._announce(session, doc)
+        else:
+            session.announce.setdefault(doc, due_ms)
+            self._touched[session] = None  # its timer may have to come earlier
+
+    def _send_announcements(self) -> None:
+        announcements, self._announcements = self._announcements, {}
+        for session, doc in announcements:
+            if session.conn in self._sessions:
+                self._send_heads(session, doc, want=False)
+
     def _send_heads(self, session: Session, doc: bytes, *, want: bool) -> None:
         heads = self._session_space(session).heads.get(doc, ())
         self._send(session, HeadsMessage(doc, heads, want))
+        session.announced[doc] = self._now
+        session.announce.pop(doc, None)
         self._save_state(session, doc, self._state(session, doc).told(heads))
 
-    def _record_report(self, session: Session, doc: bytes, heads: Heads) -> None:
-        state = self._state(session, doc).reported(heads, self._known(self._session_space(session).id, doc))
-        self._save_state(session, doc, state)
-        if not self._lacks(session, doc):
+    def _record_report(self, session: Session, doc: bytes, heads: Heads) -> bool:
+        """Take in the heads the peer reported; return whether they name changes we lack."""
+        known = self._known(self._session_space(session).id, doc)
+        self._save_state(session, doc, self._state(session, doc).reported(heads, known))
+        lacks = not all(map(known, heads))
+        if not lacks and not session.pending.missing_deps(doc):
             session.grafts.pop(doc, None)
             session.wants.pop(doc, None)
+        return lacks
 
     def _state(self, session: Session, doc: bytes) -> PeerDocState:
         state = session.states.get(doc)
@@ -498,15 +631,22 @@ class Replicator:
     def _save_state(self, session: Session, doc: bytes, state: PeerDocState) -> None:
         if session.states.get(doc) != state:
             session.states[doc] = state
-            self.store.save_sync_state(session.peer, self._session_space(session).id, doc, state.encode())
+            session.unsaved[doc] = None
+
+    def _write_states(self, session: Session) -> None:
+        """Hand the store the session's states that changed since the last time."""
+        for doc in session.unsaved:
+            self.store.save_sync_state(session.peer, self._session_space(session).id, doc, session.states[doc].encode())
+        session.unsaved.clear()
 
     def _known(self, space: bytes, doc: bytes) -> Callable[[bytes], bool]:
-        return lambda change_hash: self.store.has_change(space, doc, change_hash)
+        return partial(self.store.has_change, space, doc)
 
     # ----- timers -----
 
     def _maintain(self, session: Session) -> None:
-        self._touched.add(session)
+        self._touched[session] = None
+        self._write_states(session)
         config = self.config
         if self._now - session.last_received_ms >= config.peer_timeout_ms:
             self._close(session, "timed out: nothing heard from the peer", say_bye=False)
@@ -518,11 +658,24 @@ class Replicator:
                 self._penalize(session, Offense.UNCOVERED_EXPIRED, f"{expired.uncovered} changes never got a tip")
                 if session.conn not in self._sessions:
                     return
-            for requests in (session.grafts, session.wants):
-                for doc in [doc for doc, due in requests.items() if due <= self._now]:
-                    del requests[doc]
-                    if self._lacks(session, doc):
-                        self._want(session, doc)
+            for doc in [doc for doc, due in session.grafts.items() if due <= self._now]:
+                del session.grafts[doc]
+                if not self._needs(session, doc):
+                    continue
+                slow_ms = self._answer_due_ms(session, doc)
+                if slow_ms is not None:  # another peer's answer, due by then, may bring this too
+                    session.grafts[doc] = slow_ms
+                else:
+                    self._want(session, doc)
+            for doc in [doc for doc, due in session.wants.items() if due <= self._now]:
+                del session.wants[doc]
+                if self._needs(session, doc):
+                    self._want(session, doc)
+            space = self._session_space(session)
+            for doc in [doc for doc, due in session.announce.items() if due <= self._now]:
+                del session.announce[doc]
+                if not self._holds(session, doc, space.heads.get(doc, ())):
+                    self._announce(session, doc)
             if session.anti_entropy_ms is not None and session.anti_entropy_ms <= self._now:
                 session.anti_entropy_ms = self._next_anti_entropy()
                 self._send(session, self._status(session, complete=False))
@@ -533,22 +686,20 @@ class Replicator:
         return self._now + round(self.config.anti_entropy_interval_ms * self._rng.uniform(0.5, 1.5))
 
     def _schedule_timers(self) -> None:
+        config = self.config
         for session in self._touched:
             if session.conn not in self._sessions:
                 continue
-            config = self.config
-            due = [
-                session.last_received_ms + config.peer_timeout_ms,
-                session.last_sent_ms + config.heartbeat_interval_ms,
-                *session.grafts.values(),
-                *session.wants.values(),
-            ]
+            at_ms = min(session.last_received_ms + config.peer_timeout_ms, session.last_sent_ms + config.heartbeat_interval_ms)
+            for requests in (session.grafts, session.wants, session.announce):
+                if requests:
+                    at_ms = min(at_ms, *requests.values())
             if session.anti_entropy_ms is not None:
-                due.append(session.anti_entropy_ms)
+                at_ms = min(at_ms, session.anti_entropy_ms)
             expiry = session.pending.next_expiry_ms(config.pending_ttl_ms)
             if expiry is not None:
-                due.append(expiry)
-            at_ms = max(min(due), self._now)
+                at_ms = min(at_ms, expiry)
+            at_ms = max(at_ms, self._now)
             if at_ms != session.timer_ms:
                 session.timer_ms = at_ms
                 self._out.append(SetTimer(session.conn, at_ms))
@@ -560,7 +711,7 @@ class Replicator:
 
     def _send_frame(self, session: Session, frame: bytes) -> None:
         session.last_sent_ms = self._now
-        self._touched.add(session)
+        self._touched[session] = None
         self.stats["messages_sent"] += 1
         self.stats["bytes_sent"] += len(frame)
         self._out.append(Send(session.conn, frame))
@@ -592,6 +743,7 @@ class Replicator:
         self._forget(session)
 
     def _forget(self, session: Session) -> None:
+        self._write_states(session)
         self._sessions.pop(session.conn, None)
         if session.space in self._spaces:
             self._spaces[session.space].sessions.pop(session.conn, None)

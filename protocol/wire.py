@@ -19,7 +19,8 @@ Messages, in the order a session uses them (see protocol/replicator.py for what 
 - ``StatusRequest``: "my record of your heads disagrees with your summary; list them all".
 - ``Heads``: one doc's heads — an announcement, or with ``want`` a request for what we lack.
 - ``Changes``: a batch of changes of one doc with the signed tips that cover them.
-- ``Prune``: "stop pushing batches to me, announce heads instead" (Plumtree).
+- ``Prune``: "stop pushing me this origin's batches, announce heads instead" (Plumtree, with
+  one tree per origin: the author whose local commit a pushed batch is).
 - ``Ping``: a heartbeat. ``Bye``: a reason, before we close.
 """
 
@@ -136,7 +137,7 @@ class Changes:
 
 @dataclass(frozen=True, slots=True)
 class Prune:
-    pass
+    origin: bytes  # the author key whose pushed batches reach the sender by another path
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +184,9 @@ def _fields(message: Message) -> list[Any]:
             return [message.doc, int(message.encoding), message.data, list(message.base), tips, message.push]
         case Bye():
             return [message.reason]
-        case StatusRequest() | Prune() | Ping():
+        case Prune():
+            return [message.origin]
+        case StatusRequest() | Ping():
             return []
 
 
@@ -293,8 +296,8 @@ def _decode_fields(kind: Kind, fields: list[Any]) -> Message:
             return Bye(reason)
         case Kind.STATUS_REQUEST, []:
             return StatusRequest()
-        case Kind.PRUNE, []:
-            return Prune()
+        case Kind.PRUNE, [origin]:
+            return Prune(_id(origin, PUBLIC_KEY_BYTES, "an origin key"))
         case Kind.PING, []:
             return Ping()
         case _:
@@ -329,6 +332,10 @@ class FrameDecoder:
         self._buffer = bytearray()
         self._max_frame_bytes = max_frame_bytes
         self._broken: WireError | None = None
+        # The whole frame (length prefix and payload) of the message last returned. Encoding is
+        # canonical, so it is exactly what encode_frame would make of that message: a message
+        # forwarded verbatim needs no encoding.
+        self.frame = b""
 
     def receive_data(self, data: bytes) -> None:
         self._buffer += data
@@ -351,9 +358,9 @@ class FrameDecoder:
         length, header_bytes = header
         if len(self._buffer) < header_bytes + length:
             return None
-        payload = bytes(self._buffer[header_bytes : header_bytes + length])
+        self.frame = bytes(self._buffer[: header_bytes + length])
         del self._buffer[: header_bytes + length]
-        return decode_payload(payload)
+        return decode_payload(self.frame[header_bytes:])
 
     def _frame_length(self) -> tuple[int, int] | None:
         """(payload length, header length) once the whole varint has arrived."""

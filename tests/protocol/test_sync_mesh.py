@@ -108,3 +108,119 @@ def test_any_weather_and_crashes_then_healing_converge_with_every_change_covered
     assert network.converged(), {name: network.heads(name) for name in network.peers}
     network.assert_all_covered()
     assert not any(peer.penalties for peer in network.peers.values())
+
+
+def sparse_mesh(names: list[str]) -> Network:
+    """A ring with chords: several paths between most pairs, so pushes meet as duplicates."""
+    network = mesh(names)
+    count = len(names)
+    for i in range(count):
+        network.connect(names[i], names[(i + 1) % count])
+    for i in range(0, count, 2):
+        network.connect(names[i], names[(i + 3) % count])
+    network.run()
+    return network
+
+
+def total(network: Network, stat: str) -> int:
+    return sum(peer.replicator.stats[stat] for peer in network.peers.values())
+
+
+def test_concurrent_writers_keep_their_eager_paths_once_each_origin_has_pruned():
+    network = sparse_mesh(NAMES)
+    writers = NAMES[:4]
+    for writer in writers:  # each origin's first batch floods and prunes its own tree
+        network.commit(writer, DOCS[1], edits([f"{writer} warms up "]))
+        network.run()
+    assert network.converged() and total(network, "prunes_sent") > 0
+    prunes, wants = total(network, "prunes_sent"), total(network, "wants_sent")
+    for round_ in range(5):
+        for writer in writers:  # every writer's batch is in flight at the same time
+            network.commit(writer, DOCS[1], edits([f"{writer}{round_} "]))
+        network.run()
+        assert network.converged()  # by push alone: no announcement had to be followed up
+    assert total(network, "wants_sent") == wants  # nothing went the lazy way
+    assert total(network, "prunes_sent") == prunes  # the trees stood still
+    network.assert_all_covered()
+
+
+def test_a_prune_stops_only_the_duplicated_origins_pushes_on_that_link():
+    network = mesh(["alice", "bob", "carol"])
+    network.connect_all()
+    network.run()
+    network.commit("alice", DOCS[0], edits(["from alice"]))
+    network.run()  # carol hears alice's batch from alice and again from bob: she prunes bob, for alice
+    pushes_before = network.peers["bob"].replicator.stats["messages_sent"]
+    network.commit("bob", DOCS[0], edits(["from bob"]))
+    network.flight()
+    assert network.converged()  # bob's own batch still reached carol by push, in one flight
+    assert network.peers["bob"].replicator.stats["messages_sent"] - pushes_before == 2
+
+
+def test_a_frame_the_network_repeats_is_not_taken_for_a_second_path():
+    network = mesh(["alice", "bob"])
+    network.connect("alice", "bob")
+    network.run()
+    network.faults.duplication = 1.0
+    network.commit("alice", DOCS[0], edits(["twice on one link"]))
+    network.run()
+    assert network.peers["bob"].replicator.stats["duplicate_batches"] == 1
+    assert total(network, "prunes_sent") == 0
+
+
+def test_a_pushed_batch_whose_deps_are_still_on_their_way_is_not_asked_for_at_once():
+    network = mesh(["alice", "bob", "carol"])
+    network.connect("alice", "bob")
+    network.connect("bob", "carol")
+    direct = network.connect("alice", "carol")
+    network.run()
+    network.commit("alice", DOCS[0], edits(["warm-up"]))
+    network.run()  # carol had it from alice first: she prunes bob, for alice's batches
+    network.commit("alice", DOCS[0], edits(["a"]))
+    slow = direct.queues["carol"][:]  # alice's push to carol is slow
+    direct.queues["carol"].clear()
+    network.flight()  # bob has alice's batch and announces it to carol...
+    network.commit("bob", DOCS[0], edits(["b"]))  # ... and builds on it
+    network.flight()  # carol gets bob's batch before its dep
+    direct.queues["carol"][:0] = slow
+    network.run()
+    network.advance(network.config.graft_delay_ms * 2)
+    assert network.converged()
+    assert total(network, "wants_sent") == 0
+
+
+def test_a_burst_of_batches_costs_a_lazy_peer_one_announcement_per_interval():
+    network = mesh(["alice", "bob", "carol"])
+    network.connect_all()
+    network.run()
+    network.commit("alice", DOCS[0], edits(["warm-up"]))
+    network.run()  # bob and carol hear alice's batches from alice: each prunes the other for them
+    announcers = [network.peers[name].replicator for name in ("bob", "carol")]
+    sent_before = sum(r.stats["messages_sent"] for r in announcers)  # they send each other Heads only
+    for i in range(5):
+        network.commit("alice", DOCS[0], edits([f"burst {i} "]))
+        network.run()
+    assert network.converged()
+    assert sum(r.stats["messages_sent"] for r in announcers) - sent_before == 2  # the first, at once
+    network.advance(network.config.announce_interval_ms)
+    # The other four together, in one announcement: whoever is due first tells the other, who
+    # then knows there is nothing to tell.
+    assert sum(r.stats["messages_sent"] for r in announcers) - sent_before == 3
+
+
+def test_a_peer_that_missed_a_batch_asks_one_announcer_at_a_time():
+    network = mesh(["alice", "bob", "carol", "dave"])
+    for dialer, listener in [("alice", "bob"), ("alice", "carol"), ("alice", "dave"), ("bob", "dave"), ("carol", "dave")]:
+        network.connect(dialer, listener)
+    network.run()
+    network.commit("alice", DOCS[0], edits(["warm-up"]))
+    network.run()  # dave hears alice's batches from alice first: he prunes bob and carol for them
+    network.commit("alice", DOCS[0], edits(["lost"]))
+    [direct] = [link for link in network.links.values() if {link.dialer, link.listener} == {"alice", "dave"}]
+    direct.queues["dave"].clear()  # alice's push to dave is lost; bob and carol announce it to him
+    network.run()
+    network.advance(network.config.graft_delay_ms)
+    assert network.converged()
+    assert network.peers["dave"].replicator.stats["wants_sent"] == 1
+    network.advance(network.config.want_timeout_ms)
+    assert network.peers["dave"].replicator.stats["wants_sent"] == 1

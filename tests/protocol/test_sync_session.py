@@ -241,3 +241,24 @@ def test_a_connection_lost_mid_session_is_forgotten():
     assert alice.replicator.handle(ConnectionLost(link.conn("alice")), network.now_ms) == []
     assert alice.replicator.connections(network.space) == []
     assert alice.replicator.handle(DataReceived(link.conn("alice"), encode_frame(Ping())), network.now_ms) == []
+
+
+def test_a_status_request_round_does_not_send_a_reply_twice():
+    network = pair()
+    network.commit("alice", MAIN, edits(["base\n"]))
+    network.commit("alice", README, edits(["readme"]))
+    network.connect("bob", "alice")
+    network.flight()
+    network.flight()  # bob holds alice's work; his acknowledgements are lost with the link
+    network.partition({"alice"})
+    for i in range(0, 400, 50):
+        network.commit("alice", MAIN, edits([f"a{j} " for j in range(i, i + 50)]))
+        network.commit("bob", MAIN, edits([f"b{j} " for j in range(i, i + 50)]))
+    alice, bob = network.peers["alice"].replicator, network.peers["bob"].replicator
+    sent_before = alice.stats["reply_changes_sent"], bob.stats["reply_changes_sent"]
+    network.connect("bob", "alice")
+    network.run()
+    assert network.converged()
+    assert alice.stats["status_mismatches"] == 1  # her record of bob was stale: one more round trip
+    sent = alice.stats["reply_changes_sent"] - sent_before[0], bob.stats["reply_changes_sent"] - sent_before[1]
+    assert sent == (401, 400)  # once each; alice, not knowing what bob held, sent her base too

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from protocol import cbor
 from protocol.batch import decode_changes, pack_changes, plan_reply, unpack
 from protocol.errors import LimitExceeded, WireError
-from protocol.limits import MAX_FRAME_BYTES, MAX_HEADS, MAX_TIPS_PER_BATCH
+from protocol.limits import MAX_CBOR_DEPTH, MAX_FRAME_BYTES, MAX_HEADS, MAX_TIPS_PER_BATCH
 from protocol.tips import TipSignature
 from protocol.wire import (
     Bye,
@@ -47,7 +47,7 @@ MESSAGES: list[Message] = [
     Heads(DOC, (), want=False),
     Changes(DOC, Encoding.DEFLATE, b"compressed", (), TIPS, push=True),
     Changes(DOC, Encoding.DOCUMENT, b"saved", (HASH,), TIPS, push=False),
-    Prune(),
+    Prune(b"\x99" * 32),
     Ping(),
     Bye("going away"),
 ]
@@ -187,6 +187,38 @@ def test_arbitrary_cbor_values_raise_only_wire_errors(value):
         decode_payload(cbor2.dumps(value))
     except WireError:
         pass
+
+
+def in_our_subset(value: object, depth: int = 0) -> bool:
+    """What the canonical gate lets through, said as a predicate on values."""
+    if isinstance(value, (bool, bytes, str)):
+        return True
+    if isinstance(value, int):
+        return 0 <= value < 2**64
+    if isinstance(value, list):
+        return depth < MAX_CBOR_DEPTH and all(in_our_subset(item, depth + 1) for item in value)
+    return False
+
+
+@settings(max_examples=300, deadline=None)
+@given(cbor_values)
+def test_the_canonical_gate_accepts_the_values_of_our_subset_and_nothing_else(value):
+    try:
+        cbor.check_canonical_subset(cbor.dumps(value), "value")
+        accepted = True
+    except WireError:
+        accepted = False
+    assert accepted == in_our_subset(value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200))
+def test_whatever_the_canonical_gate_accepts_re_encodes_to_the_same_bytes(data):
+    try:
+        value = cbor.loads_canonical(data, "bytes")
+    except WireError:
+        return  # outside the subset, or (text that is not UTF-8) refused by the decoder
+    assert cbor.dumps(value) == data
 
 
 # ----- batches -----
