@@ -20,9 +20,21 @@ The Replicator is synchronous and not reentrant, and the store it calls must be 
 thread, so every event goes through ``_feed`` on the trio thread, one at a time; events raised
 while one is being handled (a local commit announced by the store) wait in a queue.
 
+Group commit: the events waiting in that queue are handled inside one ``Repo.group``, so every
+remote batch they carry — a read of a busy stream holds dozens of single-change pushes — is
+stored by one transaction, not one each. Their actions are performed once it has committed:
+nothing is forwarded, answered or reported before it is stored. Should that commit fail, the
+Replicator has seen changes the store does not hold, so it is replaced by a fresh one and every
+stream is dropped; peers reconnect and reconcile with what the store really holds.
+
 Local edits reach the Replicator through the store: every commit by the local author is
 announced by ``Repo.subscribe`` and becomes a ``LocalCommit`` — nobody has to remember to tell
-the network.
+the network. It is fed at the next checkpoint, not inside the commit: a typist or an agent
+commits change by change, and the commits of a doc that queued up meanwhile, each continuing
+the last, go out as one batch under the newest tip (which covers the others through the hash
+links). Every receiver then checks one signature and makes one store write per batch, not per
+change: ~3x cheaper to receive at 4 changes a batch, ~5x at 16, for one scheduler pass of
+latency.
 
 Time is trio's clock in milliseconds (``SyncConfig`` timings are durations, and nothing the
 Replicator persists holds a time), so tests can run it on a fake clock.
@@ -64,6 +76,7 @@ from protocol.events import (
 from protocol.identity import PUBLIC_KEY_BYTES, peer_id_of
 from protocol.limits import DISCONNECT_SCORE, MAX_FRAME_BYTES, SyncConfig
 from protocol.replicator import Replicator
+from store.errors import StorageError
 from store.repo import Repo, StoreEvent
 
 logger = logging.getLogger(__name__)
@@ -189,6 +202,12 @@ class _ReplicatorStore:
         self.remember(space, doc, applied)
         return applied
 
+    def reset(self) -> None:
+        """Forget what a failed group commit may have made wrong: the stored changes remembered
+        and the sync states not yet written (hints: losing them costs a fuller exchange)."""
+        self._known.clear()
+        self._dirty.clear()
+
     def load_sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:
         state = self._dirty.get((peer, space, doc))
         return state if state is not None else self._repo.load_sync_state(peer, space, doc)
@@ -232,11 +251,15 @@ class SyncDriver:
         self._on_event = on_event
         self._spaces: set[bytes] = {genesis.space_id for genesis in repo.spaces()}
         self._store = _ReplicatorStore(repo)
-        self.replicator = Replicator(repo.identity, self._store, rng or random.Random(), self._spaces, config)
+        self._config = config
+        self._rng = rng or random.Random()
+        self.replicator = self._new_replicator()
         self._conns: dict[int, _Conn] = {}
         self._next_conn = 0
         self._pending: deque[Event] = deque()
         self._busy = False
+        self._local_commits: list[LocalCommit] = []  # made since the pusher last ran, merged
+        self._local_waiting = trio.Event()
         self._opening: set[tuple[str, bytes]] = set()
         # (peer, space) -> trio time until which we do not offer the space to the peer again:
         # it said it does not serve it, or it does not speak our protocol at all.
@@ -254,6 +277,7 @@ class SyncDriver:
                 self._nursery = nursery
                 nursery.start_soon(self._timers)
                 nursery.start_soon(self._flush_sync_states)
+                nursery.start_soon(self._push_local_commits)
                 self.host.set_stream_handler(SYNC_PROTOCOL, self._on_inbound)
                 task_status.started()
                 await trio.sleep_forever()
@@ -529,32 +553,62 @@ class SyncDriver:
     def _now_ms(self) -> int:
         return math.floor(trio.current_time() * 1000 + 1e-6)
 
-    def _feed(self, event: Event) -> None:
-        """Hand one event to the Replicator and perform its actions, one event at a time."""
-        self._pending.append(event)
+    def _new_replicator(self) -> Replicator:
+        return Replicator(self.repo.identity, self._store, self._rng, self._spaces, self._config)
+
+    def _feed(self, *events: Event) -> None:
+        """Hand events to the Replicator and perform their actions, one event at a time."""
+        self._pending.extend(events)
         if self._busy:
             return  # raised while handling another event: handled right after it
         self._busy = True
         try:
             while self._pending:
-                event = self._pending.popleft()
-                try:
-                    actions = self.replicator.handle(event, self._now_ms())
-                except LocalProtocolError as error:
-                    log(logger, "sync.local_error", logging.WARNING, event=type(event).__name__, error=error)
-                    continue
-                except Exception:
-                    # A bug or a store failure (disk full): contain it to the connection.
-                    log(logger, "sync.handle_failed", logging.ERROR, exc_info=True, event=type(event).__name__)
-                    self.stats["handle_failures"] += 1
-                    conn = self._conns.get(getattr(event, "conn", None))  # type: ignore[arg-type]
-                    if conn is not None and not isinstance(event, ConnectionLost):
-                        self._lose(conn, "internal error", graceful=False)
-                    continue
-                for action in actions:
-                    self._perform(action)
+                for action in self._handle_pending():
+                    self._perform(action)  # may queue more events (a lost connection)
         finally:
             self._busy = False
+
+    def _handle_pending(self) -> list[Action]:
+        """Every queued event through the Replicator in one store group; their actions, in order."""
+        actions: list[Action] = []
+        try:
+            with self.repo.group():
+                while self._pending:
+                    actions += self._handle(self._pending.popleft())
+        except StorageError:
+            log(logger, "sync.group_commit_failed", logging.ERROR, exc_info=True, conns=len(self._conns))
+            self.stats["group_commit_failures"] += 1
+            self._restart_replicator()
+            return []
+        except Exception:
+            # A subscriber failed on a committed write (the actions stand), or the repo is
+            # closed (nothing was handled, and nothing can be: drop what waits).
+            log(logger, "sync.group_failed", logging.ERROR, exc_info=True)
+            self._pending.clear()
+        return actions
+
+    def _handle(self, event: Event) -> list[Action]:
+        try:
+            return self.replicator.handle(event, self._now_ms())
+        except LocalProtocolError as error:
+            log(logger, "sync.local_error", logging.WARNING, event=type(event).__name__, error=error)
+        except Exception:
+            # A bug: contain it to the connection. (A store failure also fails the group.)
+            log(logger, "sync.handle_failed", logging.ERROR, exc_info=True, event=type(event).__name__)
+            self.stats["handle_failures"] += 1
+            conn = self._conns.get(getattr(event, "conn", None))  # type: ignore[arg-type]
+            if conn is not None and not isinstance(event, ConnectionLost):
+                self._lose(conn, "internal error", graceful=False)
+        return []
+
+    def _restart_replicator(self) -> None:
+        """Start over from what the store holds: a fresh Replicator, every stream dropped."""
+        for conn in list(self._conns.values()):
+            conn.known = False  # the new Replicator never knew it
+            self._lose(conn, "store write failed", graceful=False)
+        self._store.reset()
+        self.replicator = self._new_replicator()
 
     def _perform(self, action: Action) -> None:
         match action:
@@ -627,7 +681,8 @@ class SyncDriver:
     # ----- the store -----
 
     def _on_store_event(self, event: StoreEvent) -> None:
-        """A committed write: the local author's becomes a ``LocalCommit`` to push.
+        """A committed write: the local author's becomes a ``LocalCommit``, pushed at the next
+        checkpoint, merged into the one before when it continues it (see the module docstring).
 
         Runs inside ``Repo.commit``; it must never raise, or the caller's commit would seem to
         fail although it is durable.
@@ -637,24 +692,42 @@ class SyncDriver:
         try:
             self.add_space(event.space)
             self._store.remember(event.space, event.doc, event.hashes)
-            commit = self._local_commit(event)
+            commit, first_deps = self._local_commit(event)
         except Exception:
             log(logger, "sync.local_commit_unreadable", logging.ERROR, exc_info=True, space=event.space.hex()[:12], doc=event.doc.hex())
             return
-        self._feed(commit)
+        queued = self._local_commits
+        last = queued[-1] if queued else None
+        # The newest tip covers the queued batch through the hash links: Automerge makes each
+        # local change depend on the author's previous one. Checked, not assumed.
+        if last is not None and (last.space, last.doc) == (commit.space, commit.doc) and last.tip.change_hash in first_deps:
+            queued[-1] = LocalCommit(commit.space, commit.doc, last.changes + commit.changes, commit.tip)
+        else:
+            queued.append(commit)
+        self._local_waiting.set()
 
-    def _local_commit(self, event: StoreEvent) -> LocalCommit:
+    async def _push_local_commits(self) -> None:
+        while True:
+            await self._local_waiting.wait()
+            self._local_waiting = trio.Event()
+            commits, self._local_commits = self._local_commits, []
+            self._feed(*commits)
+
+    def _local_commit(self, event: StoreEvent) -> tuple[LocalCommit, tuple[bytes, ...]]:
+        """The commit as the Replicator takes it, and the deps of its first change."""
         backend = self.repo.backend
         raws = []
+        first_deps: tuple[bytes, ...] = ()
         for change_hash in event.hashes:
             row = backend.change(event.space, event.doc, change_hash)
             if row is None or row.raw is None:
                 raise LookupError(f"change {change_hash.hex()} of the commit is not stored")
+            first_deps = row.deps if not raws else first_deps
             raws.append(row.raw)
         tips = [tip for tip in self.repo.tips(event.space, event.doc) if tip.author == self.key]
         if not tips or tips[0].change_hash != event.hashes[-1]:
             raise LookupError("the commit's tip is not the newest stored tip of the local author")
-        return LocalCommit(event.space, event.doc, tuple(raws), tips[0])
+        return LocalCommit(event.space, event.doc, tuple(raws), tips[0]), first_deps
 
     def _emit(self, kind: str, **data: Any) -> None:
         if self._on_event is None:

@@ -1,18 +1,24 @@
 """Storage backends: a dumb, synchronous persistence interface and its in-memory implementation.
 
 As in automerge-repo's StorageAdapter, a backend holds no policy: it persists a ``WriteBatch``
-atomically (durable when ``write`` returns) and answers simple reads. The repo decides what to
-write, when to snapshot, what is acknowledged. ``SqliteBackend`` (store/sqlite_backend.py) is the
-durable one; ``MemoryBackend`` behaves identically without a file, for tests and simulations. One
-conformance suite (tests/store/test_backend_conformance.py) runs against both.
+atomically and answers simple reads. The repo decides what to write, when to snapshot, what is
+acknowledged — and how durable each write must be: a ``durable`` write survives power loss once
+``write`` returns; any other survives a crash of the process, and is made durable by the next
+durable write (writes reach the disk in order, so a durable one carries every earlier one).
+Writes made inside ``group()`` share one transaction: one commit for a burst of remote batches.
+``SqliteBackend`` (store/sqlite_backend.py) is the durable one; ``MemoryBackend`` behaves
+identically without a file, for tests and simulations. One conformance suite
+(tests/store/test_backend_conformance.py) runs against both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
-from typing import Protocol
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from functools import partial
+from typing import Any, Protocol
 
-from store.errors import StorageError
+from store.errors import InvalidInput, StorageError
 from store.records import (
     ChangeRow,
     DocRow,
@@ -25,8 +31,21 @@ from store.records import (
 
 
 class Backend(Protocol):
-    def write(self, batch: WriteBatch) -> None:
-        """Persist the whole batch or nothing; raise StorageError if it cannot."""
+    def write(self, batch: WriteBatch, *, durable: bool = True) -> None:
+        """Persist the whole batch or nothing; raise StorageError if it cannot.
+
+        Raises:
+            InvalidInput: a durable write inside a group (whose commit is not fsynced).
+        """
+        ...
+
+    def group(self) -> AbstractContextManager[None]:
+        """Make every write inside one transaction, committed (not durably) when the block exits.
+
+        Reads inside see the group's writes. All or nothing: if the block raises, a write fails
+        (StorageError from it, or from a later read, write or the exit), or the commit fails,
+        none of the group's writes is stored. Groups do not nest (InvalidInput).
+        """
         ...
 
     def spaces(self) -> list[tuple[bytes, bytes]]:
@@ -76,6 +95,16 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+_ABSENT: Any = object()  # a key's "value" when the dict does not hold it
+
+
+def _restore(table: dict[Any, Any], key: object, value: object) -> None:
+    if value is _ABSENT:
+        del table[key]
+    else:
+        table[key] = value
+
+
 class _InSpace(Protocol):
     @property
     def space(self) -> bytes: ...
@@ -100,36 +129,84 @@ class MemoryBackend:
         self._blocks: dict[bytes, bytes] = {}
         self._doc_snapshots: dict[tuple[bytes, bytes], DocSnapshot] = {}
         self._space_snapshots: dict[bytes, SpaceSnapshot] = {}
+        # While a group is open: how to take back each of its writes, oldest first.
+        self._undo: list[Callable[[], object]] | None = None
+        self._group_lost = False  # a write of the open group failed, as it fails SQLite's group
 
     # ----- writes -----
 
-    def write(self, batch: WriteBatch) -> None:
-        self._check(batch)
+    def write(self, batch: WriteBatch, *, durable: bool = True) -> None:
+        if self._undo is not None:
+            if durable:
+                raise InvalidInput("a durable write cannot join a group: the group's commit is not durable")
+            if self._group_lost:
+                raise StorageError("a write of this group failed: nothing of the group is written")
+        try:
+            self._check(batch)
+        except StorageError:
+            if self._undo is not None:
+                self._group_lost = True
+            raise
+        put = self._put
         for space, genesis in batch.spaces:
-            self._spaces.setdefault(space, genesis)
+            if space not in self._spaces:
+                put(self._spaces, space, genesis)
         for change in batch.changes:
-            self._changes.setdefault((change.space, change.doc), {}).setdefault(change.hash, change)
+            rows = self._changes.setdefault((change.space, change.doc), {})
+            if change.hash not in rows:
+                put(rows, change.hash, change)
         for tip in batch.tips:
-            self._tips.setdefault((tip.space, tip.doc), {})[tip.author] = tip
+            put(self._tips.setdefault((tip.space, tip.doc), {}), tip.author, tip)
         for doc_row in batch.docs:
-            self._docs[doc_row.space, doc_row.doc] = doc_row
+            put(self._docs, (doc_row.space, doc_row.doc), doc_row)
         for version in batch.versions:
-            self._versions.setdefault(version.space, []).append(version.record)
+            records = self._versions.setdefault(version.space, [])
+            records.append(version.record)
+            if self._undo is not None:
+                self._undo.append(records.pop)
         for sync in batch.sync_states:
-            self._sync_states[sync.peer, sync.space, sync.doc] = sync.state
+            put(self._sync_states, (sync.peer, sync.space, sync.doc), sync.state)
         for cid, data in batch.blocks:
-            self._blocks.setdefault(cid, data)
+            if cid not in self._blocks:
+                put(self._blocks, cid, data)
         for snapshot in batch.doc_snapshots:
-            self._doc_snapshots[snapshot.space, snapshot.doc] = snapshot
+            put(self._doc_snapshots, (snapshot.space, snapshot.doc), snapshot)
         for space_snapshot in batch.space_snapshots:
-            self._space_snapshots[space_snapshot.space] = space_snapshot
+            put(self._space_snapshots, space_snapshot.space, space_snapshot)
         for cid in batch.deleted_blocks:
-            self._blocks.pop(cid, None)
+            if cid in self._blocks:
+                put(self._blocks, cid, _ABSENT)
         for compaction in batch.compactions:
             rows = self._changes.get((compaction.space, compaction.doc), {})
             for change_hash, row in rows.items():
                 if row.position < compaction.below_position and row.raw is not None:
-                    rows[change_hash] = row._replace(raw=None)
+                    put(rows, change_hash, row._replace(raw=None))
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        if self._undo is not None:
+            raise InvalidInput("groups do not nest")
+        self._undo = []
+        try:
+            yield
+            if self._group_lost:
+                raise StorageError("a write of this group failed: nothing of the group is written")
+        except BaseException:
+            for undo in reversed(self._undo):
+                undo()
+            raise
+        finally:
+            self._undo = None
+            self._group_lost = False
+
+    def _put(self, table: dict[Any, Any], key: object, value: object) -> None:
+        """``table[key] = value`` (``_ABSENT`` deletes), remembering how to undo it inside a group.
+
+        Undoing in reverse restores every dict's order too: a key added is the last one then.
+        """
+        if self._undo is not None:
+            self._undo.append(partial(_restore, table, key, table.get(key, _ABSENT)))
+        _restore(table, key, value)
 
     def _check(self, batch: WriteBatch) -> None:
         """Refuse the batch, before touching anything, where SQLite's constraints would."""

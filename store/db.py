@@ -18,7 +18,9 @@ from store.errors import SchemaError, StorageError
 
 # Crash safety: WAL keeps readers and the writer apart and makes each commit one append;
 # synchronous=FULL fsyncs the WAL at every commit, so an acknowledged write survives power
-# loss, not just a killed process (~1.5 ms per commit on this machine's ext4).
+# loss, not just a killed process (~1.5 ms per commit on this machine's ext4). It is the
+# default; the backend lowers it to NORMAL for the transactions of writes that need not be
+# durable (remote changes, sync states: see store/sqlite_backend.py).
 # page_size (only takes effect when the file is created) and cache_size: 8 KiB pages and a
 # 16 MiB cache keep the random inserts into the change-hash index in memory; together ~25%
 # faster bulk ingest of 100k changes than the defaults (4 KiB, 2 MiB).

@@ -1,21 +1,34 @@
 """The durable backend: one SQLite database (WAL) per node home; one transaction per batch.
 
 ``write`` runs the whole ``WriteBatch`` as ``BEGIN IMMEDIATE`` ... ``COMMIT`` with one
-``executemany`` per table, so ingest costs one fsync per batch, and a crash at any instant
-leaves either all of the batch or none of it. When ``write`` returns, the batch is durable.
+``executemany`` per table, and a crash at any instant leaves either all of the batch or none
+of it. A durable write commits with ``synchronous = FULL`` (the WAL is fsynced: ~1.5–4 ms on
+this machine); any other with ``NORMAL``, which writes the WAL but leaves the fsync to the next
+durable commit or checkpoint. A power loss can then take the newest non-durable commits, never a
+durable one nor any commit before it: the WAL is replayed as a prefix of its commits.
+
+Inside ``group()`` writes are combined, not run: the rows wait in one ``WriteBatch`` and go to
+SQLite together — inside one transaction, committed when the group ends — when the group ends or
+a read needs them: one commit and one statement per table for a burst of single-change remote
+batches, not one commit and four statements each (~65 us per single-change apply, not ~120 us;
+the rest is the repo's own work). The reads a remote apply makes between writes (stored hashes,
+a change, tips, a doc's row) are answered from the waiting rows and the database without
+sending them.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 from protocol.tips import CHANGE_HASH_BYTES
 
 from store import db
 from store.blocks import CID_BYTES
-from store.errors import CorruptionError, StorageError
+from store.errors import CorruptionError, InvalidInput, StorageError
 from store.records import (
     ChangeRow,
     DocRow,
@@ -47,6 +60,38 @@ def _hashes(blob: bytes, what: str) -> tuple[bytes, ...]:
     return unpack(blob, CHANGE_HASH_BYTES, what)
 
 
+_TABLES = tuple(table.name for table in fields(WriteBatch))
+
+
+class _Waiting:
+    """An open group's rows not yet written: one combined batch, and the newest of each row by key.
+
+    Combined batches are written table by table, which equals writing them one by one for the
+    rows a group holds (new changes, newer tips, doc rows, versions, sync states); the repo writes
+    blocks, snapshots and compactions durably, never inside a group.
+    """
+
+    def __init__(self) -> None:
+        self.rows = WriteBatch()
+        self.empty = True
+        self.changes: dict[tuple[bytes, bytes], dict[bytes, ChangeRow]] = {}
+        self.tips: dict[tuple[bytes, bytes], dict[bytes, TipRow]] = {}
+        self.docs: dict[tuple[bytes, bytes], DocRow] = {}
+
+    def add(self, batch: WriteBatch) -> None:
+        for table in _TABLES:
+            rows = getattr(batch, table)
+            if rows:
+                getattr(self.rows, table).extend(rows)
+                self.empty = False
+        for change in batch.changes:
+            self.changes.setdefault((change.space, change.doc), {})[change.hash] = change
+        for tip in batch.tips:
+            self.tips.setdefault((tip.space, tip.doc), {})[tip.author] = tip
+        for doc_row in batch.docs:
+            self.docs[doc_row.space, doc_row.doc] = doc_row
+
+
 class SqliteBackend:
     """A Backend over one SQLite file, created and migrated on open.
 
@@ -58,25 +103,89 @@ class SqliteBackend:
         self.path = path
         self._db = db.connect(path)
         self._doc_keys: dict[tuple[bytes, bytes], int] = {}
+        self._durable = True  # db.connect sets synchronous = FULL
+        self._waiting: _Waiting | None = None  # the rows of an open group not yet sent to SQLite
+        self._group_lost = False  # a write of the open group failed: the group is rolled back
 
     # ----- writes -----
 
-    def write(self, batch: WriteBatch) -> None:
+    def write(self, batch: WriteBatch, *, durable: bool = True) -> None:
+        if self._waiting is None:
+            self._run(batch, durable=durable, commit=True)
+            return
+        if durable:
+            raise InvalidInput("a durable write cannot join a group: the group's commit is not durable")
+        self._check_group()
+        self._waiting.add(batch)
+
+    def _run(self, batch: WriteBatch, *, durable: bool, commit: bool) -> None:
+        """Write ``batch`` in the open transaction, or in a new one of that durability; commit if asked."""
         created: dict[tuple[bytes, bytes], int] = {}
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            if not self._db.in_transaction:
+                self._set_synchronous(durable)
+                self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._write(batch, created)
-                self._db.execute("COMMIT")
+                if commit:
+                    self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite rolls back by itself after some errors (disk full)
+                    self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as error:
             raise StorageError(f"store write failed, nothing was written: {error}") from error
-        self._doc_keys.update(created)  # only keys whose rows committed
+        self._doc_keys.update(created)  # only keys whose rows are written
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        if self._waiting is not None:
+            raise InvalidInput("groups do not nest")
+        self._waiting = _Waiting()
+        try:
+            yield
+            self._send_waiting()
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error as error:
+                    raise StorageError(f"store group commit failed, nothing of the group was written: {error}") from error
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._doc_keys.clear()  # it may hold keys of rows just rolled back; it refills from the table
+            raise
+        finally:
+            self._waiting = None
+            self._group_lost = False
+
+    def _send_waiting(self) -> None:
+        """Write the group's waiting rows into its transaction (begun by the first of them)."""
+        self._check_group()
+        waiting = self._waiting
+        if waiting is None or waiting.empty:
+            return
+        self._waiting = _Waiting()
+        try:
+            self._run(waiting.rows, durable=False, commit=False)
+        except StorageError:
+            self._group_lost = True
+            raise
+
+    def _check_group(self) -> None:
+        if self._group_lost:
+            raise StorageError("a write of this group failed: nothing of the group is written")
+
+    def _set_synchronous(self, durable: bool) -> None:
+        """Only settable between transactions, so set before each; a no-op when unchanged."""
+        if durable != self._durable:
+            self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self._durable = durable
 
     def _write(self, batch: WriteBatch, created: dict[tuple[bytes, bytes], int]) -> None:
-        run = self._db.executemany
+        def run(sql: str, rows: list[tuple[object, ...]]) -> None:
+            if rows:  # an empty executemany still costs ~7 us, and most batches fill 3 of 10 tables
+                self._db.executemany(sql, rows)
 
         def key(space: bytes, doc: bytes) -> int:
             found = self._doc_keys.get((space, doc)) or created.get((space, doc)) or self._lookup_key(space, doc)
@@ -142,13 +251,20 @@ class SqliteBackend:
     # ----- reads -----
 
     def _all(self, sql: str, parameters: Sequence[object]) -> list[tuple]:
+        """Rows of a query, once a group's waiting rows are written (the query may need them)."""
+        if self._waiting is not None:
+            self._send_waiting()
+        return self._query(sql, parameters)
+
+    def _query(self, sql: str, parameters: Sequence[object]) -> list[tuple]:
+        """Rows of a query of what SQLite holds (for reads that add a group's waiting rows)."""
         try:
             return self._db.execute(sql, parameters).fetchall()
         except sqlite3.Error as error:
             raise StorageError(f"store read failed: {error}") from error
 
     def _lookup_key(self, space: bytes, doc: bytes) -> int | None:
-        rows = self._all("SELECT doc_key FROM docs WHERE space = ? AND doc = ?", (space, doc))
+        rows = self._query("SELECT doc_key FROM docs WHERE space = ? AND doc = ?", (space, doc))
         return rows[0][0] if rows else None
 
     def _key(self, space: bytes, doc: bytes) -> int | None:
@@ -170,29 +286,36 @@ class SqliteBackend:
         return [DocRow(space, doc, _hashes(heads, "heads"), count) for doc, heads, count in rows]
 
     def doc(self, space: bytes, doc: bytes) -> DocRow | None:
-        rows = self._all(
+        if self._waiting is not None and (space, doc) in self._waiting.docs:
+            return self._waiting.docs[space, doc]
+        rows = self._query(
             "SELECT heads, change_count FROM docs WHERE space = ? AND doc = ? AND heads IS NOT NULL", (space, doc)
         )
         return DocRow(space, doc, _hashes(rows[0][0], "heads"), rows[0][1]) if rows else None
 
     def stored_hashes(self, space: bytes, doc: bytes, hashes: Collection[bytes]) -> set[bytes]:
+        waiting = self._waiting.changes.get((space, doc), {}) if self._waiting is not None else {}
+        found = {change_hash for change_hash in hashes if change_hash in waiting}
         doc_key = self._key(space, doc)
         if doc_key is None:
-            return set()
-        wanted = list(hashes)
-        found: set[bytes] = set()
+            return found
+        wanted = [change_hash for change_hash in hashes if change_hash not in found]
         for start in range(0, len(wanted), MAX_SQL_PARAMETERS):
             part = wanted[start : start + MAX_SQL_PARAMETERS]
             marks = ",".join("?" * len(part))
-            rows = self._all(f"SELECT hash FROM changes WHERE doc_key = ? AND hash IN ({marks})", (doc_key, *part))
+            rows = self._query(f"SELECT hash FROM changes WHERE doc_key = ? AND hash IN ({marks})", (doc_key, *part))
             found.update(row[0] for row in rows)
         return found
 
-    def _change_rows(self, space: bytes, doc: bytes, condition: str, parameters: tuple[object, ...]) -> list[ChangeRow]:
+    def _change_rows(
+        self, space: bytes, doc: bytes, condition: str, parameters: tuple[object, ...], *, waiting_too: bool = True
+    ) -> list[ChangeRow]:
+        if waiting_too and self._waiting is not None:
+            self._send_waiting()  # before the key lookup: the doc's row may be waiting too
         doc_key = self._key(space, doc)
         if doc_key is None:
             return []
-        rows = self._all(
+        rows = self._query(
             "SELECT hash, position, actor, seq, deps, time_s, raw FROM changes"
             f" WHERE doc_key = ? AND {condition} ORDER BY position",
             (doc_key, *parameters),
@@ -206,17 +329,21 @@ class SqliteBackend:
         return self._change_rows(space, doc, "position >= ?", (from_position,))
 
     def change(self, space: bytes, doc: bytes, change_hash: bytes) -> ChangeRow | None:
-        rows = self._change_rows(space, doc, "hash = ?", (change_hash,))
+        waiting = self._waiting.changes.get((space, doc), {}) if self._waiting is not None else {}
+        if change_hash in waiting:
+            return waiting[change_hash]
+        rows = self._change_rows(space, doc, "hash = ?", (change_hash,), waiting_too=False)
         return rows[0] if rows else None
 
     def tips(self, space: bytes, doc: bytes) -> list[TipRow]:
         doc_key = self._key(space, doc)
-        if doc_key is None:
-            return []
-        rows = self._all(
+        rows = [] if doc_key is None else self._query(
             "SELECT author, change_hash, seq, signature FROM tips WHERE doc_key = ? ORDER BY author", (doc_key,)
         )
-        return [TipRow(space, doc, *row) for row in rows]
+        tips = {row[0]: TipRow(space, doc, *row) for row in rows}
+        if self._waiting is not None:
+            tips.update(self._waiting.tips.get((space, doc), {}))
+        return sorted(tips.values(), key=lambda tip: tip.author)
 
     def latest_version(self, space: bytes) -> int:
         return self._all("SELECT COALESCE(MAX(number), 0) FROM versions WHERE space = ?", (space,))[0][0]

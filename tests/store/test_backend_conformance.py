@@ -7,12 +7,13 @@ down what the repo may rely on.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
 
 from store.backend import Backend, MemoryBackend
-from store.errors import StorageError
+from store.errors import InvalidInput, StorageError
 from store.records import (
     ChangeRow,
     Compaction,
@@ -115,3 +116,65 @@ def test_deleted_blocks_are_gone_and_replaced_rows_are_replaced(backend: Backend
     backend.write(WriteBatch(blocks=[(CID, b"data")], sync_states=[SyncStateRow(ALICE, SPACE, DOC, b"one")]))
     backend.write(WriteBatch(deleted_blocks=[CID], sync_states=[SyncStateRow(ALICE, SPACE, DOC, b"two")]))
     assert backend.block(CID) is None and backend.sync_state(ALICE, SPACE, DOC) == b"two"
+
+
+# ----- groups: one transaction for many writes -----
+
+
+def remote_apply(hash_: bytes, position: int, deps: tuple[bytes, ...] = ()) -> WriteBatch:
+    """What the repo writes for one remote single-change batch."""
+    record = VersionRecord(position + 1, DOC, (hash_,), (hash_,), "remote", 5)
+    return WriteBatch(
+        changes=[change(hash_, position, deps)],
+        tips=[TipRow(SPACE, DOC, ALICE, hash_, position + 1, bytes(64))],
+        docs=[DocRow(SPACE, DOC, (hash_,), position + 1)],
+        versions=[VersionRow(SPACE, record)],
+    )
+
+
+def test_a_group_reads_its_own_writes_and_commits_them_on_exit(backend: Backend) -> None:
+    with backend.group():
+        backend.write(remote_apply(H1, 0), durable=False)
+        assert backend.stored_hashes(SPACE, DOC, [H1, H2]) == {H1}
+        assert backend.change(SPACE, DOC, H1) == change(H1, 0)
+        backend.write(remote_apply(H2, 1, (H1,)), durable=False)
+        assert [tip.change_hash for tip in backend.tips(SPACE, DOC)] == [H2]
+        assert backend.doc(SPACE, DOC) == DocRow(SPACE, DOC, (H2,), 2)
+        assert backend.changes(SPACE, DOC) == [change(H1, 0), change(H2, 1, (H1,))]
+        backend.write(remote_apply(H3, 2, (H2,)), durable=False)
+    assert [row.hash for row in backend.changes(SPACE, DOC)] == [H1, H2, H3]
+    assert [record.number for record in backend.versions(SPACE, 0, None)] == [1, 2, 3]
+
+
+def test_a_group_that_raises_writes_nothing(backend: Backend) -> None:
+    backend.write(remote_apply(H1, 0))
+    with pytest.raises(KeyboardInterrupt), backend.group():
+        backend.write(remote_apply(H2, 1, (H1,)), durable=False)
+        assert backend.changes(SPACE, DOC)[-1].hash == H2  # sent to the store, not yet committed
+        backend.write(remote_apply(H3, 2, (H2,)), durable=False)
+        raise KeyboardInterrupt
+    assert [row.hash for row in backend.changes(SPACE, DOC)] == [H1]
+    assert backend.doc(SPACE, DOC) == DocRow(SPACE, DOC, (H1,), 1)
+    assert [tip.change_hash for tip in backend.tips(SPACE, DOC)] == [H1]
+    assert backend.latest_version(SPACE) == 1
+    backend.write(remote_apply(H2, 1, (H1,)))  # and the store goes on from there
+    assert [row.hash for row in backend.changes(SPACE, DOC)] == [H1, H2]
+
+
+def test_one_failed_write_fails_the_whole_group(backend: Backend) -> None:
+    with pytest.raises(StorageError), backend.group():
+        backend.write(remote_apply(H1, 0), durable=False)
+        with suppress(StorageError):  # memory refuses it at once; SQLite when the rows are sent
+            backend.write(WriteBatch(changes=[change(H2, 0)]), durable=False)  # a position clash
+        backend.write(WriteBatch(sync_states=[SyncStateRow(ALICE, SPACE, DOC, b"state")]), durable=False)
+    assert backend.changes(SPACE, DOC) == [] and backend.sync_state(ALICE, SPACE, DOC) is None
+
+
+def test_a_group_takes_no_durable_write_and_does_not_nest(backend: Backend) -> None:
+    with backend.group():
+        with pytest.raises(InvalidInput, match="durable"):
+            backend.write(remote_apply(H1, 0))
+        with pytest.raises(InvalidInput, match="nest"), backend.group():
+            pass
+        backend.write(remote_apply(H1, 0), durable=False)
+    assert backend.stored_hashes(SPACE, DOC, [H1]) == {H1}

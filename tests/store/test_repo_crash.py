@@ -7,6 +7,10 @@ commit, sometimes in a snapshot write or a WAL checkpoint. After every kill the 
 open, ``verify`` must be clean, and every acknowledged line must be there. All trials share
 one store, so each run also recovers from the previous crash.
 
+A second child (crash_receiver.py) applies a remote author's single-change batches in groups,
+as the sync driver does: after every kill, each group is stored whole or not at all, and every
+group acknowledged is there.
+
 The store lives on tmpfs (/dev/shm) when there is one: a killed process loses what it had not
 written to the kernel, not what sits in the page cache, so tmpfs tests the same thing while
 saving the ~2 ms fsync per commit that would make 10,000 commits slow on a shared machine.
@@ -28,9 +32,11 @@ import native
 import pytest
 
 from protocol.identity import Identity
+from protocol.space import Genesis
 from store.repo import Repo
 from store_helpers import NOW_MS
 
+import crash_receiver
 import crash_writer
 
 TRIALS = 20
@@ -41,6 +47,11 @@ SNAPSHOT_EVERY = 50
 # Generous for a loaded 2-core machine; a healthy child acknowledges an edit in milliseconds.
 ACK_TIMEOUT_S = 30
 WRITER = Path(crash_writer.__file__)
+RECEIVER = Path(crash_receiver.__file__)
+RECEIVER_TRIALS = 10
+RECEIVED_CHANGES = 2000
+GROUP = 25  # single-change batches per group: kills land inside groups
+GROUPS_PER_CHILD_MAX = 4  # so 10 children never run out of changes to receive
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TMPFS = Path("/dev/shm")
 
@@ -70,6 +81,19 @@ def read_acks(child: subprocess.Popen[bytes], wanted: int) -> list[int]:
     return [int(line) for line in lines[1 : wanted + 1]]
 
 
+def acks_then_kill(arguments: list[str], wanted: int) -> list[int]:
+    """Run a child on ``arguments``, read ``wanted`` acknowledgements, then SIGKILL it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen([sys.executable, *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        return read_acks(child, wanted)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        child.stderr.close()
+
+
 def logged_numbers(path: Path, identity: Identity, space: bytes) -> list[int]:
     with Repo.open(path, identity) as repo:
         assert repo.verify() == []
@@ -93,24 +117,31 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_edit(store_dir: Path, a
         genesis = repo.create_space("crash", NOW_MS)
     rng = random.Random(SEED)
     acknowledged: list[int] = []
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
     for trial in range(TRIALS):
-        wanted = rng.randint(0, EDITS_PER_CHILD)
-        child = subprocess.Popen(
-            [sys.executable, str(WRITER), str(path), alice.seed.hex(), genesis.encode().hex(), str(EDITS_PER_CHILD), str(SNAPSHOT_EVERY)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        try:
-            acknowledged += read_acks(child, wanted)
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-            child.stdout.close()
-            child.stderr.close()
+        arguments = [str(path), alice.seed.hex(), genesis.encode().hex(), str(EDITS_PER_CHILD), str(SNAPSHOT_EVERY)]
+        acknowledged += acks_then_kill([str(WRITER), *arguments], rng.randint(0, EDITS_PER_CHILD))
 
         numbers = logged_numbers(path, alice, genesis.space_id)
         assert numbers == list(range(len(numbers))), f"trial {trial}: the log is not 0..n-1"
         assert set(acknowledged) <= set(numbers), f"trial {trial}: acknowledged edits were lost"
         acknowledged = numbers  # an unacknowledged edit may have committed; later runs continue after it
+
+
+def test_sigkill_during_grouped_remote_applies_keeps_every_group_whole(store_dir: Path) -> None:
+    path = store_dir / "receiver.db"
+    genesis = Genesis.create(crash_receiver.AUTHOR, "crash", NOW_MS, nonce=bytes(16))
+    space, doc = genesis.space_id, crash_receiver.DOC
+    hashes = [change.hash for change, _ in crash_receiver.authored(space, RECEIVED_CHANGES)]
+    rng = random.Random(SEED)
+    stored: list[bytes] = []
+    for trial in range(RECEIVER_TRIALS):
+        arguments = [str(path), genesis.encode().hex(), str(RECEIVED_CHANGES), str(GROUP)]
+        acknowledged = acks_then_kill([str(RECEIVER), *arguments], rng.randint(0, GROUPS_PER_CHILD_MAX))
+
+        with Repo.open(path, crash_receiver.RECEIVER) as repo:
+            assert repo.verify() == [], f"trial {trial}"
+            stored = [change_hash for change_hash in hashes if repo.has_change(space, doc, change_hash)]
+        assert stored == hashes[: len(stored)], f"trial {trial}: the stored changes are not the first n"
+        assert len(stored) % GROUP == 0, f"trial {trial}: {len(stored)} changes stored, a group was cut"
+        assert len(stored) >= max(acknowledged, default=0), f"trial {trial}: an acknowledged group was lost"
+    assert stored, "no trial stored anything: the test did not exercise groups"

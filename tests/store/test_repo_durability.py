@@ -56,11 +56,11 @@ class FailingBackend(MemoryBackend):
 
     fail_next = False
 
-    def write(self, batch: WriteBatch) -> None:
+    def write(self, batch: WriteBatch, *, durable: bool = True) -> None:
         if self.fail_next:
             self.fail_next = False
             raise StorageError("disk full")
-        super().write(batch)
+        super().write(batch, durable=durable)
 
 
 def test_a_failed_commit_leaves_the_store_and_the_document_as_before(alice) -> None:
