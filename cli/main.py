@@ -35,7 +35,8 @@ examples:
 Every command works with or without a running daemon: with one it goes through the daemon's
 API (HOME/api.sock), without one it opens the store directly. The home is --home, else
 $DISTSPACE_HOME, else $XDG_DATA_HOME/distspace; the space is --space (a name or id), else
-$DISTSPACE_SPACE, else the only one the node holds.
+$DISTSPACE_SPACE, else the node's default (the first it created or joined: "space" in
+HOME/config.toml).
 """
 
 
@@ -122,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("snapshot", commands.snapshot, "snapshot every doc of the space and sign a new manifest")
     command("verify", commands.verify, "check every hash, signature and snapshot in the store")
-    command("demo", commands.run_demo, "two replicas edit concurrently, sync and converge")
+    command("demo", commands.run_demo, "three local daemons edit at once and apart, then converge")
     return parser
 
 
@@ -136,7 +137,7 @@ def _add_common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     parser.add_argument("--json", action="store_true", default=default(False), help="print machine-readable JSON")
     parser.add_argument("--home", metavar="DIR", default=default(str(default_home())), help="the node home")
     parser.add_argument(
-        "--space", metavar="SPACE", default=default(os.environ.get("DISTSPACE_SPACE")), help="the space: a name or id (default: the only one)"
+        "--space", metavar="SPACE", default=default(os.environ.get("DISTSPACE_SPACE")), help="the space: a name or id (default: the node's first)"
     )
 
 

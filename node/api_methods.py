@@ -6,8 +6,8 @@ own message. The daemon calls it for each request of each connection; a CLI comm
 a daemon calls it in-process on the store it opened, so both paths behave the same.
 
 Conventions (also in the schema): paths are relative to the space root (``src/main.py``; the
-root is ``""``); ``space`` is a space's name, id or unique id prefix (optional when the node holds
-one space); versions are the node's local version numbers; hashes and ids are hex; peers and
+root is ``""``); ``space`` is a space's name, id or unique id prefix (optional: the node's default
+space, else its only one); versions are the node's local version numbers; hashes and ids are hex; peers and
 authors are libp2p peer ids; text positions count Unicode code points; content is ``text`` (a
 UTF-8 string) or ``base64`` (bytes). Every write returns the version it made.
 """
@@ -499,6 +499,7 @@ def space_list(call: Call, params: Json) -> Json:
 def space_create(call: Call, params: Json) -> Json:
     services = call.services
     genesis = services.repo.create_space(params["name"], services.clock())
+    services.adopt_default_space(genesis.space_id)
     services.bus.publish(SpaceAdded(genesis))
     return _space_json(genesis)
 
@@ -517,6 +518,7 @@ def space_join(call: Call, params: Json) -> Json:
         services.bus.publish(SpaceAdded(genesis))
     if peers:
         services.request_join(space, peers)
+    services.adopt_default_space(space)
     held = {g.space_id: g for g in services.repo.spaces()}
     return {
         "space_id": space.hex(),

@@ -5,7 +5,7 @@ delete, and the lock makes a second daemon on the same home fail fast instead of
 
 Layout::
 
-    HOME/config.toml    settings (optional; embedded defaults otherwise)
+    HOME/config.toml    settings (node/config.py; optional, embedded defaults otherwise)
     HOME/identity.key   Ed25519 seed, 0600
     HOME/store.sqlite   the store (WAL)
     HOME/api.token      local API token, 0600
@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import fcntl
 import os
-import secrets
-import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from node.errors import ConfigError, HomeLocked
-from protocol.identity import Identity, PeerKind
+from node.errors import HomeLocked
 
-DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
-DEFAULT_SNAPSHOT_EVERY = 1000  # changes per doc between snapshots: bounds cold-open replay work
+if TYPE_CHECKING:  # loaded when used: a command that only reaches the daemon needs neither
+    from node.config import NodeConfig
+    from protocol.identity import Identity
 
 
 def default_home() -> Path:
@@ -37,51 +35,6 @@ def default_home() -> Path:
         return Path(explicit)
     data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data) / "distspace"
-
-
-@dataclass(frozen=True, slots=True)
-class NodeConfig:
-    """Settings from ``config.toml``; every field has an embedded default."""
-
-    name: str = "distspace"
-    kind: PeerKind = PeerKind.HUMAN
-    listen: tuple[str, ...] = DEFAULT_LISTEN
-    bootstrap: tuple[str, ...] = ()
-    mdns: bool = True
-    relay: bool = False
-    api_port: int = 0  # 0: pick a free loopback port
-    metrics_port: int | None = None
-    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
-    ipfs_api: str | None = None
-
-    @classmethod
-    def from_toml(cls, text: str, source: str = "config.toml") -> NodeConfig:
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{source}: {error}") from error
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
-        try:
-            values = {
-                **raw,
-                "kind": PeerKind(raw.get("kind", PeerKind.HUMAN.value)),
-                "listen": tuple(raw.get("listen", DEFAULT_LISTEN)),
-                "bootstrap": tuple(raw.get("bootstrap", ())),
-            }
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"{source}: {error}") from error
-        config = cls(**values)
-        config._check(source)
-        return config
-
-    def _check(self, source: str) -> None:
-        if self.snapshot_every < 1:
-            raise ConfigError(f"{source}: snapshot_every must be at least 1")
-        if not 0 <= self.api_port <= 65535:
-            raise ConfigError(f"{source}: api_port must be a port number")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +75,14 @@ class NodeHome:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def identity(self) -> Identity:
+        from protocol.identity import Identity
+
         self.ensure()
         return Identity.load_or_create(self.key_file)
 
     def config(self) -> NodeConfig:
+        from node.config import NodeConfig
+
         if not self.config_file.exists():
             return NodeConfig()
         return NodeConfig.from_toml(self.config_file.read_text(), str(self.config_file))
@@ -137,6 +94,8 @@ class NodeHome:
             fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             return self.token_file.read_text().strip()
+        import secrets  # only the daemon's first start makes a token
+
         token = secrets.token_urlsafe(32)
         with os.fdopen(fd, "w") as token_file:
             token_file.write(token)

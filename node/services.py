@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-from node.home import NodeConfig, NodeHome
+from node.config import NodeConfig
+from node.home import NodeHome
 from protocol.identity import Identity
 from protocol.space import SPACE_ID_BYTES, Genesis
 from store.errors import InvalidInput, UnknownSpace
@@ -278,12 +279,20 @@ class NodeServices:
     # ----- spaces -----
 
     def space_id(self, spec: str | None) -> bytes:
-        """The space a caller means: its name, its id or a unique id prefix; the only one for None.
+        """The space a caller means: its name, its id or a unique id prefix; for None, the
+        config's default space, else the only one.
 
         Raises:
             UnknownSpace: no such space (or none at all). InvalidInput: the spec names several.
         """
         spaces = self.repo.spaces()
+        if spec is None and self.config.space is not None:
+            try:
+                return self.space_id(self.config.space)
+            except UnknownSpace:
+                raise UnknownSpace(
+                    f"the default space {self.config.space!r} ({self.home.config_file}) is not on this node yet; say which"
+                ) from None
         if spec is None:
             if len(spaces) == 1:
                 return spaces[0].space_id
@@ -299,6 +308,19 @@ class NodeServices:
         if matches:
             raise InvalidInput(f"{spec!r} names {len(matches)} spaces ({_names(matches)}); give more of the id")
         raise UnknownSpace(f"no space {spec!r} on this node (it holds: {_names(spaces) or 'none'})")
+
+    def adopt_default_space(self, space: bytes) -> None:
+        """Make ``space`` the default of calls that name none, unless the config has one.
+
+        The first space a node creates or joins is the one its user means from then on, even
+        after joining more; the line goes first in config.toml, where a top-level key belongs.
+        """
+        if self.config.space is not None:
+            return
+        config_file = self.home.config_file
+        rest = config_file.read_text() if config_file.exists() else ""
+        write_atomically(config_file, f'space = "{space.hex()}"\n{rest}')
+        self.config = dataclasses.replace(self.config, space=space.hex())
 
     def workspace(self, space: bytes) -> Workspace:
         """The space's workspace, kept so its tree cache serves every caller."""

@@ -1,5 +1,5 @@
 """The ``distspace`` command as a program: help, usage errors, exit codes, where it finds its home
-and space, and the demo."""
+and space."""
 
 from __future__ import annotations
 
@@ -58,9 +58,3 @@ def test_the_home_and_space_come_from_the_environment(tmp_path: Path) -> None:
 
 def test_a_fresh_home_says_what_to_do(tmp_path: Path) -> None:
     assert "create one (distspace init NAME) or join one" in Cli(tmp_path / "home").fails("ls")
-
-
-def test_the_demo_converges() -> None:
-    result = distspace("demo", "--json")
-    assert result.returncode == 0
-    assert json.loads(result.stdout)["sync_messages"] > 0

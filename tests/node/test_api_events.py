@@ -148,6 +148,23 @@ def test_a_space_is_named_by_name_id_or_prefix(services: NodeServices) -> None:
         services.space_id(first.hex()[:7])  # too short to be taken as a prefix
 
 
+def test_the_first_space_created_is_the_default_from_then_on(services: NodeServices) -> None:
+    services.home.config_file.write_text('name = "alice"\n')
+    first = dispatch(Call(services), "space.create", {"name": "alpha"})["space_id"]
+    dispatch(Call(services), "space.create", {"name": "beta"})
+    assert services.space_id(None).hex() == first
+    reread = services.home.config()  # kept in config.toml for the next command, beside the rest
+    assert (reread.space, reread.name) == (first, "alice")
+
+
+def test_a_joined_space_is_the_default_even_before_it_arrives(services: NodeServices) -> None:
+    joined = bytes(range(32)).hex()
+    dispatch(Call(services), "space.join", {"space_id": joined, "peers": ["/ip4/127.0.0.1/tcp/1"]})
+    services.repo.create_space("local", NOW_MS)
+    with pytest.raises(UnknownSpace, match="not on this node yet"):
+        services.space_id(None)
+
+
 def test_joins_are_recorded_merged_and_kept(services: NodeServices, clock: Clock) -> None:
     space = bytes(range(32))
     services.request_join(space, ("/ip4/127.0.0.1/tcp/1",))
