@@ -13,6 +13,7 @@ import pytest
 
 from simulations.scenario import load_scenario, scenario_names
 from simulations.simulator import Result, run_seed
+from trace_data import scenario_param
 
 
 def partition_cut_the_network(result: Result) -> None:
@@ -70,13 +71,14 @@ TROUBLE: dict[str, Callable[[Result], None]] = {
     "storm": everything_went_wrong_at_once,
 }
 CASES = [(name, seed) for name in scenario_names() for seed in load_scenario(name).ci.seeds]
+PARAMS = [scenario_param(name, seed) for name, seed in CASES]
 
 
 def test_every_scenario_says_what_trouble_it_shows():
     assert set(TROUBLE) == set(scenario_names())
 
 
-@pytest.mark.parametrize(("name", "seed"), CASES, ids=[f"{name}-seed-{seed}" for name, seed in CASES])
+@pytest.mark.parametrize(("name", "seed"), PARAMS, ids=[f"{name}-seed-{seed}" for name, seed in CASES])
 def test_scenario_converges_with_every_invariant_held(name: str, seed: int) -> None:
     result = run_seed(load_scenario(name).small(), seed)
     assert result.summary["edits_signed"] > 0

@@ -9,6 +9,9 @@ import hashlib
 import native
 
 from simulations.traces import GENESIS, Editor, load_trace, reference_text, text_of
+from trace_data import needs_traces
+
+pytestmark = needs_traces
 
 alice, bob = (hashlib.sha256(name).digest() for name in (b"alice", b"bob"))
 
