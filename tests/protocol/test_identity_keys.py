@@ -99,3 +99,15 @@ def test_a_peer_record_whose_kind_was_changed_does_not_verify():
 def test_malformed_peer_records_are_wire_errors(data):
     with pytest.raises(WireError):
         PeerRecord.decode(data)
+
+
+def test_a_remembered_verification_never_lets_a_neighbouring_forgery_through():
+    alice = identity_of("alice")
+    signature = alice.sign(DOMAIN_PEER_RECORD, b"message")
+    forged = signature[:-1] + bytes([signature[-1] ^ 1])
+    for _ in range(2):  # the second round is answered from memory
+        verify_signature(alice.public_key, DOMAIN_PEER_RECORD, b"message", signature)
+        with pytest.raises(BadSignature):
+            verify_signature(alice.public_key, DOMAIN_PEER_RECORD, b"message", forged)
+        with pytest.raises(BadSignature):
+            verify_signature(alice.public_key, DOMAIN_PEER_RECORD, b"messagf", signature)
