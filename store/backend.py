@@ -5,7 +5,9 @@ atomically and answers simple reads. The repo decides what to write, when to sna
 acknowledged — and how durable each write must be: a ``durable`` write survives power loss once
 ``write`` returns; any other survives a crash of the process, and is made durable by the next
 durable write (writes reach the disk in order, so a durable one carries every earlier one).
-Writes made inside ``group()`` share one transaction: one commit for a burst of remote batches.
+Writes made inside ``group()`` share one transaction: one commit for a burst of remote batches;
+inside ``group(durable=True)`` durable writes join too, and the one commit is durable: one fsync
+for a burst of local commits.
 ``SqliteBackend`` (store/sqlite_backend.py) is the durable one; ``MemoryBackend`` behaves
 identically without a file, for tests and simulations. One conformance suite
 (tests/store/test_backend_conformance.py) runs against both.
@@ -35,14 +37,17 @@ class Backend(Protocol):
         """Persist the whole batch or nothing; raise StorageError if it cannot.
 
         Raises:
-            InvalidInput: a durable write inside a group (whose commit is not fsynced).
+            InvalidInput: a durable write inside a group that is not durable (its commit is not
+                fsynced).
         """
         ...
 
-    def group(self) -> AbstractContextManager[None]:
-        """Make every write inside one transaction, committed (not durably) when the block exits.
+    def group(self, durable: bool = False) -> AbstractContextManager[None]:
+        """Make every write inside one transaction, committed when the block exits.
 
-        Reads inside see the group's writes. All or nothing: if the block raises, a write fails
+        The commit is durable if ``durable`` (then durable writes may join, and each is durable
+        only once the group has committed), else not. Reads inside see the group's writes, in
+        the order they were made. All or nothing: if the block raises, a write fails
         (StorageError from it, or from a later read, write or the exit), or the commit fails,
         none of the group's writes is stored. Groups do not nest (InvalidInput).
         """
@@ -95,6 +100,7 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+NOT_DURABLE_GROUP = "a durable write cannot join a group that is not durable: its commit is not fsynced"
 _ABSENT: Any = object()  # a key's "value" when the dict does not hold it
 
 
@@ -131,14 +137,15 @@ class MemoryBackend:
         self._space_snapshots: dict[bytes, SpaceSnapshot] = {}
         # While a group is open: how to take back each of its writes, oldest first.
         self._undo: list[Callable[[], object]] | None = None
+        self._group_durable = False  # the open group takes durable writes
         self._group_lost = False  # a write of the open group failed, as it fails SQLite's group
 
     # ----- writes -----
 
     def write(self, batch: WriteBatch, *, durable: bool = True) -> None:
         if self._undo is not None:
-            if durable:
-                raise InvalidInput("a durable write cannot join a group: the group's commit is not durable")
+            if durable and not self._group_durable:
+                raise InvalidInput(NOT_DURABLE_GROUP)
             if self._group_lost:
                 raise StorageError("a write of this group failed: nothing of the group is written")
         try:
@@ -183,10 +190,11 @@ class MemoryBackend:
                     put(rows, change_hash, row._replace(raw=None))
 
     @contextmanager
-    def group(self) -> Iterator[None]:
+    def group(self, durable: bool = False) -> Iterator[None]:
         if self._undo is not None:
             raise InvalidInput("groups do not nest")
         self._undo = []
+        self._group_durable = durable
         try:
             yield
             if self._group_lost:
@@ -197,6 +205,7 @@ class MemoryBackend:
             raise
         finally:
             self._undo = None
+            self._group_durable = False
             self._group_lost = False
 
     def _put(self, table: dict[Any, Any], key: object, value: object) -> None:

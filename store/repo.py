@@ -18,7 +18,9 @@ remote apply is not fsynced on its own: it survives a crash of the process, and 
 take only the newest remote applies (never one older than a durable write), which peers send
 again when they reconnect — while an fsync per apply (~1.5–4 ms) would cap ingest at a few
 hundred changes a second. ``group`` goes further for a burst of remote batches: one transaction
-for them all.
+for them all. ``group(durable=True)`` is group commit for local writes: a burst of local commits
+(each still its own signed change) shares one transaction and one fsync, and is acknowledged
+when the group exits.
 
 Remote changes reach a cached document lazily, when it is next asked for (``document``,
 ``commit``, ``rollback``, sync reads): each Automerge ``apply_changes`` call costs time in
@@ -113,10 +115,12 @@ class _Cached:
 
 @dataclass(slots=True)
 class _Group:
-    """What an open ``Repo.group`` wrote: events to announce once it commits, docs to forget if not."""
+    """What an open ``Repo.group`` wrote: events to announce once it commits, what to forget if not."""
 
+    durable: bool
     events: list[StoreEvent] = field(default_factory=list)
     docs: set[tuple[bytes, bytes]] = field(default_factory=set)
+    spaces: set[bytes] = field(default_factory=set)
 
 
 class Repo:
@@ -141,6 +145,7 @@ class Repo:
         self._damaged_spaces: dict[bytes, CorruptionError] = {}
         self._doc_rows: dict[tuple[bytes, bytes], DocRow] = {}
         self._tip_seqs: dict[tuple[bytes, bytes], dict[bytes, int]] = {}  # per doc: author -> newest tip's seq
+        self._snapshotted: dict[tuple[bytes, bytes], int] = {}  # per doc: the changes its snapshot holds
         self._latest_versions: dict[bytes, int] = {}
         self._cache: dict[tuple[bytes, bytes], _Cached] = {}
         self._subscribers: list[Callable[[StoreEvent], None]] = []
@@ -212,6 +217,8 @@ class Repo:
         self._check_open()
         self._backend.write(WriteBatch(spaces=[(genesis.space_id, genesis.encode())]))
         self._geneses[genesis.space_id] = genesis
+        if self._group is not None:
+            self._group.spaces.add(genesis.space_id)
 
     def spaces(self) -> list[Genesis]:
         """Every space whose genesis is intact, in the order it was added."""
@@ -236,14 +243,16 @@ class Repo:
     def commit(self, space: bytes, doc: bytes, message: str | None = None, *, now_ms: int) -> bytes | None:
         """Persist the document's pending ops as one signed change; None if nothing was pending.
 
-        Returns the hash of the newest change stored. When it returns, the write is durable.
+        Returns the hash of the newest change stored. When it returns, the write is durable;
+        inside ``group(durable=True)``, only once the group has exited.
 
         Raises:
-            InvalidInput: the document holds changes by another actor (it was edited around the repo).
+            InvalidInput: the document holds changes by another actor (it was edited around the
+                repo), or a group that is not durable is open.
             StorageError: the write failed; the uncommitted change is dropped from the cache too.
         """
-        if self._group is not None:
-            raise InvalidInput("a local commit is durable when it returns, so it cannot join a group")
+        if self._group is not None and not self._group.durable:
+            raise InvalidInput("a local commit must be durable, so it can only join a group(durable=True)")
         cached = self._cached(space, doc)
         document = cached.document
         document.commit(message, time=now_ms // _MS_PER_S)
@@ -482,25 +491,33 @@ class Repo:
         self._backend.write(WriteBatch(sync_states=[SyncStateRow(peer, space, doc, bytes(state))]), durable=False)
 
     @contextmanager
-    def group(self) -> Iterator[None]:
+    def group(self, durable: bool = False) -> Iterator[None]:
         """Make every ``apply`` (and sync state save) inside one transaction, committed on exit.
 
         The sync driver wraps each burst of received frames in one: its remote batches then
-        cost one commit and one bulk write, not one each. Subscribers hear of them after the
-        commit. All or nothing: if the block raises, a write fails (StorageError from it, or
-        from a later read or the exit) or the commit fails, none of the group's writes is
-        stored, and what the repo cached of them is dropped.
+        cost one commit and one bulk write, not one each. With ``durable``, local commits (and
+        other durable writes: a new space, a snapshot) may join, and the commit is fsynced: a
+        burst of local commits costs one fsync, not one each. A commit inside returns its hash
+        at once, but it is durable only once the block has exited: acknowledge it (to a user,
+        a peer, an API caller) after the block, never inside. Do not await inside either: the
+        sync driver opens groups of its own, and groups do not nest.
+
+        Subscribers hear of the group's writes after the commit. All or nothing: if the block
+        raises, a write fails (StorageError from it, or from a later read or the exit) or the
+        commit fails, none of the group's writes is stored, and what the repo cached of them is
+        dropped — a committed document too, with any edit it holds uncommitted — so it reloads
+        from the store.
 
         Raises:
-            InvalidInput: a group is already open, or a durable write (a local commit, a new
-                space, a snapshot) is made inside: the group's commit is not fsynced.
+            InvalidInput: a group is already open, or a durable write is made inside a group
+                that is not durable (its commit is not fsynced).
         """
         self._check_open()
         if self._group is not None:
             raise InvalidInput("groups do not nest")
-        group = self._group = _Group()
+        group = self._group = _Group(durable)
         try:
-            with self._backend.group():
+            with self._backend.group(durable):
                 yield
         except BaseException:
             for space, doc in group.docs:
@@ -508,6 +525,9 @@ class Repo:
                 self._doc_rows.pop((space, doc), None)
                 self._tip_seqs.pop((space, doc), None)
                 self._latest_versions.pop(space, None)
+            for space in group.spaces:
+                del self._geneses[space]
+            self._snapshotted.clear()  # a snapshot of any doc may have been taken inside
             raise
         finally:
             self._group = None
@@ -621,8 +641,12 @@ class Repo:
         return [row for row in self._backend.docs(space) if row.change_count - snapshotted.get(row.doc, 0) >= at_least]
 
     def _snapshot_lag(self, row: DocRow) -> int:
-        snapshot = self._backend.doc_snapshot(row.space, row.doc)
-        return row.change_count - (snapshot.change_count if snapshot else 0)
+        """Changes of the doc beyond its snapshot; every commit asks, so the count is cached."""
+        key = (row.space, row.doc)
+        if key not in self._snapshotted:
+            snapshot = self._backend.doc_snapshot(row.space, row.doc)
+            self._snapshotted[key] = snapshot.change_count if snapshot else 0
+        return row.change_count - self._snapshotted[key]
 
     def _announce(self, space: bytes, record: VersionRecord) -> None:
         """Tell subscribers about a committed write, once the cache agrees with the store."""
@@ -657,6 +681,7 @@ class Repo:
         replaced.extend([old_manifest.manifest_cid] if old_manifest else [])
         batch.deleted_blocks = sorted(set(replaced) - self._referenced_blocks(batch))
         self._backend.write(batch)
+        self._snapshotted.update(((s.space, s.doc), s.change_count) for s in batch.doc_snapshots)
 
     def _referenced_blocks(self, batch: WriteBatch) -> set[bytes]:
         """Every block a snapshot or manifest still links to once ``batch`` is written."""

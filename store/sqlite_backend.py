@@ -13,7 +13,8 @@ a read needs them: one commit and one statement per table for a burst of single-
 batches, not one commit and four statements each (~65 us per single-change apply, not ~120 us;
 the rest is the repo's own work). The reads a remote apply makes between writes (stored hashes,
 a change, tips, a doc's row) are answered from the waiting rows and the database without
-sending them.
+sending them. A ``group(durable=True)`` runs its transaction at ``synchronous = FULL``: a burst
+of local commits then costs one fsync, not one each.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from protocol.tips import CHANGE_HASH_BYTES
 
 from store import db
+from store.backend import NOT_DURABLE_GROUP
 from store.blocks import CID_BYTES
 from store.errors import CorruptionError, InvalidInput, StorageError
 from store.records import (
@@ -63,13 +65,16 @@ def _hashes(blob: bytes, what: str) -> tuple[bytes, ...]:
 _TABLES = tuple(table.name for table in fields(WriteBatch))
 
 
-class _Waiting:
-    """An open group's rows not yet written: one combined batch, and the newest of each row by key.
+# The tables whose rows a group may combine: written table by table, a combined batch of them
+# equals the batches written one by one (new changes, newer tips, doc rows, versions, sync
+# states). Not so for blocks (one batch may delete a block a later one writes again): a batch
+# with rows of the other tables is sent at once, in order.
+_COMBINED = ("changes", "tips", "docs", "versions", "sync_states")
+_SENT_AT_ONCE = tuple(table for table in _TABLES if table not in _COMBINED)
 
-    Combined batches are written table by table, which equals writing them one by one for the
-    rows a group holds (new changes, newer tips, doc rows, versions, sync states); the repo writes
-    blocks, snapshots and compactions durably, never inside a group.
-    """
+
+class _Waiting:
+    """An open group's rows not yet written: one combined batch, and the newest of each row by key."""
 
     def __init__(self) -> None:
         self.rows = WriteBatch()
@@ -105,6 +110,7 @@ class SqliteBackend:
         self._doc_keys: dict[tuple[bytes, bytes], int] = {}
         self._durable = True  # db.connect sets synchronous = FULL
         self._waiting: _Waiting | None = None  # the rows of an open group not yet sent to SQLite
+        self._group_durable = False  # the open group takes durable writes and commits at FULL
         self._group_lost = False  # a write of the open group failed: the group is rolled back
 
     # ----- writes -----
@@ -113,10 +119,12 @@ class SqliteBackend:
         if self._waiting is None:
             self._run(batch, durable=durable, commit=True)
             return
-        if durable:
-            raise InvalidInput("a durable write cannot join a group: the group's commit is not durable")
+        if durable and not self._group_durable:
+            raise InvalidInput(NOT_DURABLE_GROUP)
         self._check_group()
         self._waiting.add(batch)
+        if any(getattr(batch, table) for table in _SENT_AT_ONCE):
+            self._send_waiting()
 
     def _run(self, batch: WriteBatch, *, durable: bool, commit: bool) -> None:
         """Write ``batch`` in the open transaction, or in a new one of that durability; commit if asked."""
@@ -138,10 +146,11 @@ class SqliteBackend:
         self._doc_keys.update(created)  # only keys whose rows are written
 
     @contextmanager
-    def group(self) -> Iterator[None]:
+    def group(self, durable: bool = False) -> Iterator[None]:
         if self._waiting is not None:
             raise InvalidInput("groups do not nest")
         self._waiting = _Waiting()
+        self._group_durable = durable
         try:
             yield
             self._send_waiting()
@@ -157,6 +166,7 @@ class SqliteBackend:
             raise
         finally:
             self._waiting = None
+            self._group_durable = False
             self._group_lost = False
 
     def _send_waiting(self) -> None:
@@ -167,7 +177,7 @@ class SqliteBackend:
             return
         self._waiting = _Waiting()
         try:
-            self._run(waiting.rows, durable=False, commit=False)
+            self._run(waiting.rows, durable=self._group_durable, commit=False)
         except StorageError:
             self._group_lost = True
             raise

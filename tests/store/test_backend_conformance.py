@@ -178,3 +178,32 @@ def test_a_group_takes_no_durable_write_and_does_not_nest(backend: Backend) -> N
             pass
         backend.write(remote_apply(H1, 0), durable=False)
     assert backend.stored_hashes(SPACE, DOC, [H1]) == {H1}
+
+
+def test_a_durable_group_takes_durable_writes_in_order(backend: Backend) -> None:
+    backend.write(WriteBatch(blocks=[(CID, b"data")]))
+    with backend.group(durable=True):
+        backend.write(remote_apply(H1, 0))
+        backend.write(WriteBatch(deleted_blocks=[CID]))
+        backend.write(WriteBatch(blocks=[(CID, b"data")]))  # written again after its deletion
+        backend.write(remote_apply(H2, 1, (H1,)), durable=False)
+        assert backend.block(CID) == b"data"
+    assert [row.hash for row in backend.changes(SPACE, DOC)] == [H1, H2]
+    assert backend.block(CID) == b"data" and backend.latest_version(SPACE) == 2
+
+
+def test_a_durable_group_that_raises_writes_nothing(backend: Backend) -> None:
+    backend.write(remote_apply(H1, 0))
+    with pytest.raises(RuntimeError), backend.group(durable=True):
+        backend.write(remote_apply(H2, 1, (H1,)))
+        backend.write(WriteBatch(blocks=[(CID, b"data")]))
+        raise RuntimeError
+    assert [row.hash for row in backend.changes(SPACE, DOC)] == [H1] and backend.block(CID) is None
+    assert backend.doc(SPACE, DOC) == DocRow(SPACE, DOC, (H1,), 1) and backend.latest_version(SPACE) == 1
+
+
+def test_a_durable_group_does_not_nest_either(backend: Backend) -> None:
+    with backend.group(durable=True), pytest.raises(InvalidInput, match="nest"), backend.group():
+        pass
+    with backend.group(), pytest.raises(InvalidInput, match="nest"), backend.group(durable=True):
+        pass

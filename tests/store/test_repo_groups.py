@@ -1,9 +1,10 @@
-"""Group commit: many remote applies in one transaction, all or nothing; local commits stay durable.
+"""Group commit: many writes in one transaction, all or nothing; local commits stay durable.
 
-The sync driver wraps each burst of received batches in ``Repo.group``. These scenarios pin down
-what it may rely on: the group is one atomic write, subscribers hear of it only once it
-committed, and the repo's caches agree with the store after a group that failed. On SQLite,
-remote writes commit without an fsync and local commits with one (``synchronous``).
+The sync driver wraps each burst of received batches in ``Repo.group``; a burst of local commits
+goes in a ``group(durable=True)``. These scenarios pin down what callers may rely on: the group
+is one atomic write, subscribers hear of it only once it committed, and the repo's caches agree
+with the store after a group that failed. On SQLite, remote writes commit without an fsync and
+local commits with one (``synchronous``), a durable group with one for all its commits.
 """
 
 from __future__ import annotations
@@ -131,3 +132,51 @@ def test_a_failed_group_commit_raises_and_leaves_the_store_as_before(tmp_path: P
         assert bob_repo.heads(space, FILE_DOC) == [] and bob_repo.version(space) == 0
         sync(alice_repo, bob_repo, space, FILE_DOC)
         assert read_text(bob_repo, space, FILE_DOC) == "lost" and bob_repo.verify() == []
+
+
+def test_a_durable_group_fsyncs_its_local_commits_once(tmp_path: Path, alice) -> None:
+    with Repo.open(tmp_path / "alice.db", alice) as repo:
+        space = repo.create_space("project", NOW_MS).space_id
+        heard: list[StoreEvent] = []
+        repo.subscribe(heard.append)
+        commits = synchronous_per_commit(repo)
+        with repo.group(durable=True):
+            hashes = [append(repo, space, FILE_DOC, f"{n} ") for n in range(5)]
+            hashes.append(append(repo, space, OTHER_DOC, "other"))
+            repo.save_sync_state(alice.public_key, space, FILE_DOC, b"state")  # a non-durable write joins too
+            assert repo.heads(space, FILE_DOC) == [hashes[4]] and heard == []
+        assert commits == ["FULL"]
+        assert [event.hashes for event in heard] == [(change,) for change in hashes]
+    with Repo.open(tmp_path / "alice.db", alice) as reopened:
+        assert read_text(reopened, space, FILE_DOC) == "0 1 2 3 4 " and read_text(reopened, space, OTHER_DOC) == "other"
+        assert reopened.version(space) == 6 and reopened.verify() == []
+
+
+def test_a_durable_group_that_fails_stores_none_of_its_commits(make_repo, alice) -> None:
+    repo = make_repo(alice, snapshot_every=2)  # the second commit takes a snapshot inside the group
+    space = repo.create_space("project", NOW_MS).space_id
+    kept = append(repo, space, FILE_DOC, "kept ")
+    heard: list[StoreEvent] = []
+    repo.subscribe(heard.append)
+    with pytest.raises(RuntimeError, match="crash"), repo.group(durable=True):
+        append(repo, space, FILE_DOC, "lost ")
+        assert repo.latest_snapshot(space) is not None
+        append(repo, space, OTHER_DOC, "lost too")
+        lost_space = repo.create_space("lost", NOW_MS).space_id
+        raise RuntimeError("crash before the commit")
+    assert heard == []
+    assert repo.heads(space, FILE_DOC) == [kept] and repo.version(space) == 1 and repo.doc_ids(space) == [FILE_DOC]
+    assert [genesis.space_id for genesis in repo.spaces()] == [space] and lost_space != space
+    assert repo.latest_snapshot(space) is None
+    # The cached documents held the lost changes: they are reloaded from the store.
+    assert read_text(repo, space, FILE_DOC) == "kept " and read_text(repo, space, OTHER_DOC) == ""
+    append(repo, space, FILE_DOC, "then more")
+    assert read_text(repo, space, FILE_DOC) == "kept then more" and repo.version(space) == 2
+    assert repo.verify() == []
+
+
+def test_durable_groups_do_not_nest_with_any_group(make_repo, alice) -> None:
+    repo = make_repo(alice)
+    for outer, inner in ((True, False), (False, True), (True, True)):
+        with repo.group(durable=outer), pytest.raises(InvalidInput, match="nest"), repo.group(durable=inner):
+            pass
