@@ -22,7 +22,9 @@ automerge-repo 2.5.6 anchors are printed as second figures (``*_vs_anchor``).
    signed change, but every 64 of them share one fsync (``Repo.group(durable=True)``, group
    commit) and are pushed when their group commits; (b) catch-up: Bob connects after Alice made
    them. Floor: Bob's store applying the same changes with no network, in single-change batches
-   (live) or in one batch (catch-up). The sender's commit rate is printed too.
+   (live) or in one batch (catch-up). The sender's commit rate is printed too. The daemon
+   version: Bob is a ``distspace up`` process (his own core, as on a real machine), Alice a node
+   in the benchmark's process committing the same way; Bob's ``node.stats`` is polled.
 """
 
 from __future__ import annotations
@@ -443,21 +445,118 @@ def throughput(changes: int) -> dict[str, Any]:
     return _run_nodes(body, SyncConfig(frames_per_second_max=1e9, frames_burst_max=1e9))
 
 
+def _distspace() -> str:
+    import sys
+
+    return str(Path(sys.executable).with_name("distspace"))
+
+
+def _cli(home: Path, *args: str) -> bytes:
+    import subprocess
+
+    return subprocess.run([_distspace(), "--home", str(home), *args], check=True, capture_output=True).stdout
+
+
+def _start_daemon(home: Path, peers: list[str]) -> tuple[Any, dict[str, Any]]:
+    """A ``distspace up`` process dialing ``peers``, and its readiness line once it is ready."""
+    import json
+    import selectors
+    import subprocess
+
+    args = [a for peer in peers for a in ("--peer", peer)]
+    process = subprocess.Popen(
+        [_distspace(), "--home", str(home), "up", "--json", "--no-mdns", "--listen", TCP[0], *args],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(60):
+            process.kill()
+            raise RuntimeError(f"the daemon in {home} did not get ready")
+    return process, json.loads(process.stdout.readline())
+
+
+def _stop_daemons(processes: list[Any]) -> None:
+    import subprocess
+
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _api(home: Path, ready: dict[str, Any]) -> Any:
+    from node.api_client import ApiClient
+
+    return ApiClient.connect(Path(ready["api"]["unix"]), (home / "api.token").read_text())
+
+
+def daemon_throughput(changes: int) -> dict[str, Any]:
+    """Alice, a node in this process, commits ``changes`` single-change edits as in ``throughput``;
+    Bob is a ``distspace up`` daemon in its own process: changes/s until Bob's store holds them all
+    (polled through his API's ``node.stats`` every 20 ms)."""
+    import base64
+
+    import trio
+
+    from protocol.limits import SyncConfig
+    from store.workspace import Workspace
+
+    async def body(nodes: _Nodes, genesis: Any) -> dict[str, Any]:
+        space = genesis.space_id
+        alice_repo = nodes.repo("alice", genesis)
+        Workspace(alice_repo, space).write("live.txt", "x", now_ms=NOW_MS)
+        await nodes.start("alice")
+        bob_home = nodes.root / "bob-daemon"
+        _cli(bob_home, "join", space.hex(), "--genesis", base64.b64encode(genesis.encode()).decode())
+        bob, ready = _start_daemon(bob_home, [nodes.addr("alice")])
+        try:
+            bob_api = _api(bob_home, ready)
+
+            async def bob_holds(count: int) -> None:
+                while True:
+                    stats = await trio.to_thread.run_sync(lambda: bob_api.call("node.stats"))
+                    if sum(s["changes"] for s in stats["spaces"]) >= count:
+                        return
+                    await trio.sleep(0.02)
+
+            def alice_changes() -> int:
+                return sum(row.change_count for row in alice_repo.backend.docs(space))
+
+            with trio.fail_after(120):
+                await bob_holds(alice_changes())
+                started = perf_counter()
+                await _bursts(alice_repo, _splicer(alice_repo, space, "live.txt"), changes)
+                commit_s = perf_counter() - started
+                await bob_holds(alice_changes())
+            live_s = perf_counter() - started
+            bob_api.close()
+        finally:
+            _stop_daemons([bob])
+        return {"changes": changes, "sender_commits_per_s": changes / commit_s, "live_per_s": changes / live_s}
+
+    # As in ``throughput``: the flood guard is lifted on the sender's side only; Bob's daemon runs
+    # with its defaults, so its guard must let a fast honest sender through.
+    return _run_nodes(body, SyncConfig(frames_per_second_max=1e9, frames_burst_max=1e9))
+
+
 def daemon_mesh(nodes_count: int, rate_per_s: float, seconds: float) -> dict[str, Any]:
     """Real daemons (``distspace up`` processes): a splice through one daemon's API until every
     other daemon's API subscribers are notified of it. Ring with chords as in ``mesh``; with two
     nodes, a pair. Edits are made at a fixed rate (open loop) through random daemons."""
     import json as json_
     import re
-    import selectors
     import subprocess
-    import sys
     import threading
     import time
 
     from node.api_client import ApiClient
 
-    distspace = str(Path(sys.executable).with_name("distspace"))
     token_re = re.compile(r"<(\d{6})>")
     processes: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
@@ -465,29 +564,18 @@ def daemon_mesh(nodes_count: int, rate_per_s: float, seconds: float) -> dict[str
     with tempfile.TemporaryDirectory(prefix="distspace-bench-") as root:
         homes = [Path(root) / f"n{i}" for i in range(nodes_count)]
 
-        def cli(home: Path, *args: str) -> bytes:
-            return subprocess.run([distspace, "--home", str(home), *args], check=True, capture_output=True).stdout
-
-        made = json_.loads(cli(homes[0], "--json", "init", "bench"))
+        made = json_.loads(_cli(homes[0], "--json", "init", "bench"))
         for home in homes[1:]:
-            cli(home, "join", made["space_id"], "--genesis", made["genesis"])
+            _cli(home, "join", made["space_id"], "--genesis", made["genesis"])
         try:
             ready = []
             for i, home in enumerate(homes):
-                args = [a for low, high in _mesh_edges(nodes_count) if high == i for a in ("--peer", ready[low]["addrs"][0])]
-                process = subprocess.Popen(
-                    [distspace, "--home", str(home), "up", "--json", "--no-mdns", "--listen", TCP[0], *args],
-                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                )
+                peers = [ready[low]["addrs"][0] for low, high in _mesh_edges(nodes_count) if high == i]
+                process, line = _start_daemon(home, peers)
                 processes.append(process)
-                assert process.stdout is not None
-                with selectors.DefaultSelector() as selector:
-                    selector.register(process.stdout, selectors.EVENT_READ)
-                    if not selector.select(60):
-                        raise RuntimeError(f"daemon n{i} did not get ready")
-                ready.append(json_.loads(process.stdout.readline()))
-            clients = [ApiClient.connect(Path(r["api"]["unix"]), (h / "api.token").read_text()) for r, h in zip(ready, homes)]
-            watchers = [ApiClient.connect(Path(r["api"]["unix"]), (h / "api.token").read_text()) for r, h in zip(ready, homes)]
+                ready.append(line)
+            clients = [_api(home, r) for r, home in zip(ready, homes)]
+            watchers = [_api(home, r) for r, home in zip(ready, homes)]
             clients[0].call("fs.write", path="shared.txt", text="x", parents=False)
             deadline = time.monotonic() + 60
             for client in clients:
@@ -544,14 +632,7 @@ def daemon_mesh(nodes_count: int, rate_per_s: float, seconds: float) -> dict[str
                 api.close()
         finally:
             stop.set()
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            _stop_daemons(processes)
     return {"p50_ms": statistics.median(latencies), "p99_ms": _p(latencies, 0.99), "edits": len(latencies)}
 
 
@@ -643,3 +724,13 @@ def node(options: RunOptions) -> Iterator[Figure]:
     yield Figure("in_process.throughput_sender_commits", round(thr["sender_commits_per_s"]), "changes/s")
     yield Figure("in_process.throughput_catchup", round(thr["catchup_per_s"]), "changes/s", "receiver_store_one_batch", round(thr["store_one_batch_per_s"]))
     yield Figure("in_process.throughput_catchup_vs_anchor", round(thr["catchup_per_s"]), "changes/s", "automerge-repo 2.5.6", ANCHOR_THROUGHPUT_PER_S)
+
+    log(f"node: throughput of {changes} single-change commits from a node to a daemon in its own process")
+    pair = run_python_workload(daemon_throughput, changes=changes)
+    log(
+        f"node: daemon receives {pair['live_per_s']:.0f} changes/s (sender commits {pair['sender_commits_per_s']:.0f}/s; "
+        f"target >= {THROUGHPUT_TARGET_PER_S}; automerge-repo ~{ANCHOR_THROUGHPUT_PER_S}/s)"
+    )
+    yield Figure("daemons.throughput_live", round(pair["live_per_s"]), "changes/s", "receiver_store_single_change_batches", round(thr["store_single_batches_per_s"]))
+    yield Figure("daemons.throughput_live_vs_anchor", round(pair["live_per_s"]), "changes/s", "automerge-repo 2.5.6", ANCHOR_THROUGHPUT_PER_S)
+    yield Figure("daemons.throughput_sender_commits", round(pair["sender_commits_per_s"]), "changes/s")

@@ -262,8 +262,8 @@ class Workspace:
             raise NotText(f"splice inserts a str, not {type(insert).__name__}")
         document = self.document(node.doc_id)
         text_id = self._text_object(node, document, None)
-        length = document.length(text_id)
-        if not _is_count(position) or not _is_count(delete) or position + delete > length:
+        if not _is_count(position) or not _is_count(delete) or not _within(document, text_id, position + delete):
+            length = document.length(text_id)
             raise InvalidInput(f"cannot delete {delete!r} characters at {position!r} of {path!r} ({length} characters)")
         with self.editing(node.doc_id, message or f"splice {path}", now_ms):
             document.splice_text(text_id, position, delete, insert)
@@ -464,6 +464,15 @@ def _check_content(content: object) -> None:
         raise InvalidInput(f"content is str (text) or bytes (binary), not {type(content).__name__}")
     if size > MAX_WRITE_BYTES:
         raise ContentTooLarge(f"{size} bytes in one write; the limit is {MAX_WRITE_BYTES} (one change must fit one frame)")
+
+
+def _within(document: native.Document, text_id: str, end: int) -> bool:
+    """Whether a text holds at least ``end`` characters: its character ``end - 1`` exists.
+
+    Every splice asks, so not by ``length``, which counts the whole text (~160 us at 20k
+    characters) where one lookup costs ~3 us.
+    """
+    return end == 0 or document.get(text_id, end - 1) is not None
 
 
 def _is_count(value: object) -> bool:

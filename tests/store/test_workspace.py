@@ -102,6 +102,18 @@ def test_splice_edits_a_text_in_place(alice: Peer) -> None:
     assert ws.stat("greeting.txt").size == len("😀 hello there")
 
 
+def test_a_splice_may_reach_the_end_of_a_text_in_code_points_but_not_past_it(alice: Peer) -> None:
+    ws = alice.ws
+    ws.write("emoji.txt", "a😀e\u0301", now_ms=alice.now())  # four code points
+    ws.splice("emoji.txt", 4, 0, "!", now_ms=alice.now())
+    ws.splice("emoji.txt", 1, 4, "", now_ms=alice.now())
+    assert ws.read("emoji.txt") == "a"
+    for position, delete in ((2, 0), (1, 1), (0, 2)):
+        with pytest.raises(InvalidInput, match="1 characters"):
+            ws.splice("emoji.txt", position, delete, "x", now_ms=alice.now())
+    assert ws.read("emoji.txt") == "a"
+
+
 def test_mkdir_with_parents_is_idempotent(alice: Peer) -> None:
     ws = alice.ws
     version = ws.mkdir("a/b/c", now_ms=alice.now(), parents=True)
