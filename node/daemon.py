@@ -30,6 +30,7 @@ writes), ``SpaceAdded``, ``JoinRequested`` (and ``services.joins()`` at start) a
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -200,6 +201,10 @@ def main(home: NodeHome, **options: Any) -> None:
         NodeError, StoreError: as ``run_daemon``, unwrapped from trio's exception groups.
     """
     logs.configure(sys.stderr)
+    # Everything imported so far (libp2p, aiortc, cryptography...) lives as long as the process:
+    # moved out of the collector's reach, it is not walked again by every full collection,
+    # which otherwise pauses the whole node (sync, API) for tens of milliseconds at a time.
+    gc.freeze()
     try:
         trio.run(partial(run_daemon, home, **options))
     except BaseExceptionGroup as group:
