@@ -70,6 +70,7 @@ LOOPBACK_LISTEN_ADDRS: Final = (
 MAX_CONNECTIONS_PER_PEER: Final = 1
 DIAL_TIMEOUT_S: Final = 10.0  # TCP/QUIC connect ~30-60 ms, webrtc-direct ~50-250 ms on loopback
 STREAM_OPEN_TIMEOUT_S: Final = 10.0  # multistream-select on an open connection: one round trip
+STREAM_STALL_S: Final = 4.0  # a first try this slow has stalled: redial and try again
 # Graceful close of every connection, listener and the aiortc thread (joined with a 5 s cap).
 CLOSE_TIMEOUT_S: Final = 10.0
 # py-libp2p's QUIC streams fail a read that waits 30 s for data; a sync stream may idle far
@@ -185,8 +186,16 @@ class Host:
         Raises:
             DialError: no connection could be made, or the peer does not speak ``protocol``.
         """
+        peer, protocols = ID.from_base58(peer_id), [TProtocol(protocol)]
+        with trio.move_on_after(STREAM_STALL_S):
+            with _dial_errors(f"open {protocol}", peer_id, STREAM_OPEN_TIMEOUT_S):
+                return FrameStream(await self.libp2p.new_stream(peer, protocols), max_frame_bytes=max_frame_bytes)
+        # No answer in many round trips: a connection whose handshake stalled (seen with
+        # webrtc-direct on a loaded machine) does not recover, so try once more on a fresh one.
+        logger.info("host.stream_stalled peer_id=%s protocol=%s", peer_id, protocol)
+        await self.disconnect(peer_id)
         with _dial_errors(f"open {protocol}", peer_id, STREAM_OPEN_TIMEOUT_S):
-            stream = await self.libp2p.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])
+            stream = await self.libp2p.new_stream(peer, protocols)
         return FrameStream(stream, max_frame_bytes=max_frame_bytes)
 
     def set_stream_handler(

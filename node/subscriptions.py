@@ -237,6 +237,9 @@ def _file_update(ws: Workspace, tree: Tree, file_id: str, old: list[bytes], new:
     document = ws.document(node.doc_id)
     text_id = text_object(document) if node.encoding == TEXT else None
     patches = document.diff(old, new)
+    # The next update of this file starts at ``new``: with the cursor there, Automerge answers
+    # it from its patch log (~25 us) instead of scanning the document (~4 ms at 20k characters).
+    document.update_diff_cursor()
     if text_id is not None and all(p["obj"] == text_id and p["action"] in ("splice_text", "del_seq") for p in patches):
         edits = [
             {"index": p["index"], "delete": 0, "insert": p["value"]}

@@ -164,6 +164,7 @@ class IndexReader:
     def __init__(self) -> None:
         self._heads: list[bytes] | None = None
         self._entries: dict[str, Entry] = {}
+        self._unreadable: set[str] = set()  # read at some heads, not a well-formed entry there
 
     def entries(self, index: native.Document, heads: list[bytes]) -> dict[str, Entry]:
         """Every well-formed entry at ``heads``. The dict returned is never changed afterwards."""
@@ -172,8 +173,11 @@ class IndexReader:
             if self._heads is None:
                 touched = set(index.keys(native.ROOT, heads))
             else:
-                touched = touched_entries(index.diff(self._heads, heads))
+                touched = touched_entries(index.diff(self._heads, heads)) | self._conflict_prone()
             self._reread(index, heads, touched)
+            # The next read most likely starts here: with the cursor here too, its diff comes
+            # from Automerge's patch log, not from a scan of the whole index.
+            index.update_diff_cursor()
         return self._entries
 
     def catch_up(self, index: native.Document, before: list[bytes], after: list[bytes], touched: set[str]) -> None:
@@ -182,14 +186,23 @@ class IndexReader:
         if self._heads is not None and self._heads == sorted(before):
             self._reread(index, sorted(after), touched)
 
+    def _conflict_prone(self) -> set[str]:
+        """Entries a change can alter without a patch: Automerge's diff reports the winning value
+        of a key, but ``deleted`` is read with all its values (rule 4), so a removal concurrent
+        with another adds a losing value and no patch. Such an entry was removed already (or
+        held a malformed value), so these are re-read on every move that is not a local edit."""
+        return {file_id for file_id, entry in self._entries.items() if entry.removed_seen is not None} | self._unreadable
+
     def _reread(self, index: native.Document, heads: list[bytes], touched: set[str]) -> None:
         entries = dict(self._entries)
         for file_id in touched:
             entry = read_entry(index, file_id, heads)
             if entry is None:
                 entries.pop(file_id, None)
+                self._unreadable.add(file_id)
             else:
                 entries[file_id] = entry
+                self._unreadable.discard(file_id)
         self._heads, self._entries = heads, entries
 
 

@@ -842,11 +842,24 @@ impl Document {
         guard("hydrate", || self.hydrate_obj(py, &obj, heads.as_deref()))
     }
 
-    /// Patches that turn the state at `before` into the state at `after`.
+    /// Patches that turn the state at `before` into the state at `after`. A scan of the whole
+    /// document, unless `before` is the diff cursor and `after` the current heads.
     fn diff(&mut self, py: Python<'_>, before: Heads, after: Heads) -> PyResult<Vec<PyObject>> {
         let (before, after) = (self.known(before)?, self.known(after)?);
         let patches = guard("diff", || Ok(self.doc.diff(&before, &after)))?;
         patches.iter().map(|p| patch_to_py(py, p)).collect()
+    }
+
+    /// Put the diff cursor at the current heads (closing any pending ops as a change, as reads
+    /// of heads do). From then on every change is logged, and `diff(diff_cursor(), heads())`
+    /// takes time in proportion to the changes since, not to the document.
+    fn update_diff_cursor(&mut self) -> PyResult<()> {
+        guard("update_diff_cursor", || Ok(self.doc.update_diff_cursor()))
+    }
+
+    /// The heads of the last `update_diff_cursor` (empty if never called).
+    fn diff_cursor<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {
+        hashes_to_py(py, &self.doc.diff_cursor())
     }
 
     // ----- changes -----

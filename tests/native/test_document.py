@@ -338,6 +338,29 @@ def test_diff_patches_let_an_editor_follow_local_and_merged_edits() -> None:
     )
 
 
+def test_a_diff_from_the_diff_cursor_equals_the_full_scan_and_follows_merges() -> None:
+    """With the cursor at the editor's last heads, Automerge answers from its patch log; the
+    patches must be the ones a scan gives, through local edits and merged remote ones."""
+    alice, text = shared_doc(text="the quick brown fox")
+    bob = alice.fork(BOB)
+    assert alice.diff_cursor() == []
+    alice.update_diff_cursor()
+    seen, buffer = alice.heads(), alice.text(text)
+    assert alice.diff_cursor() == seen
+    for round_ in range(3):
+        alice.splice_text(text, 4, 1, "Q")
+        alice.commit()
+        bob.splice_text(text, len(bob.text(text)), 0, f" {round_}")
+        bob.commit()
+        alice.apply_changes(bob.get_changes(seen))
+        indexed = alice.diff(seen, alice.heads())
+        assert indexed == alice.fork().diff(seen, alice.heads())  # a fork has no cursor: a scan
+        buffer = apply_text_patches(buffer, indexed, text)
+        assert buffer == alice.text(text)
+        alice.update_diff_cursor()
+        seen = alice.heads()
+
+
 def test_diff_reports_map_puts_deletes_and_new_objects_with_paths() -> None:
     alice = Document(ALICE)
     alice.put(ROOT, "gone", 1)

@@ -8,7 +8,7 @@ The rules are stated in store/tree.py.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from protocol.space import INDEX_DOC_ID
@@ -239,6 +239,10 @@ def apply_step(peers: list[Peer], step: Step) -> None:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operations())
+# Found by hypothesis: two concurrent removals of one directory leave two values of a "deleted"
+# key; Automerge's diff reports no patch for the losing one, so a tree read incrementally
+# missed it and showed the directory's files to one peer only.
+@example([(0, "rm", 0, "a", ""), (1, "splice", 3, "a", ""), (2, "rm", 0, "a", ""), (2, "sync", 0, "a", ""), (0, "write", 0, "a", ""), (1, "rm", 2, "a", "")])
 def test_random_concurrent_operations_converge(steps: list[Step]) -> None:
     peers = open_peers("alice", "bob", "carol")
     alice = peers[0]
