@@ -35,6 +35,7 @@ import random
 import statistics
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from time import perf_counter
@@ -131,6 +132,13 @@ class _Nodes:
 
     def addr(self, name: str) -> str:
         return self.networks[name].addrs()[0]
+
+
+def _unguarded() -> Any:
+    """Sync settings without the flood guard, for a sender whose rate is what is measured."""
+    from protocol.limits import SyncConfig
+
+    return SyncConfig(frames_per_second_max=1e9, frames_burst_max=1e9)
 
 
 def _genesis() -> Any:
@@ -396,9 +404,7 @@ def reconnect(divergent: int) -> dict[str, Any]:
 
 def throughput(changes: int) -> dict[str, Any]:
     import native
-    import trio
 
-    from protocol.limits import SyncConfig
     from protocol.tips import SignedTip
     from store.repo import Repo
     from store.workspace import Workspace
@@ -444,7 +450,7 @@ def throughput(changes: int) -> dict[str, Any]:
 
     # A sender pushing thousands of batches a second is what the flood guard (2,000 frames/s)
     # exists to stop; lift it here, since raw throughput is what is measured.
-    return _run_nodes(body, SyncConfig(frames_per_second_max=1e9, frames_burst_max=1e9))
+    return _run_nodes(body, _unguarded())
 
 
 def _distspace() -> str:
@@ -506,7 +512,6 @@ def daemon_throughput(changes: int) -> dict[str, Any]:
 
     import trio
 
-    from protocol.limits import SyncConfig
     from store.workspace import Workspace
 
     async def body(nodes: _Nodes, genesis: Any) -> dict[str, Any]:
@@ -517,8 +522,9 @@ def daemon_throughput(changes: int) -> dict[str, Any]:
         bob_home = nodes.root / "bob-daemon"
         _cli(bob_home, "join", space.hex(), "--genesis", base64.b64encode(genesis.encode()).decode())
         bob, ready = _start_daemon(bob_home, [nodes.addr("alice")])
+        stack = ExitStack()
         try:
-            bob_api = _api(bob_home, ready)
+            bob_api = stack.enter_context(_api(bob_home, ready))
 
             async def bob_holds(count: int) -> None:
                 while True:
@@ -537,14 +543,14 @@ def daemon_throughput(changes: int) -> dict[str, Any]:
                 commit_s = perf_counter() - started
                 await bob_holds(alice_changes())
             live_s = perf_counter() - started
-            bob_api.close()
         finally:
+            stack.close()
             _stop_daemons([bob])
         return {"changes": changes, "sender_commits_per_s": changes / commit_s, "live_per_s": changes / live_s}
 
-    # As in ``throughput``: the flood guard is lifted on the sender's side only; Bob's daemon runs
-    # with its defaults, so its guard must let a fast honest sender through.
-    return _run_nodes(body, SyncConfig(frames_per_second_max=1e9, frames_burst_max=1e9))
+    # As in ``throughput``, but only on the sender's side: Bob's daemon runs with its defaults, so
+    # its flood guard must let a fast honest sender through.
+    return _run_nodes(body, _unguarded())
 
 
 def daemon_mesh(nodes_count: int, rate_per_s: float, seconds: float) -> dict[str, Any]:

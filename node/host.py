@@ -186,16 +186,17 @@ class Host:
         Raises:
             DialError: no connection could be made, or the peer does not speak ``protocol``.
         """
-        peer, protocols = ID.from_base58(peer_id), [TProtocol(protocol)]
         with trio.move_on_after(STREAM_STALL_S):
-            with _dial_errors(f"open {protocol}", peer_id, STREAM_OPEN_TIMEOUT_S):
-                return FrameStream(await self.libp2p.new_stream(peer, protocols), max_frame_bytes=max_frame_bytes)
+            return await self._new_stream(peer_id, protocol, max_frame_bytes)
         # No answer in many round trips: a connection whose handshake stalled (seen with
         # webrtc-direct on a loaded machine) does not recover, so try once more on a fresh one.
         logger.info("host.stream_stalled peer_id=%s protocol=%s", peer_id, protocol)
         await self.disconnect(peer_id)
+        return await self._new_stream(peer_id, protocol, max_frame_bytes)
+
+    async def _new_stream(self, peer_id: str, protocol: str, max_frame_bytes: int) -> FrameStream:
         with _dial_errors(f"open {protocol}", peer_id, STREAM_OPEN_TIMEOUT_S):
-            stream = await self.libp2p.new_stream(peer, protocols)
+            stream = await self.libp2p.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])
         return FrameStream(stream, max_frame_bytes=max_frame_bytes)
 
     def set_stream_handler(

@@ -175,9 +175,11 @@ class IndexReader:
             else:
                 touched = touched_entries(index.diff(self._heads, heads)) | self._conflict_prone()
             self._reread(index, heads, touched)
-            # The next read most likely starts here: with the cursor here too, its diff comes
-            # from Automerge's patch log, not from a scan of the whole index.
-            index.update_diff_cursor()
+            if heads == index.heads():
+                # The next read of the live tree starts here: with the cursor here too, its diff
+                # comes from Automerge's patch log, not from a scan of the whole index. (A read
+                # of the past, as history walks make, would only move the cursor for nothing.)
+                index.update_diff_cursor()
         return self._entries
 
     def catch_up(self, index: native.Document, before: list[bytes], after: list[bytes], touched: set[str]) -> None:
