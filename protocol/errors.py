@@ -56,6 +56,13 @@ class InvalidActor(VerificationError):
     """A change's actor id is not a 32-byte Ed25519 public key."""
 
 
+class UnusableChanges(VerificationError):
+    """Changes that are signed and well formed but break Automerge's rules for the document: a
+    second change for an author's sequence number (a forked author chain), a sequence number
+    that does not continue the author's chain, or ops Automerge refuses to apply. Storing one
+    would make the document unloadable on every peer that stored it."""
+
+
 class UnexpectedMessage(RemoteProtocolError):
     """A well-formed message the session's state does not allow (or a Hello that lies)."""
 

@@ -33,6 +33,15 @@ class ChangeStore(Protocol):
         Unknown hashes in ``heads`` are ignored."""
         ...
 
+    def author_seq(self, space: bytes, doc: bytes, author: bytes) -> tuple[int, bytes] | None:
+        """The newest stored change of ``author`` in this doc as (seq, hash); None if none."""
+        ...
+
+    def ancestry(self, space: bytes, doc: bytes, change_hash: bytes) -> tuple[int, tuple[bytes, ...]] | None:
+        """(position, deps) of a stored change; None if not stored. Positions follow the order
+        of storing, which is causal: a change's deps always have smaller positions."""
+        ...
+
     def tips(self, space: bytes, doc: bytes) -> list[SignedTip]:
         """The newest valid tip per author for this doc."""
         ...
@@ -53,6 +62,10 @@ class ChangeStore(Protocol):
         (acknowledged); a change whose deps are neither stored nor in the batch is not stored
         and not returned (the protocol keeps it pending). A tip is kept if its change is stored
         and it is newer than the author's stored tip.
+
+        Raises:
+            UnusableChanges: Automerge refuses the changes (a forked or broken author chain,
+                ops it cannot apply); nothing of the call is stored.
         """
         ...
 
