@@ -140,11 +140,14 @@ class FrameStream:
             raise StreamClosedError("stream ended before a frame arrived", peer_id=self.peer_id)
         return frame
 
-    async def receive_bytes(self) -> bytes:
-        """Whatever bytes have arrived (frames not parsed), or b"" at a clean end of stream.
+    async def receive_bytes(self, max_bytes: int = READ_CHUNK_BYTES) -> bytes:
+        """Whatever bytes have arrived, at most ``max_bytes`` (frames not parsed), or b"" at a
+        clean end of stream.
 
         For a consumer that parses frames itself (``protocol.wire.FrameDecoder`` applies the
-        same limits). Not to be mixed with the frame-reading methods on one stream.
+        same limits). Not to be mixed with the frame-reading methods on one stream. A small
+        ``max_bytes`` makes the transport keep the rest (within its flow-control window): a
+        consumer with a byte budget, such as a session before its Hello, holds no more than it.
 
         Raises: StreamResetError (reset, lost connection, or any transport failure).
         """
@@ -152,10 +155,10 @@ class FrameStream:
             raise trio.BusyResourceError("another task is already reading from this stream")
         self._reading = True
         try:
-            if not self._buffer and not await self._fill():
+            if not self._buffer and not await self._fill(min(max_bytes, READ_CHUNK_BYTES)):
                 return b""
-            data = bytes(self._buffer)
-            self._buffer.clear()
+            data = bytes(self._buffer[:max_bytes])
+            del self._buffer[:max_bytes]
             return data
         finally:
             self._reading = False
@@ -233,12 +236,13 @@ class FrameStream:
         del self._buffer[:end]
         return frame
 
-    async def _fill(self) -> bool:
-        """Append what the stream has to the buffer; False at a clean end of stream."""
+    async def _fill(self, max_bytes: int = READ_CHUNK_BYTES) -> bool:
+        """Append what the stream has (at most ``max_bytes``) to the buffer; False at a clean
+        end of stream."""
         if self._at_eof:
             return False
         try:
-            data = await self._read()
+            data = await self._read(max_bytes)
         except Exception as error:
             failure = self._failure_at_end(error)
             if failure is not None:
@@ -253,7 +257,7 @@ class FrameStream:
         self._buffer += data
         return True
 
-    async def _read(self) -> bytes:
+    async def _read(self, max_bytes: int) -> bytes:
         """One read, working around py-libp2p 0.8.1's QUIC end-of-stream race.
 
         ``QUICStream.read`` checks its buffer, then (after yielding for a lock) whether FIN
@@ -263,7 +267,7 @@ class FrameStream:
         """
         while True:
             try:
-                return await self._stream.read(READ_CHUNK_BYTES)
+                return await self._stream.read(max_bytes)
             except StreamEOF:
                 if not getattr(self._muxed, "_receive_buffer", None):
                     raise

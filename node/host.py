@@ -15,7 +15,9 @@ leak the asyncio thread; this module exists partly to get that order right once.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Final
@@ -53,8 +55,11 @@ __all__ = [
     "LOOPBACK_LISTEN_ADDRS",
     "SYNC_PROTOCOL",
     "Host",
+    "UNKNOWN_ADDRESS",
     "StreamHandler",
+    "address_key",
     "build_libp2p_host",
+    "is_loopback_key",
     "open_host",
 ]
 
@@ -77,7 +82,57 @@ CLOSE_TIMEOUT_S: Final = 10.0
 # longer between edits, and dead peers are the protocol's heartbeats' business, not this one's.
 QUIC_STREAM_READ_TIMEOUT_S: Final = 24 * 3600.0
 
+# What the per-address limits call a connection whose remote address the transport does not
+# tell: py-libp2p 0.8.1's webrtc-direct listener keeps the dialer's address to itself (its own
+# first-contact limiter uses it). All such connections share this one address's limits.
+UNKNOWN_ADDRESS: Final = "unknown"
+# An IPv6 host commonly owns a whole /64 (SLAAC, privacy addresses): limits per address count
+# its /64 as one, as libp2p's resource manager does, or one machine would be 2**64 addresses.
+IPV6_HOST_PREFIX_BITS: Final = 64
+
 StreamHandler = Callable[[FrameStream], Awaitable[None]]
+
+
+def address_key(conn: object) -> str:
+    """The remote address a connection counts against for per-address limits.
+
+    ``conn`` is a libp2p connection (``INetConn``) or its muxed connection. An IPv4 address as
+    is, an IPv6 address as its /64, ``UNKNOWN_ADDRESS`` when the transport does not say. A
+    relayed connection counts against the relay's address (that is whom we see; a relay
+    forwards for many peers, and an attacker can run one).
+    """
+    muxed = getattr(conn, "muxed_conn", conn)
+    host: str | None = None
+    try:
+        remote = muxed.get_remote_address()  # type: ignore[attr-defined]
+        if remote:
+            host = str(remote[0])
+        else:
+            for addr in muxed.get_transport_addresses():  # type: ignore[attr-defined]
+                host = next((value for proto, value in addr.items() if proto.name in ("ip4", "ip6")), None)
+                if host is not None:
+                    break
+    except (AttributeError, OSError):  # a transport without the calls, or a socket already gone
+        host = None
+    if host is None:
+        return UNKNOWN_ADDRESS
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])  # an IPv6 zone id is no part of the address
+    except ValueError:
+        return UNKNOWN_ADDRESS
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address) and not ip.is_loopback:
+        return str(ipaddress.IPv6Network((ip, IPV6_HOST_PREFIX_BITS), strict=False))
+    return str(ip)
+
+
+def is_loopback_key(key: str) -> bool:
+    """Whether an ``address_key`` is this machine's loopback (127.0.0.0/8 or ::1)."""
+    try:
+        return ipaddress.ip_address(key).is_loopback
+    except ValueError:
+        return False
 
 
 def _key_pair(identity: Identity) -> KeyPair:
@@ -118,13 +173,16 @@ class Host:
     """A running host: our peer id and addresses, dialling, and framed streams.
 
     Get one from ``open_host``. ``libp2p`` is the underlying py-libp2p host, for subsystems
-    (gossip, DHT) that need it directly; they must be stopped before the host is.
+    (gossip, DHT) that need it directly; they must be stopped before the host is. ``stats``
+    counts stream handlers that failed: ``handler_crashes`` (also in ``internal_failures``)
+    are bugs of ours, ``stream_failures`` the peer's or the network's doing.
     """
 
     def __init__(self, identity: Identity, libp2p_host: IHost, circuits: CircuitRelay) -> None:
         self.identity = identity
         self.libp2p = libp2p_host
         self.circuits = circuits
+        self.stats: Counter[str] = Counter()
 
     @property
     def peer_id(self) -> str:
@@ -215,9 +273,12 @@ class Host:
             try:
                 await handler(frames)
             except NodeError as error:
+                self.stats["stream_failures"] += 1
                 logger.info("stream.failed peer_id=%s protocol=%s error=%r", frames.peer_id, protocol, error)
                 await frames.reset()
             except Exception:
+                self.stats["handler_crashes"] += 1
+                self.stats["internal_failures"] += 1
                 logger.exception("stream.handler_crashed peer_id=%s protocol=%s", frames.peer_id, protocol)
                 await frames.reset()
             else:

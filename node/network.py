@@ -23,6 +23,19 @@ opened). A peer that says it does not serve a space is not asked again for a whi
 A peer the Replicator bans (forged tips, garbage, floods) is disconnected at the libp2p level
 too, refused while banned, forgotten by the peerstore, and not redialled.
 
+Keys cost nothing, so bans and limits also look at where a connection comes from. A peer is
+*known* if we dial it, or if it was in the peerstore, kept or synced with before its current
+connection; every other inbound peer is a *stranger*. Strangers get what is left of
+``max_peers`` after a reserve for known peers, at most ``connections_per_address_max`` from
+one address (``node.host.address_key``: an IPv6 /64 is one), and none from an address whose
+keys were banned ``address_bans_max`` times within ``address_ban_window_s``, for
+``address_refused_s``. A stranger sharing a NAT with an attacker waits; a known peer behind it
+does not. The driver applies the same rule to sync sessions. Peers we hold nothing for (not
+connected, not kept, not banned) are forgotten beyond ``peers_remembered_max``, oldest first.
+
+Contained failures of our own code count in ``stats["internal_failures"]`` (the driver's and
+the host's have their own): logged at error level, and 0 on a healthy node.
+
 Relay mode (``relay=True``) is an ordinary node that also serves circuit relay v2
 reservations. As a member of the spaces it holds (join them like any node) it keeps every
 change and forwards live batches between peers that reach only it; peers can also reach each
@@ -35,7 +48,9 @@ other through it over circuits (``reserve_on``).
 from __future__ import annotations
 
 import logging
+import math
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,11 +60,12 @@ import multiaddr
 import trio
 from libp2p.abc import INetConn, INetStream, INetwork, INotifee
 from libp2p.peer.id import ID
+from libp2p.peer.peerstore import PeerStoreError
 
 from node.discovery import PEERSTORE_FILE, Backoff, MdnsDiscovery, MdnsPeer, PeerStore, transport_rank
 from node.errors import AddressError, DialError, NodeError
 from node.framing import FrameStream, connection_lost
-from node.host import LOOPBACK_LISTEN_ADDRS, Host, open_host
+from node.host import LOOPBACK_LISTEN_ADDRS, UNKNOWN_ADDRESS, Host, address_key, open_host
 from node.logs import event
 from node.relay import hold_reservation
 from node.sync_driver import DriverLimits, EventSink, SyncDriver, peer_key_of
@@ -73,6 +89,22 @@ MAINTENANCE_INTERVAL_S: Final = 2.0
 CLOSE_CONNECTION_TIMEOUT_S: Final = 5.0
 # Peers connected at once; inbound connections beyond it are closed (those we dial are ours).
 MAX_PEERS: Final = 64
+# Of MAX_PEERS, kept for known peers (see the module docstring): a team and its agents.
+PEERS_RESERVED_FOR_KNOWN: Final = 16
+# Strangers connected from one address: a home or office NAT in front of a few peers; one
+# machine minting keys gets this many of our peer slots, not all of them.
+CONNECTIONS_PER_ADDRESS_MAX: Final = 8
+# An address whose keys got banned this many times within the window is refused new
+# connections (of strangers) for ADDRESS_REFUSED_S: a new key per ban no longer buys a new
+# try. Three: one honest peer behind a shared NAT is rarely banned even once.
+ADDRESS_BANS_MAX: Final = 3
+ADDRESS_BAN_WINDOW_S: Final = 3600.0
+ADDRESS_REFUSED_S: Final = 3600.0
+# Addresses whose bans we count, and refused addresses, remembered at most; the oldest go.
+ADDRESS_RECORDS_MAX: Final = 4096
+# Peers remembered although we hold nothing for them (not connected, kept or banned): what
+# ``status`` may still say of a recent peer. Beyond it the oldest are forgotten.
+PEERS_REMEMBERED_MAX: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +118,14 @@ class NetworkOptions:
     mdns: bool = False
     metrics_port: int | None = None  # Prometheus text on 127.0.0.1:port (0: any free port)
     max_peers: int = MAX_PEERS
+    peers_reserved_known: int = PEERS_RESERVED_FOR_KNOWN
+    connections_per_address_max: int = CONNECTIONS_PER_ADDRESS_MAX
+    address_bans_max: int = ADDRESS_BANS_MAX
+    address_ban_window_s: float = ADDRESS_BAN_WINDOW_S
+    address_refused_s: float = ADDRESS_REFUSED_S
+    peers_remembered_max: int = PEERS_REMEMBERED_MAX
     sync: SyncConfig = SyncConfig()
-    limits: DriverLimits = DriverLimits()
+    limits: DriverLimits = DriverLimits()  # also: limit_loopback, for the limits here too
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 30.0
 
@@ -107,6 +145,19 @@ class _Peer:
     banned_until: float = 0.0  # trio time
     dialled: bool = False  # the current connection is one we made (exempt from max_peers)
     synced: bool = False  # a sync session with it got past the Hello: keep it connected
+    address: str = UNKNOWN_ADDRESS  # node.host.address_key of its current connection
+    connected_at: float = math.inf  # trio time its current connection came up
+    known_since: float = math.inf  # trio time it was first kept, dialled or synced with
+    stranger: bool = False  # its current connection is inbound and it was not known before
+    dropping: bool = False  # we are closing its connection (it no longer takes a slot)
+
+    def make_known(self) -> None:
+        self.known_since = min(self.known_since, trio.current_time())
+
+    @property
+    def known(self) -> bool:
+        """We dialled it, or knew it before its current connection came up."""
+        return self.dialled or self.known_since < self.connected_at
 
 
 class _Notifee(INotifee):
@@ -157,7 +208,10 @@ class Network:
         self._on_event = on_event
         self._rng = rng or random.Random()
         self.peerstore = PeerStore(home / PEERSTORE_FILE if home is not None else None)
-        self._peers: dict[str, _Peer] = {}
+        self.stats: Counter[str] = Counter()
+        self._peers: dict[str, _Peer] = {}  # least recently connected first
+        self._address_bans: dict[str, list[float]] = {}  # address -> trio times of its bans
+        self._refused_until: dict[str, float] = {}  # address -> trio time
         self._joining: set[bytes] = set()
         self._host: Host | None = None
         self._driver: SyncDriver | None = None
@@ -190,7 +244,13 @@ class Network:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     self._driver = SyncDriver(
-                        host, self.repo, config=options.sync, limits=options.limits, rng=self._rng, on_event=self._driver_event
+                        host,
+                        self.repo,
+                        config=options.sync,
+                        limits=options.limits,
+                        rng=self._rng,
+                        on_event=self._driver_event,
+                        is_known=self._is_known,
                     )
                     await nursery.start(self._driver.run)
                     host.set_stream_handler(GENESIS_PROTOCOL, self._serve_genesis, max_frame_bytes=MAX_GENESIS_BYTES)
@@ -300,7 +360,12 @@ class Network:
             "relay": self.options.relay,
             "peers": peers,
             "sessions": len(self.driver.sessions()),
-            "stats": {**self.driver.replicator.stats, **self.driver.stats},
+            "stats": {
+                **self.driver.replicator.stats,
+                **self.driver.stats,
+                **{f"network_{k}": v for k, v in self.stats.items()},
+                **{f"host_{k}": v for k, v in self.host.stats.items()},
+            },
         }
 
     def metrics(self) -> dict[str, float]:
@@ -308,6 +373,8 @@ class Network:
         driver = self.driver
         values: dict[str, float] = {f"replicator_{k}_total": v for k, v in driver.replicator.stats.items()}
         values.update({f"driver_{k}_total": v for k, v in driver.stats.items()})
+        values.update({f"network_{k}_total": v for k, v in self.stats.items()})
+        values.update({f"host_{k}_total": v for k, v in self.host.stats.items()})
         values["peers_connected"] = len(self._connected())
         values["sessions_open"] = len(driver.sessions())
         values["send_queue_bytes"] = driver.queued_bytes
@@ -320,7 +387,25 @@ class Network:
         if peer is None:
             peer = self._peers[peer_id] = _Peer(peer_id, peer_key_of(peer_id))
             peer.down.set()
+            self._forget_idle_peers()
         return peer
+
+    def _forget_idle_peers(self) -> None:
+        """Beyond ``peers_remembered_max``, forget the least recently connected peers we hold
+        nothing for: every key that ever connected would otherwise stay forever."""
+        excess = len(self._peers) - self.options.peers_remembered_max
+        if excess <= 0:
+            return
+        now = trio.current_time()
+        idle = [p for p in self._peers.values() if not p.is_up and not p.kept and p.banned_until <= now]
+        for peer in idle[:excess]:
+            del self._peers[peer.peer_id]
+        self.stats["peers_forgotten"] += min(excess, len(idle))
+
+    def _is_known(self, peer_id: str) -> bool:
+        """Whether a connected peer is known (module docstring); the driver asks it too."""
+        peer = self._peers.get(peer_id)
+        return peer is not None and peer.known
 
     def _connected(self) -> list[_Peer]:
         return [peer for peer in self._peers.values() if peer.is_up]
@@ -350,6 +435,7 @@ class Network:
             self.peerstore.remember(peer_id, [str(addr)], seen=False)
         if not peer.kept and self._nursery is not None:
             peer.kept = True
+            peer.make_known()
             self._nursery.start_soon(self._keep, peer)
             event(logger, "network.keeping", logging.DEBUG, peer_id=peer_id, source=source)
         return peer
@@ -393,6 +479,7 @@ class Network:
             host.libp2p.get_network().unblock_peer(peer_id)
             host.libp2p.get_peerstore().clear_addrs(peer_id)
             peer.dialled = True
+            peer.make_known()
             try:
                 await host.connect(addr)
             except NodeError as error:
@@ -416,17 +503,20 @@ class Network:
         for old in peer.conns - {conn}:
             peer.conns.discard(old)
             if self._nursery is not None:
-                self._nursery.start_soon(_close_connection, old, peer_id)
+                self._nursery.start_soon(self._close_connection, old, peer_id)
         peer.conns.add(conn)
         if not peer.is_up:
             peer.is_up = True
             peer.down = trio.Event()
             peer.up.set()
-            if peer.banned_until > trio.current_time():
-                self._drop(peer, "banned")
-                return
-            if not peer.dialled and len(self._connected()) > self.options.max_peers:
-                self._drop(peer, f"more than {self.options.max_peers} peers")
+            self._peers[peer_id] = self._peers.pop(peer_id)  # the most recently connected last
+            peer.address = address_key(conn)
+            peer.connected_at = trio.current_time()
+            peer.stranger = not peer.known
+            refusal = self._connection_refusal(peer)
+            if refusal is not None:
+                self.stats[f"connections_refused_{refusal[0]}"] += 1
+                self._drop(peer, refusal[1])
                 return
             event(logger, "network.peer_connected", peer_id=peer_id, addrs=",".join(self.connection_addrs(peer_id)))
             self._emit("peer.connected", peer_id=peer_id, addrs=self.connection_addrs(peer_id))
@@ -437,6 +527,49 @@ class Network:
         if self.identity.public_key < peer.key:
             for space in driver.spaces:
                 driver.request_session(peer_id, space)
+
+    def _connection_refusal(self, peer: _Peer) -> tuple[str, str] | None:
+        """Which rule refuses a peer's new connection, as (counter suffix, reason), or None."""
+        options = self.options
+        now = trio.current_time()
+        if peer.banned_until > now:
+            return "banned", "banned"
+        if peer.dialled:
+            return None
+        admitted = [p for p in self._connected() if not p.dropping]
+        if not peer.stranger:
+            if len(admitted) > options.max_peers:
+                return "peers", f"more than {options.max_peers} peers"
+            return None
+        strangers = [p for p in admitted if p.stranger]
+        if len(strangers) > options.max_peers - options.peers_reserved_known:
+            return "strangers", f"more than {options.max_peers - options.peers_reserved_known} peers we do not know"
+        if not options.limits.limits_address(peer.address):
+            return None
+        if self._refused_until.get(peer.address, 0.0) > now:
+            return "address_banned", f"{peer.address} is refused: keys from it were banned {options.address_bans_max} times"
+        if sum(1 for p in strangers if p.address == peer.address) > options.connections_per_address_max:
+            return "address", f"more than {options.connections_per_address_max} peers we do not know from {peer.address}"
+        return None
+
+    def _count_ban(self, address: str) -> None:
+        """A key from ``address`` got banned: past ``address_bans_max`` recent bans, refuse the
+        address. The shared ``UNKNOWN_ADDRESS`` is never refused (it is not one sender)."""
+        options = self.options
+        if address == UNKNOWN_ADDRESS or not options.limits.limits_address(address):
+            return
+        now = trio.current_time()
+        recent = [t for t in self._address_bans.pop(address, []) if t > now - options.address_ban_window_s]
+        recent.append(now)
+        self._address_bans[address] = recent
+        _keep_newest(self._address_bans, ADDRESS_RECORDS_MAX)
+        if len(recent) < options.address_bans_max:
+            return
+        self._refused_until.pop(address, None)
+        self._refused_until[address] = now + options.address_refused_s
+        _keep_newest(self._refused_until, ADDRESS_RECORDS_MAX)
+        self.stats["addresses_refused"] += 1
+        event(logger, "network.address_refused", logging.WARNING, address=address, bans=len(recent), seconds=options.address_refused_s)
 
     def _on_disconnected(self, peer_id: str, conn: Any) -> None:
         peer = self._peers.get(peer_id)
@@ -452,6 +585,8 @@ class Network:
             return
         peer.is_up = False
         peer.dialled = False
+        peer.dropping = False
+        peer.connected_at = math.inf
         if peer.synced:
             self._keep_identified(peer)
         peer.up = trio.Event()
@@ -460,16 +595,27 @@ class Network:
         self._emit("peer.disconnected", peer_id=peer.peer_id)
 
     def _drop(self, peer: _Peer, reason: str) -> None:
+        peer.dropping = True
         event(logger, "network.dropping", peer_id=peer.peer_id, reason=reason)
         if self._driver is not None:
             self._driver.close_peer(peer.peer_id, reason)
         if self._nursery is not None:
             self._nursery.start_soon(self._disconnect, peer.peer_id)
 
+    async def _close_connection(self, conn: Any, peer_id: str) -> None:
+        event(logger, "network.replacing_connection", peer_id=peer_id)
+        with trio.move_on_after(CLOSE_CONNECTION_TIMEOUT_S):
+            try:
+                await conn.close()
+            except Exception as error:  # already gone: nothing to do
+                self.stats["close_failures"] += 1
+                event(logger, "network.close_failed", logging.DEBUG, peer_id=peer_id, error=repr(error))
+
     async def _disconnect(self, peer_id: str) -> None:
         try:
             await self.host.disconnect(peer_id)
         except Exception as error:  # already gone, or libp2p's close failing: nothing to do
+            self.stats["disconnect_failures"] += 1
             event(logger, "network.disconnect_failed", logging.DEBUG, peer_id=peer_id, error=repr(error))
 
     def _keep_identified(self, peer: _Peer) -> None:
@@ -477,7 +623,7 @@ class Network:
         peer that dialled us is redialled by us when it drops, whoever restarts first."""
         try:
             addrs = self.host.libp2p.get_peerstore().addrs(ID.from_base58(peer.peer_id))
-        except Exception:  # libp2p knows no addresses for it (yet)
+        except PeerStoreError:  # libp2p knows no addresses for it (yet)
             return
         for addr in addrs:
             text = str(addr)
@@ -491,12 +637,14 @@ class Network:
             peer = self._peers.get(data["peer_id"])
             if peer is not None:
                 peer.synced = True
+                peer.make_known()
                 self._keep_identified(peer)
         elif kind == "peer.penalized" and data.get("banned"):
             peer = self._peers.get(data["peer_id"])
             if peer is not None:
                 peer.banned_until = trio.current_time() + self.options.sync.ban_ms / 1000
                 self.peerstore.forget(peer.peer_id)
+                self._count_ban(peer.address)
                 self._drop(peer, f"banned for {data['offense']}")
         self._emit(kind, **data)
 
@@ -510,6 +658,8 @@ class Network:
         try:
             self._on_event(kind, data)
         except Exception:
+            self.stats["event_sink_failures"] += 1
+            self.stats["internal_failures"] += 1
             event(logger, "network.event_sink_failed", logging.ERROR, exc_info=True, kind=kind)
 
     def _announce(self) -> None:
@@ -589,7 +739,8 @@ class Network:
         self._mdns = MdnsDiscovery(self.peer_id, self.addrs(), self.driver.spaces, self._on_mdns_peer)
         try:
             await self._mdns.run()
-        except Exception as error:
+        except Exception as error:  # the LAN's doing (no multicast), or zeroconf's: counted
+            self.stats["mdns_failures"] += 1
             event(logger, "network.mdns_failed", logging.WARNING, error=repr(error))
         finally:
             self._mdns = None
@@ -627,13 +778,10 @@ class Network:
         self.peerstore.save_if_dirty()
 
 
-async def _close_connection(conn: Any, peer_id: str) -> None:
-    event(logger, "network.replacing_connection", peer_id=peer_id)
-    with trio.move_on_after(CLOSE_CONNECTION_TIMEOUT_S):
-        try:
-            await conn.close()
-        except Exception as error:  # already gone: nothing to do
-            event(logger, "network.close_failed", logging.DEBUG, peer_id=peer_id, error=repr(error))
+def _keep_newest(records: dict[str, Any], limit: int) -> None:
+    """Forget the oldest entries (first inserted) of ``records`` beyond ``limit``."""
+    while len(records) > limit:
+        del records[next(iter(records))]
 
 
 async def _wait_then_cancel(happened: trio.Event, scope: trio.CancelScope) -> None:

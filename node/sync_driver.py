@@ -16,6 +16,14 @@ what it asks, exactly as ``tests/protocol/harness.py`` does in memory:
   ``Applied`` / ``PeerPenalized`` become events for the API and the peer manager.
 - a stream reset, a lost connection or a clean end of stream is ``ConnectionLost``.
 
+Who may hold a session. Peer ids cost nothing, so every key we never met is a *stranger*, and
+strangers share what is left after a reserve kept for peers we know (we dialled them, they are
+in the peerstore, we synced with them: the network says, through ``is_known``). Strangers are
+also capped per remote address (an IPv6 /64 counts as one), in all and before their Hello. A
+session not yet past its Hello is read at most ``hello_bytes_max`` bytes, and is dropped if
+the Hello exchange has not finished within ``hello_deadline_s``: a peer that trickles a byte
+now and then never gets to hold a partial 4 MiB frame, nor a slot for long.
+
 The Replicator is synchronous and not reentrant, and the store it calls must be used from one
 thread, so every event goes through ``_feed`` on the trio thread, one at a time; events raised
 while one is being handled (a local commit announced by the store) wait in a queue.
@@ -55,7 +63,7 @@ from libp2p.peer.id import ID
 
 from node.errors import NodeError, PeerKeyError, SessionLimitExceeded
 from node.framing import FrameStream
-from node.host import SYNC_PROTOCOL, Host
+from node.host import SYNC_PROTOCOL, Host, address_key, is_loopback_key
 from node.logs import event as log
 from protocol.errors import LocalProtocolError
 from protocol.events import (
@@ -81,9 +89,11 @@ from store.repo import Repo, StoreEvent
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DriverLimits", "EventSink", "SyncDriver", "peer_key_of"]
+__all__ = ["DriverLimits", "EventSink", "KnownPeers", "SyncDriver", "peer_key_of"]
 
 EventSink = Callable[[str, dict[str, Any]], None]
+# Whether a peer id is one we know (see the module docstring); the network answers.
+KnownPeers = Callable[[str], bool]
 # libp2p peer id bytes of an Ed25519 key: identity multihash (0x00, length 36) of the key's
 # protobuf (field 1 = Ed25519, field 2 = 32 bytes).
 _ED25519_PEER_ID_PREFIX: Final = bytes([0x00, 36, 0x08, 0x01, 0x12, PUBLIC_KEY_BYTES])
@@ -97,6 +107,36 @@ SYNC_STATE_FLUSH_S: Final = 1.0
 # A peer that refused a space (or does not speak our protocol) is asked again after this long
 # even if it stays connected: it may have joined the space meanwhile.
 NOT_SHARED_RETRY_S: Final = 60.0
+# (peer, space) refusals remembered; beyond this the oldest is forgotten (which only means
+# asking that peer again). Many times our peers times our spaces.
+NOT_SHARED_MAX: Final = 4096
+
+# --- DriverLimits' defaults: what one peer, one address and all strangers can hold ---
+# Sync streams at once, over all peers: each holds a Replicator session and up to a frame.
+SESSIONS_MAX: Final = 1024
+# Per peer: one per space we share with it, and a twin for a moment when both sides open one
+# at once. A person shares a handful of spaces with a colleague; a peer sharing more syncs the
+# rest once it retries (NOT_SHARED_RETRY_S) after others closed.
+SESSIONS_PER_PEER_MAX: Final = 16
+# Of SESSIONS_MAX, kept for peers we know: a flood of fresh keys fills the rest, no more.
+# A quarter: 16 known peers sharing 16 spaces each still fit.
+SESSIONS_RESERVED_FOR_KNOWN: Final = 256
+# Sessions of strangers from one address: a NAT in front of a few peers sharing a few spaces
+# each fits; one machine minting keys gets this many, not the whole stranger share.
+SESSIONS_PER_ADDRESS_MAX: Final = 64
+# Inbound sessions of strangers not yet past their Hello, in all and from one address: an
+# honest Hello comes within a round trip, so only a few wait at any moment.
+HELLO_PENDING_MAX: Final = 64
+HELLO_PENDING_PER_ADDRESS_MAX: Final = 8
+# Bytes read on a stream before its Hello is handled. A Hello is versions, space, key and a
+# summary (~110 B) plus the heads of docs that moved (~55 B each): an honest one is well
+# below this; a peer can make us hold no more than this before it has said who it is. Must
+# stay above the Replicator's own pre-Hello frame limit (protocol.limits) plus a frame header.
+HELLO_BYTES_MAX: Final = 64 * 1024
+# Wall-clock limit on the Hello exchange (both Hellos handled), a backstop above the
+# Replicator's own Hello timeout: that one is time as the Replicator sees it (events), this
+# one holds even if no event ever comes. An honest exchange takes a round trip or two.
+HELLO_DEADLINE_S: Final = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +155,24 @@ class DriverLimits:
     write_chunk_bytes: int = 256 * 1024
     # After a Disconnect, the Bye and anything queued before it get this long to leave.
     flush_on_close_s: float = 2.0
-    # Sync streams at once, over all peers, and per peer (one per shared space is normal; a
-    # peer opening many is wasting our memory).
-    sessions_max: int = 1024
-    sessions_per_peer_max: int = 64
+    # Sessions, and who may hold them (the constants above say why these numbers).
+    sessions_max: int = SESSIONS_MAX
+    sessions_per_peer_max: int = SESSIONS_PER_PEER_MAX
+    sessions_reserved_known: int = SESSIONS_RESERVED_FOR_KNOWN
+    sessions_per_address_max: int = SESSIONS_PER_ADDRESS_MAX
+    hello_pending_max: int = HELLO_PENDING_MAX
+    hello_pending_per_address_max: int = HELLO_PENDING_PER_ADDRESS_MAX
+    hello_bytes_max: int = HELLO_BYTES_MAX
+    hello_deadline_s: float = HELLO_DEADLINE_S
+    # Per-address limits (here and the network's) skip loopback unless this is set: a peer on
+    # 127.0.0.1 runs on this machine, whose users can read our store anyway, and tests and the
+    # demo run many honest peers there. Set it when remote peers reach us through a local
+    # proxy or tunnel (then they all seem to come from 127.0.0.1).
+    limit_loopback: bool = False
+
+    def limits_address(self, key: str) -> bool:
+        """Whether per-address limits apply to an ``address_key``."""
+        return self.limit_loopback or not is_loopback_key(key)
 
 
 def peer_key_of(peer_id: str) -> bytes:
@@ -147,6 +201,8 @@ class _Conn:
     frames: FrameStream
     outbound: bool  # we opened it (and so chose its space)
     space: bytes | None  # known at once when outbound, after the peer's Hello when inbound
+    address: str  # node.host.address_key of its connection
+    stranger: bool  # inbound from a peer we did not know when it opened
     queue: deque[bytes] = field(default_factory=deque)
     queued_bytes: int = 0
     wake: trio.Event = field(default_factory=trio.Event)
@@ -170,8 +226,9 @@ class _ReplicatorStore:
     when a connection closes, and when the driver stops.
     """
 
-    def __init__(self, repo: Repo) -> None:
+    def __init__(self, repo: Repo, on_failure: Callable[..., None]) -> None:
         self._repo = repo
+        self._on_failure = on_failure
         self._dirty: dict[tuple[bytes, bytes, bytes], bytes] = {}
         self._known: dict[tuple[bytes, bytes, bytes], None] = {}  # stored changes, newest last
         self.doc_ids = repo.doc_ids
@@ -222,7 +279,7 @@ class _ReplicatorStore:
             for (peer, space, doc), state in dirty.items():
                 self._repo.save_sync_state(peer, space, doc, state)
         except Exception:
-            log(logger, "sync.state_flush_failed", logging.WARNING, exc_info=True, states=len(dirty))
+            self._on_failure("state_flush_failures", "sync.state_flush_failed", states=len(dirty))
 
 
 class SyncDriver:
@@ -230,7 +287,12 @@ class SyncDriver:
 
     Start it with ``await nursery.start(driver.run)``; it then serves inbound sync streams.
     ``request_session(peer_id, space)`` opens one to a connected peer. Everything happens on
-    the trio thread that runs it (the store's thread).
+    the trio thread that runs it (the store's thread). ``is_known`` tells peers we know from
+    strangers (default: none is known; sessions we open are always ours).
+
+    ``stats`` counts what happened; ``stats["internal_failures"]`` every failure of our own
+    code or store that was contained (logged at error level with its traceback): a healthy
+    node keeps it at 0.
     """
 
     def __init__(
@@ -242,6 +304,7 @@ class SyncDriver:
         limits: DriverLimits = DriverLimits(),
         rng: random.Random | None = None,
         on_event: EventSink | None = None,
+        is_known: KnownPeers = lambda peer_id: False,
     ) -> None:
         self.host = host
         self.repo = repo
@@ -249,8 +312,9 @@ class SyncDriver:
         self.key = repo.identity.public_key
         self.stats: Counter[str] = Counter()
         self._on_event = on_event
+        self._is_known = is_known
         self._spaces: set[bytes] = {genesis.space_id for genesis in repo.spaces()}
-        self._store = _ReplicatorStore(repo)
+        self._store = _ReplicatorStore(repo, self._failed)
         self._config = config
         self._rng = rng or random.Random()
         self.replicator = self._new_replicator()
@@ -323,7 +387,13 @@ class SyncDriver:
         self._not_shared = {pair: until for pair, until in self._not_shared.items() if pair[0] != peer_id}
 
     def _refused(self, peer_id: str, space: bytes) -> None:
-        self._not_shared[peer_id, space] = trio.current_time() + NOT_SHARED_RETRY_S
+        now = trio.current_time()
+        if len(self._not_shared) >= NOT_SHARED_MAX:
+            self._not_shared = {pair: until for pair, until in self._not_shared.items() if until > now}
+            while len(self._not_shared) >= NOT_SHARED_MAX:
+                del self._not_shared[next(iter(self._not_shared))]  # the oldest refusal
+        self._not_shared.pop((peer_id, space), None)  # re-inserted: newest last
+        self._not_shared[peer_id, space] = now + NOT_SHARED_RETRY_S
 
     def request_session(self, peer_id: str, space: bytes) -> None:
         """Open a sync stream for ``space`` to a connected peer, in the background.
@@ -409,22 +479,50 @@ class SyncDriver:
         await done.wait()
 
     def _admit(self, frames: FrameStream, *, outbound: bool, space: bytes | None) -> _Conn:
-        """A connection record for a new stream, within the session limits.
+        """A connection record for a new stream, within the session limits (see the module
+        docstring: strangers get what the reserve for known peers leaves, per address too).
 
         Raises:
             PeerKeyError: the peer id does not carry an Ed25519 key.
-            SessionLimitExceeded: too many sync streams, in all or with this peer.
+            SessionLimitExceeded: a limit is reached; the peer may try again later.
         """
-        key = peer_key_of(frames.peer_id)
-        if len(self._conns) >= self.limits.sessions_max:
-            raise SessionLimitExceeded(f"{len(self._conns)} sync streams open", peer_id=frames.peer_id)
-        with_peer = sum(1 for conn in self._conns.values() if conn.peer_id == frames.peer_id)
-        if with_peer >= self.limits.sessions_per_peer_max:
-            raise SessionLimitExceeded(f"{with_peer} sync streams with this peer", peer_id=frames.peer_id)
+        peer_id = frames.peer_id
+        key = peer_key_of(peer_id)
+        address = address_key(frames.libp2p_stream.muxed_conn)
+        stranger = not outbound and not self._is_known(peer_id)
+        refusal = self._session_refusal(peer_id, address, stranger=stranger)
+        if refusal is not None:
+            self.stats[f"sessions_refused_{refusal[0]}"] += 1
+            raise SessionLimitExceeded(refusal[1], peer_id=peer_id)
         self._next_conn += 1
-        conn = _Conn(self._next_conn, frames.peer_id, key, frames, outbound, space)
+        conn = _Conn(self._next_conn, peer_id, key, frames, outbound, space, address, stranger)
         self._conns[conn.id] = conn
         return conn
+
+    def _session_refusal(self, peer_id: str, address: str, *, stranger: bool) -> tuple[str, str] | None:
+        """Which limit a new session would break, as (counter suffix, reason), or None."""
+        limits = self.limits
+        conns = self._conns.values()
+        if len(self._conns) >= limits.sessions_max:
+            return "total", f"{len(self._conns)} sync streams open"
+        with_peer = sum(1 for conn in conns if conn.peer_id == peer_id)
+        if with_peer >= limits.sessions_per_peer_max:
+            return "peer", f"{with_peer} sync streams with this peer"
+        if not stranger:
+            return None
+        strangers = [conn for conn in conns if conn.stranger]
+        if len(strangers) >= limits.sessions_max - limits.sessions_reserved_known:
+            return "strangers", f"{len(strangers)} sync streams of peers we do not know"
+        waiting = [conn for conn in strangers if not conn.active and conn.closing is None]
+        if len(waiting) >= limits.hello_pending_max:
+            return "hello_pending", f"{len(waiting)} sync streams of strangers wait for their Hello"
+        if not limits.limits_address(address):
+            return None
+        if sum(1 for conn in strangers if conn.address == address) >= limits.sessions_per_address_max:
+            return "address", f"{limits.sessions_per_address_max} sync streams of strangers from {address}"
+        if sum(1 for conn in waiting if conn.address == address) >= limits.hello_pending_per_address_max:
+            return "address_hello_pending", f"{limits.hello_pending_per_address_max} sync streams from {address} wait for their Hello"
+        return None
 
     async def _serve(self, conn: _Conn) -> None:
         """Run one connection: its reader and writer, until either ends or we close it."""
@@ -457,19 +555,45 @@ class SyncDriver:
 
     async def _read_loop(self, conn: _Conn) -> None:
         try:
+            if not await self._read_hello(conn):
+                return
             while True:
                 data = await conn.frames.receive_bytes()
-                if not data:
-                    self._lose(conn, "peer closed the stream", graceful=True)
-                    return
-                self.stats["bytes_received"] += len(data)
-                self._feed(DataReceived(conn.id, data))
-                if not conn.active:
-                    self._check_active(conn)
-                if conn.closing is not None:
+                if not self._received(conn, data):
                     return
         except NodeError as error:
             self._lose(conn, f"stream failed: {error}", graceful=False)
+
+    async def _read_hello(self, conn: _Conn) -> bool:
+        """Read until the Hello exchange is done, within its byte budget and deadline;
+        whether the session got past it (else it is closing)."""
+        limits = self.limits
+        budget = limits.hello_bytes_max
+        with trio.move_on_after(limits.hello_deadline_s):
+            while not conn.active:
+                if budget <= 0:
+                    self.stats["hello_bytes_exceeded"] += 1
+                    self._lose(conn, f"sent more than {limits.hello_bytes_max} bytes before its Hello", graceful=False)
+                    return False
+                data = await conn.frames.receive_bytes(budget)
+                budget -= len(data)
+                if not self._received(conn, data):
+                    return False
+            return True
+        self.stats["hello_timeouts"] += 1
+        self._lose(conn, f"no Hello exchange within {limits.hello_deadline_s} s", graceful=False)
+        return False
+
+    def _received(self, conn: _Conn, data: bytes) -> bool:
+        """Hand what was read to the Replicator; whether to keep reading."""
+        if not data:
+            self._lose(conn, "peer closed the stream", graceful=True)
+            return False
+        self.stats["bytes_received"] += len(data)
+        self._feed(DataReceived(conn.id, data))
+        if not conn.active:
+            self._check_active(conn)
+        return conn.closing is None
 
     async def _write_loop(self, conn: _Conn) -> None:
         while True:
@@ -577,14 +701,13 @@ class SyncDriver:
                 while self._pending:
                     actions += self._handle(self._pending.popleft())
         except StorageError:
-            log(logger, "sync.group_commit_failed", logging.ERROR, exc_info=True, conns=len(self._conns))
-            self.stats["group_commit_failures"] += 1
+            self._failed("group_commit_failures", "sync.group_commit_failed", conns=len(self._conns))
             self._restart_replicator()
             return []
         except Exception:
             # A subscriber failed on a committed write (the actions stand), or the repo is
             # closed (nothing was handled, and nothing can be: drop what waits).
-            log(logger, "sync.group_failed", logging.ERROR, exc_info=True)
+            self._failed("group_failures", "sync.group_failed")
             self._pending.clear()
         return actions
 
@@ -595,8 +718,7 @@ class SyncDriver:
             log(logger, "sync.local_error", logging.WARNING, event=type(event).__name__, error=error)
         except Exception:
             # A bug: contain it to the connection. (A store failure also fails the group.)
-            log(logger, "sync.handle_failed", logging.ERROR, exc_info=True, event=type(event).__name__)
-            self.stats["handle_failures"] += 1
+            self._failed("handle_failures", "sync.handle_failed", event=type(event).__name__)
             conn = self._conns.get(getattr(event, "conn", None))  # type: ignore[arg-type]
             if conn is not None and not isinstance(event, ConnectionLost):
                 self._lose(conn, "internal error", graceful=False)
@@ -694,7 +816,7 @@ class SyncDriver:
             self._store.remember(event.space, event.doc, event.hashes)
             commit, first_deps = self._local_commit(event)
         except Exception:
-            log(logger, "sync.local_commit_unreadable", logging.ERROR, exc_info=True, space=event.space.hex()[:12], doc=event.doc.hex())
+            self._failed("local_commit_failures", "sync.local_commit_unreadable", space=event.space.hex()[:12], doc=event.doc.hex())
             return
         queued = self._local_commits
         last = queued[-1] if queued else None
@@ -735,7 +857,14 @@ class SyncDriver:
         try:
             self._on_event(kind, data)
         except Exception:
-            log(logger, "sync.event_sink_failed", logging.ERROR, exc_info=True, kind=kind)
+            self._failed("event_sink_failures", "sync.event_sink_failed", kind=kind)
+
+    def _failed(self, counter: str, name: str, **fields: Any) -> None:
+        """A contained failure of our own code or store (call it from an ``except``): logged
+        with its traceback, counted under ``counter`` and in ``internal_failures``."""
+        self.stats[counter] += 1
+        self.stats["internal_failures"] += 1
+        log(logger, name, logging.ERROR, exc_info=True, **fields)
 
 
 def _hex(value: bytes | None) -> str | None:

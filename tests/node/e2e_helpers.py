@@ -4,11 +4,19 @@ Each daemon is the installed command in a process of its own (``api_helpers.runn
 read up to its ready line, killed in ``finally``). A ``Client`` is one API connection that
 subscribes to the space's tree, so waiting for a change is waiting for its notification, then
 re-checking the state through the API — never a fixed sleep.
+
+Every daemon also serves its metrics on a free loopback port, and leaving ``daemon`` (without
+an error in the block) checks that it contained no failure of its own code — its
+``*internal_failures`` and ``handle_failures`` counters are 0 while it runs — and that its log
+holds no ``level=error`` line. A daemon the test already stopped or killed is only checked by
+its log.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -23,6 +31,10 @@ from node.rpc import RpcError
 # Convergence of several daemons after a burst of edits: a few round trips each, plus a
 # restarted daemon's import of libp2p (~1 s) and redial backoff.
 CONVERGE_TIMEOUT_S = 40.0
+# The counters of failures our own code contained (node/network.py, node/sync_driver.py).
+FAILURE_METRIC = re.compile(r"^(distspace_\w*(?:internal_failures|handle_failures)_total) (\S+)$", re.MULTILINE)
+METRICS_STARTED = re.compile(r"event=metrics\.started port=(\d+)")
+ERROR_LINE = re.compile(r"^.*\blevel=error\b.*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -43,9 +55,41 @@ def join(home: Path, space: SharedSpace) -> None:
 
 @contextmanager
 def daemon(home: Path, *args: str) -> Iterator[Daemon]:
-    """``distspace up`` without mDNS (tests choose their peers), on loopback TCP by default."""
+    """``distspace up`` without mDNS (tests choose their peers), on loopback TCP by default;
+    checked for contained failures and error lines on the way out (see the module docstring)."""
+    _serve_metrics(home)
     with running_daemon(home, "--no-mdns", *args) as running:
         yield running
+        if running.process.poll() is None:
+            assert_no_internal_failures(running)
+    assert_no_error_lines(running)
+
+
+def _serve_metrics(home: Path) -> None:
+    """``metrics_port = 0`` in the home's config.toml (first: a top-level key)."""
+    config = home / "config.toml"
+    text = config.read_text() if config.exists() else ""
+    if not re.search(r"^metrics_port\s*=", text, re.MULTILINE):
+        config.write_text("metrics_port = 0\n" + text)
+
+
+def failure_counts(running: Daemon) -> dict[str, float]:
+    """The daemon's failure counters, from its metrics endpoint (port from its log)."""
+    ports = METRICS_STARTED.findall(running.log.read_text(errors="replace"))
+    assert ports, f"the daemon logged no metrics port: {running.log}"
+    with urllib.request.urlopen(f"http://127.0.0.1:{ports[-1]}/metrics", timeout=STEP_TIMEOUT_S) as reply:
+        text = reply.read().decode()
+    return {name: float(value) for name, value in FAILURE_METRIC.findall(text)}
+
+
+def assert_no_internal_failures(running: Daemon) -> None:
+    failures = {name: value for name, value in failure_counts(running).items() if value}
+    assert not failures, f"the daemon contained failures of its own: {failures}; see {running.log}"
+
+
+def assert_no_error_lines(running: Daemon) -> None:
+    errors = ERROR_LINE.findall(running.log.read_text(errors="replace"))
+    assert not errors, f"{len(errors)} error lines in {running.log}, the first: {errors[0][:2000]}"
 
 
 def addr(daemon: Daemon, transport: str = "/tcp/") -> str:
@@ -111,4 +155,17 @@ async def wait_converged(clients: list[Client], markers: list[str], path: str) -
     return texts[0] or ""
 
 
-__all__ = ["STEP_TIMEOUT_S", "Client", "SharedSpace", "addr", "client", "create_space", "daemon", "join", "wait_converged"]
+__all__ = [
+    "STEP_TIMEOUT_S",
+    "Client",
+    "SharedSpace",
+    "addr",
+    "assert_no_error_lines",
+    "assert_no_internal_failures",
+    "client",
+    "create_space",
+    "daemon",
+    "failure_counts",
+    "join",
+    "wait_converged",
+]
