@@ -1,4 +1,4 @@
-"""`python -m benchmarks [NAME...] [--list] [--quick]`: run benchmarks, one JSON figure per stdout line.
+"""`python -m benchmarks [NAME...] [--list] [--quick] [--minutes N]`: run benchmarks, one JSON figure per stdout line.
 
 Each line is {"bench", "name", "value", "unit"} plus, where a baseline was measured,
 {"baseline", "baseline_value", "ratio"}. Progress goes to stderr.
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, metavar="N", help="runs per workload, best reported (default: 1 with --quick, else 3)"
     )
+    parser.add_argument("--minutes", type=float, metavar="N", help="how long the soak runs (default 30; 1 with --quick)")
     args = parser.parse_args(argv)
 
     if args.list:
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
     if repeat < 1:
         parser.error("--repeat must be at least 1")
-    options = RunOptions(quick=args.quick, repeat=repeat)
+    if args.minutes is not None and args.minutes <= 0:
+        parser.error("--minutes must be positive")
+    options = RunOptions(quick=args.quick, repeat=repeat, minutes=args.minutes)
     failed = []
     for name, run in selected.items():
         log(f"== {name}{' (quick)' if options.quick else ''}")

@@ -30,6 +30,7 @@ class DuplicateBenchmark(BenchmarkError):
 class RunOptions:
     quick: bool = False  # smaller inputs, for a smoke run
     repeat: int = 1  # runs per workload; benchmarks report the best, since noise only adds time
+    minutes: float | None = None  # how long a timed benchmark (soak) runs; None: its own default
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,603 @@
+"""soak: real daemons for N minutes under edits, churn, restarts and a hostile peer — does anything grow?
+
+``python -m benchmarks soak [--minutes N]`` (default 30; ``--quick`` is 1). Alice, Bob and Carol
+are ``distspace up`` processes (cli/demo.py's ``Peer``: a temporary home each, 127.0.0.1 only)
+sharing one space of a few files. Through their local APIs, random edits land on random daemons
+at EDIT_RATE_PER_S. Dave, a fourth daemon, joins the space, then stops and comes back every few
+intervals; Bob and Carol take turns being restarted; Alice runs throughout, so her process
+series are one lifetime long. Mallory (tests/node/hostile_peer.py: frames built with the
+project's own encoders) attacks a random daemon with a fresh key each time, one attack after
+another, during every second interval: the intervals in between are the same run's baseline.
+
+Every SAMPLE_INTERVAL_S each running daemon's RSS (/proc/PID/status), open fds (/proc/PID/fd),
+database bytes (store.sqlite + -wal), store rows (changes, versions, sync states: SQLite opened
+read-only) and connected peers (``node.peers``) are printed as figures named
+``DAEMON.SERIES@Ts``, and so is the honest edit latency of the previous interval: from an
+``fs.splice`` on one daemon until each other running daemon's ``file.changed`` notification
+carries it (``edit_latency_p99_ms.PHASE@Ts``; PHASE is ``attack`` or ``quiet``).
+
+At the end: each series' slope per hour by least squares over the samples after the first
+third (warm-up), process series (RSS, fds, peers) over the latest lifetime of the process only.
+Store series are printed beside the honest edits per hour made in the same window (ratio: rows
+or bytes per honest edit; an honest edit is one change and one version on every daemon, so a
+sync-state or byte slope beyond that is bloat); process series beside their own mean after
+warm-up (ratio: growth per hour as a fraction). Then the honest edit latency p50/p99 under
+attack beside the same figure without it, edits lost (never arrived though the watcher stayed
+up), daemons that died, and the level=error lines in each daemon's log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import re
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.measure import log
+from benchmarks.node import _p
+from benchmarks.registry import BenchmarkError, Figure, RunOptions, benchmark
+
+DEFAULT_MINUTES = 30.0  # issue 12's target: slope ~ 0 after warm-up over 30 minutes
+QUICK_MINUTES = 1.0
+SAMPLE_INTERVAL_S = 10.0
+# Samples before this fraction of the run are warm-up: caches, first sync states, first bans.
+WARM_UP_FRACTION = 1 / 3
+# A slope through fewer points than this says nothing.
+MIN_SLOPE_SAMPLES = 3
+# Edits per second over all daemons: a few people typing, so latency is not a queueing figure.
+EDIT_RATE_PER_S = 5.0
+# Behind schedule by more than this (a stalled call), the editor starts over instead of bursting.
+EDIT_MAX_LAG_S = 1.0
+FILES = ("main.py", "notes.md", "todo.txt", "log.txt")
+SEED_TEXT = "seed\n"
+# An edit whose notification has not come this long after it was made, to a daemon that stayed
+# up all along, is lost: ten times a slow catch-up after a restart.
+ARRIVAL_TIMEOUT_S = 30.0
+# Churn, counted in sampling intervals: Dave joins in interval DAVE_JOINS_AT, and from then on
+# is stopped at the start of every DAVE_CYCLE-th interval and started again one interval later;
+# one of Bob and Carol (in turn) is restarted at the start of every RESTART_EVERY-th interval.
+DAVE_JOINS_AT = 1
+DAVE_CYCLE = 4
+RESTART_EVERY = 5
+# A joining or restarted daemon has fetched the space within this (libp2p import ~1 s, redial).
+JOIN_TIMEOUT_S = 60.0
+# How often a wait for a fetched file re-checks (a fetched space announces nothing to wait on).
+POLL_S = 0.05
+# A watcher's read wakes this often to see whether it should stop.
+WATCH_WAKE_S = 0.2
+# Mallory looks this often whether it is her phase and a daemon is up to attack.
+ATTACK_REST_S = 0.5
+# Her last attack may wait hostile_peer.STEP_TIMEOUT_S (20 s) to be cut off; a daemon's start
+# (the churn thread's last task) takes cli.demo.STEP_TIMEOUT_S (30 s) at most.
+THREAD_STOP_TIMEOUT_S = 30.0
+STORE_TABLES = ("changes", "versions", "sync_states")
+PROCESS_SERIES = ("rss_mb", "open_fds", "peers")
+# SQLite read-only opens wait this long for the daemon's write lock (a checkpoint, a group commit).
+SQLITE_BUSY_S = 5.0
+TOKEN = re.compile(r"<(\d+)>")
+NAMES = ("alice", "bob", "carol", "dave")
+ALWAYS_UP = "alice"
+RESTARTED = ("bob", "carol")
+# Mallory's frame builders and attacks live with the attack tests, in a directory that is not a
+# package: it goes on the path when she starts, to import them as the tests do.
+HOSTILE_PEER_DIR = str(Path(__file__).resolve().parent.parent / "tests" / "node")
+
+
+class SoakFailed(BenchmarkError):
+    """A daemon could not be started or reached, or the space never reached a joining daemon."""
+
+
+class ProcessGone(SoakFailed):
+    """The daemon's process exited (or is a zombie)."""
+
+
+# ----- the daemons -----
+
+
+@dataclass
+class _Edit:
+    token: int
+    author: str
+    made_s: float
+    attack: bool
+    waiting: dict[str, int]  # daemon -> its lifetime when the edit was made, until it arrives there
+
+
+@dataclass
+class _Daemon:
+    """One daemon of the soak while it runs: its process, an editing and a watching API client."""
+
+    peer: Any  # cli.demo.Peer
+    lifetime: int = 0
+    pid: int = 0
+    editor: Any = None  # node.api_client.ApiClient
+    watcher: threading.Thread | None = None
+    stop_watching: threading.Event = field(default_factory=threading.Event)
+    floor: dict[str, int] = field(default_factory=dict)  # file -> characters it surely holds
+
+
+class _Soak:
+    """The daemons, their state and what was measured; see the module docstring."""
+
+    def __init__(self, root: Path, seed: int) -> None:
+        from cli.demo import Peer
+
+        self.root = root
+        self.rng = random.Random(seed)
+        self.peers = {name: Peer(name, "agent", root) for name in NAMES}
+        self.running: dict[str, _Daemon] = {}
+        self.dead: set[str] = set()  # running, but found dead: awaiting their restart
+        self.lifetimes: Counter[str] = Counter()
+        self.lock = threading.Lock()  # guards running and each daemon's API clients
+        self.space = ""
+        self.arrivals: dict[int, dict[str, float]] = {}  # token -> daemon -> when it was notified
+        self.counts: Counter[str] = Counter()
+        self.attacking = threading.Event()
+        self.stopping = threading.Event()
+        self.churn: queue.Queue[tuple[str, str]] = queue.Queue()
+
+    # --- starting and stopping ---
+
+    def start(self, name: str, *, join: bool = False) -> None:
+        """Start ``name`` dialling every running daemon (joining the space first with ``join``);
+        once it holds every file, edit and watch it.
+
+        Raises:
+            SoakFailed: it did not start, or did not receive the files within JOIN_TIMEOUT_S.
+        """
+        from cli.demo import DemoFailed
+
+        with self.lock:
+            others = [addr for daemon in self.running.values() for addr in daemon.peer.addrs]
+        peer = self.peers[name]
+        try:
+            peer.start(others)
+            if join:
+                peer.call("space.join", space_id=self.space, peers=others)
+            self._wait_for_files(peer)
+        except DemoFailed as error:
+            peer.stop()
+            raise SoakFailed(f"{name}: {error}") from error
+        self.adopt(name)
+
+    def adopt(self, name: str) -> None:
+        """Edit and watch a started daemon that holds every file."""
+        peer = self.peers[name]
+        self.lifetimes[name] += 1
+        daemon = _Daemon(peer, self.lifetimes[name], json.loads(peer.home.daemon_file.read_text())["pid"])
+        daemon.editor = self._client(peer)
+        daemon.floor = {path: len(SEED_TEXT) for path in FILES}  # at least the seed and its own edits
+        watching = self._client(peer)
+        for path in FILES:
+            watching.call("subscribe.file", path=path)
+        daemon.watcher = threading.Thread(target=self._watch, args=(name, daemon, watching), daemon=True)
+        daemon.watcher.start()
+        with self.lock:
+            self.running[name] = daemon
+            self.dead.discard(name)
+
+    def stop(self, name: str) -> None:
+        with self.lock:
+            daemon = self.running.pop(name, None)
+        if daemon is None:
+            return
+        daemon.stop_watching.set()
+        if daemon.watcher is not None:
+            daemon.watcher.join()
+        daemon.editor.close()
+        daemon.peer.stop()
+
+    def stop_all(self) -> None:
+        self.stopping.set()
+        for name in list(self.running):
+            self.stop(name)
+        for peer in self.peers.values():
+            peer.stop()  # one that started but was never adopted (a failed set-up)
+
+    def _client(self, peer: Any) -> Any:
+        from node.api_client import ApiClient
+
+        return ApiClient.connect(peer.home.api_socket, peer.home.token_file.read_text())
+
+    def _wait_for_files(self, peer: Any) -> None:
+        """Poll until ``peer`` holds every file (a fetched space announces nothing to wait on)."""
+        from cli.demo import DemoFailed
+        from node.rpc import RpcError
+
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        for path in FILES:
+            while True:
+                try:
+                    peer.call("fs.stat", path=path)
+                    break
+                except DemoFailed as error:
+                    if time.monotonic() > deadline or not isinstance(error.__cause__, RpcError):
+                        raise SoakFailed(f"{peer.name} did not receive {path}: {error}") from error
+                    time.sleep(POLL_S)
+
+    def _watch(self, name: str, daemon: _Daemon, client: Any) -> None:
+        """Note when each edit's token first reaches this daemon's file subscribers."""
+        from node.api_client import ApiUnavailable
+
+        with closing(client):
+            while not daemon.stop_watching.is_set():
+                try:
+                    message = client.next_notification(timeout=WATCH_WAKE_S)
+                except TimeoutError:
+                    continue
+                except ApiUnavailable:
+                    return  # the daemon is stopping or died; the sampler notices a death
+                now = time.monotonic()
+                params = message.get("params", {})
+                texts = [edit.get("insert", "") for edit in params.get("edits", [])] + [params.get("text") or ""]
+                for token in TOKEN.findall("".join(texts)):
+                    self.arrivals.setdefault(int(token), {}).setdefault(name, now)
+
+    # --- the churn thread ---
+
+    def churn_worker(self) -> None:
+        """Carry out ("start" | "stop" | "restart", name) requests one at a time, off the editor's thread."""
+        while True:
+            action, name = self.churn.get()
+            if action == "quit":
+                return
+            try:
+                if action in ("stop", "restart"):
+                    self.stop(name)
+                if action in ("start", "restart") and not self.stopping.is_set():
+                    self.start(name, join=self.lifetimes[name] == 0)
+                self.counts[f"churn_{action}"] += 1
+            except SoakFailed as error:
+                self.counts["churn_failures"] += 1
+                log(f"soak: {action} {name} failed: {error}")
+
+    # --- editing ---
+
+    def edit(self, token: int) -> _Edit | None:
+        """One splice with ``token`` at a random place of a random file on a random running daemon."""
+        from node.api_client import ApiUnavailable
+        from node.rpc import RpcError
+
+        with self.lock:
+            alive = sorted(set(self.running) - self.dead)
+            if not alive:
+                return None
+            author = self.rng.choice(alive)
+            daemon = self.running[author]
+            path = self.rng.choice(FILES)
+            insert = f"<{token}>"
+            waiting = {name: self.running[name].lifetime for name in alive if name != author}
+            made_s = time.monotonic()
+            try:
+                daemon.editor.call("fs.splice", path=path, position=self.rng.randint(0, daemon.floor[path]), delete=0, insert=insert)
+            except (ApiUnavailable, RpcError) as error:
+                self.counts["edit_failures"] += 1
+                log(f"soak: edit on {author} failed: {error}")
+                return None
+            daemon.floor[path] += len(insert)
+        self.counts["edits"] += 1
+        return _Edit(token, author, made_s, self.attacking.is_set(), waiting)
+
+    def settle(self, edits: list[_Edit], *, final: bool) -> tuple[dict[bool, list[float]], list[_Edit]]:
+        """Latencies (ms, by attack phase) of the edits' arrivals that are in, and the edits still awaited.
+
+        An arrival at a daemon that stopped or restarted since the edit is not awaited any more; one
+        that has not come within ARRIVAL_TIMEOUT_S (or by the end, with ``final``) is lost."""
+        latencies: dict[bool, list[float]] = {True: [], False: []}
+        now = time.monotonic()
+        left = []
+        with self.lock:
+            lifetimes = {name: daemon.lifetime for name, daemon in self.running.items()}
+        for made in edits:
+            arrived = self.arrivals.get(made.token, {})
+            for name, lifetime in list(made.waiting.items()):
+                if name in arrived and lifetimes.get(name) == lifetime:
+                    latencies[made.attack].append((arrived[name] - made.made_s) * 1000)
+                elif lifetimes.get(name) != lifetime:
+                    self.counts["arrivals_interrupted"] += 1
+                elif final or now - made.made_s > ARRIVAL_TIMEOUT_S:
+                    self.counts["edits_lost"] += 1
+                    log(f"soak: edit <{made.token}> from {made.author} never reached {name}")
+                else:
+                    continue
+                del made.waiting[name]
+            if made.waiting:
+                left.append(made)
+            else:
+                self.arrivals.pop(made.token, None)
+        return latencies, left
+
+    # --- sampling ---
+
+    def sample(self) -> dict[str, dict[str, float]]:
+        """Every running daemon's series now; a daemon found dead is counted and restarted."""
+        from cli.demo import DemoFailed
+
+        samples = {}
+        for name in sorted(self.running):
+            with self.lock:
+                daemon = self.running.get(name)
+                if daemon is None or name in self.dead:
+                    continue
+                try:
+                    values = _process_series(daemon.pid)
+                    values["peers"] = len(daemon.peer.call("node.peers")["peers"])
+                except (DemoFailed, ProcessGone) as error:
+                    self.dead.add(name)
+                    self.counts["daemon_deaths"] += 1
+                    log(f"soak: {name}'s daemon died ({error}); restarting it")
+                    self.churn.put(("restart", name))
+                    continue
+            database = daemon.peer.home.database
+            values["db_bytes"] = sum(p.stat().st_size for p in (database, database.with_name(database.name + "-wal")) if p.exists())
+            values.update(_store_rows(database))
+            samples[name] = values
+        return samples
+
+    def error_lines(self) -> dict[str, int]:
+        return {
+            name: sum("level=error" in line for line in peer.log_file.read_text(errors="replace").splitlines())
+            for name, peer in self.peers.items()
+            if peer.log_file.exists()
+        }
+
+
+def _process_series(pid: int) -> dict[str, float]:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError as error:
+        raise ProcessGone(f"pid {pid}: {error}") from error
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    if fields.get("State", "").strip().startswith("Z"):
+        raise ProcessGone(f"pid {pid} exited")
+    return {"rss_mb": round(int(fields["VmRSS"].split()[0]) / 1024, 2), "open_fds": fds}  # the kernel says kB
+
+
+def _store_rows(database: Path) -> dict[str, float]:
+    """Row counts of the growing tables, read-only beside the running daemon."""
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=SQLITE_BUSY_S)) as db:
+            return {f"{table}_rows": db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in STORE_TABLES}
+    except sqlite3.Error as error:
+        log(f"soak: cannot count rows of {database}: {error}")
+        return {}
+
+
+# ----- mallory -----
+
+
+def _hostile(soak: _Soak, space: bytes) -> None:
+    """Mallory's thread: while ``soak.attacking`` is set, one attack after another, each under a
+    fresh key (keys cost her nothing), on a random running daemon."""
+    import trio
+
+    if HOSTILE_PEER_DIR not in sys.path:
+        sys.path.insert(0, HOSTILE_PEER_DIR)
+    import hostile_peer
+    from node.errors import NodeError
+
+    kinds = sorted(hostile_peer.ATTACKS)
+    rng = random.Random(len(soak.space))  # her own: the editor's rng stays reproducible
+
+    async def attack(number: int, addr: str) -> None:
+        kind = kinds[number % len(kinds)]
+        key = f"soak {kind} {number}"  # hostile_peer derives her key from this name
+        async with hostile_peer.mallory_stream(key, addr) as frames:
+            try:
+                await frames.send_bytes(hostile_peer.ATTACKS[kind](key, space))
+            except NodeError:
+                pass  # cut off mid-write
+            await hostile_peer.closed_by_peer(frames)
+        soak.counts[f"attacks_{kind}"] += 1
+
+    async def main() -> None:
+        number = 0
+        while not soak.stopping.is_set():
+            with soak.lock:
+                addrs = [daemon.peer.addrs[0] for daemon in soak.running.values()]
+            if not soak.attacking.is_set() or not addrs:
+                await trio.sleep(ATTACK_REST_S)
+                continue
+            number += 1
+            try:
+                await attack(number, rng.choice(addrs))
+            except NodeError:
+                soak.counts["attacks_undelivered"] += 1  # the victim was stopping
+            except trio.TooSlowError:
+                soak.counts["attacks_not_cut_off"] += 1
+            except Exception as error:  # noqa: BLE001 - counted and shown; she goes on attacking
+                soak.counts["attacks_failed_unexpectedly"] += 1
+                log(f"soak: attack {number} failed: {error!r}")
+
+    trio.run(main)
+
+
+# ----- the run -----
+
+
+def _slope_per_hour(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, value) points, per hour."""
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_v = sum(v for _, v in points) / len(points)
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    return sum((t - mean_t) * (v - mean_v) for t, v in points) / spread * 3600 if spread else 0.0
+
+
+def _unit(series: str) -> str:
+    return {"rss_mb": "MB", "open_fds": "fds", "peers": "peers", "db_bytes": "bytes"}.get(series, "rows")
+
+
+def _churn_for(interval: int) -> list[tuple[str, str]]:
+    """What happens to the daemons at the start of ``interval`` (see DAVE_CYCLE, RESTART_EVERY)."""
+    actions = []
+    if interval == DAVE_JOINS_AT:
+        actions.append(("start", "dave"))
+    elif interval > DAVE_JOINS_AT and interval % DAVE_CYCLE == 0:
+        actions.append(("stop", "dave"))
+    elif interval > DAVE_JOINS_AT + 1 and interval % DAVE_CYCLE == 1:
+        actions.append(("start", "dave"))
+    if interval and interval % RESTART_EVERY == 0:
+        actions.append(("restart", RESTARTED[(interval // RESTART_EVERY) % len(RESTARTED)]))
+    return actions
+
+
+def run_soak(minutes: float, seed: int = 12) -> Iterator[Figure]:
+    """The soak (see the module docstring): figures per interval as it goes, then the summary."""
+    intervals = max(2, round(minutes * 60 / SAMPLE_INTERVAL_S))
+    with tempfile.TemporaryDirectory(prefix="distspace-soak-") as root:
+        soak = _Soak(Path(root), seed)
+        threads = [threading.Thread(target=soak.churn_worker, daemon=True)]
+        try:
+            yield from _run(soak, intervals, threads)
+        finally:
+            soak.stopping.set()
+            soak.churn.put(("quit", ""))
+            for thread in threads:
+                if thread.is_alive():
+                    thread.join(THREAD_STOP_TIMEOUT_S)
+            soak.stop_all()
+
+
+def _run(soak: _Soak, intervals: int, threads: list[threading.Thread]) -> Iterator[Figure]:
+    from cli.demo import DemoFailed
+
+    alice = soak.peers[ALWAYS_UP]
+    try:
+        alice.start([])
+        soak.space = alice.call("space.create", name="soak")["space_id"]
+        for path in FILES:
+            alice.call("fs.write", path=path, text=SEED_TEXT, parents=False)
+    except DemoFailed as error:
+        raise SoakFailed(f"alice: {error}") from error
+    soak.adopt(ALWAYS_UP)
+    for name in RESTARTED:
+        soak.start(name, join=True)
+    threads[0].start()
+    threads.append(threading.Thread(target=_hostile, args=(soak, bytes.fromhex(soak.space)), daemon=True))
+    threads[-1].start()
+    log(f"soak: {len(soak.running)} daemons share space {soak.space[:12]}; {intervals} intervals of {SAMPLE_INTERVAL_S:.0f} s")
+
+    series: dict[tuple[str, str], list[tuple[float, float, int]]] = {}  # (daemon, series) -> (t, value, lifetime)
+    latencies: dict[bool, list[float]] = {True: [], False: []}
+    edits_made: list[tuple[float, int]] = []  # (t, edits so far), to count honest edits per hour
+    awaited: list[_Edit] = []
+    previous: list[_Edit] = []
+    started = time.monotonic()
+    token = 0
+    for interval in range(intervals):
+        for action in _churn_for(interval):
+            soak.churn.put(action)
+        attack = interval % 2 == 1
+        if attack:
+            soak.attacking.set()
+        else:
+            soak.attacking.clear()
+        this_interval: list[_Edit] = []
+        end = started + (interval + 1) * SAMPLE_INTERVAL_S
+        next_edit = time.monotonic()
+        while (now := time.monotonic()) < end:
+            if now < next_edit:
+                time.sleep(min(next_edit, end) - now)
+                continue
+            next_edit = max(next_edit + 1 / EDIT_RATE_PER_S, now - EDIT_MAX_LAG_S)
+            token += 1
+            made = soak.edit(token)
+            if made is not None:
+                this_interval.append(made)
+        t = round(time.monotonic() - started)
+        edits_made.append((t, soak.counts["edits"]))
+        # The previous interval's edits have had a whole interval to arrive: report them now.
+        got, awaited = soak.settle(awaited + previous, final=False)
+        previous = this_interval
+        for phase, values in got.items():
+            latencies[phase] += values
+        phase_name = "attack" if interval % 2 == 0 else "quiet"  # the previous interval's phase
+        shown = got[interval % 2 == 0]
+        if shown and interval > 0:
+            yield Figure(f"edit_latency_p50_ms.{phase_name}@{t}s", round(_p(shown, 0.5), 2), "ms")
+            yield Figure(f"edit_latency_p99_ms.{phase_name}@{t}s", round(_p(shown, 0.99), 2), "ms")
+        samples = soak.sample()
+        for name, values in samples.items():
+            for key, value in values.items():
+                series.setdefault((name, key), []).append((t, value, soak.lifetimes[name]))
+                yield Figure(f"{name}.{key}@{t}s", value, _unit(key))
+        log(
+            f"soak: {t:>5} s {'attack' if attack else 'quiet '} "
+            + "; ".join(f"{n} {v['rss_mb']:.0f} MB {v['open_fds']:.0f} fds {v.get('changes_rows', 0):.0f} ch "
+                        f"{v.get('sync_states_rows', 0):.0f} ss" for n, v in samples.items())
+            + (f"; p99 {_p(shown, 0.99):.1f} ms" if shown else "")
+        )
+
+    soak.attacking.clear()
+    deadline = time.monotonic() + ARRIVAL_TIMEOUT_S
+    awaited += previous
+    while awaited and time.monotonic() < deadline:
+        got, awaited = soak.settle(awaited, final=False)
+        for phase, values in got.items():
+            latencies[phase] += values
+        time.sleep(POLL_S)
+    got, _ = soak.settle(awaited, final=True)
+    for phase, values in got.items():
+        latencies[phase] += values
+    yield from _summary(soak, series, latencies, edits_made, time.monotonic() - started)
+
+
+def _summary(
+    soak: _Soak,
+    series: dict[tuple[str, str], list[tuple[float, float, int]]],
+    latencies: dict[bool, list[float]],
+    edits_made: list[tuple[float, int]],
+    elapsed_s: float,
+) -> Iterator[Figure]:
+    warm_t = elapsed_s * WARM_UP_FRACTION
+    warm_edits = [(t, n) for t, n in edits_made if t >= warm_t]
+    edits_per_h = round(_slope_per_hour(warm_edits), 1) if len(warm_edits) >= MIN_SLOPE_SAMPLES else None
+    if edits_per_h is not None:
+        yield Figure("honest_edits_per_h", edits_per_h, "edits/h")
+    for (name, key), points in sorted(series.items()):
+        kept = [(t, v) for t, v, lifetime in points if t >= warm_t and (key not in PROCESS_SERIES or lifetime == soak.lifetimes[name])]
+        if len(kept) < MIN_SLOPE_SAMPLES:
+            log(f"soak: {name}.{key}: {len(kept)} samples after warm-up, no slope")
+            continue
+        slope = round(_slope_per_hour(kept), 3)
+        if key in PROCESS_SERIES:
+            mean = round(sum(v for _, v in kept) / len(kept), 3)
+            yield Figure(f"{name}.{key}_slope_per_h", slope, f"{_unit(key)}/h", f"{name}.{key}_mean_after_warm_up", mean)
+        elif edits_per_h:
+            yield Figure(f"{name}.{key}_slope_per_h", slope, f"{_unit(key)}/h", "honest_edits_per_h", edits_per_h)
+    for q, label in ((0.5, "p50"), (0.99, "p99")):
+        if latencies[True] and latencies[False]:
+            yield Figure(
+                f"edit_latency_{label}_ms_under_attack", round(_p(latencies[True], q), 2), "ms",
+                f"edit_latency_{label}_ms_without_attack", round(_p(latencies[False], q), 2),
+            )
+    yield Figure("edit_arrivals_measured_under_attack", len(latencies[True]), "arrivals")
+    yield Figure("edit_arrivals_measured_without_attack", len(latencies[False]), "arrivals")
+    for counter in ("edits", "edits_lost", "edit_failures", "arrivals_interrupted", "daemon_deaths", "churn_failures"):
+        yield Figure(counter, soak.counts[counter], "count")
+    for counter, value in sorted(soak.counts.items()):
+        if counter.startswith(("attacks_", "churn_")) and counter != "churn_failures":
+            yield Figure(counter, value, "count")
+    for name, lines in soak.error_lines().items():
+        yield Figure(f"{name}.log_error_lines", lines, "lines")
+
+
+@benchmark("soak")
+def soak(options: RunOptions) -> Iterator[Figure]:
+    minutes = options.minutes if options.minutes is not None else (QUICK_MINUTES if options.quick else DEFAULT_MINUTES)
+    log(f"soak: {minutes:g} minutes")
+    yield from run_soak(minutes)
+
