@@ -36,6 +36,16 @@ class LimitExceeded(WireError):
     """A frame, list or pending set is larger than its named limit allows."""
 
 
+class OverLimit(LimitExceeded):
+    """A well-formed message that holds more than a named limit allows (a list too long, a
+    batch with too many ops). Not garbage: a peer of another version, or one whose space grew
+    past what we handle, can send it, so it ends the session without a ban."""
+
+
+class MessageTooLarge(LocalProtocolError):
+    """A message we were about to send does not fit a frame: our own fault, never the peer's."""
+
+
 class VerificationError(RemoteProtocolError):
     """A signature, author or hash link that does not check out."""
 
@@ -60,7 +70,15 @@ class UnusableChanges(VerificationError):
     """Changes that are signed and well formed but break Automerge's rules for the document: a
     second change for an author's sequence number (a forked author chain), a sequence number
     that does not continue the author's chain, or ops Automerge refuses to apply. Storing one
-    would make the document unloadable on every peer that stored it."""
+    would make the document unloadable on every peer that stored it.
+
+    ``author`` is the key that wrote the offending change when known: the peer that sent it may
+    only be forwarding what another peer accepted before the conflicting change reached it.
+    """
+
+    def __init__(self, message: str, *, author: bytes | None = None) -> None:
+        super().__init__(message)
+        self.author = author
 
 
 class UnexpectedMessage(RemoteProtocolError):

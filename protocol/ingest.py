@@ -1,31 +1,79 @@
 """Verify, then apply: the only path by which a peer's changes reach the store.
 
-A batch's changes are checked against its signed tips (``protocol.tips.coverage``) before the
-store sees any of them. What is covered and has its deps goes to ``ChangeStore.apply``; the
-rest waits in the sending peer's ``PendingChanges`` — a covered change for deps that another
-batch will bring, an uncovered one for a tip that a later batch of a split reply carries — and
-is dropped after a while. Pending changes are per peer, so a peer can only ever fill its own
-allowance; going over it is a flood.
+A batch's changes are checked against its signed tips (``protocol.tips.coverage``) and against
+the author-chain rule (below) before the store sees any of them. What is covered and ready goes
+to ``ChangeStore.apply``; the rest waits in the sending peer's ``PendingChanges`` — a covered
+change for deps that another batch will bring, an uncovered one for a tip that a later batch of
+a split reply carries — and is dropped after a while. Pending changes are per peer, so a peer
+can only ever fill its own allowance; going over it is a flood.
+
+The author-chain rule. Automerge numbers each author's changes in a document 1, 2, 3... and
+refuses (half-way through an apply, leaving the document unusable) a change whose number it has
+already seen, or a first change numbered above 1. So every peer must store an author's changes
+as one chain, in order: a change with seq ``s > 1`` is *ready* only once the same author's
+change ``s - 1`` is stored (it is an implicit dep, beside the hash deps), and a second change
+for an (author, seq) already taken is refused as unusable — by an honest author's Automerge it
+can never be made, so its author equivocated. Refused, it is never stored or forwarded, on any
+peer, whatever order the two arrive in.
+
+Cost. A peer's pending changes are indexed, so a batch costs in proportion to itself, not to
+what waits: only the waiting changes of authors whose tip the batch brings are covered again,
+and waiting covered changes are retried only when something they wait for (a dep hash, or an
+author's previous seq) has just been stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import native
 
-from protocol.errors import Flood
+from protocol.errors import Flood, UnusableChanges
 from protocol.limits import MAX_PENDING_CHANGES, MAX_VERIFIED_TIPS
 from protocol.store_api import ChangeStore
 from protocol.tips import SignedTip, coverage
 
+# A key a waiting change can wait for: a dep's hash (32 bytes), or the slot of an author's
+# previous change, author key + seq (40 bytes) — the lengths keep the two kinds apart.
+WaitKey = bytes
+
+
+def chain_slot(author: bytes, seq: int) -> WaitKey:
+    return author + seq.to_bytes(8, "big")
+
+
+class _Identified(Protocol):
+    hash: bytes
+    actor: bytes
+    seq: int
+
+
+def wait_keys(changes: Iterable[_Identified]) -> list[WaitKey]:
+    """What storing these changes provides to changes waiting for them: hashes and chain slots."""
+    keys = []
+    for change in changes:
+        keys += [change.hash, chain_slot(change.actor, change.seq)]
+    return keys
+
 
 @dataclass(frozen=True, slots=True)
 class _Waiting:
+    """A change as ingest handles it, with the attributes read once (each read of a
+    ``DecodedChange`` attribute builds new bytes)."""
+
     change: native.DecodedChange
-    covered: bool
+    hash: bytes
+    actor: bytes
+    seq: int
+    deps: tuple[bytes, ...]
     since_ms: int
+
+    @classmethod
+    def of(cls, change: native.DecodedChange, now_ms: int) -> _Waiting:
+        return cls(change, change.hash, change.actor, change.seq, tuple(change.deps), now_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,82 +84,152 @@ class Expired:
     uncovered: int
 
 
+@dataclass(slots=True)
+class _DocPending:
+    waiting: dict[bytes, _Waiting] = field(default_factory=dict)  # hash -> change
+    covered: dict[bytes, None] = field(default_factory=dict)  # hashes of the covered ones
+    tips: dict[bytes, SignedTip] = field(default_factory=dict)  # change hash -> a valid tip naming it
+    by_author: dict[bytes, dict[bytes, None]] = field(default_factory=dict)
+    blocked_on: Counter[WaitKey] = field(default_factory=Counter)  # what covered changes wait for
+    keys_of: dict[bytes, tuple[WaitKey, ...]] = field(default_factory=dict)
+
+
 class PendingChanges:
-    """Changes one peer sent that wait for a covering tip or for their deps, bounded."""
+    """Changes one peer sent that wait for a covering tip or for what they depend on, bounded
+    and indexed (see the module docstring)."""
 
     def __init__(self, limit: int = MAX_PENDING_CHANGES) -> None:
         self._limit = limit
-        self._changes: dict[bytes, dict[bytes, _Waiting]] = {}  # doc -> hash -> waiting
-        self._tips: dict[bytes, list[SignedTip]] = {}  # doc -> tips of waiting changes
+        self._docs: dict[bytes, _DocPending] = {}
+        self._count = 0
+        # (doc, hash) in order of arrival: the oldest is first, so expiry costs what it drops.
+        self._arrivals: dict[tuple[bytes, bytes], int] = {}
 
     def __len__(self) -> int:
-        return sum(len(waiting) for waiting in self._changes.values())
+        return self._count
 
     def __contains__(self, doc: object) -> bool:
         """Whether changes of this doc wait."""
-        return doc in self._changes
+        return doc in self._docs
 
     def changes(self, doc: bytes) -> list[native.DecodedChange]:
-        return [waiting.change for waiting in self._changes.get(doc, {}).values()]
-
-    def tips(self, doc: bytes) -> list[SignedTip]:
-        return self._tips.get(doc, [])
+        held = self._docs.get(doc)
+        return [waiting.change for waiting in held.waiting.values()] if held else []
 
     def missing_deps(self, doc: bytes) -> bool:
         """Whether covered changes of this doc wait for deps (so we should ask for them)."""
-        return any(waiting.covered for waiting in self._changes.get(doc, {}).values())
+        held = self._docs.get(doc)
+        return bool(held and held.covered)
 
-    def check_room(self, doc: bytes, waiting: int) -> None:
-        """Raise Flood unless ``waiting`` changes of this doc (replacing its current ones) fit."""
-        if not self._changes and waiting <= self._limit:
-            return
-        others = len(self) - len(self._changes.get(doc, {}))
-        if others + waiting > self._limit:
+    def unblocked_by(self, doc: bytes, keys: Iterable[WaitKey]) -> bool:
+        """Whether storing what these keys name (see ``wait_keys``) may make covered changes of
+        ``doc`` ready: one lookup per key, however much waits."""
+        held = self._docs.get(doc)
+        return held is not None and any(key in held.blocked_on for key in keys)
+
+    def check_room(self, extra: int) -> None:
+        """Raise Flood unless ``extra`` more changes fit."""
+        if self._count + extra > self._limit:
             raise Flood(f"more than {self._limit} changes would wait for tips or deps")
 
-    def replace(
-        self, doc: bytes, covered: Sequence[native.DecodedChange], uncovered: Sequence[native.DecodedChange], tips: Iterable[SignedTip], now_ms: int
-    ) -> None:
-        """Make these the doc's waiting changes, keeping each one's first arrival time.
-
-        Raises:
-            Flood: the peer would have more changes waiting than the limit; nothing changes.
-        """
-        if not covered and not uncovered and doc not in self._changes:
-            return  # the usual batch: everything applied, nothing waited before
-        self.check_room(doc, len(covered) + len(uncovered))
-        before = self._changes.get(doc, {})
-        waiting = {}
-        for change, is_covered in [*((c, True) for c in covered), *((c, False) for c in uncovered)]:
-            since_ms = before[change.hash].since_ms if change.hash in before else now_ms
-            waiting[change.hash] = _Waiting(change, is_covered, since_ms)
-        self._set(doc, waiting, [tip for tip in tips if tip.change_hash in waiting])
-
-    def _set(self, doc: bytes, waiting: dict[bytes, _Waiting], tips: list[SignedTip]) -> None:
-        if waiting:
-            self._changes[doc] = waiting
-            self._tips[doc] = tips
-        else:
-            self._changes.pop(doc, None)
-            self._tips.pop(doc, None)
-
     def next_expiry_ms(self, ttl_ms: int) -> int | None:
-        if not self._changes:
-            return None
-        oldest = min((w.since_ms for waiting in self._changes.values() for w in waiting.values()), default=None)
-        return None if oldest is None else oldest + ttl_ms
+        for since_ms in self._arrivals.values():
+            return since_ms + ttl_ms
+        return None
 
     def expire(self, now_ms: int, ttl_ms: int) -> Expired:
         """Drop every change that has waited ttl_ms or longer."""
         covered = uncovered = 0
-        for doc, waiting in list(self._changes.items()):
-            kept = {h: w for h, w in waiting.items() if now_ms - w.since_ms < ttl_ms}
-            for dropped in waiting.values():
-                if dropped.change.hash not in kept:
-                    covered += dropped.covered
-                    uncovered += not dropped.covered
-            self._set(doc, kept, [tip for tip in self._tips[doc] if tip.change_hash in kept])
+        while self._arrivals:
+            (doc, change_hash), since_ms = next(iter(self._arrivals.items()))
+            if now_ms - since_ms < ttl_ms:
+                break
+            if change_hash in self._docs[doc].covered:
+                covered += 1
+            else:
+                uncovered += 1
+            self.remove(doc, [change_hash])
         return Expired(covered, uncovered)
+
+    def drop_doc(self, doc: bytes) -> None:
+        """Forget every change of ``doc`` (a batch of it proved unusable)."""
+        held = self._docs.get(doc)
+        if held is not None:
+            self.remove(doc, list(held.waiting))
+
+    # ----- for ingest -----
+
+    def waiting(self, doc: bytes) -> dict[bytes, _Waiting]:
+        held = self._docs.get(doc)
+        return held.waiting if held else {}
+
+    def of_authors(self, doc: bytes, authors: set[bytes]) -> list[_Waiting]:
+        held = self._docs.get(doc)
+        if held is None:
+            return []
+        return [held.waiting[h] for author in authors for h in held.by_author.get(author, ())]
+
+    def covered(self, doc: bytes) -> list[_Waiting]:
+        held = self._docs.get(doc)
+        return [held.waiting[h] for h in held.covered] if held else []
+
+    def is_covered(self, doc: bytes, change_hash: bytes) -> bool:
+        held = self._docs.get(doc)
+        return held is not None and change_hash in held.covered
+
+    def tips(self, doc: bytes, hashes: Iterable[bytes]) -> list[SignedTip]:
+        held = self._docs.get(doc)
+        if held is None:
+            return []
+        return [held.tips[h] for h in hashes if h in held.tips]
+
+    def add(self, doc: bytes, change: _Waiting, *, keys: tuple[WaitKey, ...] | None) -> None:
+        """Make ``change`` wait: covered (waiting for ``keys``) when keys is not None."""
+        held = self._docs.setdefault(doc, _DocPending())
+        if change.hash in held.waiting:
+            self.remove(doc, [change.hash], keep_arrival=True)
+        else:
+            self._arrivals[doc, change.hash] = change.since_ms
+        held = self._docs.setdefault(doc, _DocPending())
+        held.waiting[change.hash] = change
+        held.by_author.setdefault(change.actor, {})[change.hash] = None
+        self._count += 1
+        if keys is not None:
+            held.covered[change.hash] = None
+            held.keys_of[change.hash] = keys
+            held.blocked_on.update(keys)
+
+    def add_tips(self, doc: bytes, tips: Iterable[SignedTip]) -> None:
+        held = self._docs.get(doc)
+        if held is not None:
+            for tip in tips:
+                if tip.change_hash in held.waiting:
+                    held.tips[tip.change_hash] = tip
+
+    def remove(self, doc: bytes, hashes: Iterable[bytes], *, keep_arrival: bool = False) -> None:
+        held = self._docs.get(doc)
+        if held is None:
+            return
+        for change_hash in hashes:
+            waiting = held.waiting.pop(change_hash, None)
+            if waiting is None:
+                continue
+            self._count -= 1
+            if not keep_arrival:
+                self._arrivals.pop((doc, change_hash), None)
+            held.tips.pop(change_hash, None)
+            authored = held.by_author[waiting.actor]
+            del authored[change_hash]
+            if not authored:
+                del held.by_author[waiting.actor]
+            if change_hash in held.covered:
+                del held.covered[change_hash]
+                for key in held.keys_of.pop(change_hash):
+                    held.blocked_on[key] -= 1
+                    if not held.blocked_on[key]:
+                        del held.blocked_on[key]
+        if not held.waiting:
+            del self._docs[doc]
 
 
 class VerifiedTips:
@@ -141,37 +259,88 @@ def ingest(
     verified: VerifiedTips,
     now_ms: int,
 ) -> list[bytes]:
-    """Verify a batch together with what already waits for this doc; apply what is covered.
+    """Verify a batch together with what it completes of the peer's waiting changes of this
+    doc; apply what is covered and ready. An empty batch retries the waiting covered changes.
 
     Returns the hashes newly stored, in causal order.
 
     Raises:
         VerificationError: a forged or misattributed tip, or a change with an invalid actor;
             nothing of the batch is applied and what was pending stays as it was.
+        UnusableChanges: a change breaks its author's chain (a second change for a taken seq),
+            or the store's Automerge refused the ready changes; nothing of the batch is
+            applied and the peer's waiting changes of this doc are dropped.
         Flood: too many changes would wait. Raised before applying when uncovered changes
-            overflow; when covered changes still missing deps overflow, the covered changes that
+            overflow; when covered changes still waiting overflow, the covered changes that
             could be applied were (they are verified) and the rest stays as it was.
     """
-    candidates = _unstored(store, space, doc, [*pending.changes(doc), *changes])
-    if not candidates:
-        return []
-    result = coverage(
-        space,
-        doc,
-        candidates,
-        [*pending.tips(doc), *tips],
-        is_stored=lambda change_hash: store.has_change(space, doc, change_hash),
-        is_verified=verified.__contains__,
-    )
-    verified.add(result.valid_tips)
-    pending.check_room(doc, len(result.uncovered))
-    applied = store.apply(space, doc, result.covered, result.valid_tips) if result.covered else []
-    stored = set(applied)
-    pending.replace(doc, [c for c in result.covered if c.hash not in stored], result.uncovered, result.valid_tips, now_ms)
+    is_stored = _stored_lookup(store, space, doc)
+    waiting = pending.waiting(doc)
+    new = [_Waiting.of(change, now_ms) for change in _unstored(is_stored, changes)]
+    if changes and not new:
+        return []  # everything it holds is stored already
+    # Waiting changes of the authors whose tips came are covered again, with the new ones;
+    # those another peer delivered meanwhile are stored already and stop waiting.
+    candidates = {c.hash: c for c in [*_still_waiting(pending, doc, pending.of_authors(doc, {tip.author for tip in tips}), is_stored), *new]}
+    valid_tips: list[SignedTip] = []
+    covered_hashes: set[bytes] = set()
+    if candidates:
+        result = coverage(
+            space,
+            doc,
+            [c.change for c in candidates.values()],
+            tips,
+            is_stored=lambda change_hash: change_hash in waiting or is_stored(change_hash),
+            is_verified=verified.__contains__,
+        )
+        valid_tips = list(result.valid_tips)
+        verified.add(valid_tips)
+        covered_hashes = {change.hash for change in result.covered}
+    covered_now = [c for c in candidates.values() if c.hash in covered_hashes or pending.is_covered(doc, c.hash)]
+    uncovered_new = [c for c in new if c.hash not in covered_hashes and c.hash not in waiting]
+    pending.check_room(len(uncovered_new))
+    ready_candidates = {c.hash: c for c in covered_now}
+    if not changes or pending.unblocked_by(doc, wait_keys(covered_now)):
+        ready_candidates.update((c.hash, c) for c in _still_waiting(pending, doc, pending.covered(doc), is_stored))
+    try:
+        ready, blocked = _chain_ready(store, space, doc, list(ready_candidates.values()), is_stored)
+        ready_tips = [*valid_tips, *pending.tips(doc, (c.hash for c in ready))]
+        applied = store.apply(space, doc, [c.change for c in ready], ready_tips) if ready else []
+    except UnusableChanges:
+        pending.drop_doc(doc)
+        raise
+    pending.remove(doc, applied)
+    for change in uncovered_new:
+        pending.add(doc, change, keys=None)
+    newly_blocked = {h: keys for h, keys in blocked.items() if not pending.is_covered(doc, h)}
+    pending.check_room(sum(1 for h in newly_blocked if h not in waiting))
+    for change_hash, keys in newly_blocked.items():
+        pending.add(doc, ready_candidates[change_hash], keys=keys)
+    pending.add_tips(doc, valid_tips)
     return applied
 
 
-def _unstored(store: ChangeStore, space: bytes, doc: bytes, changes: Sequence[native.DecodedChange]) -> list[native.DecodedChange]:
+def _still_waiting(pending: PendingChanges, doc: bytes, changes: list[_Waiting], is_stored: Callable[[bytes], bool]) -> list[_Waiting]:
+    """The ones the store lacks; the others are forgotten (they came by another peer)."""
+    stored = {change.hash for change in changes if is_stored(change.hash)}
+    pending.remove(doc, stored)
+    return [change for change in changes if change.hash not in stored]
+
+
+def _stored_lookup(store: ChangeStore, space: bytes, doc: bytes) -> Callable[[bytes], bool]:
+    """``store.has_change`` for this doc, remembering answers for the length of one ingest."""
+    answers: dict[bytes, bool] = {}
+
+    def is_stored(change_hash: bytes) -> bool:
+        answer = answers.get(change_hash)
+        if answer is None:
+            answer = answers[change_hash] = store.has_change(space, doc, change_hash)
+        return answer
+
+    return is_stored
+
+
+def _unstored(is_stored: Callable[[bytes], bool], changes: Sequence[native.DecodedChange]) -> list[native.DecodedChange]:
     """The changes the store does not hold.
 
     The store only ever holds a change together with its deps, so a change with a dep it lacks
@@ -180,8 +349,63 @@ def _unstored(store: ChangeStore, space: bytes, doc: bytes, changes: Sequence[na
     """
     unstored: dict[bytes, native.DecodedChange] = {}
     for change in changes:
-        if change.hash not in unstored and (
-            any(dep in unstored for dep in change.deps) or not store.has_change(space, doc, change.hash)
-        ):
-            unstored[change.hash] = change
+        change_hash = change.hash
+        if change_hash not in unstored and (any(dep in unstored for dep in change.deps) or not is_stored(change_hash)):
+            unstored[change_hash] = change
     return list(unstored.values())
+
+
+def _chain_ready(
+    store: ChangeStore, space: bytes, doc: bytes, candidates: list[_Waiting], is_stored: Callable[[bytes], bool]
+) -> tuple[list[_Waiting], dict[bytes, tuple[WaitKey, ...]]]:
+    """The candidates that are ready — every dep stored or ready before them, and their author's
+    previous change too — in an order that respects both; and, for the rest, what each waits for.
+
+    Raises:
+        UnusableChanges: two candidates, or a candidate and a stored change, take one
+            (author, seq): the author forked its chain.
+    """
+    slots: dict[WaitKey, _Waiting] = {}
+    stored_seq: dict[bytes, int] = {}
+    for change in candidates:
+        slot = chain_slot(change.actor, change.seq)
+        if slot in slots:
+            raise UnusableChanges(
+                f"two changes by {change.actor.hex()[:12]} take seq {change.seq}: a forked author chain", author=change.actor
+            )
+        slots[slot] = change
+        if change.actor not in stored_seq:
+            newest = store.author_seq(space, doc, change.actor)
+            stored_seq[change.actor] = newest[0] if newest else 0
+        if change.seq < 1 or change.seq <= stored_seq[change.actor]:
+            raise UnusableChanges(
+                f"change {change.hash.hex()[:12]} by {change.actor.hex()[:12]} takes seq {change.seq}, "
+                f"which the author's chain already holds (up to {stored_seq[change.actor]})",
+                author=change.actor,
+            )
+    by_hash = {change.hash: change for change in candidates}
+    missing: dict[bytes, list[WaitKey]] = {}  # hash -> keys it waits for
+    dependents: dict[WaitKey, list[bytes]] = {}
+    queue: deque[_Waiting] = deque()
+    for change in candidates:
+        keys = [dep for dep in change.deps if dep in by_hash or not is_stored(dep)]
+        if change.seq > 1 and stored_seq[change.actor] != change.seq - 1:
+            keys.append(chain_slot(change.actor, change.seq - 1))
+        if keys:
+            missing[change.hash] = keys
+            for key in keys:
+                dependents.setdefault(key, []).append(change.hash)
+        else:
+            queue.append(change)
+    ready: list[_Waiting] = []
+    while queue:
+        change = queue.popleft()
+        ready.append(change)
+        for key in (change.hash, chain_slot(change.actor, change.seq)):
+            for dependent in dependents.pop(key, ()):
+                keys = missing[dependent]
+                keys.remove(key)
+                if not keys:
+                    del missing[dependent]
+                    queue.append(by_hash[dependent])
+    return ready, {change_hash: tuple(keys) for change_hash, keys in missing.items()}

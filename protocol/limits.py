@@ -21,8 +21,18 @@ MAX_CBOR_DEPTH = 4
 # A doc with more concurrent heads than this is pathological (every head is a fork nobody
 # merged); it also bounds the work of one heads list.
 MAX_HEADS = 64
-# Docs one status may list: a space of this many files fits in one message (~80 B a doc).
+# Docs one status message may list. A status of a larger space goes in pages (below), so this
+# only bounds one message: ~80 B a doc with one head, 10k docs under 1 MB.
 MAX_DOCS_PER_STATUS = 10_000
+# A status is sent in pages of at most this many bytes of doc entries (and MAX_DOCS_PER_STATUS
+# docs), so even a Hello of a 50,000-file space fits the small pre-Hello frame limit.
+STATUS_PAGE_BYTES = 48 * 1024
+# Docs all the pages of one status may list together: what a peer can make us hold while it
+# sends a paged status (~100 B a doc: 20 MB), and the largest space we can sync (200k files).
+MAX_STATUS_DOCS_TOTAL = 200_000
+# Before its Hello a peer is a stranger: its frames may be this large at most (a Hello with one
+# status page, with room to spare); the full MAX_FRAME_BYTES only after it.
+MAX_PRE_HELLO_FRAME_BYTES = 2 * STATUS_PAGE_BYTES + 16 * 1024
 # Tips one batch may carry: one per author whose changes it holds. ~100 B and one verify
 # (~0.1 ms) each, so a full batch costs 400 KB and 0.4 s at most; a reply to a peer that lacks
 # the work of more authors than this cannot be sent in one batch (v1 does not split by author).
@@ -33,6 +43,15 @@ MAX_CHANGES_PER_BATCH = 300_000
 # A deflated batch may inflate to this much at most (bounds a decompression bomb); a batch of
 # MAX_CHANGES_PER_BATCH keystroke-sized changes (~120 B each raw) fits.
 MAX_INFLATED_BATCH_BYTES = 64 * 1024 * 1024
+# Ops one batch may make us decode (counted by protocol/chunk_scan.py before anything is built).
+# Decoding costs ~0.1-0.4 us and ~40-200 B of memory per op; a single honest change can hold a
+# 2 MiB paste (MAX_WRITE_BYTES of the local API: 2M characters, one op each), so twice that
+# fits any honest change, while a saved document that would expand to hundreds of MB is refused
+# from its first bytes.
+MAX_OPS_PER_BATCH = 4 * 1024 * 1024
+# Bytes a batch's chunks may inflate to while scanning (their deflated columns), and bytes of
+# values a batch may hold: as much as an inflated DEFLATE batch.
+MAX_SCAN_INFLATED_BYTES = 64 * 1024 * 1024
 # A Bye or error reason is for logs, not for essays.
 MAX_REASON_CHARS = 200
 # Wire versions this code speaks; a Hello lists them and both sides use the highest in common.
@@ -65,6 +84,15 @@ MAX_VERIFIED_TIPS = 8192
 # What we remember per peer and doc of the heads both sides have; more are dropped (which only
 # makes us send more, never less).
 MAX_SHARED_HEADS = MAX_HEADS
+# Docs a peer told us about that we do not hold (new files it made, or junk ids) and that we
+# remember for one session, to ask for them: a peer that made this many new files since we
+# last met is served in rounds (anti-entropy lists the rest); junk beyond it is ignored.
+MAX_UNHELD_DOCS_PER_SESSION = 20_000
+# Misbehaviour scores remembered; beyond it forgiven, unbanned peers are forgotten first.
+MAX_SCORED_PEERS = 4096
+# Replies kept, by the bytes of their frames, so the same want of a large doc from many peers
+# (or again and again from one) costs its reading and encoding once.
+REPLY_CACHE_BYTES = 32 * 1024 * 1024
 
 # --- misbehaviour ---
 # Score at which a peer is disconnected and refused for BAN_MS. Forgery and broken framing
@@ -105,3 +133,18 @@ class SyncConfig:
     frames_burst_max: float = 4_000.0
     # Changes one peer may leave waiting for tips or deps (see MAX_PENDING_CHANGES).
     pending_changes_max: int = MAX_PENDING_CHANGES
+    # A stranger that has not sent its Hello this long after the stream opened is dropped: a
+    # Hello is one small frame, sent at once.
+    hello_timeout_ms: int = 10_000
+    # Budgets per peer (protocol/budget.py). Ops decoded from its batches: an honest fresh
+    # peer's catch-up of a large space goes at this rate at worst, a bomb costs at most this.
+    decoded_ops_per_s: float = 2_000_000.0
+    decoded_ops_burst: float = 2.0 * MAX_OPS_PER_BATCH
+    # Tip signatures checked (~60 us each, not cached ones): one per batch per author, so live
+    # typing by many writers forwarded to us is far below; 4,096 throwaway keys per batch not.
+    signature_checks_per_s: float = 4_000.0
+    signature_checks_burst: float = 2.0 * MAX_TIPS_PER_BATCH
+    # Bytes of replies we send it: a fresh peer's catch-up is served at this rate at most once
+    # the burst is spent (the wire itself is rarely faster), and asking again costs it time.
+    reply_bytes_per_s: float = 32.0 * 1024 * 1024
+    reply_bytes_burst: float = 4.0 * MAX_FRAME_BYTES

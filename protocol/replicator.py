@@ -57,8 +57,19 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Generic, TypeVar
 
-from protocol.batch import decode_changes, pack_changes, plan_reply, unpack
-from protocol.errors import Flood, LocalProtocolError, RemoteProtocolError, UnexpectedMessage, WireError
+import native
+
+from protocol.batch import decode_changes, pack_changes, plan_reply, scan_batch, unpack
+from protocol.budget import PeerBudget
+from protocol.errors import (
+    Flood,
+    LocalProtocolError,
+    MessageTooLarge,
+    OverLimit,
+    RemoteProtocolError,
+    UnexpectedMessage,
+    WireError,
+)
 from protocol.events import (
     Action,
     Applied,
@@ -76,8 +87,22 @@ from protocol.events import (
     TimerFired,
 )
 from protocol.identity import Identity
-from protocol.ingest import PendingChanges, VerifiedTips, ingest
-from protocol.limits import MAX_LAZY_ORIGINS, MAX_REASON_CHARS, MAX_SEEN_BATCHES, SUPPORTED_VERSIONS, SyncConfig
+from protocol.ingest import PendingChanges, VerifiedTips, ingest, wait_keys
+from protocol.limits import (
+    MAX_DOCS_PER_STATUS,
+    MAX_FRAME_BYTES,
+    MAX_LAZY_ORIGINS,
+    MAX_PRE_HELLO_FRAME_BYTES,
+    MAX_REASON_CHARS,
+    MAX_SCORED_PEERS,
+    MAX_SEEN_BATCHES,
+    MAX_STATUS_DOCS_TOTAL,
+    MAX_UNHELD_DOCS_PER_SESSION,
+    REPLY_CACHE_BYTES,
+    STATUS_PAGE_BYTES,
+    SUPPORTED_VERSIONS,
+    SyncConfig,
+)
 from protocol.reconcile import Heads, PeerDocState, space_summary
 from protocol.scoring import Offense, PeerScore, offense_of
 from protocol.store_api import ChangeStore
@@ -145,6 +170,40 @@ class _FirstCopy:
     origin: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """The frames of one reply, what it carries, and what they weigh."""
+
+    frames: tuple[bytes, ...]
+    origins: frozenset[bytes]
+    count: int
+    size: int
+
+
+class _ReplyCache:
+    """Replies by (space, doc, base, our heads), newest last, bounded by the bytes they hold:
+    a reply depends on nothing else, so asking again costs a lookup."""
+
+    def __init__(self, limit_bytes: int = REPLY_CACHE_BYTES) -> None:
+        self._limit = limit_bytes
+        self._size = 0
+        self._replies: dict[tuple[bytes, bytes, Heads, Heads], _Reply] = {}
+
+    def get(self, key: tuple[bytes, bytes, Heads, Heads]) -> _Reply | None:
+        reply = self._replies.pop(key, None)
+        if reply is not None:
+            self._replies[key] = reply  # now the newest
+        return reply
+
+    def put(self, key: tuple[bytes, bytes, Heads, Heads], reply: _Reply) -> None:
+        if reply.size > self._limit:
+            return
+        self._replies[key] = reply
+        self._size += reply.size
+        while self._size > self._limit:
+            self._size -= self._replies.pop(next(iter(self._replies))).size
+
+
 @dataclass(eq=False, slots=True)
 class Session:
     """One connection: the peer's key, the space once known, and our state towards the peer."""
@@ -152,13 +211,14 @@ class Session:
     conn: ConnId
     peer: bytes
     space: bytes | None
+    opened_ms: int
     last_received_ms: int
     last_sent_ms: int
-    tokens: float  # flood control: frames the peer may still send right now
-    tokens_ms: int  # when ``tokens`` was last topped up
+    budget: PeerBudget  # what the peer may still make us spend (protocol/budget.py)
     pending: PendingChanges  # what the peer sent that waits for tips or deps
     phase: Phase = Phase.AWAITING_HELLO
-    decoder: FrameDecoder = field(default_factory=FrameDecoder)
+    # A stranger's frames are small until its Hello is in (MAX_PRE_HELLO_FRAME_BYTES).
+    decoder: FrameDecoder = field(default_factory=lambda: FrameDecoder(MAX_PRE_HELLO_FRAME_BYTES))
     # Plumtree, per origin: whose batches we announce rather than push to the peer (it pruned
     # them), and whose we asked the peer not to push to us (-> when we may ask again).
     lazy: _Recent[bytes, None] = field(default_factory=lambda: _Recent(MAX_LAZY_ORIGINS))
@@ -170,6 +230,11 @@ class Session:
     announce: dict[bytes, int] = field(default_factory=dict)  # doc -> when to tell them (lazy push)
     wants: dict[bytes, int] = field(default_factory=dict)  # doc -> when an unanswered want may repeat
     grafts: dict[bytes, int] = field(default_factory=dict)  # doc -> when to ask for announced heads
+    deferred: dict[bytes, int] = field(default_factory=dict)  # doc -> when a throttled reply is due
+    unheld: int = 0  # docs in ``states`` that we do not hold (see MAX_UNHELD_DOCS_PER_SESSION)
+    # The pages of a paged status so far, and whether the status (once whole) asks us for changes.
+    status_pages: list[DocHeads] = field(default_factory=list)
+    status_asks: bool = False
     anti_entropy_ms: int | None = None
     timer_ms: int | None = None
 
@@ -216,6 +281,7 @@ class Replicator:
         self._sessions: dict[ConnId, Session] = {}
         self._scores: dict[bytes, PeerScore] = {}
         self._verified = VerifiedTips()
+        self._replies = _ReplyCache()
         self._out: list[Action] = []
         self._touched: dict[Session, None] = {}  # a dict, so timers are set in a stable order
         self._announcements: dict[tuple[Session, bytes], None] = {}
@@ -272,16 +338,16 @@ class Replicator:
             conn=event.conn,
             peer=event.peer,
             space=event.space,
+            opened_ms=self._now,
             last_received_ms=self._now,
             last_sent_ms=self._now,
-            tokens=self.config.frames_burst_max,
-            tokens_ms=self._now,
+            budget=PeerBudget.start(self.config, self._now),
             pending=PendingChanges(self.config.pending_changes_max),
         )
         self._sessions[event.conn] = session
         self._touched[session] = None
         if event.space is not None:
-            self._send(session, self._hello(session))
+            self._send_hello(session)
 
     def _on_data(self, event: DataReceived) -> None:
         session = self._sessions.get(event.conn)
@@ -300,7 +366,10 @@ class Replicator:
                 self._take_token(session)
                 self._dispatch(session, message)
             except RemoteProtocolError as error:
-                self._penalize(session, offense_of(error), str(error))
+                self._penalize(session, offense_of(error, session.peer), str(error))
+                if isinstance(error, OverLimit) and event.conn in self._sessions:
+                    # Well formed, but more than we take: end the session, without a ban.
+                    self._close(session, f"over a limit: {error}")
 
     def _on_local_commit(self, event: LocalCommit) -> None:
         space = self._space(event.space)
@@ -328,9 +397,9 @@ class Replicator:
             case Hello():
                 self._on_hello(session, message)
             case Status():
-                self._on_status(session, message, ask=True)
+                self._take_status(session, message, ask=True)
             case StatusRequest():
-                self._send(session, self._status(session, complete=True))
+                self._send_status(session, complete=True)
             case HeadsMessage():
                 self._on_heads(session, message)
             case Changes():
@@ -353,13 +422,34 @@ class Replicator:
                 self._close(session, "we do not serve this space")
                 return
             session.space = hello.space
-            self._send(session, self._hello(session))
+            self._send_hello(session)
         elif hello.space != session.space:
             raise UnexpectedMessage("the Hello is for another space than the one we asked for")
         session.phase = Phase.ACTIVE
+        session.decoder.max_frame_bytes = MAX_FRAME_BYTES
         session.anti_entropy_ms = self._next_anti_entropy()
         self._space(session.space).sessions[session.conn] = session
-        self._on_status(session, hello.status, ask=False)
+        self._take_status(session, hello.status, ask=False)
+
+    def _take_status(self, session: Session, status: Status, *, ask: bool) -> None:
+        """Take in one page of a status; the whole status once its last page has come.
+
+        Raises:
+            OverLimit: the pages list more docs than MAX_STATUS_DOCS_TOTAL.
+        """
+        if not status.more and not session.status_pages:
+            self._on_status(session, status, ask=ask)
+            return
+        if not session.status_pages:
+            session.status_asks = ask  # a Hello's status does not ask, however many pages follow
+        if len(session.status_pages) + len(status.docs) > MAX_STATUS_DOCS_TOTAL:
+            raise OverLimit(f"a paged status lists more than {MAX_STATUS_DOCS_TOTAL} docs")
+        session.status_pages += status.docs
+        if status.more:
+            return
+        whole = Status(status.summary, tuple(session.status_pages), status.complete)
+        session.status_pages = []
+        self._on_status(session, whole, ask=session.status_asks)
 
     def _on_status(self, session: Session, status: Status, *, ask: bool) -> None:
         """Take in the peer's heads; send what it lacks; if ``ask``, ask for what we lack.
@@ -376,18 +466,24 @@ class Replicator:
         if status.complete:
             for doc in unlisted:
                 self._record_report(session, doc, ())
-        model = {doc: self._state(session, doc).their_heads for doc in [*listed, *unlisted]}
+        model = {**{doc: self._state(session, doc).their_heads for doc in unlisted}, **listed}
         if space_summary(model) == status.summary:
-            docs = model
+            docs = list(model)
         else:
             self.stats["status_mismatches"] += 1
             self._send(session, StatusRequest())
-            docs = listed  # what the peer reported is certain; the rest comes with the full listing
+            docs = list(listed)  # what the peer reported is certain; the rest comes with the full listing
         for doc in docs:
-            self._reconcile(session, doc, ask=ask, answer=False)
+            if doc in space.heads or doc in session.states:  # not an unheld doc beyond the limit
+                self._reconcile(session, doc, ask=ask, answer=False)
 
     def _on_heads(self, session: Session, message: HeadsMessage) -> None:
+        space = self._session_space(session)
+        if message.doc not in space.heads and not message.heads:
+            return  # a doc neither side holds: nothing to say or do
         lacks = self._record_report(session, message.doc, message.heads)
+        if message.doc not in space.heads and message.doc not in session.states:
+            return  # an unheld doc beyond the limit: ignored
         if message.want:
             session.sent.pop(message.doc, None)  # it asks again, so what we sent did not do
             self._reconcile(session, message.doc, ask=True, answer=True)
@@ -395,16 +491,32 @@ class Replicator:
             session.grafts.setdefault(message.doc, self._now + self.config.graft_delay_ms)
 
     def _on_changes(self, session: Session, batch: Changes) -> None:
+        """Check a batch from the cheapest test to the dearest — its shape, what it would cost
+        to decode (and whether the peer's budget pays for it), the signatures, the author
+        chains, Automerge itself — and apply it; forward a pushed batch only if all of it is
+        now stored."""
         space = self._session_space(session)
         first = space.seen.get(batch.batch_id) if batch.push else None
         if first is not None:
             self._duplicate(session, first)
             return
-        changes = decode_changes(unpack(batch.encoding, batch.data, batch.base))
-        if batch.push and not changes:
-            raise UnexpectedMessage("a pushed batch holds no changes")
+        if batch.push and (len(batch.tips) != 1 or batch.encoding is Encoding.DOCUMENT):
+            raise UnexpectedMessage("a pushed batch is changes of one author under that author's one tip")
+        scanned = scan_batch(batch.encoding, batch.data)
+        if not session.budget.take("decoded_ops", scanned.ops, self._now):
+            self._defer_batch(session, batch, session.budget.decoded_ops.ready_ms(scanned.ops, self._now), "decoded_ops")
+            return
+        changes = decode_changes(unpack(scanned, batch.base))
+        if batch.push and (not changes or any(change.actor != changes[-1].actor for change in changes)):
+            raise UnexpectedMessage("a pushed batch holds changes of its origin only")
         by_hash = {change.hash: change for change in changes}
         tips = [tip.resolve(space.id, batch.doc, changes, by_hash) for tip in batch.tips]
+        if len({tip.author for tip in tips}) != len(tips):
+            raise WireError("a batch carries two tips by one author")
+        checks = sum(1 for tip in tips if tip not in self._verified)
+        if checks and not session.budget.take("signature_checks", checks, self._now):
+            self._defer_batch(session, batch, session.budget.signature_checks.ready_ms(checks, self._now), "signature_checks")
+            return
         applied = ingest(self.store, space.id, batch.doc, changes, tips, session.pending, self._verified, self._now)
         session.wants.pop(batch.doc, None)
         origin = changes[-1].actor if batch.push else None
@@ -414,8 +526,10 @@ class Replicator:
             for actor in {change.actor for change in changes}:  # the replier grafted them (_send_reply)
                 session.pruned.pop(actor, None)
         if applied:
-            forward = session.decoder.frame if batch.push else None  # the batch as it came
-            self._after_apply(space, batch.doc, applied, session, forward, origin)
+            waiting = session.pending.waiting(batch.doc)
+            whole = batch.push and not any(change_hash in waiting for change_hash in by_hash)
+            forward = session.decoder.frame if whole else None  # the batch as it came, all of it valid
+            self._after_apply(space, batch.doc, applied, session, forward, origin, [by_hash[h] for h in applied if h in by_hash])
         if session.pending.missing_deps(batch.doc):
             if batch.push:  # the deps are most likely on their way along another origin's tree
                 session.grafts.setdefault(batch.doc, self._now + self.config.graft_delay_ms)
@@ -423,6 +537,16 @@ class Replicator:
                 self._want(session, batch.doc)
 
     # ----- reconciliation -----
+
+    def _defer_batch(self, session: Session, batch: Changes, ready_ms: int, budget: str) -> None:
+        """A batch the peer's budget cannot pay for now: dropped unread, and asked for again
+        once the budget has refilled. Nobody asks for a push, so an unpaid one also costs the
+        peer score."""
+        self.stats[f"budget_{budget}_exhausted"] += 1
+        session.grafts[batch.doc] = max(ready_ms, session.grafts.get(batch.doc, 0))
+        session.wants.pop(batch.doc, None)
+        if batch.push:
+            self._penalize(session, Offense.COSTLY, f"pushed more than its {budget} budget")
 
     def _reconcile(self, session: Session, doc: bytes, *, ask: bool, answer: bool) -> None:
         """Send the peer the changes of ``doc`` it lacks, judged by what it last reported.
@@ -434,11 +558,20 @@ class Replicator:
         space = self._session_space(session)
         ours = space.heads.get(doc, ())
         sent = False
-        if not self._holds(session, doc, ours):
-            base = self._state(session, doc).base(self._known(space.id, doc), session.sent.get(doc, ()))
-            lack = self.store.changes_since(space.id, doc, base)
-            if lack:
-                self._send_reply(session, doc, *self._reply(space, doc, lack, base))
+        if session.deferred.get(doc, self._now) > self._now:
+            self.stats["replies_deferred"] += 1  # a throttled reply of it is due later anyway
+            sent = True
+        elif not self._holds(session, doc, ours):
+            base = tuple(self._state(session, doc).base(self._known(space.id, doc), session.sent.get(doc, ())))
+            reply = self._reply(space, doc, base, ours)
+            if reply.count and not session.budget.take("reply_bytes", reply.size, self._now):
+                # It asks for more than its budget pays now: the reply goes when it does.
+                session.deferred[doc] = session.budget.reply_bytes.ready_ms(reply.size, self._now)
+                self.stats["budget_reply_bytes_exhausted"] += 1
+                sent = True
+            elif reply.count:
+                session.deferred.pop(doc, None)
+                self._send_reply(session, doc, reply)
                 session.sent[doc] = ours
                 sent = True
         if answer and not sent:
@@ -453,15 +586,31 @@ class Replicator:
         sent = session.sent.get(doc, ())
         return all(h in state.their_heads or h in state.shared or h in sent for h in heads)
 
-    def _reply(self, space: _Space, doc: bytes, lack: list[bytes], base: Iterable[bytes]) -> tuple[list[bytes], set[bytes], int]:
+    def _reply(self, space: _Space, doc: bytes, base: Heads, ours: Heads) -> _Reply:
+        """The reply carrying every change of ``doc`` beyond ``base``, from the cache if it is
+        there: reading, decoding and encoding a large doc's history is the dearest thing a peer
+        can ask of us, so it is done once per (base, heads), whoever asks."""
+        key = (space.id, doc, base, ours)
+        reply = self._replies.get(key)
+        if reply is None:
+            self.stats["replies_built"] += 1
+            frames, origins, count = self._build_reply(space, doc, list(self.store.changes_since(space.id, doc, base)), base)
+            reply = _Reply(tuple(frames), frozenset(origins), count, sum(map(len, frames)))
+            self._replies.put(key, reply)
+        return reply
+
+    def _build_reply(self, space: _Space, doc: bytes, lack: list[bytes], base: Iterable[bytes]) -> tuple[list[bytes], set[bytes], int]:
         """The frames of a reply carrying ``lack`` (changes beyond ``base``), the origins of its
         changes, and how many there are."""
+        if not lack:
+            return [], set(), 0
         decoded = decode_changes(lack)
         hashes = [change.hash for change in decoded]
         signatures = {tip.change_hash: tip.signature for tip in self.store.tips(space.id, doc)}
         frames = []
         start = 0
-        for encoding, data, count in plan_reply(lack, lambda: self.store.save_document(space.id, doc)):
+        op_counts = [change.op_count for change in decoded]
+        for encoding, data, count in plan_reply(lack, op_counts, lambda: self.store.save_document(space.id, doc)):
             in_batch = hashes[start : start + count]
             # A document batch's changes come out in the receiver's order: name them by hash.
             by_hash = encoding is Encoding.DOCUMENT
@@ -469,29 +618,41 @@ class Replicator:
                 TipSignature(h if by_hash else i, signatures[h]) for i, h in enumerate(in_batch) if h in signatures
             )
             batch_base = tuple(base) if by_hash else ()
-            frames.append(encode_frame(Changes(doc, encoding, data, batch_base, batch_tips, push=False)))
+            try:
+                frames.append(encode_frame(Changes(doc, encoding, data, batch_base, batch_tips, push=False)))
+            except MessageTooLarge:
+                self.stats["own_frames_too_large"] += 1  # a batch our planning got wrong: the rest still go
             start += count
         return frames, {change.actor for change in decoded}, len(lack)
 
-    def _send_reply(self, session: Session, doc: bytes, frames: list[bytes], origins: set[bytes], count: int) -> None:
-        for frame in frames:
+    def _send_reply(self, session: Session, doc: bytes, reply: _Reply) -> None:
+        for frame in reply.frames:
             self._send_frame(session, frame)
-        for origin in origins:
+        for origin in reply.origins:
             session.lazy.discard(origin)  # a graft: it lacked this origin's batches, so push them
-        self.stats["reply_changes_sent"] += count
+        self.stats["reply_changes_sent"] += reply.count
 
     def _after_apply(
-        self, space: _Space, doc: bytes, applied: list[bytes], source: Session, push: bytes | None, origin: bytes | None
+        self,
+        space: _Space,
+        doc: bytes,
+        applied: list[bytes],
+        source: Session,
+        push: bytes | None,
+        origin: bytes | None,
+        decoded: list[native.DecodedChange],
     ) -> None:
-        """Tell the world: forward a pushed batch, announce our new heads, retry what waited."""
+        """Tell the world: forward a pushed batch, announce our new heads, retry what waited
+        for what was stored (``decoded``: the applied changes at hand, for their chain slots)."""
         space.set_heads(doc, self.store.heads(space.id, doc))
         self.stats["changes_applied"] += len(applied)
         self._out.append(Applied(space.id, doc, tuple(applied), source.conn))
         if push is None:
             self._announce(source, doc)  # the replier learns where we are now
         self._spread(space, doc, push, origin, exclude=source)
+        keys = [*applied, *wait_keys(decoded)]
         for other in list(space.sessions.values()):
-            if other is not source and doc in other.pending:
+            if other is not source and other.pending.unblocked_by(doc, keys):
                 self._retry_pending(space, doc, other)
 
     def _spread(self, space: _Space, doc: bytes, push: bytes | None, origin: bytes | None, exclude: Session | None) -> None:
@@ -507,13 +668,14 @@ class Replicator:
                 self._announce_lazily(session, doc)
 
     def _retry_pending(self, space: _Space, doc: bytes, session: Session) -> None:
+        waiting = {change.hash: change for change in session.pending.changes(doc)}
         try:
             applied = ingest(self.store, space.id, doc, [], [], session.pending, self._verified, self._now)
         except RemoteProtocolError as error:
-            self._penalize(session, offense_of(error), str(error))
+            self._penalize(session, offense_of(error, session.peer), str(error))
             return
         if applied:
-            self._after_apply(space, doc, applied, session, None, None)
+            self._after_apply(space, doc, applied, session, None, None, [waiting[h] for h in applied if h in waiting])
 
     def _duplicate(self, session: Session, first: _FirstCopy) -> None:
         """A pushed batch came again: the peer need not push us this origin's batches (Plumtree
@@ -565,19 +727,35 @@ class Replicator:
 
     # ----- status and per-peer state -----
 
-    def _hello(self, session: Session) -> Hello:
+    def _send_hello(self, session: Session) -> None:
+        """Our Hello, carrying the first page of our status; the other pages follow it."""
         assert session.space is not None
-        return Hello(SUPPORTED_VERSIONS, session.space, self.identity.public_key, self._status(session, complete=False))
+        first, *rest = self._status_pages(session, complete=False)
+        self._send(session, Hello(SUPPORTED_VERSIONS, session.space, self.identity.public_key, first))
+        for page in rest:
+            self._send(session, page)
 
-    def _status(self, session: Session, *, complete: bool) -> Status:
-        """Our summary, and the heads of every doc whose heads the peer has not been told."""
+    def _send_status(self, session: Session, *, complete: bool) -> None:
+        for page in self._status_pages(session, complete=complete):
+            self._send(session, page)
+
+    def _status_pages(self, session: Session, *, complete: bool) -> list[Status]:
+        """Our summary, and the heads of every doc whose heads the peer has not been told, in
+        pages of at most STATUS_PAGE_BYTES of entries (and MAX_DOCS_PER_STATUS docs)."""
         space = self._session_space(session)
-        docs = []
+        pages: list[list[DocHeads]] = [[]]
+        page_bytes = 0
         for doc, heads in sorted(space.heads.items()):
             if heads and (complete or self._state(session, doc).sent_heads != heads):
-                docs.append(DocHeads(doc, heads))
+                entry_bytes = len(doc) + 34 * len(heads) + 4  # CBOR: an array, a doc id, 2+32 per head
+                if pages[-1] and (page_bytes + entry_bytes > STATUS_PAGE_BYTES or len(pages[-1]) == MAX_DOCS_PER_STATUS):
+                    pages.append([])
+                    page_bytes = 0
+                pages[-1].append(DocHeads(doc, heads))
+                page_bytes += entry_bytes
                 self._save_state(session, doc, self._state(session, doc).told(heads))
-        return Status(space.summary, tuple(docs), complete)
+        last = len(pages) - 1
+        return [Status(space.summary, tuple(docs), complete, more=i < last) for i, docs in enumerate(pages)]
 
     def _announce(self, session: Session, doc: bytes) -> None:
         """Tell the peer our heads of ``doc`` once this event is handled: a peer and doc get
@@ -607,8 +785,18 @@ class Replicator:
         self._save_state(session, doc, self._state(session, doc).told(heads))
 
     def _record_report(self, session: Session, doc: bytes, heads: Heads) -> bool:
-        """Take in the heads the peer reported; return whether they name changes we lack."""
-        known = self._known(self._session_space(session).id, doc)
+        """Take in the heads the peer reported; return whether they name changes we lack.
+
+        A doc we do not hold is remembered only up to MAX_UNHELD_DOCS_PER_SESSION per session
+        (a peer can name any number of ids, real or not), and never persisted.
+        """
+        space = self._session_space(session)
+        if doc not in space.heads and doc not in session.states:
+            if session.unheld >= MAX_UNHELD_DOCS_PER_SESSION:
+                self.stats["unheld_docs_ignored"] += 1
+                return False
+            session.unheld += 1
+        known = self._known(space.id, doc)
         self._save_state(session, doc, self._state(session, doc).reported(heads, known))
         lacks = not all(map(known, heads))
         if not lacks and not session.pending.missing_deps(doc):
@@ -619,7 +807,8 @@ class Replicator:
     def _state(self, session: Session, doc: bytes) -> PeerDocState:
         state = session.states.get(doc)
         if state is None:
-            saved = self.store.load_sync_state(session.peer, self._session_space(session).id, doc)
+            space = self._session_space(session)
+            saved = self.store.load_sync_state(session.peer, space.id, doc) if doc in space.heads else None
             try:
                 state = PeerDocState.decode(saved) if saved is not None else PeerDocState()
             except WireError:
@@ -629,14 +818,18 @@ class Replicator:
         return state
 
     def _save_state(self, session: Session, doc: bytes, state: PeerDocState) -> None:
+        """Keep the state; persist it (later) only for a doc we hold: junk ids stay in memory."""
         if session.states.get(doc) != state:
             session.states[doc] = state
-            session.unsaved[doc] = None
+            if doc in self._session_space(session).heads:
+                session.unsaved[doc] = None
 
     def _write_states(self, session: Session) -> None:
         """Hand the store the session's states that changed since the last time."""
+        if session.space is None:
+            return
         for doc in session.unsaved:
-            self.store.save_sync_state(session.peer, self._session_space(session).id, doc, session.states[doc].encode())
+            self.store.save_sync_state(session.peer, session.space, doc, session.states[doc].encode())
         session.unsaved.clear()
 
     def _known(self, space: bytes, doc: bytes) -> Callable[[bytes], bool]:
@@ -650,6 +843,10 @@ class Replicator:
         config = self.config
         if self._now - session.last_received_ms >= config.peer_timeout_ms:
             self._close(session, "timed out: nothing heard from the peer", say_bye=False)
+            return
+        if session.phase is Phase.AWAITING_HELLO and self._now - session.opened_ms >= config.hello_timeout_ms:
+            self.stats["hello_timeouts"] += 1
+            self._close(session, f"no Hello within {config.hello_timeout_ms} ms")
             return
         if session.phase is Phase.ACTIVE:
             expired = session.pending.expire(self._now, config.pending_ttl_ms)
@@ -671,6 +868,9 @@ class Replicator:
                 del session.wants[doc]
                 if self._needs(session, doc):
                     self._want(session, doc)
+            for doc in [doc for doc, due in session.deferred.items() if due <= self._now]:
+                del session.deferred[doc]  # its budget has refilled: send the throttled reply
+                self._reconcile(session, doc, ask=False, answer=False)
             space = self._session_space(session)
             for doc in [doc for doc, due in session.announce.items() if due <= self._now]:
                 del session.announce[doc]
@@ -678,7 +878,7 @@ class Replicator:
                     self._announce(session, doc)
             if session.anti_entropy_ms is not None and session.anti_entropy_ms <= self._now:
                 session.anti_entropy_ms = self._next_anti_entropy()
-                self._send(session, self._status(session, complete=False))
+                self._send_status(session, complete=False)
         if self._now - session.last_sent_ms >= config.heartbeat_interval_ms:
             self._send(session, Ping())
 
@@ -691,7 +891,9 @@ class Replicator:
             if session.conn not in self._sessions:
                 continue
             at_ms = min(session.last_received_ms + config.peer_timeout_ms, session.last_sent_ms + config.heartbeat_interval_ms)
-            for requests in (session.grafts, session.wants, session.announce):
+            if session.phase is Phase.AWAITING_HELLO:
+                at_ms = min(at_ms, session.opened_ms + config.hello_timeout_ms)
+            for requests in (session.grafts, session.wants, session.announce, session.deferred):
                 if requests:
                     at_ms = min(at_ms, *requests.values())
             if session.anti_entropy_ms is not None:
@@ -707,7 +909,12 @@ class Replicator:
     # ----- sending, closing, scoring -----
 
     def _send(self, session: Session, message: Message) -> None:
-        self._send_frame(session, encode_frame(message))
+        try:
+            frame = encode_frame(message)
+        except MessageTooLarge:
+            self.stats["own_frames_too_large"] += 1  # our fault, never the peer's: it is not sent
+            return
+        self._send_frame(session, frame)
 
     def _send_frame(self, session: Session, frame: bytes) -> None:
         session.last_sent_ms = self._now
@@ -717,17 +924,16 @@ class Replicator:
         self._out.append(Send(session.conn, frame))
 
     def _take_token(self, session: Session) -> None:
-        config = self.config
-        elapsed_s = (self._now - session.tokens_ms) / 1000
-        session.tokens = min(config.frames_burst_max, session.tokens + elapsed_s * config.frames_per_second_max)
-        session.tokens_ms = self._now
-        if session.tokens < 1:
-            raise Flood(f"more than {config.frames_per_second_max:g} frames a second")
-        session.tokens -= 1
+        if not session.budget.take("frames", 1, self._now):
+            raise Flood(f"more than {self.config.frames_per_second_max:g} frames a second")
 
     def _penalize(self, session: Session, offense: Offense, detail: str) -> None:
         """Count the offense against the peer; disconnect and ban it at the limit."""
-        score = self._scores.setdefault(session.peer, PeerScore())
+        score = self._scores.get(session.peer)
+        if score is None:
+            if len(self._scores) >= MAX_SCORED_PEERS:
+                self._forget_scores()
+            score = self._scores[session.peer] = PeerScore()
         total = score.add(offense, self._now)
         self.stats[f"offense_{offense.value}"] += 1
         self._out.append(PeerPenalized(session.conn, session.peer, offense.value, detail, total))
@@ -735,6 +941,13 @@ class Replicator:
             score.ban(self._now + self.config.ban_ms)
             for other in [s for s in self._sessions.values() if s.peer == session.peer]:
                 self._close(other, f"misbehaved ({offense.value}): {detail}")
+
+    def _forget_scores(self) -> None:
+        """Make room among the scores: forget the oldest unbanned ones (a forgiven score is
+        worth nothing, an unbanned one little), the oldest bans only if nothing else is left."""
+        by_age = sorted(self._scores.items(), key=lambda item: (item[1].banned(self._now), item[1].updated_ms))
+        for peer, _ in by_age[: max(1, len(by_age) // 4)]:
+            del self._scores[peer]
 
     def _close(self, session: Session, reason: str, *, say_bye: bool = True) -> None:
         if say_bye:

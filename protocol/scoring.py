@@ -1,9 +1,12 @@
 """How much each kind of misbehaviour counts against a peer, and the decaying score itself.
 
 Anything a correct peer can never do on a reliable stream — broken framing, forged or
-misattributed tips, messages out of order, floods — scores ``DISCONNECT_SCORE`` at once. Lesser
-faults that a correct peer can cause by bad luck (a change whose tip never came, because the
-connection broke) add up slowly and are forgiven with a half-life.
+misattributed tips, an author forking its own chain, messages out of order, floods — scores
+``DISCONNECT_SCORE`` at once. Lesser faults that a correct peer can cause by bad luck or by
+relaying another's fault add up slowly and are forgiven with a half-life: a change whose tip
+never came (the connection broke), an unusable change it only forwarded (it accepted it before
+the change it conflicts with reached it), a well-formed message over one of our limits (the
+session ends, without a ban), work pushed beyond its budget.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from protocol.errors import (
     BadSignature,
     Flood,
     InvalidActor,
+    OverLimit,
     RemoteProtocolError,
     UnknownChange,
+    UnusableChanges,
     WireError,
     WrongAuthor,
 )
@@ -30,16 +35,34 @@ class Offense(enum.Enum):
     INVALID_ACTOR = "invalid-actor"  # a change whose actor is not a public key
     FLOOD = "flood"  # frames faster than allowed, or more pending changes than allowed
     UNCOVERED_EXPIRED = "uncovered-expired"  # changes whose tip never arrived
+    EQUIVOCATION = "equivocation"  # an author sent us a change that forks its own chain
+    UNUSABLE_FORWARDED = "unusable-forwarded"  # relayed another author's unusable change
+    OVER_LIMIT = "over-limit"  # a well-formed message over one of our limits
+    COSTLY = "costly"  # pushed more work than its budget pays
 
     @property
     def points(self) -> int:
-        return 10 if self is Offense.UNCOVERED_EXPIRED else DISCONNECT_SCORE
+        return _LESSER_POINTS.get(self, DISCONNECT_SCORE)
 
 
-def offense_of(error: RemoteProtocolError) -> Offense:
-    """The offense a remote error shows; order matters, subclasses before their bases."""
+# Ten lesser faults within a half-life, or four messages over a limit, make a disconnect.
+_LESSER_POINTS = {
+    Offense.UNCOVERED_EXPIRED: 10,
+    Offense.UNUSABLE_FORWARDED: 10,
+    Offense.COSTLY: 10,
+    Offense.OVER_LIMIT: 25,
+}
+
+
+def offense_of(error: RemoteProtocolError, peer: bytes) -> Offense:
+    """The offense a remote error from ``peer`` (its key) shows; order matters, subclasses
+    before their bases."""
     if isinstance(error, Flood):
         return Offense.FLOOD
+    if isinstance(error, UnusableChanges):
+        return Offense.EQUIVOCATION if error.author == peer else Offense.UNUSABLE_FORWARDED
+    if isinstance(error, OverLimit):
+        return Offense.OVER_LIMIT
     if isinstance(error, (BadSignature, WrongAuthor, UnknownChange)):
         return Offense.FORGERY
     if isinstance(error, InvalidActor):

@@ -37,11 +37,6 @@ class ChangeStore(Protocol):
         """The newest stored change of ``author`` in this doc as (seq, hash); None if none."""
         ...
 
-    def ancestry(self, space: bytes, doc: bytes, change_hash: bytes) -> tuple[int, tuple[bytes, ...]] | None:
-        """(position, deps) of a stored change; None if not stored. Positions follow the order
-        of storing, which is causal: a change's deps always have smaller positions."""
-        ...
-
     def tips(self, space: bytes, doc: bytes) -> list[SignedTip]:
         """The newest valid tip per author for this doc."""
         ...

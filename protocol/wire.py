@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol import cbor
-from protocol.errors import LimitExceeded, WireError
+from protocol.errors import LimitExceeded, MessageTooLarge, OverLimit, WireError
 from protocol.identity import PUBLIC_KEY_BYTES
 from protocol.limits import (
     MAX_DOCS_PER_STATUS,
@@ -93,6 +93,9 @@ class Status:
     summary: bytes
     docs: tuple[DocHeads, ...]
     complete: bool  # docs lists every doc the sender holds, not only those that changed
+    # More pages of this status follow (as Status messages); the receiver takes the status in
+    # once the last page (more=False) has come. A large space's status is paged.
+    more: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +171,7 @@ _KIND_OF: dict[type, Kind] = {
 
 
 def _status_fields(status: Status) -> list[Any]:
-    return [status.summary, [[entry.doc, list(entry.heads)] for entry in status.docs], status.complete]
+    return [status.summary, [[entry.doc, list(entry.heads)] for entry in status.docs], status.complete, status.more]
 
 
 def _fields(message: Message) -> list[Any]:
@@ -199,7 +202,7 @@ def encode_frame(message: Message) -> bytes:
     """A message as it goes on the stream: varint length, then the payload."""
     payload = encode_payload(message)
     if len(payload) > MAX_FRAME_BYTES:
-        raise LimitExceeded(f"a {type(message).__name__} of {len(payload)} bytes exceeds the frame limit")
+        raise MessageTooLarge(f"a {type(message).__name__} of {len(payload)} bytes exceeds the frame limit")
     return varint(len(payload)) + payload
 
 
@@ -229,15 +232,15 @@ def _hashes(value: object, what: str, limit: int = MAX_HEADS) -> tuple[bytes, ..
     if not isinstance(value, list):
         raise WireError(f"{what} must be a list")
     if len(value) > limit:
-        raise LimitExceeded(f"{what} holds {len(value)} hashes, more than {limit}")
+        raise OverLimit(f"{what} holds {len(value)} hashes, more than {limit}")
     return tuple(_id(h, CHANGE_HASH_BYTES, f"a hash in {what}") for h in value)
 
 
 def _status(fields: object) -> Status:
     match fields:
-        case [bytes() as summary, list() as docs, bool() as complete]:
+        case [bytes() as summary, list() as docs, bool() as complete, bool() as more]:
             if len(docs) > MAX_DOCS_PER_STATUS:
-                raise LimitExceeded(f"a status lists {len(docs)} docs, more than {MAX_DOCS_PER_STATUS}")
+                raise OverLimit(f"a status lists {len(docs)} docs, more than {MAX_DOCS_PER_STATUS}")
             entries = []
             for entry in docs:
                 match entry:
@@ -247,16 +250,16 @@ def _status(fields: object) -> Status:
                         raise WireError("a status entry is [doc, heads]")
             if len({entry.doc for entry in entries}) != len(entries):
                 raise WireError("a status lists a doc twice")
-            return Status(_id(summary, SUMMARY_BYTES, "a summary"), tuple(entries), complete)
+            return Status(_id(summary, SUMMARY_BYTES, "a summary"), tuple(entries), complete, more)
         case _:
-            raise WireError("a status is [summary, docs, complete]")
+            raise WireError("a status is [summary, docs, complete, more]")
 
 
 def _tips(value: object) -> tuple[TipSignature, ...]:
     if not isinstance(value, list):
         raise WireError("tips must be a list")
     if len(value) > MAX_TIPS_PER_BATCH:
-        raise LimitExceeded(f"a batch carries {len(value)} tips, more than {MAX_TIPS_PER_BATCH}")
+        raise OverLimit(f"a batch carries {len(value)} tips, more than {MAX_TIPS_PER_BATCH}")
     tips = []
     for fields in value:
         match fields:
@@ -343,6 +346,15 @@ class FrameDecoder:
     @property
     def buffered_bytes(self) -> int:
         return len(self._buffer)
+
+    @property
+    def max_frame_bytes(self) -> int:
+        return self._max_frame_bytes
+
+    @max_frame_bytes.setter
+    def max_frame_bytes(self, limit: int) -> None:
+        """Change the limit from the next frame on (a session lifts it once the Hello is in)."""
+        self._max_frame_bytes = limit
 
     def next_message(self) -> Message | None:
         """The next complete message, or None until more bytes arrive.

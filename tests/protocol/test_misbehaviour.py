@@ -103,6 +103,12 @@ def push(raw: list[bytes], tips: tuple[TipSignature, ...], doc: bytes = MAIN) ->
     return encode_frame(Changes(doc, Encoding.CHANGES, cbor.dumps(raw), (), tips, push=True))
 
 
+def reply(raw: list[bytes], tips: tuple[TipSignature, ...] = (), doc: bytes = MAIN) -> bytes:
+    """A batch as a reply carries it: a push always carries its origin's tip, a reply need not
+    (a split reply carries each author's tip in the last batch that holds the author's changes)."""
+    return encode_frame(Changes(doc, Encoding.CHANGES, cbor.dumps(raw), (), tips, push=False))
+
+
 def test_a_forged_signature_is_rejected_and_the_forger_banned():
     network, before, intruder = mallory_joins()
     raw, _ = malloryish_batch(network, mallory.public_key)
@@ -142,7 +148,7 @@ def test_a_tip_naming_a_change_that_was_not_sent_is_rejected():
 def test_a_change_whose_actor_is_not_a_key_is_rejected():
     network, before, intruder = mallory_joins()
     raw, _ = malloryish_batch(network, b"\x05" * 16)
-    intruder.send(push(raw, ()))
+    intruder.send(push(raw, (TipSignature(0, bytes(64)),)))
     assert_contained(network, intruder, before, "invalid-actor")
 
 
@@ -176,10 +182,10 @@ def test_a_complete_status_that_contradicts_its_summary_is_unexpected():
         b"\x80\x80\x80\x80\x80\x80",  # a length that never ends
         varint(3) + b"\xff\xff\xff",  # not CBOR
         varint(2) + b"\x82\x07",  # truncated array
-        push([b"not an automerge change"], ()),
-        encode_frame(Changes(MAIN, Encoding.DEFLATE, b"not deflate", (), (), push=True)),
+        push([b"not an automerge change"], (TipSignature(0, bytes(64)),)),
+        encode_frame(Changes(MAIN, Encoding.DEFLATE, b"not deflate", (), (), push=False)),
         encode_frame(Changes(MAIN, Encoding.DOCUMENT, b"not a document", (), (), push=False)),
-        encode_frame(Changes(MAIN, Encoding.DEFLATE, zlib.compress(b"\x00" * 100), (), (), push=True)),
+        encode_frame(Changes(MAIN, Encoding.DEFLATE, zlib.compress(b"\x00" * 100), (), (), push=False)),
     ],
     ids=["oversized", "endless-length", "not-cbor", "truncated", "bad-change", "bad-deflate", "bad-document", "deflated-junk"],
 )
@@ -201,14 +207,14 @@ def test_more_unverifiable_changes_than_allowed_is_a_flood():
     for i in range(5):
         document.put(native.ROOT, f"k{i}", i)
         document.commit()
-    intruder.send(push(document.get_changes(network.peers["alice"].store.heads(network.space, MAIN)), ()))
+    intruder.send(reply(document.get_changes(network.peers["alice"].store.heads(network.space, MAIN))))
     assert_contained(network, intruder, before, "flood")
 
 
 def test_changes_whose_tip_never_comes_expire_with_a_small_penalty():
     network, before, intruder = mallory_joins()
     raw, _ = malloryish_batch(network, mallory.public_key)
-    intruder.send(push(raw, ()))
+    intruder.send(reply(raw))
     assert network.heads("alice") == before  # waiting, not applied
     intruder.keep_alive_for(network.config.pending_ttl_ms)
     assert network.peers["alice"].replicator.stats["pending_expired"] == len(raw)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol import cbor
-from protocol.batch import decode_changes, pack_changes, plan_reply, unpack
+from protocol.batch import decode_changes, pack_changes, plan_reply, scan_batch, unpack
 from protocol.errors import LimitExceeded, WireError
 from protocol.limits import MAX_CBOR_DEPTH, MAX_FRAME_BYTES, MAX_HEADS, MAX_TIPS_PER_BATCH
 from protocol.tips import TipSignature
@@ -239,7 +239,7 @@ def test_a_batch_is_packed_plain_or_deflated_whichever_is_smaller(count):
     encoding, data = pack_changes(changes)
     plain = cbor.dumps(changes)
     assert len(data) == min(len(plain), len(zlib.compress(plain, 6)))
-    assert unpack(encoding, data, ()) == changes
+    assert unpack(scan_batch(encoding, data), ()) == changes
 
 
 def test_a_large_reply_is_sent_as_a_saved_document_and_unpacks_to_what_was_missing():
@@ -251,11 +251,12 @@ def test_a_large_reply_is_sent_as_a_saved_document_and_unpacks_to_what_was_missi
         document.splice_text(obj, 0, 0, "x")
         document.commit()
     missing = document.get_changes(base)
-    [(encoding, data, count)] = plan_reply(missing, document.save)
+    [(encoding, data, count)] = plan_reply(missing, [c.op_count for c in decode_changes(missing)], document.save)
     assert encoding is Encoding.DOCUMENT and count == len(missing)
     assert len(data) < 30 * len(missing)
-    assert unpack(encoding, data, base) == missing
-    assert [c.hash for c in decode_changes(unpack(encoding, data, base))] == [c.hash for c in decode_changes(missing)]
+    assert scan_batch(encoding, data).ops == 501  # the text object and every insert, from the bytes alone
+    assert unpack(scan_batch(encoding, data), base) == missing
+    assert [c.hash for c in decode_changes(unpack(scan_batch(encoding, data), base))] == [c.hash for c in decode_changes(missing)]
 
 
 def test_a_document_batch_whose_base_is_not_in_it_is_refused():
@@ -263,15 +264,15 @@ def test_a_document_batch_whose_base_is_not_in_it_is_refused():
     document.put(native.ROOT, "k", 1)
     document.commit()
     with pytest.raises(WireError):
-        unpack(Encoding.DOCUMENT, document.save(), (b"\x09" * 32,))
+        unpack(scan_batch(Encoding.DOCUMENT, document.save()), (b"\x09" * 32,))
     with pytest.raises(WireError):
-        unpack(Encoding.DOCUMENT, b"not a document", ())
+        unpack(scan_batch(Encoding.DOCUMENT, b"not a document"), ())
 
 
 def test_a_deflate_bomb_is_refused(monkeypatch):
     monkeypatch.setattr("protocol.batch.MAX_INFLATED_BATCH_BYTES", 1000)
     with pytest.raises(LimitExceeded):
-        unpack(Encoding.DEFLATE, zlib.compress(cbor.dumps([b"\x00" * 5000])), ())
+        scan_batch(Encoding.DEFLATE, zlib.compress(cbor.dumps([b"\x00" * 5000])))
 
 
 @pytest.mark.parametrize(
@@ -279,7 +280,7 @@ def test_a_deflate_bomb_is_refused(monkeypatch):
 )
 def test_malformed_deflated_batches_are_wire_errors(data):
     with pytest.raises(WireError):
-        decode_changes(unpack(Encoding.DEFLATE, data, ()))
+        decode_changes(unpack(scan_batch(Encoding.DEFLATE, data), ()))
 
 
 def test_an_undecodable_change_is_a_wire_error():

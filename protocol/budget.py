@@ -1,0 +1,85 @@
+"""What one peer may make us spend, as token buckets: one per kind of work, each named.
+
+A correct peer's cost is bounded by what it has to say; a hostile one's only by what we let it
+make us do. Every piece of work a peer can cause beyond reading its bytes — decoding ops,
+checking signatures, building replies, holding state for docs we do not hold — draws from a
+bucket of that peer's session (libp2p's resource manager has the same shape: scopes with
+limits). A bucket refills at a steady rate up to its burst, so an honest catch-up that needs a
+large burst gets it, and a peer that keeps asking for more than the rate waits or is refused.
+
+What happens when a bucket is empty is the caller's choice, made in protocol/replicator.py:
+received work that can be asked for again is dropped and asked for later (``deferred``); work
+nobody asked for counts against the peer's score.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from protocol.limits import SyncConfig
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """``burst`` tokens at most, refilled at ``rate_per_s``; time comes in as milliseconds."""
+
+    rate_per_s: float
+    burst: float
+    tokens: float
+    updated_ms: int
+
+    @classmethod
+    def full(cls, rate_per_s: float, burst: float, now_ms: int) -> TokenBucket:
+        return cls(rate_per_s, burst, burst, now_ms)
+
+    def _refill(self, now_ms: int) -> None:
+        elapsed_s = max(0, now_ms - self.updated_ms) / 1000
+        self.tokens = min(self.burst, self.tokens + elapsed_s * self.rate_per_s)
+        self.updated_ms = now_ms
+
+    def take(self, amount: float, now_ms: int) -> bool:
+        """Spend ``amount`` if the bucket holds it; False (and nothing spent) if not.
+
+        An amount above the burst is allowed from a full bucket, which it leaves in debt: a
+        single honest request larger than the burst (one huge document) is served, once.
+        """
+        self._refill(now_ms)
+        if self.tokens >= amount or self.tokens >= self.burst:
+            self.tokens -= amount
+            return True
+        return False
+
+    def ready_ms(self, amount: float, now_ms: int) -> int:
+        """When ``amount`` (capped at the burst) will be available."""
+        self._refill(now_ms)
+        lacking = min(amount, self.burst) - self.tokens
+        return now_ms if lacking <= 0 else now_ms + int(lacking / self.rate_per_s * 1000) + 1
+
+
+@dataclass(slots=True)
+class PeerBudget:
+    """The buckets of one session, and how often each ran dry (exported as metrics)."""
+
+    frames: TokenBucket
+    decoded_ops: TokenBucket
+    signature_checks: TokenBucket
+    reply_bytes: TokenBucket
+    exhausted: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def start(cls, limits: SyncConfig, now_ms: int) -> PeerBudget:
+        return cls(
+            frames=TokenBucket.full(limits.frames_per_second_max, limits.frames_burst_max, now_ms),
+            decoded_ops=TokenBucket.full(limits.decoded_ops_per_s, limits.decoded_ops_burst, now_ms),
+            signature_checks=TokenBucket.full(limits.signature_checks_per_s, limits.signature_checks_burst, now_ms),
+            reply_bytes=TokenBucket.full(limits.reply_bytes_per_s, limits.reply_bytes_burst, now_ms),
+        )
+
+    def take(self, name: str, amount: float, now_ms: int) -> bool:
+        """Spend from the bucket called ``name``; count it when it cannot pay."""
+        bucket: TokenBucket = getattr(self, name)
+        if bucket.take(amount, now_ms):
+            return True
+        self.exhausted[name] += 1
+        return False
