@@ -233,6 +233,7 @@ class _ReplicatorStore:
         self._known: dict[tuple[bytes, bytes, bytes], None] = {}  # stored changes, newest last
         self.doc_ids = repo.doc_ids
         self.heads = repo.heads
+        self.author_seq = repo.author_seq
         self.changes_since = repo.changes_since
         self.tips = repo.tips
         self.save_document = repo.save_document
