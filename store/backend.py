@@ -25,7 +25,9 @@ from store.records import (
     ChangeRow,
     DocRow,
     DocSnapshot,
+    QuarantineRow,
     SpaceSnapshot,
+    SyncStateKey,
     TipRow,
     VersionRecord,
     WriteBatch,
@@ -71,6 +73,11 @@ class Backend(Protocol):
 
     def change(self, space: bytes, doc: bytes, change_hash: bytes) -> ChangeRow | None: ...
 
+    def author_seq(self, space: bytes, doc: bytes, author: bytes) -> tuple[int, bytes] | None:
+        """(seq, hash) of the author's stored change with the highest seq in this doc (of two
+        with that seq, the one stored first); None if the author has none. One index seek."""
+        ...
+
     def tips(self, space: bytes, doc: bytes) -> list[TipRow]: ...
 
     def latest_version(self, space: bytes) -> int: ...
@@ -84,6 +91,14 @@ class Backend(Protocol):
         ...
 
     def sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None: ...
+
+    def sync_state_keys(self) -> list[SyncStateKey]:
+        """Every stored sync state's key and last save time (not the state), for pruning."""
+        ...
+
+    def quarantined(self, space: bytes) -> list[QuarantineRow]:
+        """Every change and tip quarantined in the space, in the order they were quarantined."""
+        ...
 
     def block(self, cid: bytes) -> bytes | None: ...
 
@@ -130,8 +145,11 @@ class MemoryBackend:
         # Insertion-ordered, and changes arrive in position order: iteration is position order.
         self._changes: dict[tuple[bytes, bytes], dict[bytes, ChangeRow]] = {}
         self._tips: dict[tuple[bytes, bytes], dict[bytes, TipRow]] = {}
+        # Per doc: author -> (seq, hash) of its stored change with the highest seq (the index).
+        self._authors: dict[tuple[bytes, bytes], dict[bytes, tuple[int, bytes]]] = {}
+        self._quarantine: dict[bytes, dict[tuple[bytes, str, bytes, bytes], QuarantineRow]] = {}
         self._versions: dict[bytes, list[VersionRecord]] = {}
-        self._sync_states: dict[tuple[bytes, bytes, bytes], bytes] = {}
+        self._sync_states: dict[tuple[bytes, bytes, bytes], tuple[bytes, int]] = {}  # -> (state, seen_ms)
         self._blocks: dict[bytes, bytes] = {}
         self._doc_snapshots: dict[tuple[bytes, bytes], DocSnapshot] = {}
         self._space_snapshots: dict[bytes, SpaceSnapshot] = {}
@@ -162,6 +180,9 @@ class MemoryBackend:
             rows = self._changes.setdefault((change.space, change.doc), {})
             if change.hash not in rows:
                 put(rows, change.hash, change)
+                authors = self._authors.setdefault((change.space, change.doc), {})
+                if change.seq > authors.get(change.actor, (-1, b""))[0]:
+                    put(authors, change.actor, (change.seq, change.hash))
         for tip in batch.tips:
             put(self._tips.setdefault((tip.space, tip.doc), {}), tip.author, tip)
         for doc_row in batch.docs:
@@ -172,7 +193,10 @@ class MemoryBackend:
             if self._undo is not None:
                 self._undo.append(records.pop)
         for sync in batch.sync_states:
-            put(self._sync_states, (sync.peer, sync.space, sync.doc), sync.state)
+            put(self._sync_states, (sync.peer, sync.space, sync.doc), (sync.state, sync.seen_ms))
+        for key in batch.pruned_sync_states:
+            if (key.peer, key.space, key.doc) in self._sync_states:
+                put(self._sync_states, (key.peer, key.space, key.doc), _ABSENT)
         for cid, data in batch.blocks:
             if cid not in self._blocks:
                 put(self._blocks, cid, data)
@@ -188,6 +212,37 @@ class MemoryBackend:
             for change_hash, row in rows.items():
                 if row.position < compaction.below_position and row.raw is not None:
                     put(rows, change_hash, row._replace(raw=None))
+        for version in batch.rewritten_versions:
+            records = self._versions[version.space]
+            index = next(i for i, record in enumerate(records) if record.number == version.record.number)
+            put(self._versions, version.space, [*records[:index], version.record, *records[index + 1 :]])
+        self._write_quarantine(batch.quarantined)
+
+    def _write_quarantine(self, rows: Sequence[QuarantineRow]) -> None:
+        """Move changes and tips into the quarantine, renumbering each touched doc's changes."""
+        put = self._put
+        touched = set()
+        for row in rows:
+            key = (row.space, row.doc)
+            quarantine = self._quarantine.setdefault(row.space, {})
+            if (row.doc, row.kind, row.hash, row.actor) not in quarantine:
+                put(quarantine, (row.doc, row.kind, row.hash, row.actor), row)
+            if row.kind == "tip":
+                tip = self._tips.get(key, {}).get(row.actor)
+                if tip is not None and tip.change_hash == row.hash:
+                    put(self._tips[key], row.actor, _ABSENT)
+            elif row.hash in self._changes.get(key, {}):
+                touched.add(key)
+        quarantined = {(row.space, row.doc, row.hash) for row in rows if row.kind == "change"}
+        for key in touched:
+            kept = [change for change in self._changes[key].values() if (*key, change.hash) not in quarantined]
+            renumbered = {change.hash: change._replace(position=i) for i, change in enumerate(kept)}
+            authors: dict[bytes, tuple[int, bytes]] = {}
+            for change in kept:
+                if change.seq > authors.get(change.actor, (-1, b""))[0]:
+                    authors[change.actor] = (change.seq, change.hash)
+            put(self._changes, key, renumbered)
+            put(self._authors, key, authors)
 
     @contextmanager
     def group(self, durable: bool = False) -> Iterator[None]:
@@ -228,6 +283,7 @@ class MemoryBackend:
             batch.sync_states,
             batch.doc_snapshots,
             batch.space_snapshots,
+            batch.quarantined,
         )
         for rows in tables:
             for row in rows:
@@ -249,6 +305,9 @@ class MemoryBackend:
             if version.record.number < lowest:
                 raise StorageError(f"UNIQUE constraint failed: version {version.record.number} exists")
             next_number[version.space] = version.record.number + 1
+        for version in batch.rewritten_versions:
+            if all(record.number != version.record.number for record in self._versions.get(version.space, [])):
+                raise StorageError(f"no version {version.record.number} to rewrite")
 
     # ----- reads -----
 
@@ -272,6 +331,9 @@ class MemoryBackend:
     def change(self, space: bytes, doc: bytes, change_hash: bytes) -> ChangeRow | None:
         return self._changes.get((space, doc), {}).get(change_hash)
 
+    def author_seq(self, space: bytes, doc: bytes, author: bytes) -> tuple[int, bytes] | None:
+        return self._authors.get((space, doc), {}).get(author)
+
     def tips(self, space: bytes, doc: bytes) -> list[TipRow]:
         return sorted(self._tips.get((space, doc), {}).values(), key=lambda tip: tip.author)
 
@@ -292,7 +354,14 @@ class MemoryBackend:
         return heads
 
     def sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:
-        return self._sync_states.get((peer, space, doc))
+        found = self._sync_states.get((peer, space, doc))
+        return found[0] if found else None
+
+    def sync_state_keys(self) -> list[SyncStateKey]:
+        return [SyncStateKey(*key, seen_ms) for key, (_, seen_ms) in self._sync_states.items()]
+
+    def quarantined(self, space: bytes) -> list[QuarantineRow]:
+        return list(self._quarantine.get(space, {}).values())
 
     def block(self, cid: bytes) -> bytes | None:
         return self._blocks.get(cid)

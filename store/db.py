@@ -11,6 +11,7 @@ hashes, 36-byte CIDs): compact, and a wrong length is detectable corruption.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -37,6 +38,12 @@ _PRAGMAS = (
 # How long a writer waits for another connection's lock before failing: long enough to ride out
 # a checkpoint, short enough that a second process on the same home fails visibly.
 BUSY_TIMEOUT_MS = 5_000
+# The database holds every space's content and the peers' sync states: for the node's user
+# alone, whatever the umask or an older version left. SQLite gives the -wal and -shm files it
+# creates the database file's mode, so restricting the database restricts them; those an earlier
+# run left are restricted at open too.
+FILE_MODE = 0o600
+SIDE_FILE_SUFFIXES = ("-wal", "-shm", "-journal")
 
 MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1: the first schema. A doc gets a small integer key, so the hot changes table
@@ -113,6 +120,29 @@ MIGRATIONS: tuple[str, ...] = (
         created_ms   INTEGER NOT NULL
     );
     """,
+    # 1 -> 2: hardening (issue 12). An index on each author's chain, so ingest checks that a
+    # change continues its author's chain (and Repo.author_seq answers) with one index seek;
+    # a quarantine for changes and tips that break a doc (store/repair.py moves them there,
+    # nothing is deleted); and when each sync state was last saved, so maintain can prune the
+    # rows of peers gone for good.
+    """
+    CREATE INDEX changes_by_author ON changes (doc_key, actor, seq);
+    CREATE TABLE quarantine (
+        doc_key        INTEGER NOT NULL REFERENCES docs (doc_key),
+        kind           TEXT NOT NULL CHECK (kind IN ('change', 'tip')),
+        hash           BLOB NOT NULL,          -- the change's hash (a tip's: the change it names)
+        actor          BLOB NOT NULL,
+        seq            INTEGER NOT NULL,
+        deps           BLOB NOT NULL,
+        time_s         INTEGER NOT NULL,
+        raw            BLOB,                   -- a change's bytes, a tip's signature
+        reason         TEXT NOT NULL,
+        quarantined_ms INTEGER NOT NULL,
+        PRIMARY KEY (doc_key, kind, hash, actor)
+    );
+    ALTER TABLE sync_states ADD COLUMN seen_ms INTEGER NOT NULL DEFAULT 0;
+    UPDATE sync_states SET seen_ms = CAST(strftime('%s', 'now') AS INTEGER) * 1000;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -123,6 +153,7 @@ def connect(path: Path) -> sqlite3.Connection:
     The connection is in autocommit mode: every write is an explicit ``BEGIN IMMEDIATE`` ...
     ``COMMIT``, so nothing is half-written and nothing commits implicitly.
     """
+    restrict(path)
     try:
         connection = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         for pragma in _PRAGMAS:
@@ -131,6 +162,22 @@ def connect(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as error:
         raise StorageError(f"cannot open the store database {path}: {error}") from error
     return connection
+
+
+def restrict(path: Path) -> None:
+    """Create the database file (if missing) and its side files readable by the owner only.
+
+    Raises:
+        StorageError: the file cannot be created or its mode set (another user owns it).
+    """
+    path = Path(path)
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+        for file in (path, *(path.with_name(path.name + suffix) for suffix in SIDE_FILE_SUFFIXES)):
+            if file.exists():
+                os.chmod(file, FILE_MODE)
+    except OSError as error:
+        raise StorageError(f"cannot make the store database {path} private: {error}") from error
 
 
 def migrate(connection: sqlite3.Connection) -> None:

@@ -5,9 +5,13 @@ does not hold (``UnknownSpace``, ``UnknownDoc``, ``UnknownBlock``), the caller p
 malformed (``InvalidInput``), and the bytes on disk no longer match their hash or signature
 (``CorruptionError`` — nothing the caller did; restore the object from a peer). Every store
 error is a ``StoreError``; the workspace layer subclasses it too (store/workspace_errors.py).
+``RefusedChanges`` is also the protocol's ``UnusableChanges``: remote changes the store will not
+take because they would make the doc unloadable (the sender is at fault).
 """
 
 from __future__ import annotations
+
+from protocol.errors import UnusableChanges
 
 
 class StoreError(Exception):
@@ -51,3 +55,9 @@ class SchemaError(StoreError):
 
 class ClosedError(StoreError):
     """The repo was used after ``close()``."""
+
+
+class RefusedChanges(StoreError, UnusableChanges):
+    """Remote changes that would break the doc: a second change for an author's seq (a forked
+    author chain), a seq that does not continue the author's chain, or ops Automerge refuses.
+    Nothing of the apply is stored; the doc is as it was."""

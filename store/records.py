@@ -77,10 +77,49 @@ class VersionRow:
 
 @dataclass(frozen=True, slots=True)
 class SyncStateRow:
+    """A peer's Automerge sync state for one doc; ``seen_ms`` is when it was last saved (the
+    peer was last synced with), which ``Repo.maintain`` prunes by."""
+
     peer: bytes
     space: bytes
     doc: bytes
     state: bytes
+    seen_ms: int = 0
+
+
+class SyncStateKey(NamedTuple):
+    """Which sync state, and when it was last saved: what pruning needs, without the state."""
+
+    peer: bytes
+    space: bytes
+    doc: bytes
+    seen_ms: int
+
+
+QuarantineKind = Literal["change", "tip"]
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    """A change or tip taken out of a doc because it breaks the doc (store/repair.py), kept.
+
+    Writing one removes the change (or the author's tip) from the doc; the doc's remaining
+    changes are renumbered 0, 1, ... in their order, which stays causal (nothing left depends
+    on a quarantined change: its dependents are quarantined with it). For a tip, ``hash`` is
+    the change it names, ``raw`` its signature.
+    """
+
+    space: bytes
+    doc: bytes
+    kind: QuarantineKind
+    hash: bytes
+    actor: bytes
+    seq: int
+    deps: tuple[bytes, ...]
+    time_s: int
+    raw: bytes | None
+    reason: str
+    quarantined_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +172,6 @@ class WriteBatch:
     space_snapshots: list[SpaceSnapshot] = field(default_factory=list)
     deleted_blocks: list[bytes] = field(default_factory=list)
     compactions: list[Compaction] = field(default_factory=list)
+    pruned_sync_states: list[SyncStateKey] = field(default_factory=list)  # deleted (seen_ms ignored)
+    quarantined: list[QuarantineRow] = field(default_factory=list)  # written last, see QuarantineRow
+    rewritten_versions: list[VersionRow] = field(default_factory=list)  # replace existing numbers

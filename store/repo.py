@@ -22,22 +22,34 @@ for them all. ``group(durable=True)`` is group commit for local writes: a burst 
 (each still its own signed change) shares one transaction and one fsync, and is acknowledged
 when the group exits.
 
-Remote changes reach a cached document lazily, when it is next asked for (``document``,
-``commit``, ``rollback``, sync reads): each Automerge ``apply_changes`` call costs time in
-proportion to the document's size (~20 ms at 50k changes), so applying every small batch as it
-arrives would make ingest slow. Applying waits, too, while the document holds uncommitted local
-ops, since Automerge would commit them on its own.
+Remote changes are applied to the doc's Automerge document before anything is stored (a
+trial): Automerge refuses some signed, well-formed changes — a second change for an author's
+seq, a seq that skips, ops naming an actor the doc does not know — and a store holding one
+could never load the doc again, here or on any peer it forwards to. A cheap check of each
+author's chain (one index seek per author) refuses the forks and gaps first; the trial catches
+the rest, and a refused apply stores nothing (``RefusedChanges``). Each ``apply_changes`` call
+costs time in proportion to the document (~12–17 ms at 50k changes, however few the changes),
+so the trial is the apply: it runs on the cached document when that holds exactly the stored
+changes, which so stays current. While the cached document holds uncommitted local ops (which
+Automerge would commit on its own), the trial runs on a copy loaded from the store and the
+changes wait, stored, to reach the cached document once it is clean (``waiting``).
+
+Loaded documents are a bounded cache (least recently used first out, by count and by
+approximate memory); a document with uncommitted work, or one a caller still holds, stays.
 
 A doc whose changes since its last snapshot reach ``snapshot_every`` is due a snapshot: it is
 saved as blocks under a new signed space manifest (store/snapshots.py). ``commit`` takes a due
 snapshot at once (the document is live, so it costs one ``save()``); docs that grew by remote
-changes are snapshotted by ``maintain``, which the node calls when idle, so ingest stays a pure
-database write. ``compact`` then drops change bytes the snapshots hold.
+changes are snapshotted by ``maintain``, which the node calls when idle. ``maintain`` then
+compacts (drops the change bytes a checked snapshot holds; ``changes_since`` regenerates them
+from the document) and prunes the sync states of peers long gone or beyond a per-peer cap.
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,13 +62,14 @@ from protocol.identity import PUBLIC_KEY_BYTES, Identity
 from protocol.space import DOC_ID_BYTES, SPACE_ID_BYTES, Genesis
 from protocol.tips import SignedTip
 
-from store import snapshots, verify
+from store import repair, snapshots, verify
 from store.backend import Backend, MemoryBackend
 from store.blocks import Block, checked, codec_of
 from store.errors import (
     ClosedError,
     CorruptionError,
     InvalidInput,
+    RefusedChanges,
     StorageError,
     UnknownSpace,
 )
@@ -65,7 +78,9 @@ from store.records import (
     Compaction,
     DocRow,
     Origin,
+    DocSnapshot,
     SpaceSnapshot,
+    SyncStateKey,
     TipRow,
     VersionRecord,
     SyncStateRow,
@@ -82,6 +97,28 @@ DEFAULT_SNAPSHOT_EVERY = 1000
 # read: bounds the memory they hold (~120 B each) while keeping apply calls, whose cost grows
 # with the document, rare.
 MAX_WAITING_CHANGES = 10_000
+# Loaded documents the repo keeps, least recently used dropped first. Even a tiny doc costs
+# ~16 KB loaded (+78 MB per 5,000 small docs, issue 12) and a node may hold tens of thousands:
+# 1,000 keep an editing session's working set (the index doc, the files open) in ~16 MB.
+MAX_CACHED_DOCS = 1_000
+# ... and their approximate memory, estimated per op: a 100k-op text doc loads to ~47 MB here
+# (~470 B per op). 256 MiB holds a few large docs at once and bounds the total on a small machine.
+MAX_CACHED_BYTES = 256 * 1024 * 1024
+CACHED_DOC_BASE_BYTES = 16_000
+CACHED_BYTES_PER_OP = 470
+# References to a cached document when only the cache holds it: the _Cached slot and
+# sys.getrefcount's own argument. More means a caller holds it (to edit, then commit): evicting
+# it then would make that commit load a fresh copy and lose the edit.
+_CACHE_ONLY_REFS = 2
+# A peer not synced with for this long has left (or lost its store): its sync states only make a
+# reconnect cheaper, so dropping them costs one full reconciliation should it come back.
+SYNC_STATE_MAX_AGE_MS = 30 * 24 * 3600 * 1000
+# Sync states kept per peer (newest first): twice the docs of a large space (10,000), so an
+# honest peer sharing a few large spaces keeps all of its states while one naming junk docs
+# cannot grow the table without bound (issue 12: 2.6 MB sent made 50k rows).
+SYNC_STATES_PER_PEER_MAX = 20_000
+# Pruning reads every sync state's key (~50 ms at 50k rows); hourly bounds the table well.
+SYNC_STATE_PRUNE_INTERVAL_MS = 3600 * 1000
 _MS_PER_S = 1000
 
 
@@ -108,9 +145,25 @@ class _Cached:
     ``waiting`` are stored remote changes not yet applied because the document was not clean.
     """
 
+    key: tuple[bytes, bytes]
     document: native.Document
     synced_heads: list[bytes]
     waiting: list[bytes] = field(default_factory=list)
+    size_bytes: int = 0  # the estimate counted in Repo._cache_bytes
+
+    def clean(self) -> bool:
+        """Whether the document holds exactly stored changes (plus ``waiting`` ones to apply)."""
+        return not self.document.pending_ops() and self.document.heads() == self.synced_heads
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    """What one ``Repo.maintain`` did."""
+
+    snapshots: int = 0  # docs snapshotted
+    compacted: int = 0  # change bytes dropped (held by snapshots)
+    pruned_sync_states: int = 0
+    damaged_snapshots: int = 0  # not compacted: the snapshot does not check out (verify says why)
 
 
 @dataclass(slots=True)
@@ -147,7 +200,11 @@ class Repo:
         self._tip_seqs: dict[tuple[bytes, bytes], dict[bytes, int]] = {}  # per doc: author -> newest tip's seq
         self._snapshotted: dict[tuple[bytes, bytes], int] = {}  # per doc: the changes its snapshot holds
         self._latest_versions: dict[bytes, int] = {}
-        self._cache: dict[tuple[bytes, bytes], _Cached] = {}
+        self._cache: OrderedDict[tuple[bytes, bytes], _Cached] = OrderedDict()  # least recently used first
+        self._cache_bytes = 0
+        self._compacted: dict[tuple[bytes, bytes], int] = {}  # per doc: compacted below this position
+        self._sync_states_pruned_ms: int | None = None
+        self.last_maintenance = Maintenance()
         self._subscribers: list[Callable[[StoreEvent], None]] = []
         self._group: _Group | None = None
         for space, encoded in backend.spaces():
@@ -176,6 +233,7 @@ class Repo:
         if not self._closed:
             self._closed = True
             self._cache.clear()
+            self._cache_bytes = 0
             self._backend.close()
 
     def __enter__(self) -> Repo:
@@ -262,7 +320,7 @@ class Repo:
             return None
         foreign = [change for change in local if change.actor != self.identity.public_key]
         if foreign:
-            del self._cache[space, doc]
+            self._drop(cached.key)
             raise InvalidInput(
                 f"doc {doc.hex()} holds {len(foreign)} change(s) by another actor; apply remote changes "
                 "through Repo.apply, not on the document"
@@ -274,10 +332,11 @@ class Repo:
         try:
             record = self._persist(space, doc, rows, [(tip, newest.seq)], origin="local", time_ms=now_ms)
         except StorageError:
-            del self._cache[space, doc]
+            self._drop(cached.key)
             raise
         cached.synced_heads = document.heads()
         self._catch_up(cached)
+        self._resize(cached)
         if record is not None:  # always: local changes move heads
             self._announce(space, record)
         row = self._doc_row(space, doc)
@@ -293,7 +352,7 @@ class Repo:
             return
         cached.document.rollback()
         if cached.document.heads() != cached.synced_heads:
-            del self._cache[space, doc]  # the document closed a change itself; reload without it
+            self._drop(cached.key)  # the document closed a change itself; reload without it
         else:
             self._catch_up(cached)
 
@@ -304,21 +363,70 @@ class Repo:
 
     def _cached(self, space: bytes, doc: bytes) -> _Cached:
         self._check_doc(space, doc)
-        cached = self._cache.get((space, doc))
+        key = (space, doc)
+        cached = self._cache.get(key)
         if cached is None:
             document = self._load(space, doc)
-            cached = self._cache[space, doc] = _Cached(document, document.heads())
+            cached = self._keep(_Cached(key, document, document.heads()))
+        else:
+            self._cache.move_to_end(key)
         return cached
 
     def _catch_up(self, cached: _Cached) -> None:
-        """Apply waiting remote changes once the document holds no uncommitted local work."""
-        if not cached.waiting or cached.document.pending_ops():
-            return
-        if cached.document.heads() != cached.synced_heads:
-            return  # it closed a change on its own; commit() persists that first
-        cached.document.apply_changes(cached.waiting)
+        """Apply waiting remote changes once the document holds no uncommitted local work.
+
+        Raises:
+            CorruptionError: Automerge refuses them although they passed the trial (a change by
+                the local key arrived from elsewhere while a local change was open); the
+                document is dropped from the cache, and reloading it shows the damage.
+        """
+        if not cached.waiting or not cached.clean():
+            return  # uncommitted ops, or a change it closed on its own: commit() persists that first
+        try:
+            cached.document.apply_changes(cached.waiting)
+        except native.AutomergeError as error:
+            self._drop(cached.key)
+            raise CorruptionError(f"doc {cached.key[1].hex()}: stored changes do not apply: {error}") from error
         cached.waiting = []
         cached.synced_heads = cached.document.heads()
+        self._resize(cached)
+
+    # ----- the bounded document cache -----
+
+    def _keep(self, cached: _Cached) -> _Cached:
+        """Cache a document as the most recently used, then drop the least used beyond the bounds."""
+        self._drop(cached.key)
+        self._cache[cached.key] = cached
+        self._resize(cached)
+        self._evict()
+        return cached
+
+    def _resize(self, cached: _Cached) -> None:
+        """Re-estimate a cached document's memory (it grows with every change applied)."""
+        if self._cache.get(cached.key) is not cached:
+            return
+        size = CACHED_DOC_BASE_BYTES + CACHED_BYTES_PER_OP * cached.document.stats()["ops"]
+        self._cache_bytes += size - cached.size_bytes
+        cached.size_bytes = size
+
+    def _drop(self, key: tuple[bytes, bytes]) -> None:
+        cached = self._cache.pop(key, None)
+        if cached is not None:
+            self._cache_bytes -= cached.size_bytes
+
+    def _evict(self) -> None:
+        """Drop least recently used documents while over a bound, never the newest, nor one with
+        uncommitted work or held by a caller (see _CACHE_ONLY_REFS)."""
+        for key in list(self._cache)[:-1]:
+            if len(self._cache) <= MAX_CACHED_DOCS and self._cache_bytes <= MAX_CACHED_BYTES:
+                return
+            cached = self._cache[key]
+            if cached.clean() and sys.getrefcount(cached.document) <= _CACHE_ONLY_REFS:
+                self._drop(key)
+
+    def cache_stats(self) -> tuple[int, int]:
+        """(documents, approximate bytes) the cache holds now."""
+        return len(self._cache), self._cache_bytes
 
     def _clean_document(self, space: bytes, doc: bytes, *, keep: bool = True) -> native.Document:
         """A document holding exactly the stored changes: the cached one if clean, else a fresh load.
@@ -329,9 +437,8 @@ class Repo:
             return self._load(space, doc)
         cached = self._cached(space, doc)
         self._catch_up(cached)
-        document = cached.document
-        if not cached.waiting and not document.pending_ops() and document.heads() == cached.synced_heads:
-            return document
+        if not cached.waiting and cached.clean():
+            return cached.document
         return self._load(space, doc)
 
     def _load(self, space: bytes, doc: bytes) -> native.Document:
@@ -385,6 +492,17 @@ class Repo:
         known = self._backend.stored_hashes(space, doc, heads)
         return self._clean_document(space, doc).get_changes([h for h in heads if h in known])
 
+    def author_seq(self, space: bytes, doc: bytes, author: bytes) -> tuple[int, bytes] | None:
+        """(seq, hash) of the author's newest stored change in the doc; None if it has none."""
+        self._check_doc(space, doc)
+        return self._backend.author_seq(space, doc, author)
+
+    def ancestry(self, space: bytes, doc: bytes, change_hash: bytes) -> tuple[int, tuple[bytes, ...]] | None:
+        """(position, deps) of a stored change; None if not stored. Positions are causal."""
+        self._check_doc(space, doc)
+        row = self._backend.change(space, doc, change_hash)
+        return None if row is None else (row.position, row.deps)
+
     def tips(self, space: bytes, doc: bytes) -> list[SignedTip]:
         """The newest tip per author for this doc."""
         self._check_doc(space, doc)
@@ -426,6 +544,9 @@ class Repo:
         Raises:
             InvalidInput: a tip for another space or doc, or signed by someone other than the
                 author of its change; nothing is stored.
+            RefusedChanges: a change forks or skips its author's chain, or Automerge refuses
+                the changes (the trial apply, see the module docstring); nothing is stored.
+            CorruptionError: the stored doc does not load (``distspace doctor`` says why).
         """
         self._check_doc(space, doc)
         for tip in tips:
@@ -442,16 +563,87 @@ class Repo:
                 raise InvalidInput(f"tip by {tip.author.hex()[:12]} names a change by {change.actor.hex()[:12]}")
             tip_seqs.append((tip, change.seq))
         now = self._clock() if now_ms is None else now_ms
-        record = self._persist(space, doc, accepted, tip_seqs, origin="remote", time_ms=now)
+        trial = None
+        if accepted:
+            self._check_chains(space, doc, accepted)
+            trial = self._trial_apply(space, doc, accepted)
+        try:
+            record = self._persist(space, doc, accepted, tip_seqs, origin="remote", time_ms=now)
+        except BaseException:
+            if trial is not None:
+                self._drop((space, doc))  # the cached document may hold what the store does not
+            raise
+        if trial is not None:
+            self._after_trial(space, doc, trial, accepted)
         if record is None:
             return []
-        cached = self._cache.get((space, doc))
-        if cached is not None:
-            cached.waiting.extend(row.raw for row in accepted if row.raw is not None)
-            if len(cached.waiting) >= MAX_WAITING_CHANGES:
-                self._catch_up(cached)
         self._announce(space, record)
         return list(record.hashes)
+
+    def _check_chains(self, space: bytes, doc: bytes, rows: Sequence[ChangeRow]) -> None:
+        """Each author's changes must continue its stored chain: seq = the previous one + 1.
+
+        Automerge refuses a second change for a seq it holds, and assumes an author's first
+        change has seq 1 (it panics on a later one): cheaper to refuse them here, by name, than
+        to find out in the trial apply.
+
+        Raises:
+            RefusedChanges: a change whose seq is already taken (a forked chain) or skips one.
+        """
+        newest: dict[bytes, int] = {}
+        for row in rows:  # causal order: an author's seq s-1 comes before its seq s
+            previous = newest.get(row.actor)
+            if previous is None:
+                stored = self._backend.author_seq(space, doc, row.actor)
+                previous = stored[0] if stored else 0
+            if row.seq != previous + 1:
+                why = "a second change for a seq it holds (a forked author chain)" if row.seq <= previous else "a gap"
+                raise RefusedChanges(
+                    f"change {row.hash.hex()} of doc {doc.hex()} by {row.actor.hex()[:12]} has seq {row.seq}, but"
+                    f" the author's chain ends at seq {previous}: {why}; nothing of the batch is stored"
+                )
+            newest[row.actor] = row.seq
+
+    def _trial_apply(self, space: bytes, doc: bytes, rows: Sequence[ChangeRow]) -> native.Document:
+        """Apply the rows to the doc's document before anything is stored; the document used.
+
+        The cached document when it holds exactly the stored changes (it stays current: the
+        trial was the apply), else a copy loaded from the store.
+
+        Raises:
+            RefusedChanges: Automerge refuses them; a cached document that may hold part of
+                them is dropped.
+        """
+        cached = self._cache.get((space, doc))
+        if cached is not None:
+            self._catch_up(cached)
+        clean = cached is not None and not cached.waiting and cached.clean()
+        document = cached.document if cached is not None and clean else self._load(space, doc)
+        try:
+            document.apply_changes([row.raw for row in rows])
+        except native.AutomergeError as error:
+            if clean:
+                self._drop((space, doc))
+            more = f" (or one of the {len(rows) - 1} after it)" if len(rows) > 1 else ""
+            raise RefusedChanges(
+                f"Automerge refuses change {rows[0].hash.hex()}{more} of doc {doc.hex()}: {error}; nothing of the"
+                " batch is stored"
+            ) from error
+        return document
+
+    def _after_trial(self, space: bytes, doc: bytes, document: native.Document, rows: Sequence[ChangeRow]) -> None:
+        """Once stored: the trial document becomes (or stays) the cached one, or the changes
+        wait for a cached document that holds uncommitted work."""
+        cached = self._cache.get((space, doc))
+        if cached is None:
+            self._keep(_Cached((space, doc), document, document.heads()))
+        elif cached.document is document:
+            cached.synced_heads = document.heads()
+            self._resize(cached)
+        else:
+            cached.waiting.extend(row.raw for row in rows if row.raw is not None)
+            if len(cached.waiting) >= MAX_WAITING_CHANGES:
+                self._catch_up(cached)
 
     def _accept(self, space: bytes, doc: bytes, changes: Sequence[native.DecodedChange]) -> list[ChangeRow]:
         """Rows for the new changes whose deps are all stored or accepted before them, in causal order."""
@@ -488,7 +680,8 @@ class Repo:
         self._check_peer(peer)
         self._check_doc(space, doc)
         # A sync state only makes the next reconnect cheaper: no fsync for it.
-        self._backend.write(WriteBatch(sync_states=[SyncStateRow(peer, space, doc, bytes(state))]), durable=False)
+        row = SyncStateRow(peer, space, doc, bytes(state), self._clock())
+        self._backend.write(WriteBatch(sync_states=[row]), durable=False)
 
     @contextmanager
     def group(self, durable: bool = False) -> Iterator[None]:
@@ -521,13 +714,14 @@ class Repo:
                 yield
         except BaseException:
             for space, doc in group.docs:
-                self._cache.pop((space, doc), None)
+                self._drop((space, doc))
                 self._doc_rows.pop((space, doc), None)
                 self._tip_seqs.pop((space, doc), None)
                 self._latest_versions.pop(space, None)
             for space in group.spaces:
                 del self._geneses[space]
             self._snapshotted.clear()  # a snapshot of any doc may have been taken inside
+            self._compacted.clear()
             raise
         finally:
             self._group = None
@@ -582,15 +776,50 @@ class Repo:
         return self._backend.space_snapshot(space)
 
     def maintain(self, now_ms: int) -> int:
-        """Idle-time work: snapshot every doc that is due one; returns how many were saved."""
+        """Idle-time work: snapshot every doc that is due one, compact what snapshots hold, and
+        prune sync states (at most every SYNC_STATE_PRUNE_INTERVAL_MS); returns how many docs
+        were snapshotted (``last_maintenance`` has the rest).
+
+        A doc that does not load, or whose snapshot does not check out, is skipped and counted
+        (``Maintenance.damaged_snapshots``): the others are still maintained, and ``verify``
+        says what is wrong with it.
+        """
         self._check_open()
-        saved = 0
+        saved = compacted = 0
+        damaged: list[bytes] = []
         for space in self._geneses:
             due = self._lagging(space, self.snapshot_every)
             if due:
-                self._snapshot_docs(space, due, now_ms)
-                saved += len(due)
+                saved += self._snapshot_docs(space, due, now_ms, damaged=damaged)
+            compacted += self._compact(space, self._uncompacted(space), damaged=damaged)
+        pruned = 0
+        if self._sync_states_pruned_ms is None or now_ms - self._sync_states_pruned_ms >= SYNC_STATE_PRUNE_INTERVAL_MS:
+            pruned = self.prune_sync_states(now_ms)
+        self.last_maintenance = Maintenance(saved, compacted, pruned, len(damaged))
         return saved
+
+    def prune_sync_states(self, now_ms: int) -> int:
+        """Delete the sync states of docs this store does not hold, of peers not synced with for
+        SYNC_STATE_MAX_AGE_MS, and each peer's oldest beyond SYNC_STATES_PER_PEER_MAX; returns
+        how many. A pruned state costs at most one fuller reconciliation with that peer."""
+        self._check_open()
+        held = {(space, row.doc) for space in self._geneses for row in self._backend.docs(space)}
+        by_peer: dict[bytes, list[SyncStateKey]] = defaultdict(list)
+        for key in self._backend.sync_state_keys():
+            by_peer[key.peer].append(key)
+        pruned: list[SyncStateKey] = []
+        for keys in by_peer.values():
+            keys.sort(key=lambda key: key.seen_ms, reverse=True)
+            if keys[0].seen_ms < now_ms - SYNC_STATE_MAX_AGE_MS:
+                pruned.extend(keys)
+                continue
+            kept = [key for key in keys if (key.space, key.doc) in held]
+            pruned.extend(key for key in keys if (key.space, key.doc) not in held)
+            pruned.extend(kept[SYNC_STATES_PER_PEER_MAX:])
+        if pruned:
+            self._backend.write(WriteBatch(pruned_sync_states=pruned), durable=False)
+        self._sync_states_pruned_ms = now_ms
+        return len(pruned)
 
     def latest_snapshot(self, space: bytes) -> SpaceSnapshot | None:
         self._check_space(space)
@@ -620,20 +849,70 @@ class Repo:
         dropped when Automerge can regenerate them.
         """
         self._check_space(space)
+        return self._compact(space, self._backend.doc_snapshots(space))
+
+    def _compact(self, space: bytes, due: Sequence[DocSnapshot], *, damaged: list[bytes] | None = None) -> int:
+        """Compact the docs of ``due``; a snapshot that does not check out raises CorruptionError,
+        or, given ``damaged``, is skipped and its doc listed there."""
         compactions = []
         dropped = 0
-        for snapshot in self._backend.doc_snapshots(space):
-            snapshots.load_checked(snapshot, self.block)
+        for snapshot in due:
+            try:
+                snapshots.load_checked(snapshot, self.block)
+            except CorruptionError:
+                if damaged is None:
+                    raise
+                damaged.append(snapshot.doc)
+                continue
             rows = self._backend.changes(space, snapshot.doc)[: snapshot.change_count]
             dropped += sum(1 for change in rows if change.raw is not None)
             compactions.append(Compaction(space, snapshot.doc, snapshot.change_count))
-        self._backend.write(WriteBatch(compactions=compactions))
+        if compactions:
+            self._backend.write(WriteBatch(compactions=compactions))
+            self._compacted.update(((space, c.doc), c.below_position) for c in compactions)
         return dropped
 
+    def _uncompacted(self, space: bytes) -> list[DocSnapshot]:
+        """The doc snapshots that hold change bytes not yet dropped. Compaction drops every
+        byte below a snapshot's count at once, so the change just below it tells: one read per
+        snapshot, and none for a snapshot already compacted in this process."""
+        due = []
+        for snapshot in self._backend.doc_snapshots(space):
+            key = (space, snapshot.doc)
+            if self._compacted.get(key) == snapshot.change_count or not snapshot.change_count:
+                continue
+            rows = self._backend.changes(space, snapshot.doc, snapshot.change_count - 1)
+            if rows and rows[0].raw is not None:
+                due.append(snapshot)
+            else:
+                self._compacted[key] = snapshot.change_count
+        return due
+
     def verify(self) -> list[verify.Problem]:
-        """Check every hash, signature, coverage, snapshot and block; change nothing."""
+        """Check every hash, signature, coverage, snapshot and block, author chains and that
+        every doc loads; change nothing."""
         self._check_open()
         return verify.verify_backend(self._backend)
+
+    def repair(self, now_ms: int) -> repair.RepairReport:
+        """Quarantine the changes that keep docs from loading (store/repair.py); idempotent."""
+        self._check_open()
+        if self._group is not None:
+            raise InvalidInput("repair cannot run inside a group")
+        report = repair.repair_backend(self._backend, now_ms)
+        if report.docs:
+            self._forget()
+        return report
+
+    def _forget(self) -> None:
+        """Drop everything cached of the store's rows (after a write the repo did not plan)."""
+        self._cache.clear()
+        self._cache_bytes = 0
+        self._doc_rows.clear()
+        self._tip_seqs.clear()
+        self._snapshotted.clear()
+        self._compacted.clear()
+        self._latest_versions.clear()
 
     def _lagging(self, space: bytes, at_least: int) -> list[DocRow]:
         """The space's docs holding at least ``at_least`` changes beyond their snapshot."""
@@ -660,18 +939,28 @@ class Repo:
         for callback in list(self._subscribers):
             callback(event)
 
-    def _snapshot_docs(self, space: bytes, rows: Iterable[DocRow], now_ms: int) -> None:
-        """Save the docs of ``rows`` as blocks, sign a new space manifest, and drop what they replace."""
+    def _snapshot_docs(self, space: bytes, rows: Iterable[DocRow], now_ms: int, *, damaged: list[bytes] | None = None) -> int:
+        """Save the docs of ``rows`` as blocks, sign a new space manifest, and drop what they
+        replace; returns how many were saved. A doc that does not load raises CorruptionError,
+        or, given ``damaged``, is skipped and listed there."""
         batch = WriteBatch()
         replaced: list[bytes] = []
         for row in rows:
             doc = row.doc
-            document = self._clean_document(space, doc, keep=False)
+            try:
+                document = self._clean_document(space, doc, keep=False)
+            except CorruptionError:
+                if damaged is None:
+                    raise
+                damaged.append(doc)
+                continue
             new, blocks = snapshots.save_doc(space, doc, document, row.change_count, now_ms)
             old = self._backend.doc_snapshot(space, doc)
             replaced.extend(old.chunks if old else ())
             batch.doc_snapshots.append(new)
             batch.blocks.extend((block.cid, block.data) for block in blocks)
+        if not batch.doc_snapshots:
+            return 0
         current = {s.doc: s for s in self._backend.doc_snapshots(space)}
         current.update((s.doc, s) for s in batch.doc_snapshots)
         manifest = snapshots.Manifest.sign(self.identity, space, list(current.values()), now_ms).to_block()
@@ -682,6 +971,7 @@ class Repo:
         batch.deleted_blocks = sorted(set(replaced) - self._referenced_blocks(batch))
         self._backend.write(batch)
         self._snapshotted.update(((s.space, s.doc), s.change_count) for s in batch.doc_snapshots)
+        return len(batch.doc_snapshots)
 
     def _referenced_blocks(self, batch: WriteBatch) -> set[bytes]:
         """Every block a snapshot or manifest still links to once ``batch`` is written."""

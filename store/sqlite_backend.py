@@ -20,7 +20,7 @@ of local commits then costs one fsync, not one each.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
@@ -35,7 +35,10 @@ from store.records import (
     ChangeRow,
     DocRow,
     DocSnapshot,
+    QuarantineRow,
+    QuarantineKind,
     SpaceSnapshot,
+    SyncStateKey,
     TipRow,
     VersionRecord,
     WriteBatch,
@@ -60,6 +63,12 @@ def unpack(blob: bytes, width: int, what: str) -> tuple[bytes, ...]:
 
 def _hashes(blob: bytes, what: str) -> tuple[bytes, ...]:
     return unpack(blob, CHANGE_HASH_BYTES, what)
+
+
+def _kind(stored: str) -> QuarantineKind:
+    if stored not in ("change", "tip"):
+        raise CorruptionError(f"a quarantine row of unknown kind {stored!r}")
+    return stored  # type: ignore[return-value]
 
 
 _TABLES = tuple(table.name for table in fields(WriteBatch))
@@ -237,8 +246,12 @@ class SqliteBackend:
             ],
         )
         run(
-            "INSERT OR REPLACE INTO sync_states (peer, space, doc, state) VALUES (?, ?, ?, ?)",
-            [(s.peer, s.space, s.doc, s.state) for s in batch.sync_states],
+            "INSERT OR REPLACE INTO sync_states (peer, space, doc, state, seen_ms) VALUES (?, ?, ?, ?, ?)",
+            [(s.peer, s.space, s.doc, s.state, s.seen_ms) for s in batch.sync_states],
+        )
+        run(
+            "DELETE FROM sync_states WHERE peer = ? AND space = ? AND doc = ?",
+            [(k.peer, k.space, k.doc) for k in batch.pruned_sync_states],
         )
         run("INSERT INTO blocks (cid, data) VALUES (?, ?) ON CONFLICT (cid) DO NOTHING", batch.blocks)
         run(
@@ -257,6 +270,38 @@ class SqliteBackend:
             "UPDATE changes SET raw = NULL WHERE doc_key = ? AND position < ? AND raw IS NOT NULL",
             [(key(c.space, c.doc), c.below_position) for c in batch.compactions],
         )
+        run(
+            "UPDATE versions SET doc = ?, heads = ?, hashes = ?, origin = ?, time_ms = ? WHERE space = ? AND number = ?",
+            [
+                (r.doc, pack(r.heads), pack(r.hashes), r.origin, r.time_ms, v.space, r.number)
+                for v in batch.rewritten_versions
+                for r in (v.record,)
+            ],
+        )
+        if batch.quarantined:
+            self._write_quarantine(batch.quarantined, key)
+
+    def _write_quarantine(self, rows: Sequence[QuarantineRow], key: Callable[[bytes, bytes], int]) -> None:
+        """Move changes and tips into the quarantine, renumbering each touched doc's changes."""
+        self._db.executemany(
+            "INSERT INTO quarantine (doc_key, kind, hash, actor, seq, deps, time_s, raw, reason, quarantined_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [
+                (key(q.space, q.doc), q.kind, q.hash, q.actor, q.seq, pack(q.deps), q.time_s, q.raw, q.reason, q.quarantined_ms)
+                for q in rows
+            ],
+        )
+        self._db.executemany(
+            "DELETE FROM tips WHERE doc_key = ? AND author = ? AND change_hash = ?",
+            [(key(q.space, q.doc), q.actor, q.hash) for q in rows if q.kind == "tip"],
+        )
+        changes = [(key(q.space, q.doc), q.hash) for q in rows if q.kind == "change"]
+        self._db.executemany("DELETE FROM changes WHERE doc_key = ? AND hash = ?", changes)
+        for doc_key in {doc_key for doc_key, _ in changes}:
+            # Two passes, as UNIQUE (doc_key, position) holds after every row: out of the way, then in place.
+            rowids = [row[0] for row in self._db.execute("SELECT rowid FROM changes WHERE doc_key = ? ORDER BY position", (doc_key,))]
+            self._db.execute("UPDATE changes SET position = -1 - position WHERE doc_key = ?", (doc_key,))
+            self._db.executemany("UPDATE changes SET position = ? WHERE rowid = ?", list(enumerate(rowids)))
 
     # ----- reads -----
 
@@ -345,6 +390,22 @@ class SqliteBackend:
         rows = self._change_rows(space, doc, "hash = ?", (change_hash,), waiting_too=False)
         return rows[0] if rows else None
 
+    def author_seq(self, space: bytes, doc: bytes, author: bytes) -> tuple[int, bytes] | None:
+        waiting = self._waiting.changes.get((space, doc), {}) if self._waiting is not None else {}
+        newest = max(
+            ((change.seq, -change.position, change.hash) for change in waiting.values() if change.actor == author),
+            default=None,
+        )
+        doc_key = self._key(space, doc)
+        if doc_key is not None:
+            rows = self._query(
+                "SELECT seq, -position, hash FROM changes WHERE doc_key = ? AND actor = ? ORDER BY seq DESC, position LIMIT 1",
+                (doc_key, author),
+            )
+            if rows and (newest is None or tuple(rows[0]) > newest):
+                newest = tuple(rows[0])
+        return None if newest is None else (newest[0], newest[2])
+
     def tips(self, space: bytes, doc: bytes) -> list[TipRow]:
         doc_key = self._key(space, doc)
         rows = [] if doc_key is None else self._query(
@@ -381,6 +442,20 @@ class SqliteBackend:
     def sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:
         rows = self._all("SELECT state FROM sync_states WHERE peer = ? AND space = ? AND doc = ?", (peer, space, doc))
         return rows[0][0] if rows else None
+
+    def sync_state_keys(self) -> list[SyncStateKey]:
+        return [SyncStateKey(*row) for row in self._all("SELECT peer, space, doc, seen_ms FROM sync_states", ())]
+
+    def quarantined(self, space: bytes) -> list[QuarantineRow]:
+        rows = self._all(
+            "SELECT d.doc, q.kind, q.hash, q.actor, q.seq, q.deps, q.time_s, q.raw, q.reason, q.quarantined_ms"
+            " FROM quarantine AS q JOIN docs AS d ON d.doc_key = q.doc_key WHERE d.space = ? ORDER BY q.rowid",
+            (space,),
+        )
+        return [
+            QuarantineRow(space, doc, _kind(kind), change_hash, actor, seq, _hashes(deps, "deps"), time_s, raw, reason, ms)
+            for doc, kind, change_hash, actor, seq, deps, time_s, raw, reason, ms in rows
+        ]
 
     def block(self, cid: bytes) -> bytes | None:
         rows = self._all("SELECT data FROM blocks WHERE cid = ?", (cid,))

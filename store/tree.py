@@ -409,10 +409,17 @@ def _place(path: str, members: list[Entry]) -> list[Node]:
             placed.append(_file_node(join(path, name), files[0]))
             losers.extend(files[1:])
     taken = set(by_name)
+    # Each loser takes the first free attempt. Names only get taken, so for the next loser with
+    # the same name and author prefix (conflict_name depends on nothing else) every attempt up
+    # to the last one taken is still taken: start after it. Linear, where counting from 1 each
+    # time cost 8.4 s for 4,000 same-name files (issue 12).
+    next_attempt: dict[tuple[str, str], int] = {}
     for entry in sorted(losers, key=lambda entry: entry.claim):
-        attempt = 1
+        key = (entry.name, entry.claimant[:CONFLICT_AUTHOR_HEX_CHARS])
+        attempt = next_attempt.get(key, 1)
         while (name := conflict_name(entry.name, entry.claimant, attempt)) in taken:
             attempt += 1
+        next_attempt[key] = attempt + 1
         taken.add(name)
         placed.append(_file_node(join(path, name), entry, claimed_name=entry.name))
     return placed

@@ -9,7 +9,10 @@ What is checked, and why it is enough to trust the store:
   change is covered by its author's tip (``protocol.tips.coverage``, the same rule sync applies);
 - every block hashes to its CID; every doc snapshot loads to the heads and change count it
   records; every manifest is signed and lists exactly the doc snapshots stored;
-- every genesis verifies and hashes to its space id.
+- every genesis verifies and hashes to its space id;
+- every author's changes form one chain, as Automerge requires (seq 1, 2, ... in causal order;
+  two changes for one seq are a forked chain), and every doc loads in Automerge. A store
+  written before ingest checked this may hold a fork; ``store/repair.py`` quarantines it.
 
 Problems come back as ``Problem`` records, one per damaged object, so a caller can repair
 exactly those (for instance by fetching them from a peer).
@@ -46,6 +49,9 @@ class ProblemKind(enum.Enum):
     SNAPSHOT_DAMAGED = "snapshot-damaged"  # missing/damaged chunks, or loads to other heads
     MANIFEST_DAMAGED = "manifest-damaged"  # missing, unsigned, or disagrees with the snapshots
     GENESIS_DAMAGED = "genesis-damaged"
+    CHAIN_FORKED = "author-chain-forked"  # a second stored change for an author's seq
+    CHAIN_BROKEN = "author-chain-broken"  # a seq that does not continue its author's chain
+    DOC_UNLOADABLE = "doc-unloadable"  # Automerge refuses the doc's stored changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +131,61 @@ def _verify_doc(backend: Backend, row: DocRow) -> list[Problem]:
         damage = change_damage(change, raw)
         if damage:
             problems.append(_problem(ProblemKind.CHANGE_DAMAGED, row, change.hash, damage))
+    damaged = bool(problems)  # damaged bytes explain a doc that does not load: not reported twice
+    problems += [_problem(kind, row, change.hash, detail) for change, kind, detail in chain_breaks(changes)]
+    load_error = None if damaged else load_problem(backend, row, changes, saved)
+    if load_error is not None:
+        problems.append(_problem(ProblemKind.DOC_UNLOADABLE, row, row.doc, load_error))
     return problems + _verify_graph(row, changes) + _verify_tips(backend, row, changes)
+
+
+def chain_breaks(changes: Sequence[ChangeRow]) -> list[tuple[ChangeRow, ProblemKind, str]]:
+    """The changes (in position order, which is causal) that fork or skip their author's chain.
+
+    Walking in causal order, an author's next change must have the seq after its previous
+    one; of two for one seq, the one stored first is the chain and the later one the fork.
+    A change depending on a break is not reported on its own (it goes with it on repair).
+    """
+    next_seq: dict[bytes, int] = {}
+    broken: set[bytes] = set()
+    found = []
+    for change in changes:
+        if any(dep in broken for dep in change.deps):
+            broken.add(change.hash)
+            continue
+        expected = next_seq.get(change.actor, 1)
+        if change.seq == expected:
+            next_seq[change.actor] = expected + 1
+            continue
+        broken.add(change.hash)
+        if change.seq < expected:
+            found.append((change, ProblemKind.CHAIN_FORKED, f"a second change for seq {change.seq} of author {change.actor.hex()[:12]}"))
+        else:
+            found.append((change, ProblemKind.CHAIN_BROKEN, f"seq {change.seq} of author {change.actor.hex()[:12]} follows seq {expected - 1}"))
+    return found
+
+
+def load_problem(
+    backend: Backend, row: DocRow, changes: Sequence[ChangeRow], saved: native.Document | None
+) -> str | None:
+    """Why Automerge refuses the doc as stored (its snapshot, then the later changes), or None.
+
+    ``saved`` is the doc's checked snapshot, loaded (it is changed here)."""
+    snapshot = backend.doc_snapshot(row.space, row.doc)
+    tail = changes[snapshot.change_count :] if snapshot is not None else changes
+    if snapshot is not None and saved is None:
+        return None  # the snapshot is damaged: reported as such, and there is nothing to load onto
+    if any(change.raw is None for change in tail):
+        return None  # reported as missing changes
+    raws = [change.raw for change in tail if change.raw is not None]
+    try:
+        if saved is None:
+            native.Document.load(b"".join(raws))
+        else:
+            saved.apply_changes(raws)
+    except native.AutomergeError as error:
+        return f"Automerge refuses the doc: {error}"
+    return None
 
 
 def _problem(kind: ProblemKind, row: DocRow, subject: bytes, detail: str) -> Problem:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import native
 from protocol.space import DOC_ID_BYTES
 from store.repo import Repo
@@ -48,3 +50,43 @@ def shared_space(creator: Repo, *members: Repo) -> bytes:
     for member in members:
         member.add_space(genesis)
     return genesis.space_id
+
+
+# ----- hostile changes (issue 12): signed, well formed, and refused by Automerge -----
+
+
+def forked_pair(repo: Repo, space: bytes, doc: bytes) -> tuple[native.DecodedChange, native.DecodedChange]:
+    """Two changes by the repo's own author with one seq (a forked author chain): each made on a
+    fork of its document, with the same actor, edited apart. Both can carry a valid tip."""
+    document = repo.document(space, doc)
+    forks = []
+    for side in ("left", "right"):
+        fork = document.fork(repo.identity.public_key)
+        fork.put(native.ROOT, "fork", side)
+        fork.commit(f"fork {side}", time=NOW_MS // 1000)
+        forks.append(native.decode_change(fork.get_last_local_change()))
+    return forks[0], forks[1]
+
+
+def _uleb(data: bytes, index: int) -> tuple[int, int]:
+    """An unsigned LEB128 at ``index``: (its value, the index after it)."""
+    end = index
+    while data[end] & 0x80:
+        end += 1
+    return sum((byte & 0x7F) << (7 * i) for i, byte in enumerate(data[index : end + 1])), end + 1
+
+
+def _encode_uleb(value: int) -> bytes:
+    return bytes([value]) if value < 0x80 else bytes([value & 0x7F | 0x80]) + _encode_uleb(value >> 7)
+
+
+def without_deps(raw: bytes) -> native.DecodedChange:
+    """The change re-encoded with no deps (a valid chunk, checksum and hash): its ops may then
+    name objects of actors the receiving doc has never seen, which Automerge panics on."""
+    magic, chunk_type = raw[:4], raw[8]
+    length, start = _uleb(raw, 9)
+    body = raw[start : start + length]
+    deps, after = _uleb(body, 0)
+    body = _encode_uleb(0) + body[after + 32 * deps :]
+    chunk = bytes([chunk_type]) + _encode_uleb(len(body)) + body
+    return native.decode_change(magic + hashlib.sha256(chunk).digest()[:4] + chunk)
