@@ -12,7 +12,8 @@ fresh key.
 
 After every step: no honest store holds a change mallory could not validly have signed for that
 doc, no store holds two changes of one (actor, seq) (Automerge would refuse the whole doc), every
-stored doc loads and every stored change is covered by its author's tip. After the final heal,
+stored doc loads and every stored change is covered by its author's tip, and no sync state is
+persisted for a doc mallory named that nobody holds. After she leaves and the network heals,
 the honest peers hold identical heads. A Replicator that raises fails the step it raised in.
 """
 
@@ -27,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from protocol.batch import pack_changes
-from protocol.events import Applied, Connected, DataReceived, Disconnect, LocalCommit
+from protocol.events import Applied, ConnectionLost, Connected, DataReceived, Disconnect, LocalCommit
 from protocol.identity import Identity
 from protocol.limits import DOCUMENT_MIN_CHANGES
 from protocol.reconcile import space_summary
@@ -72,6 +73,7 @@ class HostileMix(RuleBasedStateMachine):
         self.network.run()
         self.honest_commits: list[LocalCommit] = []  # every honest batch, to replay
         self.forbidden: set[tuple[bytes, bytes]] = set()  # (doc, hash): never validly signed for that doc
+        self.unheld: set[tuple[bytes, bytes]] = set()  # (her key, doc): docs she named that nobody holds
         self.mallory: dict[str, tuple[object, Identity]] = {}  # victim -> her open connection and its key
         self._numbers = count(1)
 
@@ -111,6 +113,11 @@ class HostileMix(RuleBasedStateMachine):
         splice(f"mallory {next(self._numbers)}\n")(document)
         document.commit(None, time=self.network.now_ms // 1000)
         return document.get_changes(store.heads(self.network.space, doc))
+
+    def _name_unheld(self, victim: str, named: list[bytes]) -> None:
+        """Remember which key named docs nobody holds: no sync state may be kept for them."""
+        _, key = self._connection(victim)
+        self.unheld.update((key.public_key, doc) for doc in named if doc not in DOCS)
 
     def _forbid(self, doc: bytes, raw: list[bytes]) -> None:
         self.forbidden.update((doc, native.decode_change(change).hash) for change in raw)
@@ -196,8 +203,8 @@ class HostileMix(RuleBasedStateMachine):
     def garbage(self, victim: str, payload: bytes, framed: bool) -> None:
         self._send(victim, varint(len(payload)) + payload if framed else payload)
 
-    # Fails until ingest enforces issue 12's class-1 rule (a second change for a stored
-    # (actor, seq) is refused): on main at d0f7276 alice stores both and her doc stops loading.
+    # Issue 12's class 1 (an author's changes form one chain): before ingest refused a second
+    # change for a stored (actor, seq), alice stored both halves and her doc stopped loading.
     @rule(victim=peers, doc=docs)
     def self_forked_chain(self, victim: str, doc: bytes) -> None:
         """Two changes by one actor with one seq, each under a valid tip of hers: Automerge
@@ -213,10 +220,12 @@ class HostileMix(RuleBasedStateMachine):
           summary=st.binary(min_size=SUMMARY_BYTES, max_size=SUMMARY_BYTES), complete=st.booleans())
     def status_naming_random_docs(self, victim: str, listed: list, summary: bytes, complete: bool) -> None:
         entries = tuple(DocHeads(doc, tuple(heads)) for doc, heads in listed)
+        self._name_unheld(victim, [doc for doc, _ in listed])
         self._send(victim, encode_frame(Status(summary, entries, complete)))
 
     @rule(victim=peers, doc=random_docs, heads=random_heads, want=st.booleans())
     def heads_naming_random_docs(self, victim: str, doc: bytes, heads: list[bytes], want: bool) -> None:
+        self._name_unheld(victim, [doc])
         self._send(victim, encode_frame(Heads(doc, tuple(heads), want)))
 
     @rule(victim=peers, times=st.integers(1, MAX_REPEATED_WANTS))
@@ -239,8 +248,19 @@ class HostileMix(RuleBasedStateMachine):
                 store.document(space, doc)  # Automerge still loads it
         self.network.assert_all_covered()
 
+    @invariant()
+    def no_state_is_kept_for_docs_nobody_holds(self) -> None:
+        """Issue 12's class 4: a Status or Heads naming random docs persists nothing."""
+        for name in HONEST:
+            store = self.network.peers[name].store
+            kept = [doc for key, doc in self.unheld if store.load_sync_state(key, self.network.space, doc) is not None]
+            assert not kept, f"{name} persisted sync states for {len(kept)} docs it does not hold"
+
     def teardown(self) -> None:
         network = self.network
+        for victim, (conn, _) in list(self.mallory.items()):
+            network.feed(victim, ConnectionLost(conn))  # she leaves: her sessions' states are written
+        self.no_state_is_kept_for_docs_nobody_holds()
         network.heal()
         network.settle(rounds=HEAL_ROUNDS)
         assert network.converged(), "the honest peers did not converge after the heal"
