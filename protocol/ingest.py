@@ -25,7 +25,7 @@ author's previous seq) has just been stored.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -249,6 +249,23 @@ class VerifiedTips:
                 del self._tips[next(iter(self._tips))]
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A change refused for good: it breaks its author's chain, or Automerge refuses it, or it
+    depends on such a change. Never stored, never forwarded, never asked for again."""
+
+    change: bytes
+    author: bytes
+    reason: str
+    forks_chain: bool  # a second change for a taken (author, seq): its author equivocated
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    applied: list[bytes]  # hashes newly stored, in causal order
+    refused: list[Refused]
+
+
 def ingest(
     store: ChangeStore,
     space: bytes,
@@ -258,18 +275,19 @@ def ingest(
     pending: PendingChanges,
     verified: VerifiedTips,
     now_ms: int,
-) -> list[bytes]:
+    refused: Container[bytes] = (),
+) -> Ingested:
     """Verify a batch together with what it completes of the peer's waiting changes of this
     doc; apply what is covered and ready. An empty batch retries the waiting covered changes.
 
-    Returns the hashes newly stored, in causal order.
+    A change that breaks its author's chain, or that Automerge refuses, is refused alone (with
+    whatever depends on it): the rest of the batch is applied, so an honest peer relaying one
+    equivocating author's change loses us none of the others. ``refused`` are changes refused
+    before: dropped at once.
 
     Raises:
         VerificationError: a forged or misattributed tip, or a change with an invalid actor;
             nothing of the batch is applied and what was pending stays as it was.
-        UnusableChanges: a change breaks its author's chain (a second change for a taken seq),
-            or the store's Automerge refused the ready changes; nothing of the batch is
-            applied and the peer's waiting changes of this doc are dropped.
         Flood: too many changes would wait. Raised before applying when uncovered changes
             overflow; when covered changes still waiting overflow, the covered changes that
             could be applied were (they are verified) and the rest stays as it was.
@@ -277,8 +295,9 @@ def ingest(
     is_stored = _stored_lookup(store, space, doc)
     waiting = pending.waiting(doc)
     new = [_Waiting.of(change, now_ms) for change in _unstored(is_stored, changes)]
+    new = [change for change in new if change.hash not in refused]
     if changes and not new:
-        return []  # everything it holds is stored already
+        return Ingested([], [])  # everything it holds is stored already (or refused before)
     # Waiting changes of the authors whose tips came are covered again, with the new ones;
     # those another peer delivered meanwhile are stored already and stop waiting.
     candidates = {c.hash: c for c in [*_still_waiting(pending, doc, pending.of_authors(doc, {tip.author for tip in tips}), is_stored), *new]}
@@ -302,14 +321,10 @@ def ingest(
     ready_candidates = {c.hash: c for c in covered_now}
     if not changes or pending.unblocked_by(doc, wait_keys(covered_now)):
         ready_candidates.update((c.hash, c) for c in _still_waiting(pending, doc, pending.covered(doc), is_stored))
-    try:
-        ready, blocked = _chain_ready(store, space, doc, list(ready_candidates.values()), is_stored)
-        ready_tips = [*valid_tips, *pending.tips(doc, (c.hash for c in ready))]
-        applied = store.apply(space, doc, [c.change for c in ready], ready_tips) if ready else []
-    except UnusableChanges:
-        pending.drop_doc(doc)
-        raise
-    pending.remove(doc, applied)
+    ready, blocked, refusals = _chain_ready(store, space, doc, list(ready_candidates.values()), is_stored, refused)
+    ready_tips = [*valid_tips, *pending.tips(doc, (c.hash for c in ready))]
+    applied = _apply(store, space, doc, ready, ready_tips, refusals)
+    pending.remove(doc, [*applied, *(r.change for r in refusals)])
     for change in uncovered_new:
         pending.add(doc, change, keys=None)
     newly_blocked = {h: keys for h, keys in blocked.items() if not pending.is_covered(doc, h)}
@@ -317,6 +332,35 @@ def ingest(
     for change_hash, keys in newly_blocked.items():
         pending.add(doc, ready_candidates[change_hash], keys=keys)
     pending.add_tips(doc, valid_tips)
+    return Ingested(applied, refusals)
+
+
+def _apply(
+    store: ChangeStore, space: bytes, doc: bytes, ready: list[_Waiting], tips: list[SignedTip], refusals: list[Refused]
+) -> list[bytes]:
+    """Store the ready changes; if the store's Automerge refuses them, find which one by
+    storing them one at a time (the rare, hostile case pays for it), refusing it and whatever
+    depends on it, and keep the rest."""
+    if not ready:
+        return []
+    try:
+        return store.apply(space, doc, [c.change for c in ready], tips)
+    except UnusableChanges as error:
+        if len(ready) == 1:
+            refusals.append(Refused(ready[0].hash, ready[0].actor, str(error), forks_chain=False))
+            return []
+    applied: list[bytes] = []
+    bad: set[bytes] = set()
+    for change in ready:
+        if bad.intersection(change.deps) or chain_slot(change.actor, change.seq - 1) in bad:
+            bad.update((change.hash, chain_slot(change.actor, change.seq)))
+            refusals.append(Refused(change.hash, change.actor, "depends on a refused change", forks_chain=False))
+            continue
+        try:
+            applied += store.apply(space, doc, [change.change], tips)
+        except UnusableChanges as error:
+            bad.update((change.hash, chain_slot(change.actor, change.seq)))
+            refusals.append(Refused(change.hash, change.actor, str(error), forks_chain=False))
     return applied
 
 
@@ -356,38 +400,44 @@ def _unstored(is_stored: Callable[[bytes], bool], changes: Sequence[native.Decod
 
 
 def _chain_ready(
-    store: ChangeStore, space: bytes, doc: bytes, candidates: list[_Waiting], is_stored: Callable[[bytes], bool]
-) -> tuple[list[_Waiting], dict[bytes, tuple[WaitKey, ...]]]:
+    store: ChangeStore,
+    space: bytes,
+    doc: bytes,
+    candidates: list[_Waiting],
+    is_stored: Callable[[bytes], bool],
+    refused_before: Container[bytes],
+) -> tuple[list[_Waiting], dict[bytes, tuple[WaitKey, ...]], list[Refused]]:
     """The candidates that are ready — every dep stored or ready before them, and their author's
-    previous change too — in an order that respects both; and, for the rest, what each waits for.
-
-    Raises:
-        UnusableChanges: two candidates, or a candidate and a stored change, take one
-            (author, seq): the author forked its chain.
+    previous change too — in an order that respects both; for the rest, what each waits for;
+    and the refused: a candidate taking an (author, seq) that a stored change or an earlier
+    candidate holds (its author forked its chain), and any candidate depending on a refused one.
     """
+    refusals: list[Refused] = []
+    bad: set[bytes] = set()
     slots: dict[WaitKey, _Waiting] = {}
     stored_seq: dict[bytes, int] = {}
+    kept: list[_Waiting] = []
     for change in candidates:
-        slot = chain_slot(change.actor, change.seq)
-        if slot in slots:
-            raise UnusableChanges(
-                f"two changes by {change.actor.hex()[:12]} take seq {change.seq}: a forked author chain", author=change.actor
-            )
-        slots[slot] = change
         if change.actor not in stored_seq:
             newest = store.author_seq(space, doc, change.actor)
             stored_seq[change.actor] = newest[0] if newest else 0
-        if change.seq < 1 or change.seq <= stored_seq[change.actor]:
-            raise UnusableChanges(
-                f"change {change.hash.hex()[:12]} by {change.actor.hex()[:12]} takes seq {change.seq}, "
-                f"which the author's chain already holds (up to {stored_seq[change.actor]})",
-                author=change.actor,
-            )
-    by_hash = {change.hash: change for change in candidates}
+        slot = chain_slot(change.actor, change.seq)
+        reason = None
+        if any(dep in bad or dep in refused_before for dep in change.deps):
+            reason = "depends on a refused change"
+        elif slot in slots or change.seq <= stored_seq[change.actor]:
+            reason = f"a second change by {change.actor.hex()[:12]} for seq {change.seq}: a forked author chain"
+        if reason is None:
+            slots[slot] = change
+            kept.append(change)
+        else:
+            bad.add(change.hash)
+            refusals.append(Refused(change.hash, change.actor, reason, forks_chain=reason.startswith("a second")))
+    by_hash = {change.hash: change for change in kept}
     missing: dict[bytes, list[WaitKey]] = {}  # hash -> keys it waits for
     dependents: dict[WaitKey, list[bytes]] = {}
     queue: deque[_Waiting] = deque()
-    for change in candidates:
+    for change in kept:
         keys = [dep for dep in change.deps if dep in by_hash or not is_stored(dep)]
         if change.seq > 1 and stored_seq[change.actor] != change.seq - 1:
             keys.append(chain_slot(change.actor, change.seq - 1))
@@ -408,4 +458,4 @@ def _chain_ready(
                 if not keys:
                     del missing[dependent]
                     queue.append(by_hash[dependent])
-    return ready, {change_hash: tuple(keys) for change_hash, keys in missing.items()}
+    return ready, {change_hash: tuple(keys) for change_hash, keys in missing.items()}, refusals

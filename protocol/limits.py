@@ -88,6 +88,9 @@ MAX_SHARED_HEADS = MAX_HEADS
 # remember for one session, to ask for them: a peer that made this many new files since we
 # last met is served in rounds (anti-entropy lists the rest); junk beyond it is ignored.
 MAX_UNHELD_DOCS_PER_SESSION = 20_000
+# Changes refused for good per space (a forked author chain, or refused by Automerge), so a
+# peer offering one again costs a lookup: one per equivocating author's branch, and few.
+MAX_REFUSED_CHANGES = 4096
 # Misbehaviour scores remembered; beyond it forgiven, unbanned peers are forgotten first.
 MAX_SCORED_PEERS = 4096
 # Replies kept, by the bytes of their frames, so the same want of a large doc from many peers

@@ -54,7 +54,6 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Generic, TypeVar
 
 import native
@@ -87,13 +86,14 @@ from protocol.events import (
     TimerFired,
 )
 from protocol.identity import Identity
-from protocol.ingest import PendingChanges, VerifiedTips, ingest, wait_keys
+from protocol.ingest import Ingested, PendingChanges, VerifiedTips, ingest, wait_keys
 from protocol.limits import (
     MAX_DOCS_PER_STATUS,
     MAX_FRAME_BYTES,
     MAX_LAZY_ORIGINS,
     MAX_PRE_HELLO_FRAME_BYTES,
     MAX_REASON_CHARS,
+    MAX_REFUSED_CHANGES,
     MAX_SCORED_PEERS,
     MAX_SEEN_BATCHES,
     MAX_STATUS_DOCS_TOTAL,
@@ -247,6 +247,8 @@ class _Space:
         self.id = space
         self.heads: dict[bytes, Heads] = {doc: tuple(store.heads(space, doc)) for doc in store.doc_ids(space)}
         self.seen: _Recent[bytes, _FirstCopy] = _Recent(MAX_SEEN_BATCHES)
+        # Changes refused for good (protocol/ingest.py): never asked for, taken or penalized again.
+        self.refused: _Recent[bytes, None] = _Recent(MAX_REFUSED_CHANGES)
         self.sessions: dict[ConnId, Session] = {}
         self._summary: bytes | None = None
 
@@ -366,7 +368,7 @@ class Replicator:
                 self._take_token(session)
                 self._dispatch(session, message)
             except RemoteProtocolError as error:
-                self._penalize(session, offense_of(error, session.peer), str(error))
+                self._penalize(session, offense_of(error), str(error))
                 if isinstance(error, OverLimit) and event.conn in self._sessions:
                     # Well formed, but more than we take: end the session, without a ban.
                     self._close(session, f"over a limit: {error}")
@@ -517,7 +519,8 @@ class Replicator:
         if checks and not session.budget.take("signature_checks", checks, self._now):
             self._defer_batch(session, batch, session.budget.signature_checks.ready_ms(checks, self._now), "signature_checks")
             return
-        applied = ingest(self.store, space.id, batch.doc, changes, tips, session.pending, self._verified, self._now)
+        result = ingest(self.store, space.id, batch.doc, changes, tips, session.pending, self._verified, self._now, space.refused)
+        applied = result.applied
         session.wants.pop(batch.doc, None)
         origin = changes[-1].actor if batch.push else None
         if origin is not None:
@@ -528,8 +531,10 @@ class Replicator:
         if applied:
             waiting = session.pending.waiting(batch.doc)
             whole = batch.push and not any(change_hash in waiting for change_hash in by_hash)
+            whole = whole and not result.refused
             forward = session.decoder.frame if whole else None  # the batch as it came, all of it valid
             self._after_apply(space, batch.doc, applied, session, forward, origin, [by_hash[h] for h in applied if h in by_hash])
+        self._refuse(session, space, result)
         if session.pending.missing_deps(batch.doc):
             if batch.push:  # the deps are most likely on their way along another origin's tree
                 session.grafts.setdefault(batch.doc, self._now + self.config.graft_delay_ms)
@@ -670,12 +675,30 @@ class Replicator:
     def _retry_pending(self, space: _Space, doc: bytes, session: Session) -> None:
         waiting = {change.hash: change for change in session.pending.changes(doc)}
         try:
-            applied = ingest(self.store, space.id, doc, [], [], session.pending, self._verified, self._now)
+            result = ingest(self.store, space.id, doc, [], [], session.pending, self._verified, self._now, space.refused)
         except RemoteProtocolError as error:
-            self._penalize(session, offense_of(error, session.peer), str(error))
+            self._penalize(session, offense_of(error), str(error))
             return
-        if applied:
-            self._after_apply(space, doc, applied, session, None, None, [waiting[h] for h in applied if h in waiting])
+        if result.applied:
+            self._after_apply(space, doc, result.applied, session, None, None, [waiting[h] for h in result.applied if h in waiting])
+        self._refuse(session, space, result)
+
+    def _refuse(self, session: Session, space: _Space, result: Ingested) -> None:
+        """Remember the changes refused for good, and score the peer that sent them: a ban if
+        it is their author forking its own chain; a lesser fault for relaying one we had not
+        refused before (it may have accepted it before the change it conflicts with reached it);
+        nothing for offering one again."""
+        new = [refusal for refusal in result.refused if refusal.change not in space.refused]
+        for refusal in result.refused:
+            space.refused.put(refusal.change, None)
+        self.stats["changes_refused"] += len(result.refused)
+        if not new or session.conn not in self._sessions:
+            return
+        equivocation = next((r for r in new if r.forks_chain and r.author == session.peer), None)
+        if equivocation is not None:
+            self._penalize(session, Offense.EQUIVOCATION, equivocation.reason)
+        else:
+            self._penalize(session, Offense.UNUSABLE_FORWARDED, new[0].reason)
 
     def _duplicate(self, session: Session, first: _FirstCopy) -> None:
         """A pushed batch came again: the peer need not push us this origin's batches (Plumtree
@@ -833,7 +856,10 @@ class Replicator:
         session.unsaved.clear()
 
     def _known(self, space: bytes, doc: bytes) -> Callable[[bytes], bool]:
-        return partial(self.store.has_change, space, doc)
+        """Whether a change counts as held: stored, or refused for good (never to be asked for)."""
+        refused = self._space(space).refused
+        has_change = self.store.has_change
+        return lambda change_hash: has_change(space, doc, change_hash) or change_hash in refused
 
     # ----- timers -----
 

@@ -21,7 +21,6 @@ from protocol.errors import (
     OverLimit,
     RemoteProtocolError,
     UnknownChange,
-    UnusableChanges,
     WireError,
     WrongAuthor,
 )
@@ -36,7 +35,7 @@ class Offense(enum.Enum):
     FLOOD = "flood"  # frames faster than allowed, or more pending changes than allowed
     UNCOVERED_EXPIRED = "uncovered-expired"  # changes whose tip never arrived
     EQUIVOCATION = "equivocation"  # an author sent us a change that forks its own chain
-    UNUSABLE_FORWARDED = "unusable-forwarded"  # relayed another author's unusable change
+    UNUSABLE_FORWARDED = "unusable-forwarded"  # relayed an unusable change (protocol/ingest.py)
     OVER_LIMIT = "over-limit"  # a well-formed message over one of our limits
     COSTLY = "costly"  # pushed more work than its budget pays
 
@@ -54,13 +53,10 @@ _LESSER_POINTS = {
 }
 
 
-def offense_of(error: RemoteProtocolError, peer: bytes) -> Offense:
-    """The offense a remote error from ``peer`` (its key) shows; order matters, subclasses
-    before their bases."""
+def offense_of(error: RemoteProtocolError) -> Offense:
+    """The offense a remote error shows; order matters, subclasses before their bases."""
     if isinstance(error, Flood):
         return Offense.FLOOD
-    if isinstance(error, UnusableChanges):
-        return Offense.EQUIVOCATION if error.author == peer else Offense.UNUSABLE_FORWARDED
     if isinstance(error, OverLimit):
         return Offense.OVER_LIMIT
     if isinstance(error, (BadSignature, WrongAuthor, UnknownChange)):
