@@ -82,7 +82,7 @@ from protocol.events import (
     TimerFired,
 )
 from protocol.identity import PUBLIC_KEY_BYTES, peer_id_of
-from protocol.limits import DISCONNECT_SCORE, MAX_FRAME_BYTES, SyncConfig
+from protocol.limits import DISCONNECT_SCORE, MAX_FRAME_BYTES, MAX_FRAME_HEADER_BYTES, MAX_PRE_HELLO_FRAME_BYTES, SyncConfig
 from protocol.replicator import Replicator
 from store.errors import StorageError
 from store.repo import Repo, StoreEvent
@@ -128,15 +128,15 @@ SESSIONS_PER_ADDRESS_MAX: Final = 64
 # honest Hello comes within a round trip, so only a few wait at any moment.
 HELLO_PENDING_MAX: Final = 64
 HELLO_PENDING_PER_ADDRESS_MAX: Final = 8
-# Bytes read on a stream before its Hello is handled. A Hello is versions, space, key and a
-# summary (~110 B) plus the heads of docs that moved (~55 B each): an honest one is well
-# below this; a peer can make us hold no more than this before it has said who it is. Must
-# stay above the Replicator's own pre-Hello frame limit (protocol.limits) plus a frame header.
-HELLO_BYTES_MAX: Final = 64 * 1024
-# Wall-clock limit on the Hello exchange (both Hellos handled), a backstop above the
-# Replicator's own Hello timeout: that one is time as the Replicator sees it (events), this
-# one holds even if no event ever comes. An honest exchange takes a round trip or two.
-HELLO_DEADLINE_S: Final = 15.0
+# Bytes read on a stream before its Hello is handled: the largest Hello the Replicator takes
+# (one frame of at most MAX_PRE_HELLO_FRAME_BYTES, a status page with room to spare) and its
+# header. Reads stop there, so a peer that has not said who it is makes us hold no more; what
+# follows an honest Hello is read once it is handled.
+HELLO_BYTES_MAX: Final = MAX_PRE_HELLO_FRAME_BYTES + MAX_FRAME_HEADER_BYTES
+# The wall-clock deadline of the Hello exchange (both Hellos handled) is the Replicator's
+# SyncConfig.hello_timeout_ms plus this: a backstop, for the Replicator's clock only moves
+# with events, and one that fails to close a session must not let a trickle hold it.
+HELLO_DEADLINE_MARGIN_S: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +163,7 @@ class DriverLimits:
     hello_pending_max: int = HELLO_PENDING_MAX
     hello_pending_per_address_max: int = HELLO_PENDING_PER_ADDRESS_MAX
     hello_bytes_max: int = HELLO_BYTES_MAX
-    hello_deadline_s: float = HELLO_DEADLINE_S
+    hello_deadline_s: float | None = None  # None: hello_timeout_ms + HELLO_DEADLINE_MARGIN_S
     # Per-address limits (here and the network's) skip loopback unless this is set: a peer on
     # 127.0.0.1 runs on this machine, whose users can read our store anyway, and tests and the
     # demo run many honest peers there. Set it when remote peers reach us through a local
@@ -317,6 +317,9 @@ class SyncDriver:
         self._spaces: set[bytes] = {genesis.space_id for genesis in repo.spaces()}
         self._store = _ReplicatorStore(repo, self._failed)
         self._config = config
+        self._hello_deadline_s = (
+            limits.hello_deadline_s if limits.hello_deadline_s is not None else config.hello_timeout_ms / 1000 + HELLO_DEADLINE_MARGIN_S
+        )
         self._rng = rng or random.Random()
         self.replicator = self._new_replicator()
         self._conns: dict[int, _Conn] = {}
@@ -570,7 +573,7 @@ class SyncDriver:
         whether the session got past it (else it is closing)."""
         limits = self.limits
         budget = limits.hello_bytes_max
-        with trio.move_on_after(limits.hello_deadline_s):
+        with trio.move_on_after(self._hello_deadline_s):
             while not conn.active:
                 if budget <= 0:
                     self.stats["hello_bytes_exceeded"] += 1
@@ -582,7 +585,7 @@ class SyncDriver:
                     return False
             return True
         self.stats["hello_timeouts"] += 1
-        self._lose(conn, f"no Hello exchange within {limits.hello_deadline_s} s", graceful=False)
+        self._lose(conn, f"no Hello exchange within {self._hello_deadline_s} s", graceful=False)
         return False
 
     def _received(self, conn: _Conn, data: bytes) -> bool:
