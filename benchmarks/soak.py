@@ -10,20 +10,22 @@ project's own encoders) attacks a random daemon with a fresh key each time, one 
 another, during every second interval: the intervals in between are the same run's baseline.
 
 Every SAMPLE_INTERVAL_S each running daemon's RSS (/proc/PID/status), open fds (/proc/PID/fd),
-database bytes (store.sqlite + -wal), store rows (changes, versions, sync states: SQLite opened
-read-only) and connected peers (``node.peers``) are printed as figures named
-``DAEMON.SERIES@Ts``, and so is the honest edit latency of the previous interval: from an
-``fs.splice`` on one daemon until each other running daemon's ``file.changed`` notification
-carries it (``edit_latency_p99_ms.PHASE@Ts``; PHASE is ``attack`` or ``quiet``).
+database bytes (store.sqlite + -wal), store rows (changes, versions, sync states and the peer
+keys they belong to: SQLite opened read-only) and connected peers (``node.peers``) are printed
+as figures named ``DAEMON.SERIES@Ts``, and so is the honest edit latency of the previous
+interval: from an ``fs.splice`` on one daemon until each other running daemon's
+``file.changed`` notification carries it (``edit_latency_p99_ms.PHASE@Ts``; PHASE is
+``attack`` or ``quiet``).
 
 At the end: each series' slope per hour by least squares over the samples after the first
 third (warm-up), process series (RSS, fds, peers) over the latest lifetime of the process only.
 Store series are printed beside the honest edits per hour made in the same window (ratio: rows
-or bytes per honest edit; an honest edit is one change and one version on every daemon, so a
-sync-state or byte slope beyond that is bloat); process series beside their own mean after
-warm-up (ratio: growth per hour as a fraction). Then the honest edit latency p50/p99 under
-attack beside the same figure without it, edits lost (never arrived though the watcher stayed
-up), daemons that died, and the level=error lines in each daemon's log.
+or bytes per honest edit; an honest edit is one change and one version on every daemon), sync
+states beside the keys Mallory threw away per hour (ratio: rows or peers left per throwaway key;
+0 when a stranger's state is dropped); process series beside their own mean after warm-up
+(ratio: growth per hour as a fraction). Then the honest edit latency p50/p99 under attack
+beside the same figure without it, edits lost (never arrived though the watcher stayed up),
+daemons that died, and the level=error lines in each daemon's log.
 """
 
 from __future__ import annotations
@@ -82,11 +84,24 @@ ATTACK_REST_S = 0.5
 # Her last attack may wait hostile_peer.STEP_TIMEOUT_S (20 s) to be cut off; a daemon's start
 # (the churn thread's last task) takes cli.demo.STEP_TIMEOUT_S (30 s) at most.
 THREAD_STOP_TIMEOUT_S = 30.0
-STORE_TABLES = ("changes", "versions", "sync_states")
+# What is counted in each store, and the rate (per hour, same run) each count is judged by: an
+# honest edit is one change and one version on every daemon; a sync state is kept per peer key
+# and doc, so states of Mallory's throwaway keys grow with her attacks unless they are dropped.
+STORE_QUERIES = {
+    "changes_rows": "SELECT COUNT(*) FROM changes",
+    "versions_rows": "SELECT COUNT(*) FROM versions",
+    "sync_states_rows": "SELECT COUNT(*) FROM sync_states",
+    "sync_state_peers": "SELECT COUNT(DISTINCT peer) FROM sync_states",
+}
+HONEST_RATE, HOSTILE_RATE = "honest_edits_per_h", "hostile_keys_per_h"
+RATE_UNITS = {HONEST_RATE: "edits/h", HOSTILE_RATE: "keys/h"}
+RATE_OF_SERIES = {"sync_states_rows": HOSTILE_RATE, "sync_state_peers": HOSTILE_RATE}
 PROCESS_SERIES = ("rss_mb", "open_fds", "peers")
+UNITS = {"rss_mb": "MB", "open_fds": "fds", "peers": "peers", "sync_state_peers": "peers", "db_bytes": "bytes"}  # else rows
 # SQLite read-only opens wait this long for the daemon's write lock (a checkpoint, a group commit).
 SQLITE_BUSY_S = 5.0
 TOKEN = re.compile(r"<(\d+)>")
+PHASES = {True: "attack", False: "quiet"}  # Mallory attacks in every odd interval
 NAMES = ("alice", "bob", "carol", "dave")
 ALWAYS_UP = "alice"
 RESTARTED = ("bob", "carol")
@@ -135,6 +150,7 @@ class _Soak:
         from cli.demo import Peer
 
         self.root = root
+        self.seed = seed
         self.rng = random.Random(seed)
         self.peers = {name: Peer(name, "agent", root) for name in NAMES}
         self.running: dict[str, _Daemon] = {}
@@ -281,7 +297,8 @@ class _Soak:
             waiting = {name: self.running[name].lifetime for name in alive if name != author}
             made_s = time.monotonic()
             try:
-                daemon.editor.call("fs.splice", path=path, position=self.rng.randint(0, daemon.floor[path]), delete=0, insert=insert)
+                position = self.rng.randint(0, daemon.floor[path])
+                daemon.editor.call("fs.splice", path=path, position=position, delete=0, insert=insert)
             except (ApiUnavailable, RpcError) as error:
                 self.counts["edit_failures"] += 1
                 log(f"soak: edit on {author} failed: {error}")
@@ -341,7 +358,8 @@ class _Soak:
                     self.churn.put(("restart", name))
                     continue
             database = daemon.peer.home.database
-            values["db_bytes"] = sum(p.stat().st_size for p in (database, database.with_name(database.name + "-wal")) if p.exists())
+            files = (database, database.with_name(database.name + "-wal"))
+            values["db_bytes"] = sum(path.stat().st_size for path in files if path.exists())
             values.update(_store_rows(database))
             samples[name] = values
         return samples
@@ -370,7 +388,7 @@ def _store_rows(database: Path) -> dict[str, float]:
     """Row counts of the growing tables, read-only beside the running daemon."""
     try:
         with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=SQLITE_BUSY_S)) as db:
-            return {f"{table}_rows": db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in STORE_TABLES}
+            return {series: db.execute(query).fetchone()[0] for series, query in STORE_QUERIES.items()}
     except sqlite3.Error as error:
         log(f"soak: cannot count rows of {database}: {error}")
         return {}
@@ -390,7 +408,7 @@ def _hostile(soak: _Soak, space: bytes) -> None:
     from node.errors import NodeError
 
     kinds = sorted(hostile_peer.ATTACKS)
-    rng = random.Random(len(soak.space))  # her own: the editor's rng stays reproducible
+    rng = random.Random(soak.seed + 1)  # her own: the editor's choices stay reproducible
 
     async def attack(number: int, addr: str) -> None:
         kind = kinds[number % len(kinds)]
@@ -412,6 +430,7 @@ def _hostile(soak: _Soak, space: bytes) -> None:
                 await trio.sleep(ATTACK_REST_S)
                 continue
             number += 1
+            soak.counts["hostile_keys"] += 1
             try:
                 await attack(number, rng.choice(addrs))
             except NodeError:
@@ -437,7 +456,7 @@ def _slope_per_hour(points: list[tuple[float, float]]) -> float:
 
 
 def _unit(series: str) -> str:
-    return {"rss_mb": "MB", "open_fds": "fds", "peers": "peers", "db_bytes": "bytes"}.get(series, "rows")
+    return UNITS.get(series, "rows")
 
 
 def _churn_for(interval: int) -> list[tuple[str, str]]:
@@ -492,7 +511,7 @@ def _run(soak: _Soak, intervals: int, threads: list[threading.Thread]) -> Iterat
 
     series: dict[tuple[str, str], list[tuple[float, float, int]]] = {}  # (daemon, series) -> (t, value, lifetime)
     latencies: dict[bool, list[float]] = {True: [], False: []}
-    edits_made: list[tuple[float, int]] = []  # (t, edits so far), to count honest edits per hour
+    made: dict[str, list[tuple[float, int]]] = {HONEST_RATE: [], HOSTILE_RATE: []}  # rate -> (t, count so far)
     awaited: list[_Edit] = []
     previous: list[_Edit] = []
     started = time.monotonic()
@@ -514,31 +533,31 @@ def _run(soak: _Soak, intervals: int, threads: list[threading.Thread]) -> Iterat
                 continue
             next_edit = max(next_edit + 1 / EDIT_RATE_PER_S, now - EDIT_MAX_LAG_S)
             token += 1
-            made = soak.edit(token)
-            if made is not None:
-                this_interval.append(made)
+            edit = soak.edit(token)
+            if edit is not None:
+                this_interval.append(edit)
         t = round(time.monotonic() - started)
-        edits_made.append((t, soak.counts["edits"]))
+        made[HONEST_RATE].append((t, soak.counts["edits"]))
+        made[HOSTILE_RATE].append((t, soak.counts["hostile_keys"]))
         # The previous interval's edits have had a whole interval to arrive: report them now.
         got, awaited = soak.settle(awaited + previous, final=False)
         previous = this_interval
         for phase, values in got.items():
             latencies[phase] += values
-        phase_name = "attack" if interval % 2 == 0 else "quiet"  # the previous interval's phase
-        shown = got[interval % 2 == 0]
-        if shown and interval > 0:
-            yield Figure(f"edit_latency_p50_ms.{phase_name}@{t}s", round(_p(shown, 0.5), 2), "ms")
-            yield Figure(f"edit_latency_p99_ms.{phase_name}@{t}s", round(_p(shown, 0.99), 2), "ms")
+            if values:
+                yield Figure(f"edit_latency_p50_ms.{PHASES[phase]}@{t}s", round(_p(values, 0.5), 2), "ms")
+                yield Figure(f"edit_latency_p99_ms.{PHASES[phase]}@{t}s", round(_p(values, 0.99), 2), "ms")
+        shown = [value for values in got.values() for value in values]
         samples = soak.sample()
         for name, values in samples.items():
             for key, value in values.items():
                 series.setdefault((name, key), []).append((t, value, soak.lifetimes[name]))
                 yield Figure(f"{name}.{key}@{t}s", value, _unit(key))
         log(
-            f"soak: {t:>5} s {'attack' if attack else 'quiet '} "
+            f"soak: {t:>5} s {PHASES[attack]:<6} "
             + "; ".join(f"{n} {v['rss_mb']:.0f} MB {v['open_fds']:.0f} fds {v.get('changes_rows', 0):.0f} ch "
                         f"{v.get('sync_states_rows', 0):.0f} ss" for n, v in samples.items())
-            + (f"; p99 {_p(shown, 0.99):.1f} ms" if shown else "")
+            + (f"; edits of the interval before: p99 {_p(shown, 0.99):.1f} ms" if shown else "")
         )
 
     soak.attacking.clear()
@@ -552,23 +571,26 @@ def _run(soak: _Soak, intervals: int, threads: list[threading.Thread]) -> Iterat
     got, _ = soak.settle(awaited, final=True)
     for phase, values in got.items():
         latencies[phase] += values
-    yield from _summary(soak, series, latencies, edits_made, time.monotonic() - started)
+    yield from _summary(soak, series, latencies, made, time.monotonic() - started)
 
 
 def _summary(
     soak: _Soak,
     series: dict[tuple[str, str], list[tuple[float, float, int]]],
     latencies: dict[bool, list[float]],
-    edits_made: list[tuple[float, int]],
+    made: dict[str, list[tuple[float, int]]],
     elapsed_s: float,
 ) -> Iterator[Figure]:
     warm_t = elapsed_s * WARM_UP_FRACTION
-    warm_edits = [(t, n) for t, n in edits_made if t >= warm_t]
-    edits_per_h = round(_slope_per_hour(warm_edits), 1) if len(warm_edits) >= MIN_SLOPE_SAMPLES else None
-    if edits_per_h is not None:
-        yield Figure("honest_edits_per_h", edits_per_h, "edits/h")
+    rates = {}
+    for rate, counts in made.items():
+        warm = [(t, n) for t, n in counts if t >= warm_t]
+        if len(warm) >= MIN_SLOPE_SAMPLES:
+            rates[rate] = round(_slope_per_hour(warm), 1)
+            yield Figure(rate, rates[rate], RATE_UNITS[rate])
     for (name, key), points in sorted(series.items()):
-        kept = [(t, v) for t, v, lifetime in points if t >= warm_t and (key not in PROCESS_SERIES or lifetime == soak.lifetimes[name])]
+        last_lifetime = soak.lifetimes[name]
+        kept = [(t, v) for t, v, life in points if t >= warm_t and (key not in PROCESS_SERIES or life == last_lifetime)]
         if len(kept) < MIN_SLOPE_SAMPLES:
             log(f"soak: {name}.{key}: {len(kept)} samples after warm-up, no slope")
             continue
@@ -576,8 +598,8 @@ def _summary(
         if key in PROCESS_SERIES:
             mean = round(sum(v for _, v in kept) / len(kept), 3)
             yield Figure(f"{name}.{key}_slope_per_h", slope, f"{_unit(key)}/h", f"{name}.{key}_mean_after_warm_up", mean)
-        elif edits_per_h:
-            yield Figure(f"{name}.{key}_slope_per_h", slope, f"{_unit(key)}/h", "honest_edits_per_h", edits_per_h)
+        elif rates.get(rate := RATE_OF_SERIES.get(key, HONEST_RATE)):
+            yield Figure(f"{name}.{key}_slope_per_h", slope, f"{_unit(key)}/h", rate, rates[rate])
     for q, label in ((0.5, "p50"), (0.99, "p99")):
         if latencies[True] and latencies[False]:
             yield Figure(
@@ -586,7 +608,8 @@ def _summary(
             )
     yield Figure("edit_arrivals_measured_under_attack", len(latencies[True]), "arrivals")
     yield Figure("edit_arrivals_measured_without_attack", len(latencies[False]), "arrivals")
-    for counter in ("edits", "edits_lost", "edit_failures", "arrivals_interrupted", "daemon_deaths", "churn_failures"):
+    counters = ("edits", "edits_lost", "edit_failures", "arrivals_interrupted", "daemon_deaths", "churn_failures", "hostile_keys")
+    for counter in counters:
         yield Figure(counter, soak.counts[counter], "count")
     for counter, value in sorted(soak.counts.items()):
         if counter.startswith(("attacks_", "churn_")) and counter != "churn_failures":
