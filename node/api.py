@@ -4,7 +4,8 @@ Two transports, one protocol (``node/rpc.py``) and one set of methods (``node/ap
 
 - the Unix socket ``HOME/api.sock`` carries one JSON text per line. A client needs nothing but a
   socket and a JSON parser, so the stdlib client (``node/api_client.py``) and ``distspace cat``
-  cost one connect and a line each way. The socket is 0600 inside the 0700 home.
+  cost one connect and a line each way. The socket is born 0600 (bound under a umask, never
+  chmod-ed after) inside the 0700 home.
 - a WebSocket on 127.0.0.1 (``config.api_port``, 0 picks a free port) carries one JSON text
   message per message, for editors and tools whose runtime has a WebSocket client but no Unix
   sockets (browser-based editors, other platforms, a port forwarded into a container).
@@ -15,13 +16,30 @@ other first call, or no call within AUTH_TIMEOUT_S is answered with -32001 and t
 closed. The token, not the loopback address, is the gate: any local user and any web page in a
 local browser can reach 127.0.0.1, but only the node's user can read the token.
 
+Before ``auth`` a client is a stranger, and costs us little: its first message may hold
+PRE_AUTH_MESSAGE_BYTES (an auth call is ~100), and at most MAX_PRE_AUTH_CONNECTIONS connections
+wait to authenticate at a time; one more is refused at once. The WebSocket also refuses (403) a
+handshake whose ``Host`` is not this loopback port — a web page that rebinds its own name to
+127.0.0.1 still sends that name (DNS rebinding) — and one whose ``Origin`` is not a loopback page
+(``http://localhost:ANY-PORT``, ``http://127.0.0.1:...``, ``http://[::1]:...``, or https). A
+browser always sends ``Origin``; programs (the CLI, editors' extensions, scripts) send none, and
+are let through to the token check. ``Origin: null`` (a sandboxed frame, a ``file:`` page) is
+refused: it is any page at all.
+
+Whatever a client sends ends, at worst, its own connection: a message nested deeper than
+``rpc.MAX_JSON_DEPTH`` gets an error reply, a failure handling one client's input is logged and
+counted (``node.stats`` ``api``) and closes that connection only, and a failure computing a
+subscription's notification costs that subscription its notification, never the server.
+
 Each connection runs a reader and a writer. The reader runs calls one at a time in arrival order;
 handlers are synchronous and the store is single-threaded, so a call runs to completion without
 interleaving with another and sees and leaves a consistent store. Replies and notifications leave
-through one bounded outbox, in order. A reply waits for room (back-pressure on a client that sends
-but does not read); a notification never waits: a client whose outbox is full is cut off and told
-so in the log, since holding notifications for a stuck client without bound would let it grow
-the daemon's memory. It reconnects and resubscribes, and each subscribe result carries the state.
+through one outbox, in order, bounded both in messages (OUTBOX_MESSAGES) and in characters
+(OUTBOX_CHARS: one file notification can carry 2.8 MB). A reply waits for room (back-pressure on
+a client that sends but does not read); a notification never waits: a client whose outbox is
+full is cut off and told so in the log, since holding notifications for a stuck client without
+bound would let it grow the daemon's memory. It reconnects and resubscribes, and each subscribe
+result carries the state.
 """
 
 from __future__ import annotations
@@ -30,10 +48,12 @@ import hmac
 import logging
 import os
 import socket
+from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
@@ -41,25 +61,41 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 from node import rpc
 from node.api_methods import Call, dispatch
 from node.errors import LocalNodeError
+from node.home import MIN_TOKEN_CHARS
 from node.logs import event
+from node.metrics import LOOPBACK_NAMES, loopback_host
 from node.services import NodeServices
 from node.subscriptions import Subscriptions
-from store.errors import StoreError
 
 # A write carries at most MAX_WRITE_BYTES (2 MiB): as base64 2.8 MB, as JSON text with escapes up to
 # 6x for control characters. 8 MiB admits every write a client would sensibly send.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+# An auth call is ~100 bytes (a 43-character token in a JSON-RPC envelope); 4 KiB leaves room for
+# a long id and whitespace, and is all a client that has not shown the token can make us hold.
+PRE_AUTH_MESSAGE_BYTES = 4 * 1024
+# Editors and the CLI open a few connections at a time and authenticate within milliseconds;
+# 64 waiting at once is a local process flooding us, which then costs at most 64 x 4 KiB.
+MAX_PRE_AUTH_CONNECTIONS = 64
 # Replies and notifications queued for one client: 1,000 subscriptions with a burst of 10
 # notifications each. A client that lets more pile up is cut off.
 OUTBOX_MESSAGES = 10_000
+# ... and their size, in characters of JSON text (a byte each for the base64, hex and ASCII that
+# make up most replies): a dozen whole-file notifications of the largest file (2 MiB, 2.8 MB as
+# base64). A client 32 Mi characters behind is not reading; cut off, it resubscribes.
+OUTBOX_CHARS = 32 * 1024 * 1024
 AUTH_TIMEOUT_S = 5.0
 WS_HANDSHAKE_TIMEOUT_S = 5.0
 WS_CLOSE_TIMEOUT_S = 2.0
 UNIX_RECEIVE_BYTES = 64 * 1024
 UNIX_BACKLOG = 128
+# The socket is born with the mode a umask leaves it: 0o177 makes it 0600 (rw for us alone).
+UNIX_SOCKET_UMASK = 0o177
 # sun_path holds 108 bytes on Linux, with its NUL: a longer home cannot have its socket there.
 UNIX_PATH_MAX_BYTES = 107
 LOOPBACK = "127.0.0.1"
+ORIGIN_SCHEMES = ("http", "https")
+HTTP_FORBIDDEN = 403
+HTTP_UNAVAILABLE = 503
 
 log = logging.getLogger("distspace.api")
 
@@ -85,7 +121,10 @@ async def serve_api(
     Raises:
         ApiStartError: a transport cannot listen.
     """
-    server = _Server(services, services.home.api_token())
+    token = services.home.api_token()
+    if token.replaced is not None:
+        event(log, "api.token_written", logging.WARNING if token.replaced != "created" else logging.INFO, file=services.home.token_file, why=token.replaced)
+    server = _Server(services, token.value)
     try:
         async with trio.open_nursery() as nursery:
             try:
@@ -96,14 +135,14 @@ async def serve_api(
                         LOOPBACK,
                         port,
                         None,
-                        max_message_size=MAX_MESSAGE_BYTES,
+                        max_message_size=PRE_AUTH_MESSAGE_BYTES,  # raised per connection once it authenticates
                         connect_timeout=WS_HANDSHAKE_TIMEOUT_S,
                         disconnect_timeout=WS_CLOSE_TIMEOUT_S,
                     )
                 )
             except OSError as error:
                 raise ApiStartError(f"the API cannot listen on {LOOPBACK}:{port}: {error.strerror}") from error
-            listener = await _unix_listener(socket_path)
+            listener = _unix_listener(socket_path)
             await nursery.start(partial(trio.serve_listeners, server.serve_unix, [listener]))
             nursery.start_soon(server.flush_notifications)
             endpoints = ApiEndpoints(f"ws://{LOOPBACK}:{websocket.port}/", str(socket_path))
@@ -116,23 +155,28 @@ async def serve_api(
         socket_path.unlink(missing_ok=True)
 
 
-async def _unix_listener(path: Path) -> trio.SocketListener:
+def _unix_listener(path: Path) -> trio.SocketListener:
+    """Listen on ``path``, born 0600: the umask is set around a synchronous bind, so no task
+    runs (and no other client connects) while the socket exists with a wider mode."""
     if len(os.fsencode(path)) > UNIX_PATH_MAX_BYTES:
         raise ApiStartError(f"the API socket path {path} is longer than {UNIX_PATH_MAX_BYTES} bytes; use a shorter home")
     path.unlink(missing_ok=True)  # a dead daemon's: the caller holds the home lock, so no live one has it
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        await sock.bind(os.fspath(path))
-        path.chmod(0o600)
+        previous = os.umask(UNIX_SOCKET_UMASK)
+        try:
+            sock.bind(os.fspath(path))
+        finally:
+            os.umask(previous)
         sock.listen(UNIX_BACKLOG)
     except OSError as error:
         sock.close()
         raise ApiStartError(f"the API cannot listen on {path}: {error.strerror}") from error
-    return trio.SocketListener(sock)
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
 
 class _Server:
-    """What every connection shares: the node, the subscriptions, the token."""
+    """What every connection shares: the node, the subscriptions, the token, the counters."""
 
     def __init__(self, services: NodeServices, token: str) -> None:
         self.services = services
@@ -140,9 +184,31 @@ class _Server:
         self._token = token.encode()
         self._wake_send, self._wake_receive = trio.open_memory_channel[None](1)
         self.subscriptions.wake = self._wake
+        self.pre_auth = 0  # connections admitted that have not authenticated yet
+        self.counts: Counter[str] = Counter()
 
     def authentic(self, token: object) -> bool:
-        return isinstance(token, str) and hmac.compare_digest(token.encode(), self._token)
+        """Whether ``token`` is ours; never for a configured token too short to be one."""
+        if len(self._token) < MIN_TOKEN_CHARS or not isinstance(token, str):
+            return False
+        return hmac.compare_digest(token.encode(), self._token)
+
+    def stats(self) -> dict[str, int]:
+        """The API's counters, for ``node.stats``."""
+        return {
+            "pre_auth_connections": self.pre_auth,
+            "notify_failures": self.subscriptions.failures,
+            **{name: self.counts[name] for name in _COUNTERS},
+        }
+
+    def admit(self, kind: str) -> bool:
+        """Take a pre-auth slot for a new connection; False (logged, counted) when none is free."""
+        if self.pre_auth >= MAX_PRE_AUTH_CONNECTIONS:
+            self.counts["refused_connections"] += 1
+            event(log, "api.too_many_unauthenticated", logging.WARNING, transport=kind, limit=MAX_PRE_AUTH_CONNECTIONS)
+            return False
+        self.pre_auth += 1
+        return True
 
     def _wake(self) -> None:
         try:
@@ -151,23 +217,80 @@ class _Server:
             pass  # a flush is already due
 
     async def flush_notifications(self) -> None:
-        """Turn store writes into file and tree notifications, after the writes' calls return."""
+        """Turn store writes into file and tree notifications, after the writes' calls return.
+
+        ``Subscriptions.flush`` contains the store's and Automerge's failures per subscription;
+        anything else is a bug in it, counted and logged here so that the API keeps serving.
+        """
         async for _ in self._wake_receive:
             try:
                 self.subscriptions.flush()
-            except StoreError as error:  # a damaged doc: its watchers miss this change, the rest go on
-                event(log, "api.flush_failed", logging.ERROR, error=error)
+            except Exception:  # noqa: BLE001 - counted (flush_failures) and logged; the API lives on
+                self.counts["flush_failures"] += 1
+                event(log, "api.flush_failed", logging.ERROR, exc_info=True)
 
     async def serve_websocket(self, request: WebSocketRequest) -> None:
+        refusal = _websocket_refusal(request)
+        if refusal is not None:
+            self.counts["refused_handshakes"] += 1
+            event(log, "api.websocket_refused", logging.WARNING, reason=refusal)
+            await _reject(request, HTTP_FORBIDDEN, refusal)
+            return
+        if not self.admit("websocket"):
+            await _reject(request, HTTP_UNAVAILABLE, "too many connections waiting to authenticate")
+            return
         try:
             websocket = await request.accept()
         except ConnectionClosed:
+            self.pre_auth -= 1
             return
         await _Connection(self, _WebSocketTransport(websocket), "websocket").run()
 
     async def serve_unix(self, stream: trio.SocketStream) -> None:
         async with stream:
+            if not self.admit("unix"):
+                error = rpc.RpcError(rpc.UNAUTHORIZED, "too many connections waiting to authenticate; retry", "TooManyConnections")
+                try:
+                    await stream.send_all(rpc.encode(rpc.error_reply(None, error)).encode() + b"\n")
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                return
             await _Connection(self, _UnixTransport(stream), "unix").run()
+
+
+# Counted events of the API, reported by ``node.stats`` (0 until they happen).
+_COUNTERS = ("connection_failures", "flush_failures", "internal_errors", "refused_connections", "refused_handshakes", "slow_clients")
+
+
+def _websocket_refusal(request: WebSocketRequest) -> str | None:
+    """Why a handshake is refused (its Host or Origin is not loopback), or None to go on."""
+    # trio-websocket 0.12 lists every header but Host, which wsproto keeps as ``Request.host``.
+    host = request._event.host  # noqa: SLF001
+    if not loopback_host(host, request.local.port if not isinstance(request.local, str) else -1):
+        return f"Host {host!r} is not this loopback port"
+    origins = [value for name, value in request.headers if name.lower() == b"origin"]
+    if len(origins) > 1 or (origins and not _loopback_origin(origins[0])):
+        return f"Origin {b', '.join(origins).decode('latin-1')!r} is not a loopback page"
+    return None
+
+
+def _loopback_origin(origin: bytes) -> bool:
+    """Whether ``origin`` is a page served from this machine's loopback (any port)."""
+    try:
+        parts = urlsplit(origin.decode("ascii"))
+        hostname = parts.hostname
+        _ = parts.port  # a malformed port raises
+    except (UnicodeDecodeError, ValueError):
+        return False
+    names = {name.strip("[]") for name in LOOPBACK_NAMES}
+    return parts.scheme in ORIGIN_SCHEMES and hostname in names and parts.path in ("", "/") and not parts.query
+
+
+async def _reject(request: WebSocketRequest, status: int, reason: str) -> None:
+    try:
+        await request.reject(status, body=f"{reason}\n".encode())
+    except ConnectionClosed:
+        pass
 
 
 class _Disconnected(Exception):
@@ -175,7 +298,7 @@ class _Disconnected(Exception):
 
 
 class _MessageTooLarge(Exception):
-    """A client sent a message above MAX_MESSAGE_BYTES."""
+    """A client sent a message above its connection's limit."""
 
 
 class _Transport(Protocol):
@@ -183,6 +306,46 @@ class _Transport(Protocol):
         """The next message, or None once the client has closed."""
 
     async def send(self, text: str) -> None: ...
+
+    def allow(self, limit: int) -> None:
+        """Accept messages of up to ``limit`` bytes from now on (raised once authenticated)."""
+
+
+class _Outbox:
+    """The texts queued for one client, bounded in count (the channel) and in characters."""
+
+    def __init__(self) -> None:
+        self._send, self.receive = trio.open_memory_channel[str](OUTBOX_MESSAGES)
+        self.chars = 0
+        self._drained = trio.Event()
+
+    def offer(self, text: str) -> bool:
+        """Queue without waiting; False when the client is already too far behind."""
+        if self.chars + len(text) > OUTBOX_CHARS:
+            return False
+        try:
+            self._send.send_nowait(text)
+        except trio.WouldBlock:
+            return False
+        self.chars += len(text)
+        return True
+
+    async def put(self, text: str) -> None:
+        """Queue once there is room (a reply bigger than the whole budget goes alone)."""
+        while self.chars and self.chars + len(text) > OUTBOX_CHARS:
+            if self._drained.is_set():
+                self._drained = trio.Event()
+            await self._drained.wait()
+        await self._send.send(text)
+        self.chars += len(text)
+
+    def sent(self, text: str) -> None:
+        self.chars -= len(text)
+        self._drained.set()
+
+    async def close(self) -> None:
+        """No more texts: the writer drains what is queued, then ends."""
+        await self._send.aclose()
 
 
 class _Connection:
@@ -192,18 +355,20 @@ class _Connection:
         self._server = server
         self._transport = transport
         self._kind = kind
-        self._call = Call(server.services, server.subscriptions, self)
-        self._outbox_send, self._outbox_receive = trio.open_memory_channel[str](OUTBOX_MESSAGES)
+        self._call = Call(server.services, server.subscriptions, self, server.stats)
+        self._outbox = _Outbox()
         self._scope = trio.CancelScope()
+        self._pre_auth = True  # holds one of the server's pre-auth slots
 
     def notify(self, method: str, params: dict[str, Any]) -> None:
         try:
-            self._outbox_send.send_nowait(rpc.encode(rpc.notification(method, params)))
-        except trio.WouldBlock:
-            event(log, "api.client_too_slow", logging.WARNING, transport=self._kind, queued=OUTBOX_MESSAGES)
-            self._scope.cancel()
+            queued = self._outbox.offer(rpc.encode(rpc.notification(method, params)))
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # the connection is closing
+            return  # the connection is closing
+        if not queued:
+            self._server.counts["slow_clients"] += 1
+            event(log, "api.client_too_slow", logging.WARNING, transport=self._kind, queued_chars=self._outbox.chars, limit_chars=OUTBOX_CHARS)
+            self._scope.cancel()
 
     async def run(self) -> None:
         event(log, "api.connected", logging.DEBUG, transport=self._kind)
@@ -211,30 +376,48 @@ class _Connection:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write)
-                    async with self._outbox_send:  # closed after the reader: the writer drains, then ends
+                    try:
                         await self._read()
+                    finally:
+                        await self._outbox.close()
+        except Exception:  # noqa: BLE001 - counted and logged: one client's input ends its connection only
+            self._server.counts["connection_failures"] += 1
+            event(log, "api.connection_failed", logging.ERROR, exc_info=True, transport=self._kind)
         finally:
+            self._leave_pre_auth()
             self._server.subscriptions.drop(self)
             event(log, "api.disconnected", logging.DEBUG, transport=self._kind)
 
+    def _leave_pre_auth(self) -> None:
+        if self._pre_auth:
+            self._pre_auth = False
+            self._server.pre_auth -= 1
+
     async def _read(self) -> None:
         try:
-            with trio.move_on_after(AUTH_TIMEOUT_S):
+            first: str | bytes | None = None
+            with trio.move_on_after(AUTH_TIMEOUT_S) as deadline:
                 first = await self._transport.receive()
+            if deadline.cancelled_caught:
+                error = rpc.RpcError(rpc.UNAUTHORIZED, f"authenticate within {AUTH_TIMEOUT_S:g} s of connecting", "Unauthorized")
+                await self._outbox.put(rpc.encode(rpc.error_reply(None, error)))
+                return
             if first is None or not await self._authenticate(first):
                 return
             while (text := await self._transport.receive()) is not None:
                 reply = self._handle(text)
                 if reply is not None:
-                    await self._outbox_send.send(reply)
+                    await self._outbox.put(reply)
         except _MessageTooLarge:
-            error = rpc.RpcError(rpc.INVALID_REQUEST, f"a message is at most {MAX_MESSAGE_BYTES} bytes", "MessageTooLarge")
-            await self._outbox_send.send(rpc.encode(rpc.error_reply(None, error)))
+            limit = PRE_AUTH_MESSAGE_BYTES if self._pre_auth else MAX_MESSAGE_BYTES
+            error = rpc.RpcError(rpc.INVALID_REQUEST, f"a message is at most {limit} bytes{' before auth' if self._pre_auth else ''}", "MessageTooLarge")
+            await self._outbox.put(rpc.encode(rpc.error_reply(None, error)))
 
     async def _write(self) -> None:
         try:
-            async for text in self._outbox_receive:
+            async for text in self._outbox.receive:
                 await self._transport.send(text)
+                self._outbox.sent(text)
         except _Disconnected:
             self._scope.cancel()
 
@@ -247,7 +430,10 @@ class _Connection:
             reply = rpc.error_reply(request.id if request else None, error)
         else:
             reply = self._auth(request)
-        await self._outbox_send.send(rpc.encode(reply))
+        if "result" in reply:  # before the reply goes: a client may send its next call as soon as it reads it
+            self._leave_pre_auth()
+            self._transport.allow(MAX_MESSAGE_BYTES)
+        await self._outbox.put(rpc.encode(reply))
         if "error" in reply:
             event(log, "api.unauthorized", logging.WARNING, transport=self._kind)
         return "result" in reply
@@ -277,7 +463,8 @@ class _Connection:
             return rpc.result_reply(request.id, dispatch(self._call, request.method, request.params))
         except rpc.RpcError as error:
             return rpc.error_reply(request.id, error)
-        except Exception as error:  # noqa: BLE001 - a bug in a handler: log it, answer, keep serving
+        except Exception as error:  # noqa: BLE001 - a bug in a handler: count and log it, answer, keep serving
+            self._server.counts["internal_errors"] += 1
             event(log, "api.internal_error", logging.ERROR, exc_info=True, method=request.method)
             message = f"internal error in {request.method} ({type(error).__name__}); the daemon log has the details"
             return rpc.error_reply(request.id, rpc.RpcError(rpc.INTERNAL_ERROR, message, "InternalError"))
@@ -286,6 +473,11 @@ class _Connection:
 class _WebSocketTransport:
     def __init__(self, websocket: WebSocketConnection) -> None:
         self._websocket = websocket
+
+    def allow(self, limit: int) -> None:
+        # trio-websocket 0.12 checks each message against this attribute as it arrives (and
+        # closes with 1009 above it); serve_websocket set it to PRE_AUTH_MESSAGE_BYTES.
+        self._websocket._max_message_size = limit  # noqa: SLF001
 
     async def receive(self) -> str | bytes | None:
         try:
@@ -307,11 +499,15 @@ class _UnixTransport:
         self._stream = stream
         self._buffer = bytearray()
         self._scanned = 0  # bytes of the buffer known to hold no line break
+        self._limit = PRE_AUTH_MESSAGE_BYTES
+
+    def allow(self, limit: int) -> None:
+        self._limit = limit
 
     async def receive(self) -> bytes | None:
         while True:
             end = self._buffer.find(b"\n", self._scanned)
-            if end > MAX_MESSAGE_BYTES or (end < 0 and len(self._buffer) > MAX_MESSAGE_BYTES):
+            if end > self._limit or (end < 0 and len(self._buffer) > self._limit):
                 raise _MessageTooLarge
             if end >= 0:
                 line = bytes(self._buffer[:end])

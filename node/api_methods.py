@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import native
 from node.api_schema import schema
 from node.rpc import DAEMON_REQUIRED, INTERNAL_ERROR, METHOD_NOT_FOUND, RpcError, invalid_params
 from node.services import JoinRequest, NodeServices, PeerInfo, Presence, SpaceAdded
@@ -88,11 +89,13 @@ STORE_ERROR_CODES: dict[type[StoreError], int] = {
 
 @dataclass(slots=True)
 class Call:
-    """The context of a call: the node, and inside a daemon the subscriptions and the caller."""
+    """The context of a call: the node, and inside a daemon the subscriptions, the caller and
+    the API server's counters."""
 
     services: NodeServices
     subscriptions: Subscriptions | None = None
     sink: Sink | None = None
+    api_stats: Callable[[], dict[str, int]] | None = None
 
     def space(self, params: Json) -> bytes:
         """The space the ``space`` param names (the only one, if it names none)."""
@@ -137,6 +140,8 @@ def dispatch(call: Call, name: str, params: Json) -> Json:
         return handler(call, checked)
     except StoreError as error:
         raise store_error(error) from error
+    except native.AutomergeError as error:  # a stored doc Automerge refuses: the store's damage, not a bug of ours
+        raise RpcError(STORE_ERROR_CODES[CorruptionError], f"{name}: a document cannot be read ({error})", "CorruptionError") from error
 
 
 def store_error(error: StoreError) -> RpcError:
@@ -263,6 +268,10 @@ def stat_json(stat: Stat) -> Json:
 
 
 # ----- history -----
+
+# The most entries one history.log call returns (node/api_schema.json says the same): ~300 bytes
+# of JSON each, 3 MB in all, under MAX_MESSAGE_BYTES; a longer history is paged with since/until.
+MAX_LOG_LIMIT = 10_000
 
 
 @method("history.log")
@@ -456,6 +465,7 @@ def node_stats(call: Call, params: Json) -> Json:
         "database_bytes": sum(path.stat().st_size for path in files if path.exists()),
         "subscriptions": len(call.subscriptions) if call.subscriptions is not None else 0,
         "peers": len(services.peers.list()),
+        "api": call.api_stats() if call.api_stats is not None else None,
     }
 
 

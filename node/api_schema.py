@@ -7,7 +7,7 @@ client learns which field is wrong; the tests check every result and notificatio
 the document cannot drift from the code.
 
 Only the part of JSON Schema the document uses is implemented — ``type`` (one or a list),
-``properties``, ``required``, ``additionalProperties: false``, ``items``, ``minItems``, ``maxItems``, ``enum``, ``minimum``,
+``properties``, ``required``, ``additionalProperties: false``, ``items``, ``minItems``, ``maxItems``, ``enum``, ``minimum``, ``maximum``,
 ``minLength``, ``maxLength``, ``pattern``, ``$ref`` into ``#/components/schemas`` — rather than
 depending on ``jsonschema``, whose import alone would cost ``distspace cat`` more than its budget.
 Standard library only.
@@ -106,6 +106,8 @@ class ApiSchema:
         if isinstance(value, int | float) and not isinstance(value, bool):
             if "minimum" in schema and value < schema["minimum"]:
                 return f"{where} must be at least {schema['minimum']}, not {value}"
+            if "maximum" in schema and value > schema["maximum"]:
+                return f"{where} must be at most {schema['maximum']}, not {value}"
         if isinstance(value, list):
             return self._array_problem(schema, value, where)
         if isinstance(value, dict):

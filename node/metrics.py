@@ -3,7 +3,9 @@
 A scraper needs one plain-text page, so this is a few dozen lines on ``trio.serve_tcp`` rather
 than a web framework or a second event loop. Names get the ``distspace_`` prefix; a name
 ending in ``_total`` is a counter, anything else a gauge. Bound to 127.0.0.1 only: the
-numbers say who we talk to and how much.
+numbers say who we talk to and how much. A request whose ``Host`` is not this loopback port
+(``127.0.0.1:PORT``, ``localhost:PORT``, ``[::1]:PORT``) is refused with 403: a web page that
+rebinds its own name to 127.0.0.1 reaches the port, but names its own host (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from node.logs import event
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["render", "serve_metrics"]
+__all__ = ["loopback_host", "render", "serve_metrics"]
 
 PREFIX: Final = "distspace_"
 # A request line and headers beyond this are not a scraper's: close.
@@ -41,6 +43,24 @@ def render(values: dict[str, float]) -> str:
     return "\n".join(lines) + "\n"
 
 
+LOOPBACK_NAMES: Final = ("127.0.0.1", "localhost", "[::1]")
+
+
+def loopback_host(host: str | None, port: int) -> bool:
+    """Whether an HTTP ``Host`` value names loopback at ``port`` (what a local client sends)."""
+    return host is not None and host.lower() in {f"{name}:{port}" for name in LOOPBACK_NAMES}
+
+
+def _host_header(header_lines: bytes) -> str | None:
+    """The Host header's value; None when absent, repeated or not ASCII."""
+    hosts = [
+        value.strip() for name, _, value in (line.partition(b":") for line in header_lines.split(b"\r\n")) if name.strip().lower() == b"host"
+    ]
+    if len(hosts) != 1 or not hosts[0].isascii():
+        return None
+    return hosts[0].decode("ascii")
+
+
 async def serve_metrics(port: int, collect: Collect, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``collect()`` on 127.0.0.1:``port`` (0: any free port) until cancelled.
 
@@ -56,8 +76,11 @@ async def serve_metrics(port: int, collect: Collect, *, task_status: Any = trio.
                     if not data:
                         return
                     request += data
-                parts = request.split(b"\r\n", 1)[0].split()
-                if len(parts) >= 2 and parts[0] == b"GET" and parts[1].split(b"?")[0] in (b"/metrics", b"/"):
+                head_line, _, header_lines = request.partition(b"\r\n")
+                parts = head_line.split()
+                if not loopback_host(_host_header(header_lines.partition(b"\r\n\r\n")[0]), bound):
+                    status, body = "403 Forbidden", b"the Host header must name this loopback port\n"
+                elif len(parts) >= 2 and parts[0] == b"GET" and parts[1].split(b"?")[0] in (b"/metrics", b"/"):
                     status, body = "200 OK", render(collect()).encode()
                 else:
                     status, body = "404 Not Found", b"not found\n"

@@ -36,6 +36,10 @@ DAEMON_REQUIRED = -32002
 
 AUTH_METHOD = "auth"
 VERSION = "2.0"
+# A call of this API nests at most 4 deep (batch, request, params, a selection pair); 32 leaves
+# room for clients' own extensions while keeping every recursive walk of a message (the schema
+# check, encoding a reply) far below Python's recursion limit of 1,000.
+MAX_JSON_DEPTH = 32
 
 RequestId = int | str | None
 
@@ -98,6 +102,10 @@ def decode(text: str | bytes) -> Incoming:
         message = json.loads(text)
     except (ValueError, UnicodeDecodeError) as error:
         return Incoming([], [error_reply(None, RpcError(PARSE_ERROR, f"not JSON: {error}", "ParseError"))], False)
+    except RecursionError:  # the parser recurses per level: "[" * 100000 gets here, not to a reply
+        return Incoming([], [error_reply(None, _too_deep(PARSE_ERROR, "ParseError"))], False)
+    if _nested_deeper(message, MAX_JSON_DEPTH):
+        return Incoming([], [error_reply(None, _too_deep(INVALID_REQUEST, "InvalidRequest"))], False)
     if isinstance(message, list):
         if not message:
             return Incoming([], [error_reply(None, _invalid("an empty batch"))], False)
@@ -131,6 +139,25 @@ def _request(member: object) -> Request | dict[str, Any]:
     if not isinstance(params, dict):
         return error_reply(request_id, invalid_params(f"{method}: params go by name, as a JSON object"))
     return Request(request_id, method, params, "id" in member)
+
+
+def _nested_deeper(message: object, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` deep; level by level, not recursively."""
+    level = [message] if isinstance(message, list | dict) else []
+    for _ in range(limit):
+        level = [
+            child
+            for container in level
+            for child in (container.values() if isinstance(container, dict) else container)
+            if isinstance(child, list | dict)
+        ]
+        if not level:
+            return False
+    return bool(level)
+
+
+def _too_deep(code: int, name: str) -> RpcError:
+    return RpcError(code, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", name)
 
 
 def _invalid(reason: str) -> RpcError:

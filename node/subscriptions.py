@@ -21,24 +21,39 @@ has, so coalescing never skips or repeats an edit.
 
 Each subscription belongs to a ``Sink`` (one connection); ``drop`` ends all of a sink's
 subscriptions and the presence it set, when it disconnects. Nothing here imports trio.
+
+A doc the store or Automerge cannot read (damaged bytes, a poisoned history) fails only what
+depends on it: the subscriptions of that file, or of that space's tree, miss this notification
+(logged, counted in ``failures``) and stay where they were, so they catch up if it is repaired;
+every other subscription and space is flushed as usual.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import native
 from node.api_methods import content_json, peer_json, presence_json
+from node.logs import event
 from node.services import NodeServices, PeerEvent, Presence, PresenceEvent, PresenceKey
 from protocol.space import INDEX_DOC_ID
+from store.errors import StoreError
 from store.repo import StoreEvent
 from store.tree import DIR, FILE, TEXT, Tree, doc_id_of, text_object
 from store.workspace import Workspace
 from store.workspace_errors import ContentUnavailable, IsADirectory
 
 Json = dict[str, Any]
+
+# What a doc that cannot be read raises: the store's own errors, and Automerge's from a document
+# already loaded (a diff over heads it refuses).
+UNREADABLE = (StoreError, native.AutomergeError)
+
+log = logging.getLogger("distspace.api")
 
 
 class Sink(Protocol):
@@ -71,6 +86,7 @@ class Subscriptions:
         self._by_kind: dict[str, dict[int, _Subscription]] = {"peers": {}, "presence": {}}
         self._presence_of: dict[Sink, set[PresenceKey]] = {}
         self._dirty: set[bytes] = set()
+        self.failures = 0  # notifications not sent because their doc could not be read
         self.wake: Callable[[], None] = lambda: None  # set by the daemon: schedule a flush
         self._unlisten = [
             services.bus.listen(StoreEvent, self._on_store_event),
@@ -185,40 +201,52 @@ class Subscriptions:
             if not subscriptions:
                 continue
             ws = self._services.workspace(space)
-            self._flush_files(ws, [s for s in subscriptions if s.kind == "file"])
-            self._flush_trees(ws, [s for s in subscriptions if s.kind == "tree"])
+            try:
+                version, tree = ws.version(), ws.tree()
+            except UNREADABLE as error:  # the space's index doc: none of its subscriptions can be told
+                self._failed(subscriptions, space, error)
+                continue
+            self._flush_files(ws, version, tree, [s for s in subscriptions if s.kind == "file"])
+            self._flush_trees(ws, version, tree, [s for s in subscriptions if s.kind == "tree"])
 
-    def _flush_files(self, ws: Workspace, subscriptions: list[_Subscription]) -> None:
-        if not subscriptions:
-            return
-        version, tree = ws.version(), ws.tree()
+    def _failed(self, subscriptions: list[_Subscription], space: bytes, error: Exception) -> None:
+        self.failures += len(subscriptions)
+        ids = [subscription.id for subscription in subscriptions]
+        event(log, "api.notify_failed", logging.WARNING, space=space.hex(), subscriptions=ids, error=repr(error))
+
+    def _flush_files(self, ws: Workspace, version: int, tree: Tree, subscriptions: list[_Subscription]) -> None:
         updates: dict[tuple[str, tuple[bytes, ...]], Json] = {}  # one diff per file and starting heads
         for subscription in subscriptions:
             assert subscription.file_id is not None and subscription.heads is not None
-            heads = ws.repo.heads(ws.space, doc_id_of(subscription.file_id))
-            path = tree.path_of(subscription.file_id)
-            if heads == subscription.heads and path == subscription.path:
+            try:
+                heads = ws.repo.heads(ws.space, doc_id_of(subscription.file_id))
+                path = tree.path_of(subscription.file_id)
+                if heads == subscription.heads and path == subscription.path:
+                    continue
+                key = (subscription.file_id, tuple(subscription.heads))
+                if key not in updates:
+                    updates[key] = _file_update(ws, tree, subscription.file_id, subscription.heads, heads)
+            except UNREADABLE as error:  # this file's doc: its watchers wait, the others go on
+                self._failed([subscription], ws.space, error)
                 continue
-            key = (subscription.file_id, tuple(subscription.heads))
-            if key not in updates:
-                updates[key] = _file_update(ws, tree, subscription.file_id, subscription.heads, heads)
             subscription.heads, subscription.path = heads, path
             subscription.sink.notify(
                 "file.changed",
                 {"subscription": subscription.id, "space": ws.space.hex(), "version": version, **updates[key]},
             )
 
-    def _flush_trees(self, ws: Workspace, subscriptions: list[_Subscription]) -> None:
-        if not subscriptions:
-            return
-        version, tree = ws.version(), ws.tree()
+    def _flush_trees(self, ws: Workspace, version: int, tree: Tree, subscriptions: list[_Subscription]) -> None:
         changes: dict[int, list[Json]] = {}  # per starting version
         for subscription in subscriptions:
             since = subscription.version
             if since == version:
                 continue
             if since not in changes:
-                changes[since] = _tree_changes(ws, since, tree)
+                try:
+                    changes[since] = _tree_changes(ws, since, tree)
+                except UNREADABLE as error:  # the tree at that version: these watchers wait
+                    self._failed([subscription], ws.space, error)
+                    continue
             subscription.version = version
             if changes[since]:
                 subscription.sink.notify(

@@ -61,6 +61,12 @@ class Daemon:
             raise
 
 
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    """Each test that takes it runs once per transport (import it into the test module)."""
+    return request.param
+
+
 def distspace(home: Path, *args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     """Run the installed command on ``home``; with ``check``, fail the test on a non-zero exit."""
     result = subprocess.run([DISTSPACE, "--home", str(home), *args], input=input, capture_output=True, timeout=STEP_TIMEOUT_S)

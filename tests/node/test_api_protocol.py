@@ -11,16 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 import trio
-from api_helpers import TRANSPORTS, Daemon, connect, daemon_with_a_space
+from api_helpers import Daemon, connect, daemon_with_a_space, transport  # noqa: F401 - transport is a fixture
 
 from node.api import MAX_MESSAGE_BYTES
 from node.api_client import ApiClient, ApiUnavailable
 from node.rpc import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UNAUTHORIZED, RpcError
-
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return request.param
-
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
