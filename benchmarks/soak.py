@@ -11,21 +11,24 @@ another, during every second interval: the intervals in between are the same run
 
 Every SAMPLE_INTERVAL_S each running daemon's RSS (/proc/PID/status), open fds (/proc/PID/fd),
 database bytes (store.sqlite + -wal), store rows (changes, versions, sync states and the peer
-keys they belong to: SQLite opened read-only) and connected peers (``node.peers``) are printed
-as figures named ``DAEMON.SERIES@Ts``, and so is the honest edit latency of the previous
-interval: from an ``fs.splice`` on one daemon until each other running daemon's
+keys they belong to: SQLite opened read-only), connected peers (``node.peers``), and sessions,
+send queue bytes and contained internal failures (its metrics page, config ``metrics_port``)
+are printed as figures named ``DAEMON.SERIES@Ts``, and so is the honest edit latency of the
+previous interval: from an ``fs.splice`` on one daemon until each other running daemon's
 ``file.changed`` notification carries it (``edit_latency_p99_ms.PHASE@Ts``; PHASE is
 ``attack`` or ``quiet``).
 
 At the end: each series' slope per hour by least squares over the samples after the first
-third (warm-up), process series (RSS, fds, peers) over the latest lifetime of the process only.
+third (warm-up); process series (RSS, fds, peers, sessions...) over the process's latest
+lifetime only.
 Store series are printed beside the honest edits per hour made in the same window (ratio: rows
 or bytes per honest edit; an honest edit is one change and one version on every daemon), sync
 states beside the keys Mallory threw away per hour (ratio: rows or peers left per throwaway key;
 0 when a stranger's state is dropped); process series beside their own mean after warm-up
 (ratio: growth per hour as a fraction). Then the honest edit latency p50/p99 under attack
 beside the same figure without it, edits lost (never arrived though the watcher stayed up),
-daemons that died, and the level=error lines in each daemon's log.
+daemons that died, and each daemon's contained internal failures (its metrics page) and
+level=error lines in its log.
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ import os
 import queue
 import random
 import re
+import socket
 import sqlite3
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -96,8 +101,16 @@ STORE_QUERIES = {
 HONEST_RATE, HOSTILE_RATE = "honest_edits_per_h", "hostile_keys_per_h"
 RATE_UNITS = {HONEST_RATE: "edits/h", HOSTILE_RATE: "keys/h"}
 RATE_OF_SERIES = {"sync_states_rows": HOSTILE_RATE, "sync_state_peers": HOSTILE_RATE}
-PROCESS_SERIES = ("rss_mb", "open_fds", "peers")
-UNITS = {"rss_mb": "MB", "open_fds": "fds", "peers": "peers", "sync_state_peers": "peers", "db_bytes": "bytes"}  # else rows
+# From each daemon's Prometheus page (config metrics_port): gauges sampled as series, and the
+# counters of failures of its own code that it contained (issue 12: each must be counted).
+METRIC_GAUGES = {"sessions": "distspace_sessions_open", "send_queue_bytes": "distspace_send_queue_bytes"}
+INTERNAL_FAILURES_SUFFIX = "internal_failures_total"
+METRICS_TIMEOUT_S = 5.0
+PROCESS_SERIES = ("rss_mb", "open_fds", "peers", "sessions", "send_queue_bytes", "internal_failures")
+UNITS = {
+    "rss_mb": "MB", "open_fds": "fds", "peers": "peers", "sessions": "sessions", "sync_state_peers": "peers",
+    "db_bytes": "bytes", "wal_bytes": "bytes", "send_queue_bytes": "bytes", "internal_failures": "failures",
+}  # else rows
 # SQLite read-only opens wait this long for the daemon's write lock (a checkpoint, a group commit).
 SQLITE_BUSY_S = 5.0
 TOKEN = re.compile(r"<(\d+)>")
@@ -153,6 +166,10 @@ class _Soak:
         self.seed = seed
         self.rng = random.Random(seed)
         self.peers = {name: Peer(name, "agent", root) for name in NAMES}
+        self.metrics_ports = {name: _free_port() for name in NAMES}
+        for name, peer in self.peers.items():  # Peer writes top-level keys only: one more goes at the end
+            config = peer.home.config_file
+            config.write_text(config.read_text() + f"metrics_port = {self.metrics_ports[name]}\n")
         self.running: dict[str, _Daemon] = {}
         self.dead: set[str] = set()  # running, but found dead: awaiting their restart
         self.lifetimes: Counter[str] = Counter()
@@ -357,9 +374,11 @@ class _Soak:
                     log(f"soak: {name}'s daemon died ({error}); restarting it")
                     self.churn.put(("restart", name))
                     continue
+            values.update(_metrics(self.metrics_ports[name]))
             database = daemon.peer.home.database
-            files = (database, database.with_name(database.name + "-wal"))
-            values["db_bytes"] = sum(path.stat().st_size for path in files if path.exists())
+            wal = database.with_name(database.name + "-wal")
+            values["wal_bytes"] = wal.stat().st_size if wal.exists() else 0
+            values["db_bytes"] = database.stat().st_size + values["wal_bytes"]
             values.update(_store_rows(database))
             samples[name] = values
         return samples
@@ -382,6 +401,27 @@ def _process_series(pid: int) -> dict[str, float]:
     if fields.get("State", "").strip().startswith("Z"):
         raise ProcessGone(f"pid {pid} exited")
     return {"rss_mb": round(int(fields["VmRSS"].split()[0]) / 1024, 2), "open_fds": fds}  # the kernel says kB
+
+
+def _free_port() -> int:
+    """A loopback TCP port free now (the daemon binds it with SO_REUSEADDR on each start)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _metrics(port: int) -> dict[str, float]:
+    """The daemon's gauges and its contained failures, from its metrics page; {} if unreachable."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=METRICS_TIMEOUT_S) as response:
+            text = response.read().decode()
+    except OSError as error:
+        log(f"soak: no metrics on port {port}: {error}")
+        return {}
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    sampled = {series: float(values[metric]) for series, metric in METRIC_GAUGES.items() if metric in values}
+    sampled["internal_failures"] = sum(float(v) for k, v in values.items() if k.endswith(INTERNAL_FAILURES_SUFFIX))
+    return sampled
 
 
 def _store_rows(database: Path) -> dict[str, float]:
@@ -616,6 +656,10 @@ def _summary(
             yield Figure(counter, value, "count")
     for name, lines in soak.error_lines().items():
         yield Figure(f"{name}.log_error_lines", lines, "lines")
+    for (name, key), points in sorted(series.items()):
+        if key == "internal_failures":  # a counter per lifetime of the process: add up each one's last
+            last_of_lifetime = {life: value for _, value, life in points}
+            yield Figure(f"{name}.internal_failures", sum(last_of_lifetime.values()), "failures")
 
 
 @benchmark("soak")

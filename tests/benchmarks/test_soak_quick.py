@@ -2,7 +2,8 @@
 
 Four sampling intervals (quiet, attack, quiet, attack) are enough for every figure kind to
 appear: per-interval samples, slopes over the samples after warm-up, and honest edit latency
-with and without the attack, with nothing lost, no daemon dead and no error in any log.
+with and without the attack, with nothing lost, no daemon dead, no failure contained and no
+error in any log.
 """
 
 from __future__ import annotations
@@ -31,3 +32,5 @@ def test_a_short_soak_measures_every_series_and_loses_no_honest_edit():
     assert figures["alice.sync_state_peers_slope_per_h"].baseline == "hostile_keys_per_h"
     assert {name for name in figures if name.startswith("dave.") and "@" in name}, "dave never joined"
     assert all(f.value == 0 for name, f in figures.items() if name.endswith(".log_error_lines"))
+    failures = {name: f.value for name, f in figures.items() if name.endswith(".internal_failures")}
+    assert failures and not any(failures.values()), failures
