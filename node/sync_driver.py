@@ -584,8 +584,9 @@ class SyncDriver:
                 if not self._received(conn, data):
                     return False
             return True
-        self.stats["hello_timeouts"] += 1
-        self._lose(conn, f"no Hello exchange within {self._hello_deadline_s} s", graceful=False)
+        if conn.closing is None:  # not already being closed (by the Replicator's own timeout)
+            self.stats["hello_timeouts"] += 1
+            self._lose(conn, f"no Hello exchange within {self._hello_deadline_s} s", graceful=False)
         return False
 
     def _received(self, conn: _Conn, data: bytes) -> bool:

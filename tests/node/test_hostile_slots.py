@@ -15,12 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import multiaddr
 import trio
 
 from hostile_peer import ATTACKS, attack, closed_by_peer, hello, mallory
 from node.errors import NodeError
 from node.framing import FrameStream
-from node.host import SYNC_PROTOCOL, Host, open_host
+from node.host import SYNC_PROTOCOL, UNKNOWN_ADDRESS, Host, address_key, is_loopback_key, open_host
 from node.network import NetworkOptions
 from node.sync_driver import DriverLimits
 from protocol.limits import SUPPORTED_VERSIONS
@@ -256,3 +257,31 @@ async def test_strangers_waiting_for_their_hello_cannot_block_a_known_peer(tmp_p
             alice = await nodes.start("alice", [genesis], peers=[bob.addr()])
             await nodes.until(lambda: bob.syncing_with(alice, space))
             await edit_arrives(nodes, alice, bob, space, "past-the-silent-ones.txt")
+
+
+class _Connection:
+    """What ``address_key`` reads of a libp2p connection, for addresses loopback cannot show."""
+
+    def __init__(self, remote: tuple[str, int] | None, addrs: tuple[str, ...] = ()) -> None:
+        self.remote = remote
+        self.addrs = [multiaddr.Multiaddr(addr) for addr in addrs]
+
+    def get_remote_address(self) -> tuple[str, int] | None:
+        return self.remote
+
+    def get_transport_addresses(self) -> list[multiaddr.Multiaddr]:
+        return self.addrs
+
+
+def test_an_ipv6_host_counts_as_its_64_and_an_address_not_told_is_one_shared_unknown() -> None:
+    assert address_key(_Connection(("2001:db8:1:2:aaaa::1", 4001))) == "2001:db8:1:2::/64"
+    assert address_key(_Connection(("2001:db8:1:2:bbbb::7", 4001))) == "2001:db8:1:2::/64"
+    assert address_key(_Connection(("2001:db8:1:3::1", 4001))) == "2001:db8:1:3::/64"
+    assert address_key(_Connection(("::ffff:192.0.2.7", 4001))) == "192.0.2.7"
+    assert address_key(_Connection(None, ("/ip4/192.0.2.9/udp/4001/webrtc-direct",))) == "192.0.2.9"
+    assert address_key(_Connection(None)) == UNKNOWN_ADDRESS
+    assert is_loopback_key("127.0.0.1") and is_loopback_key("::1")
+    assert not is_loopback_key("192.0.2.7") and not is_loopback_key(UNKNOWN_ADDRESS)
+    limits = DriverLimits()
+    assert not limits.limits_address("127.0.0.1") and limits.limits_address("192.0.2.7")
+    assert DriverLimits(limit_loopback=True).limits_address("127.0.0.1")
