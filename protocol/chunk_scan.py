@@ -396,7 +396,8 @@ class _ColumnWalk:
         group = self.group  # open, and this column is one of its members
         if group is not None and column_type == _GROUP:
             raise WireError(f"{self.what}: a nested group")
-        rows, total = _walk(data, start, end, column_type, self.rows_max if group is None else self.group_sum_max, self.what)
+        rows_max = self.rows_max if group is None else self.group_sum_max
+        rows, total = _walk(data, start, end, column_type, rows_max, self.what)
         if column_type == _VALUE_METADATA:
             self.meta = (column_id, total)
         if group is not None:
@@ -440,19 +441,23 @@ def _column_specs(data: bytes, pos: int, end: int) -> tuple[list[tuple[int, int]
     count, pos = _uleb(data, pos)
     if count > (end - pos) // 2:
         raise WireError("more columns than bytes to describe them")
-    specs = []
+    packed = data[pos : pos + 2 * count]
+    if not packed or max(packed) < 0x80:  # every spec and length one byte, as in most changes
+        specs = list(zip(packed[::2], packed[1::2]))
+        pos += 2 * count
+    else:
+        specs = []
+        for _ in range(count):
+            spec, pos = _uleb(data, pos)
+            length, pos = _uleb(data, pos)
+            specs.append((spec, length))
     last = -1
     total = 0
-    for _ in range(count):
-        spec, pos = _uleb(data, pos)
-        length, pos = _uleb(data, pos)
-        if spec > _U32_MAX:
-            raise WireError("a column specification is out of range")
+    for spec, length in specs:
         normalised = spec & ~_DEFLATE_BIT
-        if normalised <= last:
-            raise WireError("columns out of order or repeated")
+        if normalised <= last or spec > _U32_MAX:
+            raise WireError("columns out of order, repeated or out of range")
         last = normalised
-        specs.append((spec, length))
         total += length
     if pos + total > end:
         raise WireError("columns longer than the chunk that holds them")
