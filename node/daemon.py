@@ -2,7 +2,7 @@
 
 ``run_daemon`` is the whole lifecycle:
 
-1. Take the home lock. The lock is the one mutex over the store: the daemon holds it for its
+1. Take the home lock (which makes the home 0700 if it was wider; node/home.py). The lock is the one mutex over the store: the daemon holds it for its
    life, and a ``distspace`` command that finds no daemon holds it while it works on the store
    directly (cli/connect.py). So a second daemon fails at once (``HomeLocked``), and a daemon
    started while a command works waits for the command, up to LOCK_WAIT_S.
@@ -60,6 +60,9 @@ LOCK_POLL_S = 0.05
 # thousand changes on open, rarely enough to cost nothing when there is nothing due.
 MAINTAIN_INTERVAL_S = 60.0
 PRESENCE_SWEEP_S = 5.0
+# Every file the daemon makes (store, WAL, sync state, snapshots, logs it writes) is the user's
+# alone, whatever umask the shell that started it had: it holds the workspace and its history.
+DAEMON_UMASK = 0o077
 
 log = logging.getLogger("distspace.daemon")
 
@@ -200,6 +203,7 @@ def main(home: NodeHome, **options: Any) -> None:
     Raises:
         NodeError, StoreError: as ``run_daemon``, unwrapped from trio's exception groups.
     """
+    os.umask(DAEMON_UMASK)
     logs.configure(sys.stderr)
     # Everything imported so far (libp2p, aiortc, cryptography...) lives as long as the process:
     # moved out of the collector's reach, it is not walked again by every full collection,

@@ -5,16 +5,26 @@ read it, ``grep event=api.`` finds a subsystem, and log tools parse it without a
 are named ``subsystem.what`` and carry their details as fields, never inside the message, so the
 same event always looks the same. Other libraries' records (libp2p, trio-websocket) come out in
 the same form, their message as ``msg``.
+
+Field values often carry what a peer or a client sent (a name, a path, an error quoting its
+input): every control character in them is escaped (``\n``, ``\x1b``, ``\u2028``...), so one
+event stays one line and no value can move a terminal's cursor or forge a line of its own.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import IO, Any
 
 _FIELDS = "fields"
+# What forces a value into quotes: the separators of logfmt, and every control character (C0,
+# DEL, C1) and Unicode line or paragraph separator, which a terminal or a line reader acts on.
+_NEEDS_QUOTES = re.compile(r'[\s"=\\\x00-\x1f\x7f-\x9f\u2028\u2029]')
+_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f-\x9f\u2028\u2029]')
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, *, exc_info: bool = False, **fields: Any) -> None:
@@ -47,7 +57,11 @@ def configure(stream: IO[str] = sys.stderr, level: int = logging.INFO) -> None:
 
 def _value(value: object) -> str:
     text = str(value)
-    if text and not any(char in text for char in ' "=\n\\'):
+    if text and not _NEEDS_QUOTES.search(text):
         return text
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+    return '"' + _ESCAPED.sub(_escape, text) + '"'
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _SHORT_ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
