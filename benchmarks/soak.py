@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.measure import log
-from benchmarks.node import _p
+from benchmarks.node import _p, _quiet_logs
 from benchmarks.registry import BenchmarkError, Figure, RunOptions, benchmark
 
 DEFAULT_MINUTES = 30.0  # issue 12's target: slope ~ 0 after warm-up over 30 minutes
@@ -442,6 +442,7 @@ def _hostile(soak: _Soak, space: bytes) -> None:
     fresh key (keys cost her nothing), on a random running daemon."""
     import trio
 
+    _quiet_logs()  # her libp2p logs every stream the victims cut; stderr is for progress
     if HOSTILE_PEER_DIR not in sys.path:
         sys.path.insert(0, HOSTILE_PEER_DIR)
     import hostile_peer

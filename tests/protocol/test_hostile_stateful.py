@@ -5,7 +5,7 @@ links that lose, duplicate and reorder frames, get cut, and restart. Mallory hol
 connection to each of them — no Replicator of hers, only frames built with the protocol's own
 encoders (protocol/wire.py, protocol/batch.py, protocol/tips.py): forged tips, tips signed for
 another doc or space, replayed honest batches (as they were, or under another doc), garbage,
-changes that never get a tip, a self-forked author chain (two changes with one actor and one
+changes that never get a tip, whole documents nobody asked for, a self-forked author chain (two changes with one actor and one
 seq, each under a valid tip), Status and Heads naming random docs, and wants for the largest
 doc. Keys cost her nothing, so a connection that gets her banned is replaced by one under a
 fresh key.
@@ -34,7 +34,7 @@ from protocol.limits import DOCUMENT_MIN_CHANGES
 from protocol.reconcile import space_summary
 from protocol.space import DOC_ID_BYTES
 from protocol.tips import CHANGE_HASH_BYTES, SignedTip, TipSignature
-from protocol.wire import SUMMARY_BYTES, Changes, DocHeads, Heads, Hello, Status, encode_frame, varint
+from protocol.wire import SUMMARY_BYTES, Changes, DocHeads, Encoding, Heads, Hello, Status, encode_frame, varint
 
 from harness import Faults, Network, edits, identity_of, make_space, splice, text_doc_id
 
@@ -198,6 +198,21 @@ class HostileMix(RuleBasedStateMachine):
         if doc != commit.doc:
             self._forbid(doc, list(commit.changes))
         self._send(victim, push_frame(doc, list(commit.changes), (TipSignature(len(commit.changes) - 1, commit.tip.signature),)))
+
+    @rule(victim=peers, doc=st.binary(min_size=DOC_ID_BYTES, max_size=DOC_ID_BYTES), push=st.booleans())
+    def unsolicited_document_batch(self, victim: str, doc: bytes, push: bool) -> None:
+        """A whole saved document of hers, validly signed, for a doc nobody asked her about
+        (issue 12's class 2). Pushed, it is refused: a push is forwarded verbatim, and a document
+        is loaded before anything about it is known. As a reply its changes are hers and signed,
+        so storing them is no harm (the decode budget bounds what loading it costs)."""
+        _, key = self._connection(victim)
+        document = native.Document(actor=key.public_key)
+        splice(f"mallory {next(self._numbers)}\n")(document)
+        head = document.commit(None, time=self.network.now_ms // 1000)
+        tip = SignedTip.sign(key, self.network.space, doc, head)
+        if push:
+            self._forbid(doc, document.get_changes([]))
+        self._send(victim, encode_frame(Changes(doc, Encoding.DOCUMENT, document.save(), (), (TipSignature(head, tip.signature),), push)))
 
     @rule(victim=peers, payload=st.binary(max_size=64), framed=st.booleans())
     def garbage(self, victim: str, payload: bytes, framed: bool) -> None:
