@@ -8,13 +8,20 @@ newest per (space, client) waits, so a fast cursor never builds a queue. A peer 
 ``PRESENCE_PER_S`` updates a second on average; more, malformed ones, and ones for a space the
 peer does not sync with us are dropped — presence is advisory, so a bad update costs nothing
 but itself and is not worth scoring a peer over.
+
+Client names are the sender's to choose, so what one peer can make us hold is bounded: at most
+MAX_PRESENCE_PER_PEER live (space, client) entries per peer — a new one beyond them removes that
+peer's least recently updated — and state for at most MAX_PRESENCE_PEERS peers, the least
+recently heard one forgotten (its entries removed) to make room. A flood of names costs the
+flooding peer its own cursors, never our memory.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -44,6 +51,20 @@ MAX_PATH_CHARS: Final = 4096
 PRESENCE_PER_S: Final = 20.0
 PRESENCE_BURST: Final = 40.0
 PRESENCE_TIMEOUT_S: Final = 5.0
+# A person runs an editor or two, an agent a few workers, in each of a few spaces: 32 live
+# entries per peer is more than any honest one shows at once.
+MAX_PRESENCE_PER_PEER: Final = 32
+# Peers whose presence and rate we track: as many as the sync driver keeps sessions with.
+MAX_PRESENCE_PEERS: Final = 1024
+
+
+@dataclass(slots=True)
+class _PeerPresence:
+    """What we hold for one peer: its rate tokens, and its live entries, oldest first."""
+
+    tokens: float
+    when: float
+    entries: OrderedDict[tuple[bytes, str], None] = field(default_factory=OrderedDict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +136,7 @@ class PresenceRelay:
         self._on_remote = on_remote
         self._outbox: dict[str, dict[tuple[bytes, str], bytes]] = {}  # peer -> newest per (space, client)
         self._sending: set[str] = set()
-        self._tokens: dict[str, tuple[float, float]] = {}  # peer -> (tokens, when)
+        self._peers: OrderedDict[str, _PeerPresence] = OrderedDict()  # least recently heard first
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -172,14 +193,40 @@ class PresenceRelay:
                 event(logger, "presence.malformed", logging.DEBUG, peer_id=frames.peer_id, error=error)
                 return
             if frames.peer_id in self._peers_of(update.space):
-                self._on_remote(frames.peer_id, update)
+                self._accept(frames.peer_id, update)
+
+    def _accept(self, peer_id: str, update: PresenceUpdate) -> None:
+        """Pass an update on, first removing the peer's oldest entry if it would hold too many."""
+        entries = self._peer(peer_id).entries
+        key = (update.space, update.client)
+        if update.removed:
+            entries.pop(key, None)
+        else:
+            entries[key] = None
+            entries.move_to_end(key)
+            while len(entries) > MAX_PRESENCE_PER_PEER:
+                (space, client), _ = entries.popitem(last=False)
+                self._on_remote(peer_id, PresenceUpdate(space, client, removed=True))
+        self._on_remote(peer_id, update)
+
+    def _peer(self, peer_id: str) -> _PeerPresence:
+        """The peer's state, now the most recently heard; forgets the least recent beyond the cap."""
+        state = self._peers.get(peer_id)
+        if state is None:
+            state = self._peers[peer_id] = _PeerPresence(PRESENCE_BURST, trio.current_time())
+            while len(self._peers) > MAX_PRESENCE_PEERS:
+                forgotten, old = self._peers.popitem(last=False)
+                for space, client in old.entries:
+                    self._on_remote(forgotten, PresenceUpdate(space, client, removed=True))
+        self._peers.move_to_end(peer_id)
+        return state
 
     def _take_token(self, peer_id: str) -> bool:
+        state = self._peer(peer_id)
         now = trio.current_time()
-        tokens, when = self._tokens.get(peer_id, (PRESENCE_BURST, now))
-        tokens = min(PRESENCE_BURST, tokens + (now - when) * PRESENCE_PER_S)
-        if tokens < 1:
-            self._tokens[peer_id] = (tokens, now)
+        state.tokens = min(PRESENCE_BURST, state.tokens + (now - state.when) * PRESENCE_PER_S)
+        state.when = now
+        if state.tokens < 1:
             return False
-        self._tokens[peer_id] = (tokens - 1, now)
+        state.tokens -= 1
         return True
