@@ -49,6 +49,8 @@ import logging
 import os
 import socket
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -230,32 +232,47 @@ class _Server:
                 event(log, "api.flush_failed", logging.ERROR, exc_info=True)
 
     async def serve_websocket(self, request: WebSocketRequest) -> None:
-        refusal = _websocket_refusal(request)
-        if refusal is not None:
-            self.counts["refused_handshakes"] += 1
-            event(log, "api.websocket_refused", logging.WARNING, reason=refusal)
-            await _reject(request, HTTP_FORBIDDEN, refusal)
-            return
-        if not self.admit("websocket"):
-            await _reject(request, HTTP_UNAVAILABLE, "too many connections waiting to authenticate")
-            return
-        try:
-            websocket = await request.accept()
-        except ConnectionClosed:
-            self.pre_auth -= 1
-            return
-        await _Connection(self, _WebSocketTransport(websocket), "websocket").run()
+        with self._contained("websocket"):
+            refusal = _websocket_refusal(request)
+            if refusal is not None:
+                self.counts["refused_handshakes"] += 1
+                event(log, "api.websocket_refused", logging.WARNING, reason=refusal)
+                await _reject(request, HTTP_FORBIDDEN, refusal)
+                return
+            if not self.admit("websocket"):
+                await _reject(request, HTTP_UNAVAILABLE, "too many connections waiting to authenticate")
+                return
+            accepted = False
+            try:
+                websocket = await request.accept()
+                accepted = True
+            except ConnectionClosed:
+                return
+            finally:
+                if not accepted:  # the connection that would have released the slot never started
+                    self.pre_auth -= 1
+            await _Connection(self, _WebSocketTransport(websocket), "websocket").run()
 
     async def serve_unix(self, stream: trio.SocketStream) -> None:
-        async with stream:
-            if not self.admit("unix"):
-                error = rpc.RpcError(rpc.UNAUTHORIZED, "too many connections waiting to authenticate; retry", "TooManyConnections")
-                try:
-                    await stream.send_all(rpc.encode(rpc.error_reply(None, error)).encode() + b"\n")
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-                return
-            await _Connection(self, _UnixTransport(stream), "unix").run()
+        with self._contained("unix"):
+            async with stream:
+                if not self.admit("unix"):
+                    error = rpc.RpcError(rpc.UNAUTHORIZED, "too many connections waiting to authenticate; retry", "TooManyConnections")
+                    try:
+                        await stream.send_all(rpc.encode(rpc.error_reply(None, error)).encode() + b"\n")
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
+                    return
+                await _Connection(self, _UnixTransport(stream), "unix").run()
+
+    @contextmanager
+    def _contained(self, kind: str) -> Iterator[None]:
+        """Whatever fails in one connection's handler ends that connection, never the server."""
+        try:
+            yield
+        except Exception:  # noqa: BLE001 - counted (connection_failures) and logged; the API lives on
+            self.counts["connection_failures"] += 1
+            event(log, "api.connection_failed", logging.ERROR, exc_info=True, transport=kind)
 
 
 # Counted events of the API, reported by ``node.stats`` (0 until they happen).
@@ -380,9 +397,6 @@ class _Connection:
                         await self._read()
                     finally:
                         await self._outbox.close()
-        except Exception:  # noqa: BLE001 - counted and logged: one client's input ends its connection only
-            self._server.counts["connection_failures"] += 1
-            event(log, "api.connection_failed", logging.ERROR, exc_info=True, transport=self._kind)
         finally:
             self._leave_pre_auth()
             self._server.subscriptions.drop(self)
