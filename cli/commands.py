@@ -172,13 +172,60 @@ def _print_snapshot(result: Json) -> None:
         render.say(f"snapshot at version {result['version']}: {result['docs']} doc(s), manifest {result['manifest']}")
 
 
+# The problems ``doctor --repair`` fixes (store/repair.py): changes that keep a doc from loading.
+REPAIRABLE_KINDS = frozenset({"author-chain-forked", "author-chain-broken", "doc-unloadable"})
+
+
 def verify(args: Args) -> int:
+    """``verify`` and ``doctor``: check the store; with ``--repair``, repair it first."""
+    if args.repair:
+        return _repair(args)
     with render.busy("verifying every change, signature, snapshot and block"):
         result = _call(args, "node.verify")
     _show(args, result, _print_problems)
     if not result["ok"]:
-        raise CliError(f"{len(result['problems'])} problem(s) found in the store")
+        repairable = any(problem["kind"] in REPAIRABLE_KINDS for problem in result["problems"])
+        advice = "; distspace doctor --repair quarantines the changes that break a doc" if repairable else ""
+        raise CliError(f"{len(result['problems'])} problem(s) found in the store{advice}")
     return 0
+
+
+def _repair(args: Args) -> int:
+    """Quarantine what breaks a doc, on the store itself (never while a daemon runs), then verify."""
+    from cli.connect import open_store
+    from store.repo import wall_clock_ms
+
+    with render.busy("repairing the store"), open_store(_home(args)) as node:
+        report = node.repo.repair(wall_clock_ms())
+        verified = node.call("node.verify")
+    repaired = [
+        {
+            "space": doc.space.hex(),
+            "doc": doc.doc.hex(),
+            "quarantined": [change_hash.hex() for change_hash in doc.changes],
+            "tips_quarantined": [author.hex() for author in doc.tips],
+            "reasons": list(doc.reasons),
+            "loads": doc.loads,
+            "note": doc.note,
+        }
+        for doc in report.docs
+    ]
+    result = {"repaired": repaired, "quarantined": report.quarantined, **verified}
+    _show(args, result, _print_repair)
+    if not verified["ok"]:
+        raise CliError(f"{len(verified['problems'])} problem(s) remain in the store after repair")
+    return 0
+
+
+def _print_repair(result: Json) -> None:
+    if not result["repaired"]:
+        render.say("nothing to repair: every doc loads and every author chain is whole")
+    for doc in result["repaired"]:
+        done = f"quarantined {len(doc['quarantined'])} change(s) and {len(doc['tips_quarantined'])} tip(s)"
+        render.say(f"doc {doc['doc']} of space {doc['space'][:12]}: {doc['note'] or done}")
+        for reason in doc["reasons"]:
+            render.say(f"  {reason}")
+    _print_problems(result)
 
 
 def _print_problems(result: Json) -> None:

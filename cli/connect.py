@@ -12,6 +12,10 @@ a command works on the store waits for the lock the same way.
 
 The store path imports the store and method modules only when it is taken: with a daemon,
 ``distspace cat`` loads the stdlib client and nothing else.
+
+A command that rewrites the store behind the API (``doctor --repair``) takes ``open_store``: the
+store under the home lock, never a daemon's API — it refuses while a daemon runs, as the daemon
+caches what the store holds.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from node.api_client import ApiClient, ApiUnavailable
 from node.errors import HomeLocked
 from node.home import NodeHome
+
+if TYPE_CHECKING:
+    from store.repo import Repo
 
 # A starting daemon binds its socket within a second or two of taking the lock; a command on the
 # store holds the lock for one call. Waiting this long covers both on a loaded machine.
@@ -39,6 +46,10 @@ class NodeBusy(Exception):
     """The home stayed locked while no daemon answered."""
 
 
+class DaemonRunning(NodeBusy):
+    """A daemon runs on the home, and the command must work on the store alone."""
+
+
 @contextmanager
 def open_node(home: NodeHome) -> Iterator[Node]:
     """The daemon's API if one runs on ``home``, else the store under the home lock.
@@ -46,23 +57,49 @@ def open_node(home: NodeHome) -> Iterator[Node]:
     Raises:
         NodeBusy: neither became available within WAIT_S.
     """
+    reached = _daemon_or_lock(home)
+    if isinstance(reached, ApiClient):
+        with reached:
+            yield reached
+        return
+    with reached, _LocalNode(home) as node:
+        yield node
+
+
+@contextmanager
+def open_store(home: NodeHome) -> Iterator[_LocalNode]:
+    """The store of ``home`` opened in this process under the home lock (its ``repo`` and the
+    API's method code), for a command that rewrites it.
+
+    Raises:
+        DaemonRunning: a daemon answers on the home's socket: stop it first.
+        NodeBusy: the home stayed locked (another command) for WAIT_S.
+    """
+    reached = _daemon_or_lock(home)
+    if isinstance(reached, ApiClient):
+        reached.close()
+        raise DaemonRunning(f"a daemon runs on {home.path}: stop it (Ctrl-C or SIGTERM on distspace up), then run this again")
+    with reached, _LocalNode(home) as node:
+        yield node
+
+
+def _daemon_or_lock(home: NodeHome) -> ApiClient | IO[str]:
+    """A client of the daemon running on ``home``, or the home lock, whichever comes first.
+
+    Raises:
+        NodeBusy: neither within WAIT_S.
+    """
     deadline = time.monotonic() + WAIT_S
     while True:
         client = _daemon(home)
         if client is not None:
-            with client:
-                yield client
-            return
+            return client
         try:
-            lock = home.lock()
+            return home.lock()
         except HomeLocked:
             if time.monotonic() >= deadline:
                 raise NodeBusy(f"{home.path} is locked but no daemon answers on {home.api_socket}; try again") from None
             time.sleep(POLL_S)
-            continue
-        with lock, _LocalNode(home) as node:
-            yield node
-        return
 
 
 def _daemon(home: NodeHome) -> ApiClient | None:
@@ -95,6 +132,10 @@ class _LocalNode:
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         return self._dispatch(self._call, method, params)
+
+    @property
+    def repo(self) -> Repo:
+        return self._repo
 
     def __enter__(self) -> _LocalNode:
         return self

@@ -122,7 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_message(revert)
 
     command("snapshot", commands.snapshot, "snapshot every doc of the space and sign a new manifest")
-    command("verify", commands.verify, "check every hash, signature and snapshot in the store")
+    for name, summary in (
+        ("verify", "check every hash, signature and snapshot in the store"),
+        ("doctor", "check the store, author chains and that every doc loads (--repair: fix what it can)"),
+    ):
+        check = command(name, commands.verify, summary)
+        check.add_argument(
+            "--repair",
+            action="store_true",
+            help="quarantine the changes that keep a doc from loading (kept in the store, never deleted); needs the daemon stopped",
+        )
     command("demo", commands.run_demo, "three local daemons edit at once and apart, then converge")
     return parser
 

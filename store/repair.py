@@ -106,8 +106,9 @@ def _repair_doc(backend: Backend, row: DocRow, now_ms: int) -> DocRepair | None:
     cause = {change_hash: reasons.get(change_hash, "depends on a quarantined change") for change_hash in out}
     batch.quarantined = [_quarantined(by_hash[change_hash], cause[change_hash], now_ms) for change_hash in _in_order(changes, out)]
     tips = [tip for tip in backend.tips(row.space, row.doc) if tip.change_hash in out]
+    reason = "names a quarantined change"
     batch.quarantined += [
-        QuarantineRow(row.space, row.doc, "tip", tip.change_hash, tip.author, tip.seq, (), 0, tip.signature, "names a quarantined change", now_ms)
+        QuarantineRow(row.space, row.doc, "tip", tip.change_hash, tip.author, tip.seq, (), 0, tip.signature, reason, now_ms)
         for tip in tips
     ]
     batch.rewritten_versions = _rewritten_versions(backend, row, by_hash, out)
@@ -167,7 +168,8 @@ def _heads(kept: Sequence[ChangeRow]) -> tuple[bytes, ...]:
 
 def _quarantined(change: ChangeRow, reason: str, now_ms: int) -> QuarantineRow:
     return QuarantineRow(
-        change.space, change.doc, "change", change.hash, change.actor, change.seq, change.deps, change.time_s, change.raw, reason, now_ms
+        change.space, change.doc, "change", change.hash, change.actor, change.seq, change.deps, change.time_s, change.raw,
+        reason, now_ms,
     )
 
 

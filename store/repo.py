@@ -306,7 +306,8 @@ class Repo:
 
         Raises:
             InvalidInput: the document holds changes by another actor (it was edited around the
-                repo), or a group that is not durable is open.
+                repo), or changes by the local key arrived from elsewhere while it was being
+                edited (their seqs clash), or a group that is not durable is open.
             StorageError: the write failed; the uncommitted change is dropped from the cache too.
         """
         if self._group is not None and not self._group.durable:
@@ -324,6 +325,13 @@ class Repo:
             raise InvalidInput(
                 f"doc {doc.hex()} holds {len(foreign)} change(s) by another actor; apply remote changes "
                 "through Repo.apply, not on the document"
+            )
+        stored = self._backend.author_seq(space, doc, self.identity.public_key)
+        if min(change.seq for change in local) != (stored[0] if stored else 0) + 1:
+            self._drop(cached.key)  # storing it would fork this key's chain: the doc would not load
+            raise InvalidInput(
+                f"doc {doc.hex()}: changes by this node's key up to seq {stored[0] if stored else 0} arrived while"
+                " the edit was open (is the key used on another node too?); the edit is dropped"
             )
         newest = max(local, key=lambda change: change.seq)
         tip = SignedTip.sign(self.identity, space, doc, newest.hash)

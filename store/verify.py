@@ -158,10 +158,11 @@ def chain_breaks(changes: Sequence[ChangeRow]) -> list[tuple[ChangeRow, ProblemK
             next_seq[change.actor] = expected + 1
             continue
         broken.add(change.hash)
+        author = change.actor.hex()[:12]
         if change.seq < expected:
-            found.append((change, ProblemKind.CHAIN_FORKED, f"a second change for seq {change.seq} of author {change.actor.hex()[:12]}"))
+            found.append((change, ProblemKind.CHAIN_FORKED, f"a second change for seq {change.seq} of author {author}"))
         else:
-            found.append((change, ProblemKind.CHAIN_BROKEN, f"seq {change.seq} of author {change.actor.hex()[:12]} follows seq {expected - 1}"))
+            found.append((change, ProblemKind.CHAIN_BROKEN, f"seq {change.seq} of author {author} follows seq {expected - 1}"))
     return found
 
 

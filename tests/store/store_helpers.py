@@ -6,6 +6,8 @@ import hashlib
 
 import native
 from protocol.space import DOC_ID_BYTES
+from protocol.tips import SignedTip
+from store.records import ChangeRow, DocRow, TipRow, VersionRecord, VersionRow, WriteBatch
 from store.repo import Repo
 
 TEXT_KEY = "text"
@@ -90,3 +92,24 @@ def without_deps(raw: bytes) -> native.DecodedChange:
     body = _encode_uleb(0) + body[after + 32 * deps :]
     chunk = bytes([chunk_type]) + _encode_uleb(len(body)) + body
     return native.decode_change(magic + hashlib.sha256(chunk).digest()[:4] + chunk)
+
+
+def store_unchecked(repo: Repo, space: bytes, doc: bytes, change: native.DecodedChange, tip: SignedTip | None = None) -> None:
+    """Write a change (and its tip, if newer) straight into the repo's backend as ``Repo.apply``
+    did before it checked author chains and trial-applied: how a poisoned store came to be.
+    Open a new Repo over the backend afterwards: this one's caches do not know of the write."""
+    backend = repo.backend
+    row = backend.doc(space, doc)
+    heads, count = (row.heads, row.change_count) if row else ((), 0)
+    deps = tuple(change.deps)
+    new_heads = tuple(sorted({*heads, change.hash} - set(deps)))
+    number = backend.latest_version(space) + 1
+    batch = WriteBatch(
+        changes=[ChangeRow(space, doc, change.hash, count, change.actor, change.seq, deps, change.time, change.raw)],
+        docs=[DocRow(space, doc, new_heads, count + 1)],
+        versions=[VersionRow(space, VersionRecord(number, doc, new_heads, (change.hash,), "remote", NOW_MS))],
+    )
+    stored = {t.author: t.seq for t in backend.tips(space, doc)}
+    if tip is not None and change.seq > stored.get(tip.author, 0):
+        batch.tips.append(TipRow(space, doc, tip.author, tip.change_hash, change.seq, tip.signature))
+    backend.write(batch)

@@ -19,7 +19,9 @@ from store.records import (
     Compaction,
     DocRow,
     DocSnapshot,
+    QuarantineRow,
     SpaceSnapshot,
+    SyncStateKey,
     SyncStateRow,
     TipRow,
     VersionRecord,
@@ -116,6 +118,74 @@ def test_deleted_blocks_are_gone_and_replaced_rows_are_replaced(backend: Backend
     backend.write(WriteBatch(blocks=[(CID, b"data")], sync_states=[SyncStateRow(ALICE, SPACE, DOC, b"one")]))
     backend.write(WriteBatch(deleted_blocks=[CID], sync_states=[SyncStateRow(ALICE, SPACE, DOC, b"two")]))
     assert backend.block(CID) is None and backend.sync_state(ALICE, SPACE, DOC) == b"two"
+
+
+# ----- author chains, quarantine, sync-state pruning (issue 12) -----
+
+BOB = bytes([4]) * 32
+
+
+def authored(change_hash: bytes, position: int, actor: bytes, seq: int, deps: tuple[bytes, ...] = ()) -> ChangeRow:
+    return ChangeRow(SPACE, DOC, change_hash, position, actor, seq, deps, 1_700_000_000, b"raw" + change_hash)
+
+
+def test_author_seq_is_the_authors_highest_seq_and_of_two_the_first_stored(backend: Backend) -> None:
+    assert backend.author_seq(SPACE, DOC, ALICE) is None
+    backend.write(WriteBatch(changes=[authored(H1, 0, ALICE, 1), authored(H2, 1, BOB, 1, (H1,))]))
+    assert backend.author_seq(SPACE, DOC, ALICE) == (1, H1) and backend.author_seq(SPACE, DOC, BOB) == (1, H2)
+    backend.write(WriteBatch(changes=[authored(H3, 2, ALICE, 1)]))  # a fork of alice's seq 1
+    assert backend.author_seq(SPACE, DOC, ALICE) == (1, H1)
+    with backend.group():
+        backend.write(WriteBatch(changes=[authored(bytes([0x44]) * 32, 3, ALICE, 2, (H1,))]), durable=False)
+        assert backend.author_seq(SPACE, DOC, ALICE) == (2, bytes([0x44]) * 32)  # a group's own rows count
+    assert backend.author_seq(SPACE, DOC, ALICE) == (2, bytes([0x44]) * 32)
+
+
+def test_quarantine_moves_changes_and_tips_out_and_renumbers_what_stays(backend: Backend) -> None:
+    h4 = bytes([0x44]) * 32
+    backend.write(
+        WriteBatch(
+            changes=[
+                authored(H1, 0, ALICE, 1),
+                authored(H2, 1, ALICE, 2, (H1,)),
+                authored(H3, 2, ALICE, 2, (H1,)),  # a fork of alice's seq 2
+                authored(h4, 3, BOB, 1, (H2,)),
+            ],
+            tips=[TipRow(SPACE, DOC, ALICE, H3, 2, bytes(64)), TipRow(SPACE, DOC, BOB, h4, 1, bytes(64))],
+            versions=[VersionRow(SPACE, VersionRecord(1, DOC, (H3, h4), (H1, H2, H3, h4), "remote", 5))],
+        )
+    )
+    quarantined = QuarantineRow(SPACE, DOC, "change", H3, ALICE, 2, (H1,), 1_700_000_000, b"raw" + H3, "fork", 9)
+    tip = QuarantineRow(SPACE, DOC, "tip", H3, ALICE, 2, (), 0, bytes(64), "names it", 9)
+    rewritten = VersionRow(SPACE, VersionRecord(1, DOC, (h4,), (H1, H2, h4), "remote", 5))
+    batch = WriteBatch(docs=[DocRow(SPACE, DOC, (h4,), 3)], quarantined=[quarantined, tip], rewritten_versions=[rewritten])
+    backend.write(batch)
+    assert [(row.hash, row.position) for row in backend.changes(SPACE, DOC)] == [(H1, 0), (H2, 1), (h4, 2)]
+    assert backend.changes(SPACE, DOC, from_position=2) == [authored(h4, 2, BOB, 1, (H2,))]
+    assert [tip.author for tip in backend.tips(SPACE, DOC)] == [BOB]
+    assert backend.quarantined(SPACE) == [quarantined, tip]
+    assert backend.versions(SPACE, 0, None) == [rewritten.record]
+    assert backend.author_seq(SPACE, DOC, ALICE) == (2, H2)
+    backend.write(batch)  # again: nothing more happens
+    assert backend.quarantined(SPACE) == [quarantined, tip] and len(backend.changes(SPACE, DOC)) == 3
+    backend.write(WriteBatch(changes=[authored(H3, 3, ALICE, 3, (H2,))]))  # positions go on from there
+    assert backend.changes(SPACE, DOC, from_position=3)[0].hash == H3
+
+
+def test_a_quarantine_inside_a_group_that_raises_writes_nothing(backend: Backend) -> None:
+    backend.write(WriteBatch(changes=[authored(H1, 0, ALICE, 1), authored(H2, 1, ALICE, 1)]))
+    with pytest.raises(RuntimeError), backend.group(durable=True):
+        backend.write(WriteBatch(quarantined=[QuarantineRow(SPACE, DOC, "change", H2, ALICE, 1, (), 0, None, "fork", 9)]))
+        raise RuntimeError
+    assert [row.hash for row in backend.changes(SPACE, DOC)] == [H1, H2] and backend.quarantined(SPACE) == []
+    assert backend.author_seq(SPACE, DOC, ALICE) == (1, H1)
+
+
+def test_sync_states_carry_their_save_time_and_are_pruned_by_key(backend: Backend) -> None:
+    backend.write(WriteBatch(sync_states=[SyncStateRow(ALICE, SPACE, DOC, b"a", 5), SyncStateRow(BOB, SPACE, DOC, b"b", 7)]))
+    assert sorted(backend.sync_state_keys()) == [SyncStateKey(ALICE, SPACE, DOC, 5), SyncStateKey(BOB, SPACE, DOC, 7)]
+    backend.write(WriteBatch(pruned_sync_states=[SyncStateKey(ALICE, SPACE, DOC, 0)]))
+    assert backend.sync_state(ALICE, SPACE, DOC) is None and backend.sync_state(BOB, SPACE, DOC) == b"b"
 
 
 # ----- groups: one transaction for many writes -----

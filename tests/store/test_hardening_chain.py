@@ -12,7 +12,7 @@ import native
 import pytest
 from protocol.errors import UnusableChanges
 from protocol.tips import SignedTip
-from store.errors import RefusedChanges, StoreError
+from store.errors import InvalidInput, RefusedChanges, StoreError
 from store.repo import Repo
 
 from store_helpers import FILE_DOC, NOW_MS, append, forked_pair, read_text, shared_space, sync, without_deps
@@ -133,3 +133,19 @@ def test_author_seq_and_ancestry_answer_from_the_store(make_repo, alice, bob) ->
         sync(alice_repo, bob_repo, space, FILE_DOC)
         assert bob_repo.author_seq(space, FILE_DOC, alice.public_key) == (3, third)
         assert bob_repo.ancestry(space, FILE_DOC, third) == (2, (second,))
+
+
+def test_a_local_edit_that_would_fork_the_nodes_own_key_is_dropped_not_stored(make_repo, alice) -> None:
+    """One key on two nodes: while this node edits, the other node's change with the same seq
+    arrives. Committing the edit would fork the key's chain; it is refused, the doc still loads."""
+    here, elsewhere = make_repo(alice, name="here"), make_repo(alice, name="elsewhere")
+    space = shared_space(here, elsewhere)
+    append(here, space, FILE_DOC, "one\n")
+    sync(here, elsewhere, space, FILE_DOC)
+    document = here.document(space, FILE_DOC)
+    document.put(native.ROOT, "draft", "open")  # an edit in progress
+    append(elsewhere, space, FILE_DOC, "two\n")
+    assert sync(elsewhere, here, space, FILE_DOC)  # stored; waits for the edit to end
+    with pytest.raises(InvalidInput, match="is the key used on another node"):
+        here.commit(space, FILE_DOC, "draft", now_ms=NOW_MS)
+    assert read_text(here, space, FILE_DOC) == "one\ntwo\n" and here.verify() == []
