@@ -63,7 +63,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 from node import rpc
 from node.api_methods import Call, dispatch
 from node.errors import LocalNodeError
-from node.home import MIN_TOKEN_CHARS
+from node.home import MIN_TOKEN_CHARS, TOKEN_CREATED
 from node.logs import event
 from node.metrics import LOOPBACK_NAMES, loopback_host
 from node.services import NodeServices
@@ -125,7 +125,8 @@ async def serve_api(
     """
     token = services.home.api_token()
     if token.replaced is not None:
-        event(log, "api.token_written", logging.WARNING if token.replaced != "created" else logging.INFO, file=services.home.token_file, why=token.replaced)
+        level = logging.INFO if token.replaced == TOKEN_CREATED else logging.WARNING
+        event(log, "api.token_written", level, file=services.home.token_file, why=token.replaced)
     server = _Server(services, token.value)
     try:
         async with trio.open_nursery() as nursery:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # loaded when used: a command that only reaches the daemon ne
 MIN_TOKEN_CHARS = 32
 TOKEN_BYTES = 32
 HOME_MODE = 0o700
+TOKEN_CREATED = "created"  # ApiToken.replaced of a home's first token: expected, not a warning
 
 log = logging.getLogger("distspace.home")
 
@@ -134,7 +135,7 @@ class NodeHome:
         try:
             token = self.token_file.read_text().strip()
         except FileNotFoundError:
-            return ApiToken(self._new_token(), "created")
+            return ApiToken(self._new_token(), TOKEN_CREATED)
         except (OSError, UnicodeDecodeError) as error:
             return ApiToken(self._new_token(), f"unreadable ({error})")
         if len(token) < MIN_TOKEN_CHARS:
