@@ -284,7 +284,7 @@ def _websocket_refusal(request: WebSocketRequest) -> str | None:
     """Why a handshake is refused (its Host or Origin is not loopback), or None to go on."""
     # trio-websocket 0.12 lists every header but Host, which wsproto keeps as ``Request.host``.
     host = request._event.host  # noqa: SLF001
-    if not loopback_host(host, request.local.port if not isinstance(request.local, str) else -1):
+    if not loopback_host(host, getattr(request.local, "port", -1)):  # a TCP endpoint; -1 matches no Host
         return f"Host {host!r} is not this loopback port"
     origins = [value for name, value in request.headers if name.lower() == b"origin"]
     if len(origins) > 1 or (origins and not _loopback_origin(origins[0])):
