@@ -21,7 +21,8 @@ whichever side gains it (both may, at once: the driver then keeps the stream the
 opened). A peer that says it does not serve a space is not asked again for a while.
 
 A peer the Replicator bans (forged tips, garbage, floods) is disconnected at the libp2p level
-too, refused while banned, forgotten by the peerstore, and not redialled.
+too, refused while banned, forgotten by the peerstore, and not redialled (one we were told to
+keep, by bootstrap, ``connect`` or a join, is redialled once the ban is over).
 
 Keys cost nothing, so bans and limits also look at where a connection comes from. A peer is
 *known* if we dial it, or if it was in the peerstore, kept or synced with before its current
@@ -31,7 +32,9 @@ one address (``node.host.address_key``: an IPv6 /64 is one), and none from an ad
 keys were banned ``address_bans_max`` times within ``address_ban_window_s``, for
 ``address_refused_s``. A stranger sharing a NAT with an attacker waits; a known peer behind it
 does not. The driver applies the same rule to sync sessions. Peers we hold nothing for (not
-connected, not kept, not banned) are forgotten beyond ``peers_remembered_max``, oldest first.
+connected, not kept, not banned) are forgotten beyond ``peers_remembered_max``, oldest first;
+peers kept only because we met them (not bootstrap, ``connect`` or a join) are let go beyond
+``kept_peers_max`` while down, oldest first.
 
 Contained failures of our own code count in ``stats["internal_failures"]`` (the driver's and
 the host's have their own): logged at error level, and 0 on a healthy node.
@@ -62,7 +65,7 @@ from libp2p.abc import INetConn, INetStream, INetwork, INotifee
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
 
-from node.discovery import PEERSTORE_FILE, Backoff, MdnsDiscovery, MdnsPeer, PeerStore, transport_rank
+from node.discovery import PEERSTORE_FILE, PEERSTORE_MAX_PEERS, Backoff, MdnsDiscovery, MdnsPeer, PeerStore, transport_rank
 from node.errors import AddressError, DialError, NodeError
 from node.framing import FrameStream, connection_lost
 from node.host import LOOPBACK_LISTEN_ADDRS, UNKNOWN_ADDRESS, Host, address_key, open_host
@@ -105,6 +108,13 @@ ADDRESS_RECORDS_MAX: Final = 4096
 # Peers remembered although we hold nothing for them (not connected, kept or banned): what
 # ``status`` may still say of a recent peer. Beyond it the oldest are forgotten.
 PEERS_REMEMBERED_MAX: Final = 1024
+# Peers kept connected (a keeper task each, redialling with backoff) that we learnt of
+# ourselves (we synced with them, mDNS, peers.json) rather than were told to keep (bootstrap,
+# ``connect``, a join): as many as peers.json remembers. Beyond it the least recently
+# connected one that is down is let go: keys that each synced once cannot pile up keepers.
+KEPT_PEERS_MAX: Final = PEERSTORE_MAX_PEERS
+# Sources of peers we were told to keep: never let go.
+PINNED_SOURCES: Final = frozenset({"bootstrap", "api", "join"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +134,7 @@ class NetworkOptions:
     address_ban_window_s: float = ADDRESS_BAN_WINDOW_S
     address_refused_s: float = ADDRESS_REFUSED_S
     peers_remembered_max: int = PEERS_REMEMBERED_MAX
+    kept_peers_max: int = KEPT_PEERS_MAX
     sync: SyncConfig = SyncConfig()
     limits: DriverLimits = DriverLimits()  # also: limit_loopback, for the limits here too
     backoff_initial_s: float = 0.25
@@ -142,6 +153,8 @@ class _Peer:
     up: trio.Event = field(default_factory=trio.Event)  # set while connected
     addrs: list[str] = field(default_factory=list)  # where to dial it, best transport first
     kept: bool = False  # a keeper task redials it
+    pinned: bool = False  # we were told to keep it (PINNED_SOURCES): never let go
+    keeper: trio.CancelScope | None = None  # its keeper task's
     banned_until: float = 0.0  # trio time
     dialled: bool = False  # the current connection is one we made (exempt from max_peers)
     synced: bool = False  # a sync session with it got past the Hello: keep it connected
@@ -433,32 +446,53 @@ class Network:
             peer.addrs.sort(key=transport_rank)
         if remember:
             self.peerstore.remember(peer_id, [str(addr)], seen=False)
+        peer.pinned = peer.pinned or source in PINNED_SOURCES
         if not peer.kept and self._nursery is not None:
             peer.kept = True
             peer.make_known()
             self._nursery.start_soon(self._keep, peer)
             event(logger, "network.keeping", logging.DEBUG, peer_id=peer_id, source=source)
+            self._let_go_of_excess()
         return peer
+
+    def _let_go_of_excess(self) -> None:
+        """Beyond ``kept_peers_max`` kept peers, stop redialling the least recently connected
+        ones that are down and not pinned (they stay in peers.json, and may connect again)."""
+        kept = [peer for peer in self._peers.values() if peer.kept]
+        excess = len(kept) - self.options.kept_peers_max
+        for peer in [p for p in kept if not p.is_up and not p.pinned][: max(excess, 0)]:
+            self._let_go(peer)
+
+    def _let_go(self, peer: _Peer) -> None:
+        """Stop keeping a peer connected: its keeper ends, and it may be forgotten."""
+        peer.kept = False
+        if peer.keeper is not None:
+            peer.keeper.cancel()
+        self.stats["peers_let_go"] += 1
 
     async def _keep(self, peer: _Peer) -> None:
         """Dial the peer whenever it is not connected, backing off while it cannot be reached."""
         backoff = Backoff(self.options.backoff_initial_s, self.options.backoff_max_s, random.Random(self._rng.random()))
-        while True:
-            if peer.is_up:
-                backoff.reset()
-                await peer.down.wait()
-                continue
-            if peer.banned_until > trio.current_time():
-                await trio.sleep_until(peer.banned_until)
-                continue
-            try:
-                await self._dial(peer, peer.addrs)
-            except NodeError as error:
-                event(logger, "network.dial_failed", logging.DEBUG, peer_id=peer.peer_id, error=error)
-                await trio.sleep(backoff.next())
-                continue
-            if not peer.is_up:  # connected and dropped at once: do not spin
-                await trio.sleep(backoff.next())
+        with trio.CancelScope() as scope:
+            peer.keeper = scope
+            while True:
+                if peer.is_up:
+                    backoff.reset()
+                    await peer.down.wait()
+                    continue
+                if peer.banned_until > trio.current_time():
+                    await trio.sleep_until(peer.banned_until)
+                    continue
+                try:
+                    await self._dial(peer, peer.addrs)
+                except NodeError as error:
+                    event(logger, "network.dial_failed", logging.DEBUG, peer_id=peer.peer_id, error=error)
+                    await trio.sleep(backoff.next())
+                    continue
+                if not peer.is_up:  # connected and dropped at once: do not spin
+                    await trio.sleep(backoff.next())
+        if peer.keeper is scope:  # let go (not kept again since)
+            peer.keeper = None
 
     async def _dial(self, peer: _Peer, addrs: Sequence[str]) -> None:
         """Try each address, best transport first, until one connects.
@@ -626,9 +660,14 @@ class Network:
         except PeerStoreError:  # libp2p knows no addresses for it (yet)
             return
         for addr in addrs:
+            # py-libp2p 0.8.1 stores them with the peer's own /p2p/ id (earlier, without).
             text = str(addr)
-            if "/p2p-circuit" not in text and "/p2p/" not in text:
-                self._want(f"{text}/p2p/{peer.peer_id}", source="identify")
+            if "/p2p-circuit" in text:
+                continue
+            if "/p2p/" not in text:
+                text = f"{text}/p2p/{peer.peer_id}"
+            if addr.get_peer_id() in (None, peer.peer_id):
+                self._want(text, source="identify")
 
     # ----- events from the driver and discovery -----
 
@@ -644,6 +683,8 @@ class Network:
             if peer is not None:
                 peer.banned_until = trio.current_time() + self.options.sync.ban_ms / 1000
                 self.peerstore.forget(peer.peer_id)
+                if peer.kept and not peer.pinned:
+                    self._let_go(peer)  # we met it; we do not go looking for it again
                 self._count_ban(peer.address)
                 self._drop(peer, f"banned for {data['offense']}")
         self._emit(kind, **data)

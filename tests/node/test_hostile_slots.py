@@ -244,6 +244,27 @@ async def test_peers_that_come_and_go_are_forgotten_beyond_the_cap(tmp_path: Pat
         await edit_arrives(nodes, alice, bob, space, "after-the-passers-by.txt")
 
 
+async def test_keys_that_synced_once_are_let_go_beyond_the_kept_cap(tmp_path: Path) -> None:
+    genesis = genesis_of()
+    space = genesis.space_id
+    options = NetworkOptions(listen=TCP_ONLY, sync=FAST_SYNC, kept_peers_max=2)
+    async with alice_and_bob(tmp_path, options, genesis) as (nodes, alice, bob):
+        for i in range(4):  # each syncs once (it knows the space id), so Bob keeps it, then leaves
+            name = f"member-{i}"
+            async with stranger(name, bob) as host:
+                frames = await sync_stream(host, bob)
+                assert frames is not None
+                await frames.send_bytes(hello(name, space))
+                await nodes.until(lambda name=name: any(s["peer_id"] == mallory(name).peer_id and s["active"] for s in bob.network.driver.sessions()))
+            await nodes.until(lambda name=name: not bob.network.is_connected(mallory(name).peer_id))
+        # Alice and the last member fill the cap: the three before were let go.
+        await nodes.until(lambda: bob.network.stats["peers_let_go"] == 3)
+        kept = {peer["peer_id"] for peer in bob.network.status()["peers"]}  # connected or kept
+        assert alice.peer_id in kept  # Bob was told to keep her: never let go
+        assert len(kept) == options.kept_peers_max
+        await edit_arrives(nodes, alice, bob, space, "after-the-members-left.txt")
+
+
 async def test_strangers_waiting_for_their_hello_cannot_block_a_known_peer(tmp_path: Path) -> None:
     genesis = genesis_of()
     space = genesis.space_id
