@@ -50,6 +50,10 @@ class TokenBucket:
             return True
         return False
 
+    def available(self, now_ms: int) -> float:
+        self._refill(now_ms)
+        return self.tokens
+
     def ready_ms(self, amount: float, now_ms: int) -> int:
         """When ``amount`` (capped at the burst) will be available."""
         self._refill(now_ms)
@@ -62,6 +66,10 @@ class PeerBudget:
     """The buckets of one session, and how often each ran dry (exported as metrics)."""
 
     frames: TokenBucket
+    # Our side: requests and replies we send the peer are paced within half of what its own
+    # frames budget allows us (both sides run these limits), so a catch-up of many small docs
+    # never looks like a flood to it; the other half is left for live pushes and the rest.
+    sent_frames: TokenBucket
     decoded_ops: TokenBucket
     signature_checks: TokenBucket
     reply_bytes: TokenBucket
@@ -71,6 +79,7 @@ class PeerBudget:
     def start(cls, limits: SyncConfig, now_ms: int) -> PeerBudget:
         return cls(
             frames=TokenBucket.full(limits.frames_per_second_max, limits.frames_burst_max, now_ms),
+            sent_frames=TokenBucket.full(limits.frames_per_second_max / 2, limits.frames_burst_max / 2, now_ms),
             decoded_ops=TokenBucket.full(limits.decoded_ops_per_s, limits.decoded_ops_burst, now_ms),
             signature_checks=TokenBucket.full(limits.signature_checks_per_s, limits.signature_checks_burst, now_ms),
             reply_bytes=TokenBucket.full(limits.reply_bytes_per_s, limits.reply_bytes_burst, now_ms),

@@ -44,11 +44,12 @@ MAX_CHANGES_PER_BATCH = 300_000
 # MAX_CHANGES_PER_BATCH keystroke-sized changes (~120 B each raw) fits.
 MAX_INFLATED_BATCH_BYTES = 64 * 1024 * 1024
 # Ops one batch may make us decode (counted by protocol/chunk_scan.py before anything is built).
-# Decoding costs ~0.1-0.4 us and ~40-200 B of memory per op; a single honest change can hold a
-# 2 MiB paste (MAX_WRITE_BYTES of the local API: 2M characters, one op each), so twice that
-# fits any honest change, while a saved document that would expand to hundreds of MB is refused
-# from its first bytes.
-MAX_OPS_PER_BATCH = 4 * 1024 * 1024
+# Decoding costs ~0.4 us and ~90 B of memory per op (a 4M-op splice bomb of 4 KB loads in 1.6 s
+# to 369 MB). The largest honest change is one local API write of MAX_WRITE_BYTES (2 MiB: at
+# most 2M characters, one op each) and must fit one batch; a larger saved document is sent as
+# change batches instead (protocol/batch.py). So a bomb costs at most ~1 s and ~200 MB, once
+# per decoded-ops budget (SyncConfig), and an 8 KB document of 8M ops is refused unread.
+MAX_OPS_PER_BATCH = 2 * 1024 * 1024 + 64 * 1024
 # Bytes a batch's chunks may inflate to while scanning (their deflated columns), and bytes of
 # values a batch may hold: as much as an inflated DEFLATE batch.
 MAX_SCAN_INFLATED_BYTES = 64 * 1024 * 1024
@@ -142,7 +143,7 @@ class SyncConfig:
     # Budgets per peer (protocol/budget.py). Ops decoded from its batches: an honest fresh
     # peer's catch-up of a large space goes at this rate at worst, a bomb costs at most this.
     decoded_ops_per_s: float = 2_000_000.0
-    decoded_ops_burst: float = 2.0 * MAX_OPS_PER_BATCH
+    decoded_ops_burst: float = float(MAX_OPS_PER_BATCH)
     # Tip signatures checked (~60 us each, not cached ones): one per batch per author, so live
     # typing by many writers forwarded to us is far below; 4,096 throwaway keys per batch not.
     signature_checks_per_s: float = 4_000.0

@@ -231,6 +231,11 @@ class Session:
     wants: dict[bytes, int] = field(default_factory=dict)  # doc -> when an unanswered want may repeat
     grafts: dict[bytes, int] = field(default_factory=dict)  # doc -> when to ask for announced heads
     deferred: dict[bytes, int] = field(default_factory=dict)  # doc -> when a throttled reply is due
+    # Replies and wants waiting for room in our frame pacing (``_pace``), in order, and when the
+    # bucket will have room again: one timer for all of them, however many.
+    paced_replies: dict[bytes, None] = field(default_factory=dict)
+    paced_wants: dict[bytes, None] = field(default_factory=dict)
+    paced_due_ms: int | None = None
     unheld: int = 0  # docs in ``states`` that we do not hold (see MAX_UNHELD_DOCS_PER_SESSION)
     # The pages of a paged status so far, and whether the status (once whole) asks us for changes.
     status_pages: list[DocHeads] = field(default_factory=list)
@@ -568,8 +573,12 @@ class Replicator:
             sent = True
         elif not self._holds(session, doc, ours):
             base = tuple(self._state(session, doc).base(self._known(space.id, doc), session.sent.get(doc, ())))
-            reply = self._reply(space, doc, base, ours)
-            if reply.count and not session.budget.take("reply_bytes", reply.size, self._now):
+            reply = None if session.budget.sent_frames.available(self._now) < 1 else self._reply(space, doc, base, ours)
+            if reply is None or (reply.count and not session.budget.take("sent_frames", len(reply.frames), self._now)):
+                # Many docs to send at once (a fresh peer): paced within the peer's frame budget.
+                self._pace(session, doc, want=False, frames=len(reply.frames) if reply else 1)
+                sent = True
+            elif reply.count and not session.budget.take("reply_bytes", reply.size, self._now):
                 # It asks for more than its budget pays now: the reply goes when it does.
                 session.deferred[doc] = session.budget.reply_bytes.ready_ms(reply.size, self._now)
                 self.stats["budget_reply_bytes_exhausted"] += 1
@@ -720,10 +729,35 @@ class Replicator:
         """Ask the peer for what we lack of ``doc``, unless a recent request is unanswered."""
         if session.wants.get(doc, self._now) > self._now:
             return
+        if not session.budget.take("sent_frames", 1, self._now):
+            self._pace(session, doc, want=True, frames=1)
+            return
         session.wants[doc] = self._now + self.config.want_timeout_ms
         self.stats["wants_sent"] += 1
         self._announcements.pop((session, doc), None)  # the want carries the same heads
         self._send_heads(session, doc, want=True)
+
+    def _pace(self, session: Session, doc: bytes, *, want: bool, frames: int) -> None:
+        """Send this reply or want once our frame pacing towards the peer has room for it."""
+        (session.paced_wants if want else session.paced_replies)[doc] = None
+        self.stats["wants_paced" if want else "replies_paced"] += 1
+        if session.paced_due_ms is None:
+            session.paced_due_ms = session.budget.sent_frames.ready_ms(frames, self._now)
+            self._touched[session] = None
+
+    def _run_paced(self, session: Session) -> None:
+        """Send paced replies, then wants, in order, until the pacing runs out of room again."""
+        session.paced_due_ms = None
+        while session.paced_due_ms is None and (session.paced_replies or session.paced_wants):
+            if session.paced_replies:
+                doc = next(iter(session.paced_replies))
+                del session.paced_replies[doc]
+                self._reconcile(session, doc, ask=False, answer=False)
+            else:
+                doc = next(iter(session.paced_wants))
+                del session.paced_wants[doc]
+                if self._needs(session, doc):
+                    self._want(session, doc)
 
     def _answer_due_ms(self, session: Session, doc: bytes) -> int | None:
         """When a want for ``doc`` we sent another peer less than a graft delay ago turns slow,
@@ -894,6 +928,8 @@ class Replicator:
                 del session.wants[doc]
                 if self._needs(session, doc):
                     self._want(session, doc)
+            if session.paced_due_ms is not None and session.paced_due_ms <= self._now:
+                self._run_paced(session)
             for doc in [doc for doc, due in session.deferred.items() if due <= self._now]:
                 del session.deferred[doc]  # its budget has refilled: send the throttled reply
                 self._reconcile(session, doc, ask=False, answer=False)
@@ -922,8 +958,9 @@ class Replicator:
             for requests in (session.grafts, session.wants, session.announce, session.deferred):
                 if requests:
                     at_ms = min(at_ms, *requests.values())
-            if session.anti_entropy_ms is not None:
-                at_ms = min(at_ms, session.anti_entropy_ms)
+            for due_ms in (session.anti_entropy_ms, session.paced_due_ms):
+                if due_ms is not None:
+                    at_ms = min(at_ms, due_ms)
             expiry = session.pending.next_expiry_ms(config.pending_ttl_ms)
             if expiry is not None:
                 at_ms = min(at_ms, expiry)
