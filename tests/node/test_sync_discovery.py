@@ -93,7 +93,8 @@ async def test_metrics_are_served_as_prometheus_text(tmp_path: Path) -> None:
         with trio.fail_after(10):
             stream = await trio.open_tcp_stream("127.0.0.1", alice.network.metrics_port)
             async with stream:
-                await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                host = f"127.0.0.1:{alice.network.metrics_port}".encode()
+                await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
                 response = b""
                 while chunk := await stream.receive_some():
                     response += chunk
