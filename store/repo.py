@@ -163,7 +163,7 @@ class Maintenance:
     snapshots: int = 0  # docs snapshotted
     compacted: int = 0  # change bytes dropped (held by snapshots)
     pruned_sync_states: int = 0
-    damaged_snapshots: int = 0  # not compacted: the snapshot does not check out (verify says why)
+    damaged_docs: int = 0  # skipped: the doc does not load or its snapshot does not check out (verify says why)
 
 
 @dataclass(slots=True)
@@ -789,7 +789,7 @@ class Repo:
         were snapshotted (``last_maintenance`` has the rest).
 
         A doc that does not load, or whose snapshot does not check out, is skipped and counted
-        (``Maintenance.damaged_snapshots``): the others are still maintained, and ``verify``
+        (``Maintenance.damaged_docs``): the others are still maintained, and ``verify``
         says what is wrong with it.
         """
         self._check_open()
@@ -803,7 +803,7 @@ class Repo:
         pruned = 0
         if self._sync_states_pruned_ms is None or now_ms - self._sync_states_pruned_ms >= SYNC_STATE_PRUNE_INTERVAL_MS:
             pruned = self.prune_sync_states(now_ms)
-        self.last_maintenance = Maintenance(saved, compacted, pruned, len(damaged))
+        self.last_maintenance = Maintenance(saved, compacted, pruned, len(set(damaged)))
         return saved
 
     def prune_sync_states(self, now_ms: int) -> int:

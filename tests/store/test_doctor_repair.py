@@ -135,3 +135,13 @@ def test_a_change_automerge_refuses_is_found_by_the_load_search_and_quarantined(
     assert "Automerge refuses" in report.docs[0].reasons[0]
     assert repo.verify() == [] and repo.heads(space, FILE_DOC) == [mine]
     assert repo.document(space, FILE_DOC).get(native.ROOT, "owner") == "bob"
+
+
+def test_maintain_skips_the_doc_that_does_not_load_and_maintains_the_others(poisoned: Poisoned, bob) -> None:
+    repo = Repo(poisoned.bob.backend, bob, snapshot_every=1)  # every doc is due a snapshot
+    assert repo.maintain(NOW_MS) == 1
+    assert repo.last_maintenance.damaged_docs == 1
+    assert [snapshot.doc for snapshot in repo.backend.doc_snapshots(poisoned.space)] == [OTHER_DOC]
+    repo.repair(NOW_MS)
+    assert repo.maintain(NOW_MS) == 1 and repo.last_maintenance.damaged_docs == 0
+    assert repo.verify() == []
