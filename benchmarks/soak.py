@@ -7,7 +7,11 @@ at EDIT_RATE_PER_S. Dave, a fourth daemon, joins the space, then stops and comes
 intervals; Bob and Carol take turns being restarted; Alice runs throughout, so her process
 series are one lifetime long. Mallory (tests/node/hostile_peer.py: frames built with the
 project's own encoders) attacks a random daemon with a fresh key each time, one attack after
-another, during every second interval: the intervals in between are the same run's baseline.
+another (ATTACKS_IN_FLIGHT at once), during every second interval, one kind of attack per
+interval in turn: the intervals in between are the same run's baseline. The kinds are
+hostile_peer's ATTACKS (garbage, a forged tip, a ping flood) and well-formed ones from its
+builders (a self-forked author chain, a status naming random docs, a burst of wants, unsigned
+changes that wait for a tip).
 
 Every SAMPLE_INTERVAL_S each running daemon's RSS (/proc/PID/status), open fds (/proc/PID/fd),
 database bytes (store.sqlite + -wal), store rows (changes, versions, sync states and the peer
@@ -16,23 +20,24 @@ send queue bytes and contained internal failures (its metrics page, config ``met
 are printed as figures named ``DAEMON.SERIES@Ts``, and so is the honest edit latency of the
 previous interval: from an ``fs.splice`` on one daemon until each other running daemon's
 ``file.changed`` notification carries it (``edit_latency_p99_ms.PHASE@Ts``; PHASE is
-``attack`` or ``quiet``).
+``quiet`` or the kind of attack).
 
 At the end: each series' slope per hour by least squares over the samples after the first
 third (warm-up); process series (RSS, fds, peers, sessions...) over the process's latest
-lifetime only.
-Store series are printed beside the honest edits per hour made in the same window (ratio: rows
-or bytes per honest edit; an honest edit is one change and one version on every daemon), sync
-states beside the keys Mallory threw away per hour (ratio: rows or peers left per throwaway key;
-0 when a stranger's state is dropped); process series beside their own mean after warm-up
-(ratio: growth per hour as a fraction). Then the honest edit latency p50/p99 under attack
-beside the same figure without it, edits lost (never arrived though the watcher stayed up),
-daemons that died, and each daemon's contained internal failures (its metrics page) and
-level=error lines in its log.
+lifetime only. Store series are printed beside the writes per hour in the same window (ratio:
+rows or bytes per write; a write — an honest edit, or the valid first half of a self-fork — is
+one change and one version on every daemon), sync states beside the keys Mallory threw away per
+hour (ratio: rows or peers left per throwaway key; near 0 when a stranger's state is dropped,
+but for the states honest peers keep of each self-fork's doc), process series beside their own
+mean after warm-up (ratio: growth per hour as a fraction). Then the honest edit latency p50/p99
+under attack (all kinds, and each kind) beside the same figure without it, edits lost (never
+arrived though the watcher stayed up), daemons that died, and each daemon's contained internal
+failures (its metrics page) and level=error lines in its log.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -49,6 +54,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +92,18 @@ POLL_S = 0.05
 WATCH_WAKE_S = 0.2
 # Mallory looks this often whether it is her phase and a daemon is up to attack.
 ATTACK_REST_S = 0.5
+# After an attack she waits this long for the victim to cut her off, then leaves herself: an
+# attack a victim rightly answers without a ban (junk status, wants) must not stall her for
+# hostile_peer.STEP_TIMEOUT_S. She has this many attacks in flight at once, as one attacker
+# with a few connections would.
+ATTACK_LINGER_S = 3.0
+ATTACKS_IN_FLIGHT = 4
+# The well-formed attacks' sizes: a junk status of random docs (a tenth of what a session may
+# name, MAX_UNHELD_DOCS_PER_SESSION: held while she stays, never persisted); a 23-byte want for
+# the index doc in a burst; unsigned changes enough to be worth parking, for a tip never sent.
+JUNK_STATUS_DOCS = 2_000
+REPEATED_WANTS = 50
+UNSIGNED_CHANGES = 500
 # Her last attack may wait hostile_peer.STEP_TIMEOUT_S (20 s) to be cut off; a daemon's start
 # (the churn thread's last task) takes cli.demo.STEP_TIMEOUT_S (30 s) at most.
 THREAD_STOP_TIMEOUT_S = 30.0
@@ -98,8 +116,9 @@ STORE_QUERIES = {
     "sync_states_rows": "SELECT COUNT(*) FROM sync_states",
     "sync_state_peers": "SELECT COUNT(DISTINCT peer) FROM sync_states",
 }
-HONEST_RATE, HOSTILE_RATE = "honest_edits_per_h", "hostile_keys_per_h"
-RATE_UNITS = {HONEST_RATE: "edits/h", HOSTILE_RATE: "keys/h"}
+# Writes are the honest edits plus the valid first halves of Mallory's self-forks (hers to write).
+HONEST_RATE, WRITE_RATE, HOSTILE_RATE = "honest_edits_per_h", "writes_per_h", "hostile_keys_per_h"
+RATE_UNITS = {HONEST_RATE: "edits/h", WRITE_RATE: "changes/h", HOSTILE_RATE: "keys/h"}
 RATE_OF_SERIES = {"sync_states_rows": HOSTILE_RATE, "sync_state_peers": HOSTILE_RATE}
 # From each daemon's Prometheus page (config metrics_port): gauges sampled as series, and the
 # counters of failures of its own code that it contained (issue 12: each must be counted).
@@ -114,7 +133,7 @@ UNITS = {
 # SQLite read-only opens wait this long for the daemon's write lock (a checkpoint, a group commit).
 SQLITE_BUSY_S = 5.0
 TOKEN = re.compile(r"<(\d+)>")
-PHASES = {True: "attack", False: "quiet"}  # Mallory attacks in every odd interval
+QUIET = "quiet"  # the phase of the even intervals; in the odd ones Mallory makes one kind of attack
 NAMES = ("alice", "bob", "carol", "dave")
 ALWAYS_UP = "alice"
 RESTARTED = ("bob", "carol")
@@ -139,7 +158,7 @@ class _Edit:
     token: int
     author: str
     made_s: float
-    attack: bool
+    phase: str  # QUIET, or the kind of attack Mallory was making
     waiting: dict[str, int]  # daemon -> its lifetime when the edit was made, until it arrives there
 
 
@@ -177,7 +196,7 @@ class _Soak:
         self.space = ""
         self.arrivals: dict[int, dict[str, float]] = {}  # token -> daemon -> when it was notified
         self.counts: Counter[str] = Counter()
-        self.attacking = threading.Event()
+        self.phase = QUIET  # or the kind of attack Mallory makes now (set by the main thread only)
         self.stopping = threading.Event()
         self.churn: queue.Queue[tuple[str, str]] = queue.Queue()
 
@@ -286,12 +305,14 @@ class _Soak:
             action, name = self.churn.get()
             if action == "quit":
                 return
+            began = time.monotonic()
             try:
                 if action in ("stop", "restart"):
                     self.stop(name)
                 if action in ("start", "restart") and not self.stopping.is_set():
                     self.start(name, join=self.lifetimes[name] == 0)
                 self.counts[f"churn_{action}"] += 1
+                log(f"soak: {action} {name}: {time.monotonic() - began:.1f} s")
             except SoakFailed as error:
                 self.counts["churn_failures"] += 1
                 log(f"soak: {action} {name} failed: {error}")
@@ -322,14 +343,14 @@ class _Soak:
                 return None
             daemon.floor[path] += len(insert)
         self.counts["edits"] += 1
-        return _Edit(token, author, made_s, self.attacking.is_set(), waiting)
+        return _Edit(token, author, made_s, self.phase, waiting)
 
-    def settle(self, edits: list[_Edit], *, final: bool) -> tuple[dict[bool, list[float]], list[_Edit]]:
+    def settle(self, edits: list[_Edit], *, final: bool) -> tuple[dict[str, list[float]], list[_Edit]]:
         """Latencies (ms, by attack phase) of the edits' arrivals that are in, and the edits still awaited.
 
         An arrival at a daemon that stopped or restarted since the edit is not awaited any more; one
         that has not come within ARRIVAL_TIMEOUT_S (or by the end, with ``final``) is lost."""
-        latencies: dict[bool, list[float]] = {True: [], False: []}
+        latencies: dict[str, list[float]] = {}
         now = time.monotonic()
         left = []
         with self.lock:
@@ -338,7 +359,7 @@ class _Soak:
             arrived = self.arrivals.get(made.token, {})
             for name, lifetime in list(made.waiting.items()):
                 if name in arrived and lifetimes.get(name) == lifetime:
-                    latencies[made.attack].append((arrived[name] - made.made_s) * 1000)
+                    latencies.setdefault(made.phase, []).append((arrived[name] - made.made_s) * 1000)
                 elif lifetimes.get(name) != lifetime:
                     self.counts["arrivals_interrupted"] += 1
                 elif final or now - made.made_s > ARRIVAL_TIMEOUT_S:
@@ -437,50 +458,90 @@ def _store_rows(database: Path) -> dict[str, float]:
 # ----- mallory -----
 
 
-def _hostile(soak: _Soak, space: bytes) -> None:
-    """Mallory's thread: while ``soak.attacking`` is set, one attack after another, each under a
-    fresh key (keys cost her nothing), on a random running daemon."""
+def _repertoire(hostile_peer: Any, space: bytes) -> dict[str, Callable[[str], bytes]]:
+    """Mallory's attacks by name, each the bytes she writes under the key named by its argument:
+    hostile_peer's own ATTACKS, and well-formed ones composed from its builders. Each leaves
+    nothing durable behind when handled right, but for a self-fork's first half (a valid change
+    of hers, stored and spread: counted among the writes the store series are judged by)."""
+    import native
+
+    from protocol.space import DOC_ID_BYTES, INDEX_DOC_ID
+
+    def doc_of(key: str) -> bytes:  # a doc of her own per key, nobody else's
+        return hashlib.sha256(key.encode()).digest()[:DOC_ID_BYTES]
+
+    def self_fork(key: str) -> bytes:
+        identity = hostile_peer.mallory(key)
+        halves = hostile_peer.forked_pair(identity, native.Document())
+        return hostile_peer.hello(key, space) + b"".join(
+            hostile_peer.signed_batch(identity, space, doc_of(key), [half]) for half in halves
+        )
+
+    well_formed: dict[str, Callable[[str], bytes]] = {
+        "self-fork": self_fork,
+        "junk-status": lambda key: hostile_peer.hello(key, space)
+        + hostile_peer.junk_status(JUNK_STATUS_DOCS, seed=int.from_bytes(doc_of(key), "big")),  # new docs each time
+        "repeated-wants": lambda key: hostile_peer.hello(key, space) + hostile_peer.want(INDEX_DOC_ID) * REPEATED_WANTS,
+        "unsigned-changes": lambda key: hostile_peer.hello(key, space)
+        + hostile_peer.unsigned_reply(hostile_peer.mallory(key), doc_of(key), UNSIGNED_CHANGES),
+    }
+    given = {kind: partial(build, space=space) for kind, build in hostile_peer.ATTACKS.items()}
+    return {**given, **well_formed}
+
+
+def _hostile(soak: _Soak, hostile_peer: Any, repertoire: dict[str, Callable[[str], bytes]]) -> None:
+    """Mallory's thread: while ``soak.phase`` names an attack, that attack again and again, each
+    under a fresh key (keys cost her nothing), on a random running daemon, a few at once."""
     import trio
 
-    _quiet_logs()  # her libp2p logs every stream the victims cut; stderr is for progress
-    if HOSTILE_PEER_DIR not in sys.path:
-        sys.path.insert(0, HOSTILE_PEER_DIR)
-    import hostile_peer
     from node.errors import NodeError
 
-    kinds = sorted(hostile_peer.ATTACKS)
     rng = random.Random(soak.seed + 1)  # her own: the editor's choices stay reproducible
 
-    async def attack(number: int, addr: str) -> None:
-        kind = kinds[number % len(kinds)]
+    async def attack(number: int, kind: str, addr: str) -> None:
         key = f"soak {kind} {number}"  # hostile_peer derives her key from this name
         async with hostile_peer.mallory_stream(key, addr) as frames:
             try:
-                await frames.send_bytes(hostile_peer.ATTACKS[kind](key, space))
+                await frames.send_bytes(repertoire[kind](key))
             except NodeError:
                 pass  # cut off mid-write
-            await hostile_peer.closed_by_peer(frames)
+            with trio.move_on_after(ATTACK_LINGER_S) as linger:
+                await hostile_peer.closed_by_peer(frames)
         soak.counts[f"attacks_{kind}"] += 1
+        if linger.cancelled_caught:
+            soak.counts[f"attacks_{kind}_left_open"] += 1  # not cut off: she closed it herself
+        if kind == "self-fork":
+            soak.counts["mallory_writes"] += 1  # the first half is hers to write
+
+    async def one(number: int, kind: str, addr: str, limiter: trio.CapacityLimiter) -> None:
+        try:
+            await attack(number, kind, addr)
+        except NodeError:
+            soak.counts["attacks_undelivered"] += 1  # the victim was stopping
+        except Exception as error:  # noqa: BLE001 - counted and shown; she goes on attacking
+            soak.counts["attacks_failed_unexpectedly"] += 1
+            log(f"soak: attack {number} failed: {error!r}")
+        finally:
+            limiter.release_on_behalf_of(number)
 
     async def main() -> None:
+        limiter = trio.CapacityLimiter(ATTACKS_IN_FLIGHT)
         number = 0
-        while not soak.stopping.is_set():
-            with soak.lock:
-                addrs = [daemon.peer.addrs[0] for daemon in soak.running.values()]
-            if not soak.attacking.is_set() or not addrs:
-                await trio.sleep(ATTACK_REST_S)
-                continue
-            number += 1
-            soak.counts["hostile_keys"] += 1
-            try:
-                await attack(number, rng.choice(addrs))
-            except NodeError:
-                soak.counts["attacks_undelivered"] += 1  # the victim was stopping
-            except trio.TooSlowError:
-                soak.counts["attacks_not_cut_off"] += 1
-            except Exception as error:  # noqa: BLE001 - counted and shown; she goes on attacking
-                soak.counts["attacks_failed_unexpectedly"] += 1
-                log(f"soak: attack {number} failed: {error!r}")
+        async with trio.open_nursery() as nursery:
+            while not soak.stopping.is_set():
+                with soak.lock:
+                    addrs = [daemon.peer.addrs[0] for daemon in soak.running.values()]
+                kind = soak.phase
+                if kind == QUIET or not addrs:
+                    await trio.sleep(ATTACK_REST_S)
+                    continue
+                number += 1
+                await limiter.acquire_on_behalf_of(number)
+                if soak.phase != kind:  # the interval ended while she waited
+                    limiter.release_on_behalf_of(number)
+                    continue
+                soak.counts["hostile_keys"] += 1
+                nursery.start_soon(one, number, kind, rng.choice(addrs), limiter)
 
     trio.run(main)
 
@@ -546,13 +607,20 @@ def _run(soak: _Soak, intervals: int, threads: list[threading.Thread]) -> Iterat
     for name in RESTARTED:
         soak.start(name, join=True)
     threads[0].start()
-    threads.append(threading.Thread(target=_hostile, args=(soak, bytes.fromhex(soak.space)), daemon=True))
+    _quiet_logs()  # Mallory's libp2p logs every stream the victims cut; stderr is for progress
+    if HOSTILE_PEER_DIR not in sys.path:
+        sys.path.insert(0, HOSTILE_PEER_DIR)
+    import hostile_peer
+
+    repertoire = _repertoire(hostile_peer, bytes.fromhex(soak.space))
+    kinds = sorted(repertoire)
+    threads.append(threading.Thread(target=_hostile, args=(soak, hostile_peer, repertoire), daemon=True))
     threads[-1].start()
     log(f"soak: {len(soak.running)} daemons share space {soak.space[:12]}; {intervals} intervals of {SAMPLE_INTERVAL_S:.0f} s")
 
     series: dict[tuple[str, str], list[tuple[float, float, int]]] = {}  # (daemon, series) -> (t, value, lifetime)
-    latencies: dict[bool, list[float]] = {True: [], False: []}
-    made: dict[str, list[tuple[float, int]]] = {HONEST_RATE: [], HOSTILE_RATE: []}  # rate -> (t, count so far)
+    latencies: dict[str, list[float]] = {}
+    made: dict[str, list[tuple[float, int]]] = {rate: [] for rate in RATE_UNITS}  # rate -> (t, count so far)
     awaited: list[_Edit] = []
     previous: list[_Edit] = []
     started = time.monotonic()
@@ -560,11 +628,7 @@ def _run(soak: _Soak, intervals: int, threads: list[threading.Thread]) -> Iterat
     for interval in range(intervals):
         for action in _churn_for(interval):
             soak.churn.put(action)
-        attack = interval % 2 == 1
-        if attack:
-            soak.attacking.set()
-        else:
-            soak.attacking.clear()
+        soak.phase = kinds[(interval // 2) % len(kinds)] if interval % 2 else QUIET
         this_interval: list[_Edit] = []
         end = started + (interval + 1) * SAMPLE_INTERVAL_S
         next_edit = time.monotonic()
@@ -579,15 +643,15 @@ def _run(soak: _Soak, intervals: int, threads: list[threading.Thread]) -> Iterat
                 this_interval.append(edit)
         t = round(time.monotonic() - started)
         made[HONEST_RATE].append((t, soak.counts["edits"]))
+        made[WRITE_RATE].append((t, soak.counts["edits"] + soak.counts["mallory_writes"]))
         made[HOSTILE_RATE].append((t, soak.counts["hostile_keys"]))
         # The previous interval's edits have had a whole interval to arrive: report them now.
         got, awaited = soak.settle(awaited + previous, final=False)
         previous = this_interval
         for phase, values in got.items():
-            latencies[phase] += values
-            if values:
-                yield Figure(f"edit_latency_p50_ms.{PHASES[phase]}@{t}s", round(_p(values, 0.5), 2), "ms")
-                yield Figure(f"edit_latency_p99_ms.{PHASES[phase]}@{t}s", round(_p(values, 0.99), 2), "ms")
+            latencies.setdefault(phase, []).extend(values)
+            yield Figure(f"edit_latency_p50_ms.{phase}@{t}s", round(_p(values, 0.5), 2), "ms")
+            yield Figure(f"edit_latency_p99_ms.{phase}@{t}s", round(_p(values, 0.99), 2), "ms")
         shown = [value for values in got.values() for value in values]
         samples = soak.sample()
         for name, values in samples.items():
@@ -595,30 +659,30 @@ def _run(soak: _Soak, intervals: int, threads: list[threading.Thread]) -> Iterat
                 series.setdefault((name, key), []).append((t, value, soak.lifetimes[name]))
                 yield Figure(f"{name}.{key}@{t}s", value, _unit(key))
         log(
-            f"soak: {t:>5} s {PHASES[attack]:<6} "
+            f"soak: {t:>5} s {soak.phase:<16} "
             + "; ".join(f"{n} {v['rss_mb']:.0f} MB {v['open_fds']:.0f} fds {v.get('changes_rows', 0):.0f} ch "
                         f"{v.get('sync_states_rows', 0):.0f} ss" for n, v in samples.items())
             + (f"; edits of the interval before: p99 {_p(shown, 0.99):.1f} ms" if shown else "")
         )
 
-    soak.attacking.clear()
+    soak.phase = QUIET
     deadline = time.monotonic() + ARRIVAL_TIMEOUT_S
     awaited += previous
     while awaited and time.monotonic() < deadline:
         got, awaited = soak.settle(awaited, final=False)
         for phase, values in got.items():
-            latencies[phase] += values
+            latencies.setdefault(phase, []).extend(values)
         time.sleep(POLL_S)
     got, _ = soak.settle(awaited, final=True)
     for phase, values in got.items():
-        latencies[phase] += values
+        latencies.setdefault(phase, []).extend(values)
     yield from _summary(soak, series, latencies, made, time.monotonic() - started)
 
 
 def _summary(
     soak: _Soak,
     series: dict[tuple[str, str], list[tuple[float, float, int]]],
-    latencies: dict[bool, list[float]],
+    latencies: dict[str, list[float]],
     made: dict[str, list[tuple[float, int]]],
     elapsed_s: float,
 ) -> Iterator[Figure]:
@@ -639,17 +703,24 @@ def _summary(
         if key in PROCESS_SERIES:
             mean = round(sum(v for _, v in kept) / len(kept), 3)
             yield Figure(f"{name}.{key}_slope_per_h", slope, f"{_unit(key)}/h", f"{name}.{key}_mean_after_warm_up", mean)
-        elif rates.get(rate := RATE_OF_SERIES.get(key, HONEST_RATE)):
+        elif rates.get(rate := RATE_OF_SERIES.get(key, WRITE_RATE)):
             yield Figure(f"{name}.{key}_slope_per_h", slope, f"{_unit(key)}/h", rate, rates[rate])
-    for q, label in ((0.5, "p50"), (0.99, "p99")):
-        if latencies[True] and latencies[False]:
-            yield Figure(
-                f"edit_latency_{label}_ms_under_attack", round(_p(latencies[True], q), 2), "ms",
-                f"edit_latency_{label}_ms_without_attack", round(_p(latencies[False], q), 2),
-            )
-    yield Figure("edit_arrivals_measured_under_attack", len(latencies[True]), "arrivals")
-    yield Figure("edit_arrivals_measured_without_attack", len(latencies[False]), "arrivals")
-    counters = ("edits", "edits_lost", "edit_failures", "arrivals_interrupted", "daemon_deaths", "churn_failures", "hostile_keys")
+    quiet = latencies.get(QUIET, [])
+    under = {"attack": [v for phase, values in latencies.items() if phase != QUIET for v in values]}
+    under.update((kind, values) for kind, values in sorted(latencies.items()) if kind != QUIET)
+    for kind, values in under.items():
+        for q, label in ((0.5, "p50"), (0.99, "p99")):
+            if values and quiet:
+                yield Figure(
+                    f"edit_latency_{label}_ms_under_{kind}", round(_p(values, q), 2), "ms",
+                    f"edit_latency_{label}_ms_without_attack", round(_p(quiet, q), 2),
+                )
+        yield Figure(f"edit_arrivals_measured_under_{kind}", len(values), "arrivals")
+    yield Figure("edit_arrivals_measured_without_attack", len(quiet), "arrivals")
+    counters = (
+        "edits", "edits_lost", "edit_failures", "arrivals_interrupted", "daemon_deaths", "churn_failures", "hostile_keys",
+        "mallory_writes",
+    )
     for counter in counters:
         yield Figure(counter, soak.counts[counter], "count")
     for counter, value in sorted(soak.counts.items()):
