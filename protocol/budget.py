@@ -6,6 +6,9 @@ checking signatures, building replies, holding state for docs we do not hold —
 bucket of that peer's session (libp2p's resource manager has the same shape: scopes with
 limits). A bucket refills at a steady rate up to its burst, so an honest catch-up that needs a
 large burst gets it, and a peer that keeps asking for more than the rate waits or is refused.
+The dear buckets (decoding, signatures) start nearly empty and fill within a second or two: a
+key costs nothing to make, so what a fresh session may make us spend at once must be small —
+else every throwaway key buys a full burst of work before its first offense bans it.
 
 What happens when a bucket is empty is the caller's choice, made in protocol/replicator.py:
 received work that can be asked for again is dropped and asked for later (``deferred``); work
@@ -33,6 +36,11 @@ class TokenBucket:
     def full(cls, rate_per_s: float, burst: float, now_ms: int) -> TokenBucket:
         return cls(rate_per_s, burst, burst, now_ms)
 
+    @classmethod
+    def starting(cls, rate_per_s: float, burst: float, start: float, now_ms: int) -> TokenBucket:
+        """A bucket that holds ``start`` at first and fills up to ``burst`` at its rate."""
+        return cls(rate_per_s, burst, min(start, burst), now_ms)
+
     def _refill(self, now_ms: int) -> None:
         elapsed_s = max(0, now_ms - self.updated_ms) / 1000
         self.tokens = min(self.burst, self.tokens + elapsed_s * self.rate_per_s)
@@ -45,7 +53,7 @@ class TokenBucket:
         single honest request larger than the burst (one huge document) is served, once.
         """
         self._refill(now_ms)
-        if self.tokens >= amount or self.tokens >= self.burst:
+        if self.tokens >= amount or self.tokens >= self.burst > 0:
             self.tokens -= amount
             return True
         return False
@@ -80,8 +88,10 @@ class PeerBudget:
         return cls(
             frames=TokenBucket.full(limits.frames_per_second_max, limits.frames_burst_max, now_ms),
             sent_frames=TokenBucket.full(limits.frames_per_second_max / 2, limits.frames_burst_max / 2, now_ms),
-            decoded_ops=TokenBucket.full(limits.decoded_ops_per_s, limits.decoded_ops_burst, now_ms),
-            signature_checks=TokenBucket.full(limits.signature_checks_per_s, limits.signature_checks_burst, now_ms),
+            decoded_ops=TokenBucket.starting(limits.decoded_ops_per_s, limits.decoded_ops_burst, limits.decoded_ops_start, now_ms),
+            signature_checks=TokenBucket.starting(
+                limits.signature_checks_per_s, limits.signature_checks_burst, limits.signature_checks_start, now_ms
+            ),
             reply_bytes=TokenBucket.full(limits.reply_bytes_per_s, limits.reply_bytes_burst, now_ms),
         )
 

@@ -144,10 +144,16 @@ class SyncConfig:
     # peer's catch-up of a large space goes at this rate at worst, a bomb costs at most this.
     decoded_ops_per_s: float = 2_000_000.0
     decoded_ops_burst: float = float(MAX_OPS_PER_BATCH)
+    # What a fresh session may make us decode at once, before its bucket fills (~0.1 s of work):
+    # an honest peer's first large batch waits a second at most; a throwaway key buys little.
+    decoded_ops_start: float = 256 * 1024
     # Tip signatures checked (~60 us each, not cached ones): one per batch per author, so live
     # typing by many writers forwarded to us is far below; 4,096 throwaway keys per batch not.
     signature_checks_per_s: float = 4_000.0
     signature_checks_burst: float = 2.0 * MAX_TIPS_PER_BATCH
+    # A fresh session's first checks (~4 ms): a batch of 4,096 tips with a forged last one costs
+    # a throwaway key 64 checks, not 4,096 (0.38 s) — the rest wait until the bucket has filled.
+    signature_checks_start: float = 64.0
     # Bytes of replies we send it: a fresh peer's catch-up is served at this rate at most once
     # the burst is spent (the wire itself is rarely faster), and asking again costs it time.
     reply_bytes_per_s: float = 32.0 * 1024 * 1024
