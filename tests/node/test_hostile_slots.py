@@ -9,6 +9,7 @@ while the attack holds arrives.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
@@ -19,6 +20,7 @@ import multiaddr
 import trio
 
 from hostile_peer import ATTACKS, attack, closed_by_peer, hello, mallory
+from node.discovery import PEERSTORE_FILE
 from node.errors import NodeError
 from node.framing import FrameStream
 from node.host import SYNC_PROTOCOL, UNKNOWN_ADDRESS, Host, address_key, is_loopback_key, open_host
@@ -263,6 +265,25 @@ async def test_keys_that_synced_once_are_let_go_beyond_the_kept_cap(tmp_path: Pa
         assert alice.peer_id in kept  # Bob was told to keep her: never let go
         assert len(kept) == options.kept_peers_max
         await edit_arrives(nodes, alice, bob, space, "after-the-members-left.txt")
+
+
+async def test_a_peer_that_dialled_us_and_synced_is_redialled_when_it_comes_back(tmp_path: Path) -> None:
+    genesis = genesis_of()
+    space = genesis.space_id
+    with socket.socket() as probe:  # a free port for Bob, kept across his restart
+        probe.bind(("127.0.0.1", 0))
+        bob_listen = (f"/ip4/127.0.0.1/tcp/{probe.getsockname()[1]}",)
+    async with cluster(tmp_path, NetworkOptions(listen=TCP_ONLY, sync=FAST_SYNC)) as nodes:
+        alice = await nodes.start("alice", [genesis])
+        bob = await nodes.start("bob", [genesis], peers=[alice.addr()], listen=bob_listen)
+        await nodes.until(lambda: alice.syncing_with(bob, space))
+        await nodes.stop("bob")
+        await nodes.until(lambda: not alice.network.is_connected(bob.peer_id))
+        assert [p["connected"] for p in alice.network.status()["peers"] if p["peer_id"] == bob.peer_id] == [False]  # kept
+        (bob.path / PEERSTORE_FILE).unlink()  # Bob forgets Alice: only she can bring him back
+        bob = await nodes.start("bob", [genesis], listen=bob_listen)
+        await nodes.until(lambda: alice.syncing_with(bob, space))
+        await edit_arrives(nodes, bob, alice, space, "back-again.txt")
 
 
 async def test_strangers_waiting_for_their_hello_cannot_block_a_known_peer(tmp_path: Path) -> None:
