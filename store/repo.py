@@ -505,12 +505,6 @@ class Repo:
         self._check_doc(space, doc)
         return self._backend.author_seq(space, doc, author)
 
-    def ancestry(self, space: bytes, doc: bytes, change_hash: bytes) -> tuple[int, tuple[bytes, ...]] | None:
-        """(position, deps) of a stored change; None if not stored. Positions are causal."""
-        self._check_doc(space, doc)
-        row = self._backend.change(space, doc, change_hash)
-        return None if row is None else (row.position, row.deps)
-
     def tips(self, space: bytes, doc: bytes) -> list[SignedTip]:
         """The newest tip per author for this doc."""
         self._check_doc(space, doc)
