@@ -135,10 +135,10 @@ class _Nodes:
 
 
 def _unguarded() -> Any:
-    """Sync settings without the flood guard, for a sender whose rate is what is measured."""
+    """Sync settings without the flood guard and budgets, for a sender whose rate is measured."""
     from protocol.limits import SyncConfig
 
-    return SyncConfig(frames_per_second_max=1e9, frames_burst_max=1e9)
+    return SyncConfig.unbudgeted()
 
 
 def _genesis() -> Any:

@@ -158,3 +158,20 @@ class SyncConfig:
     # the burst is spent (the wire itself is rarely faster), and asking again costs it time.
     reply_bytes_per_s: float = 32.0 * 1024 * 1024
     reply_bytes_burst: float = 4.0 * MAX_FRAME_BYTES
+
+    @classmethod
+    def unbudgeted(cls) -> SyncConfig:
+        """Every per-peer budget lifted: for benchmarks, whose senders go as fast as they can on
+        a clock that may stand still, and whose rate is what is measured."""
+        return cls(
+            frames_per_second_max=1e12,
+            frames_burst_max=1e12,
+            decoded_ops_per_s=1e15,
+            decoded_ops_burst=1e15,
+            decoded_ops_start=1e15,
+            signature_checks_per_s=1e12,
+            signature_checks_burst=1e12,
+            signature_checks_start=1e12,
+            reply_bytes_per_s=1e15,
+            reply_bytes_burst=1e15,
+        )
