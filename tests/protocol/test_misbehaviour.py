@@ -17,13 +17,14 @@ from hypothesis import strategies as st
 
 from protocol import cbor
 from protocol.events import Connected, DataReceived, Disconnect, PeerPenalized, Send, TimerFired
-from protocol.limits import DISCONNECT_SCORE, SyncConfig
+from protocol.limits import DISCONNECT_SCORE, MAX_DOCS_PER_STATUS, MAX_PRE_HELLO_FRAME_BYTES, SyncConfig
 from protocol.memory import MemoryChangeStore
 from protocol.reconcile import space_summary
 from protocol.tips import SignedTip, TipSignature
-from protocol.wire import Changes, Encoding, Heads, Hello, Ping, Status, encode_frame, varint
+from protocol.wire import Changes, DocHeads, Encoding, Heads, Hello, Ping, Status, encode_frame, varint
 
 from harness import Network, edits, identity_of, make_space, text_doc_id
+from test_chunk_scan import CHANGE, body_of, read_uleb, uleb, with_body
 
 MAIN = text_doc_id("main.py")
 mallory = identity_of("mallory")
@@ -246,3 +247,107 @@ def test_nothing_a_misbehaving_peer_sent_is_forwarded():
     intruder.send(push(raw, (TipSignature(0, forged.signature),)))
     network.run()
     assert network.peers["bob"].replicator.stats["messages_received"] == bob_received
+
+
+# ----- limits that end a session, budgets, deadlines -----
+
+
+def test_a_well_formed_status_over_the_limit_ends_the_session_without_a_ban():
+    """A status listing more docs than one message may is a protocol event, not a 100-point ban:
+    an honest peer of a space that large (or of another version) is not locked out."""
+    network, before, intruder = mallory_joins()
+    entries = tuple(DocHeads(i.to_bytes(16, "big"), (bytes(32),)) for i in range(MAX_DOCS_PER_STATUS + 1))
+    intruder.send(encode_frame(Status(space_summary({e.doc: e.heads for e in entries}), entries, complete=False)))
+    assert [p.offense for p in intruder.penalties()] == ["over-limit"]
+    assert intruder.penalties()[0].score < DISCONNECT_SCORE
+    assert intruder.disconnected
+    again = Intruder(network, "alice", conn="mallory-2")
+    again.hello()
+    assert not again.disconnected  # not banned: she may come back
+    assert network.heads("alice") == before
+
+
+def test_a_stranger_that_never_says_hello_is_dropped_at_the_deadline():
+    network = alice_and_bob(SyncConfig(hello_timeout_ms=2_000))
+    intruder = Intruder(network, "alice")
+    network.now_ms += 1_999
+    intruder.actions += intruder.victim.replicator.handle(TimerFired(intruder.conn), network.now_ms)
+    assert not intruder.disconnected
+    network.now_ms += 1
+    intruder.actions += intruder.victim.replicator.handle(TimerFired(intruder.conn), network.now_ms)
+    assert intruder.disconnected
+    assert intruder.victim.replicator.stats["hello_timeouts"] == 1
+
+
+def test_before_its_hello_a_stranger_may_not_send_a_large_frame():
+    """A 4 MiB frame is fine from a peer past its Hello; before it, a stranger announcing more
+    than MAX_PRE_HELLO_FRAME_BYTES is cut off at the length prefix, nothing buffered."""
+    network = alice_and_bob()
+    intruder = Intruder(network, "alice")
+    intruder.send(varint(MAX_PRE_HELLO_FRAME_BYTES + 1))
+    assert [p.offense for p in intruder.penalties()] == ["malformed"]
+    assert intruder.disconnected
+
+
+def test_decoding_beyond_the_budget_is_deferred_and_asked_for_again():
+    """A reply holding more ops than the sender's decoding budget pays is dropped unread and
+    asked for once the budget has refilled; then it applies. (A full bucket pays one batch
+    larger than itself, so the second doc's reply is the one that waits.)"""
+    config = SyncConfig(decoded_ops_start=10, decoded_ops_burst=10, decoded_ops_per_s=100)
+    network = Network(config=config)
+    network.add_peer("alice")
+    network.add_peer("bob")
+    for name in ("one.py", "two.py"):
+        network.commit("alice", text_doc_id(name), edits([f"line {i}\n" for i in range(30)]))
+    network.connect("alice", "bob")
+    network.run()
+    bob = network.peers["bob"].replicator
+    assert bob.stats["budget_decoded_ops_exhausted"] >= 1
+    assert not network.converged()
+    network.advance(60_000)
+    assert network.converged()
+
+
+def test_a_fresh_peer_gets_a_space_of_many_docs_paced_without_a_flood():
+    """Thousands of single-doc replies at once would exceed the receiver's frame budget: the
+    sender paces them within half of it, and no one is penalized."""
+    config = SyncConfig(frames_per_second_max=100, frames_burst_max=200)
+    network = Network(config=config)
+    network.add_peer("alice")
+    network.add_peer("bob")
+    for i in range(600):
+        network.commit("alice", text_doc_id(f"file{i}.txt"), edits([f"{i}\n"]))
+    network.connect("alice", "bob")
+    network.run()
+    network.advance(20_000)
+    assert network.converged()
+    assert network.peers["alice"].replicator.stats["replies_paced"] > 0
+    assert not [p for peer in network.peers.values() for p in peer.penalties]
+
+
+def test_an_author_chain_with_a_gap_waits_for_the_missing_seq_then_applies():
+    """A change whose own deps are all stored but whose author's previous change is not waits:
+    the previous seq is an implicit dep, so every peer applies an author's changes in order.
+    (Automerge never makes such a change; Mallory rewrites the deps of her second change.)"""
+    network, before, intruder = mallory_joins()
+    base = network.peers["alice"].store.document(network.space, MAIN)
+    mine = base.fork(mallory.public_key)
+    mine.put(native.ROOT, "one", 1)
+    mine.commit()
+    mine.put(native.ROOT, "two", 2)
+    mine.commit()
+    one, two = mine.get_changes(base.heads())
+    body = body_of(two)
+    deps, pos = read_uleb(body, 0)
+    assert deps == 1
+    detached = with_body(CHANGE, uleb(len(base.heads())) + b"".join(base.heads()) + body[pos + 32 :])
+    change = native.decode_change(detached)
+    assert change.seq == 2 and change.deps == base.heads()
+    tip = SignedTip.sign(mallory, network.space, MAIN, change.hash)
+    intruder.send(reply([detached], (TipSignature(0, tip.signature),)))
+    assert network.heads("alice") == before  # waits: its deps are stored, mallory's seq 1 is not
+    tip_one = SignedTip.sign(mallory, network.space, MAIN, native.decode_change(one).hash)
+    intruder.send(reply([one], (TipSignature(0, tip_one.signature),)))
+    assert network.peers["alice"].store.author_seq(network.space, MAIN, mallory.public_key) == (2, change.hash)
+    assert network.peers["alice"].store.document(network.space, MAIN).get(native.ROOT, "two") == 2
+    assert not intruder.penalties()
