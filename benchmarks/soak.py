@@ -181,7 +181,6 @@ class _Soak:
     def __init__(self, root: Path, seed: int) -> None:
         from cli.demo import Peer
 
-        self.root = root
         self.seed = seed
         self.rng = random.Random(seed)
         self.peers = {name: Peer(name, "agent", root) for name in NAMES}
