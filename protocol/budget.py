@@ -52,11 +52,15 @@ class TokenBucket:
         An amount above the burst is allowed from a full bucket, which it leaves in debt: a
         single honest request larger than the burst (one huge document) is served, once.
         """
-        self._refill(now_ms)
-        if self.tokens >= amount or self.tokens >= self.burst > 0:
+        if self.can_pay(amount, now_ms):
             self.tokens -= amount
             return True
         return False
+
+    def can_pay(self, amount: float, now_ms: int) -> bool:
+        """Whether ``take(amount)`` would succeed now (nothing spent)."""
+        self._refill(now_ms)
+        return self.tokens >= amount or self.tokens >= self.burst > 0
 
     def available(self, now_ms: int) -> float:
         self._refill(now_ms)

@@ -509,6 +509,11 @@ class Replicator:
             return
         if batch.push and (len(batch.tips) != 1 or batch.encoding is Encoding.DOCUMENT):
             raise UnexpectedMessage("a pushed batch is changes of one author under that author's one tip")
+        if not session.budget.signature_checks.can_pay(len(batch.tips), self._now):
+            # Its tips could need more checks than its budget pays: not even decoded (below).
+            ready_ms = session.budget.signature_checks.ready_ms(len(batch.tips), self._now)
+            self._defer_batch(session, batch, ready_ms, "signature_checks")
+            return
         scanned = scan_batch(batch.encoding, batch.data)
         if not session.budget.take("decoded_ops", scanned.ops, self._now):
             self._defer_batch(session, batch, session.budget.decoded_ops.ready_ms(scanned.ops, self._now), "decoded_ops")
