@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("snapshot", commands.snapshot, "snapshot every doc of the space and sign a new manifest")
     for name, summary in (
         ("verify", "check every hash, signature and snapshot in the store"),
-        ("doctor", "check the store, author chains and that every doc loads (--repair: fix what it can)"),
+        ("doctor", "find (--repair: quarantine) changes that break a doc"),
     ):
         check = command(name, commands.verify, summary)
         check.add_argument(
@@ -159,6 +159,7 @@ def _add_message(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # every file a command makes (lock, config, keys, store) is born private
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

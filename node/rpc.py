@@ -36,6 +36,9 @@ DAEMON_REQUIRED = -32002
 
 AUTH_METHOD = "auth"
 VERSION = "2.0"
+# Requests one batch may hold: calls run one at a time and the connection waits for the whole
+# batch, so a batch is bounded like the work of one call; an editor's batch is a handful.
+MAX_BATCH_REQUESTS = 1_000
 # A call of this API nests at most 4 deep (batch, request, params, a selection pair); 32 leaves
 # room for clients' own extensions while keeping every recursive walk of a message (the schema
 # check, encoding a reply) far below Python's recursion limit of 1,000.
@@ -109,6 +112,8 @@ def decode(text: str | bytes) -> Incoming:
     if isinstance(message, list):
         if not message:
             return Incoming([], [error_reply(None, _invalid("an empty batch"))], False)
+        if len(message) > MAX_BATCH_REQUESTS:
+            return Incoming([], [error_reply(None, _invalid(f"a batch holds at most {MAX_BATCH_REQUESTS} requests"))], False)
         requests, replies = [], []
         for member in message:
             request = _request(member)

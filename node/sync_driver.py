@@ -58,6 +58,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import native
 import trio
 from libp2p.peer.id import ID
 
@@ -82,7 +83,15 @@ from protocol.events import (
     TimerFired,
 )
 from protocol.identity import PUBLIC_KEY_BYTES, peer_id_of
-from protocol.limits import DISCONNECT_SCORE, MAX_FRAME_BYTES, MAX_FRAME_HEADER_BYTES, MAX_PRE_HELLO_FRAME_BYTES, SyncConfig
+from protocol.limits import (
+    CHANGES_PER_SENT_BATCH,
+    DISCONNECT_SCORE,
+    MAX_FRAME_BYTES,
+    MAX_FRAME_HEADER_BYTES,
+    MAX_OPS_PER_BATCH,
+    MAX_PRE_HELLO_FRAME_BYTES,
+    SyncConfig,
+)
 from protocol.replicator import Replicator
 from store.errors import StorageError
 from store.repo import Repo, StoreEvent
@@ -102,6 +111,9 @@ STREAM_CLOSE_TIMEOUT_S: Final = 2.0
 # Stored change hashes remembered for the Replicator's has_change (~100 B each): the heads and
 # recent history of a busy space.
 KNOWN_CHANGES_CACHED: Final = 65_536
+# Local commits queued meanwhile are merged into one pushed batch up to this many bytes of
+# changes: a quarter of a frame, so the batch (deflated or not) always fits one.
+MERGED_PUSH_BYTES_MAX: Final = MAX_FRAME_BYTES // 4
 # Per-peer sync states are written behind, at most this often (see _ReplicatorStore).
 SYNC_STATE_FLUSH_S: Final = 1.0
 # A peer that refused a space (or does not speak our protocol) is asked again after this long
@@ -327,6 +339,7 @@ class SyncDriver:
         self._pending: deque[Event] = deque()
         self._busy = False
         self._local_commits: list[LocalCommit] = []  # made since the pusher last ran, merged
+        self._local_sizes: list[tuple[int, int, int]] = []  # (changes, bytes, ops) of each
         self._local_waiting = trio.Event()
         self._opening: set[tuple[str, bytes]] = set()
         # (peer, space) -> trio time until which we do not offer the space to the peer again:
@@ -820,24 +833,30 @@ class SyncDriver:
             self.add_space(event.space)
             self._store.remember(event.space, event.doc, event.hashes)
             commit, first_deps = self._local_commit(event)
+            size = (len(commit.changes), sum(map(len, commit.changes)), sum(native.decode_change(raw).op_count for raw in commit.changes))
         except Exception:
             self._failed("local_commit_failures", "sync.local_commit_unreadable", space=event.space.hex()[:12], doc=event.doc.hex())
             return
         queued = self._local_commits
         last = queued[-1] if queued else None
         # The newest tip covers the queued batch through the hash links: Automerge makes each
-        # local change depend on the author's previous one. Checked, not assumed.
-        if last is not None and (last.space, last.doc) == (commit.space, commit.doc) and last.tip.change_hash in first_deps:
+        # local change depend on the author's previous one. Checked, not assumed. Merged only
+        # while the batch stays what every receiver takes in one batch.
+        continues = last is not None and (last.space, last.doc) == (commit.space, commit.doc) and last.tip.change_hash in first_deps
+        merged = _merged(self._local_sizes[-1], size) if continues else None
+        if last is not None and merged is not None:
             queued[-1] = LocalCommit(commit.space, commit.doc, last.changes + commit.changes, commit.tip)
+            self._local_sizes[-1] = merged
         else:
             queued.append(commit)
+            self._local_sizes.append(size)
         self._local_waiting.set()
 
     async def _push_local_commits(self) -> None:
         while True:
             await self._local_waiting.wait()
             self._local_waiting = trio.Event()
-            commits, self._local_commits = self._local_commits, []
+            commits, self._local_commits, self._local_sizes = self._local_commits, [], []
             self._feed(*commits)
 
     def _local_commit(self, event: StoreEvent) -> tuple[LocalCommit, tuple[bytes, ...]]:
@@ -874,3 +893,13 @@ class SyncDriver:
 
 def _hex(value: bytes | None) -> str | None:
     return value.hex() if value is not None else None
+
+
+def _merged(queued: tuple[int, int, int], commit: tuple[int, int, int]) -> tuple[int, int, int] | None:
+    """The (changes, bytes, ops) of a queued local batch and the commit that continues it
+    merged, or None if that is more than every receiver takes in one batch (protocol/batch.py
+    scans the ops of every batch it receives)."""
+    changes, size, ops = (a + b for a, b in zip(queued, commit, strict=True))
+    if changes > CHANGES_PER_SENT_BATCH or size > MERGED_PUSH_BYTES_MAX or ops > MAX_OPS_PER_BATCH:
+        return None
+    return changes, size, ops

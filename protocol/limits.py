@@ -86,9 +86,10 @@ MAX_VERIFIED_TIPS = 8192
 # makes us send more, never less).
 MAX_SHARED_HEADS = MAX_HEADS
 # Docs a peer told us about that we do not hold (new files it made, or junk ids) and that we
-# remember for one session, to ask for them: a peer that made this many new files since we
-# last met is served in rounds (anti-entropy lists the rest); junk beyond it is ignored.
-MAX_UNHELD_DOCS_PER_SESSION = 20_000
+# remember for one session, to ask for them. A peer with more new files sends them unasked (it
+# sees from our status that we lack them), so this bounds only what we ask for; junk beyond it
+# is ignored.
+MAX_UNHELD_DOCS_PER_SESSION = 4096
 # Changes refused for good per space (a forked author chain, or refused by Automerge), so a
 # peer offering one again costs a lookup: one per equivocating author's branch, and few.
 MAX_REFUSED_CHANGES = 4096

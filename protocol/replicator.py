@@ -237,6 +237,9 @@ class Session:
     paced_wants: dict[bytes, None] = field(default_factory=dict)
     paced_due_ms: int | None = None
     unheld: int = 0  # docs in ``states`` that we do not hold (see MAX_UNHELD_DOCS_PER_SESSION)
+    # The peer shares history with us: it sent changes we stored, or reported heads we hold.
+    # Only then are its sync states persisted: a stranger's would be junk rows, key after key.
+    shares_history: bool = False
     # The pages of a paged status so far, and whether the status (once whole) asks us for changes.
     status_pages: list[DocHeads] = field(default_factory=list)
     status_asks: bool = False
@@ -665,6 +668,7 @@ class Replicator:
         for what was stored (``decoded``: the applied changes at hand, for their chain slots)."""
         space.set_heads(doc, self.store.heads(space.id, doc))
         self.stats["changes_applied"] += len(applied)
+        source.shares_history = True
         self._out.append(Applied(space.id, doc, tuple(applied), source.conn))
         if push is None:
             self._announce(source, doc)  # the replier learns where we are now
@@ -859,6 +863,8 @@ class Replicator:
                 return False
             session.unheld += 1
         known = self._known(space.id, doc)
+        if heads and doc in space.heads and not session.shares_history and all(map(known, heads)):
+            session.shares_history = True
         self._save_state(session, doc, self._state(session, doc).reported(heads, known))
         lacks = not all(map(known, heads))
         if not lacks and not session.pending.missing_deps(doc):
@@ -887,8 +893,9 @@ class Replicator:
                 session.unsaved[doc] = None
 
     def _write_states(self, session: Session) -> None:
-        """Hand the store the session's states that changed since the last time."""
-        if session.space is None:
+        """Hand the store the session's states that changed since the last time (kept here
+        until the peer shares history with us)."""
+        if session.space is None or not session.shares_history:
             return
         for doc in session.unsaved:
             self.store.save_sync_state(session.peer, session.space, doc, session.states[doc].encode())

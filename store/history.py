@@ -363,7 +363,8 @@ def _unified(old_path: str | None, new_path: str | None, old: Content, new: Cont
     new_name = f"b/{new_path}" if new_path is not None else "/dev/null"
     if isinstance(old, bytes) or isinstance(new, bytes):
         return f"Binary files {old_name} and {new_name} differ\n" if old != new else ""
-    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), old_name, new_name)
+    # Lines end at \n only: splitlines() would also break at \r, \x1c or \u2028 inside a line.
+    lines = difflib.unified_diff(_lines(old), _lines(new), old_name, new_name)
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
 
@@ -393,3 +394,8 @@ def _blame_lines(text: str, writer: list[int], runs: list[list[native.DecodedCha
         last = runs[max(span)][-1]
         lines.append(BlameLine(number, body, last.actor, last.hash, last.time * _MS_PER_S))
     return lines
+
+
+def _lines(text: str) -> list[str]:
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])

@@ -117,6 +117,9 @@ SYNC_STATE_MAX_AGE_MS = 30 * 24 * 3600 * 1000
 # honest peer sharing a few large spaces keeps all of its states while one naming junk docs
 # cannot grow the table without bound (issue 12: 2.6 MB sent made 50k rows).
 SYNC_STATES_PER_PEER_MAX = 20_000
+# Peers whose sync states are kept, the most recently synced first: every peer a node syncs
+# with in a month, many times over; keys that come and go cannot grow the table past it.
+SYNC_STATE_PEERS_MAX = 1024
 # Pruning reads every sync state's key (~50 ms at 50k rows); hourly bounds the table well.
 SYNC_STATE_PRUNE_INTERVAL_MS = 3600 * 1000
 _MS_PER_S = 1000
@@ -802,8 +805,8 @@ class Repo:
 
     def prune_sync_states(self, now_ms: int) -> int:
         """Delete the sync states of docs this store does not hold, of peers not synced with for
-        SYNC_STATE_MAX_AGE_MS, and each peer's oldest beyond SYNC_STATES_PER_PEER_MAX; returns
-        how many. A pruned state costs at most one fuller reconciliation with that peer."""
+        SYNC_STATE_MAX_AGE_MS or beyond the SYNC_STATE_PEERS_MAX most recent, and each peer's
+        oldest beyond SYNC_STATES_PER_PEER_MAX; returns how many. A pruned state costs at most one fuller reconciliation with that peer."""
         self._check_open()
         held = {(space, row.doc) for space in self._geneses for row in self._backend.docs(space)}
         by_peer: dict[bytes, list[SyncStateKey]] = defaultdict(list)
@@ -812,7 +815,9 @@ class Repo:
         pruned: list[SyncStateKey] = []
         for keys in by_peer.values():
             keys.sort(key=lambda key: key.seen_ms, reverse=True)
-            if keys[0].seen_ms < now_ms - SYNC_STATE_MAX_AGE_MS:
+        by_recency = sorted(by_peer.values(), key=lambda keys: keys[0].seen_ms, reverse=True)
+        for rank, keys in enumerate(by_recency):
+            if rank >= SYNC_STATE_PEERS_MAX or keys[0].seen_ms < now_ms - SYNC_STATE_MAX_AGE_MS:
                 pruned.extend(keys)
                 continue
             kept = [key for key in keys if (key.space, key.doc) in held]

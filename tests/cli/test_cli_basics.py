@@ -12,7 +12,7 @@ import pytest
 from cli_helpers import DISTSPACE, Cli
 
 COMMANDS = (
-    "init join up id status peers spaces ls cat write rm mv mkdir log diff blame revert snapshot verify demo".split()
+    "init join up id status peers spaces ls cat write rm mv mkdir log diff blame revert snapshot verify doctor demo".split()
 )
 
 

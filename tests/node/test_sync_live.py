@@ -101,3 +101,22 @@ async def test_two_nodes_that_edited_offline_keep_every_edit(tmp_path: Path) -> 
         assert alice.workspace(space).read("notes.txt") == text
         assert bob.workspace(space).read("alice-only.txt") == "alice"
         assert not alice.repo.verify() and not bob.repo.verify()
+
+
+async def test_a_burst_of_local_commits_is_pushed_in_batches_every_receiver_takes(tmp_path: Path) -> None:
+    """Commits made while the pusher waits are merged into one pushed batch, but never beyond
+    one batch's limits: 5,000 keystrokes in one group reach Bob as pushes, with no penalty."""
+    genesis = genesis_of()
+    space = genesis.space_id
+    async with cluster(tmp_path) as nodes:
+        alice = await nodes.start("alice", [genesis])
+        bob = await nodes.start("bob", [genesis], peers=[alice.addr()])
+        await nodes.until(lambda: bob.syncing_with(alice, space))
+        workspace = alice.workspace(space)
+        workspace.write("typed.txt", "", now_ms=NOW_MS)
+        with alice.repo.group(durable=True):
+            for i in range(5_000):
+                workspace.splice("typed.txt", i, 0, "x", now_ms=NOW_MS)
+        await nodes.until(lambda: bob.workspace(space).exists("typed.txt") and bob.workspace(space).read("typed.txt") == "x" * 5_000)
+        assert alice.network.driver.replicator.stats["own_frames_too_large"] == 0
+        assert not [d for k, d in alice.events + bob.events if k == "peer.penalized"]

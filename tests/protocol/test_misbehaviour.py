@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol import cbor
-from protocol.events import Connected, DataReceived, Disconnect, PeerPenalized, Send, TimerFired
+from protocol.events import ConnectionLost, Connected, DataReceived, Disconnect, PeerPenalized, Send, TimerFired
 from protocol.limits import DISCONNECT_SCORE, MAX_DOCS_PER_STATUS, MAX_PRE_HELLO_FRAME_BYTES, SyncConfig
 from protocol.memory import MemoryChangeStore
 from protocol.reconcile import space_summary
@@ -351,3 +351,15 @@ def test_an_author_chain_with_a_gap_waits_for_the_missing_seq_then_applies():
     assert network.peers["alice"].store.author_seq(network.space, MAIN, mallory.public_key) == (2, change.hash)
     assert network.peers["alice"].store.document(network.space, MAIN).get(native.ROOT, "two") == 2
     assert not intruder.penalties()
+
+
+def test_a_strangers_sync_states_are_never_persisted():
+    """A key that shares no history with us (it sent nothing we stored, reported nothing we
+    hold) leaves no rows, however many keys come and go; a peer in sync does."""
+    network, _, intruder = mallory_joins()
+    intruder.send(encode_frame(Ping()))
+    intruder.victim.replicator.handle(ConnectionLost(intruder.conn), network.now_ms)
+    network.advance(network.config.heartbeat_interval_ms)  # alice's timer for bob writes his states behind
+    store = network.peers["alice"].store
+    assert store.load_sync_state(mallory.public_key, network.space, MAIN) is None
+    assert store.load_sync_state(identity_of("bob").public_key, network.space, MAIN) is not None

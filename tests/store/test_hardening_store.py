@@ -171,3 +171,19 @@ def test_a_new_database_is_private_whatever_the_umask(tmp_path: Path, alice) -> 
             assert {mode(file) for file in tmp_path.iterdir() if file.name.startswith("fresh.db")} == {0o600}
     finally:
         os.umask(previous)
+
+
+def test_sync_states_are_kept_for_the_most_recent_peers_only(make_repo, alice, monkeypatch) -> None:
+    """Keys cost nothing: the states of peers beyond the cap, least recently synced first, go."""
+    monkeypatch.setattr(repo_module, "SYNC_STATE_PEERS_MAX", 3)
+    now = [NOW_MS]
+    repo = make_repo(alice, clock=lambda: now[0])
+    space = repo.create_space("peers", NOW_MS).space_id
+    doc = doc_id(0)
+    append(repo, space, doc, "x")
+    peers = [bytes([i + 1]) * 32 for i in range(5)]
+    for peer in peers:
+        now[0] += 1
+        repo.save_sync_state(peer, space, doc, b"state")
+    repo.maintain(now[0])
+    assert [repo.load_sync_state(peer, space, doc) for peer in peers] == [None, None, b"state", b"state", b"state"]
