@@ -66,10 +66,15 @@ def test_log_fields_escape_every_control_character() -> None:
     handler = logging.Handler()
     handler.emit = lambda record: lines.append(LogfmtFormatter().format(record))  # type: ignore[method-assign]
     logger.addHandler(handler)
+    # Whatever earlier tests in this process did to logging, this logger passes the record on.
+    logger.setLevel(logging.DEBUG)
+    disabled = logging.root.manager.disable
+    logging.disable(logging.NOTSET)
     try:
         event(logger, "presence.renamed", logging.WARNING, client=hostile)
     finally:
         logger.removeHandler(handler)
+        logging.disable(disabled)
     [line] = lines
     assert line.endswith('client="mallory\\n ts=2025 level=error event=forged\\x1b[2J\\r\\x85\\u2028\\x00"'), line
     assert not any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F or char == "\u2028" for char in line)
