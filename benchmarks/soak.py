@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import queue
 import random
@@ -580,9 +581,11 @@ def run_soak(minutes: float, seed: int = 12) -> Iterator[Figure]:
     with tempfile.TemporaryDirectory(prefix="distspace-soak-") as root:
         soak = _Soak(Path(root), seed)
         threads = [threading.Thread(target=soak.churn_worker, daemon=True)]
+        quieted = logging.root.manager.disable
         try:
             yield from _run(soak, intervals, threads)
         finally:
+            logging.disable(quieted)  # _run quiets logging: give the process back as it was
             soak.stopping.set()
             soak.churn.put(("quit", ""))
             for thread in threads:
