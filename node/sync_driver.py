@@ -870,10 +870,9 @@ class SyncDriver:
                 raise LookupError(f"change {change_hash.hex()} of the commit is not stored")
             first_deps = row.deps if not raws else first_deps
             raws.append(row.raw)
-        tips = [tip for tip in self.repo.tips(event.space, event.doc) if tip.author == self.key]
-        if not tips or tips[0].change_hash != event.hashes[-1]:
-            raise LookupError("the commit's tip is not the newest stored tip of the local author")
-        return LocalCommit(event.space, event.doc, tuple(raws), tips[0]), first_deps
+        if event.tip is None or event.tip.change_hash != event.hashes[-1] or event.tip.author != self.key:
+            raise LookupError("a local commit's event carries no tip of the local author over its newest change")
+        return LocalCommit(event.space, event.doc, tuple(raws), event.tip), first_deps
 
     def _emit(self, kind: str, **data: Any) -> None:
         if self._on_event is None:

@@ -138,6 +138,9 @@ class StoreEvent:
     version: int
     hashes: tuple[bytes, ...]
     origin: Origin
+    # A local commit's signed tip over its newest change. The store keeps only each author's
+    # newest tip, so once a group of commits has committed, only the last one's is stored.
+    tip: SignedTip | None = None
 
 
 @dataclass(slots=True)
@@ -349,7 +352,7 @@ class Repo:
         self._catch_up(cached)
         self._resize(cached)
         if record is not None:  # always: local changes move heads
-            self._announce(space, record)
+            self._announce(space, record, tip)
         row = self._doc_row(space, doc)
         if row is not None and self._snapshot_lag(row) >= self.snapshot_every:
             self._snapshot_docs(space, [row], now_ms)
@@ -934,9 +937,9 @@ class Repo:
             self._snapshotted[key] = snapshot.change_count if snapshot else 0
         return row.change_count - self._snapshotted[key]
 
-    def _announce(self, space: bytes, record: VersionRecord) -> None:
+    def _announce(self, space: bytes, record: VersionRecord, tip: SignedTip | None = None) -> None:
         """Tell subscribers about a committed write, once the cache agrees with the store."""
-        event = StoreEvent(space, record.doc, record.number, record.hashes, record.origin)
+        event = StoreEvent(space, record.doc, record.number, record.hashes, record.origin, tip)
         if self._group is not None:
             self._group.events.append(event)  # not committed yet
         else:

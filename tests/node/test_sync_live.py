@@ -105,7 +105,8 @@ async def test_two_nodes_that_edited_offline_keep_every_edit(tmp_path: Path) -> 
 
 async def test_a_burst_of_local_commits_is_pushed_in_batches_every_receiver_takes(tmp_path: Path) -> None:
     """Commits made while the pusher waits are merged into one pushed batch, but never beyond
-    one batch's limits: 5,000 keystrokes in one group reach Bob as pushes, with no penalty."""
+    one batch's limits: 5,000 keystrokes in one durable group (each commit's tip travels in its
+    event: the store keeps only the newest) reach Bob as pushes, with no penalty."""
     genesis = genesis_of()
     space = genesis.space_id
     async with cluster(tmp_path) as nodes:
@@ -119,4 +120,5 @@ async def test_a_burst_of_local_commits_is_pushed_in_batches_every_receiver_take
                 workspace.splice("typed.txt", i, 0, "x", now_ms=NOW_MS)
         await nodes.until(lambda: bob.workspace(space).exists("typed.txt") and bob.workspace(space).read("typed.txt") == "x" * 5_000)
         assert alice.network.driver.replicator.stats["own_frames_too_large"] == 0
+        assert alice.network.driver.stats["local_commit_failures"] == 0  # every commit of the group was pushed
         assert not [d for k, d in alice.events + bob.events if k == "peer.penalized"]
