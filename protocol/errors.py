@@ -70,15 +70,8 @@ class UnusableChanges(VerificationError):
     """Changes that are signed and well formed but break Automerge's rules for the document: a
     second change for an author's sequence number (a forked author chain), a sequence number
     that does not continue the author's chain, or ops Automerge refuses to apply. Storing one
-    would make the document unloadable on every peer that stored it.
-
-    ``author`` is the key that wrote the offending change when known: the peer that sent it may
-    only be forwarding what another peer accepted before the conflicting change reached it.
-    """
-
-    def __init__(self, message: str, *, author: bytes | None = None) -> None:
-        super().__init__(message)
-        self.author = author
+    would make the document unloadable on every peer that stored it. Raised by a store's
+    ``apply``; protocol/ingest.py refuses such changes one by one (``Refused``)."""
 
 
 class UnexpectedMessage(RemoteProtocolError):
