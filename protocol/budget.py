@@ -17,8 +17,7 @@ nobody asked for counts against the peer's score.
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from protocol.limits import SyncConfig
 
@@ -75,7 +74,7 @@ class TokenBucket:
 
 @dataclass(slots=True)
 class PeerBudget:
-    """The buckets of one session, and how often each ran dry (exported as metrics)."""
+    """The buckets of one session."""
 
     frames: TokenBucket
     # Our side: requests and replies we send the peer are paced within half of what its own
@@ -85,7 +84,6 @@ class PeerBudget:
     decoded_ops: TokenBucket
     signature_checks: TokenBucket
     reply_bytes: TokenBucket
-    exhausted: Counter[str] = field(default_factory=Counter)
 
     @classmethod
     def start(cls, limits: SyncConfig, now_ms: int) -> PeerBudget:
@@ -100,9 +98,6 @@ class PeerBudget:
         )
 
     def take(self, name: str, amount: float, now_ms: int) -> bool:
-        """Spend from the bucket called ``name``; count it when it cannot pay."""
+        """Spend from the bucket called ``name`` (the caller counts, in its stats, when it cannot)."""
         bucket: TokenBucket = getattr(self, name)
-        if bucket.take(amount, now_ms):
-            return True
-        self.exhausted[name] += 1
-        return False
+        return bucket.take(amount, now_ms)
