@@ -19,9 +19,10 @@ changes nothing.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import native
 from protocol.limits import MAX_FRAME_BYTES
@@ -72,6 +73,12 @@ TREES_CACHED = 16
 
 Content = str | bytes
 Heads = dict[bytes, list[bytes]]
+Span = tuple[int, int]  # characters [start, end) of a text
+
+
+class UnknownBase(UnknownVersion):
+    """A base-relative splice named heads this node does not hold (not yet synced, or not of this
+    file): nothing is applied; read the file again, or wait for sync."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +206,13 @@ class Workspace:
         moment = self._moment(version)
         return self.content(self._file(path, moment), moment.heads)
 
+    def read_with_heads(self, path: str, version: int | None = None) -> tuple[Content, tuple[bytes, ...]]:
+        """A file's content and its doc's heads at that version, read together: the heads are
+        the ``base`` that a splice at positions found in this content names."""
+        moment = self._moment(version)
+        node = self._file(path, moment)
+        return self.content(node, moment.heads), tuple(sorted(self._doc_heads(node.doc_id, moment)))
+
     def content(self, node: Node, heads: Heads | None) -> Content:
         """A file node's content, now (``heads`` None) or at every doc's ``heads``."""
         doc_heads = None if heads is None else heads.get(node.doc_id, [])
@@ -247,12 +261,26 @@ class Workspace:
         return self.version()
 
     def splice(
-        self, path: str, position: int, delete: int, insert: str = "", *, now_ms: int, message: str | None = None
+        self,
+        path: str,
+        position: int,
+        delete: int,
+        insert: str = "",
+        *,
+        now_ms: int,
+        message: str | None = None,
+        base: Sequence[bytes] | None = None,
     ) -> int:
         """Delete ``delete`` characters at ``position`` of a text file and insert ``insert`` there.
 
+        With ``base`` (the file doc's heads the caller read, e.g. ``Stat.heads``), the range is
+        one of the text at ``base`` and lands where the caller meant, whatever arrived since:
+        only characters of that range that still exist are deleted (never text inserted since),
+        and ``insert`` goes where the range began (see ``rebase_splice``).
+
         Raises:
-            NotText: a binary file. InvalidInput: a range outside the text.
+            NotText: a binary file. InvalidInput: a range outside the text (at ``base``).
+            UnknownBase: ``base`` names heads this node does not hold.
         """
         node = self._file(path, self._moment(None))
         if node.encoding != TEXT:
@@ -262,11 +290,19 @@ class Workspace:
             raise NotText(f"splice inserts a str, not {type(insert).__name__}")
         document = self.document(node.doc_id)
         text_id = self._text_object(node, document, None)
-        if not _is_count(position) or not _is_count(delete) or not _within(document, text_id, position + delete):
-            length = document.length(text_id)
-            raise InvalidInput(f"cannot delete {delete!r} characters at {position!r} of {path!r} ({length} characters)")
+        heads = None if base is None else self._base_of(path, document, text_id, base)
+        if not _is_count(position) or not _is_count(delete) or not _within(document, text_id, position + delete, heads):
+            length = document.length(text_id, heads)
+            where = "" if heads is None else " at base"
+            raise InvalidInput(f"cannot delete {delete!r} characters at {position!r} of {path!r} ({length} characters{where})")
         with self.editing(node.doc_id, message or f"splice {path}", now_ms):
-            document.splice_text(text_id, position, delete, insert)
+            if heads is None:
+                document.splice_text(text_id, position, delete, insert)
+            else:
+                at, spans = rebase_splice(document.diff(heads, document.heads()), text_id, position, delete)
+                for start, end in reversed(spans):  # from the end, so the spans before stay in place
+                    document.splice_text(text_id, start, end - start)
+                document.splice_text(text_id, at, 0, insert)
         return self.version()
 
     def mkdir(self, path: str, *, now_ms: int, message: str | None = None, parents: bool = False) -> int:
@@ -410,6 +446,21 @@ class Workspace:
             raise ContentUnavailable(f"the content of {node.path!r} has not arrived from its peers yet")
         return text
 
+    def _base_of(self, path: str, document: native.Document, text_id: str, base: Sequence[bytes]) -> list[bytes]:
+        """``base`` as heads of ``document`` at which its text is the file's text now.
+
+        Raises:
+            UnknownBase: not a list of heads this doc holds, or heads before the text existed.
+        """
+        heads = list(base)
+        try:
+            at_base = text_object(document, heads)
+        except native.InvalidHash as error:  # not 32 bytes, or a change this node does not hold
+            raise UnknownBase(f"base: {path!r} has no version at heads {_hex(heads)} on this node ({error})") from error
+        if at_base != text_id:
+            raise UnknownBase(f"base: {path!r} has no text at heads {_hex(heads)}")
+        return heads
+
     def _stat(self, node: Node, moment: _Moment) -> Stat:
         if node.kind == DIR:
             return Stat(node.path, DIR, node.file_id, None, None, (), None)
@@ -466,13 +517,64 @@ def _check_content(content: object) -> None:
         raise ContentTooLarge(f"{size} bytes in one write; the limit is {MAX_WRITE_BYTES} (one change must fit one frame)")
 
 
-def _within(document: native.Document, text_id: str, end: int) -> bool:
-    """Whether a text holds at least ``end`` characters: its character ``end - 1`` exists.
+def _within(document: native.Document, text_id: str, end: int, heads: list[bytes] | None = None) -> bool:
+    """Whether a text (now, or at ``heads``) holds at least ``end`` characters: its character
+    ``end - 1`` exists.
 
     Every splice asks, so not by ``length``, which counts the whole text (~160 us at 20k
     characters) where one lookup costs ~3 us.
     """
-    return end == 0 or document.get(text_id, end - 1) is not None
+    return end == 0 or document.get(text_id, end - 1, heads) is not None
+
+
+def rebase_splice(patches: list[dict[str, Any]], text_id: str, position: int, delete: int) -> tuple[int, list[Span]]:
+    """Map a splice of the text at some base to the text now, through the patches from base to now.
+
+    ``patches`` are Automerge's (``Document.diff(base, now)``), each in the text the ones before
+    it made. The deleted range becomes the spans of its characters that still exist, in order:
+    text inserted inside it since is left out of them, so it survives. The insertion point
+    follows the character that was at ``position`` at base: text inserted concurrently at that
+    very point stays before ours (the gap's own text first, ours last, right before that
+    character), deterministic whatever the delivery order; if that character is gone, the point
+    is where it was.
+
+    Returns:
+        The position to insert at now and the spans ``(start, end)`` to delete now, sorted,
+        all at or after that position.
+    """
+    at = position
+    spans = [(position, position + delete)] if delete else []
+    for patch in patches:
+        if patch["obj"] != text_id:
+            continue
+        if patch["action"] == "splice_text":
+            index, size = patch["index"], len(patch["value"])
+            at += size if index <= at else 0
+            spans = [piece for span in spans for piece in _inserted(span, index, size)]
+        elif patch["action"] == "del_seq":
+            index, size = patch["index"], patch["length"]
+            at = _deleted(at, index, size)
+            spans = [(start, end) for start, end in ((_deleted(s, index, size), _deleted(e, index, size)) for s, e in spans) if start < end]
+    return at, spans
+
+
+def _inserted(span: Span, index: int, size: int) -> list[Span]:
+    """A span after ``size`` characters were inserted at ``index``: moved, or split around them."""
+    start, end = span
+    if index <= start:
+        return [(start + size, end + size)]
+    if index >= end:
+        return [span]
+    return [(start, index), (index + size, end + size)]
+
+
+def _deleted(point: int, index: int, size: int) -> int:
+    """A position between characters after ``size`` characters were deleted at ``index``."""
+    return point if point <= index else max(index, point - size)
+
+
+def _hex(heads: list[bytes]) -> str:
+    return "[" + ", ".join(head.hex() if isinstance(head, bytes) else repr(head) for head in heads) + "]"
 
 
 def _is_count(value: object) -> bool:
