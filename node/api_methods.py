@@ -9,7 +9,9 @@ Conventions (also in the schema): paths are relative to the space root (``src/ma
 root is ``""``); ``space`` is a space's name, id or unique id prefix (optional: the node's default
 space, else its only one); versions are the node's local version numbers; hashes and ids are hex; peers and
 authors are libp2p peer ids; text positions count Unicode code points; content is ``text`` (a
-UTF-8 string) or ``base64`` (bytes). Every write returns the version it made.
+UTF-8 string) or ``base64`` (bytes). Every write returns the version it made. ``fs.read`` and
+``fs.stat`` give a file's ``heads``; ``fs.splice`` with those as ``base`` counts its positions in
+the text that was read, so an edit that arrived in between does not move it.
 """
 
 from __future__ import annotations
@@ -173,8 +175,8 @@ def fs_stat(call: Call, params: Json) -> Json:
 def fs_read(call: Call, params: Json) -> Json:
     ws = call.workspace(params)
     version = ws.check_version(params.get("version"))
-    content = ws.read(params["path"], version)
-    return {"space": ws.space.hex(), "version": version, "path": params["path"], **content_json(content)}
+    content, heads = ws.read_with_heads(params["path"], version)
+    return {"space": ws.space.hex(), "version": version, "path": params["path"], **content_json(content), "heads": [h.hex() for h in heads]}
 
 
 @method("fs.write")
@@ -188,9 +190,12 @@ def fs_write(call: Call, params: Json) -> Json:
 @method("fs.splice")
 def fs_splice(call: Call, params: Json) -> Json:
     ws = call.workspace(params)
-    now_ms, message = call.services.clock(), params.get("message")
-    version = ws.splice(params["path"], params["position"], params["delete"], params["insert"], now_ms=now_ms, message=message)
-    return {"version": version}
+    now_ms, message, path = call.services.clock(), params.get("message"), params["path"]
+    hex_base = params.get("base")
+    base = None if hex_base is None else [bytes.fromhex(head) for head in hex_base]  # hex: the schema checked
+    version = ws.splice(path, params["position"], params["delete"], params["insert"], now_ms=now_ms, message=message, base=base)
+    heads = ws.repo.heads(ws.space, ws.node(path).doc_id)  # not stat: its size would read the whole text
+    return {"version": version, "heads": [h.hex() for h in heads]}
 
 
 @method("fs.mkdir")
