@@ -273,15 +273,17 @@ def text_of(peer: Peer, space: str, path: str) -> str:
 
 
 def splice_at(peer: Peer, space: str, path: str, anchor: str, insert: str, *, replace: bool = False) -> None:
-    """Insert ``insert`` just before ``anchor`` (or in its place) in the text this peer has now.
+    """Insert ``insert`` just before ``anchor`` (or in its place) in the text this peer read.
 
-    The position is found in the peer's current text, right before the splice: the others'
-    concurrent edits move text around, and a position taken earlier could land mid-word.
+    The position is one of the text read, and the splice names that text's heads as its
+    ``base``: the others' edits that reach the daemon between the read and the splice move
+    text around, and the daemon maps the position past them rather than landing mid-word.
     """
-    text = text_of(peer, space, path)
-    position = text.index(anchor)
+    read = peer.call("fs.read", space=space, path=path)
+    position = str(read["text"]).index(anchor)
     delete = len(anchor) if replace else 0
-    peer.call("fs.splice", space=space, path=path, position=position, delete=delete, insert=insert, message=f"{peer.name}: edit {path}")
+    message = f"{peer.name}: edit {path}"
+    peer.call("fs.splice", space=space, path=path, position=position, delete=delete, insert=insert, message=message, base=read["heads"])
 
 
 # ----- the demo -----
