@@ -419,8 +419,7 @@ def _chain_ready(
     kept: list[_Waiting] = []
     for change in candidates:
         if change.actor not in stored_seq:
-            newest = store.author_seq(space, doc, change.actor)
-            stored_seq[change.actor] = newest[0] if newest else 0
+            stored_seq[change.actor] = store.author_seq(space, doc, change.actor)
         slot = chain_slot(change.actor, change.seq)
         reason = None
         if any(dep in bad or dep in refused_before for dep in change.deps):

@@ -44,14 +44,13 @@ class _Doc:
     heads: set[bytes] = field(default_factory=set)
     unapplied: list[bytes] = field(default_factory=list)  # stored, not yet in ``document``
     tips: dict[bytes, tuple[int, SignedTip]] = field(default_factory=dict)  # author -> (seq, tip)
-    newest: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)  # author -> (seq, hash)
+    newest: dict[bytes, int] = field(default_factory=dict)  # author -> highest seq stored
 
     def add(self, change: native.DecodedChange) -> None:
         self.changes[change.hash] = _Stored(change.raw, tuple(change.deps), change.seq, len(self.changes))
         self.heads.difference_update(change.deps)
         self.heads.add(change.hash)
-        if change.seq > self.newest.get(change.actor, (0, b""))[0]:
-            self.newest[change.actor] = (change.seq, change.hash)
+        self.newest[change.actor] = max(self.newest.get(change.actor, 0), change.seq)
 
     def since(self, base: Sequence[bytes]) -> list[bytes]:
         """Raw changes not reachable from ``base`` (stored hashes), in causal order.
@@ -122,9 +121,9 @@ class MemoryChangeStore:
         held = self._docs.get((space, doc))
         return held is not None and change_hash in held.changes
 
-    def author_seq(self, space: bytes, doc: bytes, author: bytes) -> tuple[int, bytes] | None:
+    def author_seq(self, space: bytes, doc: bytes, author: bytes) -> int:
         held = self._docs.get((space, doc))
-        return held.newest.get(author) if held else None
+        return held.newest.get(author, 0) if held else 0
 
     def changes_since(self, space: bytes, doc: bytes, heads: Sequence[bytes]) -> list[bytes]:
         held = self._docs.get((space, doc))

@@ -33,8 +33,8 @@ class ChangeStore(Protocol):
         Unknown hashes in ``heads`` are ignored."""
         ...
 
-    def author_seq(self, space: bytes, doc: bytes, author: bytes) -> tuple[int, bytes] | None:
-        """The newest stored change of ``author`` in this doc as (seq, hash); None if none."""
+    def author_seq(self, space: bytes, doc: bytes, author: bytes) -> int:
+        """The highest seq of ``author``'s stored changes in this doc; 0 if it has none."""
         ...
 
     def tips(self, space: bytes, doc: bytes) -> list[SignedTip]:

@@ -204,6 +204,9 @@ class Repo:
         self._damaged_spaces: dict[bytes, CorruptionError] = {}
         self._doc_rows: dict[tuple[bytes, bytes], DocRow] = {}
         self._tip_seqs: dict[tuple[bytes, bytes], dict[bytes, int]] = {}  # per doc: author -> newest tip's seq
+        # Per doc: author -> highest seq stored, read from the store once and kept in step by
+        # every write: every commit and apply checks the author's chain against it.
+        self._author_seqs: dict[tuple[bytes, bytes], dict[bytes, int]] = {}
         self._snapshotted: dict[tuple[bytes, bytes], int] = {}  # per doc: the changes its snapshot holds
         self._latest_versions: dict[bytes, int] = {}
         self._cache: OrderedDict[tuple[bytes, bytes], _Cached] = OrderedDict()  # least recently used first
@@ -332,11 +335,11 @@ class Repo:
                 f"doc {doc.hex()} holds {len(foreign)} change(s) by another actor; apply remote changes "
                 "through Repo.apply, not on the document"
             )
-        stored = self._backend.author_seq(space, doc, self.identity.public_key)
-        if min(change.seq for change in local) != (stored[0] if stored else 0) + 1:
+        stored_seq = self._author_seq(space, doc, self.identity.public_key)
+        if min(change.seq for change in local) != stored_seq + 1:
             self._drop(cached.key)  # storing it would fork this key's chain: the doc would not load
             raise InvalidInput(
-                f"doc {doc.hex()}: changes by this node's key up to seq {stored[0] if stored else 0} arrived while"
+                f"doc {doc.hex()}: changes by this node's key up to seq {stored_seq} arrived while"
                 " the edit was open (is the key used on another node too?); the edit is dropped"
             )
         newest = max(local, key=lambda change: change.seq)
@@ -506,10 +509,10 @@ class Repo:
         known = self._backend.stored_hashes(space, doc, heads)
         return self._clean_document(space, doc).get_changes([h for h in heads if h in known])
 
-    def author_seq(self, space: bytes, doc: bytes, author: bytes) -> tuple[int, bytes] | None:
-        """(seq, hash) of the author's newest stored change in the doc; None if it has none."""
+    def author_seq(self, space: bytes, doc: bytes, author: bytes) -> int:
+        """The highest seq of the author's stored changes in the doc; 0 if it has none."""
         self._check_doc(space, doc)
-        return self._backend.author_seq(space, doc, author)
+        return self._author_seq(space, doc, author)
 
     def tips(self, space: bytes, doc: bytes) -> list[SignedTip]:
         """The newest tip per author for this doc."""
@@ -602,8 +605,7 @@ class Repo:
         for row in rows:  # causal order: an author's seq s-1 comes before its seq s
             previous = newest.get(row.actor)
             if previous is None:
-                stored = self._backend.author_seq(space, doc, row.actor)
-                previous = stored[0] if stored else 0
+                previous = self._author_seq(space, doc, row.actor)
             if row.seq != previous + 1:
                 why = "a second change for a seq it holds (a forked author chain)" if row.seq <= previous else "a gap"
                 raise RefusedChanges(
@@ -725,6 +727,7 @@ class Repo:
                 self._drop((space, doc))
                 self._doc_rows.pop((space, doc), None)
                 self._tip_seqs.pop((space, doc), None)
+                self._author_seqs.pop((space, doc), None)
                 self._latest_versions.pop(space, None)
             for space in group.spaces:
                 del self._geneses[space]
@@ -920,6 +923,7 @@ class Repo:
         self._cache_bytes = 0
         self._doc_rows.clear()
         self._tip_seqs.clear()
+        self._author_seqs.clear()
         self._snapshotted.clear()
         self._compacted.clear()
         self._latest_versions.clear()
@@ -1037,6 +1041,10 @@ class Repo:
             self._group.docs.add((space, doc))
         if batch.tips:
             self._tip_seqs[space, doc] = newest_tips
+        seqs = self._author_seqs.get((space, doc))
+        if seqs is not None:
+            for change in changes:
+                seqs[change.actor] = max(seqs.get(change.actor, 0), change.seq)
         if record is not None:
             self._doc_rows[space, doc] = row
             self._latest_versions[space] = record.number
@@ -1051,6 +1059,14 @@ class Repo:
             if row is not None:
                 self._doc_rows[space, doc] = row
         return row
+
+    def _author_seq(self, space: bytes, doc: bytes, author: bytes) -> int:
+        """The highest seq of the author's stored changes in the doc (0: none)."""
+        seqs = self._author_seqs.setdefault((space, doc), {})
+        if author not in seqs:
+            stored = self._backend.author_seq(space, doc, author)
+            seqs[author] = stored[0] if stored else 0
+        return seqs[author]
 
     def _newest_tip_seqs(self, space: bytes, doc: bytes) -> dict[bytes, int]:
         """The seq of each author's stored tip: every apply compares its tips with them."""
