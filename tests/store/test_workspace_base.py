@@ -108,7 +108,7 @@ def test_a_range_outside_the_text_at_base_is_out_of_range_even_if_it_fits_now(al
 
 PEERS = ("alice", "bob", "carol")
 INITIAL = "".join(chr(0x41 + i) for i in range(12))  # A..L; every inserted character is unique too
-FIRST_INSERTED = 0x4E00  # CJK ideographs: 20,000 distinct characters, none in INITIAL
+FIRST_INSERTED = 0x20000  # CJK extension B: astral (one code point, two UTF-16 units), none in INITIAL
 
 
 @dataclass(frozen=True)
