@@ -61,6 +61,7 @@ from store.workspace_errors import (
     NotADirectory,
     NotFound,
     NotText,
+    UnknownBase,
     UnknownVersion,
 )
 
@@ -75,11 +76,6 @@ Content = str | bytes
 Heads = dict[bytes, list[bytes]]
 Span = tuple[int, int]  # characters [start, end) of a text
 Patch = dict[str, Any]  # one of Automerge's, as Document.diff gives them
-
-
-class UnknownBase(UnknownVersion):
-    """A base-relative splice named heads this node does not hold (not yet synced, or not of this
-    file): nothing is applied; read the file again, or wait for sync."""
 
 
 @dataclass(frozen=True, slots=True)

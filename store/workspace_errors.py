@@ -57,3 +57,8 @@ class ContentUnavailable(WorkspaceError):
 
 class UnknownVersion(WorkspaceError, InvalidInput):
     """A version number this node has not reached (versions run from 0 to Repo.version())."""
+
+
+class UnknownBase(UnknownVersion):
+    """A base-relative splice named heads this node does not hold (not yet synced, or not of this
+    file): nothing is applied; read the file again, or wait for sync."""

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from store.errors import InvalidInput
-from store.workspace import UnknownBase
+from store.workspace_errors import UnknownBase
 from workspace_replicas import MakeRepo, Peer, open_peers, send, sync
 
 PATH = "notes.txt"
