@@ -1015,6 +1015,7 @@ class Replicator:
         if score.should_disconnect:
             score.ban(self._now + self.config.ban_ms)
             for other in [s for s in self._sessions.values() if s.peer == session.peer]:
+                other.shares_history = False  # a banned key's sync states are not worth a row
                 self._close(other, f"misbehaved ({offense.value}): {detail}")
 
     def _forget_scores(self) -> None:

@@ -363,3 +363,22 @@ def test_a_strangers_sync_states_are_never_persisted():
     store = network.peers["alice"].store
     assert store.load_sync_state(mallory.public_key, network.space, MAIN) is None
     assert store.load_sync_state(identity_of("bob").public_key, network.space, MAIN) is not None
+
+
+def test_a_banned_keys_sync_states_are_not_persisted_even_after_it_sent_valid_changes():
+    """Mallory's first change is valid (she shares history with us), her second forks her chain:
+    banned, she leaves no sync-state rows behind."""
+    network, _, intruder = mallory_joins()
+    base = network.peers["alice"].store.document(network.space, MAIN)
+    pair = []
+    for value in ("left", "right"):
+        fork = base.fork(mallory.public_key)
+        fork.put(native.ROOT, "mallory", value)
+        fork.commit()
+        [raw] = fork.get_changes(base.heads())
+        pair.append(raw)
+    for raw in pair:
+        tip = SignedTip.sign(mallory, network.space, MAIN, native.decode_change(raw).hash)
+        intruder.send(push([raw], (TipSignature(0, tip.signature),)))
+    assert [p.offense for p in intruder.penalties()] == ["equivocation"] and intruder.disconnected
+    assert network.peers["alice"].store.load_sync_state(mallory.public_key, network.space, MAIN) is None
