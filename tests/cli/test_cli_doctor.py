@@ -14,7 +14,7 @@ from store.repo import Repo
 
 from node.home import NodeHome
 from tests.node.api_helpers import running_daemon
-from tests.store.store_helpers import FILE_DOC, NOW_MS, append, forked_pair, store_unchecked
+from tests.store.store_helpers import FILE_DOC, append, forked_pair, store_unchecked
 
 ALICE = Identity(bytes([0xA1]) * 32)
 
