@@ -42,9 +42,16 @@ Per-peer sync states are kept in the session and written to the store when its t
 when it closes: they only make the next reconnect cheaper, so a crash that loses the latest
 costs a fuller exchange, never a wrong one.
 
-Everything a peer sends is verified before it is applied (protocol/ingest.py). A peer that
-breaks the rules is scored (protocol/scoring.py); over the limit it is disconnected and
-refused for a while, and none of the offending message is applied or forwarded.
+Everything a peer sends is verified before it is applied (protocol/ingest.py), from the
+cheapest check to the dearest: a batch's shape, then its op count from the bytes alone
+(protocol/chunk_scan.py), then the signatures, the author chains and the store's Automerge.
+What a peer may make us spend — decoding, signature checks, replies, frames — comes out of its
+session's budgets (protocol/budget.py); what they cannot pay now is dropped and asked for
+later, and our own requests and replies are paced within the peer's budget for us, so a large
+catch-up never looks like a flood. A status is sent in pages; state is kept only for docs we
+hold. A peer that breaks the rules is scored (protocol/scoring.py); over the limit it is
+disconnected and refused for a while, and none of the offending message is applied or
+forwarded. A well-formed message over a limit ends the session without a ban.
 """
 
 from __future__ import annotations
@@ -198,6 +205,8 @@ class _ReplyCache:
     def put(self, key: tuple[bytes, bytes, Heads, Heads], reply: _Reply) -> None:
         if reply.size > self._limit:
             return
+        replaced = self._replies.pop(key, None)
+        self._size -= replaced.size if replaced else 0
         self._replies[key] = reply
         self._size += reply.size
         while self._size > self._limit:
