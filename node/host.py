@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -149,7 +150,7 @@ def build_libp2p_host(identity: Identity) -> IHost:
     key_pair = _key_pair(identity)
     private_key = key_pair.private_key
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
-    return new_host(
+    host = new_host(
         key_pair=key_pair,
         sec_opt={NOISE_PROTOCOL_ID: noise},
         muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
@@ -160,6 +161,13 @@ def build_libp2p_host(identity: Identity) -> IHost:
         ],
         connection_config=ConnectionConfig(max_connections_per_peer=MAX_CONNECTIONS_PER_PEER),
     )
+    # py-libp2p 0.8.1 caps inbound connections with a CapacityLimiter whose slot each inbound
+    # handler holds until the whole swarm stops (it awaits the swarm manager, not the
+    # connection): after 250 inbound connections in a node's life, closed or not, every new
+    # one is dropped unanswered — any peer could make us unreachable with 250 dials. Our own
+    # caps (node/network.py: peers, strangers, per address) bound live connections instead.
+    host.get_network()._inbound_limiter = trio.CapacityLimiter(math.inf)  # type: ignore[attr-defined]
+    return host
 
 
 def _multiaddr(addr: multiaddr.Multiaddr | str) -> multiaddr.Multiaddr:

@@ -20,6 +20,7 @@ import multiaddr
 import trio
 
 from hostile_peer import ATTACKS, attack, closed_by_peer, hello, mallory
+from libp2p.peer.id import ID
 from node.discovery import PEERSTORE_FILE
 from node.errors import NodeError
 from node.framing import FrameStream
@@ -327,3 +328,21 @@ def test_an_ipv6_host_counts_as_its_64_and_an_address_not_told_is_one_shared_unk
     limits = DriverLimits()
     assert not limits.limits_address("127.0.0.1") and limits.limits_address("192.0.2.7")
     assert DriverLimits(limit_loopback=True).limits_address("127.0.0.1")
+
+
+async def test_hundreds_of_inbound_connections_in_a_nodes_life_do_not_make_it_unreachable(tmp_path: Path) -> None:
+    """py-libp2p 0.8.1 held an inbound slot per connection until the node stopped: after 250
+    connections in a node's life, closed or not, every dial to it failed. 300 dials, then Bob
+    (a fresh peer) still connects and syncs."""
+    genesis = genesis_of()
+    space = genesis.space_id
+    async with cluster(tmp_path, NetworkOptions(listen=TCP_ONLY, sync=FAST_SYNC)) as nodes:
+        alice = await nodes.start("alice", [genesis])
+        async with open_host(mallory("churn"), TCP_ONLY) as host:
+            for _ in range(300):
+                peer_id = await host.connect(alice.addr())
+                await host.libp2p.disconnect(ID.from_base58(peer_id))
+        bob = await nodes.start("bob", [genesis], peers=[alice.addr()])
+        await nodes.until(lambda: bob.syncing_with(alice, space))
+        alice.workspace(space).write("reachable.md", "still\n", now_ms=NOW_MS)
+        await nodes.until(lambda: bob.workspace(space).exists("reachable.md"))
