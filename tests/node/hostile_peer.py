@@ -120,7 +120,8 @@ def forked_pair(identity: Identity, document: native.Document) -> tuple[bytes, b
 
 def splice_bomb(identity: Identity, chars: int) -> tuple[bytes, bytes]:
     """(saved document, its one raw change): ``chars`` characters typed in one change. The saved
-    document is ~1 byte per 1,000 characters; loading it costs ~300 B and ~2 us per character."""
+    document is ~1 byte per 1,000 characters; loading it costs ~90 B and ~0.4 us per character
+    (measured: 4M characters, 4 KB saved, 1.6 s and 369 MB to load)."""
     document = native.Document(actor=identity.public_key)
     text = document.put_object(native.ROOT, "text", "text")
     document.splice_text(text, 0, 0, "x" * chars)
