@@ -94,7 +94,7 @@ from protocol.limits import (
 )
 from protocol.replicator import Replicator
 from store.errors import StorageError
-from store.repo import Repo, StoreEvent
+from store.repo import Repo, RepoEvent, StoreEvent
 
 logger = logging.getLogger(__name__)
 
@@ -820,14 +820,14 @@ class SyncDriver:
 
     # ----- the store -----
 
-    def _on_store_event(self, event: StoreEvent) -> None:
+    def _on_store_event(self, event: RepoEvent) -> None:
         """A committed write: the local author's becomes a ``LocalCommit``, pushed at the next
         checkpoint, merged into the one before when it continues it (see the module docstring).
 
         Runs inside ``Repo.commit``; it must never raise, or the caller's commit would seem to
         fail although it is durable.
         """
-        if event.origin != "local":
+        if not isinstance(event, StoreEvent) or event.origin != "local":
             return
         try:
             self.add_space(event.space)

@@ -143,6 +143,19 @@ class StoreEvent:
     tip: SignedTip | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SpaceStored:
+    """Sent to subscribers once a space's genesis is newly stored: created here, joined, or
+    fetched from a peer. The one signal that the network should start serving the space."""
+
+    space: bytes
+    genesis: Genesis
+
+
+# What ``Repo.subscribe`` callbacks receive; they match on the type.
+RepoEvent = StoreEvent | SpaceStored
+
+
 @dataclass(slots=True)
 class _Cached:
     """A loaded document and how far it agrees with the store.
@@ -177,7 +190,7 @@ class _Group:
     """What an open ``Repo.group`` wrote: events to announce once it commits, what to forget if not."""
 
     durable: bool
-    events: list[StoreEvent] = field(default_factory=list)
+    events: list[RepoEvent] = field(default_factory=list)
     docs: set[tuple[bytes, bytes]] = field(default_factory=set)
     spaces: set[bytes] = field(default_factory=set)
 
@@ -214,7 +227,7 @@ class Repo:
         self._compacted: dict[tuple[bytes, bytes], int] = {}  # per doc: compacted below this position
         self._sync_states_pruned_ms: int | None = None
         self.last_maintenance = Maintenance()
-        self._subscribers: list[Callable[[StoreEvent], None]] = []
+        self._subscribers: list[Callable[[RepoEvent], None]] = []
         self._group: _Group | None = None
         for space, encoded in backend.spaces():
             try:
@@ -286,6 +299,7 @@ class Repo:
         self._geneses[genesis.space_id] = genesis
         if self._group is not None:
             self._group.spaces.add(genesis.space_id)
+        self._emit(SpaceStored(genesis.space_id, genesis))
 
     def spaces(self) -> list[Genesis]:
         """Every space whose genesis is intact, in the order it was added."""
@@ -762,11 +776,13 @@ class Repo:
 
     # ----- events -----
 
-    def subscribe(self, callback: Callable[[StoreEvent], None]) -> Callable[[], None]:
-        """Call ``callback`` after every committed write that moves heads; returns the unsubscribe.
+    def subscribe(self, callback: Callable[[RepoEvent], None]) -> Callable[[], None]:
+        """Call ``callback`` after every committed write that moves heads (``StoreEvent``) or
+        stores a new space (``SpaceStored``); returns the unsubscribe.
 
-        Callbacks run synchronously inside ``commit``/``apply``, after the write is durable; one
-        that raises makes that call raise, though the write stands.
+        Callbacks run synchronously inside the call that wrote (``commit``, ``apply``,
+        ``create_space``, ``add_space``), after the write has committed, or when the enclosing
+        ``group`` has; one that raises makes that call raise, though the write stands.
         """
         self._subscribers.append(callback)
 
@@ -943,13 +959,16 @@ class Repo:
 
     def _announce(self, space: bytes, record: VersionRecord, tip: SignedTip | None = None) -> None:
         """Tell subscribers about a committed write, once the cache agrees with the store."""
-        event = StoreEvent(space, record.doc, record.number, record.hashes, record.origin, tip)
+        self._emit(StoreEvent(space, record.doc, record.number, record.hashes, record.origin, tip))
+
+    def _emit(self, event: RepoEvent) -> None:
+        """Notify subscribers now, or once the open group has committed."""
         if self._group is not None:
             self._group.events.append(event)  # not committed yet
         else:
             self._notify(event)
 
-    def _notify(self, event: StoreEvent) -> None:
+    def _notify(self, event: RepoEvent) -> None:
         for callback in list(self._subscribers):
             callback(event)
 
@@ -1138,4 +1157,4 @@ def _causal_order(waiting: list[bytes], deps_of: dict[bytes, list[bytes]], known
     return ordered
 
 
-__all__ = ["DEFAULT_SNAPSHOT_EVERY", "Repo", "StoreEvent", "VersionRecord", "wall_clock_ms"]
+__all__ = ["DEFAULT_SNAPSHOT_EVERY", "Repo", "RepoEvent", "SpaceStored", "StoreEvent", "VersionRecord", "wall_clock_ms"]

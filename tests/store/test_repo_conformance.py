@@ -18,7 +18,7 @@ from protocol.space import INDEX_DOC_ID, Genesis
 from protocol.tips import SignedTip
 from store.errors import ClosedError, InvalidInput, UnknownSpace
 from store import repo as repo_module
-from store.repo import StoreEvent
+from store.repo import RepoEvent, SpaceStored, StoreEvent
 from store_helpers import FILE_DOC, NOW_MS, OTHER_DOC, append, read_text, shared_space, sync, text_obj
 
 # ----- spaces -----
@@ -38,9 +38,34 @@ def test_a_forged_genesis_is_refused_and_nothing_is_stored(make_repo, alice, bob
     genesis = Genesis.create(alice, "project", NOW_MS)
     forged = Genesis(bob.public_key, genesis.name, genesis.nonce, genesis.created_ms, genesis.signature)
     repo = make_repo(bob)
+    heard: list[RepoEvent] = []
+    repo.subscribe(heard.append)
     with pytest.raises(InvalidInput, match="does not verify"):
         repo.add_space(forged)
-    assert repo.spaces() == []
+    assert repo.spaces() == [] and heard == []
+
+
+def test_a_space_newly_stored_is_announced_once_whether_created_or_joined(make_repo, alice, bob) -> None:
+    alice_repo, bob_repo = make_repo(alice, "alice"), make_repo(bob, "bob")
+    alice_heard: list[RepoEvent] = []
+    bob_heard: list[RepoEvent] = []
+    alice_repo.subscribe(alice_heard.append)
+    bob_repo.subscribe(bob_heard.append)
+    genesis = alice_repo.create_space("project", NOW_MS)
+    assert alice_heard == [SpaceStored(genesis.space_id, genesis)]
+    bob_repo.add_space(genesis)  # joined, or fetched from a peer: the same call
+    bob_repo.add_space(genesis)  # already held: nothing new is stored, nothing announced
+    assert bob_heard == [SpaceStored(genesis.space_id, genesis)]
+
+
+def test_spaces_already_in_the_store_are_not_announced_again_on_reopen(tmp_path, alice) -> None:
+    with repo_module.Repo.open(tmp_path / "alice.db", alice) as repo:
+        genesis = repo.create_space("project", NOW_MS)
+    with repo_module.Repo.open(tmp_path / "alice.db", alice) as reopened:
+        heard: list[RepoEvent] = []
+        reopened.subscribe(heard.append)
+        reopened.add_space(genesis)
+        assert reopened.spaces() == [genesis] and heard == []
 
 
 def test_bad_names_and_ids_get_clear_errors(make_repo, alice) -> None:

@@ -15,7 +15,7 @@ import native
 import pytest
 
 from store.errors import InvalidInput, StorageError
-from store.repo import Repo, StoreEvent
+from store.repo import Repo, RepoEvent, SpaceStored, StoreEvent
 from store_helpers import FILE_DOC, NOW_MS, OTHER_DOC, append, read_text, shared_space, sync
 
 
@@ -156,7 +156,7 @@ def test_a_durable_group_that_fails_stores_none_of_its_commits(make_repo, alice)
     repo = make_repo(alice, snapshot_every=2)  # the second commit takes a snapshot inside the group
     space = repo.create_space("project", NOW_MS).space_id
     kept = append(repo, space, FILE_DOC, "kept ")
-    heard: list[StoreEvent] = []
+    heard: list[RepoEvent] = []
     repo.subscribe(heard.append)
     with pytest.raises(RuntimeError, match="crash"), repo.group(durable=True):
         append(repo, space, FILE_DOC, "lost ")
@@ -173,6 +173,18 @@ def test_a_durable_group_that_fails_stores_none_of_its_commits(make_repo, alice)
     append(repo, space, FILE_DOC, "then more")
     assert read_text(repo, space, FILE_DOC) == "kept then more" and repo.version(space) == 2
     assert repo.verify() == []
+
+
+def test_a_space_created_in_a_group_is_announced_once_the_group_commits(make_repo, alice) -> None:
+    repo = make_repo(alice)
+    heard: list[RepoEvent] = []
+    repo.subscribe(heard.append)
+    with repo.group(durable=True):
+        genesis = repo.create_space("project", NOW_MS)
+        append(repo, genesis.space_id, FILE_DOC, "first")
+        assert heard == []
+    assert [type(event) for event in heard] == [SpaceStored, StoreEvent]
+    assert heard[0] == SpaceStored(genesis.space_id, genesis)
 
 
 def test_durable_groups_do_not_nest_with_any_group(make_repo, alice) -> None:
