@@ -36,13 +36,10 @@ Replicator has seen changes the store does not hold, so it is replaced by a fres
 stream is dropped; peers reconnect and reconcile with what the store really holds.
 
 Local edits reach the Replicator through the store: every commit by the local author is
-announced by ``Repo.subscribe`` and becomes a ``LocalCommit`` — nobody has to remember to tell
-the network. It is fed at the next checkpoint, not inside the commit: a typist or an agent
-commits change by change, and the commits of a doc that queued up meanwhile, each continuing
-the last, go out as one batch under the newest tip (which covers the others through the hash
-links). Every receiver then checks one signature and makes one store write per batch, not per
-change: ~3x cheaper to receive at 4 changes a batch, ~5x at 16, for one scheduler pass of
-latency.
+announced by ``Repo.subscribe`` and queued in ``node.local_commits``, which merges the commits
+that continue each other into one batch, fed at the next checkpoint. The Replicator reads and
+writes the repo through ``node.replica_store.ReplicaStore``, which holds per-peer sync states
+and writes them behind (flushed every ``SYNC_STATE_FLUSH_S``, when a stream closes, on stop).
 
 Time is trio's clock in milliseconds (``SyncConfig`` timings are durations, and nothing the
 Replicator persists holds a time), so tests can run it on a fake clock.
@@ -54,28 +51,28 @@ import logging
 import math
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import native
 import trio
 from libp2p.peer.id import ID
 
 from node.errors import NodeError, PeerKeyError, SessionLimitExceeded
 from node.framing import FrameStream
 from node.host import SYNC_PROTOCOL, Host, address_key, is_loopback_key
+from node.local_commits import LocalCommitQueue
 from node.logs import event as log
+from node.replica_store import SYNC_STATE_FLUSH_S, ReplicaStore
 from protocol.errors import LocalProtocolError
 from protocol.events import (
     Action,
     Applied,
-    ConnectionLost,
     Connected,
+    ConnectionLost,
     DataReceived,
     Disconnect,
     Event,
-    LocalCommit,
     PeerPenalized,
     Send,
     SetTimer,
@@ -84,11 +81,9 @@ from protocol.events import (
 )
 from protocol.identity import PUBLIC_KEY_BYTES, peer_id_of
 from protocol.limits import (
-    CHANGES_PER_SENT_BATCH,
     DISCONNECT_SCORE,
     MAX_FRAME_BYTES,
     MAX_FRAME_HEADER_BYTES,
-    MAX_OPS_PER_BATCH,
     MAX_PRE_HELLO_FRAME_BYTES,
     SyncConfig,
 )
@@ -108,14 +103,6 @@ KnownPeers = Callable[[str], bool]
 _ED25519_PEER_ID_PREFIX: Final = bytes([0x00, 36, 0x08, 0x01, 0x12, PUBLIC_KEY_BYTES])
 # Shut-down of one stream (flush is bounded separately); a dead peer must not hold us up.
 STREAM_CLOSE_TIMEOUT_S: Final = 2.0
-# Stored change hashes remembered for the Replicator's has_change (~100 B each): the heads and
-# recent history of a busy space.
-KNOWN_CHANGES_CACHED: Final = 65_536
-# Local commits queued meanwhile are merged into one pushed batch up to this many bytes of
-# changes: a quarter of a frame, so the batch (deflated or not) always fits one.
-MERGED_PUSH_BYTES_MAX: Final = MAX_FRAME_BYTES // 4
-# Per-peer sync states are written behind, at most this often (see _ReplicatorStore).
-SYNC_STATE_FLUSH_S: Final = 1.0
 # A peer that refused a space (or does not speak our protocol) is asked again after this long
 # even if it stays connected: it may have joined the space meanwhile.
 NOT_SHARED_RETRY_S: Final = 60.0
@@ -226,75 +213,6 @@ class _Conn:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
-class _ReplicatorStore:
-    """The repo as the Replicator's ``ChangeStore``, with per-peer sync states written behind
-    and stored change hashes cached.
-
-    The Replicator saves a peer's sync state for a doc on nearly every message (every heads it
-    reports or is told), and each save would be a transaction of its own, fsync included:
-    under live editing that is most of the store's work. Sync states only make the next
-    reconnect cheaper (a lost or stale one costs a fuller exchange, never a wrong one), so
-    they are kept here and written at most once per ``SYNC_STATE_FLUSH_S`` per (peer, doc),
-    when a connection closes, and when the driver stops.
-    """
-
-    def __init__(self, repo: Repo, on_failure: Callable[..., None]) -> None:
-        self._repo = repo
-        self._on_failure = on_failure
-        self._dirty: dict[tuple[bytes, bytes, bytes], bytes] = {}
-        self._known: dict[tuple[bytes, bytes, bytes], None] = {}  # stored changes, newest last
-        self.doc_ids = repo.doc_ids
-        self.heads = repo.heads
-        self.author_seq = repo.author_seq
-        self.changes_since = repo.changes_since
-        self.tips = repo.tips
-        self.save_document = repo.save_document
-
-    def has_change(self, space: bytes, doc: bytes, change_hash: bytes) -> bool:
-        """The Replicator asks this for every head of every message: remember the yeses (a
-        stored change stays stored), so a query reaches SQLite once per change, not per message."""
-        key = (space, doc, change_hash)
-        if key in self._known:
-            return True
-        if not self._repo.has_change(space, doc, change_hash):
-            return False
-        self.remember(space, doc, [change_hash])
-        return True
-
-    def remember(self, space: bytes, doc: bytes, hashes: Iterable[bytes]) -> None:
-        for change_hash in hashes:
-            self._known[space, doc, change_hash] = None
-        while len(self._known) > KNOWN_CHANGES_CACHED:
-            del self._known[next(iter(self._known))]
-
-    def apply(self, space: bytes, doc: bytes, changes: Sequence[Any], tips: Sequence[Any]) -> list[bytes]:
-        applied = self._repo.apply(space, doc, changes, tips)
-        self.remember(space, doc, applied)
-        return applied
-
-    def reset(self) -> None:
-        """Forget what a failed group commit may have made wrong: the stored changes remembered
-        and the sync states not yet written (hints: losing them costs a fuller exchange)."""
-        self._known.clear()
-        self._dirty.clear()
-
-    def load_sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:
-        state = self._dirty.get((peer, space, doc))
-        return state if state is not None else self._repo.load_sync_state(peer, space, doc)
-
-    def save_sync_state(self, peer: bytes, space: bytes, doc: bytes, state: bytes) -> None:
-        self._dirty[peer, space, doc] = state
-
-    def flush(self) -> None:
-        """Write every state saved since the last flush; a failure is logged (states are hints)."""
-        dirty, self._dirty = self._dirty, {}
-        try:
-            for (peer, space, doc), state in dirty.items():
-                self._repo.save_sync_state(peer, space, doc, state)
-        except Exception:
-            self._on_failure("state_flush_failures", "sync.state_flush_failed", states=len(dirty))
-
-
 class SyncDriver:
     """Runs one ``Replicator`` over libp2p sync streams; see the module docstring.
 
@@ -327,7 +245,7 @@ class SyncDriver:
         self._on_event = on_event
         self._is_known = is_known
         self._spaces: set[bytes] = {genesis.space_id for genesis in repo.spaces()}
-        self._store = _ReplicatorStore(repo, self._failed)
+        self._store = ReplicaStore(repo, self._failed)
         self._config = config
         self._hello_deadline_s = (
             limits.hello_deadline_s if limits.hello_deadline_s is not None else config.hello_timeout_ms / 1000 + HELLO_DEADLINE_MARGIN_S
@@ -338,9 +256,7 @@ class SyncDriver:
         self._next_conn = 0
         self._pending: deque[Event] = deque()
         self._busy = False
-        self._local_commits: list[LocalCommit] = []  # made since the pusher last ran, merged
-        self._local_sizes: list[tuple[int, int, int]] = []  # (changes, bytes, ops) of each
-        self._local_waiting = trio.Event()
+        self._local_commits = LocalCommitQueue(repo)
         self._opening: set[tuple[str, bytes]] = set()
         # (peer, space) -> trio time until which we do not offer the space to the peer again:
         # it said it does not serve it, or it does not speak our protocol at all.
@@ -358,7 +274,7 @@ class SyncDriver:
                 self._nursery = nursery
                 nursery.start_soon(self._timers)
                 nursery.start_soon(self._flush_sync_states)
-                nursery.start_soon(self._push_local_commits)
+                nursery.start_soon(self._local_commits.push_to, self._feed)
                 self.host.set_stream_handler(SYNC_PROTOCOL, self._on_inbound)
                 task_status.started()
                 await trio.sleep_forever()
@@ -821,8 +737,8 @@ class SyncDriver:
     # ----- the store -----
 
     def _on_store_event(self, event: RepoEvent) -> None:
-        """A committed write: the local author's becomes a ``LocalCommit``, pushed at the next
-        checkpoint, merged into the one before when it continues it (see the module docstring).
+        """A committed write: the local author's is queued as a ``LocalCommit``, pushed at the
+        next checkpoint (see ``node.local_commits``).
 
         Runs inside ``Repo.commit``; it must never raise, or the caller's commit would seem to
         fail although it is durable.
@@ -832,47 +748,9 @@ class SyncDriver:
         try:
             self.add_space(event.space)
             self._store.remember(event.space, event.doc, event.hashes)
-            commit, first_deps = self._local_commit(event)
-            size = (len(commit.changes), sum(map(len, commit.changes)), sum(native.decode_change(raw).op_count for raw in commit.changes))
+            self._local_commits.add(event)
         except Exception:
             self._failed("local_commit_failures", "sync.local_commit_unreadable", space=event.space.hex()[:12], doc=event.doc.hex())
-            return
-        queued = self._local_commits
-        last = queued[-1] if queued else None
-        # The newest tip covers the queued batch through the hash links: Automerge makes each
-        # local change depend on the author's previous one. Checked, not assumed. Merged only
-        # while the batch stays what every receiver takes in one batch.
-        continues = last is not None and (last.space, last.doc) == (commit.space, commit.doc) and last.tip.change_hash in first_deps
-        merged = _merged(self._local_sizes[-1], size) if continues else None
-        if last is not None and merged is not None:
-            queued[-1] = LocalCommit(commit.space, commit.doc, last.changes + commit.changes, commit.tip)
-            self._local_sizes[-1] = merged
-        else:
-            queued.append(commit)
-            self._local_sizes.append(size)
-        self._local_waiting.set()
-
-    async def _push_local_commits(self) -> None:
-        while True:
-            await self._local_waiting.wait()
-            self._local_waiting = trio.Event()
-            commits, self._local_commits, self._local_sizes = self._local_commits, [], []
-            self._feed(*commits)
-
-    def _local_commit(self, event: StoreEvent) -> tuple[LocalCommit, tuple[bytes, ...]]:
-        """The commit as the Replicator takes it, and the deps of its first change."""
-        backend = self.repo.backend
-        raws = []
-        first_deps: tuple[bytes, ...] = ()
-        for change_hash in event.hashes:
-            row = backend.change(event.space, event.doc, change_hash)
-            if row is None or row.raw is None:
-                raise LookupError(f"change {change_hash.hex()} of the commit is not stored")
-            first_deps = row.deps if not raws else first_deps
-            raws.append(row.raw)
-        if event.tip is None or event.tip.change_hash != event.hashes[-1] or event.tip.author != self.key:
-            raise LookupError("a local commit's event carries no tip of the local author over its newest change")
-        return LocalCommit(event.space, event.doc, tuple(raws), event.tip), first_deps
 
     def _emit(self, kind: str, **data: Any) -> None:
         if self._on_event is None:
@@ -893,12 +771,3 @@ class SyncDriver:
 def _hex(value: bytes | None) -> str | None:
     return value.hex() if value is not None else None
 
-
-def _merged(queued: tuple[int, int, int], commit: tuple[int, int, int]) -> tuple[int, int, int] | None:
-    """The (changes, bytes, ops) of a queued local batch and the commit that continues it
-    merged, or None if that is more than every receiver takes in one batch (protocol/batch.py
-    scans the ops of every batch it receives)."""
-    changes, size, ops = (a + b for a, b in zip(queued, commit, strict=True))
-    if changes > CHANGES_PER_SENT_BATCH or size > MERGED_PUSH_BYTES_MAX or ops > MAX_OPS_PER_BATCH:
-        return None
-    return changes, size, ops

@@ -15,9 +15,9 @@ from pathlib import Path
 import native
 import trio
 
-from node.sync_driver import SyncDriver
+from node.local_commits import LocalCommitQueue
 from protocol.tips import coverage
-from store.repo import Repo
+from store.repo import Repo, StoreEvent
 from sync_helpers import NOW_MS, Node, cluster, genesis_of, identity_of
 
 BURST = 300
@@ -111,8 +111,8 @@ def test_queued_commits_merge_into_one_batch_that_its_newest_tip_covers() -> Non
     alice, bob = Repo.open(None, identity_of("alice")), Repo.open(None, identity_of("bob"))
     for repo in (alice, bob):
         repo.add_space(genesis)
-    driver = SyncDriver(None, alice)  # type: ignore[arg-type]  # never run: only its store hook is used
-    alice.subscribe(driver._on_store_event)
+    queue = LocalCommitQueue(alice)
+    alice.subscribe(lambda event: queue.add(event) if isinstance(event, StoreEvent) and event.origin == "local" else None)
 
     def append(repo: Repo, text: str) -> bytes:
         document = repo.document(space, doc)
@@ -133,7 +133,7 @@ def test_queued_commits_merge_into_one_batch_that_its_newest_tip_covers() -> Non
     remote = append(bob, "r")
     sync(bob, alice)  # a remote change, which Alice's driver does not push
     newest = append(alice, "c")
-    [batch] = driver._local_commits
+    [batch] = queue.queued
     changes = [native.decode_change(raw) for raw in batch.changes]
     assert len(changes) == 3 and batch.tip.change_hash == newest and remote not in {c.hash for c in changes}
     result = coverage(space, doc, changes, [batch.tip], is_stored=lambda change_hash: change_hash == remote)
