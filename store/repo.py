@@ -22,35 +22,16 @@ for them all. ``group(durable=True)`` is group commit for local writes: a burst 
 (each still its own signed change) shares one transaction and one fsync, and is acknowledged
 when the group exits.
 
-Remote changes are applied to the doc's Automerge document before anything is stored (a
-trial): Automerge refuses some signed, well-formed changes — a second change for an author's
-seq, a seq that skips, ops naming an actor the doc does not know — and a store holding one
-could never load the doc again, here or on any peer it forwards to. A cheap check of each
-author's chain (one index seek per author) refuses the forks and gaps first; the trial catches
-the rest, and a refused apply stores nothing (``RefusedChanges``). Each ``apply_changes`` call
-costs time in proportion to the document (~12–17 ms at 50k changes, however few the changes),
-so the trial is the apply: it runs on the cached document when that holds exactly the stored
-changes, which so stays current. While the cached document holds uncommitted local ops (which
-Automerge would commit on its own), the trial runs on a copy loaded from the store and the
-changes wait, stored, to reach the cached document once it is clean (``waiting``).
-
-Loaded documents are a bounded cache (least recently used first out, by count and by
-approximate memory); a document with uncommitted work, or one a caller still holds, stays.
-
-A doc whose changes since its last snapshot reach ``snapshot_every`` is due a snapshot: it is
-saved as blocks under a new signed space manifest (store/snapshots.py). ``commit`` takes a due
-snapshot at once (the document is live, so it costs one ``save()``); docs that grew by remote
-changes are snapshotted by ``maintain``, which the node calls when idle. ``maintain`` then
-compacts (drops the change bytes a checked snapshot holds; ``changes_since`` regenerates them
-from the document) and prunes the sync states of peers long gone or beyond a per-peer cap.
+Remote changes are tried on the document before anything is stored, and the cached document
+is kept current by that trial (store/ingest.py). Loaded documents are a bounded cache
+(store/doc_cache.py). Snapshots, compaction and sync-state pruning are store/maintenance.py:
+``commit`` takes a due snapshot at once, ``maintain`` (the node calls it when idle) the rest.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,9 +43,10 @@ from protocol.identity import PUBLIC_KEY_BYTES, Identity
 from protocol.space import DOC_ID_BYTES, SPACE_ID_BYTES, Genesis
 from protocol.tips import SignedTip
 
-from store import repair, snapshots, verify
+from store import ingest, repair, snapshots, verify
 from store.backend import Backend, MemoryBackend
 from store.blocks import Block, checked, codec_of
+from store.doc_cache import CachedDoc, DocCache, load_document
 from store.errors import (
     ClosedError,
     CorruptionError,
@@ -73,55 +55,20 @@ from store.errors import (
     StorageError,
     UnknownSpace,
 )
+from store.maintenance import DEFAULT_SNAPSHOT_EVERY, Maintainer, Maintenance
 from store.records import (
     ChangeRow,
-    Compaction,
     DocRow,
     Origin,
-    DocSnapshot,
     SpaceSnapshot,
-    SyncStateKey,
+    SyncStateRow,
     TipRow,
     VersionRecord,
-    SyncStateRow,
     VersionRow,
     WriteBatch,
 )
 from store.sqlite_backend import SqliteBackend
 
-# Changes a doc gathers between automatic snapshots. Loading a saved doc is ~10x faster per
-# change than applying changes one by one, and saving costs ~20 ms per 100k changes, so a
-# tail of at most 1,000 changes keeps a cold open close to the cost of the snapshot alone.
-DEFAULT_SNAPSHOT_EVERY = 1000
-# Remote changes a cached document may owe before they are applied without waiting for a
-# read: bounds the memory they hold (~120 B each) while keeping apply calls, whose cost grows
-# with the document, rare.
-MAX_WAITING_CHANGES = 10_000
-# Loaded documents the repo keeps, least recently used dropped first. Even a tiny doc costs
-# ~16 KB loaded (+78 MB per 5,000 small docs, issue 12) and a node may hold tens of thousands:
-# 1,000 keep an editing session's working set (the index doc, the files open) in ~16 MB.
-MAX_CACHED_DOCS = 1_000
-# ... and their approximate memory, estimated per op: a 100k-op text doc loads to ~47 MB here
-# (~470 B per op). 256 MiB holds a few large docs at once and bounds the total on a small machine.
-MAX_CACHED_BYTES = 256 * 1024 * 1024
-CACHED_DOC_BASE_BYTES = 16_000
-CACHED_BYTES_PER_OP = 470
-# References to a cached document when only the cache holds it: the _Cached slot and
-# sys.getrefcount's own argument. More means a caller holds it (to edit, then commit): evicting
-# it then would make that commit load a fresh copy and lose the edit.
-_CACHE_ONLY_REFS = 2
-# A peer not synced with for this long has left (or lost its store): its sync states only make a
-# reconnect cheaper, so dropping them costs one full reconciliation should it come back.
-SYNC_STATE_MAX_AGE_MS = 30 * 24 * 3600 * 1000
-# Sync states kept per peer (newest first): twice the docs of a large space (10,000), so an
-# honest peer sharing a few large spaces keeps all of its states while one naming junk docs
-# cannot grow the table without bound (issue 12: 2.6 MB sent made 50k rows).
-SYNC_STATES_PER_PEER_MAX = 20_000
-# Peers whose sync states are kept, the most recently synced first: every peer a node syncs
-# with in a month, many times over; keys that come and go cannot grow the table past it.
-SYNC_STATE_PEERS_MAX = 1024
-# Pruning reads every sync state's key (~50 ms at 50k rows); hourly bounds the table well.
-SYNC_STATE_PRUNE_INTERVAL_MS = 3600 * 1000
 _MS_PER_S = 1000
 
 
@@ -154,35 +101,6 @@ class SpaceStored:
 
 # What ``Repo.subscribe`` callbacks receive; they match on the type.
 RepoEvent = StoreEvent | SpaceStored
-
-
-@dataclass(slots=True)
-class _Cached:
-    """A loaded document and how far it agrees with the store.
-
-    ``synced_heads`` are the document's heads when it last held exactly the stored changes;
-    ``waiting`` are stored remote changes not yet applied because the document was not clean.
-    """
-
-    key: tuple[bytes, bytes]
-    document: native.Document
-    synced_heads: list[bytes]
-    waiting: list[bytes] = field(default_factory=list)
-    size_bytes: int = 0  # the estimate counted in Repo._cache_bytes
-
-    def clean(self) -> bool:
-        """Whether the document holds exactly stored changes (plus ``waiting`` ones to apply)."""
-        return not self.document.pending_ops() and self.document.heads() == self.synced_heads
-
-
-@dataclass(frozen=True, slots=True)
-class Maintenance:
-    """What one ``Repo.maintain`` did."""
-
-    snapshots: int = 0  # docs snapshotted
-    compacted: int = 0  # change bytes dropped (held by snapshots)
-    pruned_sync_states: int = 0
-    damaged_docs: int = 0  # skipped: the doc does not load or its snapshot does not check out (verify says why)
 
 
 @dataclass(slots=True)
@@ -220,12 +138,16 @@ class Repo:
         # Per doc: author -> highest seq stored, read from the store once and kept in step by
         # every write: every commit and apply checks the author's chain against it.
         self._author_seqs: dict[tuple[bytes, bytes], dict[bytes, int]] = {}
-        self._snapshotted: dict[tuple[bytes, bytes], int] = {}  # per doc: the changes its snapshot holds
         self._latest_versions: dict[bytes, int] = {}
-        self._cache: OrderedDict[tuple[bytes, bytes], _Cached] = OrderedDict()  # least recently used first
-        self._cache_bytes = 0
-        self._compacted: dict[tuple[bytes, bytes], int] = {}  # per doc: compacted below this position
-        self._sync_states_pruned_ms: int | None = None
+        self._cache = DocCache()
+        self._maintainer = Maintainer(
+            backend,
+            identity,
+            block=self.block,
+            document=lambda space, doc: self._clean_document(space, doc, keep=False),
+            latest_version=self._latest_version,
+            stored_spaces=lambda: [*self._geneses, *self._damaged_spaces],
+        )
         self.last_maintenance = Maintenance()
         self._subscribers: list[Callable[[RepoEvent], None]] = []
         self._group: _Group | None = None
@@ -255,7 +177,6 @@ class Repo:
         if not self._closed:
             self._closed = True
             self._cache.clear()
-            self._cache_bytes = 0
             self._backend.close()
 
     def __enter__(self) -> Repo:
@@ -318,7 +239,7 @@ class Repo:
         Edit it, then call ``commit``; never call ``Document.commit()`` directly.
         """
         cached = self._cached(space, doc)
-        self._catch_up(cached)
+        self._cache.catch_up(cached)
         return cached.document
 
     def commit(self, space: bytes, doc: bytes, message: str | None = None, *, now_ms: int) -> bytes | None:
@@ -340,18 +261,18 @@ class Repo:
         document.commit(message, time=now_ms // _MS_PER_S)
         local = [native.decode_change(raw) for raw in document.get_changes(cached.synced_heads)]
         if not local:
-            self._catch_up(cached)
+            self._cache.catch_up(cached)
             return None
         foreign = [change for change in local if change.actor != self.identity.public_key]
         if foreign:
-            self._drop(cached.key)
+            self._cache.drop(cached.key)
             raise InvalidInput(
                 f"doc {doc.hex()} holds {len(foreign)} change(s) by another actor; apply remote changes "
                 "through Repo.apply, not on the document"
             )
         stored_seq = self._author_seq(space, doc, self.identity.public_key)
         if min(change.seq for change in local) != stored_seq + 1:
-            self._drop(cached.key)  # storing it would fork this key's chain: the doc would not load
+            self._cache.drop(cached.key)  # storing it would fork this key's chain: the doc would not load
             raise InvalidInput(
                 f"doc {doc.hex()}: changes by this node's key up to seq {stored_seq} arrived while"
                 " the edit was open (is the key used on another node too?); the edit is dropped"
@@ -359,20 +280,20 @@ class Repo:
         newest = max(local, key=lambda change: change.seq)
         tip = SignedTip.sign(self.identity, space, doc, newest.hash)
         start = self._change_count(space, doc)
-        rows = [_row(space, doc, start + i, change, change.hash, change.deps) for i, change in enumerate(local)]
+        rows = [ingest.change_row(space, doc, start + i, change, change.hash, change.deps) for i, change in enumerate(local)]
         try:
             record = self._persist(space, doc, rows, [(tip, newest.seq)], origin="local", time_ms=now_ms)
         except StorageError:
-            self._drop(cached.key)
+            self._cache.drop(cached.key)
             raise
         cached.synced_heads = document.heads()
-        self._catch_up(cached)
-        self._resize(cached)
+        self._cache.catch_up(cached)
+        self._cache.resize(cached)
         if record is not None:  # always: local changes move heads
             self._announce(space, record, tip)
         row = self._doc_row(space, doc)
-        if row is not None and self._snapshot_lag(row) >= self.snapshot_every:
-            self._snapshot_docs(space, [row], now_ms)
+        if row is not None and self._maintainer.snapshot_lag(row) >= self.snapshot_every:
+            self._maintainer.snapshot_docs(space, [row], now_ms)
         return newest.hash
 
     def rollback(self, space: bytes, doc: bytes) -> None:
@@ -383,81 +304,27 @@ class Repo:
             return
         cached.document.rollback()
         if cached.document.heads() != cached.synced_heads:
-            self._drop(cached.key)  # the document closed a change itself; reload without it
+            self._cache.drop(cached.key)  # the document closed a change itself; reload without it
         else:
-            self._catch_up(cached)
+            self._cache.catch_up(cached)
 
     def doc_ids(self, space: bytes) -> list[bytes]:
         """Every doc of the space that has at least one change, sorted."""
         self._check_space(space)
         return [row.doc for row in self._backend.docs(space)]
 
-    def _cached(self, space: bytes, doc: bytes) -> _Cached:
+    def _cached(self, space: bytes, doc: bytes) -> CachedDoc:
         self._check_doc(space, doc)
         key = (space, doc)
-        cached = self._cache.get(key)
+        cached = self._cache.use(key)
         if cached is None:
             document = self._load(space, doc)
-            cached = self._keep(_Cached(key, document, document.heads()))
-        else:
-            self._cache.move_to_end(key)
+            cached = self._cache.keep(CachedDoc(key, document, document.heads()))
         return cached
-
-    def _catch_up(self, cached: _Cached) -> None:
-        """Apply waiting remote changes once the document holds no uncommitted local work.
-
-        Raises:
-            CorruptionError: Automerge refuses them although they passed the trial (a change by
-                the local key arrived from elsewhere while a local change was open); the
-                document is dropped from the cache, and reloading it shows the damage.
-        """
-        if not cached.waiting or not cached.clean():
-            return  # uncommitted ops, or a change it closed on its own: commit() persists that first
-        try:
-            cached.document.apply_changes(cached.waiting)
-        except native.AutomergeError as error:
-            self._drop(cached.key)
-            raise CorruptionError(f"doc {cached.key[1].hex()}: stored changes do not apply: {error}") from error
-        cached.waiting = []
-        cached.synced_heads = cached.document.heads()
-        self._resize(cached)
-
-    # ----- the bounded document cache -----
-
-    def _keep(self, cached: _Cached) -> _Cached:
-        """Cache a document as the most recently used, then drop the least used beyond the bounds."""
-        self._drop(cached.key)
-        self._cache[cached.key] = cached
-        self._resize(cached)
-        self._evict()
-        return cached
-
-    def _resize(self, cached: _Cached) -> None:
-        """Re-estimate a cached document's memory (it grows with every change applied)."""
-        if self._cache.get(cached.key) is not cached:
-            return
-        size = CACHED_DOC_BASE_BYTES + CACHED_BYTES_PER_OP * cached.document.stats()["ops"]
-        self._cache_bytes += size - cached.size_bytes
-        cached.size_bytes = size
-
-    def _drop(self, key: tuple[bytes, bytes]) -> None:
-        cached = self._cache.pop(key, None)
-        if cached is not None:
-            self._cache_bytes -= cached.size_bytes
-
-    def _evict(self) -> None:
-        """Drop least recently used documents while over a bound, never the newest, nor one with
-        uncommitted work or held by a caller (see _CACHE_ONLY_REFS)."""
-        for key in list(self._cache)[:-1]:
-            if len(self._cache) <= MAX_CACHED_DOCS and self._cache_bytes <= MAX_CACHED_BYTES:
-                return
-            cached = self._cache[key]
-            if cached.clean() and sys.getrefcount(cached.document) <= _CACHE_ONLY_REFS:
-                self._drop(key)
 
     def cache_stats(self) -> tuple[int, int]:
-        """(documents, approximate bytes) the cache holds now."""
-        return len(self._cache), self._cache_bytes
+        """(documents, approximate bytes) the document cache holds now."""
+        return self._cache.stats()
 
     def _clean_document(self, space: bytes, doc: bytes, *, keep: bool = True) -> native.Document:
         """A document holding exactly the stored changes: the cached one if clean, else a fresh load.
@@ -467,37 +334,13 @@ class Repo:
         if not keep and (space, doc) not in self._cache:
             return self._load(space, doc)
         cached = self._cached(space, doc)
-        self._catch_up(cached)
+        self._cache.catch_up(cached)
         if not cached.waiting and cached.clean():
             return cached.document
         return self._load(space, doc)
 
     def _load(self, space: bytes, doc: bytes) -> native.Document:
-        """Build the document from its newest snapshot plus the later changes, checking both.
-
-        Raises:
-            CorruptionError: a block, change or the resulting heads do not match what was stored.
-        """
-        row = self._doc_row(space, doc)
-        if row is None:
-            return native.Document(actor=self.identity.public_key)
-        snapshot = self._backend.doc_snapshot(space, doc)
-        saved = snapshots.read_chunks(snapshot, self.block) if snapshot else b""
-        tail = self._backend.changes(space, doc, snapshot.change_count if snapshot else 0)
-        compacted = [change for change in tail if change.raw is None]
-        if compacted:
-            raise CorruptionError(
-                f"doc {doc.hex()}: change {compacted[0].hash.hex()} lost its bytes but no snapshot holds it"
-            )
-        try:
-            document = native.Document.load(saved + b"".join(change.raw or b"" for change in tail), self.identity.public_key)
-        except native.AutomergeError as error:
-            verify.raise_for_corrupt_change(tail)
-            raise CorruptionError(f"doc {doc.hex()} in space {space.hex()[:12]} does not load: {error}") from error
-        if tuple(sorted(document.heads())) != row.heads:
-            verify.raise_for_corrupt_change(tail)
-            raise CorruptionError(f"doc {doc.hex()} in space {space.hex()[:12]} loads to other heads than stored")
-        return document
+        return load_document(self._backend, self._doc_row(space, doc), self.identity.public_key, self.block, space=space, doc=doc)
 
     # ----- ChangeStore (protocol/store_api.py) -----
 
@@ -577,7 +420,7 @@ class Repo:
         for tip in tips:
             if tip.space != space or tip.doc != doc:
                 raise InvalidInput("a tip for another space or doc was passed to apply")
-        accepted = self._accept(space, doc, changes)
+        accepted = ingest.accept(self._backend, space, doc, changes, self._change_count(space, doc))
         by_hash = {row.hash: row for row in accepted}
         tip_seqs = []
         for tip in tips:
@@ -590,110 +433,20 @@ class Repo:
         now = self._clock() if now_ms is None else now_ms
         trial = None
         if accepted:
-            self._check_chains(space, doc, accepted)
-            trial = self._trial_apply(space, doc, accepted)
+            ingest.check_chains(doc, accepted, lambda author: self._author_seq(space, doc, author))
+            trial = ingest.trial_apply(self._cache, (space, doc), accepted, lambda: self._load(space, doc))
         try:
             record = self._persist(space, doc, accepted, tip_seqs, origin="remote", time_ms=now)
         except BaseException:
             if trial is not None:
-                self._drop((space, doc))  # the cached document may hold what the store does not
+                self._cache.drop((space, doc))  # the cached document may hold what the store does not
             raise
         if trial is not None:
-            self._after_trial(space, doc, trial, accepted)
+            ingest.after_trial(self._cache, (space, doc), trial, accepted)
         if record is None:
             return []
         self._announce(space, record)
         return list(record.hashes)
-
-    def _check_chains(self, space: bytes, doc: bytes, rows: Sequence[ChangeRow]) -> None:
-        """Each author's changes must continue its stored chain: seq = the previous one + 1.
-
-        Automerge refuses a second change for a seq it holds, and assumes an author's first
-        change has seq 1 (it panics on a later one): cheaper to refuse them here, by name, than
-        to find out in the trial apply.
-
-        Raises:
-            RefusedChanges: a change whose seq is already taken (a forked chain) or skips one.
-        """
-        newest: dict[bytes, int] = {}
-        for row in rows:  # causal order: an author's seq s-1 comes before its seq s
-            previous = newest.get(row.actor)
-            if previous is None:
-                previous = self._author_seq(space, doc, row.actor)
-            if row.seq != previous + 1:
-                why = "a second change for a seq it holds (a forked author chain)" if row.seq <= previous else "a gap"
-                raise RefusedChanges(
-                    f"change {row.hash.hex()} of doc {doc.hex()} by {row.actor.hex()[:12]} has seq {row.seq}, but"
-                    f" the author's chain ends at seq {previous}: {why}; nothing of the batch is stored"
-                )
-            newest[row.actor] = row.seq
-
-    def _trial_apply(self, space: bytes, doc: bytes, rows: Sequence[ChangeRow]) -> native.Document:
-        """Apply the rows to the doc's document before anything is stored; the document used.
-
-        The cached document when it holds exactly the stored changes (it stays current: the
-        trial was the apply), else a copy loaded from the store.
-
-        Raises:
-            RefusedChanges: Automerge refuses them; a cached document that may hold part of
-                them is dropped.
-        """
-        cached = self._cache.get((space, doc))
-        if cached is not None:
-            self._catch_up(cached)
-        clean = cached is not None and not cached.waiting and cached.clean()
-        document = cached.document if cached is not None and clean else self._load(space, doc)
-        try:
-            document.apply_changes([row.raw for row in rows])
-        except native.AutomergeError as error:
-            if clean:
-                self._drop((space, doc))
-            more = f" (or one of the {len(rows) - 1} after it)" if len(rows) > 1 else ""
-            raise RefusedChanges(
-                f"Automerge refuses change {rows[0].hash.hex()}{more} of doc {doc.hex()}: {error}; nothing of the"
-                " batch is stored"
-            ) from error
-        return document
-
-    def _after_trial(self, space: bytes, doc: bytes, document: native.Document, rows: Sequence[ChangeRow]) -> None:
-        """Once stored: the trial document becomes (or stays) the cached one, or the changes
-        wait for a cached document that holds uncommitted work."""
-        cached = self._cache.get((space, doc))
-        if cached is None:
-            self._keep(_Cached((space, doc), document, document.heads()))
-        elif cached.document is document:
-            cached.synced_heads = document.heads()
-            self._resize(cached)
-        else:
-            cached.waiting.extend(row.raw for row in rows if row.raw is not None)
-            if len(cached.waiting) >= MAX_WAITING_CHANGES:
-                self._catch_up(cached)
-
-    def _accept(self, space: bytes, doc: bytes, changes: Sequence[native.DecodedChange]) -> list[ChangeRow]:
-        """Rows for the new changes whose deps are all stored or accepted before them, in causal order."""
-        # Every attribute read of a DecodedChange builds new bytes objects: read hash and deps once.
-        batch: dict[bytes, tuple[native.DecodedChange, list[bytes]]] = {}
-        for change in changes:
-            change_hash = change.hash
-            if change_hash not in batch:
-                batch[change_hash] = (change, change.deps)
-        outside = {dep for _, deps in batch.values() for dep in deps if dep not in batch}
-        stored = self._backend.stored_hashes(space, doc, [*batch, *outside])
-        known = set(stored)
-        ordered: list[bytes] = []
-        out_of_order: list[bytes] = []
-        for change_hash, (_, deps) in batch.items():
-            if change_hash in stored:
-                continue
-            if all(dep in known for dep in deps):
-                ordered.append(change_hash)
-                known.add(change_hash)
-            else:
-                out_of_order.append(change_hash)
-        if out_of_order:
-            ordered += _causal_order(out_of_order, {h: batch[h][1] for h in out_of_order}, known)
-        start = self._change_count(space, doc)
-        return [_row(space, doc, start + i, batch[h][0], h, batch[h][1]) for i, h in enumerate(ordered)]
 
     def load_sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:
         self._check_peer(peer)
@@ -738,15 +491,14 @@ class Repo:
                 yield
         except BaseException:
             for space, doc in group.docs:
-                self._drop((space, doc))
+                self._cache.drop((space, doc))
                 self._doc_rows.pop((space, doc), None)
                 self._tip_seqs.pop((space, doc), None)
                 self._author_seqs.pop((space, doc), None)
                 self._latest_versions.pop(space, None)
             for space in group.spaces:
                 del self._geneses[space]
-            self._snapshotted.clear()  # a snapshot of any doc may have been taken inside
-            self._compacted.clear()
+            self._maintainer.forget()  # a snapshot of any doc may have been taken inside
             raise
         finally:
             self._group = None
@@ -797,9 +549,9 @@ class Repo:
     def snapshot(self, space: bytes, now_ms: int) -> SpaceSnapshot | None:
         """Bring every doc's snapshot up to date and sign a new manifest; None for an empty space."""
         self._check_space(space)
-        behind = self._lagging(space, 1)
+        behind = self._maintainer.lagging(space, 1)
         if behind:
-            self._snapshot_docs(space, behind, now_ms)
+            self._maintainer.snapshot_docs(space, behind, now_ms)
         return self._backend.space_snapshot(space)
 
     def maintain(self, now_ms: int) -> int:
@@ -812,43 +564,16 @@ class Repo:
         says what is wrong with it.
         """
         self._check_open()
-        saved = compacted = 0
-        damaged: list[bytes] = []
-        for space in self._geneses:
-            due = self._lagging(space, self.snapshot_every)
-            if due:
-                saved += self._snapshot_docs(space, due, now_ms, damaged=damaged)
-            compacted += self._compact(space, self._uncompacted(space), damaged=damaged)
-        pruned = 0
-        if self._sync_states_pruned_ms is None or now_ms - self._sync_states_pruned_ms >= SYNC_STATE_PRUNE_INTERVAL_MS:
-            pruned = self.prune_sync_states(now_ms)
-        self.last_maintenance = Maintenance(saved, compacted, pruned, len(set(damaged)))
-        return saved
+        self.last_maintenance = self._maintainer.maintain(self._geneses, self.snapshot_every, now_ms)
+        return self.last_maintenance.snapshots
 
     def prune_sync_states(self, now_ms: int) -> int:
         """Delete the sync states of docs this store does not hold, of peers not synced with for
         SYNC_STATE_MAX_AGE_MS or beyond the SYNC_STATE_PEERS_MAX most recent, and each peer's
-        oldest beyond SYNC_STATES_PER_PEER_MAX; returns how many. A pruned state costs at most one fuller reconciliation with that peer."""
+        oldest beyond SYNC_STATES_PER_PEER_MAX (store/maintenance.py); returns how many. A
+        pruned state costs at most one fuller reconciliation with that peer."""
         self._check_open()
-        held = {(space, row.doc) for space in self._geneses for row in self._backend.docs(space)}
-        by_peer: dict[bytes, list[SyncStateKey]] = defaultdict(list)
-        for key in self._backend.sync_state_keys():
-            by_peer[key.peer].append(key)
-        pruned: list[SyncStateKey] = []
-        for keys in by_peer.values():
-            keys.sort(key=lambda key: key.seen_ms, reverse=True)
-        by_recency = sorted(by_peer.values(), key=lambda keys: keys[0].seen_ms, reverse=True)
-        for rank, keys in enumerate(by_recency):
-            if rank >= SYNC_STATE_PEERS_MAX or keys[0].seen_ms < now_ms - SYNC_STATE_MAX_AGE_MS:
-                pruned.extend(keys)
-                continue
-            kept = [key for key in keys if (key.space, key.doc) in held]
-            pruned.extend(key for key in keys if (key.space, key.doc) not in held)
-            pruned.extend(kept[SYNC_STATES_PER_PEER_MAX:])
-        if pruned:
-            self._backend.write(WriteBatch(pruned_sync_states=pruned), durable=False)
-        self._sync_states_pruned_ms = now_ms
-        return len(pruned)
+        return self._maintainer.prune_sync_states(self._geneses, now_ms)
 
     def latest_snapshot(self, space: bytes) -> SpaceSnapshot | None:
         self._check_space(space)
@@ -878,44 +603,7 @@ class Repo:
         dropped when Automerge can regenerate them.
         """
         self._check_space(space)
-        return self._compact(space, self._backend.doc_snapshots(space))
-
-    def _compact(self, space: bytes, due: Sequence[DocSnapshot], *, damaged: list[bytes] | None = None) -> int:
-        """Compact the docs of ``due``; a snapshot that does not check out raises CorruptionError,
-        or, given ``damaged``, is skipped and its doc listed there."""
-        compactions = []
-        dropped = 0
-        for snapshot in due:
-            try:
-                snapshots.load_checked(snapshot, self.block)
-            except CorruptionError:
-                if damaged is None:
-                    raise
-                damaged.append(snapshot.doc)
-                continue
-            rows = self._backend.changes(space, snapshot.doc)[: snapshot.change_count]
-            dropped += sum(1 for change in rows if change.raw is not None)
-            compactions.append(Compaction(space, snapshot.doc, snapshot.change_count))
-        if compactions:
-            self._backend.write(WriteBatch(compactions=compactions))
-            self._compacted.update(((space, c.doc), c.below_position) for c in compactions)
-        return dropped
-
-    def _uncompacted(self, space: bytes) -> list[DocSnapshot]:
-        """The doc snapshots that hold change bytes not yet dropped. Compaction drops every
-        byte below a snapshot's count at once, so the change just below it tells: one read per
-        snapshot, and none for a snapshot already compacted in this process."""
-        due = []
-        for snapshot in self._backend.doc_snapshots(space):
-            key = (space, snapshot.doc)
-            if self._compacted.get(key) == snapshot.change_count or not snapshot.change_count:
-                continue
-            rows = self._backend.changes(space, snapshot.doc, snapshot.change_count - 1)
-            if rows and rows[0].raw is not None:
-                due.append(snapshot)
-            else:
-                self._compacted[key] = snapshot.change_count
-        return due
+        return self._maintainer.compact(space)
 
     def verify(self) -> list[verify.Problem]:
         """Check every hash, signature, coverage, snapshot and block, author chains and that
@@ -936,26 +624,11 @@ class Repo:
     def _forget(self) -> None:
         """Drop everything cached of the store's rows (after a write the repo did not plan)."""
         self._cache.clear()
-        self._cache_bytes = 0
         self._doc_rows.clear()
         self._tip_seqs.clear()
         self._author_seqs.clear()
-        self._snapshotted.clear()
-        self._compacted.clear()
+        self._maintainer.forget()
         self._latest_versions.clear()
-
-    def _lagging(self, space: bytes, at_least: int) -> list[DocRow]:
-        """The space's docs holding at least ``at_least`` changes beyond their snapshot."""
-        snapshotted = {s.doc: s.change_count for s in self._backend.doc_snapshots(space)}
-        return [row for row in self._backend.docs(space) if row.change_count - snapshotted.get(row.doc, 0) >= at_least]
-
-    def _snapshot_lag(self, row: DocRow) -> int:
-        """Changes of the doc beyond its snapshot; every commit asks, so the count is cached."""
-        key = (row.space, row.doc)
-        if key not in self._snapshotted:
-            snapshot = self._backend.doc_snapshot(row.space, row.doc)
-            self._snapshotted[key] = snapshot.change_count if snapshot else 0
-        return row.change_count - self._snapshotted[key]
 
     def _announce(self, space: bytes, record: VersionRecord, tip: SignedTip | None = None) -> None:
         """Tell subscribers about a committed write, once the cache agrees with the store."""
@@ -971,55 +644,6 @@ class Repo:
     def _notify(self, event: RepoEvent) -> None:
         for callback in list(self._subscribers):
             callback(event)
-
-    def _snapshot_docs(self, space: bytes, rows: Iterable[DocRow], now_ms: int, *, damaged: list[bytes] | None = None) -> int:
-        """Save the docs of ``rows`` as blocks, sign a new space manifest, and drop what they
-        replace; returns how many were saved. A doc that does not load raises CorruptionError,
-        or, given ``damaged``, is skipped and listed there."""
-        batch = WriteBatch()
-        replaced: list[bytes] = []
-        for row in rows:
-            doc = row.doc
-            try:
-                document = self._clean_document(space, doc, keep=False)
-            except CorruptionError:
-                if damaged is None:
-                    raise
-                damaged.append(doc)
-                continue
-            new, blocks = snapshots.save_doc(space, doc, document, row.change_count, now_ms)
-            old = self._backend.doc_snapshot(space, doc)
-            replaced.extend(old.chunks if old else ())
-            batch.doc_snapshots.append(new)
-            batch.blocks.extend((block.cid, block.data) for block in blocks)
-        if not batch.doc_snapshots:
-            return 0
-        current = {s.doc: s for s in self._backend.doc_snapshots(space)}
-        current.update((s.doc, s) for s in batch.doc_snapshots)
-        manifest = snapshots.Manifest.sign(self.identity, space, list(current.values()), now_ms).to_block()
-        batch.blocks.append((manifest.cid, manifest.data))
-        batch.space_snapshots.append(SpaceSnapshot(space, manifest.cid, self._latest_version(space), now_ms))
-        old_manifest = self._backend.space_snapshot(space)
-        replaced.extend([old_manifest.manifest_cid] if old_manifest else [])
-        batch.deleted_blocks = sorted(set(replaced) - self._referenced_blocks(batch))
-        self._backend.write(batch)
-        self._snapshotted.update(((s.space, s.doc), s.change_count) for s in batch.doc_snapshots)
-        return len(batch.doc_snapshots)
-
-    def _referenced_blocks(self, batch: WriteBatch) -> set[bytes]:
-        """Every block a snapshot or manifest still links to once ``batch`` is written."""
-        written = {(s.space, s.doc): s for s in batch.doc_snapshots}
-        manifests = {s.space: s.manifest_cid for s in batch.space_snapshots}
-        referenced: set[bytes] = set()
-        for space in [*self._geneses, *self._damaged_spaces]:
-            for snapshot in self._backend.doc_snapshots(space):
-                referenced.update(written.get((space, snapshot.doc), snapshot).chunks)
-            latest = self._backend.space_snapshot(space)
-            referenced.update([manifests.get(space, latest.manifest_cid)] if latest else [])
-        for snapshot in written.values():
-            referenced.update(snapshot.chunks)
-        referenced.update(manifests.values())
-        return referenced
 
     # ----- writing -----
 
@@ -1126,35 +750,6 @@ class Repo:
         if not isinstance(peer, bytes) or len(peer) != PUBLIC_KEY_BYTES:
             raise InvalidInput(f"a peer id is its {PUBLIC_KEY_BYTES}-byte public key")
 
-
-def _row(space: bytes, doc: bytes, position: int, change: native.DecodedChange, change_hash: bytes, deps: list[bytes]) -> ChangeRow:
-    return ChangeRow(space, doc, change_hash, position, change.actor, change.seq, tuple(deps), change.time, change.raw)
-
-
-def _causal_order(waiting: list[bytes], deps_of: dict[bytes, list[bytes]], known: set[bytes]) -> list[bytes]:
-    """The changes of ``waiting`` whose deps become known, each after its deps (Kahn's algorithm).
-
-    Changes that depend, directly or not, on a change neither known nor waiting are left out.
-    """
-    missing: dict[bytes, int] = {}
-    dependents: dict[bytes, list[bytes]] = {}
-    ready = []
-    for change_hash in waiting:
-        absent = {dep for dep in deps_of[change_hash] if dep not in known}
-        missing[change_hash] = len(absent)
-        for dep in absent:
-            dependents.setdefault(dep, []).append(change_hash)
-        if not absent:
-            ready.append(change_hash)
-    ordered = []
-    while ready:
-        change_hash = ready.pop()
-        ordered.append(change_hash)
-        for dependent in dependents.get(change_hash, ()):
-            missing[dependent] -= 1
-            if not missing[dependent]:
-                ready.append(dependent)
-    return ordered
 
 
 __all__ = ["DEFAULT_SNAPSHOT_EVERY", "Repo", "RepoEvent", "SpaceStored", "StoreEvent", "VersionRecord", "wall_clock_ms"]

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import native
 from store import db
-from store import repo as repo_module
-from store.repo import CACHED_DOC_BASE_BYTES, MAX_CACHED_DOCS, SYNC_STATE_MAX_AGE_MS, SYNC_STATE_PRUNE_INTERVAL_MS, Repo
+from store import doc_cache, maintenance
+from store.doc_cache import CACHED_DOC_BASE_BYTES, MAX_CACHED_DOCS
+from store.maintenance import SYNC_STATE_MAX_AGE_MS, SYNC_STATE_PRUNE_INTERVAL_MS
+from store.repo import Repo
 from store.sqlite_backend import SqliteBackend
 
 from store_helpers import FILE_DOC, NOW_MS, OTHER_DOC, append, read_text, shared_space, sync
@@ -47,7 +49,7 @@ def test_the_document_cache_stays_bounded_over_five_thousand_docs_and_reads_stil
 
 
 def test_a_document_a_caller_holds_is_not_evicted_so_its_edit_is_committed(make_repo, alice, monkeypatch) -> None:
-    monkeypatch.setattr(repo_module, "MAX_CACHED_DOCS", 4)
+    monkeypatch.setattr(doc_cache, "MAX_CACHED_DOCS", 4)
     repo = make_repo(alice)
     space = repo.create_space("held", NOW_MS).space_id
     append(repo, space, FILE_DOC, "held\n")
@@ -67,7 +69,7 @@ def test_a_document_a_caller_holds_is_not_evicted_so_its_edit_is_committed(make_
 
 def test_the_cache_is_bounded_by_approximate_bytes_too(make_repo, alice, monkeypatch) -> None:
     limit = 3 * CACHED_DOC_BASE_BYTES
-    monkeypatch.setattr(repo_module, "MAX_CACHED_BYTES", limit)
+    monkeypatch.setattr(doc_cache, "MAX_CACHED_BYTES", limit)
     repo = make_repo(alice)
     space = repo.create_space("bytes", NOW_MS).space_id
     for number in range(50):
@@ -97,7 +99,7 @@ def test_maintain_compacts_what_snapshots_hold_and_every_change_is_still_served(
 
 
 def test_maintain_prunes_sync_states_of_unheld_docs_gone_peers_and_beyond_the_per_peer_cap(make_repo, alice, monkeypatch) -> None:
-    monkeypatch.setattr(repo_module, "SYNC_STATES_PER_PEER_MAX", 2)
+    monkeypatch.setattr(maintenance, "SYNC_STATES_PER_PEER_MAX", 2)
     now = [NOW_MS]
     repo = make_repo(alice, clock=lambda: now[0])
     space = repo.create_space("states", NOW_MS).space_id
@@ -175,7 +177,7 @@ def test_a_new_database_is_private_whatever_the_umask(tmp_path: Path, alice) -> 
 
 def test_sync_states_are_kept_for_the_most_recent_peers_only(make_repo, alice, monkeypatch) -> None:
     """Keys cost nothing: the states of peers beyond the cap, least recently synced first, go."""
-    monkeypatch.setattr(repo_module, "SYNC_STATE_PEERS_MAX", 3)
+    monkeypatch.setattr(maintenance, "SYNC_STATE_PEERS_MAX", 3)
     now = [NOW_MS]
     repo = make_repo(alice, clock=lambda: now[0])
     space = repo.create_space("peers", NOW_MS).space_id

@@ -17,8 +17,8 @@ from protocol.identity import Identity
 from protocol.space import INDEX_DOC_ID, Genesis
 from protocol.tips import SignedTip
 from store.errors import ClosedError, InvalidInput, UnknownSpace
-from store import repo as repo_module
-from store.repo import RepoEvent, SpaceStored, StoreEvent
+from store import ingest
+from store.repo import Repo, RepoEvent, SpaceStored, StoreEvent
 from store_helpers import FILE_DOC, NOW_MS, OTHER_DOC, append, read_text, shared_space, sync, text_obj
 
 # ----- spaces -----
@@ -59,9 +59,9 @@ def test_a_space_newly_stored_is_announced_once_whether_created_or_joined(make_r
 
 
 def test_spaces_already_in_the_store_are_not_announced_again_on_reopen(tmp_path, alice) -> None:
-    with repo_module.Repo.open(tmp_path / "alice.db", alice) as repo:
+    with Repo.open(tmp_path / "alice.db", alice) as repo:
         genesis = repo.create_space("project", NOW_MS)
-    with repo_module.Repo.open(tmp_path / "alice.db", alice) as reopened:
+    with Repo.open(tmp_path / "alice.db", alice) as reopened:
         heard: list[RepoEvent] = []
         reopened.subscribe(heard.append)
         reopened.add_space(genesis)
@@ -253,7 +253,7 @@ def test_a_cached_document_shows_remote_changes_when_asked_for_again(make_repo, 
     sync(alice_repo, bob_repo, space, FILE_DOC)
     assert read_text(bob_repo, space, FILE_DOC) == "ab"
 
-    monkeypatch.setattr(repo_module, "MAX_WAITING_CHANGES", 1)  # now every batch is applied at once
+    monkeypatch.setattr(ingest, "MAX_WAITING_CHANGES", 1)  # now every batch is applied at once
     append(alice_repo, space, FILE_DOC, "c")
     sync(alice_repo, bob_repo, space, FILE_DOC)
     assert held.text(text_obj(held)) == "abc"
