@@ -35,8 +35,9 @@ from node.errors import (
     StreamResetError,
     TruncatedFrame,
 )
-from protocol.limits import MAX_FRAME_BYTES, MAX_FRAME_HEADER_BYTES
-from protocol.wire import varint
+from protocol.errors import WireError
+from protocol.limits import MAX_FRAME_BYTES
+from protocol.wire import decode_frame_header, varint
 
 logger = logging.getLogger(__name__)
 
@@ -51,22 +52,17 @@ encode_header = varint
 
 
 def decode_header(buffer: bytes | bytearray) -> tuple[int, int] | None:
-    """``(payload_length, header_length)`` from the start of ``buffer``, or None if incomplete.
+    """``(payload_length, header_length)`` from the start of ``buffer``, or None if incomplete
+    (``protocol.wire.decode_frame_header``, its errors typed for this package).
 
     Raises:
         MalformedFrame: the varint runs past ``MAX_FRAME_HEADER_BYTES`` or is not in its
             shortest form (as ``protocol.wire`` requires: one encoding per frame).
     """
-    length = 0
-    for index, byte in enumerate(buffer[:MAX_FRAME_HEADER_BYTES]):
-        length |= (byte & 0x7F) << (7 * index)
-        if not byte & 0x80:
-            if index > 0 and byte == 0:
-                raise MalformedFrame("frame length not in its shortest form")
-            return length, index + 1
-    if len(buffer) >= MAX_FRAME_HEADER_BYTES:
-        raise MalformedFrame(f"frame header longer than {MAX_FRAME_HEADER_BYTES} bytes")
-    return None
+    try:
+        return decode_frame_header(buffer)
+    except WireError as error:
+        raise MalformedFrame(str(error)) from error
 
 
 class FrameStream:

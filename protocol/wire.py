@@ -376,20 +376,33 @@ class FrameDecoder:
 
     def _frame_length(self) -> tuple[int, int] | None:
         """(payload length, header length) once the whole varint has arrived."""
-        length = 0
-        for index in range(min(len(self._buffer), MAX_FRAME_HEADER_BYTES)):
-            byte = self._buffer[index]
-            length |= (byte & 0x7F) << (7 * index)
-            if byte & 0x80:
-                continue
-            if index > 0 and byte == 0:
-                self._broken = WireError("a frame length is not in its shortest form")
-            elif length > self._max_frame_bytes:
-                self._broken = LimitExceeded(f"a frame of {length} bytes exceeds the limit of {self._max_frame_bytes}")
-            if self._broken is not None:
-                raise self._broken
-            return length, index + 1
-        if len(self._buffer) >= MAX_FRAME_HEADER_BYTES:
-            self._broken = WireError("a frame length longer than its limit")
+        try:
+            header = decode_frame_header(self._buffer)
+        except WireError as error:
+            self._broken = error
+            raise
+        if header is not None and header[0] > self._max_frame_bytes:
+            self._broken = LimitExceeded(f"a frame of {header[0]} bytes exceeds the limit of {self._max_frame_bytes}")
             raise self._broken
-        return None
+        return header
+
+
+def decode_frame_header(buffer: bytes | bytearray) -> tuple[int, int] | None:
+    """``(payload_length, header_length)`` from the start of ``buffer``, or None until the
+    whole varint has arrived. The one parser of frame headers (``node.framing`` uses it too).
+
+    Raises:
+        WireError: the varint is not in its shortest form (one encoding per frame), or runs
+            past ``MAX_FRAME_HEADER_BYTES``.
+    """
+    length = 0
+    for index, byte in enumerate(buffer[:MAX_FRAME_HEADER_BYTES]):
+        length |= (byte & 0x7F) << (7 * index)
+        if byte & 0x80:
+            continue
+        if index > 0 and byte == 0:
+            raise WireError("a frame length is not in its shortest form")
+        return length, index + 1
+    if len(buffer) >= MAX_FRAME_HEADER_BYTES:
+        raise WireError(f"a frame length longer than {MAX_FRAME_HEADER_BYTES} bytes")
+    return None
