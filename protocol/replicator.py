@@ -18,29 +18,20 @@ A reply is sent once: what we sent on a stream counts as held by the peer until 
 (``Heads(want=True)``), so a StatusRequest round or an anti-entropy Status crossing a large
 reply does not send the same document a second time.
 
-Live, each signed batch a local author commits is pushed as-is to every peer we push to and
-forwarded verbatim once by each receiver (a seen-set of batch ids): Plumtree's eager push, with
-one tree per origin (the batch's author), as in Plumtree's per-source trees. A peer that gets
-an origin's batch twice tells the later sender ``Prune(origin)``; from then on that sender
-announces the origin's batches with ``Heads`` instead. A peer that hears of heads it lacks
-waits a short delay for them to arrive by push, then asks one announcer at a time
-(``Heads(want=True)``); the reply grafts the origins whose changes it carries, so the replier
-pushes them again.
+Live, each signed batch a local author commits is pushed along one tree per origin and pruned
+where it arrives twice: Plumtree's eager push (protocol/push_tree.py decides, this module sends).
+A peer that hears of heads it lacks waits a short delay for them to arrive by push, then asks
+one announcer at a time (``Heads(want=True)``); the reply grafts the origins whose changes it
+carries, so the replier pushes them again. A pushed batch whose deps have not arrived waits the
+same delay before we ask, since with concurrent writers they are usually on their way along
+another origin's tree. Announcements go out once per peer and doc at the end of each event and
+at most once per ``announce_interval_ms`` (a burst of batches costs one), and not at all to a
+peer that already reported holding what they announce. A periodic anti-entropy ``Status``
+repairs whatever else went missing.
 
-One tree per origin is what keeps concurrent writers from flapping: with a single shared tree,
-a duplicate of Alice's batch prunes the link that is the only eager path for Bob's, whose
-batches then go the slow lazy way and graft the link back, over and over. A prune is also sent
-only while the copy that came first took a path we still take eagerly, so two prunes racing
-each other never leave an origin with no eager path to us; and a pushed batch whose deps have
-not arrived waits the same delay before we ask, since with concurrent writers they are usually
-on their way along another origin's tree. Announcements go out once per peer and doc at the
-end of each event and at most once per ``announce_interval_ms`` (a burst of batches costs one),
-and not at all to a peer that already reported holding what they announce. A periodic
-anti-entropy ``Status`` repairs whatever else went missing.
-
-Per-peer sync states are kept in the session and written to the store when its timer fires and
-when it closes: they only make the next reconnect cheaper, so a crash that loses the latest
-costs a fuller exchange, never a wrong one.
+Per-peer sync states are kept in the session (protocol/session.py) and written to the store when
+its timer fires and when it closes. A reply is built once per (doc, base, heads), whoever asks
+(protocol/replies.py).
 
 Everything a peer sends is verified before it is applied (protocol/ingest.py), from the
 cheapest check to the dearest: a batch's shape, then its op count from the bytes alone
@@ -56,16 +47,12 @@ forwarded. A well-formed message over a limit ends the session without a ban.
 
 from __future__ import annotations
 
-import enum
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
 
 import native
-
-from protocol.batch import decode_changes, pack_changes, plan_reply, scan_batch, unpack
+from protocol.batch import decode_changes, pack_changes, scan_batch, unpack
 from protocol.budget import PeerBudget
 from protocol.errors import (
     Flood,
@@ -79,8 +66,8 @@ from protocol.errors import (
 from protocol.events import (
     Action,
     Applied,
-    ConnectionLost,
     Connected,
+    ConnectionLost,
     ConnId,
     DataReceived,
     Disconnect,
@@ -97,175 +84,49 @@ from protocol.ingest import Ingested, PendingChanges, VerifiedTips, ingest, wait
 from protocol.limits import (
     MAX_DOCS_PER_STATUS,
     MAX_FRAME_BYTES,
-    MAX_LAZY_ORIGINS,
-    MAX_PRE_HELLO_FRAME_BYTES,
     MAX_REASON_CHARS,
     MAX_REFUSED_CHANGES,
     MAX_SCORED_PEERS,
-    MAX_SEEN_BATCHES,
     MAX_STATUS_DOCS_TOTAL,
     MAX_UNHELD_DOCS_PER_SESSION,
-    REPLY_CACHE_BYTES,
     STATUS_PAGE_BYTES,
     SUPPORTED_VERSIONS,
     SyncConfig,
 )
+from protocol.push_tree import FirstCopy, PushTree
+from protocol.recent import Recent
 from protocol.reconcile import Heads, PeerDocState, space_summary
+from protocol.replies import Reply, ReplyCache
 from protocol.scoring import Offense, PeerScore, offense_of
+from protocol.session import ALLOWED, Phase, Session
 from protocol.store_api import ChangeStore
 from protocol.tips import TipSignature
 from protocol.wire import (
     Bye,
     Changes,
     DocHeads,
-    FrameDecoder,
+    Encoding,
     Hello,
     Message,
     Ping,
     Prune,
     Status,
     StatusRequest,
-    Encoding,
     encode_frame,
 )
 from protocol.wire import Heads as HeadsMessage
 
 
-class Phase(enum.Enum):
-    AWAITING_HELLO = "awaiting-hello"
-    ACTIVE = "active"
-
-
-# The one table of what a peer may send in each phase; anything else is UnexpectedMessage.
-ALLOWED: dict[Phase, frozenset[type]] = {
-    Phase.AWAITING_HELLO: frozenset({Hello, Bye}),
-    Phase.ACTIVE: frozenset({Status, StatusRequest, HeadsMessage, Changes, Prune, Ping, Bye}),
-}
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _Recent(Generic[K, V]):
-    """Remembers the newest ``limit`` entries."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._items: dict[K, V] = {}
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
-
-    def get(self, key: K) -> V | None:
-        return self._items.get(key)
-
-    def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        if len(self._items) > self._limit:
-            del self._items[next(iter(self._items))]
-
-    def discard(self, key: K) -> None:
-        self._items.pop(key, None)
-
-
-@dataclass(frozen=True, slots=True)
-class _FirstCopy:
-    """How a pushed batch first reached us: by which connection (None: we made it), from whom."""
-
-    conn: ConnId | None
-    origin: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    """The frames of one reply, what it carries, and what they weigh."""
-
-    frames: tuple[bytes, ...]
-    origins: frozenset[bytes]
-    count: int
-    size: int
-
-
-class _ReplyCache:
-    """Replies by (space, doc, base, our heads), newest last, bounded by the bytes they hold:
-    a reply depends on nothing else, so asking again costs a lookup."""
-
-    def __init__(self, limit_bytes: int = REPLY_CACHE_BYTES) -> None:
-        self._limit = limit_bytes
-        self._size = 0
-        self._replies: dict[tuple[bytes, bytes, Heads, Heads], _Reply] = {}
-
-    def get(self, key: tuple[bytes, bytes, Heads, Heads]) -> _Reply | None:
-        reply = self._replies.pop(key, None)
-        if reply is not None:
-            self._replies[key] = reply  # now the newest
-        return reply
-
-    def put(self, key: tuple[bytes, bytes, Heads, Heads], reply: _Reply) -> None:
-        if reply.size > self._limit:
-            return
-        replaced = self._replies.pop(key, None)
-        self._size -= replaced.size if replaced else 0
-        self._replies[key] = reply
-        self._size += reply.size
-        while self._size > self._limit:
-            self._size -= self._replies.pop(next(iter(self._replies))).size
-
-
-@dataclass(eq=False, slots=True)
-class Session:
-    """One connection: the peer's key, the space once known, and our state towards the peer."""
-
-    conn: ConnId
-    peer: bytes
-    space: bytes | None
-    opened_ms: int
-    last_received_ms: int
-    last_sent_ms: int
-    budget: PeerBudget  # what the peer may still make us spend (protocol/budget.py)
-    pending: PendingChanges  # what the peer sent that waits for tips or deps
-    phase: Phase = Phase.AWAITING_HELLO
-    # A stranger's frames are small until its Hello is in (MAX_PRE_HELLO_FRAME_BYTES).
-    decoder: FrameDecoder = field(default_factory=lambda: FrameDecoder(MAX_PRE_HELLO_FRAME_BYTES))
-    # Plumtree, per origin: whose batches we announce rather than push to the peer (it pruned
-    # them), and whose we asked the peer not to push to us (-> when we may ask again).
-    lazy: _Recent[bytes, None] = field(default_factory=lambda: _Recent(MAX_LAZY_ORIGINS))
-    pruned: dict[bytes, int] = field(default_factory=dict)
-    states: dict[bytes, PeerDocState] = field(default_factory=dict)  # the persisted ones, newer
-    unsaved: dict[bytes, None] = field(default_factory=dict)  # docs whose state the store lacks
-    sent: dict[bytes, Heads] = field(default_factory=dict)  # doc -> our heads, sent with changes
-    announced: dict[bytes, int] = field(default_factory=dict)  # doc -> when we last told our heads
-    announce: dict[bytes, int] = field(default_factory=dict)  # doc -> when to tell them (lazy push)
-    wants: dict[bytes, int] = field(default_factory=dict)  # doc -> when an unanswered want may repeat
-    grafts: dict[bytes, int] = field(default_factory=dict)  # doc -> when to ask for announced heads
-    deferred: dict[bytes, int] = field(default_factory=dict)  # doc -> when a throttled reply is due
-    # Replies and wants waiting for room in our frame pacing (``_pace``), in order, and when the
-    # bucket will have room again: one timer for all of them, however many.
-    paced_replies: dict[bytes, None] = field(default_factory=dict)
-    paced_wants: dict[bytes, None] = field(default_factory=dict)
-    paced_due_ms: int | None = None
-    unheld: int = 0  # docs in ``states`` that we do not hold (see MAX_UNHELD_DOCS_PER_SESSION)
-    # The peer shares history with us: it sent changes we stored, or reported heads we hold.
-    # Only then are its sync states persisted: a stranger's would be junk rows, key after key.
-    shares_history: bool = False
-    # The pages of a paged status so far, and whether the status (once whole) asks us for changes.
-    status_pages: list[DocHeads] = field(default_factory=list)
-    status_asks: bool = False
-    anti_entropy_ms: int | None = None
-    timer_ms: int | None = None
-
-
 class _Space:
-    """A served space: our heads per doc (kept in step with the store), its summary, the
-    batches seen, and its active sessions."""
+    """A served space: our heads per doc (kept in step with the store), its summary, its push
+    trees, and its active sessions."""
 
-    def __init__(self, store: ChangeStore, space: bytes) -> None:
+    def __init__(self, store: ChangeStore, space: bytes, config: SyncConfig) -> None:
         self.id = space
         self.heads: dict[bytes, Heads] = {doc: tuple(store.heads(space, doc)) for doc in store.doc_ids(space)}
-        self.seen: _Recent[bytes, _FirstCopy] = _Recent(MAX_SEEN_BATCHES)
+        self.push = PushTree(prune_retry_ms=config.want_timeout_ms)
         # Changes refused for good (protocol/ingest.py): never asked for, taken or penalized again.
-        self.refused: _Recent[bytes, None] = _Recent(MAX_REFUSED_CHANGES)
+        self.refused: Recent[bytes, None] = Recent(MAX_REFUSED_CHANGES)
         self.sessions: dict[ConnId, Session] = {}
         self._summary: bytes | None = None
 
@@ -296,11 +157,11 @@ class Replicator:
         self.config = config
         self.stats: Counter[str] = Counter()
         self._rng = rng
-        self._spaces = {space: _Space(store, space) for space in spaces}
+        self._spaces = {space: _Space(store, space, config) for space in spaces}
         self._sessions: dict[ConnId, Session] = {}
         self._scores: dict[bytes, PeerScore] = {}
         self._verified = VerifiedTips()
-        self._replies = _ReplyCache()
+        self._replies = ReplyCache(store, self.stats)
         self._out: list[Action] = []
         self._touched: dict[Session, None] = {}  # a dict, so timers are set in a stable order
         self._announcements: dict[tuple[Session, bytes], None] = {}
@@ -333,7 +194,7 @@ class Replicator:
             case LocalCommit():
                 self._on_local_commit(event)
             case SpaceAdded():
-                self._spaces.setdefault(event.space, _Space(self.store, event.space))
+                self._spaces.setdefault(event.space, _Space(self.store, event.space, self.config))
         if self._announcements:
             self._send_announcements()
         self._schedule_timers()
@@ -404,7 +265,7 @@ class Replicator:
         encoding, data = pack_changes(event.changes)
         tip = TipSignature(len(event.changes) - 1, event.tip.signature)
         batch = Changes(event.doc, encoding, data, (), (tip,), push=True)
-        space.seen.put(batch.batch_id, _FirstCopy(None, self.identity.public_key))
+        space.push.took(batch.batch_id, None, self.identity.public_key)
         self._spread(space, event.doc, encode_frame(batch), self.identity.public_key, exclude=None)
 
     # ----- messages -----
@@ -424,7 +285,7 @@ class Replicator:
             case Changes():
                 self._on_changes(session, message)
             case Prune():
-                session.lazy.put(message.origin, None)  # it hears them by another path: announce instead
+                self._session_space(session).push.peer_pruned(session.conn, message.origin)
             case Ping():
                 pass  # its arrival already refreshed last_received_ms
             case Bye():
@@ -447,7 +308,9 @@ class Replicator:
         session.phase = Phase.ACTIVE
         session.decoder.max_frame_bytes = MAX_FRAME_BYTES
         session.anti_entropy_ms = self._next_anti_entropy()
-        self._space(session.space).sessions[session.conn] = session
+        space = self._space(session.space)
+        space.sessions[session.conn] = session
+        space.push.add_link(session.conn)
         self._take_status(session, hello.status, ask=False)
 
     def _take_status(self, session: Session, status: Status, *, ask: bool) -> None:
@@ -515,9 +378,9 @@ class Replicator:
         chains, Automerge itself — and apply it; forward a pushed batch only if all of it is
         now stored."""
         space = self._session_space(session)
-        first = space.seen.get(batch.batch_id) if batch.push else None
+        first = space.push.first_copy(batch.batch_id) if batch.push else None
         if first is not None:
-            self._duplicate(session, first)
+            self._duplicate(space, session, first)
             return
         if batch.push and (len(batch.tips) != 1 or batch.encoding is Encoding.DOCUMENT):
             raise UnexpectedMessage("a pushed batch is changes of one author under that author's one tip")
@@ -546,10 +409,9 @@ class Replicator:
         session.wants.pop(batch.doc, None)
         origin = changes[-1].actor if batch.push else None
         if origin is not None:
-            space.seen.put(batch.batch_id, _FirstCopy(session.conn, origin))
-        else:
-            for actor in {change.actor for change in changes}:  # the replier grafted them (_send_reply)
-                session.pruned.pop(actor, None)
+            space.push.took(batch.batch_id, session.conn, origin)
+        else:  # the replier grafted them (_send_reply)
+            space.push.reply_received(session.conn, {change.actor for change in changes})
         if applied:
             waiting = session.pending.waiting(batch.doc)
             whole = batch.push and not any(change_hash in waiting for change_hash in by_hash)
@@ -590,7 +452,7 @@ class Replicator:
             sent = True
         elif not self._holds(session, doc, ours):
             base = tuple(self._state(session, doc).base(self._known(space.id, doc), session.sent.get(doc, ())))
-            reply = None if session.budget.sent_frames.available(self._now) < 1 else self._reply(space, doc, base, ours)
+            reply = None if session.budget.sent_frames.available(self._now) < 1 else self._replies.reply(space.id, doc, base, ours)
             if reply is None or (reply.count and not session.budget.take("sent_frames", len(reply.frames), self._now)):
                 # Many docs to send at once (a fresh peer): paced within the peer's frame budget.
                 self._pace(session, doc, want=False, frames=len(reply.frames) if reply else 1)
@@ -617,50 +479,10 @@ class Replicator:
         sent = session.sent.get(doc, ())
         return all(h in state.their_heads or h in state.shared or h in sent for h in heads)
 
-    def _reply(self, space: _Space, doc: bytes, base: Heads, ours: Heads) -> _Reply:
-        """The reply carrying every change of ``doc`` beyond ``base``, from the cache if it is
-        there: reading, decoding and encoding a large doc's history is the dearest thing a peer
-        can ask of us, so it is done once per (base, heads), whoever asks."""
-        key = (space.id, doc, base, ours)
-        reply = self._replies.get(key)
-        if reply is None:
-            self.stats["replies_built"] += 1
-            frames, origins, count = self._build_reply(space, doc, list(self.store.changes_since(space.id, doc, base)), base)
-            reply = _Reply(tuple(frames), frozenset(origins), count, sum(map(len, frames)))
-            self._replies.put(key, reply)
-        return reply
-
-    def _build_reply(self, space: _Space, doc: bytes, lack: list[bytes], base: Iterable[bytes]) -> tuple[list[bytes], set[bytes], int]:
-        """The frames of a reply carrying ``lack`` (changes beyond ``base``), the origins of its
-        changes, and how many there are."""
-        if not lack:
-            return [], set(), 0
-        decoded = decode_changes(lack)
-        hashes = [change.hash for change in decoded]
-        signatures = {tip.change_hash: tip.signature for tip in self.store.tips(space.id, doc)}
-        frames = []
-        start = 0
-        op_counts = [change.op_count for change in decoded]
-        for encoding, data, count in plan_reply(lack, op_counts, lambda: self.store.save_document(space.id, doc)):
-            in_batch = hashes[start : start + count]
-            # A document batch's changes come out in the receiver's order: name them by hash.
-            by_hash = encoding is Encoding.DOCUMENT
-            batch_tips = tuple(
-                TipSignature(h if by_hash else i, signatures[h]) for i, h in enumerate(in_batch) if h in signatures
-            )
-            batch_base = tuple(base) if by_hash else ()
-            try:
-                frames.append(encode_frame(Changes(doc, encoding, data, batch_base, batch_tips, push=False)))
-            except MessageTooLarge:
-                self.stats["own_frames_too_large"] += 1  # a batch our planning got wrong: the rest still go
-            start += count
-        return frames, {change.actor for change in decoded}, len(lack)
-
-    def _send_reply(self, session: Session, doc: bytes, reply: _Reply) -> None:
+    def _send_reply(self, session: Session, doc: bytes, reply: Reply) -> None:
         for frame in reply.frames:
             self._send_frame(session, frame)
-        for origin in reply.origins:
-            session.lazy.discard(origin)  # a graft: it lacked this origin's batches, so push them
+        self._session_space(session).push.reply_sent(session.conn, reply.origins)
         self.stats["reply_changes_sent"] += reply.count
 
     def _after_apply(
@@ -694,7 +516,7 @@ class Replicator:
         for session in list(space.sessions.values()):
             if session is exclude or self._holds(session, doc, ours):
                 continue
-            if push is not None and origin not in session.lazy:
+            if push is not None and origin is not None and space.push.pushes(session.conn, origin):
                 self._send_frame(session, push)
             else:
                 self._announce_lazily(session, doc)
@@ -727,21 +549,12 @@ class Replicator:
         else:
             self._penalize(session, Offense.UNUSABLE_FORWARDED, new[0].reason)
 
-    def _duplicate(self, session: Session, first: _FirstCopy) -> None:
-        """A pushed batch came again: the peer need not push us this origin's batches (Plumtree
-        prune) — unless the first copy came by this same link (the network repeated a frame),
-        or by a path we no longer take eagerly for this origin (two prunes racing would leave
-        it no eager path to us)."""
+    def _duplicate(self, space: _Space, session: Session, first: FirstCopy) -> None:
+        """A pushed batch came again: prune the link if the push tree says so."""
         self.stats["duplicate_batches"] += 1
-        if first.conn == session.conn or session.pruned.get(first.origin, self._now) > self._now:
-            return
-        if first.conn is not None:
-            came_by = self._sessions.get(first.conn)
-            if came_by is None or first.origin in came_by.pruned:
-                return
-        session.pruned[first.origin] = self._now + self.config.want_timeout_ms  # then ask again: it may be lost
-        self.stats["prunes_sent"] += 1
-        self._send(session, Prune(first.origin))
+        if space.push.prune_on_duplicate(session.conn, first, self._now):
+            self.stats["prunes_sent"] += 1
+            self._send(session, Prune(first.origin))
 
     def _want(self, session: Session, doc: bytes) -> None:
         """Ask the peer for what we lack of ``doc``, unless a recent request is unanswered."""
@@ -1045,6 +858,7 @@ class Replicator:
         self._sessions.pop(session.conn, None)
         if session.space in self._spaces:
             self._spaces[session.space].sessions.pop(session.conn, None)
+            self._spaces[session.space].push.drop_link(session.conn)
 
     def _space(self, space: bytes) -> _Space:
         try:
