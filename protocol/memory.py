@@ -16,11 +16,12 @@ the last (a signed batch), stores both and returns the ``LocalCommit`` event to 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import native
 
+from protocol.causal import causal_order
 from protocol.errors import LocalProtocolError
 from protocol.events import LocalCommit
 from protocol.identity import Identity
@@ -142,7 +143,10 @@ class MemoryChangeStore:
         self, space: bytes, doc: bytes, changes: Sequence[native.DecodedChange], tips: Sequence[SignedTip]
     ) -> list[bytes]:
         held = self._doc(space, doc)
-        ready = _ready(held.changes, changes)
+        batch: dict[bytes, native.DecodedChange] = {}
+        for change in changes:
+            batch.setdefault(change.hash, change)
+        ready = [batch[change_hash] for change_hash in causal_order({h: c.deps for h, c in batch.items()}, held.changes)]
         for change in ready:
             held.add(change)
         held.unapplied.extend(change.raw for change in ready)
@@ -193,32 +197,3 @@ class MemoryChangeStore:
         """The live document, for reading (edit only through ``commit``)."""
         return self._doc(space, doc).caught_up()
 
-
-def _ready(stored: Container[bytes], changes: Sequence[native.DecodedChange]) -> list[native.DecodedChange]:
-    """The new changes whose deps are stored or ready in the batch, in causal order.
-
-    One pass takes a batch that is in causal order already (as senders send them); only what
-    came before its deps goes round again."""
-    ready: list[native.DecodedChange] = []
-    done: set[bytes] = set()
-    waiting: dict[bytes, native.DecodedChange] = {}
-    for change in changes:
-        if change.hash in stored or change.hash in done:
-            continue
-        if all(dep in done or dep in stored for dep in change.deps):
-            ready.append(change)
-            done.add(change.hash)
-        else:
-            waiting[change.hash] = change
-    for change_hash in done.intersection(waiting):
-        del waiting[change_hash]  # it came twice, the second time ready
-    progress = True
-    while waiting and progress:
-        progress = False
-        for change_hash, change in list(waiting.items()):
-            if all(dep in done or dep in stored for dep in change.deps):
-                ready.append(change)
-                done.add(change_hash)
-                del waiting[change_hash]
-                progress = True
-    return ready

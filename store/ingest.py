@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import native
+from protocol.causal import causal_order
 
 from store.backend import Backend
 from store.doc_cache import CachedDoc, DocCache, DocKey
@@ -52,19 +53,7 @@ def accept(backend: Backend, space: bytes, doc: bytes, changes: Sequence[native.
             batch[change_hash] = (change, change.deps)
     outside = {dep for _, deps in batch.values() for dep in deps if dep not in batch}
     stored = backend.stored_hashes(space, doc, [*batch, *outside])
-    known = set(stored)
-    ordered: list[bytes] = []
-    out_of_order: list[bytes] = []
-    for change_hash, (_, deps) in batch.items():
-        if change_hash in stored:
-            continue
-        if all(dep in known for dep in deps):
-            ordered.append(change_hash)
-            known.add(change_hash)
-        else:
-            out_of_order.append(change_hash)
-    if out_of_order:
-        ordered += causal_order(out_of_order, {h: batch[h][1] for h in out_of_order}, known)
+    ordered = causal_order({change_hash: deps for change_hash, (_, deps) in batch.items()}, stored)
     return [change_row(space, doc, start + i, batch[h][0], h, batch[h][1]) for i, h in enumerate(ordered)]
 
 
@@ -136,30 +125,4 @@ def after_trial(cache: DocCache, key: DocKey, document: native.Document, rows: S
             cache.catch_up(cached)
 
 
-def causal_order(waiting: list[bytes], deps_of: dict[bytes, list[bytes]], known: set[bytes]) -> list[bytes]:
-    """The changes of ``waiting`` whose deps become known, each after its deps (Kahn's algorithm).
-
-    Changes that depend, directly or not, on a change neither known nor waiting are left out.
-    """
-    missing: dict[bytes, int] = {}
-    dependents: dict[bytes, list[bytes]] = {}
-    ready = []
-    for change_hash in waiting:
-        absent = {dep for dep in deps_of[change_hash] if dep not in known}
-        missing[change_hash] = len(absent)
-        for dep in absent:
-            dependents.setdefault(dep, []).append(change_hash)
-        if not absent:
-            ready.append(change_hash)
-    ordered = []
-    while ready:
-        change_hash = ready.pop()
-        ordered.append(change_hash)
-        for dependent in dependents.get(change_hash, ()):
-            missing[dependent] -= 1
-            if not missing[dependent]:
-                ready.append(dependent)
-    return ordered
-
-
-__all__ = ["MAX_WAITING_CHANGES", "accept", "after_trial", "causal_order", "change_row", "check_chains", "trial_apply"]
+__all__ = ["MAX_WAITING_CHANGES", "accept", "after_trial", "change_row", "check_chains", "trial_apply"]
