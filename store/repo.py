@@ -88,6 +88,9 @@ class StoreEvent:
     # A local commit's signed tip over its newest change. The store keeps only each author's
     # newest tip, so once a group of commits has committed, only the last one's is stored.
     tip: SignedTip | None = None
+    # A local commit's raw changes, one per hash and in that order (none for a remote write):
+    # what the sync driver pushes, without reading them back from the store.
+    changes: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +293,7 @@ class Repo:
         self._cache.catch_up(cached)
         self._cache.resize(cached)
         if record is not None:  # always: local changes move heads
-            self._announce(space, record, tip)
+            self._announce(space, record, tip, tuple(change.raw for change in local))
         row = self._doc_row(space, doc)
         if row is not None and self._maintainer.snapshot_lag(row) >= self.snapshot_every:
             self._maintainer.snapshot_docs(space, [row], now_ms)
@@ -630,9 +633,9 @@ class Repo:
         self._maintainer.forget()
         self._latest_versions.clear()
 
-    def _announce(self, space: bytes, record: VersionRecord, tip: SignedTip | None = None) -> None:
+    def _announce(self, space: bytes, record: VersionRecord, tip: SignedTip | None = None, changes: tuple[bytes, ...] = ()) -> None:
         """Tell subscribers about a committed write, once the cache agrees with the store."""
-        self._emit(StoreEvent(space, record.doc, record.number, record.hashes, record.origin, tip))
+        self._emit(StoreEvent(space, record.doc, record.number, record.hashes, record.origin, tip, changes))
 
     def _emit(self, event: RepoEvent) -> None:
         """Notify subscribers now, or once the open group has committed."""

@@ -110,7 +110,8 @@ def test_a_commit_is_one_signed_change_with_a_version_and_an_event(make_repo, al
         "local",
         NOW_MS + 1_500,
     )
-    assert events == [StoreEvent(space, FILE_DOC, 1, (change,), "local", tip)]  # the tip travels with it
+    raw = repo.changes_since(space, FILE_DOC, [])[0]
+    assert events == [StoreEvent(space, FILE_DOC, 1, (change,), "local", tip, (raw,))]  # the tip and the change travel with it
 
 
 def test_commit_with_nothing_pending_returns_none_and_makes_no_version(make_repo, alice) -> None:
