@@ -46,14 +46,20 @@ async def mallory_stream(attack: str, target_addr: str) -> AsyncIterator[FrameSt
         yield await host.open_stream(peer_id, SYNC_PROTOCOL)
 
 
-async def closed_by_peer(frames: FrameStream) -> None:
-    """Read (and discard) until the peer closes or resets the stream."""
+async def closed_by_peer(frames: FrameStream) -> int:
+    """Read (and discard) until the peer closes or resets the stream.
+
+    Returns:
+        How many frames the peer sent before it closed.
+    """
+    received = 0
     with trio.fail_after(STEP_TIMEOUT_S):
         try:
             while await frames.receive_bytes():
-                pass
+                received += 1
         except NodeError:
             pass
+    return received
 
 
 def hello(attack: str, space: bytes) -> bytes:

@@ -39,15 +39,21 @@ async def test_attackers_are_banned_while_alice_keeps_syncing_with_bob(tmp_path:
         assert not alice.repo.verify()
         await nodes.converged(space)
 
-        # A banned key that comes back is refused at once.
+        # A banned key that comes back is refused for its ban: its connection is refused as
+        # banned, no session opens, and not one frame (not even Alice's Hello) reaches it.
+        banned_id = mallory("garbage").peer_id
+        received = 0
         async with open_host(mallory("garbage"), TCP_ONLY) as host:
             await host.connect(alice.addr())
             try:
                 frames = await host.open_stream(alice.peer_id, SYNC_PROTOCOL)
                 await frames.send_bytes(hello("garbage", space))
-                await closed_by_peer(frames)
+                received = await closed_by_peer(frames)
             except NodeError:
                 pass  # dropped even before the stream opened
+        await nodes.until(lambda: alice.network.stats["connections_refused_banned"] == 1)
+        assert received == 0
+        assert not any(k == "session.opened" and d["peer_id"] == banned_id for k, d in alice.events)
         assert alice.repo.doc_ids(space) == bob.repo.doc_ids(space)
 
 
