@@ -12,9 +12,9 @@ from dataclasses import dataclass, fields
 
 from node.errors import ConfigError
 from protocol.identity import PeerKind
+from store.defaults import DEFAULT_SNAPSHOT_EVERY
 
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
-DEFAULT_SNAPSHOT_EVERY = 1000  # changes per doc between snapshots: bounds cold-open replay work
 
 
 @dataclass(frozen=True, slots=True)

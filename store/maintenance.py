@@ -23,10 +23,6 @@ from store.backend import Backend
 from store.errors import CorruptionError
 from store.records import Compaction, DocRow, DocSnapshot, SpaceSnapshot, SyncStateKey, WriteBatch
 
-# Changes a doc gathers between automatic snapshots. Loading a saved doc is ~10x faster per
-# change than applying changes one by one, and saving costs ~20 ms per 100k changes, so a
-# tail of at most 1,000 changes keeps a cold open close to the cost of the snapshot alone.
-DEFAULT_SNAPSHOT_EVERY = 1000
 # A peer not synced with for this long has left (or lost its store): its sync states only make a
 # reconnect cheaper, so dropping them costs one full reconciliation should it come back.
 SYNC_STATE_MAX_AGE_MS = 30 * 24 * 3600 * 1000
@@ -236,4 +232,4 @@ class Maintainer:
         return len(pruned)
 
 
-__all__ = ["DEFAULT_SNAPSHOT_EVERY", "Maintainer", "Maintenance"]
+__all__ = ["Maintainer", "Maintenance"]

@@ -55,7 +55,8 @@ from store.errors import (
     StorageError,
     UnknownSpace,
 )
-from store.maintenance import DEFAULT_SNAPSHOT_EVERY, Maintainer, Maintenance
+from store.defaults import DEFAULT_SNAPSHOT_EVERY
+from store.maintenance import Maintainer, Maintenance
 from store.records import (
     ChangeRow,
     DocRow,
