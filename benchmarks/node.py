@@ -43,10 +43,10 @@ from typing import Any
 
 from benchmarks.measure import log, run_python_workload
 from benchmarks.registry import Figure, RunOptions, benchmark
+from protocol.clock import FIXED_NOW_MS as NOW_MS
 
 TCP = ("/ip4/127.0.0.1/tcp/0",)
 LETTERS = "abcdefghijklmnopqrstuvwxyz ,.;()"
-NOW_MS = 1_700_000_000_000
 ECHO_PROTOCOL = "/distspace/bench-echo/1"
 LATENCY_SAMPLES, QUICK_LATENCY_SAMPLES = 300, 60
 MESH_NODES = 10

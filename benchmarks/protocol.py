@@ -29,6 +29,7 @@ from benchmarks.measure import log
 from benchmarks.registry import BenchmarkError, Figure, RunOptions, benchmark
 from benchmarks.traces import load_sequential
 from protocol.batch import pack_changes
+from protocol.clock import FIXED_NOW_MS as NOW_MS
 from protocol.events import Action, Connected, ConnectionLost, DataReceived, Send
 from protocol.identity import Identity
 from protocol.limits import SyncConfig
@@ -67,7 +68,6 @@ QUICK_SIGNATURES = 2_000
 CODEC_ROUNDS = 2_000
 QUICK_CODEC_ROUNDS = 200
 ROUND_TRIPS_TARGET = 3
-NOW_MS = 1_700_000_000_000
 DOC = bytes([0x0F]) * DOC_ID_BYTES
 ALICE, BOB = Identity(bytes([0xA1]) * 32), Identity(bytes([0xB0]) * 32)
 SPACE = Genesis.create(ALICE, "benchmark", NOW_MS, nonce=bytes(16)).space_id

@@ -26,6 +26,7 @@ import native
 from benchmarks.measure import PhaseMemory, log, run_python_workload
 from benchmarks.registry import Figure, RunOptions, benchmark
 from benchmarks.traces import load_sequential
+from protocol.clock import FIXED_NOW_MS as NOW_MS
 from protocol.identity import Identity
 from protocol.space import DOC_ID_BYTES, Genesis
 from protocol.tips import SignedTip
@@ -46,7 +47,6 @@ BOB_SEED = bytes([0xB0]) * 32
 GENESIS_NONCE = bytes(16)
 FILE_DOC = bytes([0x0F]) * DOC_ID_BYTES
 TEXT_KEY = "text"
-NOW_MS = 1_700_000_000_000
 
 
 def _genesis() -> Genesis:

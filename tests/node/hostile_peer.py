@@ -21,6 +21,7 @@ from node.errors import NodeError
 from node.framing import FrameStream, encode_header
 from node.host import SYNC_PROTOCOL, open_host
 from protocol.batch import pack_changes
+from protocol.clock import FIXED_NOW_MS as NOW_MS
 from protocol.identity import Identity
 from protocol.limits import SUPPORTED_VERSIONS
 from protocol.reconcile import space_summary
@@ -30,7 +31,6 @@ from protocol.wire import Changes, DocHeads, Encoding, Heads, Hello, Ping, Statu
 
 STEP_TIMEOUT_S = 20
 TCP_ONLY = ("/ip4/127.0.0.1/tcp/0",)
-NOW_MS = 1_700_000_000_000
 
 
 def mallory(attack: str) -> Identity:

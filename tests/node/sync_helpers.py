@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator
 import trio
 
 from node.network import Network, NetworkOptions
+from protocol.clock import FIXED_NOW_MS as NOW_MS
 from protocol.identity import Identity
 from protocol.limits import SyncConfig
 from protocol.space import Genesis
@@ -25,7 +26,6 @@ from store.repo import Repo
 from store.workspace import Workspace
 
 STEP_TIMEOUT_S = 20
-NOW_MS = 1_700_000_000_000
 TCP_ONLY = ("/ip4/127.0.0.1/tcp/0",)
 # Timings for tests: connections that die are noticed in seconds, not the production minute.
 FAST_SYNC = SyncConfig(heartbeat_interval_ms=1_000, peer_timeout_ms=3_000, anti_entropy_interval_ms=2_000)

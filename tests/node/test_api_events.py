@@ -19,12 +19,12 @@ from node.home import NodeHome
 from node.rpc import DAEMON_REQUIRED, RpcError
 from node.services import PRESENCE_TTL_MS, DaemonOptions, NetworkEvent, NodeServices, Presence
 from node.subscriptions import Subscriptions
+from protocol.clock import FIXED_NOW_MS as NOW_MS
 from protocol.identity import Identity
 from store.errors import InvalidInput, UnknownSpace
 from store.repo import Repo
 
 BOB = "12D3KooWBobBobBobBobBobBobBobBobBobBobBobBobBobBobBob"
-NOW_MS = 1_700_000_000_000
 
 
 class Inbox:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import native
+from protocol.clock import FIXED_NOW_MS as NOW_MS
 from protocol.identity import Identity
 from protocol.space import Genesis
 from protocol.tips import SignedTip
@@ -22,7 +23,6 @@ from store.repo import Repo
 AUTHOR = Identity(bytes([0xA1]) * 32)
 RECEIVER = Identity(bytes([0xB0]) * 32)
 DOC = bytes([0x0F]) * 16
-NOW_MS = 1_700_000_000_000
 
 
 def authored(space: bytes, count: int) -> list[tuple[native.DecodedChange, SignedTip]]:

@@ -12,14 +12,13 @@ import sys
 from pathlib import Path
 
 import native
+from protocol.clock import FIXED_NOW_MS as NOW_MS
 from protocol.identity import Identity
 from protocol.space import Genesis
 from store.repo import Repo
 
 DOC = bytes([0x0F]) * 16
 TEXT_KEY = "log"
-# A fixed clock: the edits are about durability, not time.
-NOW_MS = 1_700_000_000_000
 
 
 def main() -> None:

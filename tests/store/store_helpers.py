@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import native
+from protocol.clock import FIXED_NOW_MS as NOW_MS
 from protocol.space import DOC_ID_BYTES
 from protocol.tips import SignedTip
 from store.records import ChangeRow, DocRow, TipRow, VersionRecord, VersionRow, WriteBatch
@@ -13,7 +14,6 @@ from store.repo import Repo
 TEXT_KEY = "text"
 FILE_DOC = bytes([0x0F]) * DOC_ID_BYTES
 OTHER_DOC = bytes([0x0E]) * DOC_ID_BYTES
-NOW_MS = 1_700_000_000_000
 
 
 def text_obj(document: native.Document) -> str:
