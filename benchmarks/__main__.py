@@ -1,7 +1,8 @@
 """`python -m benchmarks [NAME...] [--list] [--quick] [--minutes N]`: run benchmarks, one JSON figure per stdout line.
 
-Each line is {"bench", "name", "value", "unit"} plus, where a baseline was measured,
-{"baseline", "baseline_value", "ratio"}. Progress goes to stderr.
+Each line is {"bench", "name", "value", "unit"} plus, where a baseline was measured in the same
+run, {"baseline", "baseline_value", "ratio"}, or, where the baseline is cited from elsewhere,
+{"baseline", "baseline_value", "cited"} with its source and no ratio. Progress goes to stderr.
 """
 
 from __future__ import annotations

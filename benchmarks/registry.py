@@ -35,20 +35,35 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class Figure:
-    """One measured value, optionally beside the same measure of a baseline implementation."""
+    """One measured value, optionally beside a baseline.
+
+    A baseline is either measured in the same run, on the same machine (then the record carries
+    the ratio, which means the same anywhere), or ``cited``: a number from elsewhere, with its
+    source (a URL or document, and its date) and no ratio, since it was not measured here.
+    """
 
     name: str
     value: float
     unit: str
     baseline: str | None = None
     baseline_value: float | None = None
+    cited: str | None = None  # the source of a baseline not measured in this run
+
+    def __post_init__(self) -> None:
+        if (self.baseline is None) != (self.baseline_value is None):
+            raise BenchmarkError(f"{self.name}: a baseline needs both its name and its value")
+        if self.cited is not None and (self.baseline is None or not self.cited.strip()):
+            raise BenchmarkError(f"{self.name}: a cited source belongs to a baseline, and must name it")
 
     def as_record(self, bench: str) -> dict[str, Any]:
         record: dict[str, Any] = {"bench": bench, "name": self.name, "value": self.value, "unit": self.unit}
         if self.baseline is not None and self.baseline_value is not None:
             record["baseline"] = self.baseline
             record["baseline_value"] = self.baseline_value
-            record["ratio"] = round(self.value / self.baseline_value, 3) if self.baseline_value else None
+            if self.cited is not None:
+                record["cited"] = self.cited
+            else:
+                record["ratio"] = round(self.value / self.baseline_value, 3) if self.baseline_value else None
         return record
 
 

@@ -2,9 +2,9 @@
 partition (the ``bench-200`` scenario) — and what simulating it costs.
 
 The virtual-time figures are the protocol's: convergence after the last edit and after the
-partition healed, and each edit's time to 99% of the honest peers, beside the gossip anchors
-(gossipsub ~98% within 300 ms at 1,000 nodes in vyzo's simulator; Whiteblock 99% within 305 ms
-at 95 nodes). Wall time is the simulator's (aim: under 60 s). A seed makes the virtual figures
+partition healed, and each edit's time to 99% of the honest peers, beside the gossip anchors,
+cited, not measured here (gossipsub ~98% within 300 ms at 1,000 nodes in vyzo's simulator;
+Whiteblock 99% within 305 ms at 95 nodes). Wall time is the simulator's (aim: under 60 s). A seed makes the virtual figures
 identical in every repeat, so only wall time takes the best of the repeats.
 """
 
@@ -21,8 +21,10 @@ from simulations.simulator import run_seed
 SCENARIO = "bench-200"
 SEED = 1
 QUICK_PEERS, QUICK_EDITS = 40, 300
-GOSSIPSUB_98PCT_MS = 300  # vyzo's gossipsub simulator, 1,000 nodes
-WHITEBLOCK_99PCT_MS = 305  # Whiteblock's gossipsub tests, 95 nodes
+GOSSIPSUB_98PCT_MS = 300
+GOSSIPSUB_SOURCE = "vyzo's gossipsub simulator, github.com/vyzo/gerbil-simsub, 1,000 nodes, as cited in Dist-Space issue 7 (2026-11-22)"
+WHITEBLOCK_99PCT_MS = 305
+WHITEBLOCK_SOURCE = "Whiteblock, Testing Gossipsub with Genesis, whiteblock.io/testing-gossipsub-with-genesis (2019), 95 nodes"
 WALL_TARGET_S = 60
 
 
@@ -49,8 +51,8 @@ def simulations(options: RunOptions) -> Iterator[Figure]:
     yield Figure("convergence_after_heal_virtual", round(virtual["convergence_after_heal"]), "ms")
     yield Figure("convergence_after_last_edit_virtual", round(virtual["convergence_after_last_edit"]), "ms")
     whole = delivery["to_99pct_whole_network"]  # edits signed while no partition or crash split the network
-    yield Figure("edit_to_99pct_whole_network_p50", whole["p50"], "ms", "gossipsub 98% (1,000 nodes)", GOSSIPSUB_98PCT_MS)
-    yield Figure("edit_to_99pct_whole_network_p90", whole["p90"], "ms", "Whiteblock 99% (95 nodes)", WHITEBLOCK_99PCT_MS)
+    yield Figure("edit_to_99pct_whole_network_p50", whole["p50"], "ms", "gossipsub 98% (1,000 nodes)", GOSSIPSUB_98PCT_MS, cited=GOSSIPSUB_SOURCE)
+    yield Figure("edit_to_99pct_whole_network_p90", whole["p90"], "ms", "Whiteblock 99% (95 nodes)", WHITEBLOCK_99PCT_MS, cited=WHITEBLOCK_SOURCE)
     yield Figure("edits_99pct_within_300ms_whole_network", delivery["share_of_edits_99pct_within_300ms_whole_network"], "share")
     yield Figure("edit_to_99pct_p50", delivery["to_99pct"]["p50"], "ms")
     yield Figure("edit_to_99pct_p99", delivery["to_99pct"]["p99"], "ms")
