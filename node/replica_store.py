@@ -35,6 +35,7 @@ from typing import Any, Final
 
 import native
 from node.logs import event as log
+from protocol.recent import Recent
 from protocol.tips import SignedTip
 from store.repo import Repo
 
@@ -71,7 +72,7 @@ class ReplicaStore:
         self._repo = repo
         self._on_failure = on_failure
         self._dirty: dict[tuple[bytes, bytes, bytes], bytes] = {}
-        self._known: dict[tuple[bytes, bytes, bytes], None] = {}  # stored changes, newest last
+        self._known: Recent[tuple[bytes, bytes, bytes], None] = Recent(KNOWN_CHANGES_CACHED)  # stored changes
         self.doc_ids = repo.doc_ids
         self.heads = repo.heads
         self.author_seq = repo.author_seq
@@ -93,9 +94,7 @@ class ReplicaStore:
     def remember(self, space: bytes, doc: bytes, hashes: Iterable[bytes]) -> None:
         """Note changes known to be stored (applied here, or committed locally)."""
         for change_hash in hashes:
-            self._known[space, doc, change_hash] = None
-        while len(self._known) > KNOWN_CHANGES_CACHED:
-            del self._known[next(iter(self._known))]
+            self._known.put((space, doc, change_hash), None)
 
     def apply(
         self, space: bytes, doc: bytes, changes: Sequence[native.DecodedChange], tips: Sequence[SignedTip]
@@ -108,7 +107,7 @@ class ReplicaStore:
     def reset(self) -> None:
         """Forget what a failed group commit may have made wrong: the stored changes remembered
         and the sync states not yet written (hints: losing them costs a fuller exchange)."""
-        self._known.clear()
+        self._known = Recent(KNOWN_CHANGES_CACHED)
         self._dirty.clear()
 
     def load_sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:

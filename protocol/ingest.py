@@ -33,6 +33,7 @@ import native
 
 from protocol.errors import Flood, UnusableChanges
 from protocol.limits import MAX_PENDING_CHANGES, MAX_VERIFIED_TIPS
+from protocol.recent import Recent
 from protocol.store_api import ChangeStore
 from protocol.tips import SignedTip, coverage
 
@@ -236,17 +237,14 @@ class VerifiedTips:
     """Tips whose signature already checked out, so a retried pending batch costs no verify."""
 
     def __init__(self, limit: int = MAX_VERIFIED_TIPS) -> None:
-        self._limit = limit
-        self._tips: dict[SignedTip, None] = {}
+        self._tips: Recent[SignedTip, None] = Recent(limit)
 
     def __contains__(self, tip: object) -> bool:
         return tip in self._tips
 
     def add(self, tips: Iterable[SignedTip]) -> None:
         for tip in tips:
-            self._tips[tip] = None
-            if len(self._tips) > self._limit:
-                del self._tips[next(iter(self._tips))]
+            self._tips.put(tip, None)
 
 
 @dataclass(frozen=True, slots=True)
