@@ -57,6 +57,18 @@ def test_garbage_genesis_bytes_raise_only_protocol_errors(data):
         Genesis.decode(data)
 
 
+def test_a_genesis_with_any_bit_flipped_is_refused():
+    """Every field is signed and the encoding is canonical: only the very bytes decode (the
+    space id hashes them, so no second byte string may name the same genesis)."""
+    encoded = Genesis.create(identity_of("alice"), "work", 1).encode()
+    for position in range(len(encoded)):
+        for bit in range(8):
+            flipped = bytearray(encoded)
+            flipped[position] ^= 1 << bit
+            with pytest.raises(ProtocolError):
+                Genesis.decode(bytes(flipped))
+
+
 def test_a_truncated_genesis_is_a_wire_error():
     encoded = Genesis.create(identity_of("alice"), "work", 1).encode()
     with pytest.raises(WireError):

@@ -150,27 +150,84 @@ def test_invalid_payloads_are_wire_errors(data, why):
         decode_payload(data)
 
 
+def assert_decodes_canonically_or_raises_a_wire_error(data: bytes) -> list[Message]:
+    """Decode ``data`` as a stream: every frame taken re-encodes to exactly its bytes (the
+    encoding is canonical, which verbatim forwarding relies on), what is not taken is buffered
+    as an incomplete frame, and anything else is a WireError. Returns the messages taken."""
+    decoder = FrameDecoder()
+    decoder.receive_data(data)
+    messages, taken = [], 0
+    try:
+        while (message := decoder.next_message()) is not None:
+            assert encode_frame(message) == decoder.frame == data[taken : taken + len(decoder.frame)]
+            messages.append(message)
+            taken += len(decoder.frame)
+    except WireError:
+        return messages
+    assert taken + decoder.buffered_bytes == len(data)
+    return messages
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=400))
-def test_random_bytes_raise_only_wire_errors(data):
-    try:
-        frames_of(data)
-    except WireError:
-        pass
+def test_random_bytes_decode_canonically_or_raise_only_wire_errors(data):
+    assert_decodes_canonically_or_raises_a_wire_error(data)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(MESSAGES), st.data())
-def test_mutated_frames_raise_only_wire_errors(message, data):
+def test_mutated_frames_decode_canonically_or_raise_only_wire_errors(message, data):
     frame = bytearray(encode_frame(message))
     for _ in range(data.draw(st.integers(1, 4))):
         position = data.draw(st.integers(0, len(frame) - 1))
         frame[position] = data.draw(st.integers(0, 255))
+    decoded = assert_decodes_canonically_or_raises_a_wire_error(bytes(frame))
+    if bytes(frame) == encode_frame(message):  # the mutations wrote the same bytes back
+        assert decoded == [message]
     cut = data.draw(st.integers(0, len(frame)))
-    try:
-        frames_of(bytes(frame[:cut]))
-    except WireError:
-        pass
+    assert_decodes_canonically_or_raises_a_wire_error(bytes(frame[:cut]))
+
+
+def ids(length: int) -> st.SearchStrategy[bytes]:
+    return st.binary(min_size=length, max_size=length)
+
+
+heads = st.lists(ids(32), max_size=4).map(tuple)
+statuses = st.builds(
+    Status,
+    ids(32),
+    st.lists(st.builds(DocHeads, ids(16), heads), max_size=3, unique_by=lambda entry: entry.doc).map(tuple),
+    st.booleans(),
+    st.booleans(),
+)
+tips = st.lists(st.builds(TipSignature, st.integers(0, 2**64 - 1) | ids(32), ids(64)), max_size=3).map(tuple)
+changes = st.builds(Changes, ids(16), st.sampled_from([Encoding.CHANGES, Encoding.DEFLATE]), st.binary(max_size=64), st.just(()), tips, st.booleans())
+documents = st.builds(Changes, ids(16), st.just(Encoding.DOCUMENT), st.binary(max_size=64), heads, tips, st.booleans())
+messages = st.one_of(
+    st.builds(Hello, st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=3).map(tuple), ids(32), ids(32), statuses),
+    statuses,
+    st.just(StatusRequest()),
+    st.builds(Heads, ids(16), heads, st.booleans()),
+    changes,
+    documents,
+    st.builds(Prune, ids(32)),
+    st.just(Ping()),
+    st.builds(Bye, st.text(max_size=200)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(messages, min_size=1, max_size=4), st.data())
+def test_generated_messages_round_trip_through_a_stream_cut_anywhere(sent, data):
+    stream = b"".join(encode_frame(message) for message in sent)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=4)))
+    decoder, received = FrameDecoder(), []
+    for start, end in zip([0, *cuts], [*cuts, len(stream)]):
+        decoder.receive_data(stream[start:end])
+        while (message := decoder.next_message()) is not None:
+            received.append(message)
+    assert received == sent
+    assert decoder.buffered_bytes == 0
 
 
 cbor_values = st.recursive(
@@ -182,11 +239,13 @@ cbor_values = st.recursive(
 
 @settings(max_examples=300, deadline=None)
 @given(cbor_values)
-def test_arbitrary_cbor_values_raise_only_wire_errors(value):
+def test_arbitrary_cbor_values_decode_canonically_or_raise_only_wire_errors(value):
+    payload = cbor2.dumps(value)
     try:
-        decode_payload(cbor2.dumps(value))
+        message = decode_payload(payload)
     except WireError:
-        pass
+        return
+    assert encode_payload(message) == payload
 
 
 def in_our_subset(value: object, depth: int = 0) -> bool:
