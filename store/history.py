@@ -41,15 +41,15 @@ from store.tree import (
     Entry,
     IndexEdit,
     IndexReader,
-    Node,
     Tree,
+    TreeNode,
     doc_id_of,
     file_id_of,
     stored_path,
     text_object,
     touched_entries,
 )
-from store.workspace import Content, Heads, Workspace
+from store.workspace import Content, SpaceHeads, Workspace
 from store.workspace_errors import AlreadyExists, ContentUnavailable, IsADirectory, NotText
 
 # Entries ``log`` returns unless told otherwise: a screen or two; page on with ``until``.
@@ -295,7 +295,7 @@ class History:
         tree = self.ws.tree(version)
         return {file_id for shown in (node, *tree.walk(node.path)) for file_id in shown.file_ids}
 
-    def _content_or_empty(self, node: Node | None, heads: Heads) -> Content:
+    def _content_or_empty(self, node: TreeNode | None, heads: SpaceHeads) -> Content:
         empty: Content = "" if node is None or node.encoding == TEXT else b""
         if node is None:
             return empty
@@ -304,7 +304,7 @@ class History:
         except ContentUnavailable:
             return empty
 
-    def _restore_content(self, node: Node, past_heads: Heads, message: str, now_ms: int) -> None:
+    def _restore_content(self, node: TreeNode, past_heads: SpaceHeads, message: str, now_ms: int) -> None:
         """Give a file its content of the past, as a minimal edit of the present content."""
         try:
             past = self.ws.content(node, past_heads)
@@ -353,7 +353,7 @@ def _shown_ids(tree: Tree) -> set[str]:
     return {file_id for node in tree.walk() for file_id in node.file_ids}
 
 
-def _files(tree: Tree, path: str | None) -> dict[str, Node]:
+def _files(tree: Tree, path: str | None) -> dict[str, TreeNode]:
     within = ROOT if path is None else path
     return {node.file_id: node for node in tree.walk() if node.kind != DIR and is_within(node.path, within)}
 

@@ -292,7 +292,7 @@ def removal_covers(file_doc: Callable[[], native.Document], seen: tuple[bytes, .
 
 
 @dataclass(frozen=True, slots=True)
-class Node:
+class TreeNode:
     """One path of the visible tree."""
 
     path: str
@@ -307,25 +307,25 @@ class Node:
         return doc_id_of(self.file_id)
 
 
-ROOT_NODE = Node(ROOT, DIR, ROOT_ID, None, (ROOT_ID,))
+ROOT_NODE = TreeNode(ROOT, DIR, ROOT_ID, None, (ROOT_ID,))
 
 
 class Tree:
     """The visible tree at one version: every path, and each directory's children by name."""
 
-    def __init__(self, nodes: dict[str, Node], children: dict[str, list[str]]) -> None:
+    def __init__(self, nodes: dict[str, TreeNode], children: dict[str, list[str]]) -> None:
         self._nodes = nodes
         self._children = children
         self._path_of = {file_id: node.path for node in nodes.values() for file_id in node.file_ids}
 
-    def get(self, path: str) -> Node | None:
+    def get(self, path: str) -> TreeNode | None:
         return self._nodes.get(path)
 
-    def children(self, path: str) -> list[Node]:
+    def children(self, path: str) -> list[TreeNode]:
         """The nodes directly inside directory ``path``, sorted by name."""
         return [self._nodes[join(path, name)] for name in self._children.get(path, ())]
 
-    def walk(self, path: str = ROOT) -> Iterator[Node]:
+    def walk(self, path: str = ROOT) -> Iterator[TreeNode]:
         """Every node strictly below ``path``, parents before children, siblings by name."""
         stack = list(reversed(self.children(path)))
         while stack:
@@ -391,19 +391,19 @@ def _valid_parent(entry: Entry, entries: Mapping[str, Entry]) -> str:
     return entry.parent if parent is not None and parent.kind == DIR else ROOT_ID
 
 
-def _place(path: str, members: list[Entry]) -> list[Node]:
+def _place(path: str, members: list[Entry]) -> list[TreeNode]:
     """Name the entries of one directory: directories merge, files that lose a name get a
     conflict name (rules 1, 5, 6)."""
     by_name: dict[str, list[Entry]] = defaultdict(list)
     for entry in sorted(members, key=lambda entry: entry.claim):
         by_name[entry.name].append(entry)
-    placed: list[Node] = []
+    placed: list[TreeNode] = []
     losers: list[Entry] = []
     for name, claims in by_name.items():
         dirs = [entry for entry in claims if entry.kind == DIR]
         files = [entry for entry in claims if entry.kind == FILE]
         if dirs:
-            placed.append(Node(join(path, name), DIR, dirs[0].file_id, None, tuple(d.file_id for d in dirs)))
+            placed.append(TreeNode(join(path, name), DIR, dirs[0].file_id, None, tuple(d.file_id for d in dirs)))
             losers.extend(files)
         else:
             placed.append(_file_node(join(path, name), files[0]))
@@ -425,8 +425,8 @@ def _place(path: str, members: list[Entry]) -> list[Node]:
     return placed
 
 
-def _file_node(path: str, entry: Entry, claimed_name: str | None = None) -> Node:
-    return Node(path, FILE, entry.file_id, entry.encoding, (entry.file_id,), claimed_name)
+def _file_node(path: str, entry: Entry, claimed_name: str | None = None) -> TreeNode:
+    return TreeNode(path, FILE, entry.file_id, entry.encoding, (entry.file_id,), claimed_name)
 
 
 def _break_cycles(parent: dict[str, str], entries: Mapping[str, Entry]) -> None:

@@ -43,8 +43,8 @@ from store.tree import (
     IndexEdit,
     IndexReader,
     Kind,
-    Node,
     Tree,
+    TreeNode,
     doc_id_of,
     file_id_of,
     materialize,
@@ -73,7 +73,7 @@ MAX_WRITE_BYTES = MAX_FRAME_BYTES // 2
 TREES_CACHED = 16
 
 Content = str | bytes
-Heads = dict[bytes, list[bytes]]
+SpaceHeads = dict[bytes, list[bytes]]  # doc -> its heads: a space at one moment
 Span = tuple[int, int]  # characters [start, end) of a text
 Patch = dict[str, Any]  # one of Automerge's, as Document.diff gives them
 
@@ -125,7 +125,7 @@ class Workspace:
             raise UnknownVersion(f"this node has versions 0 to {latest} of the space, not {version!r}")
         return version
 
-    def heads_at(self, version: int | None = None) -> Heads:
+    def heads_at(self, version: int | None = None) -> SpaceHeads:
         """Every doc's heads at a version (docs without changes by then are absent)."""
         return self.repo.heads_at(self.space, self.check_version(version))
 
@@ -166,7 +166,7 @@ class Workspace:
         """The visible tree at a version (the newest for None)."""
         return self._tree(self._moment(version))
 
-    def node(self, path: str, version: int | None = None) -> Node:
+    def node(self, path: str, version: int | None = None) -> TreeNode:
         """The tree node at ``path``.
 
         Raises:
@@ -210,7 +210,7 @@ class Workspace:
         node = self._file(path, moment)
         return self.content(node, moment.heads), tuple(sorted(self._doc_heads(node.doc_id, moment)))
 
-    def content(self, node: Node, heads: Heads | None) -> Content:
+    def content(self, node: TreeNode, heads: SpaceHeads | None) -> Content:
         """A file node's content, now (``heads`` None) or at every doc's ``heads``."""
         doc_heads = None if heads is None else heads.get(node.doc_id, [])
         document = self.document(node.doc_id)
@@ -394,7 +394,7 @@ class Workspace:
         self._trees.move_to_end(key)
         return tree
 
-    def _node(self, path: str, moment: _Moment) -> Node:
+    def _node(self, path: str, moment: _Moment) -> TreeNode:
         split_path(path)
         node = self._tree(moment).get(path)
         if node is None:
@@ -402,7 +402,7 @@ class Workspace:
             raise NotFound(f"no file or directory {path!r}{at}")
         return node
 
-    def _file(self, path: str, moment: _Moment) -> Node:
+    def _file(self, path: str, moment: _Moment) -> TreeNode:
         node = self._node(check_path(path), moment)
         if node.kind == DIR:
             raise IsADirectory(f"{path!r} is a directory")
@@ -443,7 +443,7 @@ class Workspace:
             raise NotADirectory(f"{ancestor!r} is a file, so {path!r} cannot be created below it")
         return node.file_id, missing[::-1]
 
-    def _text_object(self, node: Node, document: native.Document, heads: list[bytes] | None) -> str:
+    def _text_object(self, node: TreeNode, document: native.Document, heads: list[bytes] | None) -> str:
         text = text_object(document, heads)
         if text is None:
             raise ContentUnavailable(f"the content of {node.path!r} has not arrived from its peers yet")
@@ -467,7 +467,7 @@ class Workspace:
             raise UnknownBase(f"base: {path!r} has no text at heads {_hex(heads)}")
         return heads
 
-    def _stat(self, node: Node, moment: _Moment) -> Stat:
+    def _stat(self, node: TreeNode, moment: _Moment) -> Stat:
         if node.kind == DIR:
             return Stat(node.path, DIR, node.file_id, None, None, (), None)
         try:
@@ -487,7 +487,7 @@ class _Moment:
     """A version to read at: the newest reads the live documents, a past one every doc's heads."""
 
     version: int
-    heads: Heads | None  # None for the newest version
+    heads: SpaceHeads | None  # None for the newest version
 
 
 def _add_directories(edit: IndexEdit, parent_id: str, names: list[str]) -> str:
