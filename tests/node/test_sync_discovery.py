@@ -7,6 +7,7 @@ machine): nodes announce and browse, and connect only to peers that share a spac
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import trio
@@ -31,11 +32,14 @@ def test_mdns_filter_keeps_only_our_protocol_and_shared_spaces() -> None:
 
 
 def test_backoff_doubles_up_to_its_cap_and_resets() -> None:
-    backoff = Backoff(initial_s=1.0, max_s=8.0)
-    waits = [backoff.next() for _ in range(6)]
-    assert [round(w) for w in waits[:3]] != [] and all(0.75 <= w / c <= 1.25 for w, c in zip(waits, [1, 2, 4, 8, 8, 8]))
+    backoff = Backoff(initial_s=1.0, max_s=8.0, rng=random.Random(7))
+    jitter = random.Random(7)  # the same draws: each wait is its step times one jitter factor
+    steps_s = [1, 2, 4, 8, 8, 8]
+    waits = [backoff.next() for _ in steps_s]
+    assert waits == [step * jitter.uniform(0.75, 1.25) for step in steps_s]
+    assert all(0.75 <= wait / step <= 1.25 for wait, step in zip(waits, steps_s))
     backoff.reset()
-    assert 0.75 <= backoff.next() <= 1.25
+    assert backoff.next() == 1 * jitter.uniform(0.75, 1.25)
 
 
 async def test_mdns_connects_peers_that_share_a_space_and_no_others(tmp_path: Path) -> None:
