@@ -53,14 +53,14 @@ import random
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import trio
 from libp2p.peer.id import ID
 
 from node.errors import NodeError, PeerKeyError, SessionLimitExceeded
 from node.framing import FrameStream
-from node.host import SYNC_PROTOCOL, Host, address_key, is_loopback_key
+from node.host import SYNC_PROTOCOL, StreamHandler, address_key, is_loopback_key
 from node.local_commits import LocalCommitQueue
 from node.logs import event as log
 from node.replica_store import SYNC_STATE_FLUSH_S, ReplicaStore
@@ -93,7 +93,7 @@ from store.repo import Repo, RepoEvent, StoreEvent
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DriverLimits", "EventSink", "KnownPeers", "SyncDriver", "peer_key_of"]
+__all__ = ["DriverLimits", "EventSink", "KnownPeers", "SyncDriver", "SyncStreams", "peer_key_of"]
 
 EventSink = Callable[[str, dict[str, Any]], None]
 # Whether a peer id is one we know (see the module docstring); the network answers.
@@ -136,6 +136,17 @@ HELLO_BYTES_MAX: Final = MAX_PRE_HELLO_FRAME_BYTES + MAX_FRAME_HEADER_BYTES
 # SyncConfig.hello_timeout_ms plus this: a backstop, for the Replicator's clock only moves
 # with events, and one that fails to close a session must not let a trickle hold it.
 HELLO_DEADLINE_MARGIN_S: Final = 2.0
+
+
+class SyncStreams(Protocol):
+    """Where the driver's streams come from: ``node.host.Host`` over libp2p; tests hand out
+    in-memory ones (tests/node/test_sync_driver.py)."""
+
+    async def open_stream(self, peer_id: str, protocol: str) -> FrameStream: ...
+
+    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None: ...
+
+    def remove_stream_handler(self, protocol: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +239,7 @@ class SyncDriver:
 
     def __init__(
         self,
-        host: Host,
+        host: SyncStreams,
         repo: Repo,
         *,
         config: SyncConfig = SyncConfig(),
