@@ -15,6 +15,7 @@ from api_helpers import Daemon, connect, daemon_with_a_space, transport  # noqa:
 
 from node.api import MAX_MESSAGE_BYTES
 from node.api_client import ApiClient, ApiUnavailable
+from node.api_schema import schema
 from node.rpc import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UNAUTHORIZED, RpcError
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,21 @@ async def test_anything_but_a_valid_auth_first_is_refused(daemon: Daemon, transp
 
 
 async def test_the_right_token_opens_every_method(daemon: Daemon, transport: str) -> None:
+    """Each method of the schema is refused before auth and reaches its own params check after.
+
+    Every call carries an unknown param, so no handler runs: the error says which gate stopped it.
+    """
+    methods = sorted(set(schema().methods) - {"auth"})
+    probe = {"probe": 1}
+    for name in methods:
+        async with connect(daemon, transport, token="") as api:
+            reply = await api.exchange({"jsonrpc": "2.0", "id": 1, "method": name, "params": probe})
+            assert reply["error"]["code"] == UNAUTHORIZED, (name, reply)
     async with connect(daemon, transport) as api:
+        for name in methods:
+            reply = await api.exchange({"jsonrpc": "2.0", "id": 1, "method": name, "params": probe})
+            assert reply["error"]["code"] == INVALID_PARAMS, reply
+            assert reply["error"]["message"].startswith(f"{name}: params "), reply
         assert (await api.call("node.status"))["daemon"] is True
         with pytest.raises(RpcError) as caught:  # a second auth is checked again
             await api.call("auth", token="not-it")
