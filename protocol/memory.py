@@ -1,6 +1,7 @@
-"""An in-memory ``ChangeStore`` for tests and the simulator, with the same semantics as the
-durable ``store.Repo``: changes by doc, newest tip per author, per-peer sync state. Nothing
-survives the process, which is the point: a test or a simulated crash builds a fresh one.
+"""An in-memory ``ChangeStore`` for tests and the simulator, giving the same answers as the
+durable ``store.Repo`` (tests/protocol/test_change_store_contract.py runs one suite on both):
+changes by doc, newest tip per author, per-peer sync state. Nothing survives the object, which
+is the point: a test or a simulated crash builds a fresh one.
 
 Like the Repo, applying and serving changes need no Automerge document: every change is kept
 raw with its deps and its place in the causal order, and applied changes reach the document in
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 import native
 
 from protocol.causal import causal_order
-from protocol.errors import LocalProtocolError
+from protocol.errors import LocalProtocolError, UnusableChanges
 from protocol.events import LocalCommit
 from protocol.identity import Identity
 from protocol.tips import SignedTip
@@ -147,6 +148,7 @@ class MemoryChangeStore:
         for change in changes:
             batch.setdefault(change.hash, change)
         ready = [batch[change_hash] for change_hash in causal_order({h: c.deps for h, c in batch.items()}, held.changes)]
+        _check_chains(held.newest, ready)
         for change in ready:
             held.add(change)
         held.unapplied.extend(change.raw for change in ready)
@@ -197,3 +199,17 @@ class MemoryChangeStore:
         """The live document, for reading (edit only through ``commit``)."""
         return self._doc(space, doc).caught_up()
 
+
+def _check_chains(newest: dict[bytes, int], ready: Sequence[native.DecodedChange]) -> None:
+    """Refuse, before anything is stored, a change that does not continue its author's chain
+    (seq = the previous one + 1): Automerge would refuse the document holding it, as the Repo's
+    chain check does (store/ingest.py)."""
+    seqs: dict[bytes, int] = {}
+    for change in ready:  # causal order: an author's seq s-1 comes before its seq s
+        previous = seqs.get(change.actor, newest.get(change.actor, 0))
+        if change.seq != previous + 1:
+            raise UnusableChanges(
+                f"change {change.hash.hex()} has seq {change.seq}, but its author's chain ends at seq {previous};"
+                " nothing of the batch is stored"
+            )
+        seqs[change.actor] = change.seq

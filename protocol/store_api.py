@@ -1,8 +1,19 @@
 """What the protocol needs from a store, as a ``typing.Protocol``.
 
 The protocol state machines never touch SQLite: they read heads and changes and hand verified
-changes over through this interface. ``store.Repo`` implements it durably; tests and the
-simulator use ``protocol.memory.MemoryChangeStore``.
+changes over through this interface. Three implementations, one acceptance suite for all
+(tests/protocol/test_change_store_contract.py):
+
+- ``store.Repo`` on SQLite (or in memory): ``apply`` commits a transaction, not fsynced (a crash
+  of the process keeps it; a power loss may take the newest remote applies, which peers send
+  again); a sync state is written without an fsync.
+- ``node.replica_store.ReplicaStore``, the node's adapter over a Repo: ``apply`` is the Repo's;
+  sync states are written behind (held in memory until the driver flushes them).
+- ``protocol.memory.MemoryChangeStore``: everything lives as long as the object.
+
+What every one guarantees is what the protocol relies on: once ``apply`` returns, every later
+call sees the changes; a sync state saved is the one loaded next. A lost sync state costs a
+fuller exchange, never a change, so no implementation makes it durable at once.
 
 Ids: spaces are 32 bytes, docs 16 bytes, change hashes 32 bytes, peers their 32-byte public key.
 """
@@ -53,10 +64,11 @@ class ChangeStore(Protocol):
         """Apply changes already verified as covered, atomically with their tips.
 
         ``changes`` may come in any order and may include changes already stored. Returns the
-        hashes newly stored, in causal order. When it returns, the changes are durable
-        (acknowledged); a change whose deps are neither stored nor in the batch is not stored
-        and not returned (the protocol keeps it pending). A tip is kept if its change is stored
-        and it is newer than the author's stored tip.
+        hashes newly stored, in causal order. When it returns, the changes are stored as far as
+        the implementation stores anything (see the module docstring), and every later call
+        sees them; a change whose deps are neither stored nor in the batch is not stored and
+        not returned (the protocol keeps it pending). A tip is kept if its change is stored and
+        it is newer than the author's stored tip.
 
         Raises:
             UnusableChanges: Automerge refuses the changes (a forked or broken author chain,
@@ -64,6 +76,11 @@ class ChangeStore(Protocol):
         """
         ...
 
-    def load_sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None: ...
+    def load_sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:
+        """The state last saved for the peer and doc; None if none was (or it was lost)."""
+        ...
 
-    def save_sync_state(self, peer: bytes, space: bytes, doc: bytes, state: bytes) -> None: ...
+    def save_sync_state(self, peer: bytes, space: bytes, doc: bytes, state: bytes) -> None:
+        """Replace the peer's state for the doc: a hint that makes the next exchange cheaper, so
+        it may be written behind or lost in a crash (see the module docstring)."""
+        ...

@@ -1,4 +1,6 @@
-"""MemoryChangeStore: the ChangeStore semantics the protocol relies on, without a database."""
+"""MemoryChangeStore's own part: local authoring (``commit``) and its graph walk for
+``changes_since``. The ChangeStore contract it shares with the Repo and the node's adapter is
+tests/protocol/test_change_store_contract.py."""
 
 from __future__ import annotations
 
@@ -36,46 +38,6 @@ def test_a_commit_of_edits_that_do_nothing_is_refused():
     with pytest.raises(LocalProtocolError):
         store.commit(alice, SPACE, DOC, [lambda document: None], now_ms=0)
     assert store.doc_ids(SPACE) == []
-
-
-def test_apply_takes_any_order_returns_causal_order_and_skips_what_lacks_deps():
-    source = MemoryChangeStore()
-    commit = source.commit(alice, SPACE, DOC, edits(["a", "b", "c"]), now_ms=0)
-    a, b, c = decoded(list(commit.changes))
-    store = MemoryChangeStore()
-    assert store.apply(SPACE, DOC, [b, c], [commit.tip]) == []  # a is missing
-    assert store.tips(SPACE, DOC) == []
-    assert store.apply(SPACE, DOC, [c, a, b], [commit.tip]) == [a.hash, b.hash, c.hash]
-    assert store.apply(SPACE, DOC, [a], []) == []  # already stored
-    assert store.heads(SPACE, DOC) == [c.hash] and store.tips(SPACE, DOC) == [commit.tip]
-
-
-def test_only_the_newest_tip_per_author_is_kept():
-    store = MemoryChangeStore()
-    source = MemoryChangeStore()
-    first = source.commit(alice, SPACE, DOC, edits(["a"]), now_ms=0)
-    second = source.commit(alice, SPACE, DOC, edits(["b"]), now_ms=0)
-    store.apply(SPACE, DOC, decoded([*first.changes, *second.changes]), [second.tip, first.tip])
-    assert store.tips(SPACE, DOC) == [second.tip]
-
-
-def test_changes_since_ignores_unknown_heads_and_save_document_holds_everything():
-    store = MemoryChangeStore()
-    first = store.commit(alice, SPACE, DOC, edits(["a"]), now_ms=0)
-    store.commit(bob, SPACE, DOC, edits(["b"]), now_ms=0)
-    since_first = store.changes_since(SPACE, DOC, [decoded(list(first.changes))[0].hash, b"\x09" * 32])
-    assert len(since_first) == 1
-    assert len(store.changes_since(SPACE, DOC, [])) == 2
-    loaded = native.Document.load(store.save_document(SPACE, DOC))
-    assert sorted(loaded.heads()) == store.heads(SPACE, DOC)
-
-
-def test_sync_state_is_kept_per_peer_space_and_doc():
-    store = MemoryChangeStore()
-    assert store.load_sync_state(bob.public_key, SPACE, DOC) is None
-    store.save_sync_state(bob.public_key, SPACE, DOC, b"state")
-    assert store.load_sync_state(bob.public_key, SPACE, DOC) == b"state"
-    assert store.load_sync_state(alice.public_key, SPACE, DOC) is None
 
 
 @settings(max_examples=40, deadline=None)

@@ -1,5 +1,6 @@
-"""Repo is a ChangeStore: the sync protocol sees the same answers from it as from the
-protocol's own in-memory store (protocol/memory.py), on both backends."""
+"""Repo as a ChangeStore, beyond the contract every store meets
+(tests/protocol/test_change_store_contract.py): changes authored by Repos reach another Repo
+shuffled and it verifies clean; ``save_document`` serves its snapshot."""
 
 from __future__ import annotations
 
