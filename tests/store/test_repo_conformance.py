@@ -271,18 +271,6 @@ def test_changes_since_ignores_unknown_heads_and_keeps_causal_order(make_repo, a
     assert repo.heads(space, OTHER_DOC) == []
 
 
-def test_sync_state_is_kept_per_peer_and_doc(make_repo, alice, bob, carol) -> None:
-    repo = make_repo(alice)
-    space = repo.create_space("project", NOW_MS).space_id
-    assert repo.load_sync_state(bob.public_key, space, FILE_DOC) is None
-    repo.save_sync_state(bob.public_key, space, FILE_DOC, b"bob-1")
-    repo.save_sync_state(bob.public_key, space, FILE_DOC, b"bob-2")
-    repo.save_sync_state(carol.public_key, space, FILE_DOC, b"carol")
-    assert repo.load_sync_state(bob.public_key, space, FILE_DOC) == b"bob-2"
-    assert repo.load_sync_state(carol.public_key, space, FILE_DOC) == b"carol"
-    assert repo.load_sync_state(bob.public_key, space, OTHER_DOC) is None
-
-
 # ----- versions and events -----
 
 
