@@ -2,6 +2,9 @@
 
 To add one, write a module here with a function decorated `@benchmark("name")`
 (benchmarks/registry.py) that takes `RunOptions` and yields `Figure`s; it is found by import.
+Declare it `cheap=True` if its `--quick` run takes seconds and needs no more than the tests do
+(no daemon mesh, npm or cargo build): the test suite then runs it
+(tests/benchmarks/test_benchmarks_quick.py).
 Measure workloads in fresh processes with benchmarks/measure.py, so memory figures see Rust
 allocations too.
 """

@@ -13,6 +13,7 @@ import sys
 
 from benchmarks.measure import log
 from benchmarks.registry import BenchmarkError, RunOptions, UnknownBenchmark, all_benchmarks, select
+from simulations.errors import TraceError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for figure in run(options):
                 print(json.dumps(figure.as_record(name)), flush=True)
-        except BenchmarkError as e:
+        except (BenchmarkError, TraceError) as e:  # a trace it replays may be missing
             log(f"!! {name} failed: {e}")
             failed.append(name)
     if failed:

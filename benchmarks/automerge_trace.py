@@ -16,8 +16,8 @@ from typing import Any
 from benchmarks.measure import PhaseMemory, log, run_json_process, run_python_workload
 from benchmarks.registry import BenchmarkError, Figure, RunOptions, benchmark
 from benchmarks.rust_baseline import native_replay_binary
-from benchmarks.traces import load_sequential, sequential_trace_path
 from native import ROOT, Document
+from simulations.trace_files import load_sequential, trace_path
 
 TRACE = "automerge-paper"
 QUICK_PATCHES = 20_000
@@ -90,7 +90,7 @@ def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 @benchmark("automerge_trace")
 def automerge_trace(options: RunOptions) -> Iterator[Figure]:
     limit = QUICK_PATCHES if options.quick else None
-    binary, trace_path = native_replay_binary(), sequential_trace_path(TRACE)
+    binary, trace_path = native_replay_binary(), trace_path("sequential", TRACE)
     limit_args = [str(limit)] if limit else []
     for mode in MODES:
         our_runs, native_runs = [], []

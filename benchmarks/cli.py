@@ -1,4 +1,5 @@
-"""cli: how long ``distspace cat`` takes, wall clock, with and without a daemon (target 150 ms).
+"""cli: how long ``distspace cat`` takes, wall clock, with and without a daemon (target 150 ms),
+and what importing the network stack costs a command that opens a host.
 
 A command is a fresh interpreter every time, so its cost is start-up and imports as much as
 work. Measured here, in the same run: ``python -c pass`` (the floor any Python command pays,
@@ -6,6 +7,10 @@ the baseline of every figure), then ``distspace cat`` of a small text file on a 
 space, first with no daemon (the command takes the home lock and opens the store itself), then
 with ``distspace up`` running (one call over the Unix socket). Each figure is the best of its
 runs: noise on a shared machine only adds time.
+
+``import.*``: in a fresh interpreter, the cold import of libp2p, then what ``node.host`` adds on
+top (QUIC, aiortc), and that process's peak RSS: what ``distspace up`` pays before it listens.
+No baseline: nothing else imports them.
 
 The commands run with a bytecode cache of their own (PYTHONPYCACHEPREFIX in the temporary
 directory, warmed by the set-up commands), as on any installation: an environment that forbids
@@ -24,8 +29,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from benchmarks.measure import log
+from benchmarks.measure import log, run_python_workload
 from benchmarks.registry import BenchmarkError, Figure, RunOptions, benchmark
 
 RUNS = 20
@@ -60,7 +66,19 @@ def _distspace(home: Path, env: dict[str, str], *args: str, input: bytes = b"") 
         raise BenchmarkError(f"distspace {' '.join(args)} failed: {result.stderr.decode()}")
 
 
-@benchmark("cli")
+def import_costs() -> dict[str, Any]:
+    """One workload, run in a fresh process by `run_python_workload`: import times in seconds."""
+    started = time.perf_counter()
+    import libp2p  # noqa: F401 - the import is what is measured
+
+    libp2p_s = time.perf_counter() - started
+    started = time.perf_counter()
+    import node.host  # noqa: F401
+
+    return {"libp2p_s": libp2p_s, "node_host_s": time.perf_counter() - started}
+
+
+@benchmark("cli", cheap=True)
 def cli(options: RunOptions) -> Iterator[Figure]:
     runs = (QUICK_RUNS if options.quick else RUNS) * options.repeat
     with tempfile.TemporaryDirectory(prefix="ds-bench-") as directory:
@@ -95,6 +113,12 @@ def cli(options: RunOptions) -> Iterator[Figure]:
     yield Figure("python_startup_wall", round(python_ms, 1), "ms")
     yield Figure("cat_without_daemon_wall", round(direct_ms, 1), "ms", "python -c pass", round(python_ms, 1))
     yield Figure("cat_with_daemon_wall", round(daemon_ms, 1), "ms", "python -c pass", round(python_ms, 1))
+
+    log(f"cli: importing libp2p and node.host in a fresh interpreter, {options.repeat} run(s)")
+    imports = [run_python_workload(import_costs) for _ in range(options.repeat)]
+    yield Figure("import.libp2p", round(min(r["libp2p_s"] for r in imports) * 1000, 1), "ms")
+    yield Figure("import.node_host_after_libp2p", round(min(r["node_host_s"] for r in imports) * 1000, 1), "ms")
+    yield Figure("import.peak_rss", round(min(r["process_peak_rss_mb"] for r in imports), 1), "MB")
 
 
 def _wait_ready(daemon: subprocess.Popen[bytes]) -> None:

@@ -30,7 +30,6 @@ from typing import Any
 import native
 from benchmarks.measure import log
 from benchmarks.registry import BenchmarkError, Figure, RunOptions, benchmark
-from benchmarks.traces import load_sequential
 from protocol.batch import pack_changes
 from protocol.clock import FIXED_NOW_MS as NOW_MS
 from protocol.events import Action, Connected, ConnectionLost, DataReceived, Send
@@ -55,6 +54,7 @@ from protocol.wire import (
     StatusRequest,
     encode_frame,
 )
+from simulations.trace_files import load_sequential
 
 TRACE = "automerge-paper"
 BATCH_SIZES = (1, 16, 256)
@@ -413,7 +413,7 @@ def _reconnect(options: RunOptions) -> Iterator[Figure]:
     yield Figure("reconnect_nothing_new.bytes_to_dialer", pair.bytes_to["alice"] - before["alice"], "bytes", "automerge_sync", quiet["to_left"])
 
 
-@benchmark("protocol")
+@benchmark("protocol", cheap=True)
 def protocol(options: RunOptions) -> Iterator[Figure]:
     yield from _signatures(options)
     yield from _codec(options)

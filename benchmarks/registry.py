@@ -2,7 +2,9 @@
 
 A benchmark is a function of `RunOptions` that yields `Figure`s; `python -m benchmarks` imports
 every module of the package (so a new module needs no other wiring), runs the selected
-benchmarks and prints each figure as one JSON line.
+benchmarks and prints each figure as one JSON line. One registered `cheap=True` runs in a few
+seconds in `--quick` mode and needs no more than the tests do (no daemon mesh, npm, cargo
+build or long soak), so the test suite runs it (tests/benchmarks/test_benchmarks_quick.py).
 """
 
 from __future__ import annotations
@@ -69,15 +71,18 @@ class Figure:
 
 Benchmark = Callable[[RunOptions], Iterator[Figure]]
 _BENCHMARKS: dict[str, Benchmark] = {}
+_CHEAP: set[str] = set()
 
 
-def benchmark(name: str) -> Callable[[Benchmark], Benchmark]:
-    """Register the decorated function under `name`."""
+def benchmark(name: str, *, cheap: bool = False) -> Callable[[Benchmark], Benchmark]:
+    """Register the decorated function under `name`; `cheap`: the test suite may run it quick."""
 
     def register(function: Benchmark) -> Benchmark:
         if name in _BENCHMARKS and _BENCHMARKS[name] is not function:
             raise DuplicateBenchmark(f"two benchmarks are named {name!r}")
         _BENCHMARKS[name] = function
+        if cheap:
+            _CHEAP.add(name)
         return function
 
     return register
@@ -90,6 +95,11 @@ def all_benchmarks() -> dict[str, Benchmark]:
         if module.name != "__main__":
             importlib.import_module(f"{__package__}.{module.name}")
     return dict(sorted(_BENCHMARKS.items()))
+
+
+def cheap_benchmarks() -> dict[str, Benchmark]:
+    """The benchmarks registered `cheap=True`, by name."""
+    return {name: run for name, run in all_benchmarks().items() if name in _CHEAP}
 
 
 def select(names: list[str]) -> dict[str, Benchmark]:

@@ -33,7 +33,7 @@ def bench_run(peers: int | None, edits: int | None) -> dict[str, Any]:
     return run_seed(load_scenario(SCENARIO).scaled(peers=peers, edits=edits), SEED).summary
 
 
-@benchmark("simulations")
+@benchmark("simulations", cheap=True)
 def simulations(options: RunOptions) -> Iterator[Figure]:
     peers, edits = (QUICK_PEERS, QUICK_EDITS) if options.quick else (None, None)
     runs = []

@@ -26,11 +26,11 @@ from typing import Any
 import native
 from benchmarks.measure import PhaseMemory, log, run_python_workload
 from benchmarks.registry import Figure, RunOptions, benchmark
-from benchmarks.traces import load_sequential
 from protocol.clock import FIXED_NOW_MS as NOW_MS
 from protocol.identity import Identity
 from protocol.space import DOC_ID_BYTES, Genesis
 from protocol.tips import SignedTip
+from simulations.trace_files import load_sequential
 from store.repo import Repo
 
 TRACE = "automerge-paper"
@@ -155,7 +155,7 @@ def _best(runs: list[dict[str, Any]], higher_is_better: frozenset[str]) -> dict[
     return {key: (max if key in higher_is_better else min)(run[key] for run in runs) for key in runs[0]}
 
 
-@benchmark("store")
+@benchmark("store", cheap=True)
 def store(options: RunOptions) -> Iterator[Figure]:
     limit = QUICK_CHANGES if options.quick else FULL_CHANGES
     ingests, reads = [], []

@@ -22,8 +22,8 @@ from typing import Any
 
 from benchmarks.measure import log, run_python_workload
 from benchmarks.registry import Figure, RunOptions, benchmark
-from benchmarks.traces import load_sequential
 from protocol.identity import Identity
+from simulations.trace_files import load_sequential
 from store.repo import Repo
 from store.workspace import Workspace
 
@@ -80,7 +80,7 @@ def list_tree_at_versions(files: int) -> dict[str, Any]:
     return {"versions": latest, "at_version_ms": at_version, "now_ms": now}
 
 
-@benchmark("workspace")
+@benchmark("workspace", cheap=True)
 def workspace(options: RunOptions) -> Iterator[Figure]:
     splices = QUICK_SPLICES if options.quick else SPLICES
     files = QUICK_FILES if options.quick else FILES

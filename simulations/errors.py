@@ -26,6 +26,10 @@ class TraceError(ScenarioError):
     """An editing trace is missing or cannot be replayed as the workload asks."""
 
 
+class TraceNotFound(TraceError):
+    """No editing trace file of that name (the traces live beside the checkout)."""
+
+
 class RunFailed(SimulationError):
     """The run broke what the protocol promises."""
 

@@ -16,19 +16,15 @@ alternate, as these do.
 from __future__ import annotations
 
 import functools
-import gzip
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import native
 
-from benchmarks.traces import replay_str, traces_dir
 from simulations.errors import TraceError
+from simulations.trace_files import Patch, read_trace, replay_str
 
-Patch = tuple[int, int, str]  # (position in code points, code points deleted, text inserted)
 GENESIS = -1  # the transaction that made the text object (and typed a sequential trace's start)
 
 
@@ -59,7 +55,7 @@ def load_trace(spec: str, limit: int, *, agents: int, edits_per_turn: int) -> Tr
         TraceError: no such trace.
     """
     kind, _, name = spec.partition("/")
-    data = _read(traces_dir() / kind / f"{name}.json.gz")
+    data = _read(kind, name)
     if kind == "sequential":
         patches = [tuple(p) for txn in data["txns"] for p in txn["patches"]][:limit]
         txns = tuple(
@@ -73,13 +69,9 @@ def load_trace(spec: str, limit: int, *, agents: int, edits_per_turn: int) -> Tr
 
 
 @functools.lru_cache(maxsize=4)
-def _read(path: Path) -> dict[str, Any]:
+def _read(kind: str, name: str) -> dict[str, Any]:
     """A trace file, parsed once per process (the largest takes a second to parse)."""
-    try:
-        with gzip.open(path, "rt", encoding="utf-8") as file:
-            return json.load(file)
-    except OSError as error:
-        raise TraceError(f"cannot read editing trace {path}: {error}") from error
+    return read_trace(kind, name)
 
 
 class Editor:

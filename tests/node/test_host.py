@@ -7,8 +7,6 @@ cannot hand Bob another of Alice's addresses and the connection provably uses th
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -308,19 +306,3 @@ async def test_errors_in_the_host_body_arrive_unwrapped() -> None:
     with pytest.raises(StreamResetError):
         async with open_host(ALICE, [LISTEN_ADDR["tcp"]]):
             raise StreamResetError("raised by the caller")
-
-
-def test_measure_import_time(figures: Figures) -> None:
-    """Cold import cost in a fresh interpreter: what every CLI invocation that opens a host pays."""
-    code = (
-        "import time; t = time.perf_counter(); import libp2p; a = time.perf_counter() - t; "
-        "t = time.perf_counter(); import node.host; b = time.perf_counter() - t; "
-        "import resource; print(a, b, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    )
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    libp2p_s, node_s, rss_kb = output.stdout.split()
-    figures(
-        "import",
-        f"libp2p {float(libp2p_s) * 1000:.0f} ms, then node.host (QUIC, aiortc) +{float(node_s) * 1000:.0f} ms, "
-        f"max RSS {int(rss_kb) / 1024:.0f} MB",
-    )

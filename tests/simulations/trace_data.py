@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.traces import TRACES_ENV, traces_dir
 from simulations.scenario import load_scenario
+from simulations.trace_files import TRACES_ENV, traces_dir
 
 needs_traces = pytest.mark.skipif(
     not traces_dir().is_dir(), reason=f"no editing traces at {traces_dir()} (set {TRACES_ENV} to the folder)"
