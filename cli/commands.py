@@ -16,19 +16,12 @@ from typing import Any
 
 from cli import render
 from cli.connect import open_node
+from cli.errors import CliError, UsageError
 from node.home import NodeHome
 
 Args = argparse.Namespace
 Json = dict[str, Any]
 Command = Callable[[Args], int]
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit code 1, no traceback."""
-
-
-class UsageError(Exception):
-    """Arguments argparse could not judge alone: usage and the message, exit code 2."""
 
 
 def _home(args: Args) -> NodeHome:

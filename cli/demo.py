@@ -41,7 +41,8 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
-from cli.commands import CliError
+from cli import render
+from cli.errors import CliError
 from node.api_client import ApiClient, ApiUnavailable
 from node.home import NodeHome
 from node.rpc import RpcError
@@ -58,7 +59,6 @@ STOP_TIMEOUT_S = 10.0
 # More changes than the demo makes: history.log returns them all.
 HISTORY_LIMIT = 10_000
 PIPE_WIDTH = 110  # rich's 80 columns would fold the history table in a log file
-PEER_SHORT_CHARS = 8  # the distinct end of a peer id (they all begin 12D3KooW)
 COMMAND = [sys.executable, "-m", "cli.main"]  # this same installation, however it was started
 
 PEOPLE = (("alice", "human"), ("bob", "human"), ("ada", "agent"))
@@ -474,4 +474,4 @@ def _print_history(console: Console, history: list[Json], names: dict[str, Peer]
 
 
 def _short(peer_id: str) -> str:
-    return "…" + peer_id[-PEER_SHORT_CHARS:]
+    return "…" + render.short_peer(peer_id)

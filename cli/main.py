@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from cli import commands
 from cli.connect import NodeBusy
+from cli.errors import CliError, UsageError
 from node.api_client import ApiUnavailable
 from node.errors import NodeError
 from node.home import default_home
@@ -164,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except commands.UsageError as error:
+    except UsageError as error:
         command: argparse.ArgumentParser = args.parser
         command.error(str(error))  # exits 2
     except RpcError as error:
@@ -172,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for api_words, cli_words in CLI_WORDING.items():
             message = message.replace(api_words, cli_words)
         return _fail(message)
-    except (commands.CliError, NodeBusy, ApiUnavailable, NodeError, ProtocolError, StoreError) as error:
+    except (CliError, NodeBusy, ApiUnavailable, NodeError, ProtocolError, StoreError) as error:
         return _fail(str(error))
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail again
