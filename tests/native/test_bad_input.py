@@ -145,12 +145,12 @@ def test_unknown_heads_raise_invalid_hash_instead_of_reading_another_state(scene
 def test_heads_of_a_change_still_waiting_for_its_deps_are_unknown(scene: Scene) -> None:
     """A queued change is held but not applied, so reading "at" it is as wrong as an unknown hash."""
     scene.doc.splice_text(scene.text, 0, 0, ">")
-    scene.doc.commit()
+    missing = scene.doc.commit()
     scene.doc.splice_text(scene.text, 0, 0, ">")
     waiting = scene.doc.commit()
     bob = Document(BOB)
     bob.apply_changes([scene.doc.get_change_by_hash(waiting)])
-    assert bob.get_missing_deps() != []
+    assert bob.get_missing_deps() == [missing]
     with pytest.raises(InvalidHash):
         bob.hydrate(heads=[waiting])
 
