@@ -16,7 +16,7 @@ from api_helpers import Daemon, connect, daemon_with_a_space, transport  # noqa:
 from node.api import MAX_MESSAGE_BYTES
 from node.api_client import ApiClient, ApiUnavailable
 from node.api_schema import schema
-from node.rpc import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UNAUTHORIZED, RpcError
+from node.rpc import AUTH_METHOD, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UNAUTHORIZED, RpcError
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
@@ -54,7 +54,7 @@ async def test_the_right_token_opens_every_method(daemon: Daemon, transport: str
 
     Every call carries an unknown param, so no handler runs: the error says which gate stopped it.
     """
-    methods = sorted(set(schema().methods) - {"auth"})
+    methods = sorted(set(schema().methods) - {AUTH_METHOD})
     probe = {"probe": 1}
     for name in methods:
         async with connect(daemon, transport, token="") as api:
