@@ -82,7 +82,7 @@ def _print_joined(result: Json) -> None:
 def up(args: Args) -> int:
     # Imported here: only the daemon needs trio and libp2p.
     from node import daemon
-    from node.network import run_network
+    from node.wiring import run_network
 
     daemon.main(
         _home(args),

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import native
+from node.api_json import content_json, peer_json, presence_json, stat_json
 from node.api_schema import schema
+from node.events import JoinRequest, Presence
 from node.rpc import DAEMON_REQUIRED, INTERNAL_ERROR, METHOD_NOT_FOUND, RpcError, invalid_params
-from node.services import JoinRequest, NodeServices, PeerInfo, Presence, SpaceAdded
+from node.services import NodeServices
 from protocol.errors import BadSignature, WireError
 from protocol.identity import peer_id_of
 from protocol.space import Genesis
@@ -42,7 +44,7 @@ from store.errors import (
     UnknownSnapshot,
     UnknownSpace,
 )
-from store.workspace import Content, Stat, Workspace
+from store.workspace import Content, Workspace
 from store.workspace_errors import (
     AlreadyExists,
     ContentTooLarge,
@@ -230,46 +232,6 @@ def _content(params: Json) -> Content:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as error:
         raise invalid_params(f"fs.write: params.base64 is not base64 ({error})") from error
-
-
-def content_json(content: Content) -> Json:
-    """Text as a string, bytes as base64: the two content forms of the API."""
-    if isinstance(content, str):
-        return {"encoding": "text", "text": content}
-    return {"encoding": "binary", "base64": base64.b64encode(content).decode("ascii")}
-
-
-def peer_json(peer: PeerInfo) -> Json:
-    return {
-        "peer_id": peer.peer_id,
-        "addrs": list(peer.addrs),
-        "spaces": [space.hex() for space in peer.spaces],
-        "connected_ms": peer.connected_ms,
-    }
-
-
-def presence_json(presence: Presence) -> Json:
-    return {
-        "peer_id": presence.peer_id,
-        "client": presence.client,
-        "name": presence.name,
-        "path": presence.path,
-        "cursor": presence.cursor,
-        "selection": list(presence.selection) if presence.selection is not None else None,
-        "updated_ms": presence.updated_ms,
-    }
-
-
-def stat_json(stat: Stat) -> Json:
-    return {
-        "path": stat.path,
-        "kind": stat.kind,
-        "file_id": stat.file_id,
-        "encoding": stat.encoding,
-        "size": stat.size,
-        "heads": [h.hex() for h in stat.heads],
-        "claimed_name": stat.claimed_name,
-    }
 
 
 # ----- history -----
@@ -515,7 +477,6 @@ def space_create(call: Call, params: Json) -> Json:
     services = call.services
     genesis = services.repo.create_space(params["name"], services.clock())
     services.adopt_default_space(genesis.space_id)
-    services.bus.publish(SpaceAdded(genesis))
     return _space_json(genesis)
 
 
@@ -530,7 +491,6 @@ def space_join(call: Call, params: Json) -> Json:
     if params.get("genesis") is not None:
         genesis = _genesis(params["genesis"], space)
         services.repo.add_space(genesis)
-        services.bus.publish(SpaceAdded(genesis))
     if peers:
         services.request_join(space, peers)
     services.adopt_default_space(space)

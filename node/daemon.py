@@ -2,9 +2,9 @@
 
 ``run_daemon`` is the whole lifecycle:
 
-1. Take the home lock (which makes the home 0700 if it was wider; node/home.py). The lock is the one mutex over the store: the daemon holds it for its
-   life, and a ``distspace`` command that finds no daemon holds it while it works on the store
-   directly (cli/connect.py). So a second daemon fails at once (``HomeLocked``), and a daemon
+1. Take the home lock (which makes the home 0700 if it was wider; node/home.py). The lock is
+   the one mutex over the store: the daemon holds it for its life, and a ``distspace`` command
+   that finds no daemon holds it while it works on the store directly (cli/connect.py). So a second daemon fails at once (``HomeLocked``), and a daemon
    started while a command works waits for the command, up to LOCK_WAIT_S.
 2. Open the repo and build the ``NodeServices`` the API and the network share.
 3. Serve the local API (node/api.py), then start the network part, if one is plugged in.
@@ -14,18 +14,11 @@
 5. Run until SIGTERM or SIGINT, then cancel every task, remove ``daemon.json`` and the socket,
    close the repo and release the lock, in that order.
 
-Plugging in the network. ``run_daemon(network=...)`` takes one async callable,
-``network(services, *, listen, peers, relay, mdns, task_status)`` (``node.network.run_network``),
-started with ``nursery.start`` once the API listens and cancelled at shutdown. The options are
-the command line's merged with ``config.toml`` (also in ``services.options``). It listens, calls
-``task_status.started(running)`` with an object whose ``addrs()`` lists its listen multiaddrs
-(``services.network`` from then on), and runs until cancelled. Through ``services`` it applies
-remote changes (``repo.apply``: API subscribers see them), reports its events with
-``services.publish(kind, data)`` (peer and session events keep the peer table that ``node.peers``
-and ``subscribe.peers`` show), reports remote presence with ``services.presence.update(...,
-local=False)``, and listens on ``services.bus`` for what to carry to peers: ``StoreEvent`` (local
-writes), ``SpaceAdded``, ``JoinRequested`` (and ``services.joins()`` at start) and
-``PresenceEvent`` with ``local``. Without it (``network`` None) the daemon serves the store alone.
+Plugging in the network. ``run_daemon(network=...)`` takes one ``NetworkRunner``
+(``node.wiring.run_network``, whose docstring is the contract between the two), started with
+``nursery.start(network, services)`` once the API listens and cancelled at shutdown; what it
+reports through ``task_status.started`` is ``services.network``. Without one (``network``
+None) the daemon serves the store alone.
 """
 
 from __future__ import annotations
@@ -67,19 +60,11 @@ DAEMON_UMASK = 0o077
 log = logging.getLogger("distspace.daemon")
 
 
-class Network(Protocol):
-    """The network part: listens, reports itself with ``task_status.started``, runs until cancelled."""
+class NetworkRunner(Protocol):
+    """The network part (node/wiring.py): listens, reports itself with ``task_status.started``,
+    runs until cancelled."""
 
-    async def __call__(
-        self,
-        services: NodeServices,
-        *,
-        listen: Sequence[str],
-        peers: Sequence[str],
-        relay: bool,
-        mdns: bool,
-        task_status: trio.TaskStatus[RunningNetwork] = ...,
-    ) -> None: ...
+    async def __call__(self, services: NodeServices, *, task_status: trio.TaskStatus[RunningNetwork] = ...) -> None: ...
 
 
 async def run_daemon(
@@ -90,7 +75,7 @@ async def run_daemon(
     relay: bool | None = None,
     mdns: bool | None = None,
     json_ready: bool = False,
-    network: Network | None = None,
+    network: NetworkRunner | None = None,
     task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the node on ``home`` until SIGTERM or SIGINT (or cancellation).
@@ -118,7 +103,7 @@ async def run_daemon(
         stack.callback(services.close)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
-                ready = await _start(nursery, services, options, network)
+                ready = await _start(nursery, services, network)
                 print(json.dumps(ready) if json_ready else _ready_sentence(ready), flush=True)
                 task_status.started(ready)
                 async for signum in signals:
@@ -128,13 +113,12 @@ async def run_daemon(
     event(log, "daemon.stopped")
 
 
-async def _start(nursery: trio.Nursery, services: NodeServices, options: DaemonOptions, network: Network | None) -> dict[str, Any]:
+async def _start(nursery: trio.Nursery, services: NodeServices, network: NetworkRunner | None) -> dict[str, Any]:
     """Start the API, the network part and the housekeeping; returns the ready record."""
     home = services.home
     endpoints = await nursery.start(partial(serve_api, services, port=services.config.api_port, socket_path=home.api_socket))
     if network is not None:
-        start = partial(network, services, listen=options.listen, peers=options.peers, relay=options.relay, mdns=options.mdns)
-        services.network = await nursery.start(start)
+        services.network = await nursery.start(network, services)
     else:
         event(log, "daemon.no_network", logging.WARNING, note="peer networking is not plugged in yet; serving the store alone")
     nursery.start_soon(_maintain, services)

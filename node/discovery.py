@@ -264,7 +264,7 @@ class MdnsDiscovery:
         self._info: Any = None
         self.found: dict[str, MdnsPeer] = {}
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Register, browse and report until cancelled; unregister and close on the way out."""
         from zeroconf import IPVersion, ServiceBrowser, ServiceStateChange, Zeroconf
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -47,7 +48,7 @@ from libp2p.transport.webrtc.transport import WebRTCDirectTransport
 
 from node.errors import AddressError, DialError, HostStartError, NodeError
 from node.framing import MAX_FRAME_BYTES, FrameStream
-from node.relay import CircuitRelay, is_circuit_addr
+from node.relay import RESERVATION_MIN_REFRESH_S, RESERVATION_REFRESH_FRACTION, CircuitRelay, circuit_addr, is_circuit_addr
 from protocol.identity import Identity
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ __all__ = [
     "StreamHandler",
     "address_key",
     "build_libp2p_host",
+    "hold_reservation",
     "is_loopback_key",
     "open_host",
 ]
@@ -381,3 +383,27 @@ async def open_host(
                 if scope.cancelled_caught:
                     logger.warning("host.close_timeout peer_id=%s timeout_s=%s", identity.peer_id, CLOSE_TIMEOUT_S)
                 logger.info("host.stopped peer_id=%s", identity.peer_id)
+
+
+async def hold_reservation(
+    host: Host, relay_addr: multiaddr.Multiaddr | str, *, task_status: trio.TaskStatus[multiaddr.Multiaddr] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Keep a reservation on a relay so this host is dialable through it, until cancelled.
+
+    Connects to the relay, reserves, reports the circuit address through
+    ``task_status.started(addr)``, then renews before each expiry. Run it in a nursery:
+    ``circuit = await nursery.start(hold_reservation, host, relay_addr)``.
+
+    Raises:
+        DialError: the relay cannot be reached.
+        RelayError: the relay refuses or stops renewing; the owner decides when to retry.
+    """
+    relay = ID.from_base58(await host.connect(relay_addr))
+    address = circuit_addr(relay_addr, host.peer_id)
+    expires = await host.circuits.reserve(relay)
+    logger.info("relay.reserved relay=%s circuit_addr=%s ttl_s=%.0f", relay, address, expires - time.time())
+    task_status.started(address)
+    while True:
+        await trio.sleep(max(RESERVATION_MIN_REFRESH_S, (expires - time.time()) * RESERVATION_REFRESH_FRACTION))
+        expires = await host.circuits.reserve(relay)
+        logger.debug("relay.renewed relay=%s ttl_s=%.0f", relay, expires - time.time())

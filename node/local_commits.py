@@ -37,7 +37,6 @@ class LocalCommitQueue:
     in order by ``push_to``. Used from the trio thread that runs the store."""
 
     def __init__(self, repo: Repo) -> None:
-        self._repo = repo
         self._key = repo.identity.public_key
         self._commits: list[LocalCommit] = []  # made since the pusher last ran, merged
         self._sizes: list[_Size] = []  # of each
@@ -52,12 +51,12 @@ class LocalCommitQueue:
         """Queue a committed local write, merged into the batch before when it continues it.
 
         Raises:
-            LookupError: a change of the commit is not stored, or the event carries no tip of
-                the local author over its newest change (nothing is queued).
-            native.DecodeError: a stored change does not decode (nothing is queued).
+            LookupError: the event does not carry one raw change per hash, or no tip of the
+                local author over its newest change (nothing is queued).
+            native.DecodeError: a change does not decode (nothing is queued).
         """
-        commit, first_deps = self._local_commit(event)
-        size = (len(commit.changes), sum(map(len, commit.changes)), sum(native.decode_change(raw).op_count for raw in commit.changes))
+        commit, first_deps, ops = self._local_commit(event)
+        size = (len(commit.changes), sum(map(len, commit.changes)), ops)
         queued = self._commits
         last = queued[-1] if queued else None
         # The newest tip covers the queued batch through the hash links: Automerge makes each
@@ -81,20 +80,18 @@ class LocalCommitQueue:
             commits, self._commits, self._sizes = self._commits, [], []
             feed(*commits)
 
-    def _local_commit(self, event: StoreEvent) -> tuple[LocalCommit, tuple[bytes, ...]]:
-        """The commit as the Replicator takes it, and the deps of its first change."""
-        backend = self._repo.backend
-        raws: list[bytes] = []
-        first_deps: tuple[bytes, ...] = ()
-        for change_hash in event.hashes:
-            row = backend.change(event.space, event.doc, change_hash)
-            if row is None or row.raw is None:
-                raise LookupError(f"change {change_hash.hex()} of the commit is not stored")
-            first_deps = row.deps if not raws else first_deps
-            raws.append(row.raw)
+    def _local_commit(self, event: StoreEvent) -> tuple[LocalCommit, tuple[bytes, ...], int]:
+        """The commit as the Replicator takes it (its changes come with the event), the deps of
+        its first change, and its op count."""
+        if not event.changes or len(event.changes) != len(event.hashes):
+            raise LookupError(f"a local commit's event carries {len(event.changes)} changes for {len(event.hashes)} hashes")
+        decoded = [native.decode_change(raw) for raw in event.changes]
+        if [change.hash for change in decoded] != list(event.hashes):
+            raise LookupError("a local commit's event carries changes other than the ones it names")
         if event.tip is None or event.tip.change_hash != event.hashes[-1] or event.tip.author != self._key:
             raise LookupError("a local commit's event carries no tip of the local author over its newest change")
-        return LocalCommit(event.space, event.doc, tuple(raws), event.tip), first_deps
+        commit = LocalCommit(event.space, event.doc, event.changes, event.tip)
+        return commit, tuple(decoded[0].deps), sum(change.op_count for change in decoded)
 
 
 def _merged(queued: _Size, commit: _Size) -> _Size | None:

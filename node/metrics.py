@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 import trio
 
@@ -61,7 +61,7 @@ def _host_header(header_lines: bytes) -> str | None:
     return hosts[0].decode("ascii")
 
 
-async def serve_metrics(port: int, collect: Collect, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_metrics(port: int, collect: Collect, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``collect()`` on 127.0.0.1:``port`` (0: any free port) until cancelled.
 
     Reports the bound port through ``task_status.started(port)``.

@@ -12,7 +12,10 @@
   only the space id is known, then serving the space;
 - optional mDNS discovery, relay reservations, and a Prometheus metrics endpoint
   (presence between peers is ``node.presence``, run beside it by ``run_network``);
-- a maintenance tick that catches what events missed: new spaces, missing sync sessions.
+- a maintenance tick that catches what events missed: dead connections, missing sync sessions.
+
+A space the repo gains (created, joined or fetched: ``store.repo.SpaceStored``) is served from
+the moment it is stored; the network listens to the repo for it, whoever stored it.
 
 Who opens sync streams. On every new libp2p connection (either direction), the peer with the
 smaller key opens one stream per space it serves; the other serves what arrives. So a pair of
@@ -44,8 +47,8 @@ reservations. As a member of the spaces it holds (join them like any node) it ke
 change and forwards live batches between peers that reach only it; peers can also reach each
 other through it over circuits (``reserve_on``).
 
-``run_network`` is the daemon's hook (node/daemon.py): it runs a ``Network`` for the daemon's
-``NodeServices`` and bridges the two — bus events in (new spaces, joins), peers out.
+What it reports (node/events.py's ``NetworkEvent``) goes to ``on_event``; how a daemon wires
+it to the rest of the node is node/wiring.py.
 """
 
 from __future__ import annotations
@@ -67,26 +70,34 @@ from libp2p.peer.peerstore import PeerStoreError
 
 from node.discovery import PEERSTORE_FILE, PEERSTORE_MAX_PEERS, Backoff, MdnsDiscovery, MdnsPeer, PeerStore, transport_rank
 from node.errors import AddressError, DialError, NodeError
+from node.events import (
+    NetworkEvent,
+    NetworkEventSink,
+    PeerConnected,
+    PeerDisconnected,
+    PeerPenalty,
+    RelayReserved,
+    SessionOpened,
+)
 from node.framing import FrameStream, connection_lost
-from node.host import LOOPBACK_LISTEN_ADDRS, UNKNOWN_ADDRESS, Host, address_key, open_host
+from node.host import LOOPBACK_LISTEN_ADDRS, UNKNOWN_ADDRESS, Host, address_key, hold_reservation, open_host
 from node.logs import event
-from node.relay import hold_reservation
-from node.sync_driver import DriverLimits, EventSink, SyncDriver, peer_key_of
+from node.sync_driver import DriverLimits, SyncDriver, peer_key_of
 from protocol.errors import BadSignature, WireError
 from protocol.limits import SyncConfig
 from protocol.space import SPACE_ID_BYTES, Genesis
-from store.repo import Repo
+from store.repo import Repo, RepoEvent, SpaceStored
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["GENESIS_PROTOCOL", "Network", "NetworkOptions", "run_network"]
+__all__ = ["GENESIS_PROTOCOL", "Network", "NetworkOptions"]
 
 GENESIS_PROTOCOL: Final = "/distspace/genesis/1"
 # A genesis record is a key, a name of at most 200 characters, a nonce, a time and a signature.
 MAX_GENESIS_BYTES: Final = 1024
 GENESIS_TIMEOUT_S: Final = 10.0
-# How often the maintenance tick runs: a missing session or a new space is noticed this late
-# at worst (both are normally handled at once, by events).
+# How often the maintenance tick runs: a missing session or a dead connection is noticed this
+# late at worst (both are normally handled at once, by events).
 MAINTENANCE_INTERVAL_S: Final = 2.0
 # Closing a replaced libp2p connection; a dead one must not hold anything up.
 CLOSE_CONNECTION_TIMEOUT_S: Final = 5.0
@@ -139,6 +150,10 @@ class NetworkOptions:
     limits: DriverLimits = DriverLimits()  # also: limit_loopback, for the limits here too
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 30.0
+
+    def backoff(self, rng: random.Random) -> Backoff:
+        """A fresh backoff for one retry loop (a keeper, a join, a reservation), its jitter drawn from ``rng``."""
+        return Backoff(self.backoff_initial_s, self.backoff_max_s, random.Random(rng.random()))
 
 
 @dataclass(eq=False, slots=True)
@@ -211,7 +226,7 @@ class Network:
         options: NetworkOptions = NetworkOptions(),
         *,
         home: Path | None = None,
-        on_event: EventSink | None = None,
+        on_event: NetworkEventSink | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.repo = repo
@@ -246,13 +261,14 @@ class Network:
 
     # ----- lifecycle -----
 
-    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, *, task_status: trio.TaskStatus[Network] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; ``task_status.started(self)`` once listening and syncing."""
         options = self.options
         notifee = _Notifee(self)
         async with open_host(self.identity, options.listen, serve_relay=options.relay) as host:
             self._host = host
             swarm = host.libp2p.get_network()
+            unsubscribe = self.repo.subscribe(self._on_repo_event)
             try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -262,7 +278,7 @@ class Network:
                         config=options.sync,
                         limits=options.limits,
                         rng=self._rng,
-                        on_event=self._driver_event,
+                        on_event=self._on_driver_event,
                         is_known=self._is_known,
                     )
                     await nursery.start(self._driver.run)
@@ -290,6 +306,7 @@ class Network:
                     task_status.started(self)
                     await trio.sleep_forever()
             finally:
+                unsubscribe()
                 swarm.remove_notifee(notifee)
                 host.remove_stream_handler(GENESIS_PROTOCOL)
                 self._nursery = None
@@ -345,6 +362,10 @@ class Network:
     def connection_addrs(self, peer_id: str) -> list[str]:
         """Remote addresses of our connections to the peer (``/p2p-circuit`` when relayed)."""
         return [str(addr) for addr in self.host.connection_addrs(peer_id)]
+
+    def peers_syncing(self, space: bytes) -> set[str]:
+        """The peers we sync ``space`` with right now."""
+        return {s["peer_id"] for s in self.driver.sessions() if s["active"] and s["space"] == space.hex()}
 
     def peer_spaces(self, peer_id: str) -> list[bytes]:
         """The spaces we sync with a peer right now."""
@@ -472,7 +493,7 @@ class Network:
 
     async def _keep(self, peer: _Peer) -> None:
         """Dial the peer whenever it is not connected, backing off while it cannot be reached."""
-        backoff = Backoff(self.options.backoff_initial_s, self.options.backoff_max_s, random.Random(self._rng.random()))
+        backoff = self.options.backoff(self._rng)
         with trio.CancelScope() as scope:
             peer.keeper = scope
             while True:
@@ -553,7 +574,7 @@ class Network:
                 self._drop(peer, refusal[1])
                 return
             event(logger, "network.peer_connected", peer_id=peer_id, addrs=",".join(self.connection_addrs(peer_id)))
-            self._emit("peer.connected", peer_id=peer_id, addrs=self.connection_addrs(peer_id))
+            self._emit(PeerConnected(peer_id, tuple(self.connection_addrs(peer_id))))
         driver = self._driver
         if driver is None or peer.banned_until > trio.current_time():
             return
@@ -626,7 +647,7 @@ class Network:
         peer.up = trio.Event()
         peer.down.set()
         event(logger, "network.peer_disconnected", peer_id=peer.peer_id)
-        self._emit("peer.disconnected", peer_id=peer.peer_id)
+        self._emit(PeerDisconnected(peer.peer_id))
 
     def _drop(self, peer: _Peer, reason: str) -> None:
         peer.dropping = True
@@ -671,37 +692,48 @@ class Network:
 
     # ----- events from the driver and discovery -----
 
-    def _driver_event(self, kind: str, data: dict[str, Any]) -> None:
-        if kind == "session.opened":
-            peer = self._peers.get(data["peer_id"])
+    def _on_driver_event(self, report: NetworkEvent) -> None:
+        if isinstance(report, SessionOpened):
+            peer = self._peers.get(report.peer_id)
             if peer is not None:
                 peer.synced = True
                 peer.make_known()
                 self._keep_identified(peer)
-        elif kind == "peer.penalized" and data.get("banned"):
-            peer = self._peers.get(data["peer_id"])
+        elif isinstance(report, PeerPenalty) and report.banned:
+            peer = self._peers.get(report.peer_id)
             if peer is not None:
                 peer.banned_until = trio.current_time() + self.options.sync.ban_ms / 1000
                 self.peerstore.forget(peer.peer_id)
                 if peer.kept and not peer.pinned:
                     self._let_go(peer)  # we met it; we do not go looking for it again
                 self._count_ban(peer.address)
-                self._drop(peer, f"banned for {data['offense']}")
-        self._emit(kind, **data)
+                self._drop(peer, f"banned for {report.offense}")
+        self._emit(report)
+
+    def _on_repo_event(self, stored: RepoEvent) -> None:
+        """A space stored (created, joined or fetched): serve it. Runs inside the repo's write."""
+        if not isinstance(stored, SpaceStored) or self._driver is None:
+            return  # before the driver: it serves every space the repo holds when it is made
+        try:
+            self.add_space(stored.space)
+        except Exception:
+            self.stats["space_stored_failures"] += 1
+            self.stats["internal_failures"] += 1
+            event(logger, "network.space_stored_failed", logging.ERROR, exc_info=True, space=stored.space.hex()[:12])
 
     def _on_mdns_peer(self, found: MdnsPeer) -> None:
         for addr in found.addrs:
             self._want(addr, source="mdns")
 
-    def _emit(self, kind: str, **data: Any) -> None:
+    def _emit(self, report: NetworkEvent) -> None:
         if self._on_event is None:
             return
         try:
-            self._on_event(kind, data)
+            self._on_event(report)
         except Exception:
             self.stats["event_sink_failures"] += 1
             self.stats["internal_failures"] += 1
-            event(logger, "network.event_sink_failed", logging.ERROR, exc_info=True, kind=kind)
+            event(logger, "network.event_sink_failed", logging.ERROR, exc_info=True, kind=type(report).__name__)
 
     def _announce(self) -> None:
         if self._mdns is not None and self._nursery is not None:
@@ -746,7 +778,7 @@ class Network:
 
     async def _join(self, space: bytes, peers: list[_Peer]) -> None:
         """Ask each peer in turn, as it connects, until one sends the genesis; then serve it."""
-        backoff = Backoff(self.options.backoff_initial_s, self.options.backoff_max_s, random.Random(self._rng.random()))
+        backoff = self.options.backoff(self._rng)
         try:
             while space not in {g.space_id for g in self.repo.spaces()}:
                 for peer in peers:
@@ -758,10 +790,8 @@ class Network:
                         event(logger, "network.join_ask_failed", peer_id=peer.peer_id, space=space.hex()[:12], error=error)
                         continue
                     if genesis is not None:
-                        self.repo.add_space(genesis)
+                        self.repo.add_space(genesis)  # served from now on: see _on_repo_event
                         event(logger, "network.joined", space=space.hex(), space_name=genesis.name, peer_id=peer.peer_id)
-                        self._emit("space.joined", space=space.hex(), space_name=genesis.name, peer_id=peer.peer_id)
-                        self.add_space(space)
                         return
                 with trio.move_on_after(backoff.next()):
                     # Wake early when one that is down (re)connects.
@@ -788,13 +818,13 @@ class Network:
 
     async def _keep_reservation(self, relay_addr: str) -> None:
         """Hold a reservation on a relay; when it fails, retry with backoff."""
-        backoff = Backoff(self.options.backoff_initial_s, self.options.backoff_max_s, random.Random(self._rng.random()))
+        backoff = self.options.backoff(self._rng)
         while True:
             try:
                 async with trio.open_nursery() as nursery:
                     circuit = await nursery.start(hold_reservation, self.host, relay_addr)
                     backoff.reset()
-                    self._emit("relay.reserved", relay=str(relay_addr), circuit_addr=str(circuit))
+                    self._emit(RelayReserved(str(relay_addr), str(circuit)))
             except NodeError as error:
                 event(logger, "network.reservation_failed", relay=relay_addr, error=error)
             await trio.sleep(backoff.next())
@@ -805,11 +835,8 @@ class Network:
             self._tick()
 
     def _tick(self) -> None:
-        """Catch what events missed: spaces the repo gained, sessions that should be open."""
+        """Catch what events missed: connections that died unreported, sessions that should be open."""
         driver = self.driver
-        for genesis in self.repo.spaces():
-            if genesis.space_id not in driver.spaces:
-                self.add_space(genesis.space_id)
         for peer in self._connected():
             self._check_down(peer)
         for peer in self._connected():
@@ -828,89 +855,3 @@ def _keep_newest(records: dict[str, Any], limit: int) -> None:
 async def _wait_then_cancel(happened: trio.Event, scope: trio.CancelScope) -> None:
     await happened.wait()
     scope.cancel()
-
-
-# ----- the daemon's hook -----
-
-
-async def run_network(
-    services: Any,
-    *,
-    listen: Sequence[str],
-    peers: Sequence[str],
-    relay: bool,
-    mdns: bool,
-    task_status: Any = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """The daemon's network part: ``await nursery.start(partial(run_network, services, ...))``.
-
-    ``services`` is the daemon's ``NodeServices``. Remote changes reach API subscribers through
-    the repo's own events; the network's events (peers, sessions, penalties) go to
-    ``services.publish``; spaces published on ``services.bus`` as ``SpaceAdded`` are served,
-    spaces asked for by ``JoinRequested`` (or left in ``services.joins()`` from before) are
-    fetched, and local presence (``PresenceEvent`` with ``local``) goes to the peers of its
-    space, whose presence comes back into ``services.presence``. ``config.metrics_port`` turns
-    the metrics endpoint on. Reports the running ``Network`` (its ``addrs()`` are the listen
-    addresses) through ``task_status.started``.
-    """
-    from node.presence import PresenceRelay, PresenceUpdate
-    from node.services import JoinRequested, Presence, PresenceEvent, SpaceAdded
-
-    options = NetworkOptions(
-        listen=tuple(listen) or LOOPBACK_LISTEN_ADDRS,
-        peers=tuple(peers),
-        relay=relay,
-        mdns=mdns,
-        metrics_port=services.config.metrics_port,
-    )
-    own_peer_id = services.identity.peer_id
-
-    def share_presence(presence: Any, removed: bool) -> None:
-        update = PresenceUpdate(presence.space, presence.client, presence.path, presence.cursor, presence.selection, presence.name, removed)
-        presence_relay.publish(update)
-
-    def on_event(kind: str, data: dict[str, Any]) -> None:
-        services.publish(kind, data)
-        if kind == "space.joined":
-            services.bus.publish(SpaceAdded(services.repo.genesis(bytes.fromhex(data["space"]))))
-        elif kind == "session.opened" and data["space"]:
-            for presence in services.presence.entries(bytes.fromhex(data["space"])):
-                if presence.peer_id == own_peer_id:
-                    share_presence(presence, removed=False)  # the new peer sees our cursors at once
-        elif kind == "peer.disconnected":
-            for genesis in services.repo.spaces():
-                for presence in services.presence.entries(genesis.space_id):
-                    if presence.peer_id == data["peer_id"]:
-                        services.presence.remove(presence.key, local=False)
-
-    def on_remote_presence(peer_id: str, update: PresenceUpdate) -> None:
-        if update.removed:
-            services.presence.remove((update.space, peer_id, update.client), local=False)
-            return
-        presence = Presence(
-            update.space, peer_id, update.client, update.path, update.cursor, update.selection, update.name, services.clock()
-        )
-        services.presence.update(presence, local=False)
-
-    def on_local_presence(change: PresenceEvent) -> None:
-        if change.local:
-            share_presence(change.presence, change.removed)
-
-    network = Network(services.repo, options, home=services.home.path, on_event=on_event)
-    presence_relay = PresenceRelay(network, on_remote_presence)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(network.serve)
-        await nursery.start(presence_relay.run)
-        unlisten = [
-            services.bus.listen(SpaceAdded, lambda added: network.add_space(added.genesis.space_id)),
-            services.bus.listen(JoinRequested, lambda asked: network.join(asked.request.space, asked.request.peers)),
-            services.bus.listen(PresenceEvent, on_local_presence),
-        ]
-        try:
-            for request in services.joins():
-                network.join(request.space, request.peers)
-            task_status.started(network)
-            await trio.sleep_forever()
-        finally:
-            for stop in unlisten:
-                stop()

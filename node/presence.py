@@ -22,19 +22,17 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import trio
 
 from node.errors import NodeError
 from node.framing import FrameStream
+from node.host import Host
 from node.logs import event
 from protocol import cbor
 from protocol.errors import WireError
 from protocol.space import SPACE_ID_BYTES
-
-if TYPE_CHECKING:
-    from node.network import Network
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +121,15 @@ def _count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+class SyncingPeers(Protocol):
+    """What presence needs of the network (``node.network.Network`` is one)."""
+
+    @property
+    def host(self) -> Host: ...
+
+    def peers_syncing(self, space: bytes) -> set[str]: ...
+
+
 class PresenceRelay:
     """Carries presence updates between this node and the peers it syncs spaces with.
 
@@ -131,7 +138,7 @@ class PresenceRelay:
     after the network has started.
     """
 
-    def __init__(self, network: Network, on_remote: Callable[[str, PresenceUpdate], None]) -> None:
+    def __init__(self, network: SyncingPeers, on_remote: Callable[[str, PresenceUpdate], None]) -> None:
         self._network = network
         self._on_remote = on_remote
         self._outbox: dict[str, dict[tuple[bytes, str], bytes]] = {}  # peer -> newest per (space, client)
@@ -139,7 +146,7 @@ class PresenceRelay:
         self._peers: OrderedDict[str, _PeerPresence] = OrderedDict()  # least recently heard first
         self._nursery: trio.Nursery | None = None
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         host = self._network.host
         try:
             async with trio.open_nursery() as nursery:
@@ -156,14 +163,11 @@ class PresenceRelay:
         if self._nursery is None:
             return
         message = update.encode()
-        for peer_id in self._peers_of(update.space):
+        for peer_id in self._network.peers_syncing(update.space):
             self._outbox.setdefault(peer_id, {})[update.space, update.client] = message
             if peer_id not in self._sending:
                 self._sending.add(peer_id)
                 self._nursery.start_soon(self._drain, peer_id)
-
-    def _peers_of(self, space: bytes) -> set[str]:
-        return {s["peer_id"] for s in self._network.driver.sessions() if s["active"] and s["space"] == space.hex()}
 
     async def _drain(self, peer_id: str) -> None:
         try:
@@ -192,7 +196,7 @@ class PresenceRelay:
             except WireError as error:
                 event(logger, "presence.malformed", logging.DEBUG, peer_id=frames.peer_id, error=error)
                 return
-            if frames.peer_id in self._peers_of(update.space):
+            if frames.peer_id in self._network.peers_syncing(update.space):
                 self._accept(frames.peer_id, update)
 
     def _accept(self, peer_id: str, update: PresenceUpdate) -> None:

@@ -10,15 +10,14 @@ with ``serve_relay=True`` (a headless relay node) also serves reservations and c
 py-libp2p 0.8.1 gives the protocol pieces (``CircuitV2Protocol``, ``CircuitV2Transport``) but
 its swarm never dials ``/p2p-circuit`` addresses and its reservation refresher is a task that
 one caller's nursery owns for every relay; so ``CircuitRelay.dial`` calls the circuit
-transport directly, and ``hold_reservation`` runs its own RESERVE exchange and refresh loop,
-owned by whoever starts it.
+transport directly, and ``node.host.hold_reservation`` runs its own RESERVE exchange and
+refresh loop, owned by whoever starts it.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
 import multiaddr
 import trio
@@ -36,9 +35,6 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from node.errors import AddressError, RelayError
 
-if TYPE_CHECKING:
-    from node.host import Host
-
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -46,7 +42,6 @@ __all__ = [
     "STOP_PROTOCOL_ID",
     "CircuitRelay",
     "circuit_addr",
-    "hold_reservation",
     "is_circuit_addr",
     "relay_limits",
 ]
@@ -118,7 +113,7 @@ class CircuitRelay:
         roles = RelayRole.STOP | RelayRole.HOP if serve else RelayRole.STOP
         self._transport = CircuitV2Transport(libp2p_host, self._protocol, RelayConfig(roles=roles, limits=limits))
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the relay protocols until cancelled."""
         async with background_trio_service(self._protocol):
             await self._protocol.event_started.wait()
@@ -173,27 +168,3 @@ class CircuitRelay:
         if status != StatusCode.OK or not response.HasField("reservation"):
             raise RelayError(f"reservation refused: {status.name}", peer_id=str(relay))
         return float(response.reservation.expire)
-
-
-async def hold_reservation(
-    host: Host, relay_addr: multiaddr.Multiaddr | str, *, task_status: Any = trio.TASK_STATUS_IGNORED
-) -> None:
-    """Keep a reservation on a relay so this host is dialable through it, until cancelled.
-
-    Connects to the relay, reserves, reports the circuit address through
-    ``task_status.started(addr)``, then renews before each expiry. Run it in a nursery:
-    ``circuit = await nursery.start(hold_reservation, host, relay_addr)``.
-
-    Raises:
-        DialError: the relay cannot be reached.
-        RelayError: the relay refuses or stops renewing; the owner decides when to retry.
-    """
-    relay = ID.from_base58(await host.connect(relay_addr))
-    address = circuit_addr(relay_addr, host.peer_id)
-    expires = await host.circuits.reserve(relay)
-    logger.info("relay.reserved relay=%s circuit_addr=%s ttl_s=%.0f", relay, address, expires - time.time())
-    task_status.started(address)
-    while True:
-        await trio.sleep(max(RESERVATION_MIN_REFRESH_S, (expires - time.time()) * RESERVATION_REFRESH_FRACTION))
-        expires = await host.circuits.reserve(relay)
-        logger.debug("relay.renewed relay=%s ttl_s=%.0f", relay, expires - time.time())

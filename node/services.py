@@ -1,18 +1,9 @@
 """What the local API and the network share inside one node: store, peers, presence, an event bus.
 
-A running daemon builds one ``NodeServices`` and hands it to both halves. The local API reads and
-writes the workspace through it and fans its events out to subscribers. The network part (the
-hook in ``node.daemon.run_daemon``) applies remote changes through ``repo.apply`` (which reaches
-API subscribers as ``StoreEvent``), reports what happens to it through ``publish(kind, data)``
-(peer and session events keep the peer table; every event goes on the bus as a ``NetworkEvent``)
-and remote presence through ``presence.update(..., local=False)``, and listens on the bus for
-what it must carry to peers: local writes (``StoreEvent``), new spaces (``SpaceAdded``), spaces to
-fetch (``JoinRequested``) and local presence (``PresenceEvent`` with ``local``). A CLI command run
-without a daemon builds one too, for its one call, so both paths run the same method code.
-
-Nothing here imports trio. The bus calls listeners synchronously, in the thread that published —
-in the daemon that is the trio thread, inside ``Repo.commit`` for store events — so a listener
-must be quick and must not raise: one with slow work records it and wakes a task of its own.
+A running daemon builds one ``NodeServices`` and hands it to both halves: the local API reads and
+writes the workspace through it and fans its events out to subscribers; how the network part is
+wired to it is node/wiring.py. A CLI command run without a daemon builds one too, for its one
+call, so both paths run the same method code. The events on its bus are node/events.py's.
 """
 
 from __future__ import annotations
@@ -22,14 +13,28 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol
 
 from node.config import NodeConfig
+from node.events import (
+    EventBus,
+    JoinRequest,
+    JoinRequested,
+    PeerConnected,
+    PeerDisconnected,
+    PeerEvent,
+    PeerInfo,
+    Presence,
+    PresenceEvent,
+    PresenceKey,
+    SessionClosed,
+    SessionOpened,
+)
 from node.home import NodeHome
 from protocol.identity import Identity
 from protocol.space import SPACE_ID_BYTES, Genesis
 from store.errors import InvalidInput, UnknownSpace
-from store.repo import Repo, StoreEvent, wall_clock_ms
+from store.repo import Repo, wall_clock_ms
 from store.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -43,30 +48,6 @@ PRESENCE_TTL_MS = 60_000
 MIN_SPACE_PREFIX_CHARS = 8
 JOINS_FILE = "joins.json"
 
-Event = TypeVar("Event")
-
-
-class EventBus:
-    """Synchronous publish/subscribe of node events, by event type."""
-
-    def __init__(self) -> None:
-        self._listeners: dict[type, list[Callable[[object], None]]] = {}
-
-    def listen(self, kind: type[Event], callback: Callable[[Event], None]) -> Callable[[], None]:
-        """Call ``callback`` with every published event of type ``kind``; returns the unlisten."""
-        listeners = self._listeners.setdefault(kind, [])
-        listeners.append(callback)  # type: ignore[arg-type]
-
-        def unlisten() -> None:
-            if callback in listeners:
-                listeners.remove(callback)  # type: ignore[arg-type]
-
-        return unlisten
-
-    def publish(self, event: object) -> None:
-        for callback in list(self._listeners.get(type(event), ())):
-            callback(event)
-
 
 @dataclass(frozen=True, slots=True)
 class DaemonOptions:
@@ -78,65 +59,25 @@ class DaemonOptions:
     mdns: bool
 
 
-@dataclass(frozen=True, slots=True)
-class SpaceAdded:
-    """A space was created here or its genesis added: the network starts serving it."""
-
-    genesis: Genesis
-
-
-@dataclass(frozen=True, slots=True)
-class JoinRequest:
-    """A space to fetch from peers; persisted in HOME/joins.json until the network acts on it."""
-
-    space: bytes
-    peers: tuple[str, ...]
-    requested_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class JoinRequested:
-    request: JoinRequest
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkEvent:
-    """Something the network part reports (``peer.connected``, ``session.opened``...)."""
-
-    kind: str
-    data: dict[str, Any]
-
-
 class RunningNetwork(Protocol):
     """What the daemon needs of a started network part (the value of its ``task_status.started``)."""
 
     def addrs(self) -> list[str]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class PeerInfo:
-    """A connected peer, as the network part reports it."""
-
-    peer_id: str
-    addrs: tuple[str, ...] = ()
-    spaces: tuple[bytes, ...] = ()
-    connected_ms: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class PeerEvent:
-    kind: Literal["connected", "updated", "disconnected"]
-    peer: PeerInfo
-
-
 class PeerTable:
-    """The peers connected now; the network part keeps it current, the API reads it."""
+    """The peers connected now, kept current from the network's reports on the bus; the API reads it."""
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, clock: Callable[[], int]) -> None:
         self._bus = bus
+        self._clock = clock
         self._peers: dict[str, PeerInfo] = {}
+        bus.listen(PeerConnected, lambda e: self._connected(PeerInfo(e.peer_id, e.addrs, connected_ms=self._clock())))
+        bus.listen(PeerDisconnected, lambda e: self._disconnected(e.peer_id))
+        bus.listen(SessionOpened, lambda e: self._session(e.peer_id, e.space, opened=True))
+        bus.listen(SessionClosed, lambda e: self._session(e.peer_id, e.space, opened=False))
 
-    def connected(self, peer: PeerInfo) -> None:
+    def _connected(self, peer: PeerInfo) -> None:
         """A peer connected, or what is known of a connected one changed (its addresses, spaces)."""
         known = self._peers.get(peer.peer_id)
         if known == peer:
@@ -144,47 +85,22 @@ class PeerTable:
         self._peers[peer.peer_id] = peer
         self._bus.publish(PeerEvent("updated" if known is not None else "connected", peer))
 
-    def disconnected(self, peer_id: str) -> None:
+    def _disconnected(self, peer_id: str) -> None:
         peer = self._peers.pop(peer_id, None)
         if peer is not None:
             self._bus.publish(PeerEvent("disconnected", peer))
+
+    def _session(self, peer_id: str, space: bytes, *, opened: bool) -> None:
+        known = self._peers.get(peer_id)
+        if known is not None:
+            spaces = {*known.spaces, space} if opened else set(known.spaces) - {space}
+            self._connected(dataclasses.replace(known, spaces=tuple(sorted(spaces))))
 
     def get(self, peer_id: str) -> PeerInfo | None:
         return self._peers.get(peer_id)
 
     def list(self) -> list[PeerInfo]:
         return sorted(self._peers.values(), key=lambda peer: peer.peer_id)
-
-
-PresenceKey = tuple[bytes, str, str]  # (space, peer id, client)
-
-
-@dataclass(frozen=True, slots=True)
-class Presence:
-    """Where one client of one peer is in a space: never stored, gone after PRESENCE_TTL_MS.
-
-    Positions count Unicode code points, like every text position of the API.
-    """
-
-    space: bytes
-    peer_id: str
-    client: str  # which editor or agent of that peer ("vim", "agent-1"); one peer may run several
-    path: str | None
-    cursor: int | None
-    selection: tuple[int, int] | None  # (anchor, head)
-    name: str | None  # a display name
-    updated_ms: int
-
-    @property
-    def key(self) -> PresenceKey:
-        return (self.space, self.peer_id, self.client)
-
-
-@dataclass(frozen=True, slots=True)
-class PresenceEvent:
-    presence: Presence
-    removed: bool
-    local: bool  # set by a client of this node (the network gossips these), not a remote peer
 
 
 class PresenceTable:
@@ -239,7 +155,7 @@ class NodeServices:
         self.clock = clock
         self.started_ms = clock()
         self.bus = EventBus()
-        self.peers = PeerTable(self.bus)
+        self.peers = PeerTable(self.bus, clock)
         self.presence = PresenceTable(self.bus)
         self.api: dict[str, str] = {}  # the daemon's API endpoints, once it listens
         self.network: RunningNetwork | None = None  # once the network part listens
@@ -257,24 +173,6 @@ class NodeServices:
     def addrs(self) -> list[str]:
         """The network part's listen addresses (none without one)."""
         return self.network.addrs() if self.network is not None else []
-
-    def publish(self, kind: str, data: dict[str, Any]) -> None:
-        """The network part's event sink: keeps the peer table, and puts every event on the bus.
-
-        ``peer.connected`` / ``peer.disconnected`` carry ``peer_id``; ``session.opened`` /
-        ``session.closed`` carry ``peer_id`` and ``space`` (hex), the spaces a peer syncs with us.
-        """
-        peer_id: str = data.get("peer_id", "")
-        if kind == "peer.connected":
-            self.peers.connected(PeerInfo(peer_id, tuple(data.get("addrs", ())), connected_ms=self.clock()))
-        elif kind == "peer.disconnected":
-            self.peers.disconnected(peer_id)
-        elif kind in ("session.opened", "session.closed") and (known := self.peers.get(peer_id)) is not None:
-            space = bytes.fromhex(data["space"])
-            spaces = {*known.spaces, space} if kind == "session.opened" else set(known.spaces) - {space}
-            self.peers.connected(dataclasses.replace(known, spaces=tuple(sorted(spaces))))
-        self.bus.publish(NetworkEvent(kind, data))
-
 
     # ----- spaces -----
 
@@ -379,18 +277,9 @@ def write_atomically(path: os.PathLike[str], text: str) -> None:
 
 __all__ = [
     "DaemonOptions",
-    "EventBus",
-    "JoinRequest",
-    "JoinRequested",
-    "NetworkEvent",
     "NodeServices",
-    "PeerEvent",
-    "PeerInfo",
     "PeerTable",
-    "Presence",
-    "PresenceEvent",
     "PresenceTable",
     "RunningNetwork",
-    "SpaceAdded",
-    "StoreEvent",
+    "write_atomically",
 ]

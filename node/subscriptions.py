@@ -37,9 +37,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import native
-from node.api_methods import content_json, peer_json, presence_json
+from node.api_json import content_json, peer_json, presence_json
+from node.events import PeerEvent, Presence, PresenceEvent, PresenceKey
 from node.logs import event
-from node.services import NodeServices, PeerEvent, Presence, PresenceEvent, PresenceKey
+from node.services import NodeServices
 from protocol.space import INDEX_DOC_ID
 from store.errors import StoreError
 from store.repo import StoreEvent

@@ -59,6 +59,7 @@ import trio
 from libp2p.peer.id import ID
 
 from node.errors import NodeError, PeerKeyError, SessionLimitExceeded
+from node.events import ChangesApplied, NetworkEvent, NetworkEventSink, PeerPenalty, SessionClosed, SessionOpened
 from node.framing import FrameStream
 from node.host import SYNC_PROTOCOL, StreamHandler, address_key, is_loopback_key
 from node.local_commits import LocalCommitQueue
@@ -93,9 +94,8 @@ from store.repo import Repo, RepoEvent, StoreEvent
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DriverLimits", "EventSink", "KnownPeers", "SyncDriver", "SyncStreams", "peer_key_of"]
+__all__ = ["DriverLimits", "KnownPeers", "SyncDriver", "SyncStreams", "peer_key_of"]
 
-EventSink = Callable[[str, dict[str, Any]], None]
 # Whether a peer id is one we know (see the module docstring); the network answers.
 KnownPeers = Callable[[str], bool]
 # libp2p peer id bytes of an Ed25519 key: identity multihash (0x00, length 36) of the key's
@@ -245,7 +245,7 @@ class SyncDriver:
         config: SyncConfig = SyncConfig(),
         limits: DriverLimits = DriverLimits(),
         rng: random.Random | None = None,
-        on_event: EventSink | None = None,
+        on_event: NetworkEventSink | None = None,
         is_known: KnownPeers = lambda peer_id: False,
     ) -> None:
         self.host = host
@@ -493,8 +493,8 @@ class SyncDriver:
                     await conn.frames.reset()
             self.stats["sessions_closed"] += 1
             self._store.flush()
-            if conn.active:
-                self._emit("session.closed", peer_id=conn.peer_id, space=_hex(conn.space), reason=conn.closing or "")
+            if conn.active and conn.space is not None:  # active: its space is known
+                self._emit(SessionClosed(conn.peer_id, conn.space, conn.closing or ""))
             log(logger, "sync.closed", logging.DEBUG, peer_id=conn.peer_id, conn=conn.id, reason=conn.closing)
 
     async def _read_loop(self, conn: _Conn) -> None:
@@ -598,10 +598,10 @@ class SyncDriver:
                 conn.space = space
                 conn.active = True
                 break
-        if not conn.active:
+        if not conn.active or conn.space is None:
             return
         self.stats["sessions_active"] += 1
-        self._emit("session.opened", peer_id=conn.peer_id, space=_hex(conn.space), outbound=conn.outbound)
+        self._emit(SessionOpened(conn.peer_id, conn.space, conn.outbound))
         twins = [
             c for c in self._conns.values()
             if c is not conn and c.active and c.closing is None and c.peer_id == conn.peer_id and c.space == conn.space
@@ -707,13 +707,7 @@ class SyncDriver:
             case Applied():
                 conn = self._conns.get(action.conn)  # type: ignore[arg-type]
                 self.stats["changes_applied"] += len(action.hashes)
-                self._emit(
-                    "sync.applied",
-                    peer_id=conn.peer_id if conn else None,
-                    space=action.space.hex(),
-                    doc=action.doc.hex(),
-                    changes=len(action.hashes),
-                )
+                self._emit(ChangesApplied(conn.peer_id if conn else None, action.space, action.doc, len(action.hashes)))
             case PeerPenalized():
                 conn = self._conns.get(action.conn)  # type: ignore[arg-type]
                 peer_id = conn.peer_id if conn else peer_id_of(action.peer)
@@ -722,14 +716,7 @@ class SyncDriver:
                     peer_id=peer_id, offense=action.offense, score=round(action.score), detail=action.detail,
                 )
                 self.stats[f"penalties_{action.offense}"] += 1
-                self._emit(
-                    "peer.penalized",
-                    peer_id=peer_id,
-                    offense=action.offense,
-                    detail=action.detail,
-                    score=action.score,
-                    banned=action.score >= DISCONNECT_SCORE,
-                )
+                self._emit(PeerPenalty(peer_id, action.offense, action.detail, action.score, action.score >= DISCONNECT_SCORE))
 
     async def _timers(self) -> None:
         """Deliver every connection's ``TimerFired`` when due: one task, one deadline."""
@@ -757,19 +744,18 @@ class SyncDriver:
         if not isinstance(event, StoreEvent) or event.origin != "local":
             return
         try:
-            self.add_space(event.space)
             self._store.remember(event.space, event.doc, event.hashes)
             self._local_commits.add(event)
         except Exception:
             self._failed("local_commit_failures", "sync.local_commit_unreadable", space=event.space.hex()[:12], doc=event.doc.hex())
 
-    def _emit(self, kind: str, **data: Any) -> None:
+    def _emit(self, report: NetworkEvent) -> None:
         if self._on_event is None:
             return
         try:
-            self._on_event(kind, data)
+            self._on_event(report)
         except Exception:
-            self._failed("event_sink_failures", "sync.event_sink_failed", kind=kind)
+            self._failed("event_sink_failures", "sync.event_sink_failed", kind=type(report).__name__)
 
     def _failed(self, counter: str, name: str, **fields: Any) -> None:
         """A contained failure of our own code or store (call it from an ``except``): logged
@@ -778,7 +764,4 @@ class SyncDriver:
         self.stats["internal_failures"] += 1
         log(logger, name, logging.ERROR, exc_info=True, **fields)
 
-
-def _hex(value: bytes | None) -> str | None:
-    return value.hex() if value is not None else None
 

@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, TypeVar
 
 import trio
 
+from node.events import NetworkEvent, PeerPenalty
 from node.network import Network, NetworkOptions
 from protocol.clock import FIXED_NOW_MS as NOW_MS
 from protocol.identity import Identity
@@ -29,6 +30,8 @@ STEP_TIMEOUT_S = 20
 TCP_ONLY = ("/ip4/127.0.0.1/tcp/0",)
 # Timings for tests: connections that die are noticed in seconds, not the production minute.
 FAST_SYNC = SyncConfig(heartbeat_interval_ms=1_000, peer_timeout_ms=3_000, anti_entropy_interval_ms=2_000)
+
+Report = TypeVar("Report", bound=NetworkEvent)
 
 
 def identity_of(name: str) -> Identity:
@@ -67,12 +70,20 @@ class Node:
     repo: Repo
     network: Network
     scope: trio.CancelScope
-    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    events: list[NetworkEvent] = field(default_factory=list)  # what its network reported
     stopped: trio.Event = field(default_factory=trio.Event)
 
     @property
     def peer_id(self) -> str:
         return self.identity.peer_id
+
+    def reports(self, kind: type[Report]) -> list[Report]:
+        """What its network reported of one kind, oldest first."""
+        return [report for report in self.events if isinstance(report, kind)]
+
+    def penalties(self, peer_id: str | None = None) -> list[PeerPenalty]:
+        """The penalties it gave (to ``peer_id``, or to anyone)."""
+        return [p for p in self.reports(PeerPenalty) if peer_id is None or p.peer_id == peer_id]
 
     def addr(self, transport: str = "tcp") -> str:
         return str(self.network.host.addrs(transport)[0])
@@ -120,8 +131,8 @@ class Cluster:
         options = replace(self.options, peers=tuple(peers), **overrides)
         holder: dict[str, Node] = {}
 
-        def on_event(kind: str, data: dict[str, Any]) -> None:
-            holder["node"].events.append((kind, data))
+        def on_event(report: NetworkEvent) -> None:
+            holder["node"].events.append(report)
             self.signal.poke()
 
         network = Network(repo, options, home=path, on_event=on_event)

@@ -32,6 +32,7 @@ from hostile_peer import (
     unsigned_reply,
     want,
 )
+from node.events import PeerPenalty
 from protocol.batch import pack_changes
 from protocol.identity import Identity
 from protocol.limits import MAX_DOCS_PER_STATUS, MAX_UNHELD_DOCS_PER_SESSION
@@ -40,11 +41,8 @@ from protocol.tips import SignedTip, TipSignature
 from protocol.wire import Changes, encode_frame
 from sync_helpers import FAST_SYNC, NOW_MS, Cluster, Node, cluster, genesis_of
 
-Penalty = dict[str, Any]
-
-
-def penalties(node: Node, attacker: Identity) -> list[Penalty]:
-    return [data for kind, data in node.events if kind == "peer.penalized" and data["peer_id"] == attacker.peer_id]
+def penalties(node: Node, attacker: Identity) -> list[PeerPenalty]:
+    return node.penalties(attacker.peer_id)
 
 
 async def honest_edit_crosses(nodes: Cluster, writer: Node, reader: Node, space: bytes, name: str) -> None:
@@ -80,8 +78,8 @@ async def test_an_author_forking_its_own_chain_is_banned_and_the_space_still_loa
             await frames.send_bytes(signed_batch(attacker, space, INDEX_DOC_ID, [left]))
             await frames.send_bytes(signed_batch(attacker, space, INDEX_DOC_ID, [right]))
             await closed_by_peer(frames)
-        assert [p["offense"] for p in penalties(alice, attacker)] == ["equivocation"]
-        assert penalties(alice, attacker)[0]["banned"]
+        assert [p.offense for p in penalties(alice, attacker)] == ["equivocation"]
+        assert penalties(alice, attacker)[0].banned
         left_hash = native.decode_change(left).hash
         await nodes.until(lambda: bob.repo.has_change(space, INDEX_DOC_ID, left_hash))  # forwarded: it was valid alone
         for node in (alice, bob):
@@ -116,8 +114,8 @@ async def test_one_equivocation_told_to_two_peers_bans_neither_of_them(tmp_path:
         await honest_edit_crosses(nodes, alice, bob, space, "still-friends.md")
         await honest_edit_crosses(nodes, bob, alice, space, "still-friends-too.md")
         for node, other in ((alice, bob), (bob, alice)):
-            assert [p["offense"] for p in penalties(node, other.identity)] == ["unusable-forwarded"]
-            assert not penalties(node, other.identity)[0]["banned"]
+            assert [p.offense for p in penalties(node, other.identity)] == ["unusable-forwarded"]
+            assert not penalties(node, other.identity)[0].banned
         assert stored_chain(alice, space, doc, attacker) == [(1, native.decode_change(left).hash)]
         assert stored_chain(bob, space, doc, attacker) == [(1, native.decode_change(right).hash)]
 
@@ -141,8 +139,8 @@ async def test_a_decoding_bomb_costs_only_its_scan_and_ends_the_session(tmp_path
                 await frames.send_bytes(hello("bomb", space) + frame)
                 await closed_by_peer(frames)
         offenses = penalties(alice, attacker)
-        assert [p["offense"] for p in offenses] == ["over-limit", "over-limit"]
-        assert not any(p["banned"] for p in offenses)  # well formed, only too large: no ban
+        assert [p.offense for p in offenses] == ["over-limit", "over-limit"]
+        assert not any(p.banned for p in offenses)  # well formed, only too large: no ban
         assert built == []  # Automerge never saw the bytes
         assert doc not in alice.repo.doc_ids(space)
         await honest_edit_crosses(nodes, bob, alice, space, "after-the-bomb.md")
@@ -277,5 +275,5 @@ async def test_a_space_of_more_docs_than_one_status_lists_reaches_a_new_peer(tmp
                 alice.repo.commit(space, doc, now_ms=NOW_MS)
         bob = await nodes.start("bob", [genesis], peers=[alice.addr()])
         await nodes.until(lambda: len(bob.repo.doc_ids(space)) == count, timeout_s=120)
-        assert not [d for k, d in alice.events + bob.events if k == "peer.penalized"]
+        assert not alice.penalties() + bob.penalties()
         await honest_edit_crosses(nodes, bob, alice, space, "a-file-among-many.md")

@@ -16,8 +16,7 @@ import pytest
 import trio
 
 from node.framing import FrameStream
-from node.host import SYNC_PROTOCOL, Host, open_host
-from node.relay import hold_reservation
+from node.host import SYNC_PROTOCOL, Host, hold_reservation, open_host
 from node.errors import RelayError
 from node.relay import circuit_addr, relay_limits
 from node_helpers import ALICE, BOB, CAROL, LISTEN_ADDR, RELAY, STEP_TIMEOUT_S, echo, percentiles, round_trip_ms

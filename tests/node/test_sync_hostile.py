@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hostile_peer import ATTACKS, OFFENSES, attack, closed_by_peer, hello, mallory, mallory_stream
 from node.errors import NodeError
+from node.events import SessionOpened
 from node.host import SYNC_PROTOCOL, open_host
 from node.network import NetworkOptions
 from node.sync_driver import DriverLimits
@@ -29,13 +30,13 @@ async def test_attackers_are_banned_while_alice_keeps_syncing_with_bob(tmp_path:
         for round_, name in enumerate(ATTACKS):
             await attack(name, space, alice.addr())
             mallory_id = mallory(name).peer_id
-            await nodes.until(lambda: any(k == "peer.penalized" and d["peer_id"] == mallory_id for k, d in alice.events))
+            await nodes.until(lambda: bool(alice.penalties(mallory_id)))
             await nodes.until(lambda: mallory_id not in alice.network.host.connected_peers())
             bob.workspace(space).write(f"after-{name}.txt", f"round {round_}", now_ms=NOW_MS)
             await nodes.until(lambda: alice.workspace(space).exists(f"after-{name}.txt"))
-        offenses = {d["offense"] for k, d in alice.events if k == "peer.penalized"}
+        offenses = {p.offense for p in alice.penalties()}
         assert offenses == set(OFFENSES.values())
-        assert all(d["banned"] for k, d in alice.events if k == "peer.penalized")
+        assert all(p.banned for p in alice.penalties())
         assert not alice.repo.verify()
         await nodes.converged(space)
 
@@ -53,7 +54,7 @@ async def test_attackers_are_banned_while_alice_keeps_syncing_with_bob(tmp_path:
                 pass  # dropped even before the stream opened
         await nodes.until(lambda: alice.network.stats["connections_refused_banned"] == 1)
         assert received == 0
-        assert not any(k == "session.opened" and d["peer_id"] == banned_id for k, d in alice.events)
+        assert not any(opened.peer_id == banned_id for opened in alice.reports(SessionOpened))
         assert alice.repo.doc_ids(space) == bob.repo.doc_ids(space)
 
 

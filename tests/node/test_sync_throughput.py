@@ -15,6 +15,7 @@ from pathlib import Path
 import native
 import trio
 
+from node.events import ChangesApplied
 from node.local_commits import LocalCommitQueue
 from protocol.tips import coverage
 from store.repo import Repo, StoreEvent
@@ -32,7 +33,7 @@ def commits_of(repo: Repo) -> list[str]:
 
 def applied_batches(node: Node) -> list[int]:
     """The size of every batch the node's driver applied, oldest first."""
-    return [data["changes"] for kind, data in node.events if kind == "sync.applied"]
+    return [applied.changes for applied in node.reports(ChangesApplied)]
 
 
 async def test_commits_to_a_doc_between_checkpoints_are_pushed_as_one_batch(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from node.events import RelayReserved
 from node.network import NetworkOptions
 from node.relay import circuit_addr
 from sync_helpers import FAST_SYNC, NOW_MS, Cluster, Node, cluster, genesis_of
@@ -57,7 +58,7 @@ async def test_peers_sync_over_a_circuit_through_a_relay_that_is_not_a_member(tm
     async with cluster(tmp_path) as nodes:
         relay = await nodes.start("relay", [], relay=True)
         bob = await nodes.start("bob", [genesis], reserve_on=(relay.addr(),))
-        await nodes.until(lambda: any(k == "relay.reserved" for k, _ in bob.events))
+        await nodes.until(lambda: bool(bob.reports(RelayReserved)))
         alice = await nodes.start("alice", [genesis], peers=[str(circuit_addr(relay.addr(), bob.peer_id))])
         await nodes.until(lambda: alice.syncing_with(bob, space))
         assert "p2p-circuit" in transports_of(alice, bob)
