@@ -80,6 +80,13 @@ MAX_SEEN_BATCHES = 8192
 # batches reach it by another path. Past this the oldest prune is forgotten, which only makes
 # us push more.
 MAX_LAZY_ORIGINS = 4096
+# Pushed batches held back per space until the changes they depend on arrive, to be forwarded
+# then (protocol/push_tree.py), and the largest frame held so: a live edit's batch is a few
+# hundred bytes and waits milliseconds, so a few hundred cover a busy space; a larger or older
+# one is only announced, as before, which costs its receivers a round trip, never a change.
+# At most 512 x 16 KiB = 8 MiB per space.
+MAX_HELD_PUSHES = 512
+HELD_PUSH_BYTES_MAX = 16 * 1024
 # Tip signatures already verified, so a retried pending batch is not verified twice.
 MAX_VERIFIED_TIPS = 8192
 # What we remember per peer and doc of the heads both sides have; more are dropped (which only
@@ -122,6 +129,16 @@ class SyncConfig:
     # A lazy peer's announcement of heads we lack is given this long to arrive by eager push
     # from elsewhere before we ask (graft) — Plumtree's IHAVE timeout.
     graft_delay_ms: int = 250
+    # A duplicate push prunes its link only if it came at least this long after the first copy
+    # (protocol/push_tree.py): closer than this, which path won was jitter. Above the arrival
+    # jitter of two paths between daemons sharing a loaded CPU (tens of ms), below one hop of a
+    # wide-area link (the simulator's median is 40 ms), so a path a hop longer is still pruned.
+    prune_lag_ms_min: int = 20
+    # A link grafted (it answered our want, so it pushes those origins again) is not pruned for
+    # them for this long: a graft means the tree had a hole there. 120 graft delays, so a
+    # graft/prune cycle turns a hundred times slower; half an anti-entropy interval, so a link
+    # grafted in a passing stall is redundant for well under a minute.
+    graft_hold_ms: int = 30_000
     # We announce our heads of a doc to a peer we do not push to at most this often: a burst of
     # batches costs one Heads per peer, not one each (Plumtree's batched lazy push). A batch
     # that went missing on its eager path may so wait this much longer to be noticed.

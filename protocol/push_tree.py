@@ -1,5 +1,5 @@
 """Plumtree's eager push, one tree per origin: which peers we push a batch to, which we only
-announce it to, and when a duplicate prunes a link.
+announce it to, when a duplicate prunes a link, and which pushes wait for their deps.
 
 Each signed batch a local author commits is pushed as-is to every peer we push to and
 forwarded verbatim once by each receiver (the seen-set of batch ids below): Plumtree's eager
@@ -14,8 +14,28 @@ batches then go the slow lazy way and graft the link back, over and over. A prun
 only while the copy that came first took a path we still take eagerly, so two prunes racing
 each other never leave an origin with no eager path to us.
 
+Jitter (a loaded CPU, a busy link) made the trees flap anyway, ten writers into one file
+taking a graft or more a second; each graft costs its edit a graft delay and a round trip, and
+re-adds a link whose next duplicate prunes one of two paths at random. Three rules stop that:
+
+- A pushed batch that arrives before the changes it depends on (they travel another origin's
+  tree, and jitter reorders the two) is held (``hold``) and forwarded by push once they are
+  stored (``released``), not merely announced: an announcement cut every peer below us off
+  that origin's tree for that batch, and each of them grafted. Bounded by MAX_HELD_PUSHES
+  and HELD_PUSH_BYTES_MAX (protocol/limits.py); a batch beyond them is announced as before.
+- A duplicate prunes only if it came ``prune_lag_ms_min`` or more after the first copy: two
+  paths that close are equally good, and which copy won was jitter. A prune there is a coin
+  flip, and two coin flips racing on a cycle are what cut an origin off and force a graft.
+  (Our own batches coming back prune at once: we never need them.)
+- A link grafted for an origin is not pruned for it for ``graft_hold_ms``: the graft means
+  the tree had a hole there, and the duplicate that follows every graft must not reopen it.
+  So a link and origin flap at most once per hold.
+
+The price is a few redundant eager links between near-equal paths (more duplicate frames,
+each dropped unread by the seen-set). Counted in tests/protocol/test_push_churn.py.
+
 This module only decides; the Replicator sends the Prunes, pushes and announcements. A link is
-named by the connection id of its session.
+named by the connection id of its session, and time is passed in.
 """
 
 from __future__ import annotations
@@ -24,7 +44,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from protocol.events import ConnId
-from protocol.limits import MAX_LAZY_ORIGINS, MAX_SEEN_BATCHES
+from protocol.limits import (
+    HELD_PUSH_BYTES_MAX,
+    MAX_HELD_PUSHES,
+    MAX_LAZY_ORIGINS,
+    MAX_SEEN_BATCHES,
+    SyncConfig,
+)
 from protocol.recent import Recent
 
 
@@ -34,6 +60,26 @@ class FirstCopy:
 
     conn: ConnId | None
     origin: bytes
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A pushed batch to forward: its frame as it came, its origin, and the link it came by
+    (None: we made it), which never gets it back."""
+
+    frame: bytes
+    origin: bytes
+    came_by: ConnId | None
+
+
+@dataclass(slots=True)
+class _Held:
+    """A pushed batch held back until the changes it waits for are stored."""
+
+    push: Push
+    doc: bytes
+    missing: set[bytes]  # its changes not yet stored
 
 
 @dataclass(slots=True)
@@ -44,15 +90,19 @@ class _Link:
     lazy: Recent[bytes, None] = field(default_factory=lambda: Recent(MAX_LAZY_ORIGINS))
     # Whose batches we asked the peer not to push to us -> when we may ask again.
     pruned: dict[bytes, int] = field(default_factory=dict)
+    # Whose batches the peer pushes us again since it answered a want of ours (a graft) ->
+    # until when no duplicate prunes it for them.
+    grafted: dict[bytes, int] = field(default_factory=dict)
 
 
 class PushTree:
     """The push trees of one space: the batches seen, and every link's eager/lazy state."""
 
-    def __init__(self, prune_retry_ms: int) -> None:
-        self._prune_retry_ms = prune_retry_ms
+    def __init__(self, config: SyncConfig) -> None:
+        self._config = config
         self._seen: Recent[bytes, FirstCopy] = Recent(MAX_SEEN_BATCHES)
         self._links: dict[ConnId, _Link] = {}
+        self._held: Recent[bytes, _Held] = Recent(MAX_HELD_PUSHES)
 
     def add_link(self, conn: ConnId) -> None:
         self._links.setdefault(conn, _Link())
@@ -64,9 +114,9 @@ class PushTree:
         """How the batch first reached us, if it did."""
         return self._seen.get(batch_id)
 
-    def took(self, batch_id: bytes, conn: ConnId | None, origin: bytes) -> None:
+    def took(self, batch_id: bytes, conn: ConnId | None, origin: bytes, now_ms: int) -> None:
         """A pushed batch of ``origin`` reached us first by ``conn`` (None: we made it)."""
-        self._seen.put(batch_id, FirstCopy(conn, origin))
+        self._seen.put(batch_id, FirstCopy(conn, origin, now_ms))
 
     def pushes(self, conn: ConnId, origin: bytes) -> bool:
         """Whether we push ``origin``'s batches to the peer, rather than announce them."""
@@ -83,11 +133,32 @@ class PushTree:
         for origin in origins:
             lazy.discard(origin)
 
-    def reply_received(self, conn: ConnId, origins: Iterable[bytes]) -> None:
-        """The peer replied with these origins' changes, so it pushes them to us again."""
-        pruned = self._link(conn).pruned
+    def reply_received(self, conn: ConnId, origins: Iterable[bytes], now_ms: int) -> None:
+        """The peer replied with these origins' changes, so it pushes them to us again: a graft,
+        which no duplicate undoes for ``graft_hold_ms``."""
+        link = self._link(conn)
         for origin in origins:
-            pruned.pop(origin, None)
+            if link.pruned.pop(origin, None) is not None:
+                link.grafted[origin] = now_ms + self._config.graft_hold_ms
+
+    def hold(self, batch_id: bytes, doc: bytes, push: Push, missing: Iterable[bytes]) -> None:
+        """A pushed batch came before what it depends on: forward it once that is stored
+        (``released``), rather than only announce it (see the module docstring)."""
+        if len(push.frame) <= HELD_PUSH_BYTES_MAX:
+            self._held.put(batch_id, _Held(push, doc, set(missing)))
+
+    def released(self, doc: bytes, stored: Iterable[bytes]) -> list[Push]:
+        """The held batches of ``doc`` whose changes are all stored now that ``stored`` are."""
+        stored = set(stored)
+        out = []
+        for batch_id, held in self._held.items():
+            if held.doc == doc:
+                held.missing -= stored
+                if not held.missing:
+                    out.append((batch_id, held.push))
+        for batch_id, _ in out:
+            self._held.discard(batch_id)
+        return [push for _, push in out]
 
     def prune_on_duplicate(self, conn: ConnId, first: FirstCopy, now_ms: int) -> bool:
         """A pushed batch came again by ``conn``: whether to ask that peer not to push us its
@@ -101,7 +172,12 @@ class PushTree:
             came_by = self._links.get(first.conn)
             if came_by is None or first.origin in came_by.pruned:
                 return False
-        link.pruned[first.origin] = now_ms + self._prune_retry_ms  # then ask again: it may be lost
+            if now_ms - first.at_ms < self._config.prune_lag_ms_min:
+                return False  # as fast as the first, give or take jitter: not a worse path
+            if link.grafted.get(first.origin, now_ms) > now_ms:
+                return False  # grafted lately: it stays eager a while
+        link.grafted.pop(first.origin, None)
+        link.pruned[first.origin] = now_ms + self._config.want_timeout_ms  # then ask again: it may be lost
         return True
 
     def _link(self, conn: ConnId) -> _Link:

@@ -27,5 +27,9 @@ class Recent(Generic[K, V]):
         if len(self._items) > self._limit:
             del self._items[next(iter(self._items))]
 
+    def items(self) -> list[tuple[K, V]]:
+        """The entries, oldest first (a copy: the map may change while they are used)."""
+        return list(self._items.items())
+
     def discard(self, key: K) -> None:
         self._items.pop(key, None)

@@ -93,7 +93,7 @@ from protocol.limits import (
     SUPPORTED_VERSIONS,
     SyncConfig,
 )
-from protocol.push_tree import FirstCopy, PushTree
+from protocol.push_tree import FirstCopy, Push, PushTree
 from protocol.recent import Recent
 from protocol.reconcile import Heads, PeerDocState, space_summary
 from protocol.replies import Reply, ReplyCache
@@ -124,7 +124,7 @@ class _Space:
     def __init__(self, store: ChangeStore, space: bytes, config: SyncConfig) -> None:
         self.id = space
         self.heads: dict[bytes, Heads] = {doc: tuple(store.heads(space, doc)) for doc in store.doc_ids(space)}
-        self.push = PushTree(prune_retry_ms=config.want_timeout_ms)
+        self.push = PushTree(config)
         # Changes refused for good (protocol/ingest.py): never asked for, taken or penalized again.
         self.refused: Recent[bytes, None] = Recent(MAX_REFUSED_CHANGES)
         self.sessions: dict[ConnId, Session] = {}
@@ -265,8 +265,8 @@ class Replicator:
         encoding, data = pack_changes(event.changes)
         tip = TipSignature(len(event.changes) - 1, event.tip.signature)
         batch = Changes(event.doc, encoding, data, (), (tip,), push=True)
-        space.push.took(batch.batch_id, None, self.identity.public_key)
-        self._spread(space, event.doc, encode_frame(batch), self.identity.public_key, exclude=None)
+        space.push.took(batch.batch_id, None, self.identity.public_key, self._now)
+        self._spread(space, event.doc, [Push(encode_frame(batch), self.identity.public_key, None)], exclude=None)
 
     # ----- messages -----
 
@@ -409,15 +409,18 @@ class Replicator:
         session.wants.pop(batch.doc, None)
         origin = changes[-1].actor if batch.push else None
         if origin is not None:
-            space.push.took(batch.batch_id, session.conn, origin)
+            space.push.took(batch.batch_id, session.conn, origin, self._now)
         else:  # the replier grafted them (_send_reply)
-            space.push.reply_received(session.conn, {change.actor for change in changes})
+            space.push.reply_received(session.conn, {change.actor for change in changes}, self._now)
+        waiting = session.pending.waiting(batch.doc)
+        missing = [change_hash for change_hash in by_hash if change_hash in waiting]
+        # The batch as it came, forwarded once all of it is stored (now, or once its deps are).
+        push = Push(session.decoder.frame, origin, session.conn) if origin is not None and not result.refused else None
+        if push is not None and missing:
+            space.push.hold(batch.batch_id, batch.doc, push, missing)
         if applied:
-            waiting = session.pending.waiting(batch.doc)
-            whole = batch.push and not any(change_hash in waiting for change_hash in by_hash)
-            whole = whole and not result.refused
-            forward = session.decoder.frame if whole else None  # the batch as it came, all of it valid
-            self._after_apply(space, batch.doc, applied, session, forward, origin, [by_hash[h] for h in applied if h in by_hash])
+            forward = push if not missing else None
+            self._after_apply(space, batch.doc, applied, session, forward, [by_hash[h] for h in applied if h in by_hash])
         self._refuse(session, space, result)
         if session.pending.missing_deps(batch.doc):
             if batch.push:  # the deps are most likely on their way along another origin's tree
@@ -491,34 +494,38 @@ class Replicator:
         doc: bytes,
         applied: list[bytes],
         source: Session,
-        push: bytes | None,
-        origin: bytes | None,
+        push: Push | None,
         decoded: list[native.DecodedChange],
     ) -> None:
-        """Tell the world: forward a pushed batch, announce our new heads, retry what waited
-        for what was stored (``decoded``: the applied changes at hand, for their chain slots)."""
+        """Tell the world: forward a pushed batch and those held for what was stored, announce
+        our new heads, retry what waited for what was stored (``decoded``: the applied changes
+        at hand, for their chain slots)."""
         space.set_heads(doc, self.store.heads(space.id, doc))
         self.stats["changes_applied"] += len(applied)
         source.shares_history = True
         self._out.append(Applied(space.id, doc, tuple(applied), source.conn))
         if push is None:
             self._announce(source, doc)  # the replier learns where we are now
-        self._spread(space, doc, push, origin, exclude=source)
+        self._spread(space, doc, [*([push] if push else []), *space.push.released(doc, applied)], exclude=source)
         keys = [*applied, *wait_keys(decoded)]
         for other in list(space.sessions.values()):
             if other is not source and other.pending.unblocked_by(doc, keys):
                 self._retry_pending(space, doc, other)
 
-    def _spread(self, space: _Space, doc: bytes, push: bytes | None, origin: bytes | None, exclude: Session | None) -> None:
-        """Push a batch (its frame) to the peers eager for its origin, announce our heads to the
-        rest; skip peers that reported holding them already."""
+    def _spread(self, space: _Space, doc: bytes, pushes: list[Push], exclude: Session | None) -> None:
+        """Push each batch (its frame) to the peers eager for its origin, except the one it came
+        by; announce our heads to a peer that got none of them; skip peers that reported
+        holding them already."""
         ours = space.heads.get(doc, ())
         for session in list(space.sessions.values()):
             if session is exclude or self._holds(session, doc, ours):
                 continue
-            if push is not None and origin is not None and space.push.pushes(session.conn, origin):
-                self._send_frame(session, push)
-            else:
+            pushed = False
+            for push in pushes:
+                if push.came_by != session.conn and space.push.pushes(session.conn, push.origin):
+                    self._send_frame(session, push.frame)
+                    pushed = True
+            if not pushed:
                 self._announce_lazily(session, doc)
 
     def _retry_pending(self, space: _Space, doc: bytes, session: Session) -> None:
@@ -529,7 +536,7 @@ class Replicator:
             self._penalize(session, offense_of(error), str(error))
             return
         if result.applied:
-            self._after_apply(space, doc, result.applied, session, None, None, [waiting[h] for h in result.applied if h in waiting])
+            self._after_apply(space, doc, result.applied, session, None, [waiting[h] for h in result.applied if h in waiting])
         self._refuse(session, space, result)
 
     def _refuse(self, session: Session, space: _Space, result: Ingested) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from harness import Network, edits, text_doc_id
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import Network, edits, text_doc_id
+from protocol.limits import SyncConfig
 
 DOCS = [text_doc_id(name) for name in ("index", "main.py", "README")]
 NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"]
+# The harness's flights take no time, so a duplicate always comes 0 ms after its first copy:
+# these tests are about what a prune does, so here any duplicate on a second path prunes.
+PRUNE_AT_ONCE = SyncConfig(prune_lag_ms_min=0)
 
 
-def mesh(names: list[str], seed: int = 0) -> Network:
-    network = Network(seed)
+def mesh(names: list[str], seed: int = 0, config: SyncConfig = PRUNE_AT_ONCE) -> Network:
+    network = Network(seed, config)
     for name in names:
         network.add_peer(name)
     return network
@@ -224,3 +228,63 @@ def test_a_peer_that_missed_a_batch_asks_one_announcer_at_a_time():
     assert network.peers["dave"].replicator.stats["wants_sent"] == 1
     network.advance(network.config.want_timeout_ms)
     assert network.peers["dave"].replicator.stats["wants_sent"] == 1
+
+
+def test_a_duplicate_prunes_only_when_it_comes_well_after_the_first_copy():
+    config = SyncConfig()
+    network = mesh(["alice", "bob", "carol"], config=config)
+    network.connect_all()
+    network.run()
+    network.commit("alice", DOCS[0], edits(["close behind"]))
+    network.run()  # bob and carol each hear it again from the other, no time after the first copy
+    assert total(network, "duplicate_batches") == 2 and total(network, "prunes_sent") == 0
+    network.commit("alice", DOCS[0], edits(["well behind"]))
+    network.flight()  # alice's pushes arrive; bob's and carol's forwards to each other are slow
+    network.advance(config.prune_lag_ms_min)
+    network.run()
+    assert total(network, "duplicate_batches") == 4 and total(network, "prunes_sent") == 2
+    assert network.converged()
+
+
+def test_a_grafted_link_is_not_pruned_again_for_a_while():
+    network = mesh(["alice", "bob", "dave"])
+    network.connect("alice", "bob")
+    direct = network.connect("alice", "dave")
+    network.connect("bob", "dave")
+    network.run()
+    network.commit("alice", DOCS[0], edits(["warm-up"]))
+    network.run()  # dave hears alice's batches from alice first: he prunes bob for them
+    prunes = total(network, "prunes_sent")
+    network.commit("alice", DOCS[0], edits(["lost"]))
+    direct.queues["dave"].clear()  # alice's push to dave is lost; bob announces it
+    network.run()
+    network.advance(network.config.graft_delay_ms)
+    assert network.converged() and network.peers["dave"].replicator.stats["wants_sent"] == 1  # the graft
+    for i in range(3):  # bob pushes alice's batches to dave again, one flight behind alice's own
+        network.commit("alice", DOCS[0], edits([f"after the graft {i} "]))
+        network.run()
+    assert network.converged() and total(network, "prunes_sent") == prunes
+    network.advance(network.config.graft_hold_ms)
+    network.commit("alice", DOCS[0], edits(["long after"]))
+    network.run()
+    assert total(network, "prunes_sent") == prunes + 1  # now the duplicate prunes bob again
+
+
+def test_a_pushed_batch_that_came_before_its_deps_is_forwarded_by_push_once_they_arrive():
+    network = mesh(["alice", "bob", "carol", "dave"])
+    network.connect("alice", "bob")
+    alice_carol = network.connect("alice", "carol")
+    bob_carol = network.connect("bob", "carol")
+    network.connect("carol", "dave")
+    network.run()
+    network.commit("bob", DOCS[0], edits(["b"]))
+    slow = bob_carol.queues["carol"][:]  # bob's push to carol is slow...
+    bob_carol.queues["carol"].clear()
+    network.flight()
+    alice_carol.queues["carol"].clear()  # ... and alice's forward of it lost
+    network.commit("alice", DOCS[0], edits(["a"]))  # alice builds on bob's batch
+    network.flight()  # carol gets alice's batch before its dep, and holds it
+    bob_carol.queues["carol"][:0] = slow
+    network.run()
+    assert network.converged()  # dave got both by push, in flights, with no timer run
+    assert total(network, "wants_sent") == 0
