@@ -20,9 +20,7 @@ writing bytecode (PYTHONDONTWRITEBYTECODE) would make every run recompile each m
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,7 @@ from typing import Any
 
 from benchmarks.measure import log, run_python_workload
 from benchmarks.registry import BenchmarkError, Figure, RunOptions, benchmark
+from cli.daemon_process import DaemonNotReady, start_daemon
 
 RUNS = 20
 QUICK_RUNS = 5
@@ -93,22 +92,14 @@ def cli(options: RunOptions) -> Iterator[Figure]:
         direct_ms = _best_wall_ms(cat, runs, env, CONTENT.encode())
 
         log("cli: distspace cat with a daemon")
-        daemon = subprocess.Popen(
-            [DISTSPACE, "--home", str(home), "up", "--json", "--no-mdns"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
-        )
         try:
-            _wait_ready(daemon)
+            daemon = start_daemon(home, "--no-mdns", env=env, command=[DISTSPACE], ready_timeout_s=READY_TIMEOUT_S)
+        except DaemonNotReady as error:
+            raise BenchmarkError(str(error)) from error
+        try:
             daemon_ms = _best_wall_ms(cat, runs, env, CONTENT.encode())
         finally:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(READY_TIMEOUT_S)
-            finally:
-                if daemon.poll() is None:
-                    daemon.kill()
-                    daemon.wait()
-                if daemon.stdout is not None:
-                    daemon.stdout.close()
+            daemon.stop(READY_TIMEOUT_S)
     log(f"cli: cat {direct_ms:.0f} ms without a daemon, {daemon_ms:.0f} ms with one (target {TARGET_MS:.0f} ms)")
     yield Figure("python_startup_wall", round(python_ms, 1), "ms")
     yield Figure("cat_without_daemon_wall", round(direct_ms, 1), "ms", "python -c pass", round(python_ms, 1))
@@ -119,10 +110,3 @@ def cli(options: RunOptions) -> Iterator[Figure]:
     yield Figure("import.libp2p", round(min(r["libp2p_s"] for r in imports) * 1000, 1), "ms")
     yield Figure("import.node_host_after_libp2p", round(min(r["node_host_s"] for r in imports) * 1000, 1), "ms")
     yield Figure("import.peak_rss", round(min(r["process_peak_rss_mb"] for r in imports), 1), "MB")
-
-
-def _wait_ready(daemon: subprocess.Popen[bytes]) -> None:
-    assert daemon.stdout is not None
-    line = daemon.stdout.readline()  # the daemon's first stdout line, once its API listens
-    if not line or json.loads(line).get("event") != "ready":
-        raise BenchmarkError(f"the daemon did not become ready (exit {daemon.poll()})")

@@ -48,6 +48,7 @@ from typing import Any
 
 from benchmarks.measure import log, run_python_workload
 from benchmarks.registry import Figure, RunOptions, benchmark
+from cli.daemon_process import DaemonProcess, start_daemon, stop_all
 from protocol.clock import FIXED_NOW_MS as NOW_MS
 
 TCP = ("/ip4/127.0.0.1/tcp/0",)
@@ -63,6 +64,7 @@ DAEMON_LOW_RATE_PER_S = 10
 DAEMON_SECONDS, QUICK_DAEMON_SECONDS = 8.0, 3.0
 DIVERGENT, QUICK_DIVERGENT = 10_000, 2_000
 THROUGHPUT_CHANGES, QUICK_THROUGHPUT_CHANGES = 20_000, 3_000
+DAEMON_READY_TIMEOUT_S, DAEMON_STOP_TIMEOUT_S = 60.0, 20.0  # ten daemons starting at once on a loaded machine
 # Local commits that share one fsync in the throughput sender: an agent's burst of edits.
 SENDER_BURST = 64
 LATENCY_TARGET_P99_MS = 20
@@ -481,37 +483,10 @@ def _cli(home: Path, *args: str) -> bytes:
     return subprocess.run([_distspace(), "--home", str(home), *args], check=True, capture_output=True).stdout
 
 
-def _start_daemon(home: Path, peers: list[str]) -> tuple[Any, dict[str, Any]]:
-    """A ``distspace up`` process dialing ``peers``, and its readiness line once it is ready."""
-    import json
-    import selectors
-    import subprocess
-
-    args = [a for peer in peers for a in ("--peer", peer)]
-    process = subprocess.Popen(
-        [_distspace(), "--home", str(home), "up", "--json", "--no-mdns", "--listen", TCP[0], *args],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(60):
-            process.kill()
-            raise RuntimeError(f"the daemon in {home} did not get ready")
-    return process, json.loads(process.stdout.readline())
-
-
-def _stop_daemons(processes: list[Any]) -> None:
-    import subprocess
-
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def _start_daemon(home: Path, peers: list[str]) -> DaemonProcess:
+    """A ``distspace up`` (cli/daemon_process.py) on loopback TCP dialling ``peers``, once ready."""
+    dial = [a for peer in peers for a in ("--peer", peer)]
+    return start_daemon(home, "--no-mdns", "--listen", TCP[0], *dial, command=[_distspace()], ready_timeout_s=DAEMON_READY_TIMEOUT_S)
 
 
 def _api(home: Path, ready: dict[str, Any]) -> Any:
@@ -539,10 +514,10 @@ def daemon_throughput(changes: int) -> dict[str, Any]:
         await nodes.start("alice")
         bob_home = nodes.root / "bob-daemon"
         _cli(bob_home, "join", space.hex(), "--genesis", base64.b64encode(genesis.encode()).decode())
-        bob, ready = _start_daemon(bob_home, [nodes.addr("alice")])
+        bob = _start_daemon(bob_home, [nodes.addr("alice")])
         stack = ExitStack()
         try:
-            bob_api = stack.enter_context(_api(bob_home, ready))
+            bob_api = stack.enter_context(_api(bob_home, bob.ready))
 
             async def bob_holds(count: int) -> None:
                 while True:
@@ -563,7 +538,7 @@ def daemon_throughput(changes: int) -> dict[str, Any]:
             live_s = perf_counter() - started
         finally:
             stack.close()
-            _stop_daemons([bob])
+            bob.stop(DAEMON_STOP_TIMEOUT_S)
         doc = Workspace(alice_repo, space).stat("live.txt").doc_id
         floors = _store_floors(nodes.root, genesis, alice_repo, doc, Identity(bytes([0xB0]) * 32))
         return {
@@ -584,14 +559,13 @@ def daemon_mesh(nodes_count: int, rate_per_s: float, seconds: float) -> dict[str
     nodes, a pair. Edits are made at a fixed rate (open loop) through random daemons."""
     import json as json_
     import re
-    import subprocess
     import threading
     import time
 
     from node.api_client import ApiClient
 
     token_re = re.compile(r"<(\d{6})>")
-    processes: list[subprocess.Popen[bytes]] = []
+    daemons: list[DaemonProcess] = []
     stop = threading.Event()
     arrivals: dict[str, dict[int, float]] = {}
     with tempfile.TemporaryDirectory(prefix="distspace-bench-") as root:
@@ -604,9 +578,8 @@ def daemon_mesh(nodes_count: int, rate_per_s: float, seconds: float) -> dict[str
             ready = []
             for i, home in enumerate(homes):
                 peers = [ready[low]["addrs"][0] for low, high in _mesh_edges(nodes_count) if high == i]
-                process, line = _start_daemon(home, peers)
-                processes.append(process)
-                ready.append(line)
+                daemons.append(_start_daemon(home, peers))
+                ready.append(daemons[-1].ready)
             clients = [_api(home, r) for r, home in zip(ready, homes)]
             watchers = [_api(home, r) for r, home in zip(ready, homes)]
             clients[0].call("fs.write", path="shared.txt", text="x", parents=False)
@@ -665,7 +638,7 @@ def daemon_mesh(nodes_count: int, rate_per_s: float, seconds: float) -> dict[str
                 api.close()
         finally:
             stop.set()
-            _stop_daemons(processes)
+            stop_all(daemons, DAEMON_STOP_TIMEOUT_S)
     return {"p50_ms": statistics.median(latencies), "p99_ms": _p(latencies, 0.99), "edits": len(latencies)}
 
 

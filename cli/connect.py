@@ -38,7 +38,9 @@ WAIT_S = 15.0
 POLL_S = 0.02
 
 
-class Node(Protocol):
+class NodeApi(Protocol):
+    """What a command holds of its node, daemon or store alike: API calls."""
+
     def call(self, method: str, **params: Any) -> dict[str, Any]: ...
 
 
@@ -51,7 +53,7 @@ class DaemonRunning(NodeBusy):
 
 
 @contextmanager
-def open_node(home: NodeHome) -> Iterator[Node]:
+def open_node(home: NodeHome) -> Iterator[NodeApi]:
     """The daemon's API if one runs on ``home``, else the store under the home lock.
 
     Raises:

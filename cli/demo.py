@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import selectors
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from rich import box
 from rich.console import Console
@@ -42,6 +40,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from cli import render
+from cli.daemon_process import COMMAND, DaemonNotReady, DaemonProcess, start_daemon
 from cli.errors import CliError
 from node.api_client import ApiClient, ApiUnavailable
 from node.home import NodeHome
@@ -54,12 +53,9 @@ Json = dict[str, Any]
 STEP_TIMEOUT_S = 30.0
 # How often a wait re-checks its condition when no notification comes (a fetched space sends none).
 POLL_S = 0.05
-# A daemon stops in well under a second after SIGTERM; one that does not is killed.
-STOP_TIMEOUT_S = 10.0
 # More changes than the demo makes: history.log returns them all.
 HISTORY_LIMIT = 10_000
 PIPE_WIDTH = 110  # rich's 80 columns would fold the history table in a log file
-COMMAND = [sys.executable, "-m", "cli.main"]  # this same installation, however it was started
 
 PEOPLE = (("alice", "human"), ("bob", "human"), ("ada", "agent"))
 SPACE_NAME = "greeter"
@@ -100,7 +96,7 @@ class Peer:
         self.log_file = root / f"{name}.log"
         self.peer_id = ""
         self.addrs: list[str] = []
-        self._process: subprocess.Popen[bytes] | None = None
+        self._daemon: DaemonProcess | None = None
         self._api: ApiClient | None = None
 
     @property
@@ -115,17 +111,11 @@ class Peer:
                 line says why).
         """
         dial = [arg for addr in peers for arg in ("--peer", addr)]
-        with open(self.log_file, "ab") as log:
-            self._process = subprocess.Popen(
-                [*COMMAND, "--home", str(self.home.path), "up", "--json", *dial], stdout=subprocess.PIPE, stderr=log
-            )
-        assert self._process.stdout is not None
-        line = _read_line(self._process.stdout, STEP_TIMEOUT_S)
-        if not line:
-            self.stop()
-            raise DemoFailed(f"{self.name}'s daemon did not become ready: {self._last_log_line()}")
-        ready = json.loads(line)
-        self.peer_id, self.addrs = ready["peer_id"], ready["addrs"]
+        try:
+            self._daemon = start_daemon(self.home.path, *dial, log=self.log_file, ready_timeout_s=STEP_TIMEOUT_S)
+        except DaemonNotReady as error:
+            raise DemoFailed(f"{self.name}'s daemon did not become ready: {self._last_log_line()}") from error
+        self.peer_id, self.addrs = self._daemon.ready["peer_id"], self._daemon.ready["addrs"]
         try:
             self._api = ApiClient.connect(self.home.api_socket, self.home.token_file.read_text(), timeout=STEP_TIMEOUT_S)
         except (ApiUnavailable, RpcError) as error:
@@ -137,18 +127,9 @@ class Peer:
         if self._api is not None:
             self._api.close()
             self._api = None
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        daemon, self._daemon = self._daemon, None
+        if daemon is not None:
+            daemon.stop()
 
     def call(self, method: str, **params: Any) -> Json:
         if self._api is None:
@@ -180,15 +161,6 @@ class Peer:
     def _last_log_line(self) -> str:
         lines = self.log_file.read_text(errors="replace").strip().splitlines()
         return lines[-1] if lines else "(no log)"
-
-
-def _read_line(pipe: IO[bytes], timeout: float) -> bytes:
-    """One line from a child's stdout; b"" if it closed or said nothing within ``timeout``."""
-    with selectors.DefaultSelector() as selector:
-        selector.register(pipe, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            return b""
-    return pipe.readline()
 
 
 def until(what: str, check: Callable[[], bool], watch: Peer) -> None:

@@ -28,6 +28,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
+from cli.daemon_process import DaemonNotReady, start_daemon
 from node.api_schema import schema
 from node.home import NodeHome
 from node.rpc import RpcError
@@ -75,16 +76,6 @@ def distspace(home: Path, *args: str, input: bytes | None = None, check: bool = 
     return result
 
 
-def start_daemon(home: Path, *args: str) -> subprocess.Popen[bytes]:
-    """``distspace up --json --no-mdns`` on ``home`` (mDNS would find the other tests' daemons), its
-    stderr (logs) in a file beside the home."""
-    log = home.parent / f"{home.name}-daemon.log"
-    with open(log, "ab") as log_file:
-        return subprocess.Popen(
-            [DISTSPACE, "--home", str(home), "up", "--json", "--no-mdns", *args], stdout=subprocess.PIPE, stderr=log_file
-        )
-
-
 def read_line(pipe: IO[bytes], timeout: float = STEP_TIMEOUT_S) -> bytes:
     """One line from a child's pipe, or an AssertionError after ``timeout``."""
     with selectors.DefaultSelector() as selector:
@@ -110,21 +101,18 @@ def own_directory(request: pytest.FixtureRequest) -> str:
 
 @contextmanager
 def running_daemon(home: Path, *args: str) -> Iterator[Daemon]:
-    """A daemon on ``home`` from its ready line until the block ends; never left running."""
-    process = start_daemon(home, *args)
-    daemon = None
+    """``distspace up --json --no-mdns`` on ``home`` (mDNS would find the other tests' daemons),
+    from its ready line until the block ends, its log in a file beside the home; never left
+    running (cli/daemon_process.py starts it, as it does the demo's and the benchmarks')."""
+    log = home.parent / f"{home.name}-daemon.log"
     try:
-        assert process.stdout is not None
-        line = read_line(process.stdout)
-        assert line, f"the daemon exited ({process.wait()}) before it was ready: {_log(home)}"
-        daemon = Daemon(NodeHome(home), process, json.loads(line), home.parent / f"{home.name}-daemon.log")
-        yield daemon
+        started = start_daemon(home, "--no-mdns", *args, log=log, command=[DISTSPACE], ready_timeout_s=STEP_TIMEOUT_S)
+    except DaemonNotReady as error:
+        raise AssertionError(f"{error}: {_log(home)}") from None
+    try:
+        yield Daemon(NodeHome(home), started.process, started.ready, log)
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        started.kill()
 
 
 def _log(home: Path) -> str:

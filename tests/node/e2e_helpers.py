@@ -1,7 +1,8 @@
 """Real daemons for the end-to-end sync tests: ``distspace up`` processes and API clients.
 
-Each daemon is the installed command in a process of its own (``api_helpers.running_daemon``:
-read up to its ready line, killed in ``finally``). A ``Client`` is one API connection that
+Each daemon is the installed command in a process of its own (``api_helpers.running_daemon``,
+which starts it with cli/daemon_process.py as the demo and the benchmarks do: read up to its
+ready line, killed in ``finally``). A ``Client`` is one API connection that
 subscribes to the space's tree, so waiting for a change is waiting for its notification, then
 re-checking the state through the API — never a fixed sleep.
 
@@ -58,7 +59,7 @@ def daemon(home: Path, *args: str) -> Iterator[Daemon]:
     """``distspace up`` without mDNS (tests choose their peers), on loopback TCP by default;
     checked for contained failures and error lines on the way out (see the module docstring)."""
     _serve_metrics(home)
-    with running_daemon(home, "--no-mdns", *args) as running:
+    with running_daemon(home, *args) as running:
         yield running
         if running.process.poll() is None:
             assert_no_internal_failures(running)
