@@ -129,11 +129,6 @@ class SyncConfig:
     # A lazy peer's announcement of heads we lack is given this long to arrive by eager push
     # from elsewhere before we ask (graft) — Plumtree's IHAVE timeout.
     graft_delay_ms: int = 250
-    # A duplicate push prunes its link only if it came at least this long after the first copy
-    # (protocol/push_tree.py): closer than this, which path won was jitter. Above the arrival
-    # jitter of two paths between daemons sharing a loaded CPU (tens of ms), below one hop of a
-    # wide-area link (the simulator's median is 40 ms), so a path a hop longer is still pruned.
-    prune_lag_ms_min: int = 20
     # A link grafted (it answered our want, so it pushes those origins again) is not pruned for
     # them for this long: a graft means the tree had a hole there. 120 graft delays, so a
     # graft/prune cycle turns a hundred times slower; half an anti-entropy interval, so a link

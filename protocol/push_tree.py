@@ -16,23 +16,21 @@ each other never leave an origin with no eager path to us.
 
 Jitter (a loaded CPU, a busy link) made the trees flap anyway, ten writers into one file
 taking a graft or more a second; each graft costs its edit a graft delay and a round trip, and
-re-adds a link whose next duplicate prunes one of two paths at random. Three rules stop that:
+re-adds a link whose next duplicate prunes one of two paths at random. Two rules stop that:
 
 - A pushed batch that arrives before the changes it depends on (they travel another origin's
   tree, and jitter reorders the two) is held (``hold``) and forwarded by push once they are
   stored (``released``), not merely announced: an announcement cut every peer below us off
   that origin's tree for that batch, and each of them grafted. Bounded by MAX_HELD_PUSHES
   and HELD_PUSH_BYTES_MAX (protocol/limits.py); a batch beyond them is announced as before.
-- A duplicate prunes only if it came ``prune_lag_ms_min`` or more after the first copy: two
-  paths that close are equally good, and which copy won was jitter. A prune there is a coin
-  flip, and two coin flips racing on a cycle are what cut an origin off and force a graft.
-  (Our own batches coming back prune at once: we never need them.)
 - A link grafted for an origin is not pruned for it for ``graft_hold_ms``: the graft means
   the tree had a hole there, and the duplicate that follows every graft must not reopen it.
   So a link and origin flap at most once per hold.
 
-The price is a few redundant eager links between near-equal paths (more duplicate frames,
-each dropped unread by the seen-set). Counted in tests/protocol/test_push_churn.py.
+Not a rule: pruning only a duplicate that comes well after its first copy. On the simulator it
+cut grafts a little more under jitter, but any lag threshold floods a calm fast mesh (every
+path is within it: 2.7 times the frames at 20 ms, ten writers on ten peers), and a frame costs
+a daemon CPU. Counted in tests/protocol/test_push_churn.py.
 
 This module only decides; the Replicator sends the Prunes, pushes and announcements. A link is
 named by the connection id of its session, and time is passed in.
@@ -60,7 +58,6 @@ class FirstCopy:
 
     conn: ConnId | None
     origin: bytes
-    at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +111,9 @@ class PushTree:
         """How the batch first reached us, if it did."""
         return self._seen.get(batch_id)
 
-    def took(self, batch_id: bytes, conn: ConnId | None, origin: bytes, now_ms: int) -> None:
+    def took(self, batch_id: bytes, conn: ConnId | None, origin: bytes) -> None:
         """A pushed batch of ``origin`` reached us first by ``conn`` (None: we made it)."""
-        self._seen.put(batch_id, FirstCopy(conn, origin, now_ms))
+        self._seen.put(batch_id, FirstCopy(conn, origin))
 
     def pushes(self, conn: ConnId, origin: bytes) -> bool:
         """Whether we push ``origin``'s batches to the peer, rather than announce them."""
@@ -172,8 +169,6 @@ class PushTree:
             came_by = self._links.get(first.conn)
             if came_by is None or first.origin in came_by.pruned:
                 return False
-            if now_ms - first.at_ms < self._config.prune_lag_ms_min:
-                return False  # as fast as the first, give or take jitter: not a worse path
             if link.grafted.get(first.origin, now_ms) > now_ms:
                 return False  # grafted lately: it stays eager a while
         link.grafted.pop(first.origin, None)

@@ -265,7 +265,7 @@ class Replicator:
         encoding, data = pack_changes(event.changes)
         tip = TipSignature(len(event.changes) - 1, event.tip.signature)
         batch = Changes(event.doc, encoding, data, (), (tip,), push=True)
-        space.push.took(batch.batch_id, None, self.identity.public_key, self._now)
+        space.push.took(batch.batch_id, None, self.identity.public_key)
         self._spread(space, event.doc, [Push(encode_frame(batch), self.identity.public_key, None)], exclude=None)
 
     # ----- messages -----
@@ -409,7 +409,7 @@ class Replicator:
         session.wants.pop(batch.doc, None)
         origin = changes[-1].actor if batch.push else None
         if origin is not None:
-            space.push.took(batch.batch_id, session.conn, origin, self._now)
+            space.push.took(batch.batch_id, session.conn, origin)
         else:  # the replier grafted them (_send_reply)
             space.push.reply_received(session.conn, {change.actor for change in changes}, self._now)
         waiting = session.pending.waiting(batch.doc)

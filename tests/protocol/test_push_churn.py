@@ -1,10 +1,10 @@
 """Push trees under jitter: ten writers at 50 commits/s into one file, on the seeded simulator.
 
 Per-frame jitter reorders what different origins' trees deliver, as a saturated CPU does to
-real daemons. The trees must stand still under it: a duplicate within jitter of its first copy
-prunes nothing, a batch that came before its deps is still forwarded by push, and so almost no
-batch has to be asked for (a want is a graft, and each graft used to undo a prune). Counts, not
-timings: the simulator's clock is virtual and the run is the same every time.
+real daemons. The trees must stand still under it: a batch that came before its deps is still
+forwarded by push, and a grafted link is not pruned again at once, so almost no batch has to be
+asked for (a want is a graft). Counts, not timings: the simulator's clock is virtual and the
+run is the same every time.
 """
 
 from __future__ import annotations

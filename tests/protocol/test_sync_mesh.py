@@ -6,17 +6,12 @@ from harness import Network, edits, text_doc_id
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.limits import SyncConfig
-
 DOCS = [text_doc_id(name) for name in ("index", "main.py", "README")]
 NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"]
-# The harness's flights take no time, so a duplicate always comes 0 ms after its first copy:
-# these tests are about what a prune does, so here any duplicate on a second path prunes.
-PRUNE_AT_ONCE = SyncConfig(prune_lag_ms_min=0)
 
 
-def mesh(names: list[str], seed: int = 0, config: SyncConfig = PRUNE_AT_ONCE) -> Network:
-    network = Network(seed, config)
+def mesh(names: list[str], seed: int = 0) -> Network:
+    network = Network(seed)
     for name in names:
         network.add_peer(name)
     return network
@@ -228,22 +223,6 @@ def test_a_peer_that_missed_a_batch_asks_one_announcer_at_a_time():
     assert network.peers["dave"].replicator.stats["wants_sent"] == 1
     network.advance(network.config.want_timeout_ms)
     assert network.peers["dave"].replicator.stats["wants_sent"] == 1
-
-
-def test_a_duplicate_prunes_only_when_it_comes_well_after_the_first_copy():
-    config = SyncConfig()
-    network = mesh(["alice", "bob", "carol"], config=config)
-    network.connect_all()
-    network.run()
-    network.commit("alice", DOCS[0], edits(["close behind"]))
-    network.run()  # bob and carol each hear it again from the other, no time after the first copy
-    assert total(network, "duplicate_batches") == 2 and total(network, "prunes_sent") == 0
-    network.commit("alice", DOCS[0], edits(["well behind"]))
-    network.flight()  # alice's pushes arrive; bob's and carol's forwards to each other are slow
-    network.advance(config.prune_lag_ms_min)
-    network.run()
-    assert total(network, "duplicate_batches") == 4 and total(network, "prunes_sent") == 2
-    assert network.converged()
 
 
 def test_a_grafted_link_is_not_pruned_again_for_a_while():
