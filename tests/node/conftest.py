@@ -1,6 +1,6 @@
 """Fixtures and hooks for the node tests: a thread-leak check on every test, and figures.
 
-Everything runs real libp2p hosts on 127.0.0.1. Figures (latencies, connect and import times)
+Everything runs real libp2p hosts on 127.0.0.1. Figures (latencies and connect times)
 are collected through the ``figures`` fixture and printed after the run, never asserted: the
 machine is shared and timings are for the report, not a gate.
 """
