@@ -47,9 +47,12 @@ def chain_slot(author: bytes, seq: int) -> WaitKey:
 
 
 class _Identified(Protocol):
-    hash: bytes
-    actor: bytes
-    seq: int
+    @property
+    def hash(self) -> bytes: ...
+    @property
+    def actor(self) -> bytes: ...
+    @property
+    def seq(self) -> int: ...
 
 
 def wait_keys(changes: Iterable[_Identified]) -> list[WaitKey]:

@@ -172,9 +172,10 @@ class History:
                 continue
             old_content = self._content_or_empty(before, old_heads)
             new_content = self._content_or_empty(after, new_heads)
-            unified = _unified(before and before.path, after and after.path, old_content, new_content)
+            old_path, new_path = before.path if before else None, after.path if after else None
+            unified = _unified(old_path, new_path, old_content, new_content)
             patches = self.ws.document(doc_id).diff(old_doc_heads, new_doc_heads)
-            diffs.append(FileDiff(file_id, before and before.path, after and after.path, unified, patches))
+            diffs.append(FileDiff(file_id, old_path, new_path, unified, patches))
         return sorted(diffs, key=lambda diff: diff.new_path or diff.old_path or "")
 
     def blame(self, path: str, version: int | None = None) -> list[BlameLine]:

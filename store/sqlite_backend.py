@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from protocol.tips import CHANGE_HASH_BYTES
 
@@ -202,7 +203,7 @@ class SqliteBackend:
             self._durable = durable
 
     def _write(self, batch: WriteBatch, created: dict[tuple[bytes, bytes], int]) -> None:
-        def run(sql: str, rows: list[tuple[object, ...]]) -> None:
+        def run(sql: str, rows: Sequence[tuple[object, ...]]) -> None:
             if rows:  # an empty executemany still costs ~7 us, and most batches fill 3 of 10 tables
                 self._db.executemany(sql, rows)
 
@@ -305,13 +306,13 @@ class SqliteBackend:
 
     # ----- reads -----
 
-    def _all(self, sql: str, parameters: Sequence[object]) -> list[tuple]:
+    def _all(self, sql: str, parameters: Sequence[object]) -> list[tuple[Any, ...]]:
         """Rows of a query, once a group's waiting rows are written (the query may need them)."""
         if self._waiting is not None:
             self._send_waiting()
         return self._query(sql, parameters)
 
-    def _query(self, sql: str, parameters: Sequence[object]) -> list[tuple]:
+    def _query(self, sql: str, parameters: Sequence[object]) -> list[tuple[Any, ...]]:
         """Rows of a query of what SQLite holds (for reads that add a group's waiting rows)."""
         try:
             return self._db.execute(sql, parameters).fetchall()
@@ -417,7 +418,7 @@ class SqliteBackend:
         return sorted(tips.values(), key=lambda tip: tip.author)
 
     def latest_version(self, space: bytes) -> int:
-        return self._all("SELECT COALESCE(MAX(number), 0) FROM versions WHERE space = ?", (space,))[0][0]
+        return int(self._all("SELECT COALESCE(MAX(number), 0) FROM versions WHERE space = ?", (space,))[0][0])
 
     def versions(self, space: bytes, since: int, limit: int | None) -> list[VersionRecord]:
         rows = self._all(

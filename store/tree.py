@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -115,7 +115,7 @@ def _stamp(object_id: str) -> Stamp | None:
     return (int(match[1]), match[2]) if match else None
 
 
-def _removed_seen(values: list[object]) -> tuple[bytes, ...] | None | Literal[False]:
+def _removed_seen(values: Sequence[object]) -> tuple[bytes, ...] | None | Literal[False]:
     """The heads the removals recorded, or None when not removed, or False when malformed.
 
     Concurrent removals each leave a value (Automerge keeps them all as a conflict): what they

@@ -414,7 +414,7 @@ class Workspace:
         doc_id = new_doc_id()
         message = message or f"create {path}"
         with self.editing(doc_id, message, now_ms) as document:
-            if encoding == TEXT:
+            if isinstance(content, str):
                 text_id = document.put_object(native.ROOT, TEXT_KEY, "text")
                 document.splice_text(text_id, 0, 0, content)
             else:
