@@ -6,12 +6,11 @@
   yamux; a circuit relay v2 server too in relay mode;
 - the ``SyncDriver`` (node/sync_driver.py) running the Replicator over sync streams;
 - one *keeper* task per peer we want connected (bootstrap addresses, the persistent peerstore,
-  mDNS finds, and every peer we synced with): it dials, waits for the connection to drop, and
-  dials again with exponential backoff;
-- joins: fetching a space's signed genesis record from a peer (``/distspace/genesis/1``) when
-  only the space id is known, then serving the space;
+  mDNS finds, and every peer we synced with), node/keepers.py;
+- joins: fetching a space's genesis from a peer when only its id is known,
+  node/genesis_exchange.py;
 - optional mDNS discovery, relay reservations, and a Prometheus metrics endpoint
-  (presence between peers is ``node.presence``, run beside it by ``run_network``);
+  (presence between peers is ``node.presence``, run beside it by node/wiring.py);
 - a maintenance tick that catches what events missed: dead connections, missing sync sessions.
 
 A space the repo gains (created, joined or fetched: ``store.repo.SpaceStored``) is served from
@@ -34,10 +33,8 @@ connection; every other inbound peer is a *stranger*. Strangers get what is left
 one address (``node.host.address_key``: an IPv6 /64 is one), and none from an address whose
 keys were banned ``address_bans_max`` times within ``address_ban_window_s``, for
 ``address_refused_s``. A stranger sharing a NAT with an attacker waits; a known peer behind it
-does not. The driver applies the same rule to sync sessions. Peers we hold nothing for (not
-connected, not kept, not banned) are forgotten beyond ``peers_remembered_max``, oldest first;
-peers kept only because we met them (not bootstrap, ``connect`` or a join) are let go beyond
-``kept_peers_max`` while down, oldest first.
+does not. The driver applies the same rule to sync sessions. How many peers we remember and
+keep is node/keepers.py's.
 
 Contained failures of our own code count in ``stats["internal_failures"]`` (the driver's and
 the host's have their own): logged at error level, and 0 on a healthy node.
@@ -58,18 +55,17 @@ import math
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
 import multiaddr
 import trio
 from libp2p.abc import INetConn, INetStream, INetwork, INotifee
-from libp2p.peer.id import ID
-from libp2p.peer.peerstore import PeerStoreError
 
-from node.discovery import PEERSTORE_FILE, PEERSTORE_MAX_PEERS, Backoff, MdnsDiscovery, MdnsPeer, PeerStore, transport_rank
-from node.errors import AddressError, DialError, NodeError
+from node.discovery import PEERSTORE_FILE, Backoff, MdnsDiscovery, MdnsPeer, PeerStore
+from node.errors import AddressError, NodeError
 from node.events import (
     NetworkEvent,
     NetworkEventSink,
@@ -79,23 +75,19 @@ from node.events import (
     RelayReserved,
     SessionOpened,
 )
-from node.framing import FrameStream, connection_lost
+from node.framing import connection_lost
+from node.genesis_exchange import GENESIS_PROTOCOL, MAX_GENESIS_BYTES, fetch_space, serve_genesis
 from node.host import LOOPBACK_LISTEN_ADDRS, UNKNOWN_ADDRESS, Host, address_key, hold_reservation, open_host
+from node.keepers import KEPT_PEERS_MAX, PEERS_REMEMBERED_MAX, Keepers, Peer
 from node.logs import event
-from node.sync_driver import DriverLimits, SyncDriver, peer_key_of
-from protocol.errors import BadSignature, WireError
+from node.sync_driver import DriverLimits, SyncDriver
 from protocol.limits import SyncConfig
-from protocol.space import SPACE_ID_BYTES, Genesis
 from store.repo import Repo, RepoEvent, SpaceStored
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["GENESIS_PROTOCOL", "Network", "NetworkOptions"]
+__all__ = ["Network", "NetworkOptions"]
 
-GENESIS_PROTOCOL: Final = "/distspace/genesis/1"
-# A genesis record is a key, a name of at most 200 characters, a nonce, a time and a signature.
-MAX_GENESIS_BYTES: Final = 1024
-GENESIS_TIMEOUT_S: Final = 10.0
 # How often the maintenance tick runs: a missing session or a dead connection is noticed this
 # late at worst (both are normally handled at once, by events).
 MAINTENANCE_INTERVAL_S: Final = 2.0
@@ -116,16 +108,6 @@ ADDRESS_BAN_WINDOW_S: Final = 3600.0
 ADDRESS_REFUSED_S: Final = 3600.0
 # Addresses whose bans we count, and refused addresses, remembered at most; the oldest go.
 ADDRESS_RECORDS_MAX: Final = 4096
-# Peers remembered although we hold nothing for them (not connected, kept or banned): what
-# ``status`` may still say of a recent peer. Beyond it the oldest are forgotten.
-PEERS_REMEMBERED_MAX: Final = 1024
-# Peers kept connected (a keeper task each, redialling with backoff) that we learnt of
-# ourselves (we synced with them, mDNS, peers.json) rather than were told to keep (bootstrap,
-# ``connect``, a join): as many as peers.json remembers. Beyond it the least recently
-# connected one that is down is let go: keys that each synced once cannot pile up keepers.
-KEPT_PEERS_MAX: Final = PEERSTORE_MAX_PEERS
-# Sources of peers we were told to keep: never let go.
-PINNED_SOURCES: Final = frozenset({"bootstrap", "api", "join"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,38 +136,6 @@ class NetworkOptions:
     def backoff(self, rng: random.Random) -> Backoff:
         """A fresh backoff for one retry loop (a keeper, a join, a reservation), its jitter drawn from ``rng``."""
         return Backoff(self.backoff_initial_s, self.backoff_max_s, random.Random(rng.random()))
-
-
-@dataclass(eq=False, slots=True)
-class _Peer:
-    """What we know of a libp2p peer: connections, where to dial it, ban."""
-
-    peer_id: str
-    key: bytes
-    conns: set[Any] = field(default_factory=set)  # its libp2p connections (INetConn) we were told of
-    is_up: bool = False  # connected, as last reported to the driver and the event sink
-    down: trio.Event = field(default_factory=trio.Event)  # set while not connected
-    up: trio.Event = field(default_factory=trio.Event)  # set while connected
-    addrs: list[str] = field(default_factory=list)  # where to dial it, best transport first
-    kept: bool = False  # a keeper task redials it
-    pinned: bool = False  # we were told to keep it (PINNED_SOURCES): never let go
-    keeper: trio.CancelScope | None = None  # its keeper task's
-    banned_until: float = 0.0  # trio time
-    dialled: bool = False  # the current connection is one we made (exempt from max_peers)
-    synced: bool = False  # a sync session with it got past the Hello: keep it connected
-    address: str = UNKNOWN_ADDRESS  # node.host.address_key of its current connection
-    connected_at: float = math.inf  # trio time its current connection came up
-    known_since: float = math.inf  # trio time it was first kept, dialled or synced with
-    stranger: bool = False  # its current connection is inbound and it was not known before
-    dropping: bool = False  # we are closing its connection (it no longer takes a slot)
-
-    def make_known(self) -> None:
-        self.known_since = min(self.known_since, trio.current_time())
-
-    @property
-    def known(self) -> bool:
-        """We dialled it, or knew it before its current connection came up."""
-        return self.dialled or self.known_since < self.connected_at
 
 
 class _Notifee(INotifee):
@@ -217,7 +167,7 @@ class Network:
     """A node's network side; see the module docstring. Run with ``nursery.start(net.serve)``.
 
     Once started: ``peer_id``, ``addrs()``, ``status()``, ``connect(addr)``,
-    ``add_space(space)``, ``join(space, addrs)``; ``host`` and ``driver`` for tests.
+    ``add_space(space)``, ``join(space, addrs)``; ``host``, ``driver`` and ``keepers`` for tests.
     """
 
     def __init__(
@@ -237,7 +187,14 @@ class Network:
         self._rng = rng or random.Random()
         self.peerstore = PeerStore(home / PEERSTORE_FILE if home is not None else None)
         self.stats: Counter[str] = Counter()
-        self._peers: dict[str, _Peer] = {}  # least recently connected first
+        self.keepers = Keepers(
+            self.peer_id,
+            self.peerstore,
+            self.stats,
+            backoff=lambda: options.backoff(self._rng),
+            peers_remembered_max=options.peers_remembered_max,
+            kept_peers_max=options.kept_peers_max,
+        )
         self._address_bans: dict[str, list[float]] = {}  # address -> trio times of its bans
         self._refused_until: dict[str, float] = {}  # address -> trio time
         self._joining: set[bytes] = set()
@@ -279,17 +236,18 @@ class Network:
                         limits=options.limits,
                         rng=self._rng,
                         on_event=self._on_driver_event,
-                        is_known=self._is_known,
+                        is_known=self.keepers.is_known,
                     )
                     await nursery.start(self._driver.run)
-                    host.set_stream_handler(GENESIS_PROTOCOL, self._serve_genesis, max_frame_bytes=MAX_GENESIS_BYTES)
+                    self.keepers.start(host, nursery)
+                    host.set_stream_handler(GENESIS_PROTOCOL, partial(serve_genesis, self.repo), max_frame_bytes=MAX_GENESIS_BYTES)
                     swarm.register_notifee(notifee)
                     for addr in options.peers:
-                        self._want(addr, source="bootstrap")
+                        self.keepers.want(addr, source="bootstrap")
                     for peer_id, addrs in self.peerstore.peers().items():
                         try:
                             for addr in addrs:
-                                self._want(addr, source="peerstore", remember=False)
+                                self.keepers.want(addr, source="peerstore", remember=False)
                         except AddressError:  # hints only: a bad entry is forgotten, not fatal
                             self.peerstore.forget(peer_id)
                     for relay_addr in options.reserve_on:
@@ -310,7 +268,8 @@ class Network:
                 swarm.remove_notifee(notifee)
                 host.remove_stream_handler(GENESIS_PROTOCOL)
                 self._nursery = None
-                for peer in self._connected():
+                self.keepers.stop()
+                for peer in self.keepers.connected():
                     if peer.kept:
                         self.peerstore.remember(peer.peer_id, peer.addrs)
                 self.peerstore.save_if_dirty()
@@ -324,7 +283,7 @@ class Network:
     def add_space(self, space: bytes) -> None:
         """Serve a space the repo just gained and offer it to every connected peer."""
         if self.driver.add_space(space):
-            for peer in self._connected():
+            for peer in self.keepers.connected():
                 self.driver.request_session(peer.peer_id, space)
             self._announce()
 
@@ -338,11 +297,17 @@ class Network:
         peers = []
         for addr in addrs:
             try:
-                peers.append(self._want(addr, source="join"))
+                peers.append(self.keepers.want(addr, source="join"))
             except AddressError as error:
                 event(logger, "network.join_bad_address", logging.WARNING, space=space.hex()[:12], addr=addr, error=error)
         self._joining.add(space)
         self._nursery.start_soon(self._join, space, peers)
+
+    async def _join(self, space: bytes, peers: list[Peer]) -> None:
+        try:
+            await fetch_space(self.host, self.repo, space, peers, self.options.backoff(self._rng))
+        finally:
+            self._joining.discard(space)
 
     async def connect(self, addr: str) -> str:
         """Dial a peer now and keep it connected from then on; returns its peer id.
@@ -351,12 +316,12 @@ class Network:
             AddressError: not a dialable multiaddr with a /p2p/ peer id.
             DialError, RelayError: it could not be reached (it stays wanted: redialled later).
         """
-        peer = self._want(addr, source="api")
-        await self._dial(peer, [addr])
+        peer = self.keepers.want(addr, source="api")
+        await self.keepers.dial(peer, [addr])
         return peer.peer_id
 
     def is_connected(self, peer_id: str) -> bool:
-        peer = self._peers.get(peer_id)
+        peer = self.keepers.peers.get(peer_id)
         return peer is not None and peer.is_up
 
     def connection_addrs(self, peer_id: str) -> list[str]:
@@ -376,7 +341,7 @@ class Network:
     def status(self) -> dict[str, Any]:
         """Peers, sessions and counters, as plain data for the API and logs."""
         peers = []
-        for peer in self._peers.values():
+        for peer in self.keepers.peers.values():
             if not peer.is_up and not peer.kept:
                 continue
             peers.append(
@@ -409,148 +374,19 @@ class Network:
         values.update({f"driver_{k}_total": v for k, v in driver.stats.items()})
         values.update({f"network_{k}_total": v for k, v in self.stats.items()})
         values.update({f"host_{k}_total": v for k, v in self.host.stats.items()})
-        values["peers_connected"] = len(self._connected())
+        values["peers_connected"] = len(self.keepers.connected())
         values["sessions_open"] = len(driver.sessions())
         values["send_queue_bytes"] = driver.queued_bytes
         return values
 
-    # ----- peers -----
-
-    def _peer(self, peer_id: str) -> _Peer:
-        peer = self._peers.get(peer_id)
-        if peer is None:
-            peer = self._peers[peer_id] = _Peer(peer_id, peer_key_of(peer_id))
-            peer.down.set()
-            self._forget_idle_peers()
-        return peer
-
-    def _forget_idle_peers(self) -> None:
-        """Beyond ``peers_remembered_max``, forget the least recently connected peers we hold
-        nothing for: every key that ever connected would otherwise stay forever."""
-        excess = len(self._peers) - self.options.peers_remembered_max
-        if excess <= 0:
-            return
-        now = trio.current_time()
-        idle = [p for p in self._peers.values() if not p.is_up and not p.kept and p.banned_until <= now]
-        for peer in idle[:excess]:
-            del self._peers[peer.peer_id]
-        self.stats["peers_forgotten"] += min(excess, len(idle))
-
-    def _is_known(self, peer_id: str) -> bool:
-        """Whether a connected peer is known (module docstring); the driver asks it too."""
-        peer = self._peers.get(peer_id)
-        return peer is not None and peer.known
-
-    def _connected(self) -> list[_Peer]:
-        return [peer for peer in self._peers.values() if peer.is_up]
-
-    def _want(self, addr: str, *, source: str, remember: bool = True) -> _Peer:
-        """Keep the peer at ``addr`` connected (a keeper task redials it with backoff).
-
-        Raises:
-            AddressError: not a multiaddr with a /p2p/ peer id of an Ed25519 key.
-        """
-        try:
-            peer_id = multiaddr.Multiaddr(str(addr)).get_peer_id()
-        except Exception as error:
-            raise AddressError(f"not a multiaddr: {addr!r}: {error}") from error
-        if peer_id is None:
-            raise AddressError(f"{addr} has no /p2p/ peer id")
-        try:
-            peer = self._peer(peer_id)
-        except NodeError as error:
-            raise AddressError(f"{addr}: {error}") from error
-        if peer_id == self.peer_id:
-            return peer
-        if str(addr) not in peer.addrs:
-            peer.addrs.append(str(addr))
-            peer.addrs.sort(key=transport_rank)
-        if remember:
-            self.peerstore.remember(peer_id, [str(addr)], seen=False)
-        peer.pinned = peer.pinned or source in PINNED_SOURCES
-        if not peer.kept and self._nursery is not None:
-            peer.kept = True
-            peer.make_known()
-            self._nursery.start_soon(self._keep, peer)
-            event(logger, "network.keeping", logging.DEBUG, peer_id=peer_id, source=source)
-            self._let_go_of_excess()
-        return peer
-
-    def _let_go_of_excess(self) -> None:
-        """Beyond ``kept_peers_max`` kept peers, stop redialling the least recently connected
-        ones that are down and not pinned (they stay in peers.json, and may connect again)."""
-        kept = [peer for peer in self._peers.values() if peer.kept]
-        excess = len(kept) - self.options.kept_peers_max
-        for peer in [p for p in kept if not p.is_up and not p.pinned][: max(excess, 0)]:
-            self._let_go(peer)
-
-    def _let_go(self, peer: _Peer) -> None:
-        """Stop keeping a peer connected: its keeper ends, and it may be forgotten."""
-        peer.kept = False
-        if peer.keeper is not None:
-            peer.keeper.cancel()
-        self.stats["peers_let_go"] += 1
-
-    async def _keep(self, peer: _Peer) -> None:
-        """Dial the peer whenever it is not connected, backing off while it cannot be reached."""
-        backoff = self.options.backoff(self._rng)
-        with trio.CancelScope() as scope:
-            peer.keeper = scope
-            while True:
-                if peer.is_up:
-                    backoff.reset()
-                    await peer.down.wait()
-                    continue
-                if peer.banned_until > trio.current_time():
-                    await trio.sleep_until(peer.banned_until)
-                    continue
-                try:
-                    await self._dial(peer, peer.addrs)
-                except NodeError as error:
-                    event(logger, "network.dial_failed", logging.DEBUG, peer_id=peer.peer_id, error=error)
-                    await trio.sleep(backoff.next())
-                    continue
-                if not peer.is_up:  # connected and dropped at once: do not spin
-                    await trio.sleep(backoff.next())
-        if peer.keeper is scope:  # let go (not kept again since)
-            peer.keeper = None
-
-    async def _dial(self, peer: _Peer, addrs: Sequence[str]) -> None:
-        """Try each address, best transport first, until one connects.
-
-        Each try starts libp2p afresh for the peer: its negative cache would otherwise refuse
-        any dial for 60 s after a failure (our backoff is the policy), and addresses learnt
-        by identify would make it pick QUIC over the TCP address we chose.
-
-        Raises:
-            DialError, RelayError, AddressError: the last address's failure.
-        """
-        host = self.host
-        last: NodeError | None = None
-        for addr in sorted(addrs, key=transport_rank):
-            if peer.is_up:
-                return
-            peer_id = ID.from_base58(peer.peer_id)
-            host.libp2p.get_network().unblock_peer(peer_id)
-            host.libp2p.get_peerstore().clear_addrs(peer_id)
-            peer.dialled = True
-            peer.make_known()
-            try:
-                await host.connect(addr)
-            except NodeError as error:
-                peer.dialled = peer.is_up
-                last = error
-                continue
-            self.peerstore.remember(peer.peer_id, [addr])
-            return
-        raise last if last is not None else AddressError(f"no address to dial {peer.peer_id}")
+    # ----- connections -----
 
     def _on_connected(self, peer_id: str, conn: Any) -> None:
         """A libp2p connection opened. Every one (not only a peer's first) gets its sync
         sessions asked for: libp2p may report a dead connection's close only much later, so
         a peer that restarted fast reconnects while its old connection still seems open."""
         try:
-            peer = self._peer(peer_id)
+            peer = self.keepers.peer(peer_id)
         except NodeError:
             return  # not an Ed25519 peer: nothing we would sync with; libp2p may keep it
         # One connection per peer, the newest: an older one is either a race we lose nothing
@@ -564,7 +400,7 @@ class Network:
             peer.is_up = True
             peer.down = trio.Event()
             peer.up.set()
-            self._peers[peer_id] = self._peers.pop(peer_id)  # the most recently connected last
+            self.keepers.peers[peer_id] = self.keepers.peers.pop(peer_id)  # the most recently connected last
             peer.address = address_key(conn)
             peer.connected_at = trio.current_time()
             peer.stranger = not peer.known
@@ -583,7 +419,7 @@ class Network:
             for space in driver.spaces:
                 driver.request_session(peer_id, space)
 
-    def _connection_refusal(self, peer: _Peer) -> tuple[str, str] | None:
+    def _connection_refusal(self, peer: Peer) -> tuple[str, str] | None:
         """Which rule refuses a peer's new connection, as (counter suffix, reason), or None."""
         options = self.options
         now = trio.current_time()
@@ -591,7 +427,7 @@ class Network:
             return "banned", "banned"
         if peer.dialled:
             return None
-        admitted = [p for p in self._connected() if not p.dropping]
+        admitted = [p for p in self.keepers.connected() if not p.dropping]
         if not peer.stranger:
             if len(admitted) > options.max_peers:
                 return "peers", f"more than {options.max_peers} peers"
@@ -627,12 +463,12 @@ class Network:
         event(logger, "network.address_refused", logging.WARNING, address=address, bans=len(recent), seconds=options.address_refused_s)
 
     def _on_disconnected(self, peer_id: str, conn: Any) -> None:
-        peer = self._peers.get(peer_id)
+        peer = self.keepers.peers.get(peer_id)
         if peer is not None:
             peer.conns.discard(conn)
             self._check_down(peer)
 
-    def _check_down(self, peer: _Peer) -> None:
+    def _check_down(self, peer: Peer) -> None:
         """Mark the peer down once none of its connections is alive (also run by the tick, for
         closes libp2p reports late or never)."""
         peer.conns = {conn for conn in peer.conns if not connection_lost(getattr(conn, "muxed_conn", None))}
@@ -643,13 +479,13 @@ class Network:
         peer.dropping = False
         peer.connected_at = math.inf
         if peer.synced:
-            self._keep_identified(peer)
+            self.keepers.want_identified(peer)
         peer.up = trio.Event()
         peer.down.set()
         event(logger, "network.peer_disconnected", peer_id=peer.peer_id)
         self._emit(PeerDisconnected(peer.peer_id))
 
-    def _drop(self, peer: _Peer, reason: str) -> None:
+    def _drop(self, peer: Peer, reason: str) -> None:
         peer.dropping = True
         event(logger, "network.dropping", peer_id=peer.peer_id, reason=reason)
         if self._driver is not None:
@@ -673,39 +509,22 @@ class Network:
             self.stats["disconnect_failures"] += 1
             event(logger, "network.disconnect_failed", logging.DEBUG, peer_id=peer_id, error=repr(error))
 
-    def _keep_identified(self, peer: _Peer) -> None:
-        """Keep a peer we sync with connected, at the listen addresses identify told us: a
-        peer that dialled us is redialled by us when it drops, whoever restarts first."""
-        try:
-            addrs = self.host.libp2p.get_peerstore().addrs(ID.from_base58(peer.peer_id))
-        except PeerStoreError:  # libp2p knows no addresses for it (yet)
-            return
-        for addr in addrs:
-            # py-libp2p 0.8.1 stores them with the peer's own /p2p/ id (earlier, without).
-            text = str(addr)
-            if "/p2p-circuit" in text:
-                continue
-            if "/p2p/" not in text:
-                text = f"{text}/p2p/{peer.peer_id}"
-            if addr.get_peer_id() in (None, peer.peer_id):
-                self._want(text, source="identify")
-
     # ----- events from the driver and discovery -----
 
     def _on_driver_event(self, report: NetworkEvent) -> None:
         if isinstance(report, SessionOpened):
-            peer = self._peers.get(report.peer_id)
+            peer = self.keepers.peers.get(report.peer_id)
             if peer is not None:
                 peer.synced = True
                 peer.make_known()
-                self._keep_identified(peer)
+                self.keepers.want_identified(peer)
         elif isinstance(report, PeerPenalty) and report.banned:
-            peer = self._peers.get(report.peer_id)
+            peer = self.keepers.peers.get(report.peer_id)
             if peer is not None:
                 peer.banned_until = trio.current_time() + self.options.sync.ban_ms / 1000
                 self.peerstore.forget(peer.peer_id)
                 if peer.kept and not peer.pinned:
-                    self._let_go(peer)  # we met it; we do not go looking for it again
+                    self.keepers.let_go(peer)  # we met it; we do not go looking for it again
                 self._count_ban(peer.address)
                 self._drop(peer, f"banned for {report.offense}")
         self._emit(report)
@@ -723,7 +542,7 @@ class Network:
 
     def _on_mdns_peer(self, found: MdnsPeer) -> None:
         for addr in found.addrs:
-            self._want(addr, source="mdns")
+            self.keepers.want(addr, source="mdns")
 
     def _emit(self, report: NetworkEvent) -> None:
         if self._on_event is None:
@@ -738,70 +557,6 @@ class Network:
     def _announce(self) -> None:
         if self._mdns is not None and self._nursery is not None:
             self._nursery.start_soon(self._mdns.update, self.addrs(), self.driver.spaces)
-
-    # ----- joining a space by its id -----
-
-    async def _serve_genesis(self, frames: FrameStream) -> None:
-        """Answer one request: a space id in, its genesis record out (empty if not held).
-
-        The id is the capability: anyone who has it may learn the space's name and creator.
-        """
-        with trio.move_on_after(GENESIS_TIMEOUT_S):
-            space = await frames.receive_frame()
-            held = {g.space_id: g for g in self.repo.spaces()}
-            genesis = held.get(space) if len(space) == SPACE_ID_BYTES else None
-            await frames.send_frame(genesis.encode() if genesis else b"")
-
-    async def _fetch_genesis(self, peer: _Peer, space: bytes) -> Genesis | None:
-        """The space's genesis from a connected peer, checked; None if it does not hold it.
-
-        Raises:
-            DialError: the peer could not be asked, or answered with a record that does not
-                verify or is of another space.
-        """
-        try:
-            with trio.fail_after(GENESIS_TIMEOUT_S):
-                async with await self.host.open_stream(peer.peer_id, GENESIS_PROTOCOL, max_frame_bytes=MAX_GENESIS_BYTES) as frames:
-                    await frames.send_frame(space)
-                    encoded = await frames.receive_frame()
-        except trio.TooSlowError as error:
-            raise DialError("genesis request timed out", peer_id=peer.peer_id) from error
-        if not encoded:
-            return None
-        try:
-            genesis = Genesis.decode(encoded)
-        except (WireError, BadSignature) as error:
-            raise DialError(f"sent an invalid genesis record: {error}", peer_id=peer.peer_id) from error
-        if genesis.space_id != space:
-            raise DialError("sent the genesis of another space", peer_id=peer.peer_id)
-        return genesis
-
-    async def _join(self, space: bytes, peers: list[_Peer]) -> None:
-        """Ask each peer in turn, as it connects, until one sends the genesis; then serve it."""
-        backoff = self.options.backoff(self._rng)
-        try:
-            while space not in {g.space_id for g in self.repo.spaces()}:
-                for peer in peers:
-                    if not peer.is_up:
-                        continue
-                    try:
-                        genesis = await self._fetch_genesis(peer, space)
-                    except NodeError as error:
-                        event(logger, "network.join_ask_failed", peer_id=peer.peer_id, space=space.hex()[:12], error=error)
-                        continue
-                    if genesis is not None:
-                        self.repo.add_space(genesis)  # served from now on: see _on_repo_event
-                        event(logger, "network.joined", space=space.hex(), space_name=genesis.name, peer_id=peer.peer_id)
-                        return
-                with trio.move_on_after(backoff.next()):
-                    # Wake early when one that is down (re)connects.
-                    async with trio.open_nursery() as waiters:
-                        for peer in peers:
-                            if not peer.is_up:
-                                waiters.start_soon(_wait_then_cancel, peer.up, waiters.cancel_scope)
-                        await trio.sleep_forever()
-        finally:
-            self._joining.discard(space)
 
     # ----- background work -----
 
@@ -837,9 +592,9 @@ class Network:
     def _tick(self) -> None:
         """Catch what events missed: connections that died unreported, sessions that should be open."""
         driver = self.driver
-        for peer in self._connected():
+        for peer in self.keepers.connected():
             self._check_down(peer)
-        for peer in self._connected():
+        for peer in self.keepers.connected():
             if self.identity.public_key < peer.key:
                 for space in driver.spaces:
                     driver.request_session(peer.peer_id, space)
@@ -851,7 +606,3 @@ def _keep_newest(records: dict[str, Any], limit: int) -> None:
     while len(records) > limit:
         del records[next(iter(records))]
 
-
-async def _wait_then_cancel(happened: trio.Event, scope: trio.CancelScope) -> None:
-    await happened.wait()
-    scope.cancel()

@@ -239,7 +239,7 @@ async def test_peers_that_come_and_go_are_forgotten_beyond_the_cap(tmp_path: Pat
             async with stranger(f"passer-by-{i}", bob):
                 await nodes.until(lambda: bob.network.is_connected(passer_by))
             await nodes.until(lambda: not bob.network.is_connected(passer_by))
-        remembered = set(bob.network._peers)  # what the cap bounds: every key that ever connected
+        remembered = set(bob.network.keepers.peers)  # what the cap bounds: every key that ever connected
         assert len(remembered) <= options.peers_remembered_max
         assert alice.peer_id in remembered  # kept: never forgotten
         assert mallory("passer-by-5").peer_id in remembered  # the newest stay
