@@ -277,7 +277,7 @@ class SyncDriver:
 
     # ----- lifecycle -----
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve sync streams until cancelled; on the way out, close every stream."""
         unsubscribe = self.repo.subscribe(self._on_store_event)
         try:
