@@ -5,14 +5,13 @@ The receiver is the real ``Replicator`` over a real ``Repo`` on SQLite. Each att
 the work the old receiver did with the same bytes, measured here in the same run: loading the
 decoding bomb with Automerge; building the full reply a want asks for; covering a batch together
 with every parked change; checking all of a batch's tips. The frames come from Mallory's own
-builders (tests/node/hostile_peer.py), so the benchmark attacks with exactly what the tests do.
+builders (benchmarks/mallory), so the benchmark attacks with exactly what the tests do.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -23,9 +22,6 @@ from benchmarks.measure import PhaseMemory, log, run_python_workload
 from benchmarks.registry import Figure, RunOptions, benchmark
 from protocol.clock import FIXED_NOW_MS as NOW_MS
 
-# Mallory's frame builders live with the tests that use them; the benchmark imports them so
-# that what it measures is the tests' attack, byte for byte.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "node"))
 
 # The issue's example: an ~8 KB saved document that cost 8.7 s and 740 MB to load.
 BOMB_CHARS = 8_000_000
@@ -44,7 +40,7 @@ class _Victim:
 
     def __init__(self, directory: str, config: Any = None, *, say_hello: bool = True) -> None:
         import native
-        from hostile_peer import hello, mallory
+        from benchmarks.mallory import hello, mallory
         from protocol.events import Connected, DataReceived
         from protocol.identity import Identity
         from protocol.limits import SyncConfig
@@ -80,7 +76,7 @@ def _cpu_ms(work: Callable[[], Any]) -> float:
 def bomb_workload(chars: int, receiver: str) -> dict[str, Any]:
     """The decoding bomb: its size, and what receiving it costs ``receiver`` — the Replicator
     now, or Automerge's load (what the old receiver did first with it)."""
-    from hostile_peer import document_reply, mallory, splice_bomb
+    from benchmarks.mallory import document_reply, mallory, splice_bomb
 
     import native
 
@@ -99,7 +95,7 @@ def bomb_workload(chars: int, receiver: str) -> dict[str, Any]:
 
 def want_workload(changes: int, wants: int) -> dict[str, Any]:
     """One doc of ``changes`` changes; Mallory asks for all of it ``wants`` times (23 bytes each)."""
-    from hostile_peer import want
+    from benchmarks.mallory import want
 
     import native
 
@@ -135,7 +131,7 @@ def want_workload(changes: int, wants: int) -> dict[str, Any]:
 def parked_workload(parked: int, frames: int) -> dict[str, Any]:
     """Per-frame cost of Mallory's small signed batches after she parked ``parked`` unsigned
     changes (by a throwaway key) in the same doc, beside the same frames with nothing parked."""
-    from hostile_peer import signed_batch, unsigned_reply
+    from benchmarks.mallory import signed_batch, unsigned_reply
 
     import native
     from protocol.identity import Identity

@@ -89,10 +89,13 @@ def benchmark(name: str, *, cheap: bool = False) -> Callable[[Benchmark], Benchm
 
 
 def all_benchmarks() -> dict[str, Benchmark]:
-    """Every registered benchmark by name, after importing every module of this package."""
+    """Every registered benchmark by name, after importing every module of this package.
+
+    Subpackages are not imported: they hold what benchmarks and tests share (``mallory``), which
+    registers nothing and would only slow ``--list`` down."""
     package = importlib.import_module(__package__)
     for module in pkgutil.iter_modules(package.__path__):
-        if module.name != "__main__":
+        if module.name != "__main__" and not module.ispkg:
             importlib.import_module(f"{__package__}.{module.name}")
     return dict(sorted(_BENCHMARKS.items()))
 

@@ -5,11 +5,11 @@ are ``distspace up`` processes (cli/demo.py's ``Peer``: a temporary home each, 1
 sharing one space of a few files. Through their local APIs, random edits land on random daemons
 at EDIT_RATE_PER_S. Dave, a fourth daemon, joins the space, then stops and comes back every few
 intervals; Bob and Carol take turns being restarted; Alice runs throughout, so her process
-series are one lifetime long. Mallory (tests/node/hostile_peer.py: frames built with the
+series are one lifetime long. Mallory (benchmarks/mallory: frames built with the
 project's own encoders) attacks a random daemon with a fresh key each time, one attack after
 another (ATTACKS_IN_FLIGHT at once), during every second interval, one kind of attack per
 interval in turn: the intervals in between are the same run's baseline. The kinds are
-hostile_peer's ATTACKS (garbage, a forged tip, a ping flood) and well-formed ones from its
+mallory's ATTACKS (garbage, a forged tip, a ping flood) and well-formed ones from its
 builders (a self-forked author chain, a status naming random docs, a burst of wants, unsigned
 changes that wait for a tip).
 
@@ -46,7 +46,6 @@ import random
 import re
 import socket
 import sqlite3
-import sys
 import tempfile
 import threading
 import time
@@ -95,7 +94,7 @@ WATCH_WAKE_S = 0.2
 ATTACK_REST_S = 0.5
 # After an attack she waits this long for the victim to cut her off, then leaves herself: an
 # attack a victim rightly answers without a ban (junk status, wants) must not stall her for
-# hostile_peer.STEP_TIMEOUT_S. She has this many attacks in flight at once, as one attacker
+# mallory.STEP_TIMEOUT_S. She has this many attacks in flight at once, as one attacker
 # with a few connections would.
 ATTACK_LINGER_S = 3.0
 ATTACKS_IN_FLIGHT = 4
@@ -105,7 +104,7 @@ ATTACKS_IN_FLIGHT = 4
 JUNK_STATUS_DOCS = 2_000
 REPEATED_WANTS = 50
 UNSIGNED_CHANGES = 500
-# Her last attack may wait hostile_peer.STEP_TIMEOUT_S (20 s) to be cut off; a daemon's start
+# Her last attack may wait mallory.STEP_TIMEOUT_S (20 s) to be cut off; a daemon's start
 # (the churn thread's last task) takes cli.demo.STEP_TIMEOUT_S (30 s) at most.
 THREAD_STOP_TIMEOUT_S = 30.0
 # What is counted in each store, and the rate (per hour, same run) each count is judged by: an
@@ -140,7 +139,6 @@ ALWAYS_UP = "alice"
 RESTARTED = ("bob", "carol")
 # Mallory's frame builders and attacks live with the attack tests, in a directory that is not a
 # package: it goes on the path when she starts, to import them as the tests do.
-HOSTILE_PEER_DIR = str(Path(__file__).resolve().parent.parent / "tests" / "node")
 
 
 class SoakFailed(BenchmarkError):
@@ -458,9 +456,9 @@ def _store_rows(database: Path) -> dict[str, float]:
 # ----- mallory -----
 
 
-def _repertoire(hostile_peer: Any, space: bytes) -> dict[str, Callable[[str], bytes]]:
+def _repertoire(mallory: Any, space: bytes) -> dict[str, Callable[[str], bytes]]:
     """Mallory's attacks by name, each the bytes she writes under the key named by its argument:
-    hostile_peer's own ATTACKS, and well-formed ones composed from its builders. Each leaves
+    mallory's own ATTACKS, and well-formed ones composed from its builders. Each leaves
     nothing durable behind when handled right, but for a self-fork's first half (a valid change
     of hers, stored and spread: counted among the writes the store series are judged by)."""
     import native
@@ -471,25 +469,25 @@ def _repertoire(hostile_peer: Any, space: bytes) -> dict[str, Callable[[str], by
         return hashlib.sha256(key.encode()).digest()[:DOC_ID_BYTES]
 
     def self_fork(key: str) -> bytes:
-        identity = hostile_peer.mallory(key)
-        halves = hostile_peer.forked_pair(identity, native.Document())
-        return hostile_peer.hello(key, space) + b"".join(
-            hostile_peer.signed_batch(identity, space, doc_of(key), [half]) for half in halves
+        identity = mallory.mallory(key)
+        halves = mallory.forked_pair(identity, native.Document())
+        return mallory.hello(key, space) + b"".join(
+            mallory.signed_batch(identity, space, doc_of(key), [half]) for half in halves
         )
 
     well_formed: dict[str, Callable[[str], bytes]] = {
         "self-fork": self_fork,
-        "junk-status": lambda key: hostile_peer.hello(key, space)
-        + hostile_peer.junk_status(JUNK_STATUS_DOCS, seed=int.from_bytes(doc_of(key), "big")),  # new docs each time
-        "repeated-wants": lambda key: hostile_peer.hello(key, space) + hostile_peer.want(INDEX_DOC_ID) * REPEATED_WANTS,
-        "unsigned-changes": lambda key: hostile_peer.hello(key, space)
-        + hostile_peer.unsigned_reply(hostile_peer.mallory(key), doc_of(key), UNSIGNED_CHANGES),
+        "junk-status": lambda key: mallory.hello(key, space)
+        + mallory.junk_status(JUNK_STATUS_DOCS, seed=int.from_bytes(doc_of(key), "big")),  # new docs each time
+        "repeated-wants": lambda key: mallory.hello(key, space) + mallory.want(INDEX_DOC_ID) * REPEATED_WANTS,
+        "unsigned-changes": lambda key: mallory.hello(key, space)
+        + mallory.unsigned_reply(mallory.mallory(key), doc_of(key), UNSIGNED_CHANGES),
     }
-    given = {kind: partial(build, space=space) for kind, build in hostile_peer.ATTACKS.items()}
+    given = {kind: partial(build, space=space) for kind, build in mallory.ATTACKS.items()}
     return {**given, **well_formed}
 
 
-def _hostile(soak: _Soak, hostile_peer: Any, repertoire: dict[str, Callable[[str], bytes]]) -> None:
+def _hostile(soak: _Soak, mallory: Any, repertoire: dict[str, Callable[[str], bytes]]) -> None:
     """Mallory's thread: while ``soak.phase`` names an attack, that attack again and again, each
     under a fresh key (keys cost her nothing), on a random running daemon, a few at once."""
     import trio
@@ -499,14 +497,14 @@ def _hostile(soak: _Soak, hostile_peer: Any, repertoire: dict[str, Callable[[str
     rng = random.Random(soak.seed + 1)  # her own: the editor's choices stay reproducible
 
     async def attack(number: int, kind: str, addr: str) -> None:
-        key = f"soak {kind} {number}"  # hostile_peer derives her key from this name
-        async with hostile_peer.mallory_stream(key, addr) as frames:
+        key = f"soak {kind} {number}"  # mallory derives her key from this name
+        async with mallory.mallory_stream(key, addr) as frames:
             try:
                 await frames.send_bytes(repertoire[kind](key))
             except NodeError:
                 pass  # cut off mid-write
             with trio.move_on_after(ATTACK_LINGER_S) as linger:
-                await hostile_peer.closed_by_peer(frames)
+                await mallory.closed_by_peer(frames)
         soak.counts[f"attacks_{kind}"] += 1
         if linger.cancelled_caught:
             soak.counts[f"attacks_{kind}_left_open"] += 1  # not cut off: she closed it herself
@@ -610,13 +608,11 @@ def _run(soak: _Soak, intervals: int, threads: list[threading.Thread]) -> Iterat
         soak.start(name, join=True)
     threads[0].start()
     _quiet_logs()  # Mallory's libp2p logs every stream the victims cut; stderr is for progress
-    if HOSTILE_PEER_DIR not in sys.path:
-        sys.path.insert(0, HOSTILE_PEER_DIR)
-    import hostile_peer
+    from benchmarks import mallory
 
-    repertoire = _repertoire(hostile_peer, bytes.fromhex(soak.space))
+    repertoire = _repertoire(mallory, bytes.fromhex(soak.space))
     kinds = sorted(repertoire)
-    threads.append(threading.Thread(target=_hostile, args=(soak, hostile_peer, repertoire), daemon=True))
+    threads.append(threading.Thread(target=_hostile, args=(soak, mallory, repertoire), daemon=True))
     threads[-1].start()
     log(f"soak: {len(soak.running)} daemons share space {soak.space[:12]}; {intervals} intervals of {SAMPLE_INTERVAL_S:.0f} s")
 

@@ -19,7 +19,7 @@ import pytest
 
 import protocol.ingest
 import protocol.replicator
-from hostile_peer import (
+from benchmarks.mallory import (
     closed_by_peer,
     document_reply,
     forked_pair,

@@ -14,7 +14,7 @@ import trio
 
 from api_helpers import connect, distspace
 from e2e_helpers import Client, addr, client, create_space, daemon, join, wait_converged
-from hostile_peer import ATTACKS, OFFENSES, attack, mallory
+from benchmarks.mallory import ATTACKS, OFFENSES, attack, mallory
 
 
 async def test_three_daemons_converge_and_a_killed_one_catches_up(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import multiaddr
 import trio
 
-from hostile_peer import ATTACKS, attack, closed_by_peer, hello, mallory
+from benchmarks.mallory import ATTACKS, attack, closed_by_peer, hello, mallory
 from libp2p.peer.id import ID
 from node.discovery import PEERSTORE_FILE
 from node.errors import NodeError

@@ -10,7 +10,7 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
-from hostile_peer import ATTACKS, OFFENSES, attack, closed_by_peer, hello, mallory, mallory_stream
+from benchmarks.mallory import ATTACKS, OFFENSES, attack, closed_by_peer, hello, mallory, mallory_stream
 from node.errors import NodeError
 from node.events import SessionOpened
 from node.host import SYNC_PROTOCOL, open_host

@@ -1,7 +1,8 @@
 """Mallory: a raw libp2p client (no Network, no Replicator) and the attacks she sends.
 
-Shared by the in-process tests (test_sync_hostile.py, test_attacks_well_formed.py), the daemon
-tests (test_e2e_daemons.py) and the soak benchmark. Each attack is the exact bytes Mallory
+Shared by the in-process tests (tests/node: test_sync_hostile.py, test_attacks_well_formed.py,
+test_hostile_slots.py), the daemon tests (test_e2e_daemons.py) and the hostile and soak
+benchmarks, so each measures exactly the attack the tests run. Each attack is the exact bytes Mallory
 writes on a sync stream. The garbage attacks are bytes no decoder takes; the well-formed ones
 (built below with the project's own encoders) are valid CBOR, valid signatures and valid
 Automerge, and break only a rule only a careful receiver checks.
