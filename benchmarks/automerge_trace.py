@@ -90,7 +90,7 @@ def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 @benchmark("automerge_trace")
 def automerge_trace(options: RunOptions) -> Iterator[Figure]:
     limit = QUICK_PATCHES if options.quick else None
-    binary, trace_path = native_replay_binary(), trace_path("sequential", TRACE)
+    binary, trace_file = native_replay_binary(), trace_path("sequential", TRACE)
     limit_args = [str(limit)] if limit else []
     for mode in MODES:
         our_runs, native_runs = [], []
@@ -98,7 +98,7 @@ def automerge_trace(options: RunOptions) -> Iterator[Figure]:
             log(f"automerge_trace {mode} run {run}/{options.repeat}: binding")
             our_runs.append(run_python_workload(replay_through_binding, trace=TRACE, mode=mode, limit=limit))
             log(f"automerge_trace {mode} run {run}/{options.repeat}: native ({binary.name})")
-            native_runs.append(run_json_process([str(binary), str(trace_path), mode, *limit_args]))
+            native_runs.append(run_json_process([str(binary), str(trace_file), mode, *limit_args]))
         ours, native = best_of(our_runs), best_of(native_runs)
         if ours["patches"] != native["patches"]:
             raise ReplayMismatch(f"binding replayed {ours['patches']} patches, native {native['patches']}")

@@ -15,6 +15,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,7 @@ def parked_workload(parked: int, frames: int) -> dict[str, Any]:
                 document.commit(None, time=NOW_MS // 1000)
                 frame = signed_batch(victim.mallory, victim.space, doc, document.get_changes([])[-1:])
                 victim.now_ms += 1
-                costs.append(_cpu_ms(lambda frame=frame: victim.receive(frame)))
+                costs.append(_cpu_ms(partial(victim.receive, frame)))
             costs.sort()
             results[f"{label}_p50_ms"] = costs[len(costs) // 2]
     return results

@@ -42,6 +42,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -141,7 +142,8 @@ class _Nodes:
         self.networks.pop(name)
 
     def addr(self, name: str) -> str:
-        return self.networks[name].addrs()[0]
+        addr: str = self.networks[name].addrs()[0]
+        return addr
 
 
 def _unguarded() -> Any:
@@ -225,7 +227,8 @@ def _splicer(repo: Any, space: bytes, path: str) -> Callable[[str], bytes]:
 
 
 def _newest_local(repo: Any, space: bytes, doc: bytes) -> bytes:
-    return next(t.change_hash for t in repo.tips(space, doc) if t.author == repo.identity.public_key)
+    newest: bytes = next(t.change_hash for t in repo.tips(space, doc) if t.author == repo.identity.public_key)
+    return newest
 
 
 async def _bursts(repo: Any, splice: Callable[[str], bytes], changes: int) -> bytes:
@@ -259,6 +262,10 @@ class _Arrivals:
                 self.at.setdefault(change_hash, {})[name] = now
 
         repo.subscribe(on_event)
+
+    def reached(self, change_hash: bytes, names: set[str]) -> bool:
+        """Whether the change is in every named node's store."""
+        return names <= self.at.get(change_hash, {}).keys()
 
 
 # ----- workloads (each in a fresh process) -----
@@ -345,7 +352,7 @@ def mesh(nodes_count: int, rates_per_s: list[float], seconds: float) -> dict[str
             # Each edge is dialled by its higher-numbered end, towards a node already up.
             await nodes.start(name, tuple(nodes.addr(names[low]) for low, high in _mesh_edges(nodes_count) if high == i))
         for repo in repos:
-            await _until(lambda repo=repo: Workspace(repo, space).exists("shared.txt"))
+            await _until(partial(Workspace(repo, space).exists, "shared.txt"))
         arrivals = _Arrivals()
         for name, repo in zip(names, repos):
             arrivals.watch(name, repo)
@@ -365,7 +372,7 @@ def mesh(nodes_count: int, rates_per_s: list[float], seconds: float) -> dict[str
             latencies = []
             for change, author, began in made:
                 others = {n for j, n in enumerate(names) if j != author}
-                await _until(lambda change=change, others=others: others <= set(arrivals.at.get(change, {})))
+                await _until(partial(arrivals.reached, change, others))
                 latencies.append((max(arrivals.at[change][n] for n in others) - began) * 1000)
             return latencies
 
@@ -575,7 +582,7 @@ def daemon_mesh(nodes_count: int, rate_per_s: float, seconds: float) -> dict[str
         for home in homes[1:]:
             _cli(home, "join", made["space_id"], "--genesis", made["genesis"])
         try:
-            ready = []
+            ready: list[dict[str, Any]] = []
             for i, home in enumerate(homes):
                 peers = [ready[low]["addrs"][0] for low, high in _mesh_edges(nodes_count) if high == i]
                 daemons.append(_start_daemon(home, peers))

@@ -343,7 +343,8 @@ def _trace_ingest(options: RunOptions) -> Iterator[Figure]:
         name = f"trace_ingest.batch_{batch}"
 
         def rate(runs: list[dict[str, Any]], key: str) -> int:
-            return round(edits / min(run[key] for run in runs))
+            fastest_s: float = min(run[key] for run in runs)
+            return round(edits / fastest_s)
 
         yield Figure(f"{name}.edits", edits, "changes")
         yield Figure(f"{name}.receive_rate", rate(ours, "receive_s"), "changes/s", "automerge_sync", rate(theirs, "receive_s"))

@@ -51,7 +51,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
@@ -471,9 +471,10 @@ def _repertoire(mallory: Any, space: bytes) -> dict[str, Callable[[str], bytes]]
     def self_fork(key: str) -> bytes:
         identity = mallory.mallory(key)
         halves = mallory.forked_pair(identity, native.Document())
-        return mallory.hello(key, space) + b"".join(
+        frames: bytes = mallory.hello(key, space) + b"".join(
             mallory.signed_batch(identity, space, doc_of(key), [half]) for half in halves
         )
+        return frames
 
     well_formed: dict[str, Callable[[str], bytes]] = {
         "self-fork": self_fork,
@@ -547,7 +548,7 @@ def _hostile(soak: _Soak, mallory: Any, repertoire: dict[str, Callable[[str], by
 # ----- the run -----
 
 
-def _slope_per_hour(points: list[tuple[float, float]]) -> float:
+def _slope_per_hour(points: Sequence[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, value) points, per hour."""
     mean_t = sum(t for t, _ in points) / len(points)
     mean_v = sum(v for _, v in points) / len(points)
@@ -652,8 +653,8 @@ def _run(soak: _Soak, intervals: int, threads: list[threading.Thread]) -> Iterat
             yield Figure(f"edit_latency_p99_ms.{phase}@{t}s", round(_p(values, 0.99), 2), "ms")
         shown = [value for values in got.values() for value in values]
         samples = soak.sample()
-        for name, values in samples.items():
-            for key, value in values.items():
+        for name, sample in samples.items():
+            for key, value in sample.items():
                 series.setdefault((name, key), []).append((t, value, soak.lifetimes[name]))
                 yield Figure(f"{name}.{key}@{t}s", value, _unit(key))
         log(

@@ -163,14 +163,14 @@ class Peer:
         return lines[-1] if lines else "(no log)"
 
 
-def until(what: str, check: Callable[[], bool], watch: Peer) -> None:
-    """Wait until ``check`` holds, re-checking at each notification of ``watch`` and every POLL_S.
+def until(what: str, check: Callable[[Peer], bool], watch: Peer) -> None:
+    """Wait until ``check(watch)`` holds, re-checking at each notification of ``watch`` and every POLL_S.
 
     Raises:
         DemoFailed: it did not hold within STEP_TIMEOUT_S.
     """
     deadline = time.monotonic() + STEP_TIMEOUT_S
-    while not check():
+    while not check(watch):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise DemoFailed(f"{what} did not happen within {STEP_TIMEOUT_S:.0f} s")
@@ -232,7 +232,8 @@ def snapshot(peer: Peer, space: str) -> Json:
 
 
 def _text(state: Json, path: str) -> str | None:
-    return state["files"].get(path, {}).get("text")
+    text: str | None = state["files"].get(path, {}).get("text")
+    return text
 
 
 def same(states: list[Json]) -> bool:
@@ -318,7 +319,7 @@ def _scenario(show: Show, alice: Peer, bob: Peer, ada: Peer) -> Json:
     bob.start(alice.addrs)
     ada.start([*alice.addrs, *bob.addrs])
     for peer in everyone:
-        until(f"{peer.name} connected to both others", lambda peer=peer: len(peer.call("node.peers")["peers"]) == 2, peer)
+        until(f"{peer.name} connected to both others", lambda peer: len(peer.call("node.peers")["peers"]) == 2, peer)
         names[peer.peer_id] = peer
         show.done(f"{peer.label:<14} peer {_short(peer.peer_id)}  on {peer.addrs[0].split('/p2p/')[0]}")
 
@@ -328,7 +329,7 @@ def _scenario(show: Show, alice: Peer, bob: Peer, ada: Peer) -> Json:
     for peer in (bob, ada):
         peer.call("space.join", space_id=space, peers=alice.addrs)
     for peer in (bob, ada):
-        until(f"{peer.name} fetched the space", lambda peer=peer: any(s["space_id"] == space for s in peer.call("space.list")["spaces"]), peer)
+        until(f"{peer.name} fetched the space", lambda peer: any(s["space_id"] == space for s in peer.call("space.list")["spaces"]), peer)
         show.done(f"{peer.name} joined")
     for peer in everyone:
         peer.call("subscribe.tree", space=space)
@@ -336,7 +337,7 @@ def _scenario(show: Show, alice: Peer, bob: Peer, ada: Peer) -> Json:
     show.step("Alice writes greet.py; then all three edit it at the same moment, and each adds a file")
     alice.call("fs.write", space=space, path="greet.py", text=BASE, parents=False, message="alice: first greet.py")
     for peer in (bob, ada):
-        until(f"{peer.name} received greet.py", lambda peer=peer: _text(snapshot(peer, space), "greet.py") == BASE, peer)
+        until(f"{peer.name} received greet.py", lambda peer: _text(snapshot(peer, space), "greet.py") == BASE, peer)
 
     def alice_edits() -> None:
         splice_at(alice, space, "greet.py", '"Hello, "', '"Hi, "', replace=True)
@@ -408,7 +409,7 @@ def _scenario(show: Show, alice: Peer, bob: Peer, ada: Peer) -> Json:
 
 
 def _wait_converged(peers: list[Peer], space: str, what: str) -> None:
-    until(what, lambda: same([snapshot(peer, space) for peer in peers]), peers[1])
+    until(what, lambda _watched: same([snapshot(peer, space) for peer in peers]), peers[1])
 
 
 def _print_peers(console: Console, peers: list[Peer], states: dict[str, Json], verified: dict[str, bool]) -> None:

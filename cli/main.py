@@ -164,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        status: int = args.run(args)
+        return status
     except UsageError as error:
         command: argparse.ArgumentParser = args.parser
         command.error(str(error))  # exits 2

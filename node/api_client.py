@@ -83,7 +83,8 @@ class ApiClient:
             elif message["id"] == request_id:
                 if "error" in message:
                     raise rpc.RpcError.from_json(message["error"])
-                return message["result"]
+                result: dict[str, Any] = message["result"]
+                return result
             elif message["id"] is None and "error" in message:  # refused before it was read (auth, size)
                 raise rpc.RpcError.from_json(message["error"])
 

@@ -279,10 +279,11 @@ class MdnsDiscovery:
                 except trio.RunFinishedError:
                     pass
 
-        if self._interfaces is None:
+        interfaces = self._interfaces
+        if interfaces is None:
             zeroconf = await trio.to_thread.run_sync(Zeroconf)
         else:
-            zeroconf = await trio.to_thread.run_sync(lambda: Zeroconf(interfaces=self._interfaces, ip_version=IPVersion.V4Only))
+            zeroconf = await trio.to_thread.run_sync(lambda: Zeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only))
         self._zeroconf = zeroconf
         browser = None
         try:

@@ -62,7 +62,7 @@ class EventBus:
 
         def unlisten() -> None:
             if callback in listeners:
-                listeners.remove(callback)  # type: ignore[arg-type]
+                listeners.remove(callback)
 
         return unlisten
 

@@ -165,7 +165,7 @@ class FrameStream:
         yamux and QUIC keep our read side open; WebRTC streams have no half-close and close both.
         """
         try:
-            await self._stream.close_write()
+            await self._stream.close_write()  # type: ignore[attr-defined]  # on every stream class libp2p gives us, not on INetStream
         except Exception as error:
             raise StreamResetError(f"close failed: {error!r}", peer_id=self.peer_id) from error
 

@@ -155,7 +155,7 @@ def build_libp2p_host(identity: Identity) -> IHost:
     host = new_host(
         key_pair=key_pair,
         sec_opt={NOISE_PROTOCOL_ID: noise},
-        muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
+        muxer_opt={YAMUX_PROTOCOL_ID: Yamux},  # type: ignore[dict-item]  # libp2p's TProtocol is a NewType of str
         transports=[
             TCP(),
             QUICTransport(private_key, config=QUICTransportConfig(STREAM_READ_TIMEOUT=QUIC_STREAM_READ_TIMEOUT_S)),
@@ -361,7 +361,7 @@ async def open_host(
                 # libp2p's auto-connector redials every peer in the peerstore (aiming at 150
                 # connections, every 10 s while below 50): reconnect policy is the node's, and a
                 # peer we dropped for misbehaving must stay dropped.
-                await libp2p_host.get_network().auto_connector.stop()
+                await libp2p_host.get_network().auto_connector.stop()  # type: ignore[attr-defined]  # Swarm's, not INetworkService's
                 listening = libp2p_host.get_transport_addrs()
                 if len(listening) < len(addrs):
                     raise HostStartError(

@@ -210,7 +210,7 @@ class Keepers:
             if peer.is_up:
                 return
             peer_id = ID.from_base58(peer.peer_id)
-            host.libp2p.get_network().unblock_peer(peer_id)
+            host.libp2p.get_network().unblock_peer(peer_id)  # type: ignore[attr-defined]  # Swarm's, not INetworkService's
             host.libp2p.get_peerstore().clear_addrs(peer_id)
             peer.dialled = True
             peer.make_known()

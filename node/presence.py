@@ -101,7 +101,7 @@ class PresenceUpdate:
                 and _optional(selection, lambda v: isinstance(v, list) and len(v) == 2 and all(map(_count, v)))
             ):
                 anchor_head = tuple(selection[0]) if selection else None
-                return cls(space, client, _first(path), _first(cursor), anchor_head, _first(name), removed)  # type: ignore[arg-type]
+                return cls(space, client, _first(path), _first(cursor), anchor_head, _first(name), removed)
         raise WireError("malformed presence message")
 
 

@@ -69,6 +69,7 @@ from protocol.errors import LocalProtocolError
 from protocol.events import (
     Action,
     Applied,
+    ConnId,
     Connected,
     ConnectionLost,
     DataReceived,
@@ -263,7 +264,7 @@ class SyncDriver:
         )
         self._rng = rng or random.Random()
         self.replicator = self._new_replicator()
-        self._conns: dict[int, _Conn] = {}
+        self._conns: dict[ConnId, _Conn] = {}
         self._next_conn = 0
         self._pending: deque[Event] = deque()
         self._busy = False
@@ -664,7 +665,7 @@ class SyncDriver:
         except Exception:
             # A bug: contain it to the connection. (A store failure also fails the group.)
             self._failed("handle_failures", "sync.handle_failed", event=type(event).__name__)
-            conn = self._conns.get(getattr(event, "conn", None))  # type: ignore[arg-type]
+            conn = self._conns.get(getattr(event, "conn", None))
             if conn is not None and not isinstance(event, ConnectionLost):
                 self._lose(conn, "internal error", graceful=False)
         return []
@@ -680,7 +681,7 @@ class SyncDriver:
     def _perform(self, action: Action) -> None:
         match action:
             case Send():
-                conn = self._conns.get(action.conn)  # type: ignore[arg-type]
+                conn = self._conns.get(action.conn)
                 if conn is None or conn.closing is not None:
                     return
                 conn.queue.append(action.data)
@@ -690,14 +691,14 @@ class SyncDriver:
                     self.stats["slow_peer_disconnects"] += 1
                     self._lose(conn, f"slow peer: more than {self.limits.send_queue_bytes_max} bytes queued", graceful=False)
             case Disconnect():
-                conn = self._conns.get(action.conn)  # type: ignore[arg-type]
+                conn = self._conns.get(action.conn)
                 if conn is None:
                     return
                 conn.known = False  # the Replicator has already forgotten it
                 log(logger, "sync.disconnect", peer_id=conn.peer_id, reason=action.reason)
                 self._lose(conn, action.reason, graceful=True)
             case SetTimer():
-                conn = self._conns.get(action.conn)  # type: ignore[arg-type]
+                conn = self._conns.get(action.conn)
                 if conn is None:
                     return
                 conn.timer_at_ms = action.at_ms
@@ -705,11 +706,11 @@ class SyncDriver:
                 if scope is not None and action.at_ms / 1000 < scope.deadline:
                     scope.deadline = action.at_ms / 1000
             case Applied():
-                conn = self._conns.get(action.conn)  # type: ignore[arg-type]
+                conn = self._conns.get(action.conn)
                 self.stats["changes_applied"] += len(action.hashes)
                 self._emit(ChangesApplied(conn.peer_id if conn else None, action.space, action.doc, len(action.hashes)))
             case PeerPenalized():
-                conn = self._conns.get(action.conn)  # type: ignore[arg-type]
+                conn = self._conns.get(action.conn)
                 peer_id = conn.peer_id if conn else peer_id_of(action.peer)
                 log(
                     logger, "sync.penalized", logging.WARNING,

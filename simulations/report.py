@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: files only, the same on every machine
 
 from matplotlib import pyplot  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from simulations.metrics import GOSSIP_ANCHOR_MS  # noqa: E402
 from simulations.simulator import Result  # noqa: E402
@@ -81,7 +82,7 @@ def _bandwidth(result: Result, title: str, path: Path) -> None:
     _save(figure, path)
 
 
-def _save(figure: pyplot.Figure, path: Path) -> None:
+def _save(figure: Figure, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=DPI)
     pyplot.close(figure)

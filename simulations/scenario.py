@@ -320,7 +320,7 @@ def build(cls: type[T], table: Mapping[str, Any], where: str) -> T:
 
 
 def _value(hint: Any, value: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build(hint, value, where)
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, list):
