@@ -19,6 +19,9 @@ import {
 } from "@automerge/automerge-repo-network-websocket"
 import WebSocket, { WebSocketServer } from "ws"
 
+// stdout carries the protocol; automerge-repo logs some errors with console.log.
+console.log = console.info = (...items) => console.error("[automerge-repo peer]", ...items)
+
 const { values: args } = parseArgs({ options: { dir: { type: "string" } } })
 const LETTERS = "abcdefghijklmnopqrstuvwxyz ,.;()"
 const TOKEN = /<(\d{6})>/g
@@ -56,11 +59,12 @@ repo.networkSubsystem.on("peer-disconnected", ({ peerId }) =>
   say({ ev: "peer-disconnected", peer: peerId })
 )
 const dialled = []
-let handle = null
+const handles = {} // by name: "main" is reported on, others (a warm-up) only answer commands
 let reporting = true // off while this peer makes many changes of its own, which nobody awaits
 
-function watch(found) {
-  handle = found
+function watch(handle, doc) {
+  handles[doc] = handle
+  if (doc !== "main") return { doc, heads: heads(handle) }
   handle.on("heads-changed", () => reporting && say({ ev: "change", heads: heads(handle) }))
   handle.on("change", ({ patches }) => {
     if (!reporting) return
@@ -70,6 +74,7 @@ function watch(found) {
         for (const match of patch.value.matchAll(TOKEN)) tokens.push(Number(match[1]))
     if (tokens.length) say({ ev: "change", heads: heads(handle), tokens })
   })
+  return { doc, heads: heads(handle) }
 }
 
 // A small seeded generator, so both sides' offline typing is reproducible.
@@ -84,13 +89,12 @@ function random(seed) {
 const yieldToLoop = () => new Promise(resolve => setImmediate(resolve))
 
 const commands = {
-  async create({ text }) {
-    watch(repo.create({ text }))
-    return { url: handle.url, heads: heads(handle) }
+  async create({ text, doc = "main" }) {
+    const handle = repo.create({ text })
+    return { url: handle.url, ...watch(handle, doc) }
   },
-  async open({ url }) {
-    watch(await repo.find(url))
-    return { heads: heads(handle) }
+  async open({ url, doc = "main" }) {
+    return watch(await repo.find(url), doc)
   },
   async dial({ port }) {
     const adapter = new WebSocketClientAdapter(`ws://127.0.0.1:${port}`, 1000)
@@ -103,10 +107,11 @@ const commands = {
     return {}
   },
   async splice({ position, text }) {
-    handle.change(doc => A.splice(doc, ["text"], position, 0, text))
+    handles.main.change(doc => A.splice(doc, ["text"], position, 0, text))
     return null // no reply: the edit is timed from when it was sent
   },
   async type({ count, seed }) {
+    const handle = handles.main
     // Random letters at random places, one change each, as a person typing offline.
     const next = random(seed)
     let length = handle.doc().text.length
@@ -118,21 +123,22 @@ const commands = {
     }
     return { heads: heads(handle) }
   },
-  async burst({ count, group }) {
+  async burst({ count, group, doc = "main" }) {
+    const handle = handles[doc]
     // Single-letter changes as fast as possible, yielding to the event loop after each group.
     const started = performance.now()
     for (let i = 0; i < count; i++) {
       handle.change(doc => A.splice(doc, ["text"], 0, 0, LETTERS[i % LETTERS.length]))
       if ((i + 1) % group === 0) await yieldToLoop()
     }
-    return { heads: heads(handle), commit_s: (performance.now() - started) / 1000 }
+    return { doc, heads: heads(handle), commit_s: (performance.now() - started) / 1000 }
   },
   async report({ on }) {
     reporting = on
     return {}
   },
-  async heads() {
-    return { heads: heads(handle) }
+  async heads({ doc = "main" }) {
+    return { doc, heads: heads(handles[doc]) }
   },
   async bytes() {
     return { sent: bytesSent }
