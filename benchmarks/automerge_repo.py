@@ -58,6 +58,7 @@ Needs ``npm ci --prefix benchmarks/automerge_repo_js`` first (CI does not run th
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import random
@@ -198,24 +199,32 @@ class _Peers:
             lows = [low for low, high in edges if high == i]
             for low in lows:
                 peer.call("dial", port=self.peers[low].port)
-            self.wait(lambda peer=peer, lows=lows: len(peer.peers) >= len(lows))
+            self.wait(functools.partial(_connected, peer, len(lows)), "connected")
             peer.call("open", url=made["url"])
-        self.wait(self.converged)
+        self.wait(self.converged, "the same heads")
 
     def _stop(self) -> None:
         for peer in self.peers:
             peer.stop()
 
-    def wait(self, predicate: Callable[[], bool], timeout_s: float = CONVERGE_TIMEOUT_S) -> None:
+    def wait(self, predicate: Callable[[], bool], what: str, timeout_s: float = CONVERGE_TIMEOUT_S) -> None:
         with self.changed:
             if not self.changed.wait_for(lambda: predicate() or any(peer.gone for peer in self.peers), timeout_s):
-                raise PeerFailed(f"automerge-repo peers did not reach {predicate.__name__} within {timeout_s} s")
+                raise PeerFailed(f"automerge-repo peers did not reach {what} within {timeout_s} s")
             if not predicate():
                 raise PeerFailed("an automerge-repo peer exited or wrote a line that is not JSON")
 
     def converged(self) -> bool:
         """Every peer's last reported heads are the same."""
         return all(peer.heads == self.peers[0].heads for peer in self.peers)
+
+
+def _connected(peer: _Peer, count: int) -> bool:
+    return len(peer.peers) >= count
+
+
+def _all_hold(peers: list[_Peer], token: int) -> bool:
+    return all(token in peer.tokens for peer in peers)
 
 
 def _hub_edges(count: int) -> set[tuple[int, int]]:
@@ -244,7 +253,7 @@ def automerge_edits(nodes_count: int, rate_per_s: float, seconds: float, topolog
         latencies = []
         for k, (author, began) in sent.items():
             others = [peer for j, peer in enumerate(peers) if j != author]
-            group.wait(lambda k=k, others=others: all(k in peer.tokens for peer in others), 60)
+            group.wait(functools.partial(_all_hold, others, k), f"edit {k} everywhere", 60)
             latencies.append((max(peer.tokens[k] for peer in others) - began) * 1000)
     return {"p50_ms": statistics.median(latencies), "p99_ms": ours._p(latencies, 0.99), "edits": len(latencies)}
 
@@ -256,7 +265,7 @@ def automerge_reconnect(divergent: int) -> dict[str, Any]:
         group = _Peers(stack, 2, {(0, 1)})
         alice, bob = group.peers
         bob.call("hangup")
-        group.wait(lambda: not alice.peers and not bob.peers)
+        group.wait(lambda: not alice.peers and not bob.peers, "parted")
         for peer in (alice, bob):
             peer.call("report", on=False)
         alice.send("type", count=divergent, seed=12)
@@ -269,10 +278,10 @@ def automerge_reconnect(divergent: int) -> dict[str, Any]:
         sent_before = [peer.call("bytes")["sent"] for peer in (alice, bob)]
         started = time.monotonic()
         bob.call("dial", port=alice.port)
-        group.wait(group.converged)
+        group.wait(group.converged, "the same heads")
         elapsed = max(alice.heads_at, bob.heads_at) - started
         time.sleep(0.1)  # as node.reconnect: the last acknowledgements, for the byte counts
-        to_bob, to_alice = (peer.call("bytes")["sent"] - before for peer, before in zip((alice, bob), sent_before))
+        to_bob, to_alice = (peer.call("bytes")["sent"] - before for peer, before in zip((alice, bob), sent_before, strict=True))
     return {"time_s": elapsed, "bytes_to_bob": to_bob, "bytes_to_alice": to_alice}
 
 
@@ -295,7 +304,7 @@ def automerge_throughput(changes: int, warmup: int = 0) -> dict[str, Any]:
         alice.call("report", on=False)
         started = time.monotonic()
         done = alice.call("burst", count=changes, group=ours.SENDER_BURST)
-        group.wait(lambda: bob.heads == done["heads"])
+        group.wait(lambda: bob.heads == done["heads"], "the sender's heads")
         live_s = bob.heads_at - started
     return {"changes": changes, "sender_commits_per_s": changes / done["commit_s"], "live_per_s": changes / live_s}
 
