@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JS_DEPS := tests/native/js/node_modules/.package-lock.json
 
-.PHONY: demo test install
+.PHONY: demo test install lint
 
 demo: $(INSTALLED)
 	$(BIN)/distspace demo
@@ -14,6 +14,21 @@ test: $(INSTALLED) $(JS_DEPS)
 	$(BIN)/python -m pytest
 
 install: $(INSTALLED)
+
+# Style and types (ruff, mypy --strict; settings in pyproject.toml). .ci/run runs it before the tests.
+LINT_TOOLS := ruff==0.17.6 mypy==2.4.1
+LINTERS := $(VENV)/.linters
+
+lint: $(LINTERS)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# trio-typing (a dependency of libp2p) installs stubs written for trio 0.2x as `trio-stubs`; mypy
+# prefers stubs to a package's own types, and trio has shipped its own (py.typed) since 0.22.
+$(LINTERS): $(INSTALLED)
+	$(BIN)/python -m pip install -q $(LINT_TOOLS)
+	rm -rf "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/trio-stubs"
+	touch $@
 
 $(INSTALLED): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
