@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from cli_helpers import DISTSPACE, Cli
 
 COMMANDS = (

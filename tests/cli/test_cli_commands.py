@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import DISTSPACE, MODES, Cli, node
 
+from cli_helpers import DISTSPACE, MODES, Cli, node
 from protocol.identity import Identity
 
 

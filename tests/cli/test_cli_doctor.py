@@ -8,11 +8,10 @@ from pathlib import Path
 
 import native
 from cli_helpers import Cli, node
+from node.home import NodeHome
 from protocol.identity import Identity
 from protocol.tips import SignedTip
 from store.repo import Repo
-
-from node.home import NodeHome
 from tests.node.api_helpers import running_daemon
 from tests.store.store_helpers import FILE_DOC, append, forked_pair, store_unchecked
 

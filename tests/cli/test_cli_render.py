@@ -11,9 +11,9 @@ import io
 from collections.abc import Iterator
 
 import pytest
-from cli_helpers import MODES, Cli, node
 
 from cli import render
+from cli_helpers import MODES, Cli, node
 
 # An OSC title change with BEL, a screen clear, a carriage return over the line, a C1 CSI,
 # a bidirectional override, and rich markup for a hyperlink and blinking text.

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.native.helpers import ALICE, BOB, CAROL, change_hashes, corrupted, garbage, shared_doc, snapshot, sync_pair
 from native import (
     ROOT,
     AutomergeError,
@@ -29,6 +28,7 @@ from native import (
     decode_change,
     decode_sync_message,
 )
+from tests.native.helpers import ALICE, BOB, CAROL, change_hashes, corrupted, garbage, shared_doc, snapshot, sync_pair
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

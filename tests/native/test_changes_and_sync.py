@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from tests.native.helpers import ALICE, BOB, CAROL, ERIN, change_hashes, shared_doc, sync_pair
 from native import ROOT, DecodeError, Document, InvalidOperation, SyncState, decode_change, decode_sync_message
+from tests.native.helpers import ALICE, BOB, CAROL, ERIN, change_hashes, shared_doc, sync_pair
 
 
 def chunk_heads(chunk: bytes) -> list[bytes]:
@@ -110,12 +110,17 @@ def test_a_large_change_round_trips_through_decode_and_apply() -> None:
     assert carol.text(text) == alice.text(text)
 
 
+def a_failed_edit(doc: Document, text: str) -> None:
+    with pytest.raises(InvalidOperation):
+        doc.insert(ROOT, 0, 1)
+
+
 FIRST_TRANSACTION_ENDINGS = {
     "empty commit": lambda doc, text: doc.commit(),
     "rollback": lambda doc, text: (doc.put(ROOT, "draft", 1), doc.rollback()),
     "no-op delete": lambda doc, text: doc.delete(ROOT, "absent"),
     "no-op update_text": lambda doc, text: doc.update_text(text, "hello world"),
-    "failed edit": lambda doc, text: pytest.raises(InvalidOperation, doc.insert, ROOT, 0, 1),
+    "failed edit": a_failed_edit,
     "set_actor": lambda doc, text: doc.set_actor(b"bob-2"),
 }
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.native.helpers import ACTORS, change_hashes, deliver_shuffled, shared_doc
 from native import ROOT, Document, SyncState
+from tests.native.helpers import ACTORS, change_hashes, deliver_shuffled, shared_doc
 
 KEYS = ("title", "owner", "count")
 SETTINGS = settings(max_examples=150, deadline=None)
@@ -89,7 +89,7 @@ def assert_converged(docs: list[Document], every_change: set[bytes]) -> None:
 def test_gossiped_changes_converge_whatever_the_order(rounds: list, rng: random.Random) -> None:
     group = replicas(len(rounds[0]))
     for round_ in rounds:
-        for replica, batch in zip(group, round_):
+        for replica, batch in zip(group, round_, strict=True):
             replica.edit(batch)
         for replica in group:  # partial gossip between rounds: a random sample of what others wrote
             heard = [c for other in group if other is not replica for c in other.doc.get_changes()]
@@ -147,7 +147,7 @@ def test_sync_over_a_lossy_mesh_converges_once_the_network_heals(rounds: list, l
     group = replicas(len(rounds[0]))
     mesh = LossyMesh([r.doc for r in group], iter(losses))
     for round_ in rounds:
-        for replica, batch in zip(group, round_):
+        for replica, batch in zip(group, round_, strict=True):
             replica.edit(batch)
         for _ in range(chatter):
             mesh.round()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.native.helpers import ALICE, BOB, CAROL, apply_text_patches, shared_doc
 from native import ROOT, Document, ObjectRef, decode_change
+from tests.native.helpers import ALICE, BOB, CAROL, apply_text_patches, shared_doc
 
 
 def last_change(doc: Document):
@@ -39,7 +39,7 @@ def test_set_actor_stamps_later_changes_with_the_new_actor() -> None:
 
 
 def test_save_then_load_restores_content_heads_and_takes_a_new_actor() -> None:
-    alice, text = shared_doc()
+    alice, _text = shared_doc()
     alice.put(ROOT, "blob", b"\x00\xff\x10")
     alice.commit()
     restored = Document.load(alice.save(), actor=BOB)
@@ -382,7 +382,7 @@ def test_diff_reports_map_puts_deletes_and_new_objects_with_paths() -> None:
 
 
 def test_stats_count_ops_changes_and_actors() -> None:
-    alice, text = shared_doc()
+    alice, _text = shared_doc()
     bob = alice.fork(BOB)
     bob.put(ROOT, "by", "bob")
     bob.commit()

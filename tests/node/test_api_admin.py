@@ -11,8 +11,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from api_helpers import TRANSPORTS, ApiConnection, Daemon, connect, running_daemon
 
+from api_helpers import TRANSPORTS, ApiConnection, Daemon, connect, running_daemon
 from node.rpc import INVALID_PARAMS, RpcError
 from protocol.identity import Identity
 from protocol.space import Genesis

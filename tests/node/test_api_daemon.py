@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from api_helpers import DISTSPACE, read_line, running_daemon
 
+from api_helpers import DISTSPACE, read_line, running_daemon
 from node.home import NodeHome
 
 LOGFMT = re.compile(r"^ts=\S+ level=(debug|info|warning|error) (event|logger)=\S+")

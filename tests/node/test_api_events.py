@@ -15,9 +15,9 @@ import pytest
 
 from node.api_methods import Call, dispatch
 from node.api_schema import schema
+from node.events import PeerConnected, PeerDisconnected, PeerPenalty, Presence, SessionOpened
 from node.home import NodeHome
 from node.rpc import DAEMON_REQUIRED, RpcError
-from node.events import PeerConnected, PeerDisconnected, PeerPenalty, Presence, SessionOpened
 from node.services import PRESENCE_TTL_MS, DaemonOptions, NodeServices
 from node.subscriptions import Subscriptions
 from protocol.clock import FIXED_NOW_MS as NOW_MS

@@ -10,8 +10,8 @@ import base64
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from api_helpers import TRANSPORTS, ApiConnection, Daemon, connect, daemon_with_a_space, own_directory
 
+from api_helpers import TRANSPORTS, ApiConnection, Daemon, connect, daemon_with_a_space, own_directory
 from node.rpc import INVALID_PARAMS, RpcError
 
 

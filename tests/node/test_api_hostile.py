@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import trio
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+
 from api_helpers import (  # noqa: F401 - transport is a fixture
     TRANSPORTS,
     ApiConnection,
@@ -27,8 +29,6 @@ from api_helpers import (  # noqa: F401 - transport is a fixture
     running_daemon,
     transport,
 )
-from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
-
 from node.api import MAX_PRE_AUTH_CONNECTIONS, OUTBOX_CHARS, PRE_AUTH_MESSAGE_BYTES
 from node.api_methods import MAX_LOG_LIMIT
 from node.api_schema import schema

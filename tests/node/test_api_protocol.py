@@ -11,12 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 import trio
-from api_helpers import Daemon, connect, daemon_with_a_space, transport  # noqa: F401 - transport is a fixture
 
+from api_helpers import Daemon, connect, daemon_with_a_space, transport  # noqa: F401 - transport is a fixture
 from node.api import MAX_MESSAGE_BYTES
 from node.api_client import ApiClient, ApiUnavailable
 from node.api_schema import schema
 from node.rpc import AUTH_METHOD, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UNAUTHORIZED, RpcError
+
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import trio
-from api_helpers import TRANSPORTS, ApiConnection, Daemon, connect, daemon_with_a_space, own_directory
 
+from api_helpers import TRANSPORTS, ApiConnection, Daemon, connect, daemon_with_a_space, own_directory
 from node.api import OUTBOX_MESSAGES
 
 SUBSCRIPTIONS = 1000
@@ -76,7 +76,7 @@ async def test_file_edits_rebuild_the_content(alice: ApiConnection, bob: ApiConn
     for method, params in steps:
         await bob.call(method, path=path, **params)
         heads = (await bob.call("fs.stat", path=path))["heads"]
-        for change in await until(alice, "file.changed", lambda p: p["heads"] == heads):
+        for change in await until(alice, "file.changed", lambda p, heads=heads: p["heads"] == heads):
             assert change["subscription"] == watched["subscription"] and change["path"] == path
             buffer = apply(buffer, change["edits"])
         assert buffer == (await bob.call("fs.read", path=path))["text"]

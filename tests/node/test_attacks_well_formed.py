@@ -14,9 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import native
 import pytest
 
+import native
 import protocol.ingest
 import protocol.replicator
 from benchmarks.mallory import (
@@ -40,6 +40,7 @@ from protocol.space import DOC_ID_BYTES, INDEX_DOC_ID
 from protocol.tips import SignedTip, TipSignature
 from protocol.wire import Changes, encode_frame
 from sync_helpers import FAST_SYNC, NOW_MS, Cluster, Node, cluster, genesis_of
+
 
 def penalties(node: Node, attacker: Identity) -> list[PeerPenalty]:
     return node.penalties(attacker.peer_id)
@@ -106,11 +107,11 @@ async def test_one_equivocation_told_to_two_peers_bans_neither_of_them(tmp_path:
         for node, change in ((alice, left), (bob, right)):
             async with mallory_stream("split", node.addr()) as frames:
                 await frames.send_bytes(hello("split", space) + signed_batch(attacker, space, doc, [change]))
-                await nodes.until(lambda: node.repo.doc_ids(space) == [doc])
+                await nodes.until(lambda node=node: node.repo.doc_ids(space) == [doc])
         await bob.network.connect(alice.addr())
         await nodes.until(lambda: bob.syncing_with(alice, space))
         for node in (alice, bob):
-            await nodes.until(lambda: node.network.driver.replicator.stats["changes_refused"] >= 1)
+            await nodes.until(lambda node=node: node.network.driver.replicator.stats["changes_refused"] >= 1)
         await honest_edit_crosses(nodes, alice, bob, space, "still-friends.md")
         await honest_edit_crosses(nodes, bob, alice, space, "still-friends-too.md")
         for node, other in ((alice, bob), (bob, alice)):

@@ -13,8 +13,8 @@ from pathlib import Path
 import trio
 
 from api_helpers import connect, distspace
-from e2e_helpers import Client, addr, client, create_space, daemon, join, wait_converged
 from benchmarks.mallory import ATTACKS, OFFENSES, attack, mallory
+from e2e_helpers import Client, addr, client, create_space, daemon, join, wait_converged
 
 
 async def test_three_daemons_converge_and_a_killed_one_catches_up(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from api_helpers import DISTSPACE, connect, running_daemon
 
+from api_helpers import DISTSPACE, connect, running_daemon
 from node.logs import LogfmtFormatter, event
 from node.metrics import serve_metrics
 

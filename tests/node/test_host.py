@@ -14,8 +14,6 @@ from contextlib import AsyncExitStack
 import pytest
 import trio
 
-from node.framing import MAX_FRAME_BYTES, FrameStream
-from node.host import SYNC_PROTOCOL, Host, open_host
 from node.errors import (
     AddressError,
     DialError,
@@ -28,7 +26,8 @@ from node.errors import (
     StreamResetError,
     TruncatedFrame,
 )
-from node.framing import decode_header, encode_header
+from node.framing import MAX_FRAME_BYTES, FrameStream, decode_header, encode_header
+from node.host import SYNC_PROTOCOL, Host, open_host
 from node_helpers import (
     ALICE,
     BOB,
@@ -129,7 +128,7 @@ async def test_frames_of_1_byte_to_1_mib_round_trip(pair: tuple[str, Host, Host]
 
 
 async def test_concurrent_senders_never_interleave_frames(pair: tuple[str, Host, Host]) -> None:
-    transport, alice, bob = pair
+    _transport, alice, bob = pair
     outcome = record_streams(alice, reply=False)
     size = 200_000  # several muxer chunks per frame, so unserialised writers would interleave
 
@@ -150,7 +149,7 @@ async def test_concurrent_senders_never_interleave_frames(pair: tuple[str, Host,
 
 
 async def test_oversized_frame_is_refused_with_typed_errors(pair: tuple[str, Host, Host]) -> None:
-    transport, alice, bob = pair
+    _transport, alice, bob = pair
     outcome = record_streams(alice, max_frame_bytes=SMALL_LIMIT)
     with trio.fail_after(STEP_TIMEOUT_S):
         async with await bob.open_stream(ALICE.peer_id, max_frame_bytes=SMALL_LIMIT) as frames:
@@ -170,7 +169,7 @@ async def test_oversized_frame_is_refused_with_typed_errors(pair: tuple[str, Hos
 
 
 async def test_clean_close_ends_iteration_without_error(pair: tuple[str, Host, Host]) -> None:
-    transport, alice, bob = pair
+    _transport, alice, bob = pair
     outcome = record_streams(alice, reply=False)
     with trio.fail_after(STEP_TIMEOUT_S):
         frames = await bob.open_stream(ALICE.peer_id)
@@ -192,7 +191,7 @@ async def greeted_stream(bob: Host) -> FrameStream:
 
 
 async def test_close_inside_a_frame_is_a_truncated_frame(pair: tuple[str, Host, Host]) -> None:
-    transport, alice, bob = pair
+    _transport, alice, bob = pair
     outcome = record_streams(alice)
     with trio.fail_after(STEP_TIMEOUT_S):
         frames = await greeted_stream(bob)
@@ -208,7 +207,7 @@ async def test_close_inside_a_frame_is_a_truncated_frame(pair: tuple[str, Host, 
 @pytest.mark.parametrize("pair", ["tcp"], indirect=True)  # parsed before any transport matters
 @pytest.mark.parametrize("garbage", [b"\x80" * 6, b"\x80\x00"], ids=["header-too-long", "not-shortest-form"])
 async def test_a_malformed_header_resets_the_stream(pair: tuple[str, Host, Host], garbage: bytes) -> None:
-    transport, alice, bob = pair
+    _transport, alice, bob = pair
     outcome = record_streams(alice)
     with trio.fail_after(STEP_TIMEOUT_S):
         frames = await greeted_stream(bob)
@@ -221,7 +220,7 @@ async def test_a_malformed_header_resets_the_stream(pair: tuple[str, Host, Host]
 
 
 async def test_reset_by_bob_is_a_stream_reset_for_alice(pair: tuple[str, Host, Host]) -> None:
-    transport, alice, bob = pair
+    _transport, alice, bob = pair
     outcome = record_streams(alice)
     with trio.fail_after(STEP_TIMEOUT_S):
         frames = await greeted_stream(bob)
@@ -234,7 +233,7 @@ async def test_reset_by_bob_is_a_stream_reset_for_alice(pair: tuple[str, Host, H
 
 
 async def test_reset_by_alice_is_a_stream_reset_for_bob(pair: tuple[str, Host, Host]) -> None:
-    transport, alice, bob = pair
+    _transport, alice, bob = pair
 
     async def reset_after_first_frame(frames: FrameStream) -> None:
         await frames.receive_frame()

@@ -13,14 +13,15 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import multiaddr
 import trio
+from libp2p.peer.id import ID
 
 from benchmarks.mallory import ATTACKS, attack, closed_by_peer, hello, mallory
-from libp2p.peer.id import ID
 from node.discovery import PEERSTORE_FILE
 from node.errors import NodeError
 from node.framing import FrameStream
@@ -104,7 +105,7 @@ async def test_a_trickle_that_never_completes_its_hello_is_cut_off_at_the_deadli
                         await frames.send_bytes(bytes([byte]))
                     except NodeError:
                         return
-                    await trio.sleep(TRICKLE_INTERVAL_S)  # noqa: sleep - the attack is slowness itself
+                    await trio.sleep(TRICKLE_INTERVAL_S)  # pacing, not synchronisation: the attack is slowness itself
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(trickle)
@@ -151,11 +152,14 @@ async def test_a_flood_of_fresh_keys_cannot_lock_out_a_known_peer(tmp_path: Path
         names = [f"flood-{i}" for i in range(5)]
         flood_ids = {mallory(name).peer_id for name in names}
         admitted: list[tuple[str, Host]] = []
+
+        def let_in_or_refused(peer_id: ID, refused: int) -> bool:
+            return network.is_connected(peer_id) or network.stats["connections_refused_strangers"] > refused
+
         for name in names:
             refused = network.stats["connections_refused_strangers"]
             host = await flood.enter_async_context(stranger(name, bob))
-            peer_id = mallory(name).peer_id
-            await nodes.until(lambda: network.is_connected(peer_id) or network.stats["connections_refused_strangers"] > refused)
+            await nodes.until(partial(let_in_or_refused, mallory(name).peer_id, refused))
             if network.stats["connections_refused_strangers"] == refused:
                 admitted.append((name, host))
         assert len(admitted) == options.max_peers - options.peers_reserved_known
@@ -237,8 +241,8 @@ async def test_peers_that_come_and_go_are_forgotten_beyond_the_cap(tmp_path: Pat
         for i in range(6):
             passer_by = mallory(f"passer-by-{i}").peer_id
             async with stranger(f"passer-by-{i}", bob):
-                await nodes.until(lambda: bob.network.is_connected(passer_by))
-            await nodes.until(lambda: not bob.network.is_connected(passer_by))
+                await nodes.until(lambda passer_by=passer_by: bob.network.is_connected(passer_by))
+            await nodes.until(lambda passer_by=passer_by: not bob.network.is_connected(passer_by))
         remembered = set(bob.network.keepers.peers)  # what the cap bounds: every key that ever connected
         assert len(remembered) <= options.peers_remembered_max
         assert alice.peer_id in remembered  # kept: never forgotten

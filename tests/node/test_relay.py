@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import pytest
 import trio
 
+from node.errors import RelayError
 from node.framing import FrameStream
 from node.host import SYNC_PROTOCOL, Host, hold_reservation, open_host
-from node.errors import RelayError
 from node.relay import circuit_addr, relay_limits
 from node_helpers import ALICE, BOB, CAROL, LISTEN_ADDR, RELAY, STEP_TIMEOUT_S, echo, percentiles, round_trip_ms
 

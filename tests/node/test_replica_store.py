@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import native
-
 from node.replica_store import ReplicaStore
 from protocol.clock import FIXED_NOW_MS
 from protocol.identity import Identity

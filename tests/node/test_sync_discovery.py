@@ -37,7 +37,7 @@ def test_backoff_doubles_up_to_its_cap_and_resets() -> None:
     steps_s = [1, 2, 4, 8, 8, 8]
     waits = [backoff.next() for _ in steps_s]
     assert waits == [step * jitter.uniform(0.75, 1.25) for step in steps_s]
-    assert all(0.75 <= wait / step <= 1.25 for wait, step in zip(waits, steps_s))
+    assert all(0.75 <= wait / step <= 1.25 for wait, step in zip(waits, steps_s, strict=True))
     backoff.reset()
     assert backoff.next() == 1 * jitter.uniform(0.75, 1.25)
 

@@ -30,10 +30,10 @@ async def test_attackers_are_banned_while_alice_keeps_syncing_with_bob(tmp_path:
         for round_, name in enumerate(ATTACKS):
             await attack(name, space, alice.addr())
             mallory_id = mallory(name).peer_id
-            await nodes.until(lambda: bool(alice.penalties(mallory_id)))
-            await nodes.until(lambda: mallory_id not in alice.network.host.connected_peers())
+            await nodes.until(lambda mallory_id=mallory_id: bool(alice.penalties(mallory_id)))
+            await nodes.until(lambda mallory_id=mallory_id: mallory_id not in alice.network.host.connected_peers())
             bob.workspace(space).write(f"after-{name}.txt", f"round {round_}", now_ms=NOW_MS)
-            await nodes.until(lambda: alice.workspace(space).exists(f"after-{name}.txt"))
+            await nodes.until(lambda name=name: alice.workspace(space).exists(f"after-{name}.txt"))
         offenses = {p.offense for p in alice.penalties()}
         assert offenses == set(OFFENSES.values())
         assert all(p.banned for p in alice.penalties())

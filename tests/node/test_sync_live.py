@@ -46,7 +46,7 @@ async def test_three_nodes_converge_under_concurrent_edits_and_a_restart(tmp_pat
             workspace.write(f"{name}.txt", f"{name}'s own file\n", now_ms=NOW_MS)
             for i in range(count):
                 workspace.splice("shared.txt", 0, 0, f"<{name}{i}>", now_ms=NOW_MS)
-                await trio.sleep(0)  # let the network run between keystrokes
+                await trio.lowlevel.checkpoint()  # let the network run between keystrokes
 
         async with trio.open_nursery() as typing:
             for name in ("alice", "bob", "carol"):
@@ -60,7 +60,7 @@ async def test_three_nodes_converge_under_concurrent_edits_and_a_restart(tmp_pat
         for i in range(10):
             alice.workspace(space).splice("shared.txt", 0, 0, f"[a{i}]", now_ms=NOW_MS)
             bob.workspace(space).splice("shared.txt", 0, 0, f"[b{i}]", now_ms=NOW_MS)
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
         await nodes.converged(space, ["alice", "bob"])
         carol = await nodes.start("carol", [], peers=[alice.addr()])
         await nodes.converged(space)
@@ -84,8 +84,8 @@ async def test_two_nodes_that_edited_offline_keep_every_edit(tmp_path: Path) -> 
         await nodes.stop("bob")
         for name in ("alice", "bob"):  # offline: straight into each store, as the CLI does
             from store.repo import Repo
-            from sync_helpers import identity_of
             from store.workspace import Workspace
+            from sync_helpers import identity_of
 
             with Repo.open(tmp_path / name / "store.sqlite", identity_of(name)) as repo:
                 workspace = Workspace(repo, space)

@@ -12,9 +12,9 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-import native
 import trio
 
+import native
 from node.events import ChangesApplied
 from node.local_commits import LocalCommitQueue
 from protocol.tips import coverage

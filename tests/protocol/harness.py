@@ -20,12 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import native
-
 from protocol.events import (
     Action,
     Applied,
-    ConnectionLost,
     Connected,
+    ConnectionLost,
     DataReceived,
     Disconnect,
     Event,

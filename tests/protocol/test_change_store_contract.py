@@ -16,9 +16,10 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-import native
 import pytest
 
+import native
+from harness import edits, identity_of, text_doc_id
 from node.replica_store import ReplicaStore
 from protocol.clock import FIXED_NOW_MS
 from protocol.errors import UnusableChanges
@@ -27,8 +28,6 @@ from protocol.memory import MemoryChangeStore
 from protocol.space import Genesis
 from protocol.store_api import ChangeStore
 from store.repo import Repo
-
-from harness import edits, identity_of, text_doc_id
 
 alice, bob, carol = identity_of("alice"), identity_of("bob"), identity_of("carol")
 GENESIS = Genesis.create(alice, "contract space", FIXED_NOW_MS, nonce=bytes(16))

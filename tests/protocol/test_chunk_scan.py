@@ -170,7 +170,7 @@ def rewrite_columns(body: bytes, pos: int, replace: list[dict[int, bytes]], defl
             meta.append((spec, length))
         metas.append(meta)
     out_meta, out_data = bytearray(), bytearray()
-    for meta, swaps in zip(metas, replace):
+    for meta, swaps in zip(metas, replace, strict=True):
         out_meta += uleb(len(meta))
         for spec, length in meta:
             column = body[pos : pos + length]

@@ -22,21 +22,20 @@ from __future__ import annotations
 from collections import Counter
 from itertools import count
 
-import native
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+import native
+from harness import Faults, Network, edits, identity_of, make_space, splice, text_doc_id
 from protocol.batch import pack_changes
-from protocol.events import Applied, ConnectionLost, Connected, DataReceived, Disconnect, LocalCommit
+from protocol.events import Applied, Connected, ConnectionLost, DataReceived, Disconnect, LocalCommit
 from protocol.identity import Identity
 from protocol.limits import DOCUMENT_MIN_CHANGES
 from protocol.reconcile import space_summary
 from protocol.space import DOC_ID_BYTES
 from protocol.tips import CHANGE_HASH_BYTES, SignedTip, TipSignature
 from protocol.wire import SUMMARY_BYTES, Changes, DocHeads, Encoding, Heads, Hello, Status, encode_frame, varint
-
-from harness import Faults, Network, edits, identity_of, make_space, splice, text_doc_id
 
 HONEST = ("alice", "bob", "carol")
 SMALL_DOCS = (text_doc_id("main.py"), text_doc_id("notes.md"))

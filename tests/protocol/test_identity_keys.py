@@ -7,11 +7,10 @@ import stat
 
 import pytest
 
+from harness import identity_of
 from protocol.errors import BadSignature, IdentityError, WireError
 from protocol.identity import DOMAIN_PEER_RECORD, Identity, PeerKind, PeerRecord, peer_id_of, verify_signature
 from protocol.tips import DOMAIN_TIP
-
-from harness import identity_of
 
 
 def test_key_file_is_written_owner_only_and_loads_back(tmp_path):

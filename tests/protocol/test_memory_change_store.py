@@ -4,15 +4,14 @@ tests/protocol/test_change_store_contract.py."""
 
 from __future__ import annotations
 
-import native
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import native
+from harness import edits, identity_of, make_space, text_doc_id
 from protocol.errors import LocalProtocolError
 from protocol.memory import MemoryChangeStore
-
-from harness import edits, identity_of, make_space, text_doc_id
 
 SPACE = make_space()
 DOC = text_doc_id("notes")

@@ -10,20 +10,19 @@ from __future__ import annotations
 import zlib
 from dataclasses import replace
 
-import native
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import native
+from harness import Network, edits, identity_of, make_space, text_doc_id
 from protocol import cbor
-from protocol.events import ConnectionLost, Connected, DataReceived, Disconnect, PeerPenalized, Send, TimerFired
+from protocol.events import Connected, ConnectionLost, DataReceived, Disconnect, PeerPenalized, Send, TimerFired
 from protocol.limits import DISCONNECT_SCORE, MAX_DOCS_PER_STATUS, MAX_PRE_HELLO_FRAME_BYTES, SyncConfig
 from protocol.memory import MemoryChangeStore
 from protocol.reconcile import space_summary
 from protocol.tips import SignedTip, TipSignature
 from protocol.wire import Changes, DocHeads, Encoding, Heads, Hello, Ping, Status, encode_frame, varint
-
-from harness import Network, edits, identity_of, make_space, text_doc_id
 from test_chunk_scan import CHANGE, body_of, read_uleb, uleb, with_body
 
 MAIN = text_doc_id("main.py")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import native
 import pytest
 
+import native
+from harness import identity_of, make_space
 from protocol.errors import BadSignature, InvalidActor, UnknownChange, WireError, WrongAuthor
 from protocol.space import DOC_ID_BYTES
 from protocol.tips import SignedTip, TipSignature, coverage
-
-from harness import identity_of, make_space
 
 SPACE = make_space()
 OTHER_SPACE = make_space("bob")

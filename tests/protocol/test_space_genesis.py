@@ -8,10 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness import identity_of
 from protocol.errors import BadSignature, InvalidSpaceName, ProtocolError, WireError
 from protocol.space import MAX_SPACE_NAME_CHARS, SPACE_ID_BYTES, Genesis
-
-from harness import identity_of
 
 
 def test_genesis_round_trips_and_names_a_32_byte_space():

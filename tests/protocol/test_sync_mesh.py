@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from harness import Network, edits, text_doc_id
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from harness import Network, edits, text_doc_id
 
 DOCS = [text_doc_id(name) for name in ("index", "main.py", "README")]
 NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"]

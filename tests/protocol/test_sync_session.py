@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import native
 import pytest
 
+import native
+from harness import Network, edits, identity_of, make_space, text_doc_id
 from protocol.errors import LocalProtocolError
-from protocol.events import ConnectionLost, Connected, DataReceived, Disconnect, Send, SpaceAdded
+from protocol.events import Connected, ConnectionLost, DataReceived, Disconnect, Send, SpaceAdded
 from protocol.memory import MemoryChangeStore
 from protocol.wire import Bye, FrameDecoder, Hello, Ping, Status, encode_frame
-
-from harness import Network, edits, identity_of, make_space, text_doc_id
 
 MAIN = text_doc_id("main.py")
 README = text_doc_id("README")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import zlib
 
 import cbor2
-import native
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import native
 from protocol import cbor
 from protocol.batch import decode_changes, pack_changes, plan_reply, scan_batch, unpack
 from protocol.errors import LimitExceeded, WireError
@@ -23,11 +23,11 @@ from protocol.wire import (
     FrameDecoder,
     Heads,
     Hello,
+    Message,
     Ping,
     Prune,
     Status,
     StatusRequest,
-    Message,
     decode_payload,
     encode_frame,
     encode_payload,
@@ -222,7 +222,7 @@ def test_generated_messages_round_trip_through_a_stream_cut_anywhere(sent, data)
     stream = b"".join(encode_frame(message) for message in sent)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=4)))
     decoder, received = FrameDecoder(), []
-    for start, end in zip([0, *cuts], [*cuts, len(stream)]):
+    for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
         decoder.receive_data(stream[start:end])
         while (message := decoder.next_message()) is not None:
             received.append(message)
@@ -306,7 +306,7 @@ def test_a_large_reply_is_sent_as_a_saved_document_and_unpacks_to_what_was_missi
     obj = document.put_object(native.ROOT, "text", "text")
     document.commit()
     base = document.heads()
-    for i in range(500):
+    for _ in range(500):
         document.splice_text(obj, 0, 0, "x")
         document.commit()
     missing = document.get_changes(base)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 
-import native
 import pytest
 
+import native
 from protocol.identity import Identity
 from protocol.memory import MemoryChangeStore
 from protocol.space import Genesis

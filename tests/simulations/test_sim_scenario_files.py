@@ -35,7 +35,7 @@ def test_an_unknown_option_is_refused_by_name(tmp_path: Path):
 
 
 def test_a_mistyped_value_is_refused_by_name(tmp_path: Path):
-    with pytest.raises(ScenarioError, match="workload.edits: expected int"):
+    with pytest.raises(ScenarioError, match=r"workload\.edits: expected int"):
         load_scenario(scenario_file(tmp_path, '[workload]\nedits = "many"\n'))
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 
 import native
-
 from simulations.traces import GENESIS, Editor, load_trace, reference_text, text_of
 from trace_data import needs_traces
 

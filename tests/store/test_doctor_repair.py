@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import native
 import pytest
+
+import native
 from protocol.identity import Identity
 from protocol.tips import SignedTip
 from store.errors import CorruptionError
 from store.repo import Repo
 from store.verify import ProblemKind
-
 from store_helpers import FILE_DOC, NOW_MS, OTHER_DOC, append, forked_pair, read_text, shared_space, store_unchecked, sync
 
 

@@ -8,13 +8,13 @@ skips a seq; a change whose ops name an actor the doc has never seen (Automerge 
 
 from __future__ import annotations
 
-import native
 import pytest
+
+import native
 from protocol.errors import UnusableChanges
 from protocol.tips import SignedTip
 from store.errors import InvalidInput, RefusedChanges, StoreError
 from store.repo import Repo
-
 from store_helpers import FILE_DOC, NOW_MS, append, forked_pair, read_text, shared_space, sync, without_deps
 
 

@@ -15,13 +15,11 @@ import stat
 from pathlib import Path
 
 import native
-from store import db
-from store import doc_cache, maintenance
+from store import db, doc_cache, maintenance
 from store.doc_cache import CACHED_DOC_BASE_BYTES, MAX_CACHED_DOCS
 from store.maintenance import SYNC_STATE_MAX_AGE_MS, SYNC_STATE_PRUNE_INTERVAL_MS
 from store.repo import Repo
 from store.sqlite_backend import SqliteBackend
-
 from store_helpers import FILE_DOC, NOW_MS, OTHER_DOC, append, read_text, shared_space, sync
 
 OPENED_DOCS = 5_000

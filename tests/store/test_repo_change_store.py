@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 
 import native
-
 from protocol.memory import MemoryChangeStore
 from protocol.store_api import ChangeStore
 from store.repo import Repo

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import itertools
 
-import native
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import native
 from protocol.identity import Identity
 from protocol.space import INDEX_DOC_ID, Genesis
 from protocol.tips import SignedTip
-from store.errors import ClosedError, InvalidInput, UnknownSpace
 from store import ingest
+from store.errors import ClosedError, InvalidInput, UnknownSpace
 from store.repo import Repo, RepoEvent, SpaceStored, StoreEvent
 from store_helpers import FILE_DOC, NOW_MS, OTHER_DOC, append, read_text, shared_space, sync, text_obj
 

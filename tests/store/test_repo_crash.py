@@ -28,16 +28,15 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import native
 import pytest
 
+import crash_receiver
+import crash_writer
+import native
 from protocol.identity import Identity
 from protocol.space import Genesis
 from store.repo import Repo
 from store_helpers import NOW_MS
-
-import crash_receiver
-import crash_writer
 
 TRIALS = 20
 EDITS_PER_CHILD = 1000

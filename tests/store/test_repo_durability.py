@@ -29,7 +29,7 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path: Path, alice) -> No
     connection = sqlite3.connect(path)
     connection.execute(f"PRAGMA user_version = {db.SCHEMA_VERSION + 1}")
     connection.close()
-    with pytest.raises(SchemaError, match="newer|knows up to"):
+    with pytest.raises(SchemaError, match=r"newer|knows up to"):
         Repo.open(path, alice)
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import native
 import pytest
 
+import native
 from store.errors import InvalidInput, StorageError
 from store.repo import Repo, RepoEvent, SpaceStored, StoreEvent
 from store_helpers import FILE_DOC, NOW_MS, OTHER_DOC, append, read_text, shared_space, sync

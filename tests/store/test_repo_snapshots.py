@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import native
 import pytest
 
+import native
 from protocol import cbor
 from store.blocks import CODEC_DAG_CBOR, CODEC_RAW, MAX_BLOCK_BYTES, codec_of
 from store.errors import InvalidInput, UnknownBlock

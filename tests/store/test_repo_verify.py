@@ -7,9 +7,9 @@ import dataclasses
 import sqlite3
 from pathlib import Path
 
-import native
 import pytest
 
+import native
 from store.errors import CorruptionError
 from store.records import ChangeRow, DocRow, WriteBatch
 from store.repo import Repo
@@ -55,7 +55,7 @@ def test_a_row_whose_columns_disagree_with_its_bytes_is_damaged(tmp_path: Path, 
     path = tmp_path / "alice.db"
     with Repo.open(path, alice) as repo:
         space = repo.create_space("project", NOW_MS).space_id
-        first, second = (append(repo, space, FILE_DOC, word) for word in "ab")
+        _first, second = (append(repo, space, FILE_DOC, word) for word in "ab")
     update(path, "UPDATE changes SET deps = ? WHERE hash = ?", (bytes(32), second))
 
     with Repo.open(path, alice) as repo:
