@@ -23,7 +23,6 @@ from benchmarks.measure import PhaseMemory, log, run_python_workload
 from benchmarks.registry import Figure, RunOptions, benchmark
 from protocol.clock import FIXED_NOW_MS as NOW_MS
 
-
 # The issue's example: an ~8 KB saved document that cost 8.7 s and 740 MB to load.
 BOMB_CHARS = 8_000_000
 QUICK_BOMB_CHARS = 1_000_000
@@ -77,9 +76,8 @@ def _cpu_ms(work: Callable[[], Any]) -> float:
 def bomb_workload(chars: int, receiver: str) -> dict[str, Any]:
     """The decoding bomb: its size, and what receiving it costs ``receiver`` — the Replicator
     now, or Automerge's load (what the old receiver did first with it)."""
-    from benchmarks.mallory import document_reply, mallory, splice_bomb
-
     import native
+    from benchmarks.mallory import document_reply, mallory, splice_bomb
 
     saved, _ = splice_bomb(mallory("benchmark"), chars)
     doc = hashlib.sha256(b"bomb").digest()[:16]
@@ -96,9 +94,8 @@ def bomb_workload(chars: int, receiver: str) -> dict[str, Any]:
 
 def want_workload(changes: int, wants: int) -> dict[str, Any]:
     """One doc of ``changes`` changes; Mallory asks for all of it ``wants`` times (23 bytes each)."""
-    from benchmarks.mallory import want
-
     import native
+    from benchmarks.mallory import want
 
     with tempfile.TemporaryDirectory() as directory:
         victim = _Victim(directory)
@@ -132,9 +129,8 @@ def want_workload(changes: int, wants: int) -> dict[str, Any]:
 def parked_workload(parked: int, frames: int) -> dict[str, Any]:
     """Per-frame cost of Mallory's small signed batches after she parked ``parked`` unsigned
     changes (by a throwaway key) in the same doc, beside the same frames with nothing parked."""
-    from benchmarks.mallory import signed_batch, unsigned_reply
-
     import native
+    from benchmarks.mallory import signed_batch, unsigned_reply
     from protocol.identity import Identity
     from protocol.limits import SyncConfig
 

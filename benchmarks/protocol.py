@@ -24,6 +24,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from time import perf_counter
 from typing import Any
 
@@ -263,27 +264,28 @@ def _sample_messages() -> dict[str, Message]:
     }
 
 
+def _encode_s(message: Message, rounds: int) -> float:
+    started = perf_counter()
+    for _ in range(rounds):
+        encode_frame(message)
+    return perf_counter() - started
+
+
+def _decode_s(frame: bytes, rounds: int) -> float:
+    decoder = FrameDecoder()
+    started = perf_counter()
+    for _ in range(rounds):
+        decoder.receive_data(frame)
+        decoder.next_message()
+    return perf_counter() - started
+
+
 def _codec(options: RunOptions) -> Iterator[Figure]:
     rounds = QUICK_CODEC_ROUNDS if options.quick else CODEC_ROUNDS
     for kind, message in _sample_messages().items():
         frame = encode_frame(message)
-
-        def encode() -> float:
-            started = perf_counter()
-            for _ in range(rounds):
-                encode_frame(message)
-            return perf_counter() - started
-
-        def decode() -> float:
-            decoder = FrameDecoder()
-            started = perf_counter()
-            for _ in range(rounds):
-                decoder.receive_data(frame)
-                decoder.next_message()
-            return perf_counter() - started
-
-        yield Figure(f"codec.{kind}.encode", round(_best(options.repeat, encode) / rounds * 1e6, 2), "us")
-        yield Figure(f"codec.{kind}.decode", round(_best(options.repeat, decode) / rounds * 1e6, 2), "us")
+        yield Figure(f"codec.{kind}.encode", round(_best(options.repeat, partial(_encode_s, message, rounds)) / rounds * 1e6, 2), "us")
+        yield Figure(f"codec.{kind}.decode", round(_best(options.repeat, partial(_decode_s, frame, rounds)) / rounds * 1e6, 2), "us")
         yield Figure(f"codec.{kind}.size", len(frame), "bytes")
 
 
@@ -332,6 +334,11 @@ def _ingest_automerge(patches: Sequence[tuple[int, int, str]], batch: int) -> di
 
 def _trace_ingest(options: RunOptions) -> Iterator[Figure]:
     limits = QUICK_TRACE_EDITS if options.quick else TRACE_EDITS
+
+    def rate(edits: int, runs: list[dict[str, Any]], key: str) -> int:
+        fastest_s: float = min(run[key] for run in runs)
+        return round(edits / fastest_s)
+
     for batch in BATCH_SIZES:
         replay = load_sequential(TRACE, limits[batch])
         edits = len(replay.patches)
@@ -341,14 +348,9 @@ def _trace_ingest(options: RunOptions) -> Iterator[Figure]:
         if any(run["text"] != replay.expected for run in [*ours, *theirs]):
             raise NotConverged(f"batch {batch}: a replica's text differs from the trace's")
         name = f"trace_ingest.batch_{batch}"
-
-        def rate(runs: list[dict[str, Any]], key: str) -> int:
-            fastest_s: float = min(run[key] for run in runs)
-            return round(edits / fastest_s)
-
         yield Figure(f"{name}.edits", edits, "changes")
-        yield Figure(f"{name}.receive_rate", rate(ours, "receive_s"), "changes/s", "automerge_sync", rate(theirs, "receive_s"))
-        yield Figure(f"{name}.end_to_end_rate", rate(ours, "seconds"), "changes/s", "automerge_sync", rate(theirs, "seconds"))
+        yield Figure(f"{name}.receive_rate", rate(edits, ours, "receive_s"), "changes/s", "automerge_sync", rate(edits, theirs, "receive_s"))
+        yield Figure(f"{name}.end_to_end_rate", rate(edits, ours, "seconds"), "changes/s", "automerge_sync", rate(edits, theirs, "seconds"))
         yield Figure(f"{name}.wire", round(ours[0]["bytes"] / edits, 1), "bytes/change", "automerge_sync", round(theirs[0]["bytes"] / edits, 1))
 
 

@@ -462,7 +462,6 @@ def _repertoire(mallory: Any, space: bytes) -> dict[str, Callable[[str], bytes]]
     nothing durable behind when handled right, but for a self-fork's first half (a valid change
     of hers, stored and spread: counted among the writes the store series are judged by)."""
     import native
-
     from protocol.space import DOC_ID_BYTES, INDEX_DOC_ID
 
     def doc_of(key: str) -> bytes:  # a doc of her own per key, nobody else's
@@ -517,7 +516,7 @@ def _hostile(soak: _Soak, mallory: Any, repertoire: dict[str, Callable[[str], by
             await attack(number, kind, addr)
         except NodeError:
             soak.counts["attacks_undelivered"] += 1  # the victim was stopping
-        except Exception as error:  # noqa: BLE001 - counted and shown; she goes on attacking
+        except Exception as error:  # counted and shown; she goes on attacking
             soak.counts["attacks_failed_unexpectedly"] += 1
             log(f"soak: attack {number} failed: {error!r}")
         finally:

@@ -190,7 +190,7 @@ def at_once(edits: list[Callable[[], None]]) -> None:
         try:
             barrier.wait(STEP_TIMEOUT_S)
             run()
-        except BaseException as error:  # noqa: BLE001 - handed to the main thread below
+        except BaseException as error:  # handed to the main thread below
             failures.append(error)
 
     threads = [threading.Thread(target=edit, args=(run,), daemon=True) for run in edits]

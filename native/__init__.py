@@ -8,8 +8,8 @@ subclass; a panic inside Automerge surfaces as ``AutomergeError`` instead of abo
 from native._automerge import (
     ROOT,
     AutomergeError,
-    DecodeError,
     DecodedChange,
+    DecodeError,
     Document,
     InvalidHash,
     InvalidObjectId,

@@ -1,6 +1,7 @@
 """Type stub of the Rust extension ``native._automerge`` (see ``native/src/lib.rs``)."""
 
-from typing import Any, Final, Sequence
+from collections.abc import Sequence
+from typing import Any, Final
 
 ROOT: Final[str]
 

@@ -155,7 +155,9 @@ async def serve_api(
     finally:
         server.subscriptions.close()
         services.api = {}
-        socket_path.unlink(missing_ok=True)
+        # Synchronous on purpose: one local unlink at shutdown, and an await here, in a cancelled
+        # scope, would raise Cancelled before the socket file is gone.
+        socket_path.unlink(missing_ok=True)  # noqa: ASYNC240
 
 
 def _unix_listener(path: Path) -> trio.SocketListener:
@@ -228,7 +230,7 @@ class _Server:
         async for _ in self._wake_receive:
             try:
                 self.subscriptions.flush()
-            except Exception:  # noqa: BLE001 - counted (flush_failures) and logged; the API lives on
+            except Exception:  # counted (flush_failures) and logged; the API lives on
                 self.counts["flush_failures"] += 1
                 event(log, "api.flush_failed", logging.ERROR, exc_info=True)
 
@@ -271,7 +273,7 @@ class _Server:
         """Whatever fails in one connection's handler ends that connection, never the server."""
         try:
             yield
-        except Exception:  # noqa: BLE001 - counted (connection_failures) and logged; the API lives on
+        except Exception:  # counted (connection_failures) and logged; the API lives on
             self.counts["connection_failures"] += 1
             event(log, "api.connection_failed", logging.ERROR, exc_info=True, transport=kind)
 
@@ -283,7 +285,7 @@ _COUNTERS = ("connection_failures", "flush_failures", "internal_errors", "refuse
 def _websocket_refusal(request: WebSocketRequest) -> str | None:
     """Why a handshake is refused (its Host or Origin is not loopback), or None to go on."""
     # trio-websocket 0.12 lists every header but Host, which wsproto keeps as ``Request.host``.
-    host = request._event.host  # noqa: SLF001
+    host = request._event.host
     if not loopback_host(host, getattr(request.local, "port", -1)):  # a TCP endpoint; -1 matches no Host
         return f"Host {host!r} is not this loopback port"
     origins = [value for name, value in request.headers if name.lower() == b"origin"]
@@ -478,7 +480,7 @@ class _Connection:
             return rpc.result_reply(request.id, dispatch(self._call, request.method, request.params))
         except rpc.RpcError as error:
             return rpc.error_reply(request.id, error)
-        except Exception as error:  # noqa: BLE001 - a bug in a handler: count and log it, answer, keep serving
+        except Exception as error:  # a bug in a handler: count and log it, answer, keep serving
             self._server.counts["internal_errors"] += 1
             event(log, "api.internal_error", logging.ERROR, exc_info=True, method=request.method)
             message = f"internal error in {request.method} ({type(error).__name__}); the daemon log has the details"
@@ -492,7 +494,7 @@ class _WebSocketTransport:
     def allow(self, limit: int) -> None:
         # trio-websocket 0.12 checks each message against this attribute as it arrives (and
         # closes with 1009 above it); serve_websocket set it to PRE_AUTH_MESSAGE_BYTES.
-        self._websocket._max_message_size = limit  # noqa: SLF001
+        self._websocket._max_message_size = limit
 
     async def receive(self) -> str | bytes | None:
         try:

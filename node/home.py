@@ -167,7 +167,7 @@ class NodeHome:
     def lock(self) -> IO[str]:
         """Take the daemon lock; the returned file holds it until closed (or the process dies)."""
         self.ensure()
-        handle = open(self.lock_file, "a+")  # noqa: SIM115 - the open file *is* the lock
+        handle = open(self.lock_file, "a+")  # the open file *is* the lock
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as error:

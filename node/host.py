@@ -56,8 +56,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "LOOPBACK_LISTEN_ADDRS",
     "SYNC_PROTOCOL",
-    "Host",
     "UNKNOWN_ADDRESS",
+    "Host",
     "StreamHandler",
     "address_key",
     "build_libp2p_host",

@@ -69,9 +69,9 @@ from protocol.errors import LocalProtocolError
 from protocol.events import (
     Action,
     Applied,
-    ConnId,
     Connected,
     ConnectionLost,
+    ConnId,
     DataReceived,
     Disconnect,
     Event,

@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import native
-
 from protocol import cbor
 from protocol.chunk_scan import ChunkCounts, scan_change, scan_document
 from protocol.errors import LimitExceeded, OverLimit, WireError

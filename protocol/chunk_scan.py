@@ -330,7 +330,7 @@ def _document_ops(changes: _ColumnWalk, change_count: int) -> int:
         raise WireError("a document's max_op is out of range")
     total = 0
     next_dep = 0
-    for max_op, count in zip(max_ops, dep_counts):
+    for max_op, count in zip(max_ops, dep_counts, strict=True):
         if count == 1:
             floor = max_ops[deps[next_dep]]
         elif count:
@@ -445,7 +445,7 @@ def _column_specs(data: bytes, pos: int, end: int) -> tuple[list[tuple[int, int]
         raise WireError("more columns than bytes to describe them")
     packed = data[pos : pos + 2 * count]
     if not packed or max(packed) < 0x80:  # every spec and length one byte, as in most changes
-        specs = list(zip(packed[::2], packed[1::2]))
+        specs = list(zip(packed[::2], packed[1::2], strict=True))  # packed is 2 * count bytes: count <= (end - pos) // 2
         pos += 2 * count
     else:
         specs = []

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import native
-
 from protocol.errors import Flood, UnusableChanges
 from protocol.limits import MAX_PENDING_CHANGES, MAX_VERIFIED_TIPS
 from protocol.recent import Recent

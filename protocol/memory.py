@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import native
-
 from protocol.causal import causal_order
 from protocol.errors import LocalProtocolError, UnusableChanges
 from protocol.events import LocalCommit

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import native
-
 from protocol.tips import SignedTip
 
 

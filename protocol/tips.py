@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import native
-
 from protocol.errors import InvalidActor, UnknownChange, WireError, WrongAuthor
 from protocol.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, verify_signature
 from protocol.space import DOC_ID_BYTES, SPACE_ID_BYTES

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import native
-
 from protocol.memory import MemoryChangeStore
 from protocol.tips import SignedTip, coverage
 from simulations.errors import InvariantViolated

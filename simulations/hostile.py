@@ -14,7 +14,6 @@ from __future__ import annotations
 import random
 
 import native
-
 from protocol.batch import pack_changes
 from protocol.identity import SIGNATURE_BYTES, Identity
 from protocol.tips import SignedTip, TipSignature

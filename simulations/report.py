@@ -17,11 +17,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display: files only, the same on every machine
 
-from matplotlib import pyplot  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib import pyplot
+from matplotlib.figure import Figure
 
-from simulations.metrics import GOSSIP_ANCHOR_MS  # noqa: E402
-from simulations.simulator import Result  # noqa: E402
+from simulations.metrics import GOSSIP_ANCHOR_MS
+from simulations.simulator import Result
 
 DPI = 110
 

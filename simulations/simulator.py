@@ -33,12 +33,11 @@ from time import perf_counter
 from typing import Any
 
 import native
-
 from protocol.events import (
     Applied,
+    Connected,
     ConnectionLost,
     ConnId,
-    Connected,
     DataReceived,
     Disconnect,
     Event,

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import native
-
 from simulations.errors import TraceError
 from simulations.trace_files import Patch, read_trace, replay_str
 

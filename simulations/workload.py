@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import native
-
 from protocol.events import LocalCommit
 from protocol.identity import Identity
 from protocol.memory import Edit, MemoryChangeStore

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import native
-
 from store import snapshots, verify
 from store.backend import Backend
 from store.errors import CorruptionError

@@ -30,7 +30,6 @@ from typing import Any
 
 import native
 from protocol.space import INDEX_DOC_ID
-
 from store.errors import InvalidInput
 from store.paths import ROOT, is_within, split_path
 from store.records import Origin

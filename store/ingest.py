@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 
 import native
 from protocol.causal import causal_order
-
 from store.backend import Backend
 from store.doc_cache import CachedDoc, DocCache, DocKey
 from store.errors import RefusedChanges

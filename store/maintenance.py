@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import native
 from protocol.identity import Identity
-
 from store import snapshots
 from store.backend import Backend
 from store.errors import CorruptionError

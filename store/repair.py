@@ -27,7 +27,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import native
-
 from store import snapshots, verify
 from store.backend import Backend
 from store.blocks import checked

@@ -42,20 +42,18 @@ from protocol.errors import BadSignature, WireError
 from protocol.identity import PUBLIC_KEY_BYTES, Identity
 from protocol.space import DOC_ID_BYTES, SPACE_ID_BYTES, Genesis
 from protocol.tips import SignedTip
-
 from store import ingest, repair, snapshots, verify
 from store.backend import Backend, MemoryBackend
 from store.blocks import Block, checked, codec_of
+from store.defaults import DEFAULT_SNAPSHOT_EVERY
 from store.doc_cache import CachedDoc, DocCache, load_document
 from store.errors import (
     ClosedError,
     CorruptionError,
     InvalidInput,
-    RefusedChanges,
     StorageError,
     UnknownSpace,
 )
-from store.defaults import DEFAULT_SNAPSHOT_EVERY
 from store.maintenance import Maintainer, Maintenance
 from store.records import (
     ChangeRow,

@@ -28,7 +28,6 @@ import native
 from protocol import cbor
 from protocol.errors import BadSignature, WireError
 from protocol.identity import Identity, verify_signature
-
 from store.blocks import Block, cid_text, split_raw
 from store.errors import CorruptionError
 from store.records import DocSnapshot

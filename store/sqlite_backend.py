@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from protocol.tips import CHANGE_HASH_BYTES
-
 from store import db
 from store.backend import NOT_DURABLE_GROUP
 from store.blocks import CID_BYTES
@@ -36,8 +35,8 @@ from store.records import (
     ChangeRow,
     DocRow,
     DocSnapshot,
-    QuarantineRow,
     QuarantineKind,
+    QuarantineRow,
     SpaceSnapshot,
     SyncStateKey,
     TipRow,

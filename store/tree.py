@@ -115,7 +115,7 @@ def _stamp(object_id: str) -> Stamp | None:
     return (int(match[1]), match[2]) if match else None
 
 
-def _removed_seen(values: Sequence[object]) -> tuple[bytes, ...] | None | Literal[False]:
+def _removed_seen(values: Sequence[object]) -> tuple[bytes, ...] | Literal[False] | None:
     """The heads the removals recorded, or None when not removed, or False when malformed.
 
     Concurrent removals each leave a value (Automerge keeps them all as a conflict): what they

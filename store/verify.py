@@ -30,7 +30,6 @@ from protocol.errors import BadSignature, WireError
 from protocol.identity import PUBLIC_KEY_BYTES
 from protocol.space import Genesis
 from protocol.tips import SignedTip, coverage
-
 from store import snapshots
 from store.backend import Backend
 from store.blocks import Block, checked, cid_text

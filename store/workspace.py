@@ -27,7 +27,6 @@ from typing import Any
 import native
 from protocol.limits import MAX_FRAME_BYTES
 from protocol.space import INDEX_DOC_ID, new_doc_id
-
 from store.errors import InvalidInput
 from store.paths import ROOT, check_path, is_within, name_of, parent_of, split_path
 from store.repo import Repo

@@ -15,9 +15,9 @@ import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-import native
 import trio
 
+import native
 from node.errors import NodeError
 from node.framing import FrameStream, encode_header
 from node.host import SYNC_PROTOCOL, open_host
