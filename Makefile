@@ -4,13 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JS_DEPS := tests/native/js/node_modules/.package-lock.json
+# The TypeScript client (clients/js), built for its tests (tests/clients/test_js_client.py).
+JS_CLIENT := clients/js/dist/index.js
 
 .PHONY: demo test install lint
 
 demo: $(INSTALLED)
 	$(BIN)/distspace demo
 
-test: $(INSTALLED) $(JS_DEPS)
+test: $(INSTALLED) $(JS_DEPS) $(JS_CLIENT)
 	$(BIN)/python -m pytest
 
 install: $(INSTALLED)
@@ -38,3 +40,8 @@ $(INSTALLED): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard nati
 
 $(JS_DEPS): tests/native/js/package-lock.json
 	npm ci --silent --no-audit --no-fund --prefix tests/native/js
+
+# Its types are generated from the API schema at build, so a schema change rebuilds it.
+$(JS_CLIENT): clients/js/package-lock.json clients/js/tsconfig.json clients/js/scripts/generate_api_types.mjs node/api_schema.json $(wildcard clients/js/src/*.ts)
+	npm ci --silent --no-audit --no-fund --prefix clients/js
+	npm run --silent --prefix clients/js build
