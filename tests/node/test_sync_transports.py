@@ -33,8 +33,8 @@ async def test_two_peers_with_only_webrtc_direct_addresses_sync(tmp_path: Path) 
         alice = await nodes.start("alice", [genesis])
         assert all("webrtc-direct" in a for a in alice.network.addrs())
         bob = await nodes.start("bob", [genesis], peers=[alice.addr("webrtc-direct")])
-        # Wait for the transport, not only the session: a connection the two dial at once is
-        # deduplicated, and for a moment the session may outlive the one libp2p lists.
+        # Wait for the transport, not only the session: once, in a loaded run, the session was
+        # open while libp2p listed no connection to Alice (the cause is not pinned down yet).
         await nodes.until(lambda: bob.syncing_with(alice, space) and "webrtc-direct" in transports_of(bob, alice))
         await edits_flow_both_ways(nodes, alice, bob, space)
 
