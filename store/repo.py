@@ -261,6 +261,7 @@ class Repo:
         cached = self._cached(space, doc)
         document = cached.document
         document.commit(message, time=now_ms // _MS_PER_S)
+        document.integrate()  # a change made at old heads (Workspace.edit isolates there) joins the rest
         local = [native.decode_change(raw) for raw in document.get_changes(cached.synced_heads)]
         if not local:
             self._cache.catch_up(cached)
@@ -305,6 +306,7 @@ class Repo:
         if cached is None:
             return
         cached.document.rollback()
+        cached.document.integrate()
         if cached.document.heads() != cached.synced_heads:
             self._cache.drop(cached.key)  # the document closed a change itself; reload without it
         else:

@@ -18,10 +18,12 @@ changes nothing.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from typing import Any
 
 import native
@@ -29,7 +31,7 @@ from protocol.limits import MAX_FRAME_BYTES
 from protocol.space import INDEX_DOC_ID, new_doc_id
 from store.errors import InvalidInput
 from store.paths import ROOT, check_path, is_within, name_of, parent_of, split_path
-from store.repo import Repo
+from store.repo import Repo, wall_clock_ms
 from store.tree import (
     BINARY,
     BYTES_KEY,
@@ -55,6 +57,7 @@ from store.workspace_errors import (
     ContentTooLarge,
     ContentUnavailable,
     DirectoryNotEmpty,
+    InvalidEdit,
     InvalidMove,
     IsADirectory,
     NotADirectory,
@@ -70,6 +73,10 @@ MAX_WRITE_BYTES = MAX_FRAME_BYTES // 2
 # Trees kept materialized: browsing history revisits a few versions at a time, and each tree
 # costs memory in proportion to the number of files.
 TREES_CACHED = 16
+# A three-way write diffs lines, then the characters inside each changed run of lines; a run
+# whose two sides multiply past this many character pairs is replaced whole instead, since a
+# character diff costs up to their product (~1 s at 10^7 here).
+CHAR_DIFF_PAIRS_MAX = 1_000_000
 
 Content = str | bytes
 SpaceHeads = dict[bytes, list[bytes]]  # doc -> its heads: a space at one moment
@@ -93,6 +100,35 @@ class Stat:
     def doc_id(self) -> bytes:
         """The id of a file's content doc."""
         return doc_id_of(self.file_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """Delete ``delete`` characters at ``position`` and insert ``insert`` there.
+
+    Positions count code points of the text at the edit's base, and all edits of one list
+    refer to that same text (LSP's ``TextEdit[]`` rule), so they must not overlap.
+    """
+
+    position: int
+    delete: int = 0
+    insert: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EditResult:
+    """What ``Workspace.edit`` made.
+
+    ``change`` is the one change it committed (None if the edits changed nothing) and ``heads``
+    the file doc's heads after it merged with everything else. ``made_at`` are the change's
+    deps: the base, plus this node's newest change of the doc when the base lacked it (an
+    author's changes form a chain, see ``Workspace.edit``); the text at ``[change]`` is the
+    text at ``base`` with the edits applied exactly when ``made_at`` is the base.
+    """
+
+    change: bytes | None
+    heads: tuple[bytes, ...]
+    made_at: tuple[bytes, ...]
 
 
 class Workspace:
@@ -223,7 +259,14 @@ class Workspace:
     # ----- writing -----
 
     def write(
-        self, path: str, content: Content, *, now_ms: int, message: str | None = None, parents: bool = False
+        self,
+        path: str,
+        content: Content,
+        *,
+        now_ms: int,
+        message: str | None = None,
+        parents: bool = False,
+        base: Sequence[bytes] | None = None,
     ) -> int:
         """Create or overwrite a file; returns the version the write made (or the current one
         if the content was already there).
@@ -231,30 +274,93 @@ class Workspace:
         A new file is text for ``str`` content and binary for ``bytes``. A text file takes
         UTF-8 ``bytes`` too; a binary file takes ``str`` as its UTF-8 bytes.
 
+        With ``base`` (the file doc's heads when the writer read it), a text file gets a
+        three-way write: the diff from the text at ``base`` to ``content``, applied at ``base``
+        (``edit``), so what others wrote since survives a whole-file save. Without it the diff
+        is against the text now, as a save that saw every change. A binary file's bytes are one
+        value: ``base`` is checked, then they are replaced.
+
         Raises:
-            NotFound: the parent directory is missing (pass ``parents=True`` to create it).
+            NotFound: the parent directory is missing (pass ``parents=True`` to create it), or
+                ``base`` was given for a file that does not exist.
+            UnknownBase: ``base`` names heads this node does not hold for the file.
             NotADirectory, IsADirectory, NotText, ContentTooLarge... (see workspace_errors).
         """
         path = check_path(path)
         _check_content(content)
         node = self.tree().get(path)
         if node is None:
+            if base is not None:
+                raise NotFound(f"no file {path!r} to write at base (it was removed, or never synced here)")
             return self._create_file(path, content, now_ms, message, parents)
         if node.kind == DIR:
             raise IsADirectory(f"{path!r} is a directory")
         message = message or f"write {path}"
+        document = self.document(node.doc_id)
         if node.encoding == TEXT:
             text = _as_text(path, content)
-            document = self.document(node.doc_id)
             text_id = self._text_object(node, document, None)
-            with self.editing(node.doc_id, message, now_ms):
-                document.update_text(text_id, text)
+            if base is None:
+                with self.editing(node.doc_id, message, now_ms):
+                    document.update_text(text_id, text)
+            else:
+                heads = self._base(path, document, text_id, base)
+                self.edit(path, text_edits(document.text(text_id, heads), text), base=heads, now_ms=now_ms, message=message)
         else:
+            if base is not None:
+                self._base(path, document, None, base)
             data = content.encode() if isinstance(content, str) else content
             if self.content(node, None) != data:  # ContentUnavailable before writing over unseen content
-                with self.editing(node.doc_id, message, now_ms) as document:
+                with self.editing(node.doc_id, message, now_ms):
                     document.put(native.ROOT, BYTES_KEY, data)
         return self.version()
+
+    def edit(
+        self,
+        path: str,
+        edits: Sequence[Edit],
+        *,
+        base: Sequence[bytes] | None,
+        now_ms: int | None = None,
+        message: str | None = None,
+    ) -> EditResult:
+        """Apply ``edits`` of the text at ``base`` to a text file, as one change made at ``base``.
+
+        The document is isolated at ``base`` (Automerge shows it as it was there), the edits are
+        spliced from the last to the first, and the change committed there has ``base`` as its
+        deps; Automerge then merges it with what arrived since, so every edit lands where its
+        author meant and deletes only characters the author saw. ``base=None`` means the heads
+        now. The change is signed and stored like any other (``editing``).
+
+        One exception to "deps = base": this node's changes must form one chain, so when it has
+        a change of the doc the base lacks (another local client wrote since), the change is
+        made at the base plus that change, and the edits' positions are carried there through
+        the patches between the two (``rebase_splice``). ``EditResult.made_at`` says which.
+
+        Raises:
+            NotText: a binary file. UnknownBase: ``base`` names heads this node does not hold
+            for this file. InvalidEdit: edits that overlap, or reach outside the text at base.
+            ContentTooLarge, InvalidInput (not valid Unicode); nothing is applied.
+        """
+        node = self._file(path, self._moment(None))
+        if node.encoding != TEXT:
+            raise NotText(f"{path!r} is a binary file; write its bytes instead of editing it")
+        document = self.document(node.doc_id)
+        text_id = self._text_object(node, document, None)
+        now = sorted(document.heads())
+        heads = now if base is None else self._base(path, document, text_id, base)
+        ordered = self._check_edits(path, document, text_id, edits, None if heads == now else heads)
+        if not any(edit.delete or edit.insert for edit in ordered):
+            return EditResult(None, tuple(now), tuple(heads))
+        made_at = _on_own_chain(document, heads)
+        patches = [] if made_at == heads else [p for p in document.diff(heads, made_at) if p["obj"] == text_id]
+        with self.editing(node.doc_id, message or f"edit {path}", wall_clock_ms() if now_ms is None else now_ms):
+            if made_at != now:
+                document.isolate(made_at)
+            _splice_through(document, text_id, patches, ordered)
+        last = document.get_last_local_change()
+        change = None if last is None else native.decode_change(last).hash
+        return EditResult(change, tuple(self.repo.heads(self.space, node.doc_id)), tuple(made_at))
 
     def splice(
         self,
@@ -286,7 +392,9 @@ class Workspace:
             raise NotText(f"splice inserts a str, not {type(insert).__name__}")
         document = self.document(node.doc_id)
         text_id = self._text_object(node, document, None)
-        heads = None if base is None else self._stale_base(path, document, text_id, base)
+        heads = None if base is None else self._base(path, document, text_id, base)
+        if heads == sorted(document.heads()):
+            heads = None  # a plain splice, with no diff to map through
         patches = None if heads is None else [patch for patch in document.diff(heads, document.heads()) if patch["obj"] == text_id]
         counts = _is_count(position) and _is_count(delete)
         if patches is None:
@@ -298,13 +406,7 @@ class Workspace:
             where = "" if heads is None else " at base"
             raise InvalidInput(f"cannot delete {delete!r} characters at {position!r} of {path!r} ({length} characters{where})")
         with self.editing(node.doc_id, message or f"splice {path}", now_ms):
-            if patches is None:
-                document.splice_text(text_id, position, delete, insert)
-            else:
-                at, spans = rebase_splice(patches, position, delete)
-                for start, end in reversed(spans):  # from the end, so the spans before stay in place
-                    document.splice_text(text_id, start, end - start)
-                document.splice_text(text_id, at, 0, insert)
+            _splice_through(document, text_id, patches or [], [Edit(position, delete, insert)])
         return self.version()
 
     def mkdir(self, path: str, *, now_ms: int, message: str | None = None, parents: bool = False) -> int:
@@ -448,23 +550,58 @@ class Workspace:
             raise ContentUnavailable(f"the content of {node.path!r} has not arrived from its peers yet")
         return text
 
-    def _stale_base(self, path: str, document: native.Document, text_id: str, base: Sequence[bytes]) -> list[bytes] | None:
-        """``base`` as heads of ``document`` at which its text is the file's text now; None if
-        they are its heads now (a plain splice, with no diff to map through).
+    def _base(self, path: str, document: native.Document, text_id: str | None, base: Sequence[bytes]) -> list[bytes]:
+        """``base`` as sorted heads of ``document``, checked: held here, and with the file's
+        text object (``text_id``; for a binary file None, only held) at them.
 
         Raises:
             UnknownBase: not a list of heads this doc holds, or heads before the text existed.
         """
-        heads = list(base)
-        if sorted(heads) == sorted(document.heads()):
-            return None
+        heads = sorted(base)
+        if heads == sorted(document.heads()):
+            return heads
         try:
             at_base = text_object(document, heads)
         except native.InvalidHash as error:  # not 32 bytes, or a change this node does not hold
             raise UnknownBase(f"base: {path!r} has no version at heads {_hex(heads)} on this node ({error})") from error
-        if at_base != text_id:
+        if text_id is not None and at_base != text_id:
             raise UnknownBase(f"base: {path!r} has no text at heads {_hex(heads)}")
         return heads
+
+    @staticmethod
+    def _check_edits(
+        path: str, document: native.Document, text_id: str, edits: Sequence[Edit], heads: list[bytes] | None
+    ) -> list[Edit]:
+        """The edits sorted by position (inserts before a delete at the same point, otherwise in
+        the order given), each checked to fit the text at ``heads`` (now for None).
+
+        Raises:
+            InvalidEdit: not a list of Edits, one that is malformed or outside the text, or two
+                that overlap. InvalidInput, ContentTooLarge: an insert no doc can hold.
+        """
+        if isinstance(edits, (str, bytes)) or not isinstance(edits, Sequence):
+            raise InvalidEdit(f"edits: a list of edits, not {type(edits).__name__}")
+        for index, edit in enumerate(edits):
+            if not isinstance(edit, Edit) or not (_is_count(edit.position) and _is_count(edit.delete)) or not isinstance(edit.insert, str):
+                raise InvalidEdit(f"edits[{index}]: an Edit of a position and a delete count (ints >= 0) and an insert (str), not {edit!r}")
+            if not _is_unicode(edit.insert):
+                raise InvalidEdit(f"edits[{index}]: the insert is not valid Unicode (a lone surrogate)")
+        _check_content("".join(edit.insert for edit in edits))  # all of it goes in one change
+        order = sorted(range(len(edits)), key=lambda i: (edits[i].position, edits[i].delete > 0))
+        for before, after in itertools.pairwise(order):
+            if edits[before].position + edits[before].delete > edits[after].position:
+                raise InvalidEdit(f"edits: edits[{before}] and edits[{after}] overlap in the text at base (edits of one list must not)")
+        ends = [edits[i].position + edits[i].delete for i in order]
+        if ends and not (heads is None and _within(document, text_id, max(ends))):
+            length = document.length(text_id, heads)
+            for index in order:
+                edit = edits[index]
+                if edit.position + edit.delete > length:
+                    where = "" if heads is None else " at base"
+                    raise InvalidEdit(
+                        f"edits[{index}]: cannot delete {edit.delete} characters at {edit.position} of {path!r} ({length} characters{where})"
+                    )
+        return [edits[i] for i in order]
 
     def _stat(self, node: TreeNode, moment: _Moment) -> Stat:
         if node.kind == DIR:
@@ -522,6 +659,48 @@ def _check_content(content: object) -> None:
         raise ContentTooLarge(f"{size} bytes in one write; the limit is {MAX_WRITE_BYTES} (one change must fit one frame)")
 
 
+def _on_own_chain(document: native.Document, heads: list[bytes]) -> list[bytes]:
+    """``heads``, plus this node's newest change of the doc if they do not include it.
+
+    Automerge keeps each actor's changes in one chain (its clocks count an actor's operations
+    as a prefix); a change at heads that miss the actor's newest one would be authored under a
+    derived actor id, which is no key of this space. Heads that the newest change descends
+    from are left out: they are its ancestors, not heads.
+    """
+    own = document.get_last_local_change()
+    if own is None:
+        return heads
+    own_hash = native.decode_change(own).hash
+    if own_hash in heads or own not in document.get_changes(heads):
+        return heads
+    after_own = set(document.get_changes([own_hash]))
+    return sorted([own_hash, *(head for head in heads if document.get_change_by_hash(head) in after_own)])
+
+
+def text_edits(old: str, new: str) -> list[Edit]:
+    """Edits that turn ``old`` into ``new``: a diff of lines, then of the characters inside
+    each changed run of lines, so an edit is as small as a person would make it and a large
+    file is not diffed character by character."""
+    old_lines, new_lines = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    starts = [0]
+    for line in old_lines:
+        starts.append(starts[-1] + len(line))
+    edits: list[Edit] = []
+    for tag, i1, i2, j1, j2 in SequenceMatcher(None, old_lines, new_lines, autojunk=False).get_opcodes():
+        if tag != "equal":
+            edits.extend(_char_edits(old[starts[i1] : starts[i2]], "".join(new_lines[j1:j2]), starts[i1]))
+    return edits
+
+
+def _char_edits(old: str, new: str, offset: int) -> list[Edit]:
+    """Character edits from ``old`` to ``new`` (a run of lines at ``offset``); one replacing
+    edit when the run is too large to diff by character (CHAR_DIFF_PAIRS_MAX)."""
+    if len(old) * len(new) > CHAR_DIFF_PAIRS_MAX:
+        return [Edit(offset, len(old), new)]
+    matcher = SequenceMatcher(None, old, new, autojunk=False)
+    return [Edit(offset + i1, i2 - i1, new[j1:j2]) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
+
+
 def _within(document: native.Document, text_id: str, end: int) -> bool:
     """Whether a text holds at least ``end`` characters: its character ``end - 1`` exists.
 
@@ -529,6 +708,17 @@ def _within(document: native.Document, text_id: str, end: int) -> bool:
     characters) where one lookup costs ~3 us.
     """
     return end == 0 or document.get(text_id, end - 1) is not None
+
+
+def _splice_through(document: native.Document, text_id: str, patches: list[Patch], edits: list[Edit]) -> None:
+    """Splice sorted, non-overlapping ``edits`` of a text at some heads into the text the
+    document shows, which ``patches`` of it lead to (none: the same text)."""
+    for edit in reversed(edits):  # from the end, so the edits before stay in place
+        at, spans = rebase_splice(patches, edit.position, edit.delete)
+        for start, end in reversed(spans):
+            document.splice_text(text_id, start, end - start)
+        if edit.insert:
+            document.splice_text(text_id, at, 0, edit.insert)
 
 
 def rebase_splice(patches: list[Patch], position: int, delete: int) -> tuple[int, list[Span]]:
@@ -587,6 +777,14 @@ def _deleted(point: int, index: int, size: int) -> int:
 
 def _hex(heads: list[bytes]) -> str:
     return "[" + ", ".join(head.hex() if isinstance(head, bytes) else repr(head) for head in heads) + "]"
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_count(value: object) -> bool:

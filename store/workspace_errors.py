@@ -60,5 +60,11 @@ class UnknownVersion(WorkspaceError, InvalidInput):
 
 
 class UnknownBase(UnknownVersion):
-    """A base-relative splice named heads this node does not hold (not yet synced, or not of this
-    file): nothing is applied; read the file again, or wait for sync."""
+    """A base-relative edit named heads this node does not hold (not yet synced, or not of this
+    file): nothing is applied; read the file again, or wait for sync. The message starts with
+    the param, ``base:``."""
+
+
+class InvalidEdit(WorkspaceError, InvalidInput):
+    """Edits that do not fit the text at their base: overlapping, or outside it. The message
+    starts with the param at fault (``edits:``, ``edits[2]:``); nothing is applied."""

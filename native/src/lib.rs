@@ -671,6 +671,31 @@ impl Document {
         hashes_to_py(py, &self.doc.get_heads())
     }
 
+    /// Read and edit the document as it was at `heads` (Automerge's isolation), until
+    /// `integrate`: reads without `heads` and `heads()` show that state, and the next change
+    /// committed has exactly `heads` as its deps (it then becomes the isolated state). Changes
+    /// applied meanwhile are kept but not seen. Pending operations are committed first.
+    ///
+    /// If this actor has changes `heads` does not cover, Automerge authors the isolated change
+    /// under a derived actor id (an actor's changes must form a chain): include its newest
+    /// change in `heads` to keep the actor.
+    fn isolate(&mut self, heads: Heads) -> PyResult<()> {
+        let heads = self.known(heads)?;
+        self.edit("isolate", |doc| {
+            doc.isolate(&heads);
+            Ok(())
+        })
+    }
+
+    /// End an isolation: back to the document with every change (a no-op when not isolated).
+    /// Pending operations are committed first.
+    fn integrate(&mut self) -> PyResult<()> {
+        self.edit("integrate", |doc| {
+            doc.integrate();
+            Ok(())
+        })
+    }
+
     // ----- edits -----
 
     fn put(&mut self, obj: &str, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from native import ROOT, Document, ObjectRef, decode_change
+from native import ROOT, Document, InvalidHash, ObjectRef, decode_change
 from tests.native.helpers import ALICE, BOB, CAROL, apply_text_patches, shared_doc
 
 
@@ -308,6 +308,77 @@ def test_a_read_at_heads_leaves_the_pending_transaction_open() -> None:
     assert alice.pending_ops() > 0
     alice.commit("capitalise")
     assert last_change(alice).message == "capitalise"
+
+
+# ----- isolation: edits at old heads -----
+
+
+def bob_edits_after(text: str, position: int, insert: str) -> tuple[Document, str, list[bytes], Document]:
+    """Alice's doc holding ``text``, its heads then (a client's base), and Bob's fork with one
+    splice Alice has not got."""
+    alice, obj = shared_doc(text=text)
+    base = alice.heads()
+    bob = alice.fork(BOB)
+    bob.splice_text(obj, position, 0, insert)
+    bob.commit()
+    return alice, obj, base, bob
+
+
+def test_a_change_made_while_isolated_depends_on_exactly_the_isolated_heads() -> None:
+    """An editor that read the text at `base` edits there; the merge places the edit."""
+    alice, text, base, bob = bob_edits_after("hello world", 0, "oh, ")
+    alice.apply_changes(bob.get_changes(base))
+
+    alice.isolate(base)
+    assert alice.text(text) == "hello world" and alice.heads() == base  # reads see the text at base
+    alice.splice_text(text, 5, 0, ",")  # position 5 of "hello world"
+    change = alice.commit("at base")
+    assert change is not None
+    made = decode_change(alice.get_change_by_hash(change))
+    assert made.deps == base and made.actor == ALICE
+    assert alice.heads() == [change] and alice.text(text) == "hello, world"  # still isolated: at [change]
+
+    alice.integrate()
+    assert sorted(alice.heads()) == sorted([change, *bob.heads()])
+    assert alice.text(text) == "oh, hello, world"
+    bob.apply_changes(alice.get_changes(bob.heads()))
+    assert bob.text(text) == "oh, hello, world"
+
+
+def test_changes_applied_while_isolated_are_kept_but_seen_only_after_integrate() -> None:
+    alice, text, base, bob = bob_edits_after("abc", 3, "d")
+    alice.isolate(base)
+    alice.apply_changes(bob.get_changes(base))
+    assert alice.text(text) == "abc" and alice.heads() == base
+    alice.integrate()
+    assert alice.text(text) == "abcd" and alice.heads() == bob.heads()
+
+
+def test_isolating_at_unknown_heads_is_refused_and_changes_nothing() -> None:
+    alice, text = shared_doc()
+    heads = alice.heads()
+    for bad in ([b"\x01" * 32], [b"short"]):
+        with pytest.raises(InvalidHash):
+            alice.isolate(bad)
+        assert alice.heads() == heads and alice.text(text) == "hello world"
+    alice.integrate()  # not isolated: a no-op
+    assert alice.heads() == heads
+
+
+def test_an_isolated_edit_behind_the_actors_own_newest_change_gets_a_derived_actor() -> None:
+    """Automerge keeps an actor's changes in one chain: why the store isolates at the base plus
+    its own newest change (store/workspace.py _on_own_chain)."""
+    alice, text = shared_doc(text="abc")
+    base = alice.heads()
+    alice.splice_text(text, 0, 0, "x")
+    newest = alice.commit()
+    alice.isolate(base)
+    alice.splice_text(text, 3, 0, "y")
+    assert decode_change(alice.get_change_by_hash(alice.commit())).actor != ALICE
+    alice.integrate()
+    alice.isolate([newest])
+    alice.splice_text(text, 0, 0, "z")
+    assert decode_change(alice.get_change_by_hash(alice.commit())).actor == ALICE
 
 
 # ----- diff -----

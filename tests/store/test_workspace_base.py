@@ -9,7 +9,6 @@ Repos exchanging changes through the store path (workspace_replicas), with no da
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,23 +16,18 @@ from hypothesis import strategies as st
 
 from store.errors import InvalidInput
 from store.workspace_errors import UnknownBase
-from workspace_replicas import MakeRepo, Peer, open_peers, send, sync
+from workspace_replicas import MakeRepo, Peer, Typed, assert_every_insert_survives, open_peers, read_with_heads, send, sync, two_peers_with
 
 PATH = "notes.txt"
 
 
 @pytest.fixture
 def alice_bob(make_repo: MakeRepo) -> list[Peer]:
-    alice, bob = open_peers("alice", "bob", make_repo=make_repo)
-    alice.ws.write(PATH, "hello world", now_ms=alice.now())
-    sync(alice, bob)
-    return [alice, bob]
+    return two_peers_with(PATH, "hello world", make_repo)
 
 
 def read(peer: Peer) -> tuple[str, tuple[bytes, ...]]:
-    text, heads = peer.ws.read_with_heads(PATH)
-    assert isinstance(text, str)
-    return text, heads
+    return read_with_heads(peer, PATH)
 
 
 # (bob's splice, then alice's at the base she read before it arrived, the text both end with).
@@ -111,20 +105,6 @@ INITIAL = "".join(chr(0x41 + i) for i in range(12))  # A..L; every inserted char
 FIRST_INSERTED = 0x20000  # CJK extension B: astral (one code point, two UTF-16 units), none in INITIAL
 
 
-@dataclass(frozen=True)
-class Splice:
-    """One splice as its author meant it, in the text it read."""
-
-    base_text: str
-    position: int
-    delete: int
-    insert: str
-
-    @property
-    def deleted(self) -> set[str]:
-        return set(self.base_text[self.position : self.position + self.delete])
-
-
 step = st.one_of(
     st.tuples(st.just("edit"), st.integers(0, 2), st.integers(0, 99), st.integers(0, 3), st.integers(0, 3), st.booleans()),
     st.tuples(st.just("send"), st.integers(0, 2), st.integers(0, 2)),
@@ -142,7 +122,7 @@ def test_every_inserted_character_survives_in_order_and_deletes_take_only_what_t
     sync(*peers)
     bases = [read(peer) for peer in peers]  # each client's possibly stale view: text and heads
     fresh = (chr(code) for code in itertools.count(FIRST_INSERTED))
-    splices: list[Splice] = []
+    splices: list[Typed] = []
     for kind, *args in steps:
         if kind == "read":
             (who,) = args
@@ -159,22 +139,8 @@ def test_every_inserted_character_survives_in_order_and_deletes_take_only_what_t
             delete = min(delete, len(text) - position)
             insert = "".join(next(fresh) for _ in range(size))
             peer.ws.splice(PATH, position, delete, insert, now_ms=peer.now(), base=base)
-            splices.append(Splice(text, position, delete, insert))
+            splices.append(Typed(text, position, delete, insert))
     sync(*peers)
     final = read(peers[0])[0]
     assert all(read(peer)[0] == final for peer in peers[1:])
-
-    deleted = set().union(*(splice.deleted for splice in splices))
-    written = INITIAL + "".join(splice.insert for splice in splices)
-    assert sorted(final) == sorted(set(written) - deleted)  # nothing lost, nothing deleted unseen
-    where = {char: index for index, char in enumerate(final)}
-    for splice in splices:
-        kept = [where[char] for char in splice.insert if char in where]
-        assert kept == sorted(kept)  # an author's characters in the order typed
-        before = splice.base_text[splice.position - 1] if splice.position else None
-        after_index = splice.position + splice.delete
-        after = splice.base_text[after_index] if after_index < len(splice.base_text) else None
-        if kept and before in where:
-            assert where[before] < kept[0], f"{splice} landed before the character it followed"
-        if kept and after in where:
-            assert kept[-1] < where[after], f"{splice} landed after the character it preceded"
+    assert_every_insert_survives(final, INITIAL, splices)

@@ -56,6 +56,14 @@ def open_peers(*names: str, make_repo: MakeRepo = in_memory) -> list[Peer]:
     return [Peer(name, repo, Workspace(repo, genesis.space_id)) for name, repo in zip(names, repos, strict=True)]
 
 
+def two_peers_with(path: str, text: str, make_repo: MakeRepo) -> list[Peer]:
+    """Alice and Bob, both holding a text file ``path`` that Alice wrote."""
+    alice, bob = open_peers("alice", "bob", make_repo=make_repo)
+    alice.ws.write(path, text, now_ms=alice.now())
+    sync(alice, bob)
+    return [alice, bob]
+
+
 def send(source: Peer, target: Peer) -> None:
     """Give ``target`` every change ``source`` has and it lacks, with ``source``'s tips."""
     for doc in source.repo.doc_ids(source.ws.space):
@@ -73,3 +81,44 @@ def listing(peer: Peer, version: int | None = None) -> dict[str, Content | None]
     """Every path of the tree with its content (None for a directory): what a user sees."""
     tree = peer.ws.tree(version)
     return {node.path: peer.ws.read(node.path, version) if node.kind == "file" else None for node in tree.walk()}
+
+
+def read_with_heads(peer: Peer, path: str) -> tuple[str, tuple[bytes, ...]]:
+    """A text file's content and heads, as an editor loads them: its view and its base."""
+    text, heads = peer.ws.read_with_heads(path)
+    assert isinstance(text, str)
+    return text, heads
+
+
+@dataclass(frozen=True)
+class Typed:
+    """One splice or edit as its author meant it, in the text it read."""
+
+    base_text: str
+    position: int
+    delete: int
+    insert: str
+
+    @property
+    def deleted(self) -> set[str]:
+        return set(self.base_text[self.position : self.position + self.delete])
+
+
+def assert_every_insert_survives(final: str, initial: str, typed: list[Typed]) -> None:
+    """Every inserted character is in ``final`` unless an edit that saw it deleted it; every
+    author's characters are in the order typed, between the characters they were typed between.
+    (Inserted characters must be unique, and none of ``initial``'s.)"""
+    deleted = set().union(*(each.deleted for each in typed))
+    written = initial + "".join(each.insert for each in typed)
+    assert sorted(final) == sorted(set(written) - deleted)  # nothing lost, nothing deleted unseen
+    where = {char: index for index, char in enumerate(final)}
+    for each in typed:
+        kept = [where[char] for char in each.insert if char in where]
+        assert kept == sorted(kept), f"{each}: its characters out of the order typed"
+        before = each.base_text[each.position - 1] if each.position else None
+        after_index = each.position + each.delete
+        after = each.base_text[after_index] if after_index < len(each.base_text) else None
+        if kept and before in where:
+            assert where[before] < kept[0], f"{each} landed before the character it followed"
+        if kept and after in where:
+            assert kept[-1] < where[after], f"{each} landed after the character it preceded"
