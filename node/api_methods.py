@@ -9,9 +9,12 @@ Conventions (also in the schema): paths are relative to the space root (``src/ma
 root is ``""``); ``space`` is a space's name, id or unique id prefix (optional: the node's default
 space, else its only one); versions are the node's local version numbers; hashes and ids are hex; peers and
 authors are libp2p peer ids; text positions count Unicode code points; content is ``text`` (a
-UTF-8 string) or ``base64`` (bytes). Every write returns the version it made. ``fs.read`` and
-``fs.stat`` give a file's ``heads``; ``fs.splice`` with those as ``base`` counts its positions in
-the text that was read, so an edit that arrived in between does not move it.
+UTF-8 string) or ``base64`` (bytes). Every write returns the version it made, and a write of a
+file (``fs.write``, ``fs.splice``, ``fs.edit``) its doc's new ``heads`` too. ``fs.read`` and
+``fs.stat`` give a file's ``heads``; ``fs.edit``, ``fs.splice`` and ``fs.write`` with those as
+``base`` count their positions in (or diff against) the text that was read, so an edit that
+arrived in between does not move them. Bad edits or an unknown base are invalid params
+(-32602), the message naming the param; nothing is applied.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import native
 from node.api_json import content_json, peer_json, presence_json, stat_json
 from node.api_schema import schema
 from node.events import JoinRequest, Presence
-from node.rpc import DAEMON_REQUIRED, INTERNAL_ERROR, METHOD_NOT_FOUND, RpcError, invalid_params
+from node.rpc import DAEMON_REQUIRED, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RpcError, invalid_params
 from node.services import NodeServices
 from protocol.errors import BadSignature, WireError
 from protocol.identity import peer_id_of
@@ -44,18 +47,20 @@ from store.errors import (
     UnknownSnapshot,
     UnknownSpace,
 )
-from store.workspace import Content, Workspace
+from store.workspace import Content, Edit, Workspace
 from store.workspace_errors import (
     AlreadyExists,
     ContentTooLarge,
     ContentUnavailable,
     DirectoryNotEmpty,
+    InvalidEdit,
     InvalidMove,
     IsADirectory,
     NotADirectory,
     NotFound,
     NotText,
     PathError,
+    UnknownBase,
     UnknownVersion,
 )
 
@@ -76,6 +81,8 @@ STORE_ERROR_CODES: dict[type[StoreError], int] = {
     UnknownBlock: 1003,
     UnknownSnapshot: 1003,
     UnknownVersion: 1005,
+    UnknownBase: INVALID_PARAMS,  # bad params of fs.edit/splice/write: the message names them
+    InvalidEdit: INVALID_PARAMS,
     AlreadyExists: 1006,
     NotADirectory: 1007,
     IsADirectory: 1008,
@@ -184,20 +191,26 @@ def fs_read(call: Call, params: Json) -> Json:
 @method("fs.write")
 def fs_write(call: Call, params: Json) -> Json:
     ws = call.workspace(params)
-    content = _content(params)
-    version = ws.write(params["path"], content, now_ms=call.services.clock(), message=params.get("message"), parents=params["parents"])
-    return {"version": version}
+    content, now_ms, message, path = _content(params), call.services.clock(), params.get("message"), params["path"]
+    version = ws.write(path, content, now_ms=now_ms, message=message, parents=params["parents"], base=_base(params))
+    return {"version": version, "heads": _file_heads(ws, path)}
 
 
 @method("fs.splice")
 def fs_splice(call: Call, params: Json) -> Json:
     ws = call.workspace(params)
     now_ms, message, path = call.services.clock(), params.get("message"), params["path"]
-    hex_base = params.get("base")
-    base = None if hex_base is None else [bytes.fromhex(head) for head in hex_base]  # hex: the schema checked
-    version = ws.splice(path, params["position"], params["delete"], params["insert"], now_ms=now_ms, message=message, base=base)
-    heads = ws.repo.heads(ws.space, ws.node(path).doc_id)  # not stat: its size would read the whole text
-    return {"version": version, "heads": [h.hex() for h in heads]}
+    version = ws.splice(path, params["position"], params["delete"], params["insert"], now_ms=now_ms, message=message, base=_base(params))
+    return {"version": version, "heads": _file_heads(ws, path)}
+
+
+@method("fs.edit")
+def fs_edit(call: Call, params: Json) -> Json:
+    ws = call.workspace(params)
+    edits = [Edit(each["position"], each.get("delete", 0), each.get("insert", "")) for each in params["edits"]]
+    result = ws.edit(params["path"], edits, base=_base(params), now_ms=call.services.clock(), message=params.get("message"))
+    change = None if result.change is None else result.change.hex()
+    return {"version": ws.version(), "heads": [head.hex() for head in result.heads], "change": change}
 
 
 @method("fs.mkdir")
@@ -219,6 +232,16 @@ def fs_mv(call: Call, params: Json) -> Json:
     ws = call.workspace(params)
     version = ws.mv(params["source"], params["target"], now_ms=call.services.clock(), message=params.get("message"))
     return {"version": version}
+
+
+def _base(params: Json) -> list[bytes] | None:
+    hex_base: list[str] | None = params.get("base")
+    return None if hex_base is None else [bytes.fromhex(head) for head in hex_base]  # hex: the schema checked
+
+
+def _file_heads(ws: Workspace, path: str) -> list[str]:
+    """A file doc's heads, hex; not by stat, whose size would read the whole text."""
+    return [head.hex() for head in ws.repo.heads(ws.space, ws.node(path).doc_id)]
 
 
 def _content(params: Json) -> Content:
