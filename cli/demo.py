@@ -245,18 +245,17 @@ def text_of(peer: Peer, space: str, path: str) -> str:
     return str(peer.call("fs.read", space=space, path=path)["text"])
 
 
-def splice_at(peer: Peer, space: str, path: str, anchor: str, insert: str, *, replace: bool = False) -> None:
+def edit_at(peer: Peer, space: str, path: str, anchor: str, insert: str, *, replace: bool = False) -> None:
     """Insert ``insert`` just before ``anchor`` (or in its place) in the text this peer read.
 
-    The position is one of the text read, and the splice names that text's heads as its
-    ``base``: the others' edits that reach the daemon between the read and the splice move
-    text around, and the daemon maps the position past them rather than landing mid-word.
+    The position is one of the text read, and the edit names that text's heads as its
+    ``base`` (``fs.edit``): the daemon makes the change at that version and merges it with the
+    others' edits that reached it between the read and the edit, so it lands where this peer
+    meant rather than mid-word, and deletes only the characters this peer saw.
     """
     read = peer.call("fs.read", space=space, path=path)
-    position = str(read["text"]).index(anchor)
-    delete = len(anchor) if replace else 0
-    message = f"{peer.name}: edit {path}"
-    peer.call("fs.splice", space=space, path=path, position=position, delete=delete, insert=insert, message=message, base=read["heads"])
+    edit = {"position": str(read["text"]).index(anchor), "delete": len(anchor) if replace else 0, "insert": insert}
+    peer.call("fs.edit", space=space, path=path, edits=[edit], message=f"{peer.name}: edit {path}", base=read["heads"])
 
 
 # ----- the demo -----
@@ -340,15 +339,15 @@ def _scenario(show: Show, alice: Peer, bob: Peer, ada: Peer) -> Json:
         until(f"{peer.name} received greet.py", lambda peer: _text(snapshot(peer, space), "greet.py") == BASE, peer)
 
     def alice_edits() -> None:
-        splice_at(alice, space, "greet.py", '"Hello, "', '"Hi, "', replace=True)
+        edit_at(alice, space, "greet.py", '"Hello, "', '"Hi, "', replace=True)
         alice.call("fs.write", space=space, path="README.md", text="# greeter\n\nSays hello.\n", parents=False)
 
     def bob_edits() -> None:
-        splice_at(bob, space, "greet.py", "return ", '"""Greet someone by name."""\n    ')
+        edit_at(bob, space, "greet.py", "return ", '"""Greet someone by name."""\n    ')
         bob.call("fs.write", space=space, path="tests/test_greet.py", text=TEST, parents=True)
 
     def ada_edits() -> None:
-        splice_at(ada, space, "greet.py", "(name):", "(name: str) -> str:", replace=True)
+        edit_at(ada, space, "greet.py", "(name):", "(name: str) -> str:", replace=True)
         ada.call("fs.write", space=space, path="CHANGELOG.md", text="- greet: type hints (ada)\n", parents=False)
 
     at_once([alice_edits, bob_edits, ada_edits])
@@ -358,7 +357,7 @@ def _scenario(show: Show, alice: Peer, bob: Peer, ada: Peer) -> Json:
     show.step("Bob goes offline; all three keep editing, apart")
     bob.stop()
     show.done("bob's daemon stopped")
-    splice_at(ada, space, "greet.py", '"world"', '"Dist-Space"', replace=True)
+    edit_at(ada, space, "greet.py", '"world"', '"Dist-Space"', replace=True)
     alice.call("fs.write", space=space, path="README.md", text=text_of(alice, space, "README.md") + "\nRun: python greet.py\n", parents=False)
     show.done("online: ada changed the greeting's target, alice extended README.md")
     offline_text = bob.offline("cat", "greet.py").decode()
