@@ -1,14 +1,16 @@
 """The TypeScript client (clients/js) against a real daemon: its node tests, run from here.
 
-The package's tests (clients/js/test/*.test.mjs, node's built-in runner) talk to a daemon this
-module starts; they get its home in ``DISTSPACE_TEST_HOME``, and, for the test where an agent
-types alongside two editors, this interpreter and the agent script (js_agent.py, a client of
-``node.api_client`` as an agent would be). The run must pass every test and skip none. `make test`
+The package's tests (clients/js/test/*.test.mjs, node's built-in runner) talk to two daemons this
+module starts, peers sharing the space "main": they get their homes in ``DISTSPACE_TEST_HOME``
+and ``DISTSPACE_TEST_PEER_HOME`` and, for the test where an agent types alongside two editors,
+this interpreter and the agent script (js_agent.py, a client of ``node.api_client`` as an agent
+would be). The run must pass every test and skip none. `make test`
 builds the package first (npm ci, npm run build: clients/js/dist).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.node.api_helpers import daemon_with_a_space
+from tests.node.api_helpers import distspace, running_daemon
 
 CLIENT_DIR = Path(__file__).resolve().parents[2] / "clients" / "js"
 AGENT = Path(__file__).resolve().with_name("js_agent.py")
@@ -32,10 +34,19 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_js_client_suite_passes_against_a_real_daemon(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_js_client_suite_passes_against_real_daemons(tmp_path: Path) -> None:
     assert NODE is not None
-    with daemon_with_a_space(tmp_path_factory, "js-client") as daemon:
-        env = {**os.environ, "DISTSPACE_TEST_HOME": str(daemon.home.path), "DISTSPACE_TEST_PYTHON": sys.executable, "DISTSPACE_TEST_AGENT": str(AGENT)}
+    home, peer_home = tmp_path / "home", tmp_path / "peer-home"
+    space = json.loads(distspace(home, "--json", "init", "main").stdout)
+    distspace(peer_home, "join", space["space_id"], "--genesis", space["genesis"])
+    with running_daemon(home) as daemon, running_daemon(peer_home, "--peer", next(a for a in daemon.ready["addrs"] if "/tcp/" in a)):
+        env = {
+            **os.environ,
+            "DISTSPACE_TEST_HOME": str(home),
+            "DISTSPACE_TEST_PEER_HOME": str(peer_home),
+            "DISTSPACE_TEST_PYTHON": sys.executable,
+            "DISTSPACE_TEST_AGENT": str(AGENT),
+        }
         tests = sorted(str(path.relative_to(CLIENT_DIR)) for path in (CLIENT_DIR / "test").glob("*.test.mjs"))
         run = subprocess.run(
             [NODE, "--test", "--test-reporter=tap", *tests], cwd=CLIENT_DIR, env=env, capture_output=True, text=True, timeout=NODE_RUN_TIMEOUT_S

@@ -1,5 +1,6 @@
-// What the tests share: the daemon they run against (started by tests/clients/test_js_client.py,
-// which passes its home in DISTSPACE_TEST_HOME) and a way to wait on events with a deadline.
+// What the tests share: the daemons they run against (started by tests/clients/test_js_client.py,
+// which passes their homes in DISTSPACE_TEST_HOME and DISTSPACE_TEST_PEER_HOME) and a way to wait
+// on events with a deadline.
 
 import { once } from "node:events";
 
@@ -7,6 +8,13 @@ import { once } from "node:events";
 export function daemonHome() {
   const home = process.env.DISTSPACE_TEST_HOME;
   if (!home) throw new Error("DISTSPACE_TEST_HOME is not set: run these tests through tests/clients/test_js_client.py");
+  return home;
+}
+
+/** The home of a second daemon, a peer of the first sharing its space "main". */
+export function peerHome() {
+  const home = process.env.DISTSPACE_TEST_PEER_HOME;
+  if (!home) throw new Error("DISTSPACE_TEST_PEER_HOME is not set: run these tests through tests/clients/test_js_client.py");
   return home;
 }
 
@@ -25,6 +33,7 @@ export function nextEvent(subscribe, what, timeoutMs = STEP_TIMEOUT_MS) {
       stop();
       reject(new Error(`no ${what} within ${timeoutMs} ms`));
     }, timeoutMs);
+    timer.unref(); // a wait given up on does not hold the run open
     const stop = subscribe((value) => {
       clearTimeout(timer);
       stop();
