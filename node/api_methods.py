@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import native
+from node import editor
 from node.api_json import content_json, peer_json, presence_json, stat_json
 from node.api_schema import schema
 from node.events import JoinRequest, Presence
@@ -400,6 +401,28 @@ def presence_list(call: Call, params: Json) -> Json:
     call.live()
     space = call.space(params)
     return {"space": space.hex(), "presence": [presence_json(p) for p in call.services.presence.entries(space)]}
+
+
+# ----- the editor protocol (node/editor.py) -----
+
+
+@method("doc.open")
+def doc_open(call: Call, params: Json) -> Json:
+    subscriptions, sink = call.live()
+    return editor.open_doc(subscriptions, sink, call.workspace(params), params["path"], params["encoding"])
+
+
+@method("doc.edit")
+def doc_edit(call: Call, params: Json) -> Json:
+    subscriptions, sink = call.live()
+    ws, now_ms, message = call.workspace(params), call.services.clock(), params.get("message")
+    return editor.edit_doc(subscriptions, sink, ws, params["path"], params["base"], params["edits"], now_ms=now_ms, message=message)
+
+
+@method("doc.close")
+def doc_close(call: Call, params: Json) -> Json:
+    subscriptions, sink = call.live()
+    return editor.close_doc(subscriptions, sink, call.space(params), params["path"])
 
 
 # ----- the node and its spaces -----

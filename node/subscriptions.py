@@ -13,6 +13,11 @@ Four kinds, each answered first with the current state, then kept current by not
 - ``peers``: ``peers.changed`` when a peer connects or disconnects.
 - ``presence``: ``presence.changed`` when a cursor or selection in the space moves or goes.
 
+Besides these, a connection's ``Follower``s: objects that keep a client's copy of one doc and
+compute its notifications themselves (the editor protocol's open documents, ``node/editor.py``),
+named by a key per connection and space. They are flushed with the space like its file
+subscriptions, and go with their connection too.
+
 Store writes do not notify anyone inside ``Repo.commit``: the bus listener only marks the space
 dirty and calls ``wake``; the daemon then calls ``flush`` from a task of its own, which computes
 each change once per distinct starting point and fans it out. Many writes between two flushes
@@ -63,6 +68,15 @@ class Sink(Protocol):
     def notify(self, method: str, params: Json) -> None: ...
 
 
+class Follower(Protocol):
+    """A client's copy of one doc, kept current by a notification it computes itself."""
+
+    def catch_up(self, ws: Workspace) -> tuple[str, Json] | None:
+        """The notification (method, params) that takes the client's copy to the doc now, which
+        it then takes as the client's; None when the client has the doc as it is."""
+        ...
+
+
 @dataclass(slots=True)
 class _Subscription:
     id: int
@@ -74,6 +88,7 @@ class _Subscription:
     path: str | None = None  # file: where the client last saw it
     heads: list[bytes] | None = None  # file: the content heads the client has
     version: int = 0  # tree: the space version the client last saw
+    follower: Follower | None = None  # doc: what computes its notifications (path: its key)
 
 
 class Subscriptions:
@@ -85,6 +100,7 @@ class Subscriptions:
         self._all: dict[int, _Subscription] = {}
         self._by_space: dict[bytes, dict[int, _Subscription]] = {}  # file and tree subscriptions
         self._by_kind: dict[str, dict[int, _Subscription]] = {"peers": {}, "presence": {}}
+        self._followers: dict[tuple[Sink, bytes, str], _Subscription] = {}  # (connection, space, key)
         self._presence_of: dict[Sink, set[PresenceKey]] = {}
         self._dirty: set[bytes] = set()
         self.failures = 0  # notifications not sent because their doc could not be read
@@ -142,7 +158,32 @@ class Subscriptions:
             return False
         del self._all[subscription_id]
         del subscription.group[subscription_id]
+        if subscription.follower is not None:
+            assert subscription.space is not None and subscription.path is not None
+            del self._followers[(sink, subscription.space, subscription.path)]
         return True
+
+    def follow(self, sink: Sink, space: bytes, key: str, follower: Follower) -> None:
+        """Flush ``follower`` with ``space`` from now on, as ``sink``'s ``key`` there (replacing
+        the one it had by that key)."""
+        self.unfollow(sink, space, key)
+        self._followers[(sink, space, key)] = self._add(sink, "doc", space, path=key, follower=follower)
+
+    def follower(self, sink: Sink, space: bytes, key: str) -> Follower | None:
+        subscription = self._followers.get((sink, space, key))
+        return subscription.follower if subscription is not None else None
+
+    def unfollow(self, sink: Sink, space: bytes, key: str) -> bool:
+        """Stop flushing ``sink``'s follower ``key``; False if it had none by that key."""
+        subscription = self._followers.get((sink, space, key))
+        return subscription is not None and self.cancel(sink, subscription.id)
+
+    def touch(self, space: bytes) -> None:
+        """Flush ``space`` soon even if nothing was written: a follower may have moved away
+        from the doc's heads by itself (an editor's edit at an old base)."""
+        if self._by_space.get(space) and space not in self._dirty:
+            self._dirty.add(space)
+            self.wake()
 
     def set_presence(self, sink: Sink, presence: Presence) -> None:
         """Publish a local client's presence; it goes when the client disconnects or stops refreshing."""
@@ -161,7 +202,7 @@ class Subscriptions:
             self._services.presence.remove(key, local=True)
 
     def _add(self, sink: Sink, kind: str, space: bytes | None = None, **state: Any) -> _Subscription:
-        group = self._by_space.setdefault(space, {}) if space is not None and kind in ("file", "tree") else self._by_kind[kind]
+        group = self._by_space.setdefault(space, {}) if space is not None and kind in ("file", "tree", "doc") else self._by_kind[kind]
         subscription = _Subscription(next(self._ids), sink, kind, group, space, **state)
         group[subscription.id] = subscription
         self._all[subscription.id] = subscription
@@ -170,9 +211,7 @@ class Subscriptions:
     # ----- events -----
 
     def _on_store_event(self, event: StoreEvent) -> None:
-        if self._by_space.get(event.space) and event.space not in self._dirty:
-            self._dirty.add(event.space)
-            self.wake()
+        self.touch(event.space)
 
     def _on_peer_event(self, event: PeerEvent) -> None:
         for subscription in list(self._by_kind["peers"].values()):
@@ -209,6 +248,7 @@ class Subscriptions:
                 continue
             self._flush_files(ws, version, tree, [s for s in subscriptions if s.kind == "file"])
             self._flush_trees(ws, version, tree, [s for s in subscriptions if s.kind == "tree"])
+            self._flush_followers(ws, [s for s in subscriptions if s.kind == "doc"])
 
     def _failed(self, subscriptions: list[_Subscription], space: bytes, error: Exception) -> None:
         self.failures += len(subscriptions)
@@ -235,6 +275,17 @@ class Subscriptions:
                 "file.changed",
                 {"subscription": subscription.id, "space": ws.space.hex(), "version": version, **updates[key]},
             )
+
+    def _flush_followers(self, ws: Workspace, subscriptions: list[_Subscription]) -> None:
+        for subscription in subscriptions:
+            assert subscription.follower is not None
+            try:
+                notification = subscription.follower.catch_up(ws)
+            except UNREADABLE as error:  # this doc: its follower waits, the others go on
+                self._failed([subscription], ws.space, error)
+                continue
+            if notification is not None:
+                subscription.sink.notify(*notification)
 
     def _flush_trees(self, ws: Workspace, version: int, tree: Tree, subscriptions: list[_Subscription]) -> None:
         changes: dict[int, list[Json]] = {}  # per starting version
@@ -264,20 +315,33 @@ def _file_update(ws: Workspace, tree: Tree, file_id: str, old: list[bytes], new:
     if node is None or old == new:
         return {**update, "edits": []}  # removed (content follows if it comes back), or only moved
     document = ws.document(node.doc_id)
-    text_id = text_object(document) if node.encoding == TEXT else None
-    patches = document.diff(old, new)
-    # The next update of this file starts at ``new``: with the cursor there, Automerge answers
-    # it from its patch log (~25 us) instead of scanning the document (~4 ms at 20k characters).
-    document.update_diff_cursor()
-    if text_id is not None and all(p["obj"] == text_id and p["action"] in ("splice_text", "del_seq") for p in patches):
-        edits = [
-            {"index": p["index"], "delete": 0, "insert": p["value"]}
-            if p["action"] == "splice_text"
-            else {"index": p["index"], "delete": p["length"], "insert": ""}
-            for p in patches
-        ]
+    edits = text_splices(document, text_object(document), old, new) if node.encoding == TEXT else None
+    if edits is not None:
         return {**update, "edits": edits}
     return {**update, **_content_or_pending(ws, node.path, node.encoding)}
+
+
+def text_splices(document: native.Document, text_id: str | None, old: list[bytes], new: list[bytes]) -> list[Json] | None:
+    """The splices ``{index, delete, insert}`` (code points, to apply in order) that take the
+    text ``text_id`` from heads ``old`` to heads ``new`` (the doc's now); None when the change
+    is not a splice of that one text (no text, or the text object itself replaced)."""
+    patches = document.diff(old, new)
+    # The next update of this doc starts at ``new``: with the cursor there, Automerge answers
+    # it from its patch log (~25 us) instead of scanning the document (~4 ms at 20k characters).
+    document.update_diff_cursor()
+    if text_id is None or not all(p["obj"] == text_id and p["action"] in ("splice_text", "del_seq") for p in patches):
+        return None
+    return splices_of(patches)
+
+
+def splices_of(patches: list[Json]) -> list[Json]:
+    """Automerge's text patches (``splice_text``, ``del_seq``) as splices ``{index, delete, insert}``."""
+    return [
+        {"index": p["index"], "delete": 0, "insert": p["value"]}
+        if p["action"] == "splice_text"
+        else {"index": p["index"], "delete": p["length"], "insert": ""}
+        for p in patches
+    ]
 
 
 def _tree_changes(ws: Workspace, since: int, tree: Tree) -> list[Json]:

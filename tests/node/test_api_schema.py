@@ -26,7 +26,7 @@ def test_every_method_and_notification_is_described_and_every_reference_resolves
     for method in document["methods"]:
         assert method["summary"], method["name"]
         assert all(param.get("schema") for param in method["params"]), method["name"]
-    assert set(document["x-notifications"]) == {"file.changed", "tree.changed", "peers.changed", "presence.changed"}
+    assert set(document["x-notifications"]) == {"file.changed", "tree.changed", "peers.changed", "presence.changed", "doc.changed"}
     assert '"openrpc": "1.2.6"' in text
 
 
