@@ -92,30 +92,50 @@ def test_keystrokes_fold_into_edits_at_their_base(alice_and_bob: tuple[Neovim, N
     assert alice.lua(_PENDING_PROPERTY, 14, 3000) == "ok"
 
 
-def test_two_neovims_typing_into_one_line_at_once_keep_every_keystroke(pair: DaemonPair, alice_and_bob: tuple[Neovim, Neovim]) -> None:
+class _Agent:
+    """A program typing through the editor protocol on Bob's daemon: each doc.edit at the heads
+    its previous reply returned, relative to the text it has written itself (it never applies
+    a doc.changed, and needs not: positions at its base are its own text's)."""
+
+    def __init__(self, pair: DaemonPair) -> None:
+        self.api = pair.apis[1]
+        opened = self.api.call("doc.open", path=PATH, encoding="codepoint")
+        self.text, self.heads = opened["text"], opened["heads"]
+
+    def type(self, keys: str) -> None:
+        """Append to the second line: before the text's final line break."""
+        end = len(self.text) - 1
+        reply = self.api.call("doc.edit", path=PATH, base=self.heads, edits=[{"position": end, "delete": 0, "insert": keys}])
+        self.text, self.heads = self.text[:end] + keys + self.text[end:], reply["heads"]
+
+
+def test_two_neovims_and_an_agent_typing_at_once_keep_every_keystroke(pair: DaemonPair, alice_and_bob: tuple[Neovim, Neovim]) -> None:
     alice, bob = alice_and_bob
     pair.write_everywhere(PATH, "first line\nsecond line\n")
     alice_buffer, bob_buffer = alice.open(PATH), bob.open(PATH)
+    agent = _Agent(pair)
     alice.type("ggA")  # Alice appends to the first line,
     bob.type("ggI")  # Bob writes before it: each one's cursor must follow the other's typing
     rng = random.Random(14)
-    typed = {"alice": rng.choices("abcdé\n", k=300), "bob": rng.choices("WXYZ€ ", k=300)}
-    editor = {"alice": (alice, alice_buffer), "bob": (bob, bob_buffer)}
-    at = {"alice": 0, "bob": 0}
-    keystrokes = 0
+    typed = {"alice": rng.choices("abcdé\n", k=300), "bob": rng.choices("WXYZ€ ", k=300), "agent": rng.choices("0123456789ñ", k=150)}
+    typists = {"alice": (alice, alice_buffer), "bob": (bob, bob_buffer)}
+    at = dict.fromkeys(typed, 0)
     while any(at[name] < len(typed[name]) for name in typed):
         name = rng.choice([name for name in typed if at[name] < len(typed[name])])
-        burst = typed[name][at[name] : at[name] + rng.randint(1, 4)]
-        editor[name][0].type(_keys("".join(burst)))
+        burst = "".join(typed[name][at[name] : at[name] + rng.randint(1, 4)])
         at[name] += len(burst)
-        keystrokes += len(burst)
+        if name == "agent":
+            agent.type(burst)
+            continue
+        editor, buffer = typists[name]
+        editor.type(_keys(burst))
         if rng.random() < 0.05:  # a pause: what is typed reaches the daemon, remote patches land mid-insert
-            assert editor[name][0].lua("return require('distspace').flush(...)", editor[name][1])
+            assert editor.lua("return require('distspace').flush(...)", buffer)
     alice.type("<Esc>")
     bob.type("<Esc>")
 
-    expected = "".join(typed["bob"]) + "first line" + "".join(typed["alice"]) + "\nsecond line\n"
-    assert keystrokes == 600
+    expected = "".join(typed["bob"]) + "first line" + "".join(typed["alice"]) + "\nsecond line" + "".join(typed["agent"]) + "\n"
+    assert sum(at.values()) == 750
     _settled(alice, alice_buffer, expected)
     _settled(bob, bob_buffer, expected)
     assert pair.converged(PATH) == expected

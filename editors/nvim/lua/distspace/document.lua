@@ -1,18 +1,22 @@
 -- One buffer bound to one file of a space, following the editor protocol's CLIENT RULE
 -- (node/editor.py):
 --
--- * `confirmed` is the version the daemon knows the buffer holds (the heads of doc.open, then of
---   each doc.edit reply).
+-- * `confirmed` is the version the daemon knows the buffer holds: the heads of doc.open, then
+--   of each doc.edit reply and each doc.changed applied.
 -- * At most ONE doc.edit is in flight. What is typed meanwhile is kept in `pending`
 --   (edits.lua) and sent as one doc.edit, at base = the heads that reply returned.
--- * A doc.changed is applied only when nothing is in flight or pending and its from_heads are
---   `confirmed`; otherwise it is dropped: the daemon moves the connection's heads to the edit's
---   own change, so the doc.changed that follows the next reply carries those remote edits again.
+-- * A doc.changed is applied only when no edit is in flight (what is pending is sent first) and
+--   its from_heads are `confirmed`; otherwise it is dropped: the daemon moves the connection's
+--   heads to the edit's own change, so the doc.changed that follows the reply carries those
+--   remote edits again. With nothing in flight, other from_heads mean the binding lost step (a
+--   bug): it re-reads the file (`resyncs` counts it; the tests require 0).
 --
 -- Remote patches are applied with nvim_buf_set_text while `applying` tells on_bytes it is
--- hearing its own echo, and every window's cursor is carried across them by offset.
+-- hearing its own echo, and every window's cursor is carried across them by offset. They enter
+-- Neovim's undo history like any change: `u` may undo someone else's edit (and send that).
 
 local edits = require("distspace.edits")
+local rpc = require("distspace.rpc")
 
 local M = {}
 
@@ -55,11 +59,7 @@ function M.bind(client, buf, opened)
     on_bytes = function(_, _, _, _, _, offset, _, _, old_len, _, _, new_len)
       return self:_on_bytes(offset, old_len, new_len)
     end,
-    on_detach = function()
-      self.attached = false
-    end,
   })
-  self.attached = true
   return self
 end
 
@@ -143,7 +143,8 @@ end
 --- A doc.changed for this file: applied or dropped by the client rule.
 function Document:changed(params)
   if self.closed then return end
-  if not self:idle() then
+  self:flush() -- what is typed leaves first; typed and undone, it leaves nothing and the buffer is idle
+  if self.in_flight then
     self.dropped = self.dropped + 1
     return
   end
@@ -195,7 +196,8 @@ function Document:_apply(patches)
   -- In insert mode the cursor sits between characters: a remote insert right at it goes after
   -- it (the user keeps typing where they were). In normal mode it sits on a character, and
   -- follows that character.
-  local inserting = vim.api.nvim_get_mode().mode:sub(1, 1) == "i"
+  local mode = vim.api.nvim_get_mode().mode:sub(1, 1)
+  local inserting = mode == "i" or mode == "R"
   self:_quietly(function()
     for _, patch in ipairs(patches) do
       local position, delete, insert, eol =
@@ -279,7 +281,7 @@ end
 function Document:close(timeout_ms)
   if self.closed then return end
   self:flush()
-  vim.wait(timeout_ms, function() return self:idle() end, 5)
+  vim.wait(timeout_ms, function() return self:idle() end, rpc.wait_interval_ms)
   self.closed = true
   self.client:request("doc.close", { space = self.space, path = self.path }, function() end)
 end
