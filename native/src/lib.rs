@@ -14,7 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use automerge::{
     sync::{self, SyncDoc},
     transaction::{CommitOptions, Transactable},
-    ActorId, AutoCommit, Automerge, Change, ChangeHash, LoadOptions, ObjId, ObjType, OnPartialLoad, Patch,
+    ActorId, AutoCommit, Automerge, Change, ChangeHash, Cursor, CursorPosition, LoadOptions, ObjId, ObjType, OnPartialLoad, Patch,
     PatchAction, Prop, ReadDoc, ScalarValue, TextEncoding, Value, VerificationMode,
 };
 use pyo3::create_exception;
@@ -72,7 +72,10 @@ fn am_err(e: automerge::AutomergeError) -> PyErr {
         | E::InvalidSeq(_)
         | E::InvalidActorId(_)
         | E::DuplicateSeqNumber(..)
-        | E::DuplicateActorId(_) => InvalidOperation::new_err(msg),
+        | E::DuplicateActorId(_)
+        | E::InvalidCursor(_)
+        | E::InvalidCursorOp
+        | E::InvalidCursorFormat => InvalidOperation::new_err(msg),
         E::MissingDeps => DecodeError::new_err(msg),
         E::ChangeGraph(_) => InvalidHash::new_err(msg),
         _ => AutomergeError::new_err(msg),
@@ -865,6 +868,42 @@ impl Document {
         let obj = self.obj(obj)?;
         let heads = self.known_opt(heads)?;
         guard("hydrate", || self.hydrate_obj(py, &obj, heads.as_deref()))
+    }
+
+    /// A stable address of the element at `position` of a sequence (the text at `heads`, or
+    /// now): Automerge's cursor as its string form (`"<counter>@<actor hex>"`), which
+    /// `get_cursor_position` resolves at any later version, following that character. The
+    /// position just past the end is `"e"`, Automerge's cursor that always resolves to the end.
+    #[pyo3(signature = (obj, position, heads=None))]
+    fn get_cursor(&self, obj: &str, position: usize, heads: Option<Heads>) -> PyResult<String> {
+        let obj = self.obj(obj)?;
+        let heads = self.known_opt(heads)?;
+        guard("get_cursor", || {
+            let length = match &heads {
+                Some(h) => self.doc.length_at(&obj, h),
+                None => self.doc.length(&obj),
+            };
+            let at = if position == length { CursorPosition::End } else { CursorPosition::Index(position) };
+            Ok(self.doc.get_cursor(&obj, at, heads.as_deref()).map_err(am_err)?.to_string())
+        })
+    }
+
+    /// Where a cursor of `get_cursor` is in the sequence at `heads` (or now). A deleted element's
+    /// cursor resolves to the element after it (Automerge's `MoveCursor::After`). A malformed
+    /// cursor, or one naming an element this document does not hold (at `heads`):
+    /// `InvalidOperation`.
+    #[pyo3(signature = (obj, cursor, heads=None))]
+    fn get_cursor_position(&self, obj: &str, cursor: &str, heads: Option<Heads>) -> PyResult<usize> {
+        let obj = self.obj(obj)?;
+        let heads = self.known_opt(heads)?;
+        guard("get_cursor_position", || {
+            // Automerge slices the string by bytes: a non-ASCII or empty one would panic there.
+            if cursor.is_empty() || !cursor.is_ascii() {
+                return Err(InvalidOperation::new_err(format!("malformed cursor {cursor:?}")));
+            }
+            let cursor = Cursor::try_from(cursor).map_err(am_err)?;
+            self.doc.get_cursor_position(&obj, &cursor, heads.as_deref()).map_err(am_err)
+        })
     }
 
     /// Patches that turn the state at `before` into the state at `after`. A scan of the whole

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from native import ROOT, Document, InvalidHash, ObjectRef, decode_change
+from native import ROOT, Document, InvalidHash, InvalidObjectId, InvalidOperation, ObjectRef, decode_change
 from tests.native.helpers import ALICE, BOB, CAROL, apply_text_patches, shared_doc
 
 
@@ -382,6 +382,54 @@ def test_an_isolated_edit_behind_the_actors_own_newest_change_gets_a_derived_act
 
 
 # ----- diff -----
+
+
+def test_a_cursor_stays_on_its_character_while_text_is_inserted_and_deleted_before_it() -> None:
+    doc, text = shared_doc()
+    cursor = doc.get_cursor(text, 6)  # the "w" of "hello world"
+    doc.splice_text(text, 0, 0, "oh, ")
+    doc.commit()
+    assert doc.get_cursor_position(text, cursor) == 10 and doc.text(text)[10] == "w"
+    doc.splice_text(text, 0, 6, "")  # "oh, he" gone
+    doc.commit()
+    assert doc.text(text) == "llo world" and doc.get_cursor_position(text, cursor) == 4
+
+
+def test_a_cursor_made_at_old_heads_follows_its_character_across_a_merge() -> None:
+    """Alice's cursor, made in the text she saw, lands on the same character in Bob's copy after
+    a concurrent edit of his, and resolves at the old heads too."""
+    alice, text, base, bob = bob_edits_after("hello world", 0, "oh, ")
+    alice.splice_text(text, 5, 0, ",")
+    alice.commit()
+    cursor = alice.get_cursor(text, 7, base)  # "o" of "world" at base (alice's "," came after)
+    assert alice.get_cursor_position(text, cursor, base) == 7
+    bob.apply_changes(alice.get_changes(base))
+    assert bob.text(text) == "oh, hello, world"
+    assert bob.get_cursor_position(text, cursor) == 12 and bob.text(text)[12] == "o"
+
+
+def test_a_deleted_characters_cursor_moves_to_the_next_one_and_the_end_stays_at_the_end() -> None:
+    doc, text = shared_doc()
+    on_w, at_end = doc.get_cursor(text, 6), doc.get_cursor(text, len("hello world"))
+    assert at_end == "e"
+    doc.splice_text(text, 6, 1, "")
+    doc.splice_text(text, doc.length(text), 0, "!")
+    doc.commit()
+    assert doc.text(text) == "hello orld!"
+    assert doc.get_cursor_position(text, on_w) == 6 and doc.get_cursor_position(text, at_end) == 11
+
+
+def test_bad_cursors_and_positions_are_refused_with_typed_errors() -> None:
+    doc, text = shared_doc()
+    with pytest.raises(InvalidOperation):
+        doc.get_cursor(text, 12)  # past the end
+    with pytest.raises(InvalidHash):
+        doc.get_cursor(text, 0, [b"\x01" * 32])
+    for bad in ("", "zz", "\u00e9\u00e9", "1@zz", "99@" + ALICE.hex(), "1@" + BOB.hex()):  # the last two: no such op
+        with pytest.raises(InvalidOperation):
+            doc.get_cursor_position(text, bad)
+    with pytest.raises(InvalidObjectId):
+        doc.get_cursor_position("7@" + ALICE.hex(), doc.get_cursor(text, 0))
 
 
 def test_diff_patches_let_an_editor_follow_local_and_merged_edits() -> None:
