@@ -419,6 +419,18 @@ def doc_edit(call: Call, params: Json) -> Json:
     return editor.edit_doc(subscriptions, sink, ws, params["path"], params["base"], params["edits"], now_ms=now_ms, message=message)
 
 
+@method("doc.undo")
+def doc_undo(call: Call, params: Json) -> Json:
+    subscriptions, sink = call.live()
+    return editor.undo_doc(subscriptions, sink, call.workspace(params), params["path"], now_ms=call.services.clock())
+
+
+@method("doc.redo")
+def doc_redo(call: Call, params: Json) -> Json:
+    subscriptions, sink = call.live()
+    return editor.undo_doc(subscriptions, sink, call.workspace(params), params["path"], now_ms=call.services.clock(), redo=True)
+
+
 @method("doc.close")
 def doc_close(call: Call, params: Json) -> Json:
     subscriptions, sink = call.live()

@@ -4,6 +4,8 @@ LSP-shaped, over any local API connection (``node/api.py``: the Unix socket or t
 
     doc.open  {space?, path, encoding?}           -> {space, path, file_id, text, heads, encoding}
     doc.edit  {space?, path, base, edits, message?} -> {heads}
+    doc.undo  {space?, path}                       -> {undone, change}
+    doc.redo  {space?, path}                       -> {undone, change}
     doc.close {space?, path}                       -> {closed}
     doc.changed (notification)  {space, path, from_heads, to_heads, patches}
 
@@ -40,6 +42,17 @@ CLIENT RULE (the Neovim plugin, the TypeScript client and ``node/editor_client.p
 This never loses or duplicates a character and needs no operational transformation: the merge is
 Automerge's, and each side only ever applies a diff to the exact version it was computed from.
 
+Per-author undo. ``doc.undo`` reverts this connection's last ``doc.edit`` change C that it has
+not undone — never another author's: the inverse of C (delete what it inserted, put back what it
+deleted, by the identity of each character) made as an edit AT ``[C]`` (``Workspace.edit``) and
+merged, so everything written since, by anyone, stays where it is. ``doc.redo`` reverts the last
+undo the same way; a new ``doc.edit`` forgets what could be redone. The reply names the change
+undone and the change that undid it (nulls: nothing to undo, or the file's text was replaced
+since). The client's buffer does not change with the reply and H does not move: the undo reaches
+the buffer like any other change, as the ``doc.changed`` from H that follows the reply, so the
+CLIENT RULE is unchanged (an undo is not an edit in flight). A client that wants its keystrokes
+undone sends them first (the TypeScript client waits until they are confirmed).
+
 Bad input is refused with -32602 (invalid params) naming the param, and nothing is applied: a
 base this node does not hold, or from before the file's text existed (``data.error``
 ``UnknownBase``: open the file again); a position past the text at base, or one that splits a
@@ -52,7 +65,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -86,6 +99,9 @@ TEXTS_KEPT = 4
 # Converting patches outside ASCII costs a pass over the text each; past this many characters
 # times patches (a big merge into a big file) one patch replacing the whole text is cheaper.
 MAX_CONVERSION_CHARS = 64 * 1024 * 1024
+# The doc.edit changes per open document that doc.undo can revert, newest last (and as many undos
+# that doc.redo can revert): enough for an editing session, bounded for a connection that lives long.
+UNDO_DEPTH = 100
 
 
 class PositionError(ValueError):
@@ -192,6 +208,14 @@ class _Copy:
     patches: list[Json] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class _Made:
+    """A change this connection made (an edit, an undo, a redo), and its deps."""
+
+    change: bytes
+    made_at: tuple[bytes, ...]
+
+
 @dataclass(slots=True)
 class DocSession:
     """One path a connection has open: the heads H the client's buffer is at, and its copy
@@ -215,6 +239,8 @@ class DocSession:
     copy: _Copy  # the client's at H
     _bases: OrderedDict[tuple[bytes, ...], _Copy] = field(default_factory=OrderedDict)  # recent H's
     _replied: tuple[tuple[bytes, ...], _Copy] | None = None  # the last doc.edit's: its base until the next
+    undoable: deque[_Made] = field(default_factory=lambda: deque(maxlen=UNDO_DEPTH))  # doc.edit's and doc.redo's changes
+    redoable: deque[_Made] = field(default_factory=lambda: deque(maxlen=UNDO_DEPTH))  # doc.undo's, until the next doc.edit
 
     def advance(self, heads: list[bytes], copy: _Copy, *, replied: bool = False) -> None:
         """The client's buffer is ``copy``, named ``heads``, now (the reply to its edit if ``replied``)."""
@@ -400,6 +426,8 @@ def edit_doc(
     if result.change is None:
         session.advance(base, copy, replied=True)
     else:
+        session.undoable.append(_Made(result.change, result.made_at))
+        session.redoable.clear()
         mine = _Copy(applied(copy.text, converted), [result.change])
         name = mine.heads
         if copy.patches or list(result.made_at) != copy.heads:  # [C] holds more than the client's edit
@@ -417,6 +445,54 @@ def edit_doc(
         session.advance(name, mine, replied=True)
     subscriptions.touch(ws.space)  # the doc may differ from [C] (a concurrent change) with nothing else to flush it
     return {"heads": _hexes(session.heads)}
+
+
+def undo_doc(subscriptions: Subscriptions, sink: Sink, ws: Workspace, path: str, *, now_ms: int, redo: bool = False) -> Json:
+    """``doc.undo`` (``doc.redo`` if ``redo``): the inverse of this connection's last edit not
+    undone (of its last undo), made at that change's heads and merged; H stays, so the client
+    gets the undo as the next ``doc.changed``."""
+    session = _session(subscriptions, sink, ws, path, "doc.redo" if redo else "doc.undo")
+    stack, then = (session.redoable, session.undoable) if redo else (session.undoable, session.redoable)
+    if not stack:
+        return {"undone": None, "change": None}
+    made = stack.pop()
+    document = ws.document(session.doc_id)
+    text_id = text_object(document)
+    if text_id is None or text_object(document, [made.change]) != text_id:  # the file's text was replaced: nothing of it to revert
+        session.undoable.clear()
+        session.redoable.clear()
+        return {"undone": None, "change": None}
+    path_now = ws.tree().path_of(session.file_id)
+    if path_now is None:
+        raise NotFound(f"{session.path!r} was removed; nothing was undone")
+    made_at = list(made.made_at)
+    patches = [p for p in document.diff(made_at, [made.change]) if p["obj"] == text_id]
+    inverse = inverse_edits(document.text(text_id, made_at), patches)
+    verb = "redo" if redo else "undo"
+    result = ws.edit(path_now, inverse, base=[made.change], now_ms=now_ms, message=f"{verb} an edit of {path_now}")
+    if result.change is not None:
+        then.append(_Made(result.change, result.made_at))
+    subscriptions.touch(ws.space)
+    return {"undone": made.change.hex(), "change": None if result.change is None else result.change.hex()}
+
+
+def inverse_edits(before: str, patches: Sequence[Json]) -> list[Edit]:
+    """Edits of the text ``patches`` (Automerge's, in order) make of ``before`` that take it back:
+    each run of characters the patches inserted deleted, each run of ``before`` they deleted put
+    back where it was, by character identity (a diff could pair an inserted "a" with an old one)."""
+    doc: Tagged = [(char, ("start", i)) for i, char in enumerate(before)]
+    for number, patch in enumerate(patches):
+        _patch(doc, patch, number)
+    edits: list[Edit] = []
+    deleted, restored = 0, 0  # characters inserted since the last one of before; the next of before
+    for at, (_, tag) in enumerate([*doc, ("", ("start", len(before)))]):
+        if not isinstance(tag, tuple) or tag[0] != "start":
+            deleted += 1
+            continue
+        if deleted or tag[1] > restored:
+            edits.append(Edit(at - deleted, deleted, before[restored : tag[1]]))
+        deleted, restored = 0, tag[1] + 1
+    return edits
 
 
 def close_doc(subscriptions: Subscriptions, sink: Sink, space: bytes, path: str) -> Json:
