@@ -1,0 +1,865 @@
+"""A space mirrored into a folder, both ways, so every editor and tool sees plain files.
+
+``run_mirror(services, space, folder)`` is the daemon's task for one folder. It first makes the
+folder and the space agree (``Mirror.scan``: leftover temp files removed, every path compared,
+everything the disk has and the space lacks ingested in batches — one store transaction per
+MIRROR_BATCH_PATHS paths, not one commit per file), reports the ``Mirror`` through
+``task_status.started`` and then runs until cancelled:
+
+- disk -> space: a watcher thread (watchfiles, on Rust ``notify``: inotify on Linux) hands over
+  bursts of events, coalesced until MIRROR_DEBOUNCE_MS of quiet; each event only means "look at
+  this path again" (and everything below it), and a full scan with the stat cache every
+  MIRROR_SCAN_INTERVAL_S catches what events miss (overflow, watch limits, recreated dirs). If
+  inotify cannot watch the folder (its watch limit is reached), the watcher polls, with one
+  warning.
+- space -> disk: every ``StoreEvent`` of the space (a remote change, an API write) marks the
+  docs it moved; the task looks at their paths (at every path when the tree itself moved).
+
+What happens at each path is node/mirror_plan.py's decision over three views of it: disk now,
+the space now, and the path's ``Record`` (node/mirror_state.py: the heads and bytes that disk
+copy was written from or read at). A disk change is committed as a three-way write at the
+record's heads, so a text file edited on both sides merges, never a conflict copy; our own
+writes do not come back, since a write-out leaves disk bytes, heads and record equal (sha256
+and heads are compared, never timestamps alone).
+
+Writing a file out: a temp file (TEMP_PREFIX) in the same directory, written and fsynced, given
+the mode the old file had, then renamed over it and the directory fsynced — so a reader, or a
+crash, sees the old file or the new one, never half of one. Just before the rename the disk
+copy is checked against the record again: a save that arrived meanwhile is ingested first and
+the merge written instead. (A save in the microseconds between that check and the rename is
+the one window left; the next event shows our bytes over it, its text is not in the space.)
+
+Crash safety: temp files left by a killed mirror are removed at start; a write-out is noted
+(``MirrorRecords.intend``) before its rename, so after a crash between the rename and the
+record the bytes on disk are known to be ours; a file changed while no mirror ran differs from
+its record and is ingested at its record's heads.
+
+Ignored, in both directions: ``.gitignore`` files (git's rules, nested ones too, via pathspec)
+and ``.distspaceignore`` at the root (a file of the space, so shared by every peer), plus
+ALWAYS_IGNORED (``.git/``, our temp files, editors' swap and backup files), the node's home if
+it lies inside the folder, and files over MIRROR_FILE_BYTES_MAX (one log line each).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import secrets
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pathspec
+import trio
+
+from node.mirror_plan import (
+    DIR,
+    FILE,
+    Action,
+    Adopt,
+    Conflict,
+    Create,
+    DiskEntry,
+    DiskMove,
+    DiskRemove,
+    EntryKind,
+    Forget,
+    Ingest,
+    Move,
+    Observation,
+    Record,
+    Remove,
+    SpaceEntry,
+    WriteOut,
+    plan,
+    reparent,
+)
+from node.mirror_state import MIRROR_DB_FILE, MirrorRecords
+from node.services import NodeServices
+from protocol.space import INDEX_DOC_ID
+from store.errors import StoreError
+from store.paths import is_within, name_problem, parent_of
+from store.repo import StoreEvent, wall_clock_ms
+from store.tree import TEXT, Tree, file_id_of
+from store.workspace import MAX_WRITE_BYTES, Content, Workspace, text_edits
+from store.workspace_errors import ContentUnavailable, NotFound, UnknownBase
+
+__all__ = [
+    "ALWAYS_IGNORED",
+    "MIRROR_BATCH_PATHS",
+    "MIRROR_DEBOUNCE_MAX_MS",
+    "MIRROR_DEBOUNCE_MS",
+    "MIRROR_FILE_BYTES_MAX",
+    "MIRROR_SCAN_INTERVAL_S",
+    "TEMP_PREFIX",
+    "IgnoreRules",
+    "Mirror",
+    "checkout",
+    "run_mirror",
+]
+
+log = logging.getLogger(__name__)
+
+# An editor's save is a burst of events (truncate, writes, rename, chmod) within a few ms; 50 ms
+# of quiet ends nearly every burst, and keeps save-to-peer latency well under the 100 ms target.
+MIRROR_DEBOUNCE_MS = 50
+# A steady stream of writes (a build, `git checkout` of a large branch) is still handed over this
+# often, so the space follows a long burst instead of waiting for it to end.
+MIRROR_DEBOUNCE_MAX_MS = 500
+# Events get lost (queue overflow, watch limits, a directory recreated before it is watched);
+# a full scan compares stats only (no hashing unless a stat moved), ~0.1 s for 10k files here.
+MIRROR_SCAN_INTERVAL_S = 60.0
+# One file is one write, and one write must fit one change in one frame (store.workspace).
+MIRROR_FILE_BYTES_MAX = MAX_WRITE_BYTES
+# Paths per store transaction: a 10k-file folder ingests in a few dozen transactions instead of
+# 10k fsyncs, and the trio loop (the network shares it) is never held for long by one batch.
+MIRROR_BATCH_PATHS = 512
+# A file whose stat moves while we read it is being written: look again after this long...
+MIRROR_UNSTABLE_RETRY_MS = 50
+# ...and a write-out that keeps finding fresh saves on disk gives up after this many rounds
+# (the next event tries again): a user saving in a loop must not starve the task.
+MIRROR_WRITE_TRIES = 5
+
+TEMP_PREFIX = ".distspace-tmp-"
+DISTSPACE_IGNORE_FILE = ".distspaceignore"
+GIT_IGNORE_FILE = ".gitignore"
+# Never mirrored: git's own store, our temp files, editors' swap/backup/lock files (vim's 4913
+# is its probe of whether a directory is writable).
+ALWAYS_IGNORED = (".git/", f"{TEMP_PREFIX}*", "*.swp", "*.swx", "*.swo", "*~", "4913", ".#*", "#*#")
+# Polling (when inotify cannot watch): a stat of every path this often; a few ms of CPU per
+# 1k files each round.
+MIRROR_POLL_INTERVAL_MS = 300
+_WATCH_RUST_TIMEOUT_MS = 1_000  # how often the watcher thread looks at its stop event
+
+
+class IgnoreRules:
+    """Which paths the mirror leaves alone: git's rules from every ``.gitignore`` (deeper files
+    win), then ``.distspaceignore`` at the root, then ALWAYS_IGNORED."""
+
+    def __init__(self, folder: Path, extra: Iterable[str] = ()) -> None:
+        self._folder = folder
+        self._always = pathspec.GitIgnoreSpec.from_lines([*ALWAYS_IGNORED, *extra])
+        self._specs: dict[str, pathspec.GitIgnoreSpec] = {}
+        self.load_root()
+
+    def load_root(self) -> None:
+        self._specs = {}
+        self.load(DISTSPACE_IGNORE_FILE)
+        self.load(GIT_IGNORE_FILE)
+
+    def load(self, path: str) -> None:
+        """Read (or drop, if gone) the ignore file at ``path``."""
+        try:
+            lines = (self._folder / path).read_text(errors="replace").splitlines()
+        except OSError:
+            self._specs.pop(path, None)
+            return
+        self._specs[path] = pathspec.GitIgnoreSpec.from_lines(lines)
+
+    def ignored(self, path: str, is_dir: bool) -> bool:
+        probe = path + "/" if is_dir else path
+        if self._always.match_file(probe):
+            return True
+        verdict: bool | None = None
+        for where, spec in sorted(self._specs.items(), key=lambda item: (item[0] != DISTSPACE_IGNORE_FILE, item[0].count("/"))):
+            base = parent_of(where)
+            if base and not is_within(path, base):
+                continue
+            relative = probe[len(base) + 1 :] if base else probe
+            result = spec.check_file(relative).include
+            if result is not None:
+                verdict = result
+        return bool(verdict)
+
+
+@dataclass(slots=True)
+class _Stats:
+    written: int = 0
+    ingested: int = 0
+    removed: int = 0
+    moved: int = 0
+    last_sync_ms: int | None = None
+    last_error: str | None = None
+    actions: dict[str, int] = field(default_factory=dict)
+
+
+class Mirror:
+    """One space mirrored into one folder: the scan, the decisions' I/O, the status."""
+
+    def __init__(self, services: NodeServices, space: bytes, folder: Path) -> None:
+        self.services = services
+        self.space = space
+        self.folder = folder.resolve()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.workspace: Workspace = services.workspace(space)
+        self.records = MirrorRecords(services.home.path / MIRROR_DB_FILE, space, self.folder)
+        home = services.home.path.resolve()
+        extra = [f"/{home.relative_to(self.folder).as_posix()}/"] if home.is_relative_to(self.folder) and home != self.folder else []
+        self.ignore = IgnoreRules(self.folder, extra)
+        self.watcher = "none"  # "inotify" | "polling" once run_mirror watches
+        self.pending: set[str] = set()  # paths to look at again (disk events, unstable files)
+        self.ignored: set[str] = set()  # paths left alone as ignored, since the last scan
+        self.stats = _Stats()
+        self._too_large_logged: set[str] = set()
+        self._space_docs: set[bytes] = set()
+        self._space_tree_moved = False
+        self.wake = trio.Event()
+        self._unlisten = services.bus.listen(StoreEvent, self._on_store_event)
+
+    def close(self) -> None:
+        self._unlisten()
+        self.records.close()
+
+    # ----- what run_mirror and the API see -----
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "folder": str(self.folder),
+            "space": self.space.hex(),
+            "files": sum(1 for r in self.records.records.values() if r.kind == FILE),
+            "pending": len(self.pending) + len(self._space_docs) + int(self._space_tree_moved),
+            "last_sync_ms": self.stats.last_sync_ms,
+            "last_error": self.stats.last_error,
+            "watcher": self.watcher,
+            "ignored": len(self.ignored),
+            "written": self.stats.written,
+            "ingested": self.stats.ingested,
+        }
+
+    @property
+    def space_moved(self) -> bool:
+        """Whether the space changed since its changes were last written out."""
+        return bool(self._space_docs) or self._space_tree_moved
+
+    def _on_store_event(self, event: StoreEvent) -> None:
+        if event.space != self.space:
+            return
+        if event.doc == INDEX_DOC_ID:
+            self._space_tree_moved = True
+        else:
+            self._space_docs.add(event.doc)
+        self.wake.set()
+
+    # ----- whole-folder passes -----
+
+    def scan(self, *, clean: bool = False, trust_stat: bool = True, fsync_each: bool = True) -> dict[str, int]:
+        """Make folder and space agree at every path (the start, the periodic scan, a checkout).
+
+        ``clean``: remove leftover temp files first. Returns counts of what was done.
+        """
+        started = time.monotonic()
+        self.ignore.load_root()
+        self.ignored = set()
+        disk = self._walk(ROOT_PATH, clean=clean, trust_stat=trust_stat)
+        tree = self.workspace.tree()
+        paths = set(disk) | set(self.records.records) | {node.path for node in tree.walk()}
+        self._space_docs.clear()
+        self._space_tree_moved = False
+        self._settle(paths, disk, fsync_each=fsync_each)
+        counts = dict(self.stats.actions)
+        counts["elapsed_ms"] = int((time.monotonic() - started) * 1000)
+        return counts
+
+    def sync_space_changes(self) -> None:
+        """Write out what the space changed since last time (its StoreEvents)."""
+        docs, moved = self._space_docs, self._space_tree_moved
+        self._space_docs, self._space_tree_moved = set(), False
+        if moved:
+            tree = self.workspace.tree()
+            paths = set(self.records.records) | {node.path for node in tree.walk()}
+        else:
+            tree = self.workspace.tree()
+            paths = {p for p in (tree.path_of(file_id_of(doc)) for doc in docs) if p is not None}
+        if paths:
+            self._settle(paths, {}, fsync_each=True)
+
+    def sync_disk_changes(self) -> None:
+        """Look again at the paths disk events named (and everything below them)."""
+        touched, self.pending = self.pending, set()
+        if any(p.rsplit("/", 1)[-1] in (GIT_IGNORE_FILE, DISTSPACE_IGNORE_FILE) for p in touched):
+            for path in touched:
+                if path.rsplit("/", 1)[-1] in (GIT_IGNORE_FILE, DISTSPACE_IGNORE_FILE):
+                    self.ignore.load(path)
+            self.scan(trust_stat=True)
+            return
+        disk: dict[str, DiskEntry | None] = {}
+        paths: set[str] = set()
+        tree = self.workspace.tree()
+        for path in _outermost(touched):
+            found = self._walk(path, clean=False, trust_stat=False)
+            disk.update(found)
+            paths |= set(found) | {path} | set(self.records.below(path))
+            if tree.get(path) is not None:
+                paths |= {node.path for node in tree.walk(path)}
+        self._settle(paths, disk, fsync_each=True)
+
+    # ----- observing -----
+
+    def _walk(self, top: str, *, clean: bool, trust_stat: bool) -> dict[str, DiskEntry | None]:
+        """Every path at or below ``top`` on disk that the mirror looks after (None: unstable now,
+        queued again), loading nested ``.gitignore`` files on the way down."""
+        found: dict[str, DiskEntry | None] = {}
+        start = self.folder / top if top else self.folder
+        if top:
+            if self._skip(top, start):
+                return found
+            entry = self._disk_entry(top, trust_stat=trust_stat)
+            if entry is None:
+                return found
+            found[top] = entry
+            if entry.kind != DIR:
+                return found
+        stack = [top]
+        while stack:
+            directory = stack.pop()
+            if (self.folder / directory / GIT_IGNORE_FILE).is_file() if directory else False:
+                self.ignore.load(f"{directory}/{GIT_IGNORE_FILE}")
+            try:
+                names = os.listdir(self.folder / directory if directory else self.folder)
+            except OSError:
+                continue
+            for name in sorted(names):
+                path = f"{directory}/{name}" if directory else name
+                full = self.folder / path
+                if clean and name.startswith(TEMP_PREFIX):
+                    with contextlib.suppress(OSError):
+                        full.unlink()
+                    continue
+                if self._skip(path, full):
+                    continue
+                entry = self._disk_entry(path, trust_stat=trust_stat)
+                if entry is None:
+                    continue
+                found[path] = entry
+                if entry.kind == DIR:
+                    stack.append(path)
+        return found
+
+    def _skip(self, path: str, full: Path) -> bool:
+        """Whether the mirror leaves ``path`` alone: ignored, unmirrorable, or too large."""
+        try:
+            info = full.lstat()
+        except OSError:
+            return False  # gone: not ignored, its record decides
+        if stat.S_ISLNK(info.st_mode) or not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+            return True  # symlinks, sockets, fifos: the space holds files and directories only
+        if name_problem(full.name) is not None or self.ignore.ignored(path, stat.S_ISDIR(info.st_mode)):
+            self.ignored.add(path)
+            return True
+        if stat.S_ISREG(info.st_mode) and info.st_size > MIRROR_FILE_BYTES_MAX:
+            if path not in self._too_large_logged:
+                self._too_large_logged.add(path)
+                log.warning("mirror: %s is %d bytes, over the %d-byte limit of one file: not mirrored", path, info.st_size, MIRROR_FILE_BYTES_MAX)
+            return True
+        return False
+
+    def _disk_entry(self, path: str, *, trust_stat: bool) -> DiskEntry | None:
+        """What is at ``path`` on disk; None when it is being written (it is queued again)."""
+        full = self.folder / path
+        try:
+            before = full.lstat()
+        except OSError:
+            return None
+        kind: EntryKind = DIR if stat.S_ISDIR(before.st_mode) else FILE
+        record = self.records.get(path)
+        entry = DiskEntry(kind, b"", before.st_size, before.st_mtime_ns, before.st_ino, stat.S_IMODE(before.st_mode))
+        if kind == DIR:
+            return replace(entry, size=0, mtime_ns=0)
+        if trust_stat and record is not None and record.same_stat(entry):
+            return replace(entry, sha256=record.sha256)
+        read = _read_stable(full)
+        if read is None:
+            self.pending.add(path)
+            return None
+        return replace(entry, sha256=hashlib.sha256(read[0]).digest())
+
+    def _space_entry(self, tree: Tree, path: str) -> SpaceEntry | None:
+        node = tree.get(path)
+        if node is None:
+            return None
+        if node.kind == DIR:
+            return SpaceEntry(DIR, node.file_id, ())
+        return SpaceEntry(FILE, node.file_id, tuple(sorted(self.services.repo.heads(self.space, node.doc_id))))
+
+    def _observe(self, paths: set[str], disk: dict[str, DiskEntry | None]) -> list[Observation]:
+        tree = self.workspace.tree()
+        observations = []
+        for path in sorted(paths):
+            if path in disk:
+                on_disk = disk[path]
+            else:
+                known = self.records.get(path)
+                if self._skip(path, self.folder / path) or self.ignore.ignored(path, known is not None and known.kind == DIR):
+                    continue
+                on_disk = self._disk_entry(path, trust_stat=True)
+                if on_disk is None and path in self.pending:
+                    continue  # being written: next round
+            record = self._intended(path, on_disk)
+            space = self._space_entry(tree, path)
+            if space is not None and self.ignore.ignored(path, space.kind == DIR):
+                continue
+            moved_to = None
+            if record is not None and space is None:
+                elsewhere = tree.path_of(record.file_id)
+                moved_to = elsewhere if elsewhere is not None and elsewhere != path else None
+            observations.append(Observation(path, on_disk, record, space, moved_to))
+        return observations
+
+    def _intended(self, path: str, disk: DiskEntry | None) -> Record | None:
+        """The record of ``path``, or what a write-out cut short by a crash made it."""
+        record = self.records.get(path)
+        intent = self.records.intents.get(path)
+        if intent is None or disk is None or disk.kind != FILE or disk.sha256 != intent[1]:
+            return record
+        file_id = record.file_id if record is not None else ""
+        node = self.workspace.tree().get(path)
+        if node is not None:
+            file_id = node.file_id
+        return Record(path, FILE, file_id, intent[0], intent[1], disk.size, disk.mtime_ns, disk.inode, disk.mode)
+
+    # ----- acting -----
+
+    def _settle(self, paths: set[str], disk: dict[str, DiskEntry | None], *, fsync_each: bool) -> None:
+        """Observe, plan and perform, MIRROR_BATCH_PATHS paths per store transaction."""
+        observations = self._observe(paths, disk)
+        actions = plan(observations)
+        space_side = [a for a in actions if isinstance(a, (Move, Create, Ingest, Adopt, Remove, Forget))]
+        disk_side = [a for a in actions if isinstance(a, (DiskMove, WriteOut, DiskRemove, Conflict))]
+        follow: list[str] = []
+        for start in range(0, len(space_side), MIRROR_BATCH_PATHS):
+            puts: dict[str, Record] = {}
+            drops: set[str] = set()
+            with self.services.repo.group(durable=True):
+                for action in space_side[start : start + MIRROR_BATCH_PATHS]:
+                    with self._guarded(action):
+                        self._space_action(action, puts, drops, follow)
+            self.records.save(puts.values(), drops - set(puts))
+        for start in range(0, len(disk_side), MIRROR_BATCH_PATHS):
+            puts, drops = {}, set()
+            for later in disk_side[start : start + MIRROR_BATCH_PATHS]:
+                with self._guarded(later):
+                    self._disk_action(later, puts, drops, fsync_each)
+            if not fsync_each:
+                os.sync()  # one flush for the whole batch instead of one per file
+            self.records.save(puts.values(), drops - set(puts))
+        for path in follow:
+            with self._guarded(WriteOut(path)):
+                self._write_out_now(path)
+        if actions:
+            self.stats.last_sync_ms = wall_clock_ms()
+            for done in actions:
+                name = type(done).__name__
+                self.stats.actions[name] = self.stats.actions.get(name, 0) + 1
+
+    @contextlib.contextmanager
+    def _guarded(self, action: Action) -> Iterator[None]:
+        """Around one action: a failure is logged and kept for ``status``, and the path is
+        looked at again on the next event or scan, so one bad file never stops the mirror."""
+        try:
+            yield
+        except (OSError, StoreError) as error:
+            self.stats.last_error = f"{type(action).__name__} {_path_of(action)}: {error}"
+            log.warning("mirror: %s", self.stats.last_error)
+
+    def _space_action(self, action: Action, puts: dict[str, Record], drops: set[str], follow: list[str]) -> None:
+        ws, now = self.workspace, wall_clock_ms()
+        if isinstance(action, Move):
+            if parent_of(action.target) and ws.tree().get(parent_of(action.target)) is None:
+                ws.mkdir(parent_of(action.target), now_ms=now, parents=True, message="mirror: mkdir")
+            ws.mv(action.source, action.target, now_ms=now, message=f"mirror: mv {action.source} {action.target}")
+            self.stats.moved += 1
+            for path in [action.source, *self.records.below(action.source)]:
+                record = puts.pop(path, None) or self.records.get(path)
+                drops.add(path)
+                if record is not None:
+                    moved = reparent(path, action.source, action.target)
+                    puts[moved] = replace(record, path=moved)
+            self._refresh(action.target, puts)
+        elif isinstance(action, Create) and action.kind == DIR:
+            ws.mkdir(action.path, now_ms=now, parents=True, message=f"mirror: mkdir {action.path}")
+            self._refresh(action.path, puts)
+        elif isinstance(action, (Create, Ingest)):
+            base = action.base if isinstance(action, Ingest) else None
+            if self._ingest(action.path, base, puts):
+                follow.append(action.path)
+        elif isinstance(action, Adopt):
+            self._refresh(action.path, puts)
+        elif isinstance(action, Remove):
+            with contextlib.suppress(NotFound):
+                ws.rm(action.path, now_ms=now, recursive=action.kind == DIR, message=f"mirror: rm {action.path}")
+            self.stats.removed += 1
+            drops.add(action.path)
+            drops.update(self.records.below(action.path))
+        elif isinstance(action, Forget):
+            drops.add(action.path)
+
+    def _disk_action(self, action: Action, puts: dict[str, Record], drops: set[str], fsync_each: bool) -> None:
+        if isinstance(action, WriteOut):
+            record = self._write_out(action.path, fsync_each)
+            if record is not None:
+                puts[action.path] = record
+        elif isinstance(action, DiskRemove):
+            full = self.folder / action.path
+            record = self.records.get(action.path)
+            if action.kind == DIR:
+                with contextlib.suppress(FileNotFoundError):
+                    try:
+                        full.rmdir()
+                    except OSError as error:
+                        if error.errno != errno.ENOTEMPTY:
+                            raise
+                        return  # something the space never had is inside: its own Create keeps it
+            else:
+                entry = self._disk_entry(action.path, trust_stat=False)
+                if entry is not None and record is not None and entry.sha256 != record.sha256:
+                    return  # saved since we looked: the next look re-creates it in the space
+                with contextlib.suppress(FileNotFoundError):
+                    full.unlink()
+            drops.add(action.path)
+        elif isinstance(action, DiskMove):
+            source, target = self.folder / action.source, self.folder / action.target
+            record = self.records.get(action.source)
+            if record is None or target.exists():
+                return
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(source, target)
+            _fsync_dir(target.parent)
+            drops.add(action.source)
+            for path in [action.source, *self.records.below(action.source)]:
+                known = self.records.get(path)
+                if known is not None:
+                    moved = reparent(path, action.source, action.target)
+                    puts[moved] = replace(known, path=moved)
+                    drops.add(path)
+            self.pending.add(action.target)  # edited as well as renamed? the next look writes it
+        elif isinstance(action, Conflict):
+            self.stats.last_error = f"{action.path}: {action.reason}; left alone"
+            log.warning("mirror: %s", self.stats.last_error)
+
+    def _refresh(self, path: str, puts: dict[str, Record]) -> None:
+        """Record ``path`` as disk and space hold it now (they agree: an Adopt, a mkdir, a move)."""
+        node = self.workspace.tree().get(path)
+        entry = self._disk_entry(path, trust_stat=False)
+        if node is None or entry is None:
+            return
+        heads: tuple[bytes, ...] = ()
+        if node.kind == FILE:
+            content, heads = self.workspace.read_with_heads(path)
+            if _sha(content) != entry.sha256:
+                self.pending.add(path)  # they do not agree after all: look again
+                return
+        puts[path] = Record(path, entry.kind, node.file_id, heads, entry.sha256, entry.size, entry.mtime_ns, entry.inode, entry.mode)
+
+    def _ingest(self, path: str, base: tuple[bytes, ...] | None, puts: dict[str, Record]) -> bool:
+        """Commit the disk copy of ``path`` to the space, three-way at ``base`` for text.
+
+        Returns whether the space now holds more than the disk copy (a merge to write out).
+        """
+        full = self.folder / path
+        read = _read_stable(full)
+        if read is None:
+            self.pending.add(path)
+            return False
+        data, info = read
+        ws, now = self.workspace, wall_clock_ms()
+        node = ws.tree().get(path)
+        text = _as_text(data)
+        heads: tuple[bytes, ...] | None = None
+        if node is not None and node.kind == FILE and node.encoding == TEXT and text is None:
+            ws.rm(path, now_ms=now, message=f"mirror: {path} is binary now")  # an encoding is fixed at creation
+            node = None
+        if node is None:
+            ws.write(path, data if text is None else text, now_ms=now, parents=True, message=f"mirror: create {path}")
+        elif node.encoding == TEXT and text is not None and base is not None:
+            try:
+                old = ws.content(node, {node.doc_id: list(base)})
+                result = ws.edit(path, text_edits(str(old), text), base=base, now_ms=now, message=f"mirror: write {path}")
+                heads = (result.change,) if result.change is not None else base
+            except (UnknownBase, StoreError, ValueError):
+                ws.write(path, text, now_ms=now, message=f"mirror: write {path}")
+        else:
+            ws.write(path, data if text is None else text, now_ms=now, message=f"mirror: write {path}")
+        self.stats.ingested += 1
+        node = ws.tree().get(path)
+        if node is None:
+            return False
+        content, heads_now = ws.read_with_heads(path)
+        sha = hashlib.sha256(data).digest()
+        merged = _sha(content) != sha
+        puts[path] = Record(
+            path, FILE, node.file_id, heads if merged and heads is not None else heads_now, sha, info.st_size, info.st_mtime_ns, info.st_ino, stat.S_IMODE(info.st_mode)
+        )
+        return merged
+
+    def _write_out_now(self, path: str) -> None:
+        """Write one path out and record it at once (a merge after an ingest)."""
+        record = self._write_out(path, fsync_each=True)
+        if record is not None:
+            self.records.save([record], [])
+
+    def _write_out(self, path: str, fsync_each: bool) -> Record | None:
+        """Write the space's ``path`` to disk atomically, after ingesting any save made since
+        the record; returns the new record (None: nothing to write now)."""
+        full = self.folder / path
+        for _ in range(MIRROR_WRITE_TRIES):
+            node = self.workspace.tree().get(path)
+            if node is None:
+                return None
+            if node.kind == DIR:
+                full.mkdir(parents=True, exist_ok=True)
+                info = full.lstat()
+                return Record(path, DIR, node.file_id, (), b"", 0, 0, info.st_ino, stat.S_IMODE(info.st_mode))
+            try:
+                content, heads = self.workspace.read_with_heads(path)
+            except ContentUnavailable:
+                return None  # its doc has not synced yet; its StoreEvent brings us back
+            data = content.encode() if isinstance(content, str) else content
+            record = self._intended(path, self._disk_entry(path, trust_stat=False))
+            read = _read_stable(full) if full.exists() else None
+            if full.exists() and read is None:
+                self.pending.add(path)
+                return None
+            if read is not None and full.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "a directory is where the space has a file", str(full))
+            if read is not None and (record is None or hashlib.sha256(read[0]).digest() != record.sha256):
+                if read[0] == data:
+                    return _record(path, node.file_id, heads, data, read[1])
+                puts: dict[str, Record] = {}
+                with self.services.repo.group(durable=True):
+                    self._ingest(path, record.heads if record is not None and record.file_id == node.file_id else None, puts)
+                self.records.save(puts.values(), [])
+                continue  # a save arrived meanwhile: merged; write the merge
+            if read is not None and read[0] == data:
+                return _record(path, node.file_id, heads, data, read[1])
+            mode = stat.S_IMODE(read[1].st_mode) if read is not None else (record.mode if record is not None and record.mode else _default_mode())
+            self.records.intend(path, heads, hashlib.sha256(data).digest())
+            written = _replace_atomically(full, data, mode, expected=read[1] if read is not None else None, fsync_each=fsync_each)
+            if written is None:
+                continue  # the file moved under us between the check and the rename: again
+            self.stats.written += 1
+            return _record(path, node.file_id, heads, data, written)
+        self.pending.add(path)
+        return None
+
+
+ROOT_PATH = ""
+
+
+def _record(path: str, file_id: str, heads: tuple[bytes, ...], data: bytes, info: os.stat_result) -> Record:
+    return Record(path, FILE, file_id, heads, hashlib.sha256(data).digest(), info.st_size, info.st_mtime_ns, info.st_ino, stat.S_IMODE(info.st_mode))
+
+
+def _replace_atomically(full: Path, data: bytes, mode: int, *, expected: os.stat_result | None, fsync_each: bool) -> os.stat_result | None:
+    """Write ``data`` to a temp file beside ``full`` and rename it over ``full`` — unless ``full``
+    is no longer what ``expected`` says (a save just landed), then None and nothing replaced."""
+    full.parent.mkdir(parents=True, exist_ok=True)
+    temp = full.parent / f"{TEMP_PREFIX}{secrets.token_hex(6)}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            if fsync_each:
+                os.fsync(handle.fileno())
+        if not _still(full, expected):
+            temp.unlink()
+            return None
+        os.replace(temp, full)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    if fsync_each:
+        _fsync_dir(full.parent)
+    return full.lstat()
+
+
+def _still(full: Path, expected: os.stat_result | None) -> bool:
+    try:
+        now = full.lstat()
+    except FileNotFoundError:
+        return expected is None
+    return expected is not None and (now.st_ino, now.st_size, now.st_mtime_ns) == (expected.st_ino, expected.st_size, expected.st_mtime_ns)
+
+
+def _read_stable(full: Path) -> tuple[bytes, os.stat_result] | None:
+    """The bytes of a file and its stat, or None if it changed while being read (or is gone)."""
+    try:
+        before = full.lstat()
+        if stat.S_ISDIR(before.st_mode):
+            return None
+        data = full.read_bytes()
+        after = full.lstat()
+    except OSError:
+        return None
+    if (before.st_ino, before.st_size, before.st_mtime_ns) != (after.st_ino, after.st_size, after.st_mtime_ns) or len(data) != after.st_size:
+        return None
+    return data, after
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _as_text(data: bytes) -> str | None:
+    """The text of a file that is text: valid UTF-8 without NUL bytes (git's test, roughly)."""
+    if b"\x00" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _sha(content: Content) -> bytes:
+    return hashlib.sha256(content.encode() if isinstance(content, str) else content).digest()
+
+
+def _path_of(action: Action) -> str:
+    return action.source if isinstance(action, (Move, DiskMove)) else action.path
+
+
+def _outermost(paths: Iterable[str]) -> list[str]:
+    """The paths not below another one of them."""
+    chosen: list[str] = []
+    for path in sorted(paths, key=lambda p: (p.count("/"), p)):
+        if not any(is_within(path, other) for other in chosen):
+            chosen.append(path)
+    return chosen
+
+
+# ----- the task -----
+
+
+async def run_mirror(
+    services: NodeServices, space: bytes, folder: Path, *, task_status: trio.TaskStatus[Mirror] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Mirror ``space`` into ``folder`` until cancelled; see the module docstring.
+
+    The watcher starts first and the scan second, so nothing saved during the scan is missed;
+    the ``Mirror`` is reported once the scan is done: the folder and the space agree then.
+    """
+    mirror = Mirror(services, space, folder)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_watch, mirror)
+            mirror.scan(clean=True, trust_stat=True)  # the stat cache: what changed while we were down has a new stat
+            task_status.started(mirror)
+            await _serve(mirror)
+    finally:
+        mirror.close()
+
+
+async def _serve(mirror: Mirror) -> None:
+    """Act on disk events, space events and the scan timer, one batch at a time."""
+    next_scan = trio.current_time() + MIRROR_SCAN_INTERVAL_S
+    while True:
+        with trio.move_on_at(next_scan):
+            await mirror.wake.wait()
+        mirror.wake = trio.Event()
+        if trio.current_time() >= next_scan:
+            mirror.scan(trust_stat=True)
+            next_scan = trio.current_time() + MIRROR_SCAN_INTERVAL_S
+        if mirror.pending:
+            mirror.sync_disk_changes()
+        if mirror.space_moved:
+            mirror.sync_space_changes()
+        if mirror.pending:  # unstable files: look again shortly
+            await trio.sleep(MIRROR_UNSTABLE_RETRY_MS / 1000)
+            mirror.wake.set()
+        await trio.lowlevel.checkpoint()
+
+
+async def _watch(mirror: Mirror, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Feed disk events into ``mirror.pending``: inotify, or polling if inotify cannot watch
+    (one warning). Started once the folder is watched."""
+    token = trio.lowlevel.current_trio_token()
+    polling = bool(os.environ.get("WATCHFILES_FORCE_POLLING"))
+    started = False
+
+    def ready() -> None:
+        nonlocal started
+        if not started:
+            started = True
+            task_status.started()
+
+    while True:
+        stop = threading.Event()
+        mirror.watcher = "polling" if polling else "inotify"
+        try:
+            await trio.to_thread.run_sync(_watch_thread, mirror, polling, stop, token, ready, abandon_on_cancel=True)
+        except OSError as error:
+            if polling:
+                raise
+            log.warning("mirror: cannot watch %s with inotify (%s); polling it instead", mirror.folder, error)
+            polling = True
+            if started:
+                mirror.scan(trust_stat=True)  # whatever happened before polling began
+            continue
+        finally:
+            stop.set()
+        return
+
+
+def _watch_thread(
+    mirror: Mirror, polling: bool, stop: threading.Event, token: trio.lowlevel.TrioToken, ready: Callable[[], None]
+) -> None:
+    """Watch the folder in this thread (watchfiles' Rust watcher) and hand each burst to trio."""
+    from watchfiles._rust_notify import RustNotify, WatchfilesRustInternalError
+
+    def deliver(changes: set[tuple[int, str]]) -> None:
+        for _, raw in changes:
+            try:
+                relative = Path(raw).relative_to(mirror.folder).as_posix()
+            except ValueError:
+                continue
+            if relative != "." and not Path(relative).name.startswith(TEMP_PREFIX):
+                mirror.pending.add(relative)
+        if mirror.pending:
+            mirror.wake.set()
+
+    try:
+        with RustNotify([str(mirror.folder)], False, polling, MIRROR_POLL_INTERVAL_MS, True, True) as notify:
+            trio.from_thread.run_sync(ready, trio_token=token)
+            while True:
+                changes = notify.watch(MIRROR_DEBOUNCE_MAX_MS, MIRROR_DEBOUNCE_MS, _WATCH_RUST_TIMEOUT_MS, stop)
+                if changes == "stop":
+                    return
+                if isinstance(changes, set):
+                    trio.from_thread.run_sync(deliver, changes, trio_token=token)
+    except trio.RunFinishedError:
+        return
+    except WatchfilesRustInternalError as error:  # how the watch limit (ENOSPC from inotify) shows
+        raise OSError(errno.ENOSPC, str(error)) from error
+
+
+# ----- the first checkout -----
+
+
+def checkout(services: NodeServices, space: bytes, folder: Path) -> dict[str, int]:
+    """Write the space's tree into ``folder`` (made if missing; files already there are
+    compared, not overwritten blindly) and record every path, so a mirror started later begins
+    in sync. One flush for each batch, not an fsync per file. Returns counts of what was done."""
+    mirror = Mirror(services, space, folder)
+    try:
+        return mirror.scan(clean=True, trust_stat=False, fsync_each=False)
+    finally:
+        mirror.close()

@@ -1,0 +1,343 @@
+"""What the folder mirror does about each path: a pure decision over three views of it.
+
+For every path the mirror looks at it knows three things: what is on disk now (``DiskEntry``),
+what the space holds now (``SpaceEntry``) and the ``Record`` of what it last wrote to disk or
+read from it — the doc heads that disk copy was written from or read at, and the bytes' sha256
+and stat. The record is what makes "who changed it" a question with an answer, with no clock:
+
+- disk bytes differ from the record's: the user changed the file since we wrote/read it;
+- the space's heads differ from the record's: the space moved on since (a remote or API edit).
+
+So a disk change is committed as a three-way write at the record's heads (Automerge merges it
+with whatever the space got meanwhile, never a conflict copy for text), a space change is written
+out, and our own writes never come back: after a write-out the record holds exactly those bytes
+and heads. ``plan`` maps a batch of ``Observation``s to ``Action``s; it never touches a disk or
+a store, so every row of the table below is a unit test (tests/node/test_mirror_plan.py).
+
+Per path (file or directory; ``rec`` = the record, "same" = disk bytes equal the record's,
+"moved on" = space heads differ from the record's)::
+
+    disk    rec   space        -> action
+    none    none  none         -> nothing
+    none    none  entry        -> WriteOut (new in the space)
+    none    rec   none         -> Forget (gone on both sides)
+    none    rec   entry        -> Remove (the user deleted it), or WriteOut if the space moved
+                                  on: an edit the deleter never saw brings the file back, as the
+                                  tree's delete/edit rule does (store/tree.py rule 4)
+    entry   none  none         -> Create (new on disk)
+    entry   none  entry        -> Adopt if they hold the same bytes (a first checkout or lost
+                                  records), else Ingest with no base (disk wins; the space's
+                                  version stays in history)
+    entry   rec   none         -> DiskRemove if same (removed in the space), else Create (an
+                                  edit the remover never saw brings it back)
+    entry   rec   entry        -> same and not moved on: nothing; not same: Ingest at the
+                                  record's heads (the I/O side then writes the merge out if the
+                                  space moved on too); same and moved on: WriteOut
+    kinds differ (a file where the other side has a directory) -> Conflict, logged, left alone
+
+Renames are found across the batch, before the table: a path that would be removed (disk gone,
+record and space agree) pairs with a path that would be created (new on disk, nowhere else)
+holding the same inode (files and directories) or, for files, the same bytes. The pair becomes
+one ``Move``, so history and concurrent edits follow the file; moving a directory carries the
+records below it, whose paths then compare as usual (an edit during the move is an Ingest after
+it). A remote rename is the other way round: the record's file shows at another path in the
+space, the disk copy is unchanged and nothing is at the new path on disk -> ``DiskMove``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from store.paths import is_within
+
+EntryKind = Literal["file", "dir"]
+FILE: EntryKind = "file"
+DIR: EntryKind = "dir"
+
+__all__ = [
+    "DIR",
+    "FILE",
+    "Action",
+    "Adopt",
+    "Conflict",
+    "Create",
+    "DiskEntry",
+    "DiskMove",
+    "DiskRemove",
+    "EntryKind",
+    "Forget",
+    "Ingest",
+    "Move",
+    "Observation",
+    "Record",
+    "Remove",
+    "SpaceEntry",
+    "WriteOut",
+    "plan",
+    "reparent",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DiskEntry:
+    """A path on disk now. ``sha256`` is empty for a directory."""
+
+    kind: EntryKind
+    sha256: bytes
+    size: int
+    mtime_ns: int
+    inode: int
+    mode: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceEntry:
+    """A path in the space now: its file id (stable across renames) and its doc's heads."""
+
+    kind: EntryKind
+    file_id: str
+    heads: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What the mirror last wrote to ``path`` on disk or read from it, and at which heads."""
+
+    path: str
+    kind: EntryKind
+    file_id: str
+    heads: tuple[bytes, ...]
+    sha256: bytes
+    size: int
+    mtime_ns: int
+    inode: int
+    mode: int
+
+    def same_stat(self, disk: DiskEntry) -> bool:
+        """Whether the stat cache says the disk copy is untouched since the record (no hashing)."""
+        return (disk.kind, disk.size, disk.mtime_ns, disk.inode) == (self.kind, self.size, self.mtime_ns, self.inode)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """The three views of one path. ``moved_to``: where the record's file shows in the space
+    now, when that is another path (a remote rename)."""
+
+    path: str
+    disk: DiskEntry | None
+    record: Record | None
+    space: SpaceEntry | None
+    moved_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Adopt:
+    """Disk and space agree: record them together."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """Gone on both sides: drop the record."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    """New on disk: create the file (or directory) in the space."""
+
+    path: str
+    kind: EntryKind
+
+
+@dataclass(frozen=True, slots=True)
+class Ingest:
+    """The disk copy changed: write it to the space at ``base`` (None: over the space's text now)."""
+
+    path: str
+    base: tuple[bytes, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    """Deleted on disk: remove it from the space."""
+
+    path: str
+    kind: EntryKind
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Renamed on disk: move it in the space (and its record, and the records below it)."""
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOut:
+    """The space holds what disk lacks: write it out (a directory: create it)."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class DiskRemove:
+    """Removed in the space and untouched on disk: remove it from disk."""
+
+    path: str
+    kind: EntryKind
+
+
+@dataclass(frozen=True, slots=True)
+class DiskMove:
+    """Renamed in the space and untouched on disk: rename it on disk."""
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """The two sides disagree on what the path is (file vs directory): left alone, logged."""
+
+    path: str
+    reason: str
+
+
+Action = Adopt | Forget | Create | Ingest | Remove | Move | WriteOut | DiskRemove | DiskMove | Conflict
+
+
+def plan(observations: Iterable[Observation]) -> list[Action]:
+    """The actions for a batch, in the order to perform them: space moves first (shallowest
+    first, so a directory moves before anything inside it is looked at), then creations
+    (parents first), ingests, space removals (deepest first), then the disk side likewise."""
+    views = {o.path: o for o in observations}
+    actions: list[Action] = []
+    for source, target in _local_moves(views):
+        actions.append(Move(source, target))
+        _carry(views, source, target)
+    for view in sorted(views.values(), key=lambda o: o.path):
+        actions.extend(_decide(view, views))
+    return sorted(actions, key=_order)
+
+
+def reparent(path: str, source: str, target: str) -> str:
+    """Where ``path`` is once ``source`` (it or one of its ancestors) moved to ``target``."""
+    return target + path[len(source) :]
+
+
+def _decide(view: Observation, views: Mapping[str, Observation]) -> list[Action]:
+    disk, record, space, path = view.disk, view.record, view.space, view.path
+    if disk is None and record is None:
+        return [] if space is None else [WriteOut(path)]
+    if disk is None:
+        assert record is not None
+        if space is None:
+            return [Forget(path)]
+        if space.kind != record.kind:
+            return [WriteOut(path)]  # the space holds something else there now
+        if space.kind == FILE and space.heads != record.heads:
+            return [WriteOut(path)]  # an edit the deleter never saw brings it back
+        return [Remove(path, record.kind)]
+    if record is None:
+        if space is None:
+            return [Create(path, disk.kind)]
+        if space.kind != disk.kind:
+            return [Conflict(path, f"a {disk.kind} on disk, a {space.kind} in the space")]
+        return [Adopt(path)] if disk.kind == DIR else [Ingest(path, None)]  # Adopt when bytes agree: the I/O side compares
+    same = disk.kind == record.kind and (disk.sha256 == record.sha256 or record.same_stat(disk))
+    if space is None:
+        if view.moved_to is not None and same and _free_on_disk(views, view.moved_to):
+            return [DiskMove(path, view.moved_to)]
+        return [DiskRemove(path, disk.kind)] if same else [Create(path, disk.kind)]
+    if space.kind != disk.kind:
+        return [Conflict(path, f"a {disk.kind} on disk, a {space.kind} in the space")]
+    if disk.kind == DIR:
+        return [] if space.kind == record.kind else [Adopt(path)]
+    if not same:
+        return [Ingest(path, record.heads if record.kind == FILE and record.file_id == space.file_id else None)]
+    return [] if space.heads == record.heads and space.file_id == record.file_id else [WriteOut(path)]
+
+
+def _free_on_disk(views: Mapping[str, Observation], path: str) -> bool:
+    view = views.get(path)
+    return view is None or (view.disk is None and view.record is None)
+
+
+def _local_moves(views: Mapping[str, Observation]) -> list[tuple[str, str]]:
+    """Pairs (source, target) of a removal and a creation that are one rename: the same inode,
+    else (files) the same bytes; a directory's pair covers everything below it."""
+    gone = {o.path: o.record for o in views.values() if o.disk is None and o.record is not None and _agrees(o)}
+    new = {o.path: o.disk for o in views.values() if o.disk is not None and o.record is None and o.space is None}
+    moves: list[tuple[str, str]] = []
+    for path in sorted(gone, key=lambda p: (p.count("/"), p)):
+        record = gone[path]
+        if record is None or any(is_within(path, source) for source, _ in moves):
+            continue
+        target = _partner(record, new)
+        if target is None:
+            continue
+        moves.append((path, target))
+        for created in [p for p in new if is_within(p, target)]:
+            del new[created]
+    return moves
+
+
+def _partner(record: Record, new: Mapping[str, DiskEntry | None]) -> str | None:
+    """The created path that is ``record`` renamed: same inode first, then same bytes."""
+    by_inode = sorted(p for p, d in new.items() if d is not None and d.kind == record.kind and d.inode == record.inode)
+    if by_inode:
+        return by_inode[0]
+    if record.kind != FILE:
+        return None
+    by_bytes = sorted(p for p, d in new.items() if d is not None and d.kind == FILE and d.sha256 == record.sha256)
+    return by_bytes[0] if by_bytes else None
+
+
+def _agrees(view: Observation) -> bool:
+    """Whether the space still holds, unchanged, what the record says (so a removal is the user's)."""
+    record, space = view.record, view.space
+    if record is None or space is None or space.kind != record.kind or space.file_id != record.file_id:
+        return False
+    return record.kind == DIR or space.heads == record.heads
+
+
+def _carry(views: dict[str, Observation], source: str, target: str) -> None:
+    """After a move, each record at or below ``source`` belongs to the matching path below
+    ``target``; the old paths are done (the move took them)."""
+    for path in [p for p in views if is_within(p, source)]:
+        old = views.pop(path)
+        if old.record is None:
+            continue
+        moved = reparent(path, source, target)
+        at = views.get(moved)
+        space = old.space
+        disk = at.disk if at is not None else None
+        views[moved] = Observation(moved, disk, replace(old.record, path=moved), space)
+
+
+_PHASES: dict[type, int] = {
+    Move: 0,
+    Create: 1,
+    Ingest: 2,
+    Adopt: 3,
+    Remove: 4,
+    Forget: 5,
+    DiskMove: 6,
+    WriteOut: 7,
+    DiskRemove: 8,
+    Conflict: 9,
+}
+
+
+def _order(action: Action) -> tuple[int, int, str]:
+    path = action.source if isinstance(action, (Move, DiskMove)) else action.path
+    depth = path.count("/")
+    if isinstance(action, (Remove, DiskRemove)):
+        depth = -depth  # children before their directory
+    return (_PHASES[type(action)], depth, path)
