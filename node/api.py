@@ -66,6 +66,7 @@ from node.errors import LocalNodeError
 from node.home import MIN_TOKEN_CHARS, TOKEN_CREATED
 from node.logs import event
 from node.metrics import LOOPBACK_NAMES, loopback_host
+from node.presence_anchors import presence_view
 from node.services import NodeServices
 from node.subscriptions import Subscriptions
 
@@ -186,6 +187,7 @@ class _Server:
     def __init__(self, services: NodeServices, token: str) -> None:
         self.services = services
         self.subscriptions = Subscriptions(services)
+        self.subscriptions.presence_view = partial(presence_view, services, self.subscriptions)
         self._token = token.encode()
         self._wake_send, self._wake_receive = trio.open_memory_channel[None](1)
         self.subscriptions.wake = self._wake

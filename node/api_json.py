@@ -33,14 +33,17 @@ def peer_json(peer: PeerInfo) -> Json:
     }
 
 
-def presence_json(presence: Presence) -> Json:
+def presence_json(presence: Presence, cursor: int | None, selection: list[int] | None, buffer: Json | None) -> Json:
+    """A presence entry with its positions as shown to one client (node/presence_anchors.py
+    resolves the entry's Automerge cursors into them)."""
     return {
         "peer_id": presence.peer_id,
         "client": presence.client,
         "name": presence.name,
         "path": presence.path,
-        "cursor": presence.cursor,
-        "selection": list(presence.selection) if presence.selection is not None else None,
+        "cursor": cursor,
+        "selection": selection,
+        "buffer": buffer,
         "updated_ms": presence.updated_ms,
     }
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import native
-from node import editor
-from node.api_json import content_json, peer_json, presence_json, stat_json
+from node import editor, presence_anchors
+from node.api_json import content_json, peer_json, stat_json
 from node.api_schema import schema
 from node.events import JoinRequest, Presence
 from node.rpc import DAEMON_REQUIRED, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RpcError, invalid_params
@@ -373,20 +373,11 @@ def unsubscribe(call: Call, params: Json) -> Json:
 @method("presence.set")
 def presence_set(call: Call, params: Json) -> Json:
     subscriptions, sink = call.live()
-    space = call.space(params)
-    selection = params.get("selection")
-    presence = Presence(
-        space,
-        call.services.identity.peer_id,
-        params["client"],
-        params.get("path"),
-        params.get("cursor"),
-        (selection[0], selection[1]) if selection is not None else None,
-        params.get("name"),
-        call.services.clock(),
-    )
+    ws, path = call.workspace(params), params.get("path")
+    cursor, selection = presence_anchors.anchors(subscriptions, sink, ws, path, params.get("cursor"), params.get("selection"), params.get("base"))
+    presence = Presence(ws.space, call.services.identity.peer_id, params["client"], path, cursor, selection, params.get("name"), call.services.clock())
     subscriptions.set_presence(sink, presence)
-    return presence_json(presence)
+    return subscriptions.presence_view(sink, presence)
 
 
 @method("presence.clear")
@@ -398,9 +389,9 @@ def presence_clear(call: Call, params: Json) -> Json:
 
 @method("presence.list")
 def presence_list(call: Call, params: Json) -> Json:
-    call.live()
+    subscriptions, sink = call.live()
     space = call.space(params)
-    return {"space": space.hex(), "presence": [presence_json(p) for p in call.services.presence.entries(space)]}
+    return {"space": space.hex(), "presence": [subscriptions.presence_view(sink, p) for p in call.services.presence.entries(space)]}
 
 
 # ----- the editor protocol (node/editor.py) -----

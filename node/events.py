@@ -160,15 +160,16 @@ PresenceKey = tuple[bytes, str, str]  # (space, peer id, client)
 class Presence:
     """Where one client of one peer is in a space: never stored, gone after PRESENCE_TTL_MS.
 
-    Positions count Unicode code points, like every text position of the API.
+    Positions are Automerge cursors of the path's text (str), resolved where shown, or counts of
+    code points (int) where the path is not a text file (node/presence_anchors.py).
     """
 
     space: bytes
     peer_id: str
     client: str  # which editor or agent of that peer ("vim", "agent-1"); one peer may run several
     path: str | None
-    cursor: int | None
-    selection: tuple[int, int] | None  # (anchor, head)
+    cursor: int | str | None
+    selection: tuple[int | str, int | str] | None  # (anchor, head)
     name: str | None  # a display name
     updated_ms: int
 

@@ -14,11 +14,20 @@ MAX_PRESENCE_PER_PEER live (space, client) entries per peer — a new one beyond
 peer's least recently updated — and state for at most MAX_PRESENCE_PEERS peers, the least
 recently heard one forgotten (its entries removed) to make room. A flood of names costs the
 flooding peer its own cursors, never our memory.
+
+A cursor and a selection's anchor and head are ``Anchor``s: an Automerge cursor (a string,
+``Document.get_cursor``) naming a character of the file's text, which each peer resolves against
+its own copy of the doc, so it stays on that character while others type; or, for a path that is
+not a text file where it was set, a plain count of code points. A message holding only counts is
+version 1, which older peers read; one with a cursor is version 2. A cursor is checked to have
+Automerge's form (``"<counter>@<actor hex>"``, ``"e"``, a bounded length): one naming a
+character a peer does not hold (yet) resolves to nothing there, never to an error.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,10 +45,14 @@ from protocol.space import SPACE_ID_BYTES
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PRESENCE_PROTOCOL", "PresenceRelay", "PresenceUpdate"]
+__all__ = ["PRESENCE_PROTOCOL", "Anchor", "PresenceRelay", "PresenceUpdate", "is_anchor"]
 
 PRESENCE_PROTOCOL: Final = "/distspace/presence/1"
-PRESENCE_VERSION: Final = 1
+COUNTS_VERSION: Final = 1  # positions are code point counts only
+CURSORS_VERSION: Final = 2  # positions may be Automerge cursors
+# An Automerge cursor: "[-]<op counter>@<actor hex>", or "s"/"e" for the start and the end; our
+# actor ids are 16 bytes, Automerge's may be longer, 64 bytes is plenty.
+CURSOR_FORM: Final = re.compile(r"-?[0-9]{1,20}@(?:[0-9a-f]{2}){1,64}|[se]")
 # A presence message is a few short strings and numbers; a path is the longest part.
 MAX_PRESENCE_BYTES: Final = 8 * 1024
 MAX_CLIENT_CHARS: Final = 64
@@ -65,15 +78,23 @@ class _PeerPresence:
     entries: OrderedDict[tuple[bytes, str], None] = field(default_factory=OrderedDict)
 
 
+Anchor = int | str  # an Automerge cursor of the file's text, or a count of code points
+
+
+def is_anchor(value: object) -> bool:
+    """A count of code points, or a string of an Automerge cursor's form."""
+    return CURSOR_FORM.fullmatch(value) is not None if isinstance(value, str) else _count(value)
+
+
 @dataclass(frozen=True, slots=True)
 class PresenceUpdate:
-    """One client's presence in a space (``removed``: it went away). Positions count code points."""
+    """One client's presence in a space (``removed``: it went away); positions are ``Anchor``s."""
 
     space: bytes
     client: str
     path: str | None = None
-    cursor: int | None = None
-    selection: tuple[int, int] | None = None
+    cursor: Anchor | None = None
+    selection: tuple[Anchor, Anchor] | None = None
     name: str | None = None
     removed: bool = False
 
@@ -81,8 +102,10 @@ class PresenceUpdate:
         """``[version, space, client, [path], [cursor], [[anchor, head]], [name], removed]``: our
         canonical CBOR has no null, so an absent value is an empty list."""
         selection = [list(self.selection)] if self.selection is not None else []
+        positions = [self.cursor, *(self.selection or ())]
+        version = CURSORS_VERSION if any(isinstance(p, str) for p in positions) else COUNTS_VERSION
         fields = [_maybe(self.path), _maybe(self.cursor), selection, _maybe(self.name)]
-        return cbor.dumps([PRESENCE_VERSION, self.space, self.client, *fields, self.removed])
+        return cbor.dumps([version, self.space, self.client, *fields, self.removed])
 
     @classmethod
     def decode(cls, data: bytes) -> PresenceUpdate:
@@ -92,13 +115,14 @@ class PresenceUpdate:
             WireError: not a well-formed presence message of a version we speak.
         """
         match cbor.loads_canonical(data, "presence message"):
-            case [1, bytes() as space, str() as client, list() as path, list() as cursor, list() as selection, list() as name, bool() as removed] if (
-                len(space) == SPACE_ID_BYTES
+            case [int() as version, bytes() as space, str() as client, list() as path, list() as cursor, list() as selection, list() as name, bool() as removed] if (
+                version in (COUNTS_VERSION, CURSORS_VERSION)
+                and len(space) == SPACE_ID_BYTES
                 and 0 < len(client) <= MAX_CLIENT_CHARS
                 and _optional(path, lambda v: isinstance(v, str) and len(v) <= MAX_PATH_CHARS)
                 and _optional(name, lambda v: isinstance(v, str) and len(v) <= MAX_NAME_CHARS)
-                and _optional(cursor, _count)
-                and _optional(selection, lambda v: isinstance(v, list) and len(v) == 2 and all(map(_count, v)))
+                and _optional(cursor, _positions[version])
+                and _optional(selection, lambda v: isinstance(v, list) and len(v) == 2 and all(map(_positions[version], v)))
             ):
                 anchor_head = tuple(selection[0]) if selection else None
                 return cls(space, client, _first(path), _first(cursor), anchor_head, _first(name), removed)
@@ -119,6 +143,9 @@ def _optional(values: list[Any], valid: Callable[[Any], bool]) -> bool:
 
 def _count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+_positions: dict[int, Callable[[object], bool]] = {COUNTS_VERSION: _count, CURSORS_VERSION: is_anchor}
 
 
 class SyncingPeers(Protocol):

@@ -91,6 +91,13 @@ class _Subscription:
     follower: Follower | None = None  # doc: what computes its notifications (path: its key)
 
 
+def _counts_view(_sink: Sink | None, presence: Presence) -> Json:
+    """Positions that are counts as they are; Automerge cursors (which need the doc) as null."""
+    counts = [p for p in presence.selection or () if isinstance(p, int)]
+    cursor = presence.cursor if isinstance(presence.cursor, int) else None
+    return presence_json(presence, cursor, counts if len(counts) == 2 else None, None)
+
+
 class Subscriptions:
     """Every subscription of every connected client, and the fan-out of node events to them."""
 
@@ -105,6 +112,9 @@ class Subscriptions:
         self._dirty: set[bytes] = set()
         self.failures = 0  # notifications not sent because their doc could not be read
         self.wake: Callable[[], None] = lambda: None  # set by the daemon: schedule a flush
+        # Set by the API server (node/presence_anchors.py's, which resolves cursors in the doc):
+        # how a presence entry looks to one connection. By default positions only as counts.
+        self.presence_view: Callable[[Sink | None, Presence], Json] = _counts_view
         self._unlisten = [
             services.bus.listen(StoreEvent, self._on_store_event),
             services.bus.listen(PeerEvent, self._on_peer_event),
@@ -149,7 +159,7 @@ class Subscriptions:
     def presence(self, sink: Sink, space: bytes) -> Json:
         subscription = self._add(sink, "presence", space)
         entries = self._services.presence.entries(space)
-        return {"subscription": subscription.id, "space": space.hex(), "presence": [presence_json(p) for p in entries]}
+        return {"subscription": subscription.id, "space": space.hex(), "presence": [self.presence_view(sink, p) for p in entries]}
 
     def cancel(self, sink: Sink, subscription_id: int) -> bool:
         """End one of ``sink``'s subscriptions; False if it has none by that id."""
@@ -228,7 +238,7 @@ class Subscriptions:
                     {
                         "subscription": subscription.id,
                         "space": presence.space.hex(),
-                        "presence": presence_json(presence),
+                        "presence": self.presence_view(subscription.sink, presence),
                         "removed": event.removed,
                     },
                 )
