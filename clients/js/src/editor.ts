@@ -18,6 +18,11 @@
  * buffer to our edit's change when it took the edit, and sends the remote changes again from
  * there. Positions are UTF-16 code units (the encoding this class asks for at doc.open), which is
  * how JS strings count and LSP's default.
+ *
+ * Undo is per author: `undo()` reverts this document's last edit (never another author's) in the
+ * space, made at that edit's version and merged so that what others wrote since stays; the buffer
+ * gets it like a remote change (onRemoteChange). It is not an edit of the buffer, so the rule
+ * above is untouched.
  */
 
 import type { Client } from "./client.js";
@@ -60,6 +65,12 @@ interface DocChangedParams {
   patches: TextEdit[];
 }
 
+/** What doc.undo and doc.redo answer: the change reverted and the change that reverted it (hex), nulls when there was nothing to revert. */
+export interface UndoResult {
+  undone: string | null;
+  change: string | null;
+}
+
 /** A doc.edit failed: the buffer holds edits the daemon does not; open the document again. */
 export class EditRejectedError extends DistspaceError {
   override name = "EditRejectedError";
@@ -76,6 +87,12 @@ export class EditorDocument {
   private inFlight = false;
   private flushQueued = false;
   private failure: Error | null = null;
+  /**
+   * The last doc.changed that came while an edit was in flight. The reply's continuation runs
+   * after every message of the chunk it came in, so the doc.changed the daemon sent right after
+   * the reply (from the reply's heads) may come first: it is looked at again once the reply is in.
+   */
+  private heldChange: DocChangedParams | null = null;
   private readonly remoteListeners = new Set<(change: RemoteChange) => void>();
   private readonly waiters: Array<{ resolve(): void; reject(error: Error): void }> = [];
   private readonly stopListening: () => void;
@@ -151,6 +168,19 @@ export class EditorDocument {
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
+  /**
+   * Undo this document's last edit that is not undone (sent first, if it is still being typed).
+   * Resolves once the daemon made the undo; the buffer shows it with the doc.changed that follows.
+   */
+  async undo(): Promise<UndoResult> {
+    return this.revert("doc.undo");
+  }
+
+  /** Revert the last undo, if no edit came after it; as `undo()`. */
+  async redo(): Promise<UndoResult> {
+    return this.revert("doc.redo");
+  }
+
   /** Send what is buffered, then stop following the file (doc.close). */
   async close(): Promise<void> {
     try {
@@ -160,6 +190,12 @@ export class EditorDocument {
       const params = { path: this.path, ...(this.space === undefined ? {} : { space: this.space }) };
       await this.client.request("doc.close", params);
     }
+  }
+
+  private async revert(method: "doc.undo" | "doc.redo"): Promise<UndoResult> {
+    await this.settled();
+    const params = { path: this.path, ...(this.space === undefined ? {} : { space: this.space }) };
+    return (await this.client.request(method, params)) as UndoResult;
   }
 
   private send(): void {
@@ -172,9 +208,16 @@ export class EditorDocument {
     this.client.request("doc.edit", params).then(
       (result) => {
         this.inFlight = false;
-        this.confirmedHeads = [...(result as { heads: string[] }).heads];
+        const heads = [...(result as { heads: string[] }).heads];
+        const fresh = !sameHeads(heads, base); // [C]: no doc.changed sent before the reply starts there
+        this.confirmedHeads = heads;
+        const held = this.heldChange;
+        this.heldChange = null;
         if (this.pending.changed) this.send();
-        else this.wakeWaiters();
+        else {
+          if (held && fresh) this.remoteChanged(held);
+          this.wakeWaiters();
+        }
       },
       (error: Error) => {
         this.inFlight = false;
@@ -186,6 +229,7 @@ export class EditorDocument {
 
   private remoteChanged(change: DocChangedParams): void {
     if (change.path !== this.path || (change.space !== undefined && change.space !== this.space)) return;
+    if (this.inFlight) this.heldChange = change;
     if (!this.idle || this.failure || !sameHeads(change.from_heads, this.confirmedHeads)) return; // the CLIENT RULE: dropped
     this.buffer = applyPatches(this.buffer, change.patches);
     this.confirmedHeads = [...change.to_heads];

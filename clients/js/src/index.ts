@@ -18,7 +18,7 @@ export {
   UnauthorizedError,
 } from "./errors.js";
 export { EditorDocument, EditRejectedError, ENCODING } from "./editor.js";
-export type { OpenOptions, RemoteChange, TextEdit } from "./editor.js";
+export type { OpenOptions, RemoteChange, TextEdit, UndoResult } from "./editor.js";
 export { applyPatches, PendingEdits, transformPosition } from "./pending_edits.js";
 export type { WebSocketConstructor, WebSocketLike } from "./transport.js";
 export type * from "./generated/api.js";

@@ -179,3 +179,29 @@ test("two editors on two peers' daemons typing at once: every keystroke present,
 test("two editors and an agent on one daemon typing at once: every keystroke present, in order, texts equal the daemon's", async (t) => {
   await withClients(3, (clientA, clientB, reader) => typeAtOnce(t, { clientA, clientB, readers: [reader, reader], agentHome: home }));
 });
+
+test("undo reverts this document's last edit only: another's typing inside it stays, and redo brings it back", async (t) => {
+  await withClients(2, async (a, b) => {
+    const path = ownPath(t);
+    await a.call("fs.write", { path, text: "one two\n", parents: true });
+    const [docA, docB] = await Promise.all([EditorDocument.open(a, { path }), EditorDocument.open(b, { path })]);
+    docA.edit(0, 0, "😀 ");
+    await docA.settled();
+    docA.edit(docA.text.indexOf(" two"), 0, " [mine]");
+    await converged([docA, docB], [a, b], path);
+    docB.edit(docB.text.indexOf("]"), 0, " his");
+    await converged([docA, docB], [a, b], path);
+    assert.equal(docA.text, "😀 one [mine his] two\n");
+    const undone = await docA.undo();
+    assert.ok(undone.undone && undone.change);
+    assert.equal((await converged([docA, docB], [a, b], path)).text, "😀 one his two\n");
+    assert.equal((await docA.redo()).undone, undone.change);
+    assert.equal((await converged([docA, docB], [a, b], path)).text, "😀 one [mine his] two\n");
+    assert.ok((await docB.undo()).undone); // his one edit, none of hers
+    assert.deepEqual(await docB.undo(), { undone: null, change: null });
+    assert.equal((await converged([docA, docB], [a, b], path)).text, "😀 one [mine] two\n");
+    docA.edit(0, 0, "x"); // undo() sends what is typed first, then undoes it
+    assert.ok((await docA.undo()).undone);
+    assert.equal((await converged([docA, docB], [a, b], path)).text, "😀 one [mine] two\n");
+  });
+});
