@@ -130,6 +130,7 @@ MIRROR_WRITE_TRIES = 5
 TEMP_PREFIX = ".distspace-tmp-"
 DISTSPACE_IGNORE_FILE = ".distspaceignore"
 GIT_IGNORE_FILE = ".gitignore"
+IGNORE_FILES = (DISTSPACE_IGNORE_FILE, GIT_IGNORE_FILE)
 # Never mirrored: git's own store, our temp files, editors' swap/backup/lock files (vim's 4913
 # is its probe of whether a directory is writable).
 ALWAYS_IGNORED = (".git/", f"{TEMP_PREFIX}*", "*.swp", "*.swx", "*.swo", "*~", "4913", ".#*", "#*#")
@@ -157,11 +158,13 @@ class IgnoreRules:
     def load(self, path: str) -> None:
         """Read (or drop, if gone) the ignore file at ``path``."""
         try:
-            lines = (self._folder / path).read_text(errors="replace").splitlines()
+            self.load_text(path, (self._folder / path).read_text(errors="replace"))
         except OSError:
             self._specs.pop(path, None)
-            return
-        self._specs[path] = pathspec.GitIgnoreSpec.from_lines(lines)
+
+    def load_text(self, path: str, text: str) -> None:
+        """Take the rules of the ignore file at ``path`` from ``text`` (one the space has, not yet on disk)."""
+        self._specs[path] = pathspec.GitIgnoreSpec.from_lines(text.splitlines())
 
     def ignored(self, path: str, is_dir: bool) -> bool:
         probe = path + "/" if is_dir else path
@@ -257,8 +260,12 @@ class Mirror:
         started = time.monotonic()
         self.ignore.load_root()
         self.ignored = set()
-        disk = self._walk(ROOT_PATH, clean=clean, trust_stat=trust_stat)
         tree = self.workspace.tree()
+        for node in tree.walk():  # the space's rules hold before its ignore files reach the disk
+            if node.kind == FILE and node.path.rsplit("/", 1)[-1] in IGNORE_FILES and not (self.folder / node.path).exists():
+                with contextlib.suppress(ContentUnavailable):
+                    self.ignore.load_text(node.path, str(self.workspace.read(node.path)))
+        disk = self._walk(ROOT_PATH, clean=clean, trust_stat=trust_stat)
         paths = set(disk) | set(self.records.records) | {node.path for node in tree.walk()}
         self._space_docs.clear()
         self._space_tree_moved = False
@@ -283,11 +290,8 @@ class Mirror:
     def sync_disk_changes(self) -> None:
         """Look again at the paths disk events named (and everything below them)."""
         touched, self.pending = self.pending, set()
-        if any(p.rsplit("/", 1)[-1] in (GIT_IGNORE_FILE, DISTSPACE_IGNORE_FILE) for p in touched):
-            for path in touched:
-                if path.rsplit("/", 1)[-1] in (GIT_IGNORE_FILE, DISTSPACE_IGNORE_FILE):
-                    self.ignore.load(path)
-            self.scan(trust_stat=True)
+        if any(p.rsplit("/", 1)[-1] in IGNORE_FILES for p in touched):
+            self.scan(trust_stat=True)  # the rules changed: every path may be in or out now
             return
         disk: dict[str, DiskEntry | None] = {}
         paths: set[str] = set()
@@ -805,7 +809,12 @@ async def _watch(mirror: Mirror, *, task_status: trio.TaskStatus[None] = trio.TA
         stop = threading.Event()
         mirror.watcher = "polling" if polling else "inotify"
         try:
-            await trio.to_thread.run_sync(_watch_thread, mirror, polling, stop, token, ready, abandon_on_cancel=True)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_stop_when_cancelled, stop)
+                # Not abandoned on cancel: the thread sees ``stop`` within a step and exits, so
+                # the watcher is closed before run_mirror returns.
+                await trio.to_thread.run_sync(_watch_thread, mirror, polling, stop, token, ready)
+                nursery.cancel_scope.cancel()
         except OSError as error:
             if polling:
                 raise
@@ -817,6 +826,13 @@ async def _watch(mirror: Mirror, *, task_status: trio.TaskStatus[None] = trio.TA
         finally:
             stop.set()
         return
+
+
+async def _stop_when_cancelled(stop: threading.Event) -> None:
+    try:
+        await trio.sleep_forever()
+    finally:
+        stop.set()
 
 
 def _watch_thread(

@@ -250,7 +250,7 @@ def _decide(view: Observation, views: Mapping[str, Observation]) -> list[Action]
         if space.kind != disk.kind:
             return [Conflict(path, f"a {disk.kind} on disk, a {space.kind} in the space")]
         return [Adopt(path)] if disk.kind == DIR else [Ingest(path, None)]  # Adopt when bytes agree: the I/O side compares
-    same = disk.kind == record.kind and (disk.sha256 == record.sha256 or record.same_stat(disk))
+    same = disk.kind == record.kind and disk.sha256 == record.sha256  # the I/O side fills sha256 from the stat cache
     if space is None:
         if view.moved_to is not None and same and _free_on_disk(views, view.moved_to):
             return [DiskMove(path, view.moved_to)]
