@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import base64
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cli import render
-from cli.connect import open_node
+from cli.connect import NodeApi, open_node
 from cli.errors import CliError, UsageError
 from node.home import NodeHome
 
@@ -82,7 +83,7 @@ def _print_joined(result: Json) -> None:
 def up(args: Args) -> int:
     # Imported here: only the daemon needs trio and libp2p.
     from node import daemon
-    from node.wiring import run_network
+    from node.wiring import run_mirrors, run_network
 
     daemon.main(
         _home(args),
@@ -91,9 +92,136 @@ def up(args: Args) -> int:
         relay=args.relay,
         mdns=args.mdns,
         json_ready=args.json,
+        folder=None if args.folder is None else Path(args.folder),
+        folder_space=args.space,
         network=run_network,
+        mirrors=run_mirrors,
     )
     return 0
+
+
+# A clone waits this long at most for the daemon to fetch the space (a peer on another continent,
+# a space of a few thousand files); past it the join stays recorded and the user can retry.
+CLONE_TIMEOUT_S = 120.0
+# Nothing in the sync protocol says "you now hold all a peer has", so a clone takes the space as
+# fetched once a session with a peer is open and the space's version has not moved for this
+# long. With a daemon that is only what clone prints: the mirror writes what comes later too.
+CLONE_QUIET_S = 1.0
+CLONE_POLL_S = 0.05
+SPACE_ID_HEX_CHARS = 64
+
+
+def clone(args: Args) -> int:
+    """Join + wait until fetched + first checkout; with a daemon, mirrored from then on."""
+    from node.config import check_folder
+
+    home = _home(args)
+    folder = check_folder(Path(args.folder), home.path)
+    if folder.exists() and any(folder.iterdir()):
+        raise CliError(
+            f"{folder} is not empty: clone checks out into a new or empty folder (to mirror a folder that has files: distspace up --folder {folder})"
+        )
+    with open_node(home) as node:
+        daemon = bool(node.call("node.status")["daemon"])
+        space = _clone_join(args, node, daemon=daemon)
+        if daemon:
+            if args.peer:
+                _wait_fetched(node, space, args.timeout)
+            result = _mirror_started(node, space, folder, args.timeout)
+        else:
+            result = {**node.call("mirror.checkout", space=space, folder=str(folder)), "mirroring": False, "saved": False}
+    return _show(args, {**result, **_written_files(folder)}, _print_cloned)
+
+
+def _clone_join(args: Args, node: NodeApi, *, daemon: bool) -> str:
+    """The space to clone, joined first if it is a space id this node does not hold."""
+    spec: str = args.space_id
+    held = {s["space_id"] for s in node.call("space.list")["spaces"]}
+    full_id = len(spec) == SPACE_ID_HEX_CHARS and all(c in "0123456789abcdefABCDEF" for c in spec)
+    if not full_id or spec.lower() in held:
+        if args.peer or args.genesis is not None:
+            render.hint(f"{spec} is on this node already: --peer and --genesis are not needed")
+        return spec
+    if not args.peer and args.genesis is None:
+        raise UsageError(f"{spec} is not on this node: give --peer ADDR (a peer to fetch it from) or --genesis")
+    joined = node.call("space.join", space_id=spec.lower(), peers=args.peer, genesis=args.genesis)
+    if joined["status"] != "joined" and not daemon:
+        raise CliError(
+            f"space {spec} is recorded and will be fetched from {', '.join(args.peer)} when the daemon runs;"
+            " fetching needs it: start it (distspace up), then run this clone again"
+        )
+    return spec.lower()
+
+
+def _wait_fetched(node: NodeApi, space: str, timeout_s: float) -> None:
+    """Until the daemon holds the space, syncs it with a peer and its version stays put for
+    CLONE_QUIET_S; progress on stderr.
+
+    Raises:
+        CliError: not within ``timeout_s`` (the join stays recorded).
+    """
+    deadline = time.monotonic() + timeout_s
+    said: set[str] = set()
+
+    def progress(stage: str, text: str) -> None:
+        if stage not in said:
+            said.add(stage)
+            render.hint(text)
+
+    version, still_since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        spaces = {s["space_id"]: s for s in node.call("space.list")["spaces"]}
+        syncing = any(space in peer["spaces"] for peer in node.call("node.peers")["peers"])
+        if space not in spaces:
+            progress("genesis", "waiting for the space from its peers...")
+        elif not syncing:
+            progress("session", f"space {spaces[space]['name']!r} is here; waiting for a peer to sync it with...")
+        else:
+            now = spaces[space]["version"]
+            if now != version:
+                version, still_since = now, time.monotonic()
+                render.hint(f"fetching: version {now}")
+            elif time.monotonic() - still_since >= CLONE_QUIET_S:
+                return
+        time.sleep(CLONE_POLL_S)
+    raise CliError(
+        f"the space was not fetched within {timeout_s:.0f} s (is a peer reachable?); the join stays recorded:"
+        " the daemon fetches it when a peer is, and clone can be run again"
+    )
+
+
+def _mirror_started(node: NodeApi, space: str, folder: Path, timeout_s: float) -> Json:
+    """Ask the daemon to mirror ``folder`` and wait until its first checkout is done.
+
+    Raises:
+        CliError: the mirror failed, or was still starting after ``timeout_s``.
+    """
+    started = node.call("mirror.start", space=space, folder=str(folder))
+    deadline = time.monotonic() + timeout_s
+    with render.busy(f"checking out into {folder}"):
+        while time.monotonic() < deadline:
+            mirror = next(m for m in node.call("mirror.status")["mirrors"] if m["space"] == started["space"])
+            if mirror["state"] == "failed":
+                raise CliError(f"the daemon could not mirror {folder}: {mirror['error']}")
+            if mirror["state"] == "running":
+                return {"space": started["space"], "folder": started["folder"], "mirroring": True, "saved": started["saved"]}
+            time.sleep(CLONE_POLL_S)
+    raise CliError(f"the daemon's first checkout into {folder} was not done within {timeout_s:.0f} s; distspace status shows how it goes")
+
+
+def _written_files(folder: Path) -> Json:
+    """What the checkout put into ``folder`` (it was new or empty)."""
+    paths = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+    return {"files": len(paths), "bytes": sum((folder / path).stat().st_size for path in paths), "paths": paths}
+
+
+def _print_cloned(result: Json) -> None:
+    render.say(f"checked out {result['files']} file(s), {result['bytes']} bytes, into {result['folder']}")
+    if result["mirroring"]:
+        kept = "config.toml names it: the daemon mirrors it again when it restarts" if result["saved"] else "until the daemon stops"
+        render.hint(f"the daemon keeps it mirrored both ways ({kept}); distspace status shows it")
+    else:
+        render.hint(f"a one-shot checkout (no daemon runs); to keep it live: distspace up --folder {result['folder']} --space {result['space']}")
 
 
 def identity(args: Args) -> int:
@@ -103,7 +231,10 @@ def identity(args: Args) -> int:
 
 
 def status(args: Args) -> int:
-    return _show(args, _call(args, "node.status"), _print_status)
+    """``node.status``, with ``mirror.status`` as its ``mirror``."""
+    with open_node(_home(args)) as node:
+        result = {**node.call("node.status"), "mirror": node.call("mirror.status")}
+    return _show(args, result, _print_status)
 
 
 def _print_status(result: Json) -> None:
@@ -124,7 +255,22 @@ def _print_status(result: Json) -> None:
     lines += [f"space     {s['name']}  {s['space_id']}  version {s['version']}" for s in result["spaces"]]
     if result["pending_joins"]:
         lines.append(f"pending   {result['pending_joins']} space(s) to fetch")
+    lines += [f"folder    {_mirror_line(mirror)}" for mirror in result["mirror"]["mirrors"]]
+    configured = result["mirror"]["configured"]
+    if configured is not None and configured["folder"] not in {mirror["folder"] for mirror in result["mirror"]["mirrors"]}:
+        lines.append(f"folder    {configured['folder']}  (config.toml; mirrored while the daemon runs: distspace up)")
     render.say("\n".join(lines))
+
+
+def _mirror_line(mirror: Json) -> str:
+    where = f"{mirror['folder']}  space {mirror['space'][:12]}"
+    if mirror["state"] == "failed":
+        return f"{where}  failed: {mirror['error']}"
+    if mirror["state"] == "starting":
+        return f"{where}  starting (first checkout and scan)"
+    synced = "never" if mirror["last_sync_ms"] is None else render.when(mirror["last_sync_ms"])
+    line = f"{where}  {mirror['files']} files, {mirror['pending']} pending, {mirror['watcher']}, last sync {synced}"
+    return line + (f"\n          last error: {mirror['last_error']}" if mirror["last_error"] else "")
 
 
 def peers(args: Args) -> int:

@@ -32,12 +32,29 @@ examples:
   distspace cat todo.md --at 3          the file as it was at version 3
   distspace log todo.md                 who changed it, and when
   distspace up --json                   run the daemon; editors and agents connect to its API
+  distspace up --folder ~/notes         ... and mirror the space into ~/notes, both ways
+  distspace clone SPACE_ID DIR --peer A join a space and check it out into DIR
 
 Every command works with or without a running daemon: with one it goes through the daemon's
 API (HOME/api.sock), without one it opens the store directly. The home is --home, else
 $DISTSPACE_HOME, else $XDG_DATA_HOME/distspace; the space is --space (a name or id), else
 $DISTSPACE_SPACE, else the node's default (the first it created or joined: "space" in
 HOME/config.toml).
+"""
+
+CLONE_DESCRIPTION = """\
+Join a space and check it out into a folder.
+
+With a daemon running (distspace up), clone joins the space, waits until the daemon
+has fetched it from its peers (--timeout bounds the wait; progress goes to stderr),
+and asks the daemon to mirror DIR: the space's files appear in DIR and the folder
+stays mirrored both ways, edits on disk going into the space and the space's into
+DIR. config.toml remembers the folder when it names none, so the daemon mirrors it
+again when it restarts.
+
+Without a daemon, clone is a one-shot checkout of a space this node already holds
+(fetching needs the daemon's network): DIR gets the files as they are now, and
+nothing more. To keep it live: distspace up --folder DIR --space SPACE.
 """
 
 
@@ -70,6 +87,30 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--peer", action="append", default=[], metavar="MULTIADDR", help="a peer to connect to (repeatable)")
     up.add_argument("--relay", action="store_true", default=None, help="also serve as a circuit relay for other peers")
     up.add_argument("--no-mdns", dest="mdns", action="store_false", default=None, help="do not discover peers on the local network")
+    up.add_argument(
+        "--folder",
+        metavar="DIR",
+        help="mirror the space (--space, else config.toml's folder_space, else the default) into DIR, both ways (default: config.toml's folder)",
+    )
+
+    clone = command(
+        "clone",
+        commands.clone,
+        "join a space and check it out into a folder; with a daemon running, it keeps the folder mirrored",
+    )
+    clone.description = CLONE_DESCRIPTION
+    clone.formatter_class = argparse.RawDescriptionHelpFormatter
+    clone.add_argument("space_id", metavar="SPACE", help="the space's id (64 hex digits), or the name or id of a space this node holds")
+    clone.add_argument("folder", metavar="DIR", help="the folder to check it out into: new or empty")
+    clone.add_argument("--peer", action="append", default=[], metavar="ADDR", help="a peer's multiaddr to fetch it from (repeatable)")
+    clone.add_argument("--genesis", metavar="B64", help="the space's genesis record, as printed by init")
+    clone.add_argument(
+        "--timeout",
+        type=float,
+        default=commands.CLONE_TIMEOUT_S,
+        metavar="S",
+        help=f"give up fetching after S seconds (default {commands.CLONE_TIMEOUT_S:.0f})",
+    )
 
     command("id", commands.identity, "print this node's peer id and public key")
     command("status", commands.status, "the node: daemon, API, network, peers, spaces")

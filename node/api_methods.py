@@ -21,17 +21,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import native
 from node import editor, presence_anchors
 from node.api_json import content_json, peer_json, stat_json
 from node.api_schema import schema
+from node.config import FolderRefused, check_folder
 from node.events import JoinRequest, Presence
 from node.rpc import DAEMON_REQUIRED, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RpcError, invalid_params
-from node.services import NodeServices
+from node.services import NodeServices, write_atomically
 from protocol.errors import BadSignature, WireError
 from protocol.identity import peer_id_of
 from protocol.space import Genesis
@@ -586,3 +590,80 @@ def _space_json(genesis: Genesis) -> Json:
 def _pending(services: NodeServices) -> list[JoinRequest]:
     held = {g.space_id for g in services.repo.spaces()}
     return [request for request in services.joins() if request.space not in held]
+
+
+# ----- folder mirrors -----
+
+
+@method("mirror.status")
+def mirror_status(call: Call, params: Json) -> Json:
+    services = call.services
+    configured = services.config.folder_path()
+    return {
+        "daemon": services.daemon,
+        "configured": None if configured is None else {"folder": str(configured), "space": services.config.folder_space},
+        "mirrors": services.mirrors.status() if services.mirrors is not None else [],
+    }
+
+
+@method("mirror.start")
+def mirror_start(call: Call, params: Json) -> Json:
+    """Mirror a space into a folder from now on; the first checkout runs in the background
+    (``mirror.status`` tells when it is done). The folder goes into config.toml if it names none,
+    so the daemon mirrors it again when it restarts."""
+    services = call.services
+    if services.mirrors is None:
+        raise RpcError(DAEMON_REQUIRED, "mirroring a folder needs a running daemon (distspace up)", "DaemonRequired")
+    space = call.space(params)
+    try:
+        folder = services.mirrors.start_soon(space, _folder(params))
+    except FolderRefused as error:
+        raise invalid_params(f"folder: {error}") from error
+    saved = services.config.folder is None
+    if saved:
+        _remember_folder(services, space, folder)
+    return {"space": space.hex(), "folder": str(folder), "state": "starting", "saved": saved}
+
+
+@method("mirror.checkout")
+def mirror_checkout(call: Call, params: Json) -> Json:
+    """A one-shot checkout: the space's files written into a folder, nothing mirrored after."""
+    from node.mirror import checkout  # watchfiles and pathspec: only a checkout needs them
+
+    services = call.services
+    space = call.space(params)
+    try:
+        folder = check_folder(_folder(params), services.home.path)
+    except FolderRefused as error:
+        raise invalid_params(f"folder: {error}") from error
+    # The mirror keeps its records for one folder per space: a checkout elsewhere would drop them.
+    mirrored = [Path(m["folder"]) for m in (services.mirrors.status() if services.mirrors is not None else []) if m["space"] == space.hex()]
+    configured = services.config.folder_path()
+    if configured is not None and _is_space(services, services.config.folder_space, space):
+        mirrored.append(configured)
+    if any(other != folder for other in mirrored):
+        raise invalid_params(f"folder: the space is mirrored into {mirrored[0]} (one folder per space); check it out there, or stop mirroring it")
+    return {"space": space.hex(), "folder": str(folder), "actions": checkout(services, space, folder)}
+
+
+def _folder(params: Json) -> Path:
+    folder = Path(params["folder"])
+    if not folder.is_absolute():
+        raise invalid_params(f"folder: {folder} is not an absolute path")
+    return folder
+
+
+def _is_space(services: NodeServices, spec: str | None, space: bytes) -> bool:
+    try:
+        return services.space_id(spec) == space
+    except StoreError:  # not on this node (yet), or ambiguous: not this one
+        return False
+
+
+def _remember_folder(services: NodeServices, space: bytes, folder: Path) -> None:
+    """``folder`` and ``folder_space`` in config.toml, first (where top-level keys belong)."""
+    config_file = services.home.config_file
+    rest = config_file.read_text() if config_file.exists() else ""
+    lines = f"folder = {json.dumps(str(folder))}\nfolder_space = \"{space.hex()}\"\n"  # a JSON string is a TOML basic string
+    write_atomically(config_file, lines + rest)
+    services.config = dataclasses.replace(services.config, folder=str(folder), folder_space=space.hex())

@@ -18,7 +18,10 @@ Plugging in the network. ``run_daemon(network=...)`` takes one ``NetworkRunner``
 (``node.wiring.run_network``, whose docstring is the contract between the two), started with
 ``nursery.start(network, services)`` once the API listens and cancelled at shutdown; what it
 reports through ``task_status.started`` is ``services.network``. Without one (``network``
-None) the daemon serves the store alone.
+None) the daemon serves the store alone. The folder mirrors are plugged in the same way, after
+the network (``mirrors=node.wiring.run_mirrors``, reported as ``services.mirrors``); the
+folder the daemon was started with is mirrored before the ready line, which lists it
+(``"mirrors": [{"space", "folder"}]``, as daemon.json does).
 """
 
 from __future__ import annotations
@@ -32,16 +35,18 @@ import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
 from functools import partial
+from pathlib import Path
 from typing import IO, Any, Protocol
 
 import trio
 
 from node import logs
 from node.api import serve_api
+from node.config import check_folder
 from node.errors import HomeLocked, NodeError
 from node.home import NodeHome
 from node.logs import event
-from node.services import DaemonOptions, NodeServices, RunningNetwork, write_atomically
+from node.services import DaemonOptions, NodeServices, RunningMirrors, RunningNetwork, write_atomically
 from store.errors import StoreError
 from store.repo import Repo
 
@@ -67,6 +72,13 @@ class NetworkRunner(Protocol):
     async def __call__(self, services: NodeServices, *, task_status: trio.TaskStatus[RunningNetwork] = ...) -> None: ...
 
 
+class MirrorsRunner(Protocol):
+    """The folder mirrors (node/wiring.py): the configured folder checked out, then reports
+    itself with ``task_status.started``; runs until cancelled."""
+
+    async def __call__(self, services: NodeServices, *, task_status: trio.TaskStatus[RunningMirrors] = ...) -> None: ...
+
+
 async def run_daemon(
     home: NodeHome,
     *,
@@ -75,13 +87,17 @@ async def run_daemon(
     relay: bool | None = None,
     mdns: bool | None = None,
     json_ready: bool = False,
+    folder: Path | None = None,
+    folder_space: str | None = None,
     network: NetworkRunner | None = None,
+    mirrors: MirrorsRunner | None = None,
     task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the node on ``home`` until SIGTERM or SIGINT (or cancellation).
 
     Options left out come from ``config.toml``: ``listen`` and ``peers`` (added to the config's
-    bootstrap peers), ``relay``, ``mdns``.
+    bootstrap peers), ``relay``, ``mdns``, and ``folder`` with ``folder_space`` (a ``folder``
+    given here mirrors ``folder_space``, else the default space), which ``mirrors`` runs.
 
     Raises:
         HomeLocked: a daemon already runs on the home, or a command kept it locked too long.
@@ -91,19 +107,25 @@ async def run_daemon(
         stack.enter_context(await _take_lock(home))
         stack.callback(home.daemon_file.unlink, missing_ok=True)
         config = home.config()
+        if folder is None:
+            folder, folder_space = config.folder_path(), config.folder_space
+        if folder is not None:
+            folder = check_folder(folder, home.path)  # refused before anything starts
         identity = home.identity()
         options = DaemonOptions(
             listen=tuple(listen) or config.listen,
             peers=tuple(dict.fromkeys([*config.bootstrap, *peers])),
             relay=config.relay if relay is None else relay,
             mdns=config.mdns if mdns is None else mdns,
+            folder=folder,
+            folder_space=folder_space,
         )
         repo = stack.enter_context(Repo.open(home.database, identity, snapshot_every=config.snapshot_every))
         services = NodeServices(home, config, identity, repo, options=options)
         stack.callback(services.close)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
-                ready = await _start(nursery, services, network)
+                ready = await _start(nursery, services, network, mirrors)
                 print(json.dumps(ready) if json_ready else _ready_sentence(ready), flush=True)
                 task_status.started(ready)
                 async for signum in signals:
@@ -113,17 +135,25 @@ async def run_daemon(
     event(log, "daemon.stopped")
 
 
-async def _start(nursery: trio.Nursery, services: NodeServices, network: NetworkRunner | None) -> dict[str, Any]:
-    """Start the API, the network part and the housekeeping; returns the ready record."""
+async def _start(nursery: trio.Nursery, services: NodeServices, network: NetworkRunner | None, mirrors: MirrorsRunner | None) -> dict[str, Any]:
+    """Start the API, the network part, the mirrors and the housekeeping; returns the ready record."""
     home = services.home
     endpoints = await nursery.start(partial(serve_api, services, port=services.config.api_port, socket_path=home.api_socket))
     if network is not None:
         services.network = await nursery.start(network, services)
     else:
         event(log, "daemon.no_network", logging.WARNING, note="peer networking is not plugged in yet; serving the store alone")
+    if mirrors is not None:
+        services.mirrors = await nursery.start(mirrors, services)
     nursery.start_soon(_maintain, services)
     nursery.start_soon(_expire_presence, services)
-    info = {"peer_id": services.identity.peer_id, "addrs": services.addrs(), "api": endpoints.to_json()}
+    running = services.mirrors.status() if services.mirrors is not None else []
+    info = {
+        "peer_id": services.identity.peer_id,
+        "addrs": services.addrs(),
+        "api": endpoints.to_json(),
+        "mirrors": [{"space": mirror["space"], "folder": mirror["folder"]} for mirror in running],
+    }
     write_atomically(home.daemon_file, json.dumps({"pid": os.getpid(), "started_ms": services.started_ms, **info}, indent=1))
     event(log, "daemon.ready", pid=os.getpid(), peer_id=services.identity.peer_id, home=home.path)
     return {"event": "ready", **info}
@@ -178,7 +208,8 @@ async def _expire_presence(services: NodeServices) -> None:
 
 def _ready_sentence(ready: dict[str, Any]) -> str:
     api = ready["api"]
-    return f"distspace daemon ready: peer {ready['peer_id']}, API {api['websocket']} and {api['unix']} (Ctrl-C stops it)"
+    mirrored = "".join(f", mirroring {mirror['folder']}" for mirror in ready["mirrors"])
+    return f"distspace daemon ready: peer {ready['peer_id']}, API {api['websocket']} and {api['unix']}{mirrored} (Ctrl-C stops it)"
 
 
 def main(home: NodeHome, **options: Any) -> None:

@@ -13,7 +13,8 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from node.config import NodeConfig
 from node.events import (
@@ -57,12 +58,22 @@ class DaemonOptions:
     peers: tuple[str, ...]
     relay: bool
     mdns: bool
+    folder: Path | None = None  # the folder to mirror a space into (node/wiring.py's Mirrors)
+    folder_space: str | None = None  # its space (a name or id); None: the default space
 
 
 class RunningNetwork(Protocol):
     """What the daemon needs of a started network part (the value of its ``task_status.started``)."""
 
     def addrs(self) -> list[str]: ...
+
+
+class RunningMirrors(Protocol):
+    """What the API needs of the daemon's folder mirrors (node/wiring.py's ``Mirrors``)."""
+
+    def start_soon(self, space: bytes, folder: Path) -> Path: ...
+
+    def status(self) -> list[dict[str, Any]]: ...
 
 
 class PeerTable:
@@ -159,6 +170,7 @@ class NodeServices:
         self.presence = PresenceTable(self.bus)
         self.api: dict[str, str] = {}  # the daemon's API endpoints, once it listens
         self.network: RunningNetwork | None = None  # once the network part listens
+        self.mirrors: RunningMirrors | None = None  # once the daemon runs its folder mirrors
         self._workspaces: dict[bytes, Workspace] = {}
         self._histories: dict[bytes, History] = {}
         self._detach = repo.subscribe(self.bus.publish)
@@ -280,6 +292,7 @@ __all__ = [
     "NodeServices",
     "PeerTable",
     "PresenceTable",
+    "RunningMirrors",
     "RunningNetwork",
     "write_atomically",
 ]

@@ -24,19 +24,46 @@ are the listen addresses) and runs until cancelled. Between them, every path is 
 
 The options are the daemon's (``services.options``: the command line merged with
 ``config.toml``); ``config.metrics_port`` turns the metrics endpoint on.
+
+Folder mirrors (node/mirror.py) are the daemon's other part: ``run_mirrors(services)``, which
+``run_daemon`` starts (``mirrors=run_mirrors``) after the network part, reports a ``Mirrors``
+(``services.mirrors``) that runs one ``run_mirror`` per mirrored folder in a nursery of its own.
+At most one folder per space and one space per folder, neither the node home nor inside it
+(``node.config.check_folder``). The daemon awaits the folder it was started with
+(``up --folder``, ``folder`` in config.toml): its first checkout is done before the ready line,
+and a failure there stops the daemon with the reason. ``mirror.start`` (``distspace clone``)
+adds one while the daemon runs; its progress and a failure, then or later, are in
+``Mirrors.status()`` (``mirror.status``), and the daemon keeps serving.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
 import trio
 
+from node.config import FolderRefused, check_folder
+from node.errors import LocalNodeError, NodeError
 from node.events import JoinRequested, PeerDisconnected, Presence, PresenceEvent, SessionOpened
 from node.host import LOOPBACK_LISTEN_ADDRS
+from node.logs import event
+from node.mirror import Mirror, run_mirror
 from node.network import Network, NetworkOptions
 from node.presence import PresenceRelay, PresenceUpdate
 from node.services import NodeServices
+from store.errors import StoreError
 
-__all__ = ["run_network"]
+__all__ = ["MirrorFailed", "Mirrors", "run_mirrors", "run_network"]
+
+log = logging.getLogger("distspace.wiring")
+
+# What a mirror's task may fail with and leave the daemon running: the disk, the store, the
+# folder's own refusals. Anything else is a bug and stops the daemon, as elsewhere.
+MIRROR_FAILURES = (OSError, NodeError, StoreError)
 
 
 async def run_network(services: NodeServices, *, task_status: trio.TaskStatus[Network] = trio.TASK_STATUS_IGNORED) -> None:
@@ -101,3 +128,129 @@ async def run_network(services: NodeServices, *, task_status: trio.TaskStatus[Ne
         finally:
             for stop in unlisten:
                 stop()
+
+
+async def run_mirrors(services: NodeServices, *, task_status: trio.TaskStatus[Mirrors] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the daemon's folder mirrors until cancelled: the folder of ``services.options``
+    (``up --folder``, else config.toml's ``folder``) first, reported once its first checkout is
+    done; then those ``mirror.start`` adds.
+
+    Raises:
+        FolderRefused, MirrorFailed: the daemon's own folder cannot be mirrored.
+        UnknownSpace: its space is not on this node.
+    """
+    daemon = services.options
+    if daemon is None:
+        raise ValueError("run_mirrors needs a daemon's services (options set)")
+    async with trio.open_nursery() as nursery:
+        mirrors = Mirrors(services, nursery)
+        if daemon.folder is not None:
+            await mirrors.start(services.space_id(daemon.folder_space), daemon.folder)
+        task_status.started(mirrors)
+        await trio.sleep_forever()
+
+
+class MirrorFailed(LocalNodeError):
+    """A mirror could not do its first checkout (the message says why)."""
+
+
+MirrorState = Literal["starting", "running", "failed"]
+
+
+@dataclass(slots=True)
+class _Entry:
+    space: bytes
+    folder: Path
+    state: MirrorState = "starting"
+    mirror: Mirror | None = None
+    error: str | None = None
+
+
+class Mirrors:
+    """The daemon's folder mirrors, each a ``run_mirror`` task in the daemon's nursery."""
+
+    def __init__(self, services: NodeServices, nursery: trio.Nursery) -> None:
+        self._services = services
+        self._nursery = nursery
+        self._entries: dict[bytes, _Entry] = {}
+
+    async def start(self, space: bytes, folder: Path) -> Mirror:
+        """Mirror ``space`` into ``folder``; returns once its first checkout is done.
+
+        Raises:
+            FolderRefused: see ``check``. MirrorFailed: the first checkout failed.
+        """
+        entry = self._add(space, folder)
+        mirror: Mirror | None = await self._nursery.start(self._run, entry)
+        if mirror is None:
+            self._entries.pop(space, None)
+            raise MirrorFailed(f"cannot mirror into {entry.folder}: {entry.error}")
+        return mirror
+
+    def start_soon(self, space: bytes, folder: Path) -> Path:
+        """Mirror ``space`` into ``folder`` from now on; ``status()`` tells how it goes. Returns
+        the folder as mirrored (absolute).
+
+        Raises:
+            FolderRefused: see ``check``.
+        """
+        entry = self._add(space, folder)
+        self._nursery.start_soon(self._run, entry)
+        return entry.folder
+
+    def check(self, space: bytes, folder: Path) -> Path:
+        """``folder`` made absolute, if ``space`` may be mirrored into it.
+
+        Raises:
+            FolderRefused: the folder breaks a rule of ``check_folder``, the space is mirrored
+                into another folder already, or the folder (or one around or inside it) holds
+                another space's mirror.
+        """
+        absolute = check_folder(folder, self._services.home.path)
+        live = [entry for entry in self._entries.values() if entry.state != "failed"]  # a failed one may be started again
+        for other in live:
+            if other.space == space:
+                raise FolderRefused(f"the space is mirrored into {other.folder} already (one folder per space)")
+            if absolute.is_relative_to(other.folder) or other.folder.is_relative_to(absolute):
+                raise FolderRefused(f"{absolute} overlaps {other.folder}, the mirror of space {other.space.hex()}")
+        return absolute
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each mirror as ``mirror.status`` shows it (node/api_schema.json's MirrorStatus)."""
+        return [_status_json(entry) for entry in self._entries.values()]
+
+    def _add(self, space: bytes, folder: Path) -> _Entry:
+        entry = _Entry(space, self.check(space, folder))
+        self._entries[space] = entry
+        return entry
+
+    async def _run(self, entry: _Entry, *, task_status: trio.TaskStatus[Mirror | None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run one mirror until cancelled; a failure is recorded in its entry, not raised, and
+        one before its first checkout is done starts it with None."""
+        event(log, "mirror.starting", space=entry.space.hex(), folder=entry.folder)
+        try:
+            async with trio.open_nursery() as nursery:
+                entry.mirror = await nursery.start(partial(run_mirror, self._services, entry.space, entry.folder))
+                entry.state = "running"
+                event(log, "mirror.running", space=entry.space.hex(), folder=entry.folder)
+                task_status.started(entry.mirror)
+        except* MIRROR_FAILURES as failures:
+            entry.state, entry.error = "failed", "; ".join(str(error) for error in failures.exceptions)
+            event(log, "mirror.failed", logging.ERROR, space=entry.space.hex(), folder=entry.folder, error=entry.error)
+        if entry.mirror is None:
+            task_status.started(None)
+
+
+def _status_json(entry: _Entry) -> dict[str, Any]:
+    base: dict[str, Any] = {"space": entry.space.hex(), "folder": str(entry.folder), "state": entry.state, "error": entry.error}
+    if entry.mirror is None:
+        return {**base, "files": None, "pending": None, "watcher": None, "last_error": None, "last_sync_ms": None}
+    shown = entry.mirror.status()
+    return {
+        **base,
+        "files": shown["files"],
+        "pending": shown["pending"],
+        "watcher": shown["watcher"] if shown.get("watcher") in {"inotify", "polling"} else None,  # None: not watching yet
+        "last_error": shown["last_error"],
+        "last_sync_ms": shown["last_sync_ms"],
+    }

@@ -20,7 +20,7 @@ LOGFMT = re.compile(r"^ts=\S+ level=(debug|info|warning|error) (event|logger)=\S
 def test_ready_line_then_a_clean_stop(tmp_path: Path, sig: int) -> None:
     home = tmp_path / "home"
     with running_daemon(home) as daemon:
-        assert set(daemon.ready) == {"event", "peer_id", "addrs", "api"}
+        assert set(daemon.ready) == {"event", "peer_id", "addrs", "api", "mirrors"}
         assert daemon.ready["event"] == "ready"
         assert daemon.ready["api"]["unix"] == str(daemon.home.api_socket)
         assert daemon.ready["api"]["websocket"].startswith("ws://127.0.0.1:")
