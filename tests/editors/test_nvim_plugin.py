@@ -9,19 +9,30 @@ harness, which the keystroke benchmark uses too). Waits are on conditions — in
 
 from __future__ import annotations
 
+import json
+import queue
 import random
 import re
-from collections.abc import Iterator
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pynvim import NvimError  # type: ignore[import-untyped]
 
-from benchmarks.editor import DaemonPair, Neovim, daemon_pair, editors, nvim_command
+from benchmarks.editor import STEP_TIMEOUT_S, DaemonPair, Neovim, daemon_pair, editors, nvim_command
 
 pytestmark = pytest.mark.skipif(nvim_command() is None, reason="no nvim on PATH (apt-get install neovim; .ci/run installs it)")
 
 PATH = "shared.txt"
+CLIENT_DIR = Path(__file__).resolve().parents[2] / "clients" / "js"
+TYPING_AGENT = CLIENT_DIR / "examples" / "typing_agent.mjs"
+NODE = shutil.which("node")
+# The agent's longest pause between bursts: its 150 keys then take about as long as the Neovims' 400.
+AGENT_PAUSE_MS = 20
 ERROR_LINE = re.compile(r"^.*\blevel=error\b.*$", re.MULTILINE)
 
 
@@ -109,6 +120,31 @@ class _Agent:
         self.text, self.heads = self.text[:end] + keys + self.text[end:], reply["heads"]
 
 
+def _interleave(rng: random.Random, typed: dict[str, list[str]], typists: dict[str, Callable[[str], None]]) -> int:
+    """Bursts of 1 to 4 of each author's keys, the authors in a random order; the keys typed."""
+    at = dict.fromkeys(typists, 0)
+    while any(at[name] < len(typed[name]) for name in typists):
+        name = rng.choice([name for name in typists if at[name] < len(typed[name])])
+        burst = "".join(typed[name][at[name] : at[name] + rng.randint(1, 4)])
+        at[name] += len(burst)
+        typists[name](burst)
+    return sum(at.values())
+
+
+def _typist(editor: Neovim, buffer: int, rng: random.Random) -> Callable[[str], None]:
+    def type_burst(burst: str) -> None:
+        editor.type(_keys(burst))
+        if rng.random() < 0.05:  # a pause: what is typed reaches the daemon, remote patches land mid-insert
+            assert editor.lua("return require('distspace').flush(...)", buffer)
+
+    return type_burst
+
+
+def _expected(typed: dict[str, list[str]]) -> str:
+    """Bob types before the first line, Alice at its end, the agent at the end of the second."""
+    return "".join(typed["bob"]) + "first line" + "".join(typed["alice"]) + "\nsecond line" + "".join(typed["agent"]) + "\n"
+
+
 def test_two_neovims_and_an_agent_typing_at_once_keep_every_keystroke(pair: DaemonPair, alice_and_bob: tuple[Neovim, Neovim]) -> None:
     alice, bob = alice_and_bob
     pair.write_everywhere(PATH, "first line\nsecond line\n")
@@ -118,28 +154,91 @@ def test_two_neovims_and_an_agent_typing_at_once_keep_every_keystroke(pair: Daem
     bob.type("ggI")  # Bob writes before it: each one's cursor must follow the other's typing
     rng = random.Random(14)
     typed = {"alice": rng.choices("abcdé\n", k=300), "bob": rng.choices("WXYZ€ ", k=300), "agent": rng.choices("0123456789ñ", k=150)}
-    typists = {"alice": (alice, alice_buffer), "bob": (bob, bob_buffer)}
-    at = dict.fromkeys(typed, 0)
-    while any(at[name] < len(typed[name]) for name in typed):
-        name = rng.choice([name for name in typed if at[name] < len(typed[name])])
-        burst = "".join(typed[name][at[name] : at[name] + rng.randint(1, 4)])
-        at[name] += len(burst)
-        if name == "agent":
-            agent.type(burst)
-            continue
-        editor, buffer = typists[name]
-        editor.type(_keys(burst))
-        if rng.random() < 0.05:  # a pause: what is typed reaches the daemon, remote patches land mid-insert
-            assert editor.lua("return require('distspace').flush(...)", buffer)
+    typists = {"alice": _typist(alice, alice_buffer, rng), "bob": _typist(bob, bob_buffer, rng), "agent": agent.type}
+    assert _interleave(rng, typed, typists) == 750
     alice.type("<Esc>")
     bob.type("<Esc>")
 
-    expected = "".join(typed["bob"]) + "first line" + "".join(typed["alice"]) + "\nsecond line" + "".join(typed["agent"]) + "\n"
-    assert sum(at.values()) == 750
+    expected = _expected(typed)
     _settled(alice, alice_buffer, expected)
     _settled(bob, bob_buffer, expected)
     assert pair.converged(PATH) == expected
     assert pair.read(0, PATH)["text"] == pair.read(1, PATH)["text"] == expected
+
+
+class _TypeScriptAgent:
+    """clients/js/examples/typing_agent.mjs: a node process typing through the TypeScript
+    client's EditorDocument on its own, at its own pace, while the test types in the Neovims."""
+
+    def __init__(self, home: Path, keys: str) -> None:
+        assert NODE is not None
+        job = {"home": str(home), "path": PATH, "keys": keys, "before": "\n", "seed": 14, "pause_ms": AGENT_PAUSE_MS}
+        self._stderr = home.parent / "typing-agent.log"
+        with self._stderr.open("w") as stderr:
+            self.process = subprocess.Popen([NODE, str(TYPING_AGENT), json.dumps(job)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        self._lines = queue.Queue[str]()
+        threading.Thread(target=self._read, daemon=True).start()  # its stdout, so that a wait can time out
+        assert self.said() == {"ready": True}
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line)
+        self._lines.put("")
+
+    def said(self) -> dict[str, Any]:
+        """Its next line, within the step timeout."""
+        try:
+            line = self._lines.get(timeout=STEP_TIMEOUT_S)
+        except queue.Empty:
+            raise AssertionError(f"the agent said nothing within {STEP_TIMEOUT_S} s") from None
+        assert line, f"the agent exited ({self.process.wait(STEP_TIMEOUT_S)}) before answering: {self._stderr.read_text()}"
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def report(self) -> dict[str, Any]:
+        """Its text and heads once its buffer is its daemon's."""
+        assert self.process.stdin is not None
+        self.process.stdin.write("report\n")
+        self.process.stdin.flush()
+        return self.said()
+
+    def stop(self) -> None:
+        """Kill it if it still runs (a failed test)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(STEP_TIMEOUT_S)
+
+
+@pytest.mark.skipif(NODE is None or not (CLIENT_DIR / "dist" / "index.js").is_file(), reason="needs node and the built client (make builds clients/js)")
+def test_two_neovims_and_a_typescript_agent_typing_at_once_keep_every_keystroke(pair: DaemonPair, alice_and_bob: tuple[Neovim, Neovim]) -> None:
+    """The issue's acceptance: two Neovims on two daemons and an agent over the TypeScript client
+    on Bob's (so his Neovim's edits and the agent's are two local writers of one daemon): both
+    buffers, the agent's text and both stores end identical, every keystroke in order per author."""
+    alice, bob = alice_and_bob
+    pair.write_everywhere(PATH, "first line\nsecond line\n")
+    alice_buffer, bob_buffer = alice.open(PATH), bob.open(PATH)
+    rng = random.Random(15)
+    typed = {"alice": rng.choices("abcdé\n", k=200), "bob": rng.choices("WXYZ€ ", k=200), "agent": rng.choices("0123456789ñ😀", k=150)}
+    agent = _TypeScriptAgent(pair.homes[1], "".join(typed["agent"]))
+    try:
+        alice.type("ggA")
+        bob.type("ggI")
+        assert _interleave(rng, typed, {"alice": _typist(alice, alice_buffer, rng), "bob": _typist(bob, bob_buffer, rng)}) == 400
+        alice.type("<Esc>")
+        bob.type("<Esc>")
+        assert agent.said() == {"typed": 150}
+
+        expected = _expected(typed)
+        _settled(alice, alice_buffer, expected)
+        _settled(bob, bob_buffer, expected)
+        assert pair.converged(PATH) == expected
+        bobs = pair.read(1, PATH)
+        assert pair.read(0, PATH)["text"] == bobs["text"] == expected
+        assert agent.report() == {"text": expected, "heads": sorted(bobs["heads"])}
+        assert agent.process.wait(STEP_TIMEOUT_S) == 0
+    finally:
+        agent.stop()
 
 
 NORMAL_MODE_EDITS = [

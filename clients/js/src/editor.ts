@@ -88,11 +88,12 @@ export class EditorDocument {
   private flushQueued = false;
   private failure: Error | null = null;
   /**
-   * The last doc.changed that came while an edit was in flight. The reply's continuation runs
-   * after every message of the chunk it came in, so the doc.changed the daemon sent right after
-   * the reply (from the reply's heads) may come first: it is looked at again once the reply is in.
+   * The doc.changed that came while an edit was in flight, in order. The reply's continuation
+   * runs after every message of the chunk it came in, so the doc.changed the daemon sent right
+   * after the reply (from the reply's heads) may come first: they are looked at again once the
+   * reply is in.
    */
-  private heldChange: DocChangedParams | null = null;
+  private held: DocChangedParams[] = [];
   private readonly remoteListeners = new Set<(change: RemoteChange) => void>();
   private readonly waiters: Array<{ resolve(): void; reject(error: Error): void }> = [];
   private readonly stopListening: () => void;
@@ -211,16 +212,16 @@ export class EditorDocument {
         const heads = [...(result as { heads: string[] }).heads];
         const fresh = !sameHeads(heads, base); // [C]: no doc.changed sent before the reply starts there
         this.confirmedHeads = heads;
-        const held = this.heldChange;
-        this.heldChange = null;
+        const held = this.held.splice(0);
         if (this.pending.changed) this.send();
         else {
-          if (held && fresh) this.remoteChanged(held);
+          if (fresh) for (const change of held) this.remoteChanged(change); // those from before the reply cannot start at [C]
           this.wakeWaiters();
         }
       },
       (error: Error) => {
         this.inFlight = false;
+        this.held = [];
         this.failure = new EditRejectedError(`doc.edit of ${this.path} failed: ${error.message}`, { cause: error });
         this.wakeWaiters();
       },
@@ -229,7 +230,7 @@ export class EditorDocument {
 
   private remoteChanged(change: DocChangedParams): void {
     if (change.path !== this.path || (change.space !== undefined && change.space !== this.space)) return;
-    if (this.inFlight) this.heldChange = change;
+    if (this.inFlight) this.held.push(change);
     if (!this.idle || this.failure || !sameHeads(change.from_heads, this.confirmedHeads)) return; // the CLIENT RULE: dropped
     this.buffer = applyPatches(this.buffer, change.patches);
     this.confirmedHeads = [...change.to_heads];
