@@ -51,7 +51,7 @@ import secrets
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -213,6 +213,7 @@ class Mirror:
         self._too_large_logged: set[str] = set()
         self._space_docs: set[bytes] = set()
         self._space_tree_moved = False
+        self._tree_at: tuple[int, Tree] | None = None
         self.wake = trio.Event()
         self._unlisten = services.bus.listen(StoreEvent, self._on_store_event)
 
@@ -260,7 +261,7 @@ class Mirror:
         started = time.monotonic()
         self.ignore.load_root()
         self.ignored = set()
-        tree = self.workspace.tree()
+        tree = self._tree()
         for node in tree.walk():  # the space's rules hold before its ignore files reach the disk
             if node.kind == FILE and node.path.rsplit("/", 1)[-1] in IGNORE_FILES and not (self.folder / node.path).exists():
                 with contextlib.suppress(ContentUnavailable):
@@ -279,10 +280,10 @@ class Mirror:
         docs, moved = self._space_docs, self._space_tree_moved
         self._space_docs, self._space_tree_moved = set(), False
         if moved:
-            tree = self.workspace.tree()
+            tree = self._tree()
             paths = set(self.records.records) | {node.path for node in tree.walk()}
         else:
-            tree = self.workspace.tree()
+            tree = self._tree()
             paths = {p for p in (tree.path_of(file_id_of(doc)) for doc in docs) if p is not None}
         if paths:
             self._settle(paths, {}, fsync_each=True)
@@ -295,7 +296,7 @@ class Mirror:
             return
         disk: dict[str, DiskEntry | None] = {}
         paths: set[str] = set()
-        tree = self.workspace.tree()
+        tree = self._tree()
         for path in _outermost(touched):
             found = self._walk(path, clean=False, trust_stat=False)
             disk.update(found)
@@ -393,7 +394,7 @@ class Mirror:
         return SpaceEntry(FILE, node.file_id, tuple(sorted(self.services.repo.heads(self.space, node.doc_id))))
 
     def _observe(self, paths: set[str], disk: dict[str, DiskEntry | None]) -> list[Observation]:
-        tree = self.workspace.tree()
+        tree = self._tree()
         observations = []
         for path in sorted(paths):
             if path in disk:
@@ -423,7 +424,7 @@ class Mirror:
         if intent is None or disk is None or disk.kind != FILE or disk.sha256 != intent[1]:
             return record
         file_id = record.file_id if record is not None else ""
-        node = self.workspace.tree().get(path)
+        node = self._tree().get(path)
         if node is not None:
             file_id = node.file_id
         return Record(path, FILE, file_id, intent[0], intent[1], disk.size, disk.mtime_ns, disk.inode, disk.mode)
@@ -440,10 +441,13 @@ class Mirror:
         for start in range(0, len(space_side), MIRROR_BATCH_PATHS):
             puts: dict[str, Record] = {}
             drops: set[str] = set()
+            batch = space_side[start : start + MIRROR_BATCH_PATHS]
             with self.services.repo.group(durable=True):
-                for action in space_side[start : start + MIRROR_BATCH_PATHS]:
-                    with self._guarded(action):
-                        self._space_action(action, puts, drops, follow)
+                created = self._create_many(batch, puts)
+                for action in batch:
+                    if action not in created:
+                        with self._guarded(action):
+                            self._space_action(action, puts, drops, follow)
             self.records.save(puts.values(), drops - set(puts))
         for start in range(0, len(disk_side), MIRROR_BATCH_PATHS):
             puts, drops = {}, set()
@@ -475,7 +479,7 @@ class Mirror:
     def _space_action(self, action: Action, puts: dict[str, Record], drops: set[str], follow: list[str]) -> None:
         ws, now = self.workspace, wall_clock_ms()
         if isinstance(action, Move):
-            if parent_of(action.target) and ws.tree().get(parent_of(action.target)) is None:
+            if parent_of(action.target) and self._tree().get(parent_of(action.target)) is None:
                 ws.mkdir(parent_of(action.target), now_ms=now, parents=True, message="mirror: mkdir")
             ws.mv(action.source, action.target, now_ms=now, message=f"mirror: mv {action.source} {action.target}")
             self.stats.moved += 1
@@ -547,15 +551,66 @@ class Mirror:
             self.stats.last_error = f"{action.path}: {action.reason}; left alone"
             log.warning("mirror: %s", self.stats.last_error)
 
+    def _create_many(self, batch: Sequence[Action], puts: dict[str, Record]) -> set[Action]:
+        """Create the batch's new files and directories with one change of the tree
+        (``Workspace.create_files``); returns the Creates done (any other goes one by one)."""
+        tree = self._tree()
+        creates = [a for a in batch if isinstance(a, Create) and tree.get(a.path) is None]
+        files: dict[str, Content] = {}
+        stats: dict[str, os.stat_result] = {}
+        for action in creates:
+            if action.kind == FILE:
+                read = _read_stable(self.folder / action.path)
+                if read is None:
+                    continue  # being written, or gone: one by one (it is queued again)
+                text = _as_text(read[0])
+                files[action.path], stats[action.path] = (read[0] if text is None else text), read[1]
+        dirs = [a.path for a in creates if a.kind == DIR]
+        if len(files) + len(dirs) < 2:
+            return set()
+        with self._guarded(creates[0]):
+            self.workspace.create_files(files, dirs=dirs, now_ms=wall_clock_ms(), message=f"mirror: create {len(files) + len(dirs)} paths")
+            self.stats.ingested += len(files)
+            tree = self._tree()
+            for path, content in files.items():
+                node = tree.get(path)
+                if node is not None:
+                    heads = tuple(sorted(self.services.repo.heads(self.space, node.doc_id)))
+                    puts[path] = _record(path, node.file_id, heads, content.encode() if isinstance(content, str) else content, stats[path])
+            for path in dirs:
+                self._refresh(path, puts)
+            return {a for a in creates if a.kind == DIR or a.path in files}
+        return set()
+
+    def _tree(self) -> Tree:
+        """The space's tree now, kept until the space's version moves: ``Workspace.tree`` looks
+        at every entry to find its cache key, which a batch of thousands of paths must not pay
+        per path."""
+        version = self.workspace.version()
+        if self._tree_at is None or self._tree_at[0] != version:
+            self._tree_at = (version, self.workspace.tree())
+        return self._tree_at[1]
+
+    def _read(self, path: str) -> tuple[Content, tuple[bytes, ...]]:
+        """A file's content and its doc's heads now (``Workspace.read_with_heads`` over our tree).
+
+        Raises:
+            NotFound: no file there. ContentUnavailable: its doc has not synced yet.
+        """
+        node = self._tree().get(path)
+        if node is None or node.kind != FILE:
+            raise NotFound(f"no file {path!r}")
+        return self.workspace.content(node, None), tuple(sorted(self.services.repo.heads(self.space, node.doc_id)))
+
     def _refresh(self, path: str, puts: dict[str, Record]) -> None:
         """Record ``path`` as disk and space hold it now (they agree: an Adopt, a mkdir, a move)."""
-        node = self.workspace.tree().get(path)
+        node = self._tree().get(path)
         entry = self._disk_entry(path, trust_stat=False)
         if node is None or entry is None:
             return
         heads: tuple[bytes, ...] = ()
         if node.kind == FILE:
-            content, heads = self.workspace.read_with_heads(path)
+            content, heads = self._read(path)
             if _sha(content) != entry.sha256:
                 self.pending.add(path)  # they do not agree after all: look again
                 return
@@ -573,7 +628,7 @@ class Mirror:
             return False
         data, info = read
         ws, now = self.workspace, wall_clock_ms()
-        node = ws.tree().get(path)
+        node = self._tree().get(path)
         text = _as_text(data)
         heads: tuple[bytes, ...] | None = None
         if node is not None and node.kind == FILE and node.encoding == TEXT and text is None:
@@ -591,10 +646,10 @@ class Mirror:
         else:
             ws.write(path, data if text is None else text, now_ms=now, message=f"mirror: write {path}")
         self.stats.ingested += 1
-        node = ws.tree().get(path)
+        node = self._tree().get(path)
         if node is None:
             return False
-        content, heads_now = ws.read_with_heads(path)
+        content, heads_now = self._read(path)
         sha = hashlib.sha256(data).digest()
         merged = _sha(content) != sha
         puts[path] = Record(
@@ -613,7 +668,7 @@ class Mirror:
         the record; returns the new record (None: nothing to write now)."""
         full = self.folder / path
         for _ in range(MIRROR_WRITE_TRIES):
-            node = self.workspace.tree().get(path)
+            node = self._tree().get(path)
             if node is None:
                 return None
             if node.kind == DIR:
@@ -621,7 +676,7 @@ class Mirror:
                 info = full.lstat()
                 return Record(path, DIR, node.file_id, (), b"", 0, 0, info.st_ino, stat.S_IMODE(info.st_mode))
             try:
-                content, heads = self.workspace.read_with_heads(path)
+                content, heads = self._read(path)
             except ContentUnavailable:
                 return None  # its doc has not synced yet; its StoreEvent brings us back
             data = content.encode() if isinstance(content, str) else content

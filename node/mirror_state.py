@@ -42,6 +42,10 @@ class MirrorRecords:
     def __init__(self, database: Path, space: bytes, folder: Path) -> None:
         self._db = sqlite3.connect(database, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL's NORMAL: a commit is in the WAL before the next write-out's rename, so it survives a
+        # killed process; a power loss may take the newest rows, which a rescan re-derives. An
+        # fsync per write-out intent cost ~3 ms a file (a 1k-file checkout: 3 s of it).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._space = space
         row = self._db.execute("SELECT folder FROM folders WHERE space = ?", (space,)).fetchone()

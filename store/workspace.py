@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from difflib import SequenceMatcher
@@ -511,18 +511,66 @@ class Workspace:
 
     def _create_file(self, path: str, content: Content, now_ms: int, message: str | None, parents: bool) -> int:
         parent_id, missing = self._parent_for(path, parents)
-        encoding: Encoding = TEXT if isinstance(content, str) else BINARY
-        doc_id = new_doc_id()
         message = message or f"create {path}"
+        doc_id, encoding = self._new_content(content, message, now_ms)
+        with self.editing_index(message, now_ms) as edit:
+            parent_id = _add_directories(edit, parent_id, missing)
+            edit.add(file_id_of(doc_id), FILE, encoding, parent_id, name_of(path))
+        return self.version()
+
+    def _new_content(self, content: Content, message: str, now_ms: int) -> tuple[bytes, Encoding]:
+        """Commit a new file's content doc (before its index entry: a crash between leaves an
+        unreferenced doc, never an entry without content)."""
+        doc_id = new_doc_id()
         with self.editing(doc_id, message, now_ms) as document:
             if isinstance(content, str):
                 text_id = document.put_object(native.ROOT, TEXT_KEY, "text")
                 document.splice_text(text_id, 0, 0, content)
             else:
                 document.put(native.ROOT, BYTES_KEY, content)
+        return doc_id, TEXT if isinstance(content, str) else BINARY
+
+    def create_files(self, files: Mapping[str, Content], *, now_ms: int, dirs: Iterable[str] = (), message: str | None = None) -> int:
+        """Create many new files and directories (and the directories above them) with one
+        change of the tree, plus one per file's content: a folder of thousands of files costs
+        one tree rebuild, not one per file (the folder mirror's scan). Returns the version.
+
+        Raises:
+            AlreadyExists: a path exists. NotADirectory: a file on the way. The content errors
+                of ``write``. All checked before anything is written.
+        """
+        tree = self.tree()
+        checked: dict[str, Content] = {}
+        for path, content in files.items():
+            path = check_path(path)
+            _check_content(content)
+            if tree.get(path) is not None:
+                raise AlreadyExists(f"{path!r} already exists")
+            checked[path] = content
+        new_dirs: dict[str, tuple[str, str]] = {}  # path -> (its file id, its parent's)
+
+        def directory(path: str) -> str:
+            node = tree.get(path)
+            if node is not None:
+                if node.kind != DIR:
+                    raise NotADirectory(f"{path!r} is a file, so nothing can be created below it")
+                return node.file_id
+            if path in checked:
+                raise NotADirectory(f"{path!r} is created as a file, so nothing can be created below it")
+            if path not in new_dirs:
+                new_dirs[path] = (file_id_of(new_doc_id()), directory(parent_of(path)))
+            return new_dirs[path][0]
+
+        for path in dirs:
+            directory(check_path(path))
+        parents = {path: directory(parent_of(path)) for path in checked}
+        message = message or f"create {len(checked)} files"
+        made = [(path, *self._new_content(content, message, now_ms)) for path, content in checked.items()]
         with self.editing_index(message, now_ms) as edit:
-            parent_id = _add_directories(edit, parent_id, missing)
-            edit.add(file_id_of(doc_id), FILE, encoding, parent_id, name_of(path))
+            for path, (file_id, parent_id) in new_dirs.items():
+                edit.add(file_id, DIR, None, parent_id, name_of(path))
+            for path, doc_id, encoding in made:
+                edit.add(file_id_of(doc_id), FILE, encoding, parents[path], name_of(path))
         return self.version()
 
     def _parent_for(self, path: str, parents: bool) -> tuple[str, list[str]]:
