@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     clone = command(
         "clone",
         commands.clone,
-        "join a space and check it out into a folder; with a daemon running, it keeps the folder mirrored",
+        "join a space into a folder; a running daemon keeps it mirrored",
     )
     clone.description = CLONE_DESCRIPTION
     clone.formatter_class = argparse.RawDescriptionHelpFormatter
