@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     clone = command(
         "clone",
         commands.clone,
-        "join a space into a folder; a running daemon keeps it mirrored",
+        "join a space into a folder; a daemon keeps it mirrored",
     )
     clone.description = CLONE_DESCRIPTION
     clone.formatter_class = argparse.RawDescriptionHelpFormatter
