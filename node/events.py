@@ -154,6 +154,8 @@ class PeerEvent:
 
 
 PresenceKey = tuple[bytes, str, str]  # (space, peer id, client)
+# A position in presence: an Automerge cursor of a file's text (str), or a count of code points (int).
+Anchor = int | str
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +170,8 @@ class Presence:
     peer_id: str
     client: str  # which editor or agent of that peer ("vim", "agent-1"); one peer may run several
     path: str | None
-    cursor: int | str | None
-    selection: tuple[int | str, int | str] | None  # (anchor, head)
+    cursor: Anchor | None
+    selection: tuple[Anchor, Anchor] | None  # (anchor, head)
     name: str | None  # a display name
     updated_ms: int
 

@@ -36,6 +36,7 @@ from typing import Any, Final, Protocol
 import trio
 
 from node.errors import NodeError
+from node.events import Anchor
 from node.framing import FrameStream
 from node.host import Host
 from node.logs import event
@@ -45,7 +46,7 @@ from protocol.space import SPACE_ID_BYTES
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PRESENCE_PROTOCOL", "Anchor", "PresenceRelay", "PresenceUpdate", "is_anchor"]
+__all__ = ["PRESENCE_PROTOCOL", "PresenceRelay", "PresenceUpdate", "is_anchor"]
 
 PRESENCE_PROTOCOL: Final = "/distspace/presence/1"
 COUNTS_VERSION: Final = 1  # positions are code point counts only
@@ -78,7 +79,6 @@ class _PeerPresence:
     entries: OrderedDict[tuple[bytes, str], None] = field(default_factory=OrderedDict)
 
 
-Anchor = int | str  # an Automerge cursor of the file's text, or a count of code points
 
 
 def is_anchor(value: object) -> bool:

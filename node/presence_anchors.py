@@ -5,7 +5,7 @@ path it has open by ``doc.open``, in that connection's encoding and relative to 
 heads of its buffer: a ``doc.open``/``doc.edit`` reply or a ``doc.changed``'s ``to_heads``;
 default: the heads the server last sent it); otherwise in code points, relative to ``base``
 (heads ``fs.read`` gave) or to the text now. Each becomes an Automerge cursor of the file's text
-(``node.presence.Anchor``), which is what the store of presence holds and peers exchange. A path
+(``node.events.Anchor``), which is what the store of presence holds and peers exchange. A path
 that is not a text file here keeps the counts as given.
 
 Wherever presence is shown (the ``presence.set`` reply, ``presence.list``, ``presence.changed``)
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import native
 from node.api_json import presence_json
 from node.editor import DocSession, EncodedText, PositionError
-from node.presence import Anchor
+from node.events import Anchor
 from node.rpc import INVALID_PARAMS, RpcError, invalid_params
 from store.errors import StoreError
 from store.tree import DIR, TEXT, text_object
