@@ -181,6 +181,7 @@ def wait_converged(
     expected: dict[str, bytes] | None = None,
     local_only: dict[str, set[str]] | None = None,
     dirs: bool = False,
+    expected_dirs: set[str] | None = None,
     timeout_s: float = MIRROR_TIMEOUT_S,
 ) -> dict[str, bytes]:
     """Until every side's folder and store hold the same files under ``under`` (and the same
@@ -189,7 +190,7 @@ def wait_converged(
     Args:
         local_only: per side name, paths (relative to ``under``) that are on that side's disk
             and must stay there only: left out of its disk view, and never in any store.
-        dirs: compare the directories too.
+        dirs: compare the directories too; expected_dirs: and these are they.
     """
     local_only = local_only or {}
 
@@ -209,9 +210,12 @@ def wait_converged(
             return False
         if any(view.files != first.files for view in views.values()):
             return False
-        return not dirs or all(view.dirs == first.dirs for view in views.values())
+        if expected_dirs is not None and first.dirs != expected_dirs:
+            return False
+        return not (dirs or expected_dirs is not None) or all(view.dirs == first.dirs for view in views.values())
 
-    what = f"folders and stores agree under {under or '/'}" + (f" on {sorted(expected)}" if expected is not None else "")
+    what = f"folders and stores agree under {under or '/'}" + (f" on {_short(expected)}" if expected is not None else "")
+    what += f", directories {sorted(expected_dirs)}" if expected_dirs is not None else ""
     views = wait_for(observe, agree, what, timeout_s)
     files = next(iter(views.values())).files
     for name, view in views.items():

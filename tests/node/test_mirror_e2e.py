@@ -319,3 +319,25 @@ def _file_id(side: Side, path: str) -> str:
     stat = side.stat(path)
     assert stat is not None, f"{path} is not in {side.name}'s space"
     return str(stat["file_id"])
+
+
+def test_a_delete_and_an_unrelated_new_file_in_one_burst_keep_the_new_file_s_bytes(pair: tuple[Side, Side], own: str) -> None:
+    """ext4 hands a freed inode to the next file created: same inode is not "renamed" when
+    the bytes say otherwise."""
+    alice, bob = pair
+    write(alice, f"{own}/old.txt", b"the old file\n")
+    wait_converged([alice, bob], own, expected={"old.txt": b"the old file\n"})
+    os.remove(alice.folder / own / "old.txt")
+    write(alice, f"{own}/new.txt", b"a new file, nothing like it\n")
+    wait_converged([alice, bob], own, expected={"new.txt": b"a new file, nothing like it\n"})
+    assert (alice.folder / own / "new.txt").read_bytes() == b"a new file, nothing like it\n"
+
+
+def test_a_rename_and_an_edit_in_one_burst_keep_the_edit(pair: tuple[Side, Side], own: str) -> None:
+    alice, bob = pair
+    write(alice, f"{own}/draft.txt", b"draft\n")
+    wait_converged([alice, bob], own, expected={"draft.txt": b"draft\n"})
+    os.rename(alice.folder / own / "draft.txt", alice.folder / own / "final.txt")
+    with open(alice.folder / own / "final.txt", "ab") as out:
+        out.write(b"and its last line\n")
+    wait_converged([alice, bob], own, expected={"final.txt": b"draft\nand its last line\n"})

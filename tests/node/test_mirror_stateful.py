@@ -32,9 +32,11 @@ TEXT_PATHS = ("a.txt", "b.txt", "d/e.txt", "d/f.txt", "g/h.txt")
 BINARY_PATHS = ("c.bin", "d/k.bin")
 DIRS = ("d", "g", "g/deep")
 WRITERS = ("alice disk", "bob disk", "alice api", "bob api")
+# A settle of a few files takes well under a second; this bounds a loaded machine.
+SETTLE_TIMEOUT_S = 20.0
 SETTINGS = settings(
-    max_examples=6,
-    stateful_step_count=14,
+    max_examples=10,
+    stateful_step_count=30,
     deadline=None,
     phases=(Phase.explicit, Phase.reuse, Phase.generate),
     suppress_health_check=list(HealthCheck),
@@ -233,7 +235,7 @@ class MirrorMachine(RuleBasedStateMachine):
     @rule()
     def settle(self) -> None:
         sides = list(self.sides.values())
-        wait_converged(sides, self.root, expected=self.files, timeout_s=60)
+        wait_converged(sides, self.root, expected=self.files, expected_dirs=self.dirs, timeout_s=SETTLE_TIMEOUT_S)
         assert_heads_agree(sides, self.root)
         self.owner.clear()
 
