@@ -262,7 +262,7 @@ class Repo:
         document = cached.document
         document.commit(message, time=now_ms // _MS_PER_S)
         document.integrate()  # a change made at old heads (Workspace.edit isolates there) joins the rest
-        local = [native.decode_change(raw) for raw in document.get_changes(cached.synced_heads)]
+        local = document.get_changes_decoded(cached.synced_heads)  # decoded as built: no second parse of the bytes
         if not local:
             self._cache.catch_up(cached)
             return None
