@@ -572,7 +572,10 @@ class Mirror:
         elif isinstance(action, DiskMove):
             source, target = self.folder / action.source, self.folder / action.target
             record = self.records.get(action.source)
-            if record is None or target.exists():
+            if record is None:
+                return
+            if target.exists():
+                self.pending.update((action.source, action.target))  # taken meanwhile: look at both again
                 return
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(source, target)
@@ -584,7 +587,7 @@ class Mirror:
                     moved = reparent(path, action.source, action.target)
                     puts[moved] = replace(known, path=moved)
                     drops.add(path)
-            self.pending.add(action.target)  # edited as well as renamed? the next look writes it
+            self.pending.add(action.target)  # the next look compares it with its record: an edit since is ingested
         elif isinstance(action, Conflict):
             self.stats.last_error = f"{action.path}: {action.reason}; left alone"
             log.warning("mirror: %s", self.stats.last_error)

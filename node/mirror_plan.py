@@ -35,13 +35,24 @@ Per path (file or directory; ``rec`` = the record, "same" = disk bytes equal the
                                   space moved on too); same and moved on: WriteOut
     kinds differ (a file where the other side has a directory) -> Conflict, logged, left alone
 
-Renames are found across the batch, before the table: a path that would be removed (disk gone,
-record and space agree) pairs with a path that would be created (new on disk, nowhere else)
-holding the same inode (files and directories) or, for files, the same bytes. The pair becomes
-one ``Move``, so history and concurrent edits follow the file; moving a directory carries the
-records below it, whose paths then compare as usual (an edit during the move is an Ingest after
-it). A remote rename is the other way round: the record's file shows at another path in the
-space, the disk copy is unchanged and nothing is at the new path on disk -> ``DiskMove``.
+Renames are found across the batch, before the table, so history and concurrent edits follow
+the file. A local rename: a path that would be removed (disk gone, record and space agree)
+pairs with a path that would be created (new on disk, nowhere else) — a directory by its inode;
+a file by its bytes (the same sha256, the same inode first), or by its inode only while size and
+mtime_ns are still the record's. The inode alone is no proof: ext4 hands a freed inode to the
+next file created, so ``rm a; echo new > b`` is a delete and a create, not a rename. The pair is
+one ``Move``, and the record moves with it, bytes and heads unchanged; the moved path then
+compares as usual, so an edit in the same burst is an Ingest at the record's heads after the
+move (a directory's move carries the records below it likewise). A remote rename is the other
+way round: the record's file shows at another path in the space and nothing is at that path on
+disk -> ``DiskMove``, the record carried along; the new path is looked at again after the
+rename on disk, where an edit made meanwhile is ingested at the record's heads (it follows the
+file, never a split copy). Nothing else is decided at either end of a move in its batch: the
+disk there is about to change.
+
+The disk's bytes win until the space has ingested them: no action writes over, or removes, a
+disk copy that differs from its record (the I/O side checks again just before it does), and a
+write-out to a path with no record takes the disk's differing bytes into the space first.
 """
 
 from __future__ import annotations
@@ -221,6 +232,10 @@ def plan(observations: Iterable[Observation]) -> list[Action]:
     for source, target in _local_moves(views):
         actions.append(Move(source, target))
         _carry(views, source, target)
+    for source, target in _remote_moves(views):
+        actions.append(DiskMove(source, target))
+        for path in [p for p in views if is_within(p, source) or is_within(p, target)]:
+            del views[path]  # the rename on disk moves the records; the next look compares them
     for view in sorted(views.values(), key=lambda o: o.path):
         actions.extend(_decide(view, views))
     return sorted(actions, key=_order)
@@ -252,8 +267,6 @@ def _decide(view: Observation, views: Mapping[str, Observation]) -> list[Action]
         return [Adopt(path)] if disk.kind == DIR else [Ingest(path, None)]  # Adopt when bytes agree: the I/O side compares
     same = disk.kind == record.kind and disk.sha256 == record.sha256  # the I/O side fills sha256 from the stat cache
     if space is None:
-        if view.moved_to is not None and same and _free_on_disk(views, view.moved_to):
-            return [DiskMove(path, view.moved_to)]
         return [DiskRemove(path, disk.kind)] if same else [Create(path, disk.kind)]
     if space.kind != disk.kind:
         return [Conflict(path, f"a {disk.kind} on disk, a {space.kind} in the space")]
@@ -267,6 +280,21 @@ def _decide(view: Observation, views: Mapping[str, Observation]) -> list[Action]
 def _free_on_disk(views: Mapping[str, Observation], path: str) -> bool:
     view = views.get(path)
     return view is None or (view.disk is None and view.record is None)
+
+
+def _remote_moves(views: Mapping[str, Observation]) -> list[tuple[str, str]]:
+    """Pairs (source, target) of a path on disk whose record's file the space now holds at
+    ``target``, free on disk: outermost first (a directory's move takes what is below it)."""
+    moves: list[tuple[str, str]] = []
+    for view in sorted(views.values(), key=lambda o: (o.path.count("/"), o.path)):
+        disk, record, target = view.disk, view.record, view.moved_to
+        if disk is None or record is None or view.space is not None or target is None or disk.kind != record.kind:
+            continue
+        if any(is_within(view.path, s) or is_within(view.path, t) or is_within(target, t) for s, t in moves):
+            continue
+        if _free_on_disk(views, target):
+            moves.append((view.path, target))
+    return moves
 
 
 def _local_moves(views: Mapping[str, Observation]) -> list[tuple[str, str]]:
@@ -289,12 +317,16 @@ def _local_moves(views: Mapping[str, Observation]) -> list[tuple[str, str]]:
 
 
 def _partner(record: Record, new: Mapping[str, DiskEntry | None]) -> str | None:
-    """The created path that is ``record`` renamed: same inode first, then same bytes."""
+    """The created path that is ``record`` renamed (see the module docstring): a directory by
+    its inode; a file by its inode while its bytes or its size and mtime are the record's, else
+    by its bytes."""
     by_inode = sorted(p for p, d in new.items() if d is not None and d.kind == record.kind and d.inode == record.inode)
-    if by_inode:
-        return by_inode[0]
     if record.kind != FILE:
-        return None
+        return by_inode[0] if by_inode else None
+    for path in by_inode:
+        entry = new[path]
+        if entry is not None and (entry.sha256 == record.sha256 or (entry.size, entry.mtime_ns) == (record.size, record.mtime_ns)):
+            return path
     by_bytes = sorted(p for p, d in new.items() if d is not None and d.kind == FILE and d.sha256 == record.sha256)
     return by_bytes[0] if by_bytes else None
 

@@ -26,8 +26,8 @@ OLD = (b"o" * 32,)
 NEW = (b"n" * 32,)
 
 
-def disk(sha: bytes = b"v1", inode: int = 7, kind: str = FILE, mtime_ns: int = 100) -> DiskEntry:
-    return DiskEntry(kind, sha if kind == FILE else b"", 3, mtime_ns, inode, 0o644)  # type: ignore[arg-type]
+def disk(sha: bytes = b"v1", inode: int = 7, kind: str = FILE, mtime_ns: int = 100, size: int = 3) -> DiskEntry:
+    return DiskEntry(kind, sha if kind == FILE else b"", size, mtime_ns, inode, 0o644)  # type: ignore[arg-type]
 
 
 def record(path: str, sha: bytes = b"v1", heads: tuple[bytes, ...] = OLD, inode: int = 7, kind: str = FILE, file_id: str = "f1") -> Record:
@@ -116,8 +116,32 @@ def test_renamed_in_the_space_onto_a_path_taken_on_disk_is_not_moved() -> None:
     assert plan(views) == [Ingest("b", None), DiskRemove("a", FILE)]
 
 
-def test_renamed_in_the_space_but_edited_on_disk_is_created_again() -> None:
-    assert one(Observation("a", disk(b"v2"), record("a"), None, moved_to="b")) == [Create("a", FILE)]
+def test_renamed_in_the_space_but_edited_on_disk_is_renamed_on_disk_so_the_edit_follows() -> None:
+    """Not a copy at the old path: the next look finds the edit at the new one, against the
+    carried record, and ingests it at the record's heads."""
+    assert one(Observation("a", disk(b"v2"), record("a"), None, moved_to="b")) == [DiskMove("a", "b")]
+
+
+def test_renamed_and_edited_in_the_space_is_only_renamed_on_disk_in_that_batch() -> None:
+    """No write-out to the new path beside the rename: it would find the old bytes there with
+    no record and take them for a user's file (the edit lost); the next look writes it out."""
+    views = [Observation("a", disk(), record("a"), None, moved_to="b"), Observation("b", None, None, space(NEW))]
+    assert plan(views) == [DiskMove("a", "b")]
+
+
+def test_directory_renamed_in_the_space_is_one_disk_move_and_nothing_below_it() -> None:
+    views = [
+        Observation("d", disk(kind=DIR, inode=5), record("d", kind=DIR, inode=5, file_id="d1"), None, moved_to="e"),
+        Observation("d/x", disk(), record("d/x"), None, moved_to="e/x"),
+        Observation("d/new", disk(b"n", inode=9), None, None),
+        Observation("e", None, None, space(kind=DIR, file_id="d1")),
+        Observation("e/x", None, None, space(NEW)),
+    ]
+    assert plan(views) == [DiskMove("d", "e")]
+
+
+def test_renamed_in_the_space_where_disk_has_a_directory_now_is_not_moved() -> None:
+    assert one(Observation("a", disk(kind=DIR), record("a"), None, moved_to="b")) == [Create("a", DIR)]
 
 
 # ----- record and space -----
@@ -158,6 +182,7 @@ def test_file_on_disk_where_the_space_has_a_directory_is_a_conflict() -> None:
 
 
 def test_rename_on_disk_by_inode_is_a_move() -> None:
+    """Same inode, size and mtime as the record: renamed (and written in the same tick)."""
     views = [Observation("a", None, record("a", inode=7), space()), Observation("b", disk(b"v2", inode=7), None, None)]
     assert plan(views) == [Move("a", "b"), Ingest("b", OLD)]
 
@@ -166,6 +191,21 @@ def test_rename_on_disk_by_bytes_is_a_move() -> None:
     """A copy and delete (another inode, same bytes) is a rename as well."""
     views = [Observation("a", None, record("a", inode=7), space()), Observation("b", disk(inode=8), None, None)]
     assert plan(views) == [Move("a", "b")]
+
+
+def test_a_new_file_on_a_freed_inode_is_not_the_deleted_one() -> None:
+    """ext4 reuses a freed inode at once: other bytes, size and mtime make it a new file."""
+    views = [Observation("a", None, record("a", inode=7), space()), Observation("b", disk(b"v2", inode=7, mtime_ns=200, size=9), None, None)]
+    assert plan(views) == [Create("b", FILE), Remove("a", FILE)]
+
+
+def test_a_freed_inode_does_not_hide_the_copy_holding_the_bytes() -> None:
+    views = [
+        Observation("a", None, record("a", inode=7), space()),
+        Observation("b", disk(b"v2", inode=7, mtime_ns=200, size=9), None, None),
+        Observation("c", disk(inode=8, mtime_ns=300), None, None),
+    ]
+    assert plan(views) == [Move("a", "c"), Create("b", FILE)]
 
 
 def test_delete_and_create_of_different_files_stay_apart() -> None:
