@@ -71,7 +71,6 @@ from node.mirror_plan import (
     DiskEntry,
     DiskMove,
     DiskRemove,
-    EntryKind,
     Forget,
     Ingest,
     Move,
@@ -148,6 +147,8 @@ ALWAYS_IGNORED = (".git/", f"{TEMP_PREFIX}*", "*.swp", "*.swx", "*.swo", "*~", "
 # Polling (when inotify cannot watch): a stat of every path this often; a few ms of CPU per
 # 1k files each round.
 MIRROR_POLL_INTERVAL_MS = 300
+# Ignore verdicts remembered per rules file: a few MB at most; a folder's paths fit many times.
+IGNORE_VERDICTS_MAX = 100_000
 _WATCH_RUST_TIMEOUT_MS = 1_000  # how often the watcher thread looks at its stop event
 
 
@@ -157,12 +158,18 @@ class IgnoreRules:
 
     def __init__(self, folder: Path, extra: Iterable[str] = ()) -> None:
         self._folder = folder
-        self._always = pathspec.GitIgnoreSpec.from_lines([*ALWAYS_IGNORED, *extra])
-        self._specs: dict[str, pathspec.GitIgnoreSpec] = {}
+        self._always = _Rules(pathspec.GitIgnoreSpec.from_lines([*ALWAYS_IGNORED, *extra]))
+        self._specs: dict[str, _Rules] = {}
+        self._order: list[tuple[str, str, _Rules]] | None = None  # (where, its directory, rules), shallowest first
+        self._by_text: dict[str, _Rules] = {}  # compiled rules by file text, kept across reloads with their verdicts
         self.load_root()
 
     def load_root(self) -> None:
-        self._specs = {}
+        """Start again from the root's ignore files (the nested ones load as a walk finds them).
+        Rules whose text is unchanged keep their verdicts, so a periodic scan matches no path again."""
+        in_use = {rules.text for rules in self._specs.values()}
+        self._by_text = {text: rules for text, rules in self._by_text.items() if text in in_use}
+        self._specs, self._order = {}, None
         self.load(DISTSPACE_IGNORE_FILE)
         self.load(GIT_IGNORE_FILE)
 
@@ -171,26 +178,51 @@ class IgnoreRules:
         try:
             self.load_text(path, (self._folder / path).read_text(errors="replace"))
         except OSError:
-            self._specs.pop(path, None)
+            if self._specs.pop(path, None) is not None:
+                self._order = None
 
     def load_text(self, path: str, text: str) -> None:
         """Take the rules of the ignore file at ``path`` from ``text`` (one the space has, not yet on disk)."""
-        self._specs[path] = pathspec.GitIgnoreSpec.from_lines(text.splitlines())
+        rules = self._by_text.get(text)
+        if rules is None:
+            rules = self._by_text[text] = _Rules(pathspec.GitIgnoreSpec.from_lines(text.splitlines()), text)
+        if self._specs.get(path) is not rules:
+            self._specs[path], self._order = rules, None
 
     def ignored(self, path: str, is_dir: bool) -> bool:
         probe = path + "/" if is_dir else path
-        if self._always.match_file(probe):
+        if self._always.include(probe):
             return True
+        if self._order is None:
+            ordered = sorted(self._specs.items(), key=lambda item: (item[0] != DISTSPACE_IGNORE_FILE, item[0].count("/")))
+            self._order = [(where, parent_of(where), rules) for where, rules in ordered]
         verdict: bool | None = None
-        for where, spec in sorted(self._specs.items(), key=lambda item: (item[0] != DISTSPACE_IGNORE_FILE, item[0].count("/"))):
-            base = parent_of(where)
+        for _, base, rules in self._order:
             if base and not is_within(path, base):
                 continue
-            relative = probe[len(base) + 1 :] if base else probe
-            result = spec.check_file(relative).include
+            result = rules.include(probe[len(base) + 1 :] if base else probe)
             if result is not None:
                 verdict = result
         return bool(verdict)
+
+
+class _Rules:
+    """One ignore file's compiled rules and the verdicts they gave (a verdict depends only on
+    the rules and the relative path, so it holds until the file's text changes)."""
+
+    def __init__(self, spec: pathspec.GitIgnoreSpec, text: str = "") -> None:
+        self.spec, self.text = spec, text
+        self._verdicts: dict[str, bool | None] = {}
+
+    def include(self, relative: str) -> bool | None:
+        try:
+            return self._verdicts[relative]
+        except KeyError:
+            pass
+        if len(self._verdicts) >= IGNORE_VERDICTS_MAX:
+            self._verdicts.clear()  # temp names come and go: bound the memory
+        verdict = self._verdicts[relative] = self.spec.check_file(relative).include
+        return verdict
 
 
 @dataclass(slots=True)
@@ -349,9 +381,8 @@ class Mirror:
         """Every path at or below ``top`` on disk that the mirror looks after (None: unstable now,
         queued again), loading nested ``.gitignore`` files on the way down."""
         found: dict[str, DiskEntry | None] = {}
-        start = self.folder / top if top else self.folder
         if top:
-            if self._skip(top, start):
+            if self._skip(top):
                 return found
             entry = self._disk_entry(top, trust_stat=trust_stat)
             if entry is None:
@@ -365,19 +396,23 @@ class Mirror:
             if (self.folder / directory / GIT_IGNORE_FILE).is_file() if directory else False:
                 self.ignore.load(f"{directory}/{GIT_IGNORE_FILE}")
             try:
-                names = os.listdir(self.folder / directory if directory else self.folder)
+                with os.scandir(self.folder / directory if directory else self.folder) as listing:
+                    children = sorted(listing, key=lambda child: child.name)
             except OSError:
                 continue
-            for name in sorted(names):
-                path = f"{directory}/{name}" if directory else name
-                full = self.folder / path
-                if clean and name.startswith(TEMP_PREFIX):
+            for child in children:  # a DirEntry's lstat is one syscall, shared by _skip and _disk_entry
+                path = f"{directory}/{child.name}" if directory else child.name
+                if clean and child.name.startswith(TEMP_PREFIX):
                     with contextlib.suppress(OSError):
-                        full.unlink()
+                        os.unlink(child.path)
                     continue
-                if self._skip(path, full):
+                try:
+                    info = child.stat(follow_symlinks=False)
+                except OSError:
+                    continue  # gone meanwhile: its record decides
+                if self._skip(path, info):
                     continue
-                entry = self._disk_entry(path, trust_stat=trust_stat)
+                entry = self._disk_entry(path, trust_stat=trust_stat, info=info)
                 if entry is None:
                     continue
                 found[path] = entry
@@ -385,15 +420,18 @@ class Mirror:
                     stack.append(path)
         return found
 
-    def _skip(self, path: str, full: Path) -> bool:
-        """Whether the mirror leaves ``path`` alone: ignored, unmirrorable, or too large."""
-        try:
-            info = full.lstat()
-        except OSError:
-            return False  # gone: not ignored, its record decides
+    def _skip(self, path: str, info: os.stat_result | None = None) -> bool:
+        """Whether the mirror leaves ``path`` (its lstat ``info``, if at hand) alone: ignored,
+        unmirrorable, or too large."""
+        if info is None:
+            try:
+                info = (self.folder / path).lstat()
+            except OSError:
+                return False  # gone: not ignored, its record decides
         if stat.S_ISLNK(info.st_mode) or not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
             return True  # symlinks, sockets, fifos: the space holds files and directories only
-        if name_problem(full.name) is not None or self.ignore.ignored(path, stat.S_ISDIR(info.st_mode)):
+        bad_name = path not in self.records.records and name_problem(path.rsplit("/", 1)[-1]) is not None  # a recorded one passed
+        if bad_name or self.ignore.ignored(path, stat.S_ISDIR(info.st_mode)):
             self.ignored.add(path)
             return True
         if stat.S_ISREG(info.st_mode) and info.st_size > MIRROR_FILE_BYTES_MAX:
@@ -403,25 +441,25 @@ class Mirror:
             return True
         return False
 
-    def _disk_entry(self, path: str, *, trust_stat: bool) -> DiskEntry | None:
-        """What is at ``path`` on disk; None when it is being written (it is queued again)."""
-        full = self.folder / path
+    def _disk_entry(self, path: str, *, trust_stat: bool, info: os.stat_result | None = None) -> DiskEntry | None:
+        """What is at ``path`` (its lstat ``info``, if at hand) on disk; None when it is being
+        written (it is queued again)."""
         try:
-            before = full.lstat()
+            before = (self.folder / path).lstat() if info is None else info
         except OSError:
             return None
-        kind: EntryKind = DIR if stat.S_ISDIR(before.st_mode) else FILE
+        mode = stat.S_IMODE(before.st_mode)
+        if stat.S_ISDIR(before.st_mode):
+            return DiskEntry(DIR, b"", 0, 0, before.st_ino, mode)
         record = self.records.get(path)
-        entry = DiskEntry(kind, b"", before.st_size, before.st_mtime_ns, before.st_ino, stat.S_IMODE(before.st_mode))
-        if kind == DIR:
-            return replace(entry, size=0, mtime_ns=0)
+        entry = DiskEntry(FILE, b"", before.st_size, before.st_mtime_ns, before.st_ino, mode)
         if trust_stat and record is not None and record.same_stat(entry):
-            return replace(entry, sha256=record.sha256)
-        read = _read_stable(full)
+            return DiskEntry(FILE, record.sha256, before.st_size, before.st_mtime_ns, before.st_ino, mode)
+        read = _read_stable(self.folder / path)
         if read is None:
             self.pending.add(path)
             return None
-        return replace(entry, sha256=hashlib.sha256(read[0]).digest())
+        return DiskEntry(FILE, hashlib.sha256(read[0]).digest(), before.st_size, before.st_mtime_ns, before.st_ino, mode)
 
     def _space_entry(self, tree: Tree, path: str) -> SpaceEntry | None:
         node = tree.get(path)
@@ -439,7 +477,7 @@ class Mirror:
                 on_disk = disk[path]
             else:
                 known = self.records.get(path)
-                if self._skip(path, self.folder / path) or self.ignore.ignored(path, known is not None and known.kind == DIR):
+                if self._skip(path) or self.ignore.ignored(path, known is not None and known.kind == DIR):
                     continue
                 on_disk = self._disk_entry(path, trust_stat=True)
                 if on_disk is None and path in self.pending:
