@@ -355,6 +355,13 @@ class Mirror:
         else:
             tree = self._tree()
             paths = {p for p in (tree.path_of(file_id_of(doc)) for doc in docs) if p is not None}
+        # A recorded path gone from disk is a delete or half of a rename the disk side has not
+        # seen yet: it decides, with the rest of that burst (written out from here, a renamed
+        # file would come back as a copy at its old path).
+        gone = {p for p in paths if p in self.records.records and not os.path.lexists(self.folder / p)}
+        if gone:
+            self.note_events(gone, trio.current_time())
+            paths -= gone
         if paths:
             self._settle(paths, {}, fsync_each=True)
 

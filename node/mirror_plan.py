@@ -36,14 +36,15 @@ Per path (file or directory; ``rec`` = the record, "same" = disk bytes equal the
     kinds differ (a file where the other side has a directory) -> Conflict, logged, left alone
 
 Renames are found across the batch, before the table, so history and concurrent edits follow
-the file. A local rename: a path that would be removed (disk gone, record and space agree)
-pairs with a path that would be created (new on disk, nowhere else) — a directory by its inode;
+the file. A local rename: a path gone from disk whose file the space still holds there
+(edited since or not) pairs with a path that would be created (new on disk, nowhere else) — a directory by its inode;
 a file by its bytes (the same sha256, the same inode first), or by its inode only while size and
 mtime_ns are still the record's. The inode alone is no proof: ext4 hands a freed inode to the
 next file created, so ``rm a; echo new > b`` is a delete and a create, not a rename. The pair is
 one ``Move``, and the record moves with it, bytes and heads unchanged; the moved path then
 compares as usual, so an edit in the same burst is an Ingest at the record's heads after the
-move (a directory's move carries the records below it likewise). A remote rename is the other
+move and an edit the space got meanwhile is written out at the new path, never brought back as
+a copy at the old one (a directory's move carries the records below it likewise). A remote rename is the other
 way round: the record's file shows at another path in the space and nothing is at that path on
 disk -> ``DiskMove``, the record carried along; the new path is looked at again after the
 rename on disk, where an edit made meanwhile is ingested at the record's heads (it follows the
@@ -298,9 +299,9 @@ def _remote_moves(views: Mapping[str, Observation]) -> list[tuple[str, str]]:
 
 
 def _local_moves(views: Mapping[str, Observation]) -> list[tuple[str, str]]:
-    """Pairs (source, target) of a removal and a creation that are one rename: the same inode,
-    else (files) the same bytes; a directory's pair covers everything below it."""
-    gone = {o.path: o.record for o in views.values() if o.disk is None and o.record is not None and _agrees(o)}
+    """Pairs (source, target) of a removal and a creation that are one rename (``_partner``);
+    a directory's pair covers everything below it."""
+    gone = {o.path: o.record for o in views.values() if o.disk is None and o.record is not None and _same_file(o)}
     new = {o.path: o.disk for o in views.values() if o.disk is not None and o.record is None and o.space is None}
     moves: list[tuple[str, str]] = []
     for path in sorted(gone, key=lambda p: (p.count("/"), p)):
@@ -331,12 +332,11 @@ def _partner(record: Record, new: Mapping[str, DiskEntry | None]) -> str | None:
     return by_bytes[0] if by_bytes else None
 
 
-def _agrees(view: Observation) -> bool:
-    """Whether the space still holds, unchanged, what the record says (so a removal is the user's)."""
+def _same_file(view: Observation) -> bool:
+    """Whether the space still holds the record's file (or directory) at the path, edited since
+    or not: a rename on disk moves it, and an edit the space has is written out where it went."""
     record, space = view.record, view.space
-    if record is None or space is None or space.kind != record.kind or space.file_id != record.file_id:
-        return False
-    return record.kind == DIR or space.heads == record.heads
+    return record is not None and space is not None and space.kind == record.kind and space.file_id == record.file_id
 
 
 def _carry(views: dict[str, Observation], source: str, target: str) -> None:

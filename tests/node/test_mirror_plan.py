@@ -213,9 +213,19 @@ def test_delete_and_create_of_different_files_stay_apart() -> None:
     assert plan(views) == [Create("b", FILE), Remove("a", FILE)]
 
 
-def test_no_move_when_the_space_moved_on() -> None:
-    """Deleted locally while edited remotely: the file comes back, and the new one is created."""
+def test_a_rename_on_disk_while_edited_in_the_space_moves_and_writes_the_edit_out_there() -> None:
+    """Renamed locally while edited remotely: the edit follows the file, no copy at the old path."""
     views = [Observation("a", None, record("a", inode=7), space(NEW)), Observation("b", disk(inode=7), None, None)]
+    assert plan(views) == [Move("a", "b"), WriteOut("b")]
+
+
+def test_a_rename_on_disk_while_edited_on_both_sides_moves_and_merges() -> None:
+    views = [Observation("a", None, record("a", inode=7), space(NEW)), Observation("b", disk(b"v2", inode=7), None, None)]
+    assert plan(views) == [Move("a", "b"), Ingest("b", OLD)]
+
+
+def test_deleted_on_disk_while_edited_in_the_space_comes_back_beside_an_unrelated_new_file() -> None:
+    views = [Observation("a", None, record("a", inode=7), space(NEW)), Observation("b", disk(b"v2", inode=8), None, None)]
     assert plan(views) == [Create("b", FILE), WriteOut("a")]
 
 
