@@ -85,7 +85,7 @@ class LocalCommitQueue:
         its first change, and its op count."""
         if not event.changes or len(event.changes) != len(event.hashes):
             raise LookupError(f"a local commit's event carries {len(event.changes)} changes for {len(event.hashes)} hashes")
-        decoded = [native.decode_change(raw) for raw in event.changes]
+        decoded = list(event.decoded) or [native.decode_change(raw) for raw in event.changes]
         if [change.hash for change in decoded] != list(event.hashes):
             raise LookupError("a local commit's event carries changes other than the ones it names")
         if event.tip is None or event.tip.change_hash != event.hashes[-1] or event.tip.author != self._key:

@@ -90,6 +90,9 @@ class StoreEvent:
     # A local commit's raw changes, one per hash and in that order (none for a remote write):
     # what the sync driver pushes, without reading them back from the store.
     changes: tuple[bytes, ...] = ()
+    # The same changes decoded, as the commit built them: a subscriber needing their deps or op
+    # counts does not parse the bytes again (~2 ms for the change of a 13 KB text file).
+    decoded: tuple[native.DecodedChange, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +296,7 @@ class Repo:
         self._cache.catch_up(cached)
         self._cache.resize(cached)
         if record is not None:  # always: local changes move heads
-            self._announce(space, record, tip, tuple(change.raw for change in local))
+            self._announce(space, record, tip, local)
         row = self._doc_row(space, doc)
         if row is not None and self._maintainer.snapshot_lag(row) >= self.snapshot_every:
             self._maintainer.snapshot_docs(space, [row], now_ms)
@@ -634,9 +637,10 @@ class Repo:
         self._maintainer.forget()
         self._latest_versions.clear()
 
-    def _announce(self, space: bytes, record: VersionRecord, tip: SignedTip | None = None, changes: tuple[bytes, ...] = ()) -> None:
+    def _announce(self, space: bytes, record: VersionRecord, tip: SignedTip | None = None, decoded: Sequence[native.DecodedChange] = ()) -> None:
         """Tell subscribers about a committed write, once the cache agrees with the store."""
-        self._emit(StoreEvent(space, record.doc, record.number, record.hashes, record.origin, tip, changes))
+        changes = tuple(change.raw for change in decoded)
+        self._emit(StoreEvent(space, record.doc, record.number, record.hashes, record.origin, tip, changes, tuple(decoded)))
 
     def _emit(self, event: RepoEvent) -> None:
         """Notify subscribers now, or once the open group has committed."""
