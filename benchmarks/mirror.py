@@ -1,20 +1,25 @@
 """mirror: the folder mirror (node/mirror.py) on real daemons and real folders.
 
-- ``save_to_other_folder``: a file saved in Alice's folder until Bob's folder holds it, through
-  both daemons (Alice's watcher and ingest, the sync, Bob's write-out), p50 and p99 over a run
-  of saves one after another (target p99 < 100 ms). Bob's file is polled every POLL_S, so a
-  figure can read up to that much late.
+- ``save_to_other_folder``: a file both folders hold saved in Alice's folder until Bob's folder
+  holds the save, through both daemons (Alice's watcher and ingest, the sync, Bob's write-out),
+  p50 and p99 over a run of saves one after another (target p99 < 100 ms). Bob's file is polled
+  every POLL_S, so a figure can read up to that much late.
+- ``create_to_other_folder``: the same for a new file, p50 over a few. Slower by design: the
+  mirror holds a new name for MIRROR_SETTLE_MS of quiet (it may be an editor's temp file).
 - ``first_scan`` and ``first_checkout`` of a real source tree, ``TREE_FILES`` Python files of
   this installation's site-packages (``.py`` files in path order, capped): a folder holding the
   tree mirrored into an empty space (every file read and committed, in one batch), and that
   space mirrored into an empty folder (every file written atomically). Each is timed from
   ``mirror.start`` to ``mirror.status`` saying running; the baseline, measured in the same run
   on the same tree, is ``cp -r`` of it.
-- ``idle_cpu``: the CPU seconds (utime + stime in /proc/PID/stat) the daemon holding that
-  checked-out mirror spends over IDLE_S with nothing changing (target ~0). The periodic full
-  scan is part of it.
+- ``settle_cpu``: the CPU seconds (utime + stime in /proc/PID/stat) the daemon holding that
+  checked-out mirror spends in the SETTLE_S after the checkout: one-off work (the watcher's
+  events of the checkout's own writes, looked at once).
+- ``idle_cpu``: the same over the IDLE_S after that, with nothing changing: the steady state
+  (target ~0). IDLE_S is one period of the mirror's full scan and of the daemon's maintenance
+  (both 60 s), so each runs once in it, wherever the window falls.
 
-``--quick``: a smaller tree, fewer saves, a shorter idle window.
+``--quick``: a smaller tree, fewer saves, shorter windows (the periodic work may fall outside).
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ DISTSPACE = str(Path(sys.executable).with_name("distspace"))
 READY_TIMEOUT_S = 60.0
 TREE_FILES, QUICK_TREE_FILES = 5_000, 500
 SAVES, QUICK_SAVES = 100, 20
-IDLE_S, QUICK_IDLE_S = 30.0, 5.0
+CREATES, QUICK_CREATES = 10, 5
+SETTLE_S, QUICK_SETTLE_S = 10.0, 5.0
+IDLE_S, QUICK_IDLE_S = 60.0, 10.0
 TARGET_P99_MS = 100.0
 POLL_S = 0.001
 # A save that has not reached the other folder after this long is a failure, not a slow figure.
@@ -55,28 +62,34 @@ def mirror(options: RunOptions) -> Iterator[Figure]:
     saves = (QUICK_SAVES if options.quick else SAVES) * options.repeat
     tree_files = QUICK_TREE_FILES if options.quick else TREE_FILES
     idle_s = QUICK_IDLE_S if options.quick else IDLE_S
+    settle_s = QUICK_SETTLE_S if options.quick else SETTLE_S
+    creates = QUICK_CREATES if options.quick else CREATES
     with tempfile.TemporaryDirectory(prefix="ds-bench-mirror-") as directory:
         root = Path(directory)
-        log(f"mirror: {saves} saves in Alice's folder, timed until Bob's folder has each")
-        latencies_ms = _save_latencies(root / "latency", saves)
+        log(f"mirror: {creates} new files and {saves} saves in Alice's folder, timed until Bob's folder has each")
+        creates_ms, latencies_ms = _save_latencies(root / "latency", creates, saves)
         p50, p99 = _percentile(latencies_ms, 50), _percentile(latencies_ms, 99)
         log(f"mirror: save to the other folder p50 {p50:.1f} ms, p99 {p99:.1f} ms (target p99 < {TARGET_P99_MS:.0f} ms)")
+        log(f"mirror: a new file to the other folder p50 {_percentile(creates_ms, 50):.1f} ms, max {max(creates_ms):.1f} ms")
         yield Figure("save_to_other_folder_p50", round(p50, 1), "ms")
         yield Figure("save_to_other_folder_p99", round(p99, 1), "ms")
+        yield Figure("create_to_other_folder_p50", round(_percentile(creates_ms, 50), 1), "ms")
 
         tree = root / "tree"
         count, size = _copy_source_tree(tree, tree_files)
         log(f"mirror: a tree of {count} files ({size / 1e6:.1f} MB) from site-packages")
         cp_s = _cp_seconds(tree, root / "cp-copy")
-        scan_s, checkout_s, idle_cpu_s = _scan_checkout_idle(root, tree, idle_s)
-        log(f"mirror: first scan {scan_s:.2f} s, first checkout {checkout_s:.2f} s, cp -r {cp_s:.2f} s; idle CPU {idle_cpu_s:.3f} s over {idle_s:.0f} s")
+        scan_s, checkout_s, settle_cpu_s, idle_cpu_s = _scan_checkout_idle(root, tree, settle_s, idle_s)
+        log(f"mirror: first scan {scan_s:.2f} s, first checkout {checkout_s:.2f} s, cp -r {cp_s:.2f} s")
+        log(f"mirror: CPU {settle_cpu_s:.3f} s in the {settle_s:.0f} s after the checkout (one-off), then {idle_cpu_s:.3f} s over {idle_s:.0f} s idle")
         yield Figure("tree_files", count, "files")
         yield Figure("first_scan", round(scan_s, 3), "s", "cp -r", round(cp_s, 3))
         yield Figure("first_checkout", round(checkout_s, 3), "s", "cp -r", round(cp_s, 3))
+        yield Figure(f"settle_cpu_{settle_s:.0f}s", round(settle_cpu_s, 3), "s")
         yield Figure(f"idle_cpu_{idle_s:.0f}s", round(idle_cpu_s, 3), "s")
 
 
-def _save_latencies(root: Path, saves: int) -> list[float]:
+def _save_latencies(root: Path, creates: int, saves: int) -> tuple[list[float], list[float]]:
     """Alice and Bob, each mirroring one space into a folder of their own, peered on loopback."""
     alice_home, bob_home = root / "alice", root / "bob"
     created = json.loads(_distspace(alice_home, "init", "bench", "--json"))
@@ -89,10 +102,12 @@ def _save_latencies(root: Path, saves: int) -> list[float]:
         peer = next(a for a in alice.ready["addrs"] if "/tcp/" in a)
         daemons.append(_daemon(bob_home, "--folder", str(bob_folder), "--peer", peer))
         _save(alice_folder / "warm-up.txt", bob_folder / "warm-up.txt", "the session is up\n")
+        created = [_save(alice_folder / f"new-{i}.txt", bob_folder / f"new-{i}.txt", f"new file {i}\n") * 1000 for i in range(creates)]
+        _save(alice_folder / "notes.txt", bob_folder / "notes.txt", "the file the saves go to\n")
         latencies = []
         for i in range(saves):
             latencies.append(_save(alice_folder / "notes.txt", bob_folder / "notes.txt", f"save {i}\n" * (1 + i % 20)) * 1000)
-        return latencies
+        return created, latencies
     finally:
         stop_all(daemons)
 
@@ -135,9 +150,10 @@ def _cp_seconds(tree: Path, target: Path) -> float:
     return time.perf_counter() - started
 
 
-def _scan_checkout_idle(root: Path, tree: Path, idle_s: float) -> tuple[float, float, float]:
+def _scan_checkout_idle(root: Path, tree: Path, settle_s: float, idle_s: float) -> tuple[float, float, float, float]:
     """The first scan of ``tree`` into an empty space, the first checkout of that space into an
-    empty folder, and the checked-out daemon's CPU seconds over ``idle_s``."""
+    empty folder, and the checked-out daemon's CPU seconds over the ``settle_s`` after it and
+    over the ``idle_s`` after that."""
     home = root / "tree-home"
     _distspace(home, "init", "tree")
     daemon = _daemon(home)
@@ -150,12 +166,14 @@ def _scan_checkout_idle(root: Path, tree: Path, idle_s: float) -> tuple[float, f
     try:
         checkout_s = _mirror_seconds(home, root / "checkout")
         _check_same_tree(tree, root / "checkout")
-        before = _cpu_seconds(daemon.process.pid)
-        time.sleep(idle_s)  # the measured window: nothing changes
-        idle_cpu_s = _cpu_seconds(daemon.process.pid) - before
+        started = _cpu_seconds(daemon.process.pid)
+        time.sleep(settle_s)  # nothing changes from here on
+        settled = _cpu_seconds(daemon.process.pid)
+        time.sleep(idle_s)
+        idle_cpu_s = _cpu_seconds(daemon.process.pid) - settled
     finally:
         daemon.stop()
-    return scan_s, checkout_s, idle_cpu_s
+    return scan_s, checkout_s, settled - started, idle_cpu_s
 
 
 def _mirror_seconds(home: Path, folder: Path) -> float:
