@@ -28,8 +28,10 @@ Writing a file out: a temp file (TEMP_PREFIX) in the same directory, written and
 the mode the old file had, then renamed over it and the directory fsynced — so a reader, or a
 crash, sees the old file or the new one, never half of one. Just before the rename the disk
 copy is checked against the record again: a save that arrived meanwhile is ingested first and
-the merge written instead. (A save in the microseconds between that check and the rename is
-the one window left; the next event shows our bytes over it, its text is not in the space.)
+the merge written instead. A file someone else changed less than MIRROR_WRITER_QUIET_MS ago is
+not replaced yet (looked at again until it is quiet): a program may still hold it open, and
+its next writes would go to the old, unlinked file — lost. (A save in the microseconds between
+the check and the rename, or a writer quiet for longer with the file open, is the window left.)
 
 Crash safety: temp files left by a killed mirror are removed at start; a write-out is noted
 (``MirrorRecords.intend``) before its rename, so after a crash between the rename and the
@@ -136,6 +138,10 @@ MIRROR_UNSTABLE_RETRY_MS = 50
 # ...and a write-out that keeps finding fresh saves on disk gives up after this many rounds
 # (the next event tries again): a user saving in a loop must not starve the task.
 MIRROR_WRITE_TRIES = 5
+# A file changed by someone else this recently may still be open in the program writing it (a
+# build step, a logger, a slow save): a rename over it would send that program's next writes to
+# the unlinked old file. A write-out waits until the file has been quiet this long.
+MIRROR_WRITER_QUIET_MS = 1_000
 
 TEMP_PREFIX = ".distspace-tmp-"
 DISTSPACE_IGNORE_FILE = ".distspaceignore"
@@ -256,6 +262,7 @@ class Mirror:
         self.ignored: set[str] = set()  # paths left alone as ignored, since the last scan
         self.stats = _Stats()
         self._too_large_logged: set[str] = set()
+        self._written: dict[str, tuple[int, int, int]] = {}  # path -> (inode, size, mtime_ns) of our last write-out
         self._space_docs: set[bytes] = set()
         self._space_tree_moved = False
         self._tree_at: tuple[int, Tree] | None = None
@@ -783,15 +790,27 @@ class Mirror:
                 continue  # a save arrived meanwhile: merged; write the merge
             if read is not None and read[0] == data:
                 return _record(path, node.file_id, heads, data, read[1])
+            if read is not None and record is not None and record.heads != heads and self._maybe_being_written(path, read[1]):
+                self.pending.add(path)  # the record's older heads bring the next look back here
+                return None
             mode = stat.S_IMODE(read[1].st_mode) if read is not None else (record.mode if record is not None and record.mode else _default_mode())
             self.records.intend(path, heads, hashlib.sha256(data).digest())
             written = _replace_atomically(full, data, mode, expected=read[1] if read is not None else None, fsync_each=fsync_each)
             if written is None:
                 continue  # the file moved under us between the check and the rename: again
             self.stats.written += 1
+            self._written[path] = (written.st_ino, written.st_size, written.st_mtime_ns)
             return _record(path, node.file_id, heads, data, written)
         self.pending.add(path)
         return None
+
+    def _maybe_being_written(self, path: str, info: os.stat_result) -> bool:
+        """Whether another program may still hold ``path`` open for writing: changed, not by our
+        last write-out, within MIRROR_WRITER_QUIET_MS. A checkout (no watcher, no later look)
+        never waits."""
+        if self.watcher == "none" or self._written.get(path) == (info.st_ino, info.st_size, info.st_mtime_ns):
+            return False
+        return 0 <= time.time_ns() - info.st_mtime_ns < MIRROR_WRITER_QUIET_MS * 1_000_000
 
 
 ROOT_PATH = ""
