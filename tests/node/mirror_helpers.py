@@ -158,7 +158,7 @@ def wait_for(observe: Callable[[], T], holds: Callable[[T], bool], what: str, ti
             return seen
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout_s:.0f} s: {what}; last seen: {_short(seen)}")
-        time.sleep(POLL_S)
+        time.sleep(POLL_S)  # noqa: sleep — polls folders and daemons in other processes, bounded by the deadline above
 
 
 def wait_file(side: Side, path: str, content: bytes | None, timeout_s: float = MIRROR_TIMEOUT_S) -> None:
@@ -297,7 +297,7 @@ def slow_writer(path: str, head: str, lines: str, pause_s: str) -> None:
             out.write(f"A line {i}\n")
             out.flush()
             print(i + 1, flush=True)
-            time.sleep(float(pause_s))
+            time.sleep(float(pause_s))  # noqa: sleep — the writer's pace between writes
     sys.stdout.close()
 
 
@@ -370,7 +370,7 @@ def churn_writer(root: str, seed: str, stop_file: str) -> None:
             os.replace(path, os.path.join(root, rng.choice(names)))
         else:
             os.remove(path)
-        time.sleep(0.01)  # a burst of writes, not a flood: the trial is about the kill
+        time.sleep(0.01)  # noqa: sleep — a burst of writes, not a flood: the trial is about the kill
 
 
 def _short(value: Any, limit: int = 1500) -> str:

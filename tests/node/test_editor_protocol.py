@@ -405,7 +405,7 @@ async def _type(typist: Typist, progress: trio.MemorySendChannel[None]) -> None:
         for _ in range(KEYSTROKES):
             typist.keystroke()
             await typist.send_if_idle()
-            await trio.sleep(typist.rng.random() * 0.004)  # a typing pace, not a wait for anything
+            await trio.sleep(typist.rng.random() * 0.004)  # noqa: sleep — a typing pace, not a wait for anything
         typist.done = True
         await progress.send(None)
         await trio.sleep_forever()  # reading until the test has seen both converge

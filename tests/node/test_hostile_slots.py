@@ -105,7 +105,7 @@ async def test_a_trickle_that_never_completes_its_hello_is_cut_off_at_the_deadli
                         await frames.send_bytes(bytes([byte]))
                     except NodeError:
                         return
-                    await trio.sleep(TRICKLE_INTERVAL_S)  # pacing, not synchronisation: the attack is slowness itself
+                    await trio.sleep(TRICKLE_INTERVAL_S)  # noqa: sleep — pacing: the attack is slowness itself
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(trickle)
