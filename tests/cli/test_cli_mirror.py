@@ -25,7 +25,7 @@ def _until(check: Callable[[], bool], what: str) -> None:
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {STEP_TIMEOUT_S} s: {what}")
-        time.sleep(POLL_S)
+        time.sleep(POLL_S)  # noqa: sleep — a bounded poll of another process's folder and API
 
 
 def _reads(path: Path, text: str) -> Callable[[], bool]:

@@ -101,7 +101,7 @@ def _api_writes_until_killed(side: Side, trial: int, rng: random.Random, acked: 
         except (ApiUnavailable, RpcError, OSError):
             return
         acked[path] = in_flight.pop(path)
-        time.sleep(API_PAUSE_S)
+        time.sleep(API_PAUSE_S)  # noqa: sleep — the API writer's pace, not a wait
     raise AssertionError("the daemon outlived a million writes")
 
 

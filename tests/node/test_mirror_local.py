@@ -67,7 +67,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
 async def until(check: Callable[[], bool], what: str) -> None:
     with trio.move_on_after(WAIT_S) as waited:
         while not check():  # noqa: ASYNC110 - disk changes send no event to wait on
-            await trio.sleep(POLL_S)
+            await trio.sleep(POLL_S)  # noqa: sleep — a bounded poll: disk changes send no event to wait on
     assert not waited.cancelled_caught, f"not within {WAIT_S} s: {what}"
 
 
