@@ -44,6 +44,10 @@ class DialError(RemoteNodeError):
     """Connecting to a peer, or opening a stream to it, failed or timed out."""
 
 
+class ProtocolRefused(DialError):
+    """The peer answered that it does not speak the stream's protocol (multistream "na")."""
+
+
 class StreamClosedError(RemoteNodeError):
     """The stream ended (peer closed it, or we already closed our side) where data was expected."""
 

@@ -35,6 +35,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.protocol_muxer.exceptions import MultiselectClientError, ProtocolNotSupportedError
 from libp2p.relay.circuit_v2.resources import RelayLimits
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -46,7 +47,7 @@ from libp2p.transport.tcp.tcp import TCP
 from libp2p.transport.webrtc.config import WebRTCTransportConfig
 from libp2p.transport.webrtc.transport import WebRTCDirectTransport
 
-from node.errors import AddressError, DialError, HostStartError, NodeError
+from node.errors import AddressError, DialError, HostStartError, NodeError, ProtocolRefused
 from node.framing import MAX_FRAME_BYTES, FrameStream
 from node.relay import RESERVATION_MIN_REFRESH_S, RESERVATION_REFRESH_FRACTION, CircuitRelay, circuit_addr, is_circuit_addr
 from protocol.identity import Identity
@@ -311,7 +312,21 @@ def _dial_errors(action: str, peer_id: str, timeout_s: float) -> Iterator[None]:
     except NodeError:
         raise
     except Exception as error:  # SwarmException, StreamFailure, MultiselectClientError, OSError...
+        if _is_protocol_refusal(error):
+            raise ProtocolRefused(f"{action}: the peer does not speak it", peer_id=peer_id) from error
         raise DialError(f"{action} failed: {error}", peer_id=peer_id) from error
+
+
+def _is_protocol_refusal(error: BaseException) -> bool:
+    """Whether libp2p's error (StreamFailure from MultiselectClientError) is the peer's "na".
+
+    py-libp2p 0.8.1 raises a plain MultiselectClientError once every protocol was refused,
+    so its message is the only mark that tells it from a connection failing mid-handshake.
+    """
+    cause = error.__cause__
+    return isinstance(cause, ProtocolNotSupportedError) or (
+        isinstance(cause, MultiselectClientError) and str(cause).startswith("protocols not supported")
+    )
 
 
 @contextmanager

@@ -53,7 +53,7 @@ class Peer:
 
     peer_id: str
     key: bytes
-    conns: set[Any] = field(default_factory=set)  # its libp2p connections (INetConn) we were told of
+    conns: dict[Any, float] = field(default_factory=dict)  # its libp2p connections (INetConn) we were told of → trio time each came up
     is_up: bool = False  # connected, as last reported to the driver and the event sink
     down: trio.Event = field(default_factory=trio.Event)  # set while not connected
     up: trio.Event = field(default_factory=trio.Event)  # set while connected

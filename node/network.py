@@ -86,13 +86,15 @@ from store.repo import Repo, RepoEvent, SpaceStored
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Network", "NetworkOptions"]
+__all__ = ["SIMULTANEOUS_DIAL_WINDOW_S", "Network", "NetworkOptions", "keeps_older_connection"]
 
 # How often the maintenance tick runs: a missing session or a dead connection is noticed this
 # late at worst (both are normally handled at once, by events).
 MAINTENANCE_INTERVAL_S: Final = 2.0
 # Closing a replaced libp2p connection; a dead one must not hold anything up.
 CLOSE_CONNECTION_TIMEOUT_S: Final = 5.0
+# Two connections to one peer this close together are a simultaneous dial, not a restart.
+SIMULTANEOUS_DIAL_WINDOW_S: Final = 1.0
 # Peers connected at once; inbound connections beyond it are closed (those we dial are ours).
 MAX_PEERS: Final = 64
 # Of MAX_PEERS, kept for known peers (see the module docstring): a team and its agents.
@@ -389,13 +391,20 @@ class Network:
             peer = self.keepers.peer(peer_id)
         except NodeError:
             return  # not an Ed25519 peer: nothing we would sync with; libp2p may keep it
-        # One connection per peer, the newest: an older one is either a race we lose nothing
-        # by closing, or a dead one libp2p has not noticed yet — and would open streams on.
-        for old in peer.conns - {conn}:
-            peer.conns.discard(old)
+        now = trio.current_time()
+        for old, old_since in list(peer.conns.items()):
+            if old is conn:
+                continue
+            keep_older = keeps_older_connection(
+                _dialled_by_us(old), _dialled_by_us(conn), now - old_since, we_are_smaller=self.identity.public_key < peer.key
+            )
+            loser = conn if keep_older else old
             if self._nursery is not None:
-                self._nursery.start_soon(self._close_connection, old, peer_id)
-        peer.conns.add(conn)
+                self._nursery.start_soon(self._close_connection, loser, peer_id)
+            if loser is conn:
+                return
+            del peer.conns[old]
+        peer.conns.setdefault(conn, now)
         if not peer.is_up:
             peer.is_up = True
             peer.down = trio.Event()
@@ -465,13 +474,13 @@ class Network:
     def _on_disconnected(self, peer_id: str, conn: Any) -> None:
         peer = self.keepers.peers.get(peer_id)
         if peer is not None:
-            peer.conns.discard(conn)
+            peer.conns.pop(conn, None)
             self._check_down(peer)
 
     def _check_down(self, peer: Peer) -> None:
         """Mark the peer down once none of its connections is alive (also run by the tick, for
         closes libp2p reports late or never)."""
-        peer.conns = {conn for conn in peer.conns if not connection_lost(getattr(conn, "muxed_conn", None))}
+        peer.conns = {conn: since for conn, since in peer.conns.items() if not connection_lost(getattr(conn, "muxed_conn", None))}
         if not peer.is_up or peer.conns:
             return
         peer.is_up = False
@@ -599,6 +608,25 @@ class Network:
                 for space in driver.spaces:
                     driver.request_session(peer.peer_id, space)
         self.peerstore.save_if_dirty()
+
+
+def keeps_older_connection(older_ours: bool | None, newer_ours: bool | None, gap_s: float, *, we_are_smaller: bool) -> bool:
+    """Which of a peer's two connections survives (True: the older), decided alike at both ends.
+
+    One connection per peer. Within ``SIMULTANEOUS_DIAL_WINDOW_S`` of each other, one dialled
+    by each side, they are a simultaneous dial (mDNS, both keepers redialling): the one the
+    smaller key dialled stays — each end closing the one *it* saw last closed both. Otherwise
+    the newer stays: the older is a dead one libp2p has not noticed yet (the peer restarted),
+    and would get streams. ``*_ours``: we dialled it (None: libp2p did not say).
+    """
+    if gap_s > SIMULTANEOUS_DIAL_WINDOW_S or older_ours is None or newer_ours is None or older_ours == newer_ours:
+        return False
+    return older_ours is we_are_smaller
+
+
+def _dialled_by_us(conn: Any) -> bool | None:
+    """Whether we dialled the libp2p connection (None: libp2p did not say)."""
+    return {"outbound": True, "inbound": False}.get(str(getattr(conn, "direction", "unknown")))
 
 
 def _keep_newest(records: dict[str, Any], limit: int) -> None:

@@ -58,7 +58,7 @@ from typing import Any, Final, Protocol
 import trio
 from libp2p.peer.id import ID
 
-from node.errors import NodeError, PeerKeyError, SessionLimitExceeded
+from node.errors import NodeError, PeerKeyError, ProtocolRefused, SessionLimitExceeded
 from node.events import ChangesApplied, NetworkEvent, NetworkEventSink, PeerPenalty, SessionClosed, SessionOpened
 from node.framing import FrameStream
 from node.host import SYNC_PROTOCOL, StreamHandler, address_key, is_loopback_key
@@ -383,7 +383,10 @@ class SyncDriver:
         except NodeError as error:
             log(logger, "sync.open_failed", logging.DEBUG, peer_id=peer_id, space=space.hex()[:12], error=repr(error))
             self.stats["session_open_failures"] += 1
-            self._refused(peer_id, space)
+            if isinstance(error, ProtocolRefused):
+                self._refused(peer_id, space)
+            # Otherwise the connection failed under the stream (a duplicate being closed, a
+            # peer restarting): the network's next tick or connection asks again.
             return
         finally:
             self._opening.discard((peer_id, space))

@@ -22,6 +22,7 @@ from node.errors import (
     HostStartError,
     MalformedFrame,
     NodeError,
+    ProtocolRefused,
     StreamClosedError,
     StreamResetError,
     TruncatedFrame,
@@ -254,7 +255,7 @@ async def test_unknown_protocol_and_unreachable_peer_are_dial_errors() -> None:
     with trio.fail_after(STEP_TIMEOUT_S):
         async with open_host(ALICE, [LISTEN_ADDR["tcp"]]) as alice, open_host(BOB, [LISTEN_ADDR["tcp"]]) as bob:
             await bob.connect(alice.addrs()[0])
-            with pytest.raises(DialError):
+            with pytest.raises(ProtocolRefused):  # the peer's "na", told apart from a failing connection
                 await bob.open_stream(ALICE.peer_id, "/distspace/unknown/1")
             alice_tcp = alice.addrs()[0]
         # Alice is gone: her address no longer answers.

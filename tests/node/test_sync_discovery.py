@@ -11,9 +11,11 @@ import random
 from pathlib import Path
 
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from node.discovery import Backoff, mdns_filter, mdns_properties, space_tag
-from node.network import NetworkOptions
+from node.network import SIMULTANEOUS_DIAL_WINDOW_S, NetworkOptions, keeps_older_connection
 from sync_helpers import FAST_SYNC, NOW_MS, TCP_ONLY, cluster, genesis_of, identity_of
 
 
@@ -40,6 +42,24 @@ def test_backoff_doubles_up_to_its_cap_and_resets() -> None:
     assert all(0.75 <= wait / step <= 1.25 for wait, step in zip(waits, steps_s, strict=True))
     backoff.reset()
     assert backoff.next() == 1 * jitter.uniform(0.75, 1.25)
+
+
+@given(st.booleans(), st.booleans(), st.floats(0, SIMULTANEOUS_DIAL_WINDOW_S))
+def test_both_ends_of_a_simultaneous_dial_keep_the_same_connection(x_is_smaller: bool, orders_differ: bool, gap_s: float) -> None:
+    """X dialled one connection and Y the other; each end may see them come up in either order."""
+
+    def survivor(first: str, second: str, me: str, *, smaller: bool) -> str:
+        keep_older = keeps_older_connection(first == me, second == me, gap_s, we_are_smaller=smaller)
+        return first if keep_older else second
+
+    x_view = survivor("X", "Y", "X", smaller=x_is_smaller)
+    y_view = survivor(*(("Y", "X") if orders_differ else ("X", "Y")), "Y", smaller=not x_is_smaller)
+    assert x_view == y_view == ("X" if x_is_smaller else "Y")  # the smaller key's dial, at both ends
+
+
+def test_a_connection_after_the_race_window_replaces_the_older_one() -> None:
+    assert not keeps_older_connection(True, False, SIMULTANEOUS_DIAL_WINDOW_S + 0.1, we_are_smaller=True)  # a restart
+    assert not keeps_older_connection(True, True, 0.0, we_are_smaller=True)  # both ours: a redial
 
 
 async def test_mdns_connects_peers_that_share_a_space_and_no_others(tmp_path: Path) -> None:
