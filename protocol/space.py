@@ -3,6 +3,11 @@
 Deriving the id from a signed record (creator, name, random nonce, time) makes ids
 unforgeable and collision-free without any registry, and lets every peer check who made the
 space.
+
+A space is open (any key may write: the behaviour before issue 13) or private (the capability
+log, protocol/capabilities.py, decides who reads and writes what). The flag is part of the
+signed body, so no relay can open a private space by rewriting it; an open genesis keeps the
+five-element encoding it always had, so the ids of spaces made before the flag are unchanged.
 """
 
 from __future__ import annotations
@@ -38,20 +43,28 @@ class Genesis:
     nonce: bytes
     created_ms: int
     signature: bytes
+    private: bool = False  # last, with a default: the five fields keep their positions
 
     @classmethod
-    def create(cls, identity: Identity, name: str, created_ms: int, nonce: bytes | None = None) -> Genesis:
+    def create(
+        cls, identity: Identity, name: str, created_ms: int, nonce: bytes | None = None, *, private: bool = False
+    ) -> Genesis:
         if not name or len(name) > MAX_SPACE_NAME_CHARS:
             raise InvalidSpaceName(f"a space name has 1 to {MAX_SPACE_NAME_CHARS} characters")
         nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
-        unsigned = cls(identity.public_key, name, nonce, created_ms, b"")
+        unsigned = cls(identity.public_key, name, nonce, created_ms, b"", private)
         return dataclasses.replace(unsigned, signature=identity.sign(DOMAIN_GENESIS, unsigned._body()))
 
+    def _fields(self) -> list[object]:
+        """The signed fields: an open genesis has no flag at all (its old encoding), a private
+        one a ``True`` after the time — never a ``False``, so each genesis has one encoding."""
+        return [self.creator, self.name, self.nonce, self.created_ms, *((True,) if self.private else ())]
+
     def _body(self) -> bytes:
-        return cbor.dumps([self.creator, self.name, self.nonce, self.created_ms])
+        return cbor.dumps(self._fields())
 
     def encode(self) -> bytes:
-        return cbor.dumps([self.creator, self.name, self.nonce, self.created_ms, self.signature])
+        return cbor.dumps([*self._fields(), self.signature])
 
     @property
     def space_id(self) -> bytes:
@@ -64,10 +77,10 @@ class Genesis:
     def decode(cls, data: bytes) -> Genesis:
         """Decode and verify a genesis record from untrusted bytes."""
         match cbor.loads_canonical(data, "genesis record"):
-            case [bytes() as creator, str() as name, bytes() as nonce, int() as created_ms, bytes() as signature] if (
-                len(nonce) == NONCE_BYTES and 0 < len(name) <= MAX_SPACE_NAME_CHARS
+            case [bytes() as creator, str() as name, bytes() as nonce, int() as created_ms, *flag, bytes() as signature] if (
+                len(nonce) == NONCE_BYTES and 0 < len(name) <= MAX_SPACE_NAME_CHARS and (not flag or (len(flag) == 1 and flag[0] is True))
             ):
-                genesis = cls(creator, name, nonce, created_ms, signature)
+                genesis = cls(creator, name, nonce, created_ms, signature, private=bool(flag))
             case _:
                 raise WireError("malformed genesis record")
         genesis.verify()

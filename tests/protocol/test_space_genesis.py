@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import identity_of
+from protocol import cbor
 from protocol.errors import BadSignature, InvalidSpaceName, ProtocolError, WireError
-from protocol.space import MAX_SPACE_NAME_CHARS, SPACE_ID_BYTES, Genesis
+from protocol.space import DOMAIN_GENESIS, MAX_SPACE_NAME_CHARS, SPACE_ID_BYTES, Genesis
 
 
 def test_genesis_round_trips_and_names_a_32_byte_space():
@@ -72,3 +73,57 @@ def test_a_truncated_genesis_is_a_wire_error():
     encoded = Genesis.create(identity_of("alice"), "work", 1).encode()
     with pytest.raises(WireError):
         Genesis.decode(encoded[:-1])
+
+
+# ----- the private flag (issue 13) -----
+
+
+def test_an_open_genesis_keeps_its_five_element_encoding():
+    """Spaces made before the flag keep their ids: an open genesis encodes as it always did."""
+    genesis = Genesis.create(identity_of("alice"), "work", 1, nonce=bytes(16))
+    assert not genesis.private
+    assert len(cbor.loads(genesis.encode(), "genesis")) == 5
+
+
+def test_a_private_genesis_round_trips_with_its_flag_in_the_signed_body():
+    genesis = Genesis.create(identity_of("alice"), "work", 1, nonce=bytes(16), private=True)
+    fields = cbor.loads(genesis.encode(), "genesis")
+    assert len(fields) == 6 and fields[4] is True
+    decoded = Genesis.decode(genesis.encode())
+    assert decoded == genesis and decoded.private
+    opened = Genesis.create(identity_of("alice"), "work", 1, nonce=bytes(16))
+    assert opened.space_id != genesis.space_id
+
+
+def test_the_flag_cannot_be_dropped_or_added_without_breaking_the_signature():
+    alice = identity_of("alice")
+    private = Genesis.create(alice, "work", 1, private=True)
+    stripped = Genesis(private.creator, private.name, private.nonce, private.created_ms, private.signature)
+    with pytest.raises(BadSignature):
+        Genesis.decode(stripped.encode())
+    opened = Genesis.create(alice, "work", 1)
+    flagged = Genesis(opened.creator, opened.name, opened.nonce, opened.created_ms, opened.signature, private=True)
+    with pytest.raises(BadSignature):
+        Genesis.decode(flagged.encode())
+
+
+@pytest.mark.parametrize("flag", [False, 1, 0, b"\x01", "true", [True]])
+def test_only_true_is_a_flag(flag):
+    """One genesis, one encoding: a False (the open genesis has no flag) or any other value in
+    the flag's place is malformed, even when signed over."""
+    alice = identity_of("alice")
+    genesis = Genesis.create(alice, "work", 1, nonce=bytes(16))
+    body = [genesis.creator, genesis.name, genesis.nonce, genesis.created_ms, flag]
+    signature = alice.sign(DOMAIN_GENESIS, cbor.dumps(body))
+    with pytest.raises(WireError):
+        Genesis.decode(cbor.dumps([*body, signature]))
+
+
+def test_a_private_genesis_with_any_bit_flipped_is_refused():
+    encoded = Genesis.create(identity_of("alice"), "work", 1, private=True).encode()
+    for position in range(len(encoded)):
+        for bit in range(8):
+            flipped = bytearray(encoded)
+            flipped[position] ^= 1 << bit
+            with pytest.raises(ProtocolError):
+                Genesis.decode(bytes(flipped))
