@@ -63,11 +63,13 @@ from typing import Any
 import pathspec
 import trio
 
+from node.editor import carried, text_patches
 from node.mirror_plan import (
     DIR,
     FILE,
     Action,
     Adopt,
+    Chained,
     Conflict,
     Create,
     DiskEntry,
@@ -724,16 +726,25 @@ class Mirror:
         node = self._tree().get(path)
         text = _as_text(data)
         heads: tuple[bytes, ...] | None = None
+        chained: Chained | None = None
         if node is not None and node.kind == FILE and node.encoding == TEXT and text is None:
             ws.rm(path, now_ms=now, message=f"mirror: {path} is binary now")  # an encoding is fixed at creation
             node = None
         if node is None:
             ws.write(path, data if text is None else text, now_ms=now, parents=True, message=f"mirror: create {path}")
         elif node.encoding == TEXT and text is not None and base is not None:
+            start = _chained_at(base, puts.get(path) or self.records.get(path))
+            at = start.heads if start is not None else base
             try:
-                old = ws.content(node, {node.doc_id: list(base)})
-                result = ws.edit(path, text_edits(str(old), text), base=base, now_ms=now, message=f"mirror: write {path}")
-                heads = (result.change,) if result.change is not None else base
+                old = str(ws.content(node, {node.doc_id: list(at)}))
+                edits = text_edits(old, text) if start is None else carried(text_patches(start.text, old), text_edits(start.text, text))
+                result = ws.edit(path, edits, base=at, now_ms=now, message=f"mirror: write {path}")
+                heads, chained = base, start
+                if result.change is not None:
+                    heads, chained = (result.change,), None
+                    if start is not None or sorted(result.made_at) != sorted(at):
+                        chained = Chained((result.change,), text)
+                        heads = (_disk_copy_name(result.change, text),)
             except (UnknownBase, StoreError, ValueError):
                 ws.write(path, text, now_ms=now, message=f"mirror: write {path}")
         else:
@@ -745,8 +756,18 @@ class Mirror:
         content, heads_now = self._read(path)
         sha = hashlib.sha256(data).digest()
         merged = _sha(content) != sha
+        kept = merged and heads is not None
         puts[path] = Record(
-            path, FILE, node.file_id, heads if merged and heads is not None else heads_now, sha, info.st_size, info.st_mtime_ns, info.st_ino, stat.S_IMODE(info.st_mode)
+            path,
+            FILE,
+            node.file_id,
+            heads if kept and heads is not None else heads_now,
+            sha,
+            info.st_size,
+            info.st_mtime_ns,
+            info.st_ino,
+            stat.S_IMODE(info.st_mode),
+            chained if kept else None,
         )
         return merged
 
@@ -814,6 +835,18 @@ class Mirror:
 
 
 ROOT_PATH = ""
+
+
+def _chained_at(base: tuple[bytes, ...], record: Record | None) -> Chained | None:
+    """What an ingest at ``base`` starts from when ``base`` names a chained disk copy."""
+    if record is None or record.chained is None or record.heads != base:
+        return None
+    return record.chained
+
+
+def _disk_copy_name(change: bytes, text: str) -> bytes:
+    """Heads of a chained disk copy's own: a hash of its change and text, which no doc has."""
+    return hashlib.sha256(b"distspace mirror disk copy\0" + change + text.encode()).digest()
 
 
 def _record(path: str, file_id: str, heads: tuple[bytes, ...], data: bytes, info: os.stat_result) -> Record:

@@ -73,6 +73,7 @@ __all__ = [
     "FILE",
     "Action",
     "Adopt",
+    "Chained",
     "Conflict",
     "Create",
     "DiskEntry",
@@ -105,6 +106,15 @@ class DiskEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Chained:
+    """A disk copy that is no version of its doc: its exact text, and the heads [C] of the change
+    that ingested it (the doc's text there is that text plus what the change was chained after)."""
+
+    heads: tuple[bytes, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class SpaceEntry:
     """A path in the space now: its file id (stable across renames) and its doc's heads."""
 
@@ -126,6 +136,11 @@ class Record:
     mtime_ns: int
     inode: int
     mode: int
+    # Set when the disk copy is no version of the doc: a save ingested after this node's own newer
+    # change (a node's changes form one chain) left the doc at [C] holding that change's text too.
+    # ``heads`` are then a name of the disk copy's own (no doc has them, so the space compares as
+    # moved on and the merge is written out), and this is what an ingest at them starts from.
+    chained: Chained | None = None
 
     def same_stat(self, disk: DiskEntry) -> bool:
         """Whether the stat cache says the disk copy is untouched since the record (no hashing)."""

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from node.mirror_plan import DIR, FILE, Record
+from node.mirror_plan import DIR, FILE, Chained, Record
 from protocol.tips import CHANGE_HASH_BYTES
 
 __all__ = ["MIRROR_DB_FILE", "MirrorRecords"]
@@ -27,6 +27,10 @@ CREATE TABLE IF NOT EXISTS records (
     space BLOB NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL, file_id TEXT NOT NULL,
     heads BLOB NOT NULL, sha256 BLOB NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL, mode INTEGER NOT NULL,
+    PRIMARY KEY (space, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chained (
+    space BLOB NOT NULL, path TEXT NOT NULL, heads BLOB NOT NULL, text TEXT NOT NULL,
     PRIMARY KEY (space, path)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS intents (
@@ -52,10 +56,12 @@ class MirrorRecords:
         if row is None or row[0] != str(folder):
             with self._transaction():
                 self._db.execute("DELETE FROM records WHERE space = ?", (space,))
+                self._db.execute("DELETE FROM chained WHERE space = ?", (space,))
                 self._db.execute("DELETE FROM intents WHERE space = ?", (space,))
                 self._db.execute("INSERT OR REPLACE INTO folders VALUES (?, ?)", (space, str(folder)))
+        chained = {r[0]: Chained(_split(r[1]), r[2]) for r in self._db.execute("SELECT path, heads, text FROM chained WHERE space = ?", (space,))}
         self.records: dict[str, Record] = {
-            r[0]: Record(r[0], DIR if r[1] == DIR else FILE, r[2], _split(r[3]), r[4], r[5], r[6], r[7], r[8])
+            r[0]: Record(r[0], DIR if r[1] == DIR else FILE, r[2], _split(r[3]), r[4], r[5], r[6], r[7], r[8], chained.get(r[0]))
             for r in self._db.execute(
                 "SELECT path, kind, file_id, heads, sha256, size, mtime_ns, inode, mode FROM records WHERE space = ?", (space,)
             )
@@ -92,6 +98,11 @@ class MirrorRecords:
             for _, path in done:
                 del self.intents[path]
             self._db.executemany("DELETE FROM records WHERE space = ? AND path = ?", [(self._space, p) for p in drop])
+            self._db.executemany("DELETE FROM chained WHERE space = ? AND path = ?", [(self._space, p) for p in [*drop, *(r.path for r in put)]])
+            self._db.executemany(
+                "INSERT INTO chained VALUES (?, ?, ?, ?)",
+                [(self._space, r.path, b"".join(r.chained.heads), r.chained.text) for r in put if r.chained is not None],
+            )
             self._db.executemany(
                 "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(self._space, r.path, r.kind, r.file_id, b"".join(r.heads), r.sha256, r.size, r.mtime_ns, r.inode, r.mode) for r in put],

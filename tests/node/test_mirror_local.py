@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 import trio
 
 from node.home import NodeHome
-from node.mirror import MIRROR_FILE_BYTES_MAX, TEMP_PREFIX, Mirror, checkout, run_mirror
+from node.mirror import MIRROR_FILE_BYTES_MAX, MIRROR_WRITER_QUIET_MS, TEMP_PREFIX, Mirror, checkout, run_mirror
 from node.services import NodeServices
 from store.repo import Repo
 from store.workspace import Workspace
@@ -66,7 +67,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 async def until(check: Callable[[], bool], what: str) -> None:
     with trio.move_on_after(WAIT_S) as waited:
-        while not check():  # noqa: ASYNC110 - disk changes send no event to wait on
+        while not check():  # noqa: ASYNC110 — disk changes send no event to wait on
             await trio.sleep(POLL_S)  # noqa: sleep — a bounded poll: disk changes send no event to wait on
     assert not waited.cancelled_caught, f"not within {WAIT_S} s: {what}"
 
@@ -271,6 +272,35 @@ async def test_a_save_arriving_while_a_remote_write_goes_out_is_merged(node: Nod
         mirror.sync_space_changes()
         assert (node.folder / "a.txt").read_text() == "ONE\ntwo\nTHREE\n"
         assert node.ws.read("a.txt") == "ONE\ntwo\nTHREE\n"
+    finally:
+        mirror.close()
+
+
+async def test_a_save_ingested_after_a_same_node_api_edit_keeps_that_edit_through_the_next_save(node: Node) -> None:
+    """An API client of this node writes line 3 while the user saves line 1: the ingest is made
+    after the API's change (a node's changes form one chain), so the space holds more than the
+    disk, and the merge waits while the user's editor may still be writing. The user's next save,
+    from a buffer that never saw line 3, must add its edit and leave line 3 alone."""
+    node.write("a.txt", "one\ntwo\nthree\n")
+    checkout(node.services, node.space, node.folder)
+    mirror = Mirror(node.services, node.space, node.folder)
+    try:
+        mirror.watcher = "watchfiles"  # as when running: a file changed just now may be mid-write
+        mirror.scan()
+        (node.folder / "a.txt").write_text("ONE\ntwo\nthree\n")  # saved, no event handled yet
+        node.write("a.txt", "one\ntwo\nTHREE\n")  # the API client, on this node
+        mirror.sync_space_changes()
+        assert node.ws.read("a.txt") == "ONE\ntwo\nTHREE\n"
+        assert (node.folder / "a.txt").read_text() == "ONE\ntwo\nthree\n", "the merge waits: the editor may be writing"
+        (node.folder / "a.txt").write_text("ONE\nTWO\nthree\n")  # the next save, from the same buffer
+        mirror.sync_disk_changes()
+        assert node.ws.read("a.txt") == "ONE\nTWO\nTHREE\n", "line 3 from the API survives the save"
+        quiet_ns = time.time_ns() - 10 * MIRROR_WRITER_QUIET_MS * 1_000_000
+        os.utime(node.folder / "a.txt", ns=(quiet_ns, quiet_ns))  # the editor is done writing
+        mirror.sync_disk_changes()
+        assert (node.folder / "a.txt").read_text() == "ONE\nTWO\nTHREE\n", "the merge is written out once the file is quiet"
+        mirror.sync_disk_changes()
+        assert node.ws.read("a.txt") == "ONE\nTWO\nTHREE\n", "our write-out does not come back as an edit"
     finally:
         mirror.close()
 

@@ -35,9 +35,8 @@ WRITERS = ("alice disk", "bob disk", "alice api", "bob api")
 # A settle of a few files takes well under a second; this bounds a loaded machine.
 SETTLE_TIMEOUT_S = 20.0
 # Derandomized: every run replays the same examples, so a failure reproduces and CI does not
-# depend on the draw. Random draws can still reach a known bug (an API client on the same node
-# editing a file while the mirror ingests it: the ingest is chained after the API's change and
-# its record names heads the disk lacks), which issue 15 keeps open.
+# depend on the draw. (A same-node API edit chained under an ingest, the bug random draws once
+# reached, has its own test: test_mirror_local's ..._same_node_api_edit_keeps_that_edit...)
 SETTINGS = settings(
     derandomize=True,
     max_examples=10,
