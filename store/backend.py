@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from store.errors import InvalidInput, StorageError
 from store.records import (
+    CapabilityRow,
     ChangeRow,
     DocRow,
     DocSnapshot,
@@ -106,6 +107,10 @@ class Backend(Protocol):
         """Every (cid, data), for verify."""
         ...
 
+    def capability_records(self, space: bytes) -> list[CapabilityRow]:
+        """Every capability record stored for the space, sorted by hash."""
+        ...
+
     def doc_snapshot(self, space: bytes, doc: bytes) -> DocSnapshot | None: ...
 
     def doc_snapshots(self, space: bytes) -> list[DocSnapshot]: ...
@@ -153,6 +158,7 @@ class MemoryBackend:
         self._blocks: dict[bytes, bytes] = {}
         self._doc_snapshots: dict[tuple[bytes, bytes], DocSnapshot] = {}
         self._space_snapshots: dict[bytes, SpaceSnapshot] = {}
+        self._capabilities: dict[bytes, dict[bytes, CapabilityRow]] = {}  # space -> hash -> row
         # While a group is open: how to take back each of its writes, oldest first.
         self._undo: list[Callable[[], object]] | None = None
         self._group_durable = False  # the open group takes durable writes
@@ -216,6 +222,10 @@ class MemoryBackend:
             records = self._versions[version.space]
             index = next(i for i, record in enumerate(records) if record.number == version.record.number)
             put(self._versions, version.space, [*records[:index], version.record, *records[index + 1 :]])
+        for record in batch.capability_records:
+            held = self._capabilities.setdefault(record.space, {})
+            if record.hash not in held:
+                put(held, record.hash, record)
         self._write_quarantine(batch.quarantined)
 
     def _write_quarantine(self, rows: Sequence[QuarantineRow]) -> None:
@@ -284,6 +294,7 @@ class MemoryBackend:
             batch.doc_snapshots,
             batch.space_snapshots,
             batch.quarantined,
+            batch.capability_records,
         )
         for rows in tables:
             for row in rows:
@@ -368,6 +379,9 @@ class MemoryBackend:
 
     def blocks(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(list(self._blocks.items()))
+
+    def capability_records(self, space: bytes) -> list[CapabilityRow]:
+        return sorted(self._capabilities.get(space, {}).values(), key=lambda row: row.hash)
 
     def doc_snapshot(self, space: bytes, doc: bytes) -> DocSnapshot | None:
         return self._doc_snapshots.get((space, doc))

@@ -143,6 +143,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sync_states ADD COLUMN seen_ms INTEGER NOT NULL DEFAULT 0;
     UPDATE sync_states SET seen_ms = CAST(strftime('%s', 'now') AS INTEGER) * 1000;
     """,
+    # 2 -> 3: private spaces (issue 13). Each space's capability log: signed grants and
+    # revocations, content-addressed, kept as received (the log's order is computed from
+    # their parents, not from the order of arrival, so no position is stored).
+    """
+    CREATE TABLE capability_records (
+        space BLOB NOT NULL REFERENCES spaces (space),
+        hash  BLOB NOT NULL,                   -- sha256 of data
+        data  BLOB NOT NULL,                   -- the encoded, signed record
+        PRIMARY KEY (space, hash)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

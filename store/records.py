@@ -123,6 +123,16 @@ class QuarantineRow:
 
 
 @dataclass(frozen=True, slots=True)
+class CapabilityRow:
+    """One signed record of a space's capability log (protocol/capabilities.py), as received:
+    content-addressed by ``hash`` (sha256 of ``data``), so storing it twice stores it once."""
+
+    space: bytes
+    hash: bytes
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class DocSnapshot:
     """Automerge ``save()`` of a doc holding its first ``change_count`` changes, as raw blocks."""
 
@@ -157,7 +167,8 @@ class Compaction:
 class WriteBatch:
     """Every row one atomic write inserts, replaces or deletes.
 
-    Inserts of changes and blocks ignore rows already present (content-addressed, so equal);
+    Inserts of changes, blocks and capability records ignore rows already present
+    (content-addressed, so equal);
     tips, doc rows, sync states and snapshots replace the row with the same key.
     """
 
@@ -175,3 +186,4 @@ class WriteBatch:
     pruned_sync_states: list[SyncStateKey] = field(default_factory=list)  # deleted (seen_ms ignored)
     quarantined: list[QuarantineRow] = field(default_factory=list)  # written last, see QuarantineRow
     rewritten_versions: list[VersionRow] = field(default_factory=list)  # replace existing numbers
+    capability_records: list[CapabilityRow] = field(default_factory=list)  # inserts; a held hash is ignored

@@ -32,6 +32,7 @@ from store.backend import NOT_DURABLE_GROUP
 from store.blocks import CID_BYTES
 from store.errors import CorruptionError, InvalidInput, StorageError
 from store.records import (
+    CapabilityRow,
     ChangeRow,
     DocRow,
     DocSnapshot,
@@ -278,6 +279,10 @@ class SqliteBackend:
                 for r in (v.record,)
             ],
         )
+        run(
+            "INSERT INTO capability_records (space, hash, data) VALUES (?, ?, ?) ON CONFLICT (space, hash) DO NOTHING",
+            [(record.space, record.hash, record.data) for record in batch.capability_records],
+        )
         if batch.quarantined:
             self._write_quarantine(batch.quarantined, key)
 
@@ -463,6 +468,10 @@ class SqliteBackend:
 
     def blocks(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(self._all("SELECT cid, data FROM blocks ORDER BY cid", ()))
+
+    def capability_records(self, space: bytes) -> list[CapabilityRow]:
+        rows = self._all("SELECT hash, data FROM capability_records WHERE space = ? ORDER BY hash", (space,))
+        return [CapabilityRow(space, record_hash, data) for record_hash, data in rows]
 
     def _doc_snapshots(self, space: bytes, condition: str, parameters: tuple[object, ...]) -> list[DocSnapshot]:
         rows = self._all(
