@@ -42,6 +42,25 @@ class OverLimit(LimitExceeded):
     past what we handle, can send it, so it ends the session without a ban."""
 
 
+class CapabilityError(WireError):
+    """A capability record (protocol/capabilities.py) that does not decode, verify, or belong to
+    the space it was offered for: the sender's fault."""
+
+
+class CapabilityLimit(CapabilityError, OverLimit):
+    """A capability record or log past a named budget: well formed, so no ban."""
+
+
+class InvalidCapability(LocalProtocolError, ValueError):
+    """We asked for a capability record that cannot be issued (bad glob, unknown role, too many
+    paths): our own arguments, never a peer's bytes."""
+
+
+class TicketError(LocalProtocolError, ValueError):
+    """An invitation ticket that is not one: mistyped, truncated, or for no usable invitation.
+    A ticket is pasted by the user, so its fault is local (a ValueError too, for API callers)."""
+
+
 class MessageTooLarge(LocalProtocolError):
     """A message we were about to send does not fit a frame: our own fault, never the peer's."""
 
