@@ -68,7 +68,18 @@ class SpaceAdded:
     space: bytes
 
 
-Event = Connected | DataReceived | ConnectionLost | TimerFired | LocalCommit | SpaceAdded
+@dataclass(frozen=True, slots=True)
+class CapabilitiesAdded:
+    """The store's capability log of ``space`` gained records (``hashes``), whoever added them:
+    a local grant or revocation, or the Replicator itself taking a peer's. The Replicator pushes
+    the ones its sessions lack and closes sessions of peers the log no longer admits. The node
+    forwards the store's event of the same name; the harness feeds it after a local add."""
+
+    space: bytes
+    hashes: tuple[bytes, ...]
+
+
+Event = Connected | DataReceived | ConnectionLost | TimerFired | LocalCommit | SpaceAdded | CapabilitiesAdded
 
 
 # ----- actions -----

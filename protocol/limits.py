@@ -58,6 +58,26 @@ MAX_REASON_CHARS = 200
 # Wire versions this code speaks; a Hello lists them and both sides use the highest in common.
 SUPPORTED_VERSIONS = (1,)
 
+# --- capability logs (protocol/capabilities.py) ---
+# Records a peer may send before its Hello: a joiner's proof of membership (its grant and the
+# grants above it, protocol/capabilities.CapabilityLog.proof_for). A delegation chain deeper
+# than this is not presented; the joiner is then admitted only by a responder that already
+# holds the chain. Each record is at most capabilities.MAX_RECORD_BYTES (2 KiB): ~17 KB.
+MAX_PROOF_RECORDS = 8
+# A whole log goes in pages of at most this many bytes of records (and MAX_RECORDS_PER_MESSAGE
+# records): a 10,000-record log (capabilities.MAX_CAPABILITY_RECORDS) of ~300 B records is a
+# dozen frames, each far under MAX_FRAME_BYTES; a large revocation (its ``seen`` list, up to
+# capabilities.MAX_REVOCATION_BYTES) goes in a page of its own.
+CAPABILITY_PAGE_BYTES = 256 * 1024
+MAX_RECORDS_PER_MESSAGE = 512
+# Records one peer may send us in one session: its whole log (capabilities.MAX_CAPABILITY_RECORDS)
+# twice over, for the pushes of a long session. Each costs a signature check (~60 us), so a
+# member can make one session cost us ~1.2 s of checks; beyond it the session ends (OverLimit).
+MAX_RECORDS_PER_SESSION = 20_000
+# Records the Replicator remembers pushing (per space), so the store's report of records it
+# added itself does not push them twice: a report follows its add within the same burst.
+MAX_PUSHED_RECORDS = 4096
+
 # --- sending ---
 # A reconciliation batch that would hold more changes than this is split; it keeps one frame
 # well under MAX_FRAME_BYTES even for changes of a few hundred bytes.

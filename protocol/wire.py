@@ -21,6 +21,9 @@ Messages, in the order a session uses them (see protocol/replicator.py for what 
 - ``Changes``: a batch of changes of one doc with the signed tips that cover them.
 - ``Prune``: "stop pushing me this origin's batches, announce heads instead" (Plumtree, with
   one tree per origin: the author whose local commit a pushed batch is).
+- ``Capabilities``: the sender's capability-log digest, and records of the log (a joiner's
+  proof before its Hello; after the Hellos, the records a peer whose digest differs lacks, and
+  every record added since). Records travel as their own signed encodings.
 - ``Ping``: a heartbeat. ``Bye``: a reason, before we close.
 """
 
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol import cbor
+from protocol.capabilities import MAX_REVOCATION_BYTES
 from protocol.errors import LimitExceeded, MessageTooLarge, OverLimit, WireError
 from protocol.identity import PUBLIC_KEY_BYTES
 from protocol.limits import (
@@ -40,6 +44,7 @@ from protocol.limits import (
     MAX_FRAME_HEADER_BYTES,
     MAX_HEADS,
     MAX_REASON_CHARS,
+    MAX_RECORDS_PER_MESSAGE,
     MAX_TIPS_PER_BATCH,
     SUPPORTED_VERSIONS,
 )
@@ -48,6 +53,7 @@ from protocol.tips import CHANGE_HASH_BYTES, TipSignature
 
 WIRE_VERSION = 1
 SUMMARY_BYTES = 32
+DIGEST_BYTES = 32  # a capability log's digest (CapabilityLog.digest: sha256)
 # Batch ids only need to tell batches apart in a bounded seen-set: 128 bits never collide.
 BATCH_ID_BYTES = 16
 
@@ -61,6 +67,7 @@ class Kind(enum.IntEnum):
     PRUNE = 6
     PING = 7
     BYE = 8
+    CAPABILITIES = 9
 
 
 _KINDS = frozenset(int(kind) for kind in Kind)
@@ -153,7 +160,13 @@ class Bye:
     reason: str
 
 
-Message = Hello | Status | StatusRequest | Heads | Changes | Prune | Ping | Bye
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    digest: bytes  # the sender's log digest as it sends: equal digests, equal logs
+    records: tuple[bytes, ...]  # encoded records (protocol.capabilities.decode_record verifies them)
+
+
+Message = Hello | Status | StatusRequest | Heads | Changes | Prune | Ping | Bye | Capabilities
 
 _KIND_OF: dict[type, Kind] = {
     Hello: Kind.HELLO,
@@ -164,6 +177,7 @@ _KIND_OF: dict[type, Kind] = {
     Prune: Kind.PRUNE,
     Ping: Kind.PING,
     Bye: Kind.BYE,
+    Capabilities: Kind.CAPABILITIES,
 }
 
 
@@ -189,6 +203,8 @@ def _fields(message: Message) -> list[Any]:
             return [message.reason]
         case Prune():
             return [message.origin]
+        case Capabilities():
+            return [message.digest, list(message.records)]
         case StatusRequest() | Ping():
             return []
 
@@ -270,6 +286,16 @@ def _tips(value: object) -> tuple[TipSignature, ...]:
     return tuple(tips)
 
 
+def _records(value: list[Any]) -> tuple[bytes, ...]:
+    """Encoded capability records, bounded in count and size; their content is checked when
+    they are added to a log, not here."""
+    if len(value) > MAX_RECORDS_PER_MESSAGE:
+        raise OverLimit(f"a Capabilities message carries {len(value)} records, more than {MAX_RECORDS_PER_MESSAGE}")
+    if not all(isinstance(record, bytes) and 0 < len(record) <= MAX_REVOCATION_BYTES for record in value):
+        raise WireError(f"a capability record is 1 to {MAX_REVOCATION_BYTES} bytes")
+    return tuple(value)
+
+
 def _versions(value: object) -> tuple[int, ...]:
     if not isinstance(value, list) or not value or len(value) > MAX_HEADS:
         raise WireError("versions must be a short non-empty list")
@@ -303,6 +329,8 @@ def _decode_fields(kind: Kind, fields: list[Any]) -> Message:
             return Prune(_id(origin, PUBLIC_KEY_BYTES, "an origin key"))
         case Kind.PING, []:
             return Ping()
+        case Kind.CAPABILITIES, [digest, list() as records]:
+            return Capabilities(_id(digest, DIGEST_BYTES, "a log digest"), _records(records))
         case _:
             raise WireError(f"malformed {kind.name} message")
 

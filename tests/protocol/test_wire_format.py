@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 import native
 from protocol import cbor
 from protocol.batch import decode_changes, pack_changes, plan_reply, scan_batch, unpack
-from protocol.errors import LimitExceeded, WireError
-from protocol.limits import MAX_CBOR_DEPTH, MAX_FRAME_BYTES, MAX_HEADS, MAX_TIPS_PER_BATCH
+from protocol.capabilities import MAX_REVOCATION_BYTES
+from protocol.errors import LimitExceeded, OverLimit, WireError
+from protocol.limits import MAX_CBOR_DEPTH, MAX_FRAME_BYTES, MAX_HEADS, MAX_RECORDS_PER_MESSAGE, MAX_TIPS_PER_BATCH
 from protocol.tips import TipSignature
 from protocol.wire import (
     Bye,
+    Capabilities,
     Changes,
     DocHeads,
     Encoding,
@@ -50,6 +52,8 @@ MESSAGES: list[Message] = [
     Prune(b"\x99" * 32),
     Ping(),
     Bye("going away"),
+    Capabilities(b"\xaa" * 32, ()),
+    Capabilities(b"\xaa" * 32, (b"a record", b"\xbb" * 300)),
 ]
 
 
@@ -134,6 +138,11 @@ def payload(*items) -> bytes:
         (payload(1, 5, DOC, 0, b"", [], [[0, b"\x01" * 64]] * (MAX_TIPS_PER_BATCH + 1), True), "too many tips"),
         (payload(1, 2, b"\x33" * 32, [[DOC, []], [DOC, []]], False), "a doc listed twice"),
         (payload(1, 8, "x" * 1000), "an essay of a reason"),
+        (payload(1, 9, b"\xaa" * 31, []), "a short digest"),
+        (payload(1, 9, b"\xaa" * 32, [b""]), "an empty record"),
+        (payload(1, 9, b"\xaa" * 32, ["text"]), "a record that is not bytes"),
+        (payload(1, 9, b"\xaa" * 32, b"records"), "records that are not a list"),
+        (payload(1, 9, b"\xaa" * 32), "no records"),
         (payload(1, 7, 0), "a field too many"),
         (b"\x83\x01\x07", "truncated array"),
         (cbor2.dumps({"version": 1}), "a map"),
@@ -213,6 +222,7 @@ messages = st.one_of(
     st.builds(Prune, ids(32)),
     st.just(Ping()),
     st.builds(Bye, st.text(max_size=200)),
+    st.builds(Capabilities, ids(32), st.lists(st.binary(min_size=1, max_size=80), max_size=4).map(tuple)),
 )
 
 
@@ -345,3 +355,16 @@ def test_malformed_deflated_batches_are_wire_errors(data):
 def test_an_undecodable_change_is_a_wire_error():
     with pytest.raises(WireError):
         decode_changes([raw_changes(1)[0][:-1]])
+
+
+def test_a_capabilities_message_over_its_record_count_is_over_a_limit_not_garbage():
+    with pytest.raises(OverLimit):
+        decode_payload(payload(1, 9, b"\xaa" * 32, [b"r"] * (MAX_RECORDS_PER_MESSAGE + 1)))
+    assert decode_payload(payload(1, 9, b"\xaa" * 32, [b"r"] * MAX_RECORDS_PER_MESSAGE)) == Capabilities(
+        b"\xaa" * 32, (b"r",) * MAX_RECORDS_PER_MESSAGE
+    )
+
+
+def test_a_capability_record_larger_than_the_largest_revocation_is_refused():
+    with pytest.raises(WireError):
+        decode_payload(payload(1, 9, b"\xaa" * 32, [b"r" * (MAX_REVOCATION_BYTES + 1)]))
