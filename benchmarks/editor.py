@@ -209,7 +209,7 @@ def _cli(home: Path, *args: str) -> str:
 def daemon_pair(root: Path) -> Iterator[DaemonPair]:
     """Alice and Bob: a space made by Alice, joined offline by Bob, both daemons up and peered."""
     homes = (root / "alice", root / "bob")
-    made = json.loads(_cli(homes[0], "--json", "init", "team"))
+    made = json.loads(_cli(homes[0], "--json", "init", "team", "--public"))
     _cli(homes[1], "join", made["space_id"], "--genesis", made["genesis"])
     daemons: list[DaemonProcess] = []
     with ExitStack() as stack:

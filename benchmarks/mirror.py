@@ -92,7 +92,7 @@ def mirror(options: RunOptions) -> Iterator[Figure]:
 def _save_latencies(root: Path, creates: int, saves: int) -> tuple[list[float], list[float]]:
     """Alice and Bob, each mirroring one space into a folder of their own, peered on loopback."""
     alice_home, bob_home = root / "alice", root / "bob"
-    created = json.loads(_distspace(alice_home, "init", "bench", "--json"))
+    created = json.loads(_distspace(alice_home, "init", "bench", "--public", "--json"))
     _distspace(bob_home, "join", created["space_id"], "--genesis", created["genesis"])
     alice_folder, bob_folder = root / "alice-folder", root / "bob-folder"
     daemons: list[DaemonProcess] = []

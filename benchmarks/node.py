@@ -579,7 +579,7 @@ def daemon_mesh(nodes_count: int, rate_per_s: float, seconds: float) -> dict[str
     with tempfile.TemporaryDirectory(prefix="distspace-bench-") as root:
         homes = [Path(root) / f"n{i}" for i in range(nodes_count)]
 
-        made = json_.loads(_cli(homes[0], "--json", "init", "bench"))
+        made = json_.loads(_cli(homes[0], "--json", "init", "bench", "--public"))
         for home in homes[1:]:
             _cli(home, "join", made["space_id"], "--genesis", made["genesis"])
         try:

@@ -598,7 +598,7 @@ def _run(soak: _Soak, intervals: int, threads: list[threading.Thread]) -> Iterat
     alice = soak.peers[ALWAYS_UP]
     try:
         alice.start([])
-        soak.space = alice.call("space.create", name="soak")["space_id"]
+        soak.space = alice.call("space.create", name="soak", public=True)["space_id"]
         for path in FILES:
             alice.call("fs.write", path=path, text=SEED_TEXT, parents=False)
     except DemoFailed as error:

@@ -57,13 +57,17 @@ def _written(args: Args, result: Json, what: str) -> int:
 
 
 def init(args: Args) -> int:
-    return _show(args, _call(args, "space.create", name=args.name), _print_created)
+    return _show(args, _call(args, "space.create", name=args.name, public=args.public), _print_created)
 
 
 def _print_created(result: Json) -> None:
     render.say(result["space_id"])
-    render.hint(f"created space {result['name']!r}; to join it from another node:")
-    render.hint(f"  distspace join {result['space_id']} --genesis {result['genesis']}")
+    if result["private"]:
+        render.hint(f"created private space {result['name']!r}: only this node is a member; to let another node in:")
+        render.hint("  distspace invite (prints a ticket), then on the other node: distspace join TICKET")
+    else:
+        render.hint(f"created open space {result['name']!r}; to join it from another node:")
+        render.hint(f"  distspace join {result['space_id']} --genesis {result['genesis']}")
 
 
 def join(args: Args) -> int:
@@ -497,6 +501,61 @@ def revert(args: Args) -> int:
     with render.busy(f"reverting to version {args.to}"):
         result = _in_space(args, "history.revert", version=args.to, path=args.path, message=args.message)
     return _written(args, result, f"reverted {args.path or 'the space'} to version {args.to}")
+
+
+# ----- scoped API tokens -----
+
+DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+
+
+def duration_s(text: str) -> int:
+    """``90``, ``45s``, ``30m``, ``8h``, ``7d``, ``2w``: a whole number of seconds, at least 1.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else (argparse shows it as a usage error).
+    """
+    unit = text[-1:].lower() if text[-1:].isalpha() else "s"
+    number = text[:-1] if text[-1:].isalpha() else text
+    if unit not in DURATION_UNITS_S or not number.isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: a positive number with s, m, h, d or w (7d, 8h, 90s)")
+    return int(number) * DURATION_UNITS_S[unit]
+
+
+def token(args: Args) -> int:
+    """Make (or with --list, --revoke: list, forget) a scoped API token."""
+    if args.list:
+        return _show(args, _call(args, "token.list"), _print_tokens)
+    if args.revoke is not None:
+        result = _call(args, "token.revoke", id=args.revoke.lower())
+        if not result["removed"]:
+            raise CliError(f"no scoped token {args.revoke} on this node (distspace token --list)")
+        return _show(args, result, lambda _: render.say(f"token {args.revoke} revoked: it authenticates no connection from now on"))
+    params: Json = {"role": args.role, "paths": args.path, "expires_s": args.expires, "any_space": args.any_space}
+    result = _call(args, "token.create", **params) if args.any_space else _in_space(args, "token.create", **params)
+    return _show(args, result, _print_token)
+
+
+def _print_token(result: Json) -> None:
+    render.say(result["token"])
+    render.hint(f"a token scoped to {_scope_text(result['scope'])}; id {result['scope']['id']} (revoke: distspace token --revoke ID)")
+    render.hint("give it to the agent, not the home: DISTSPACE_TOKEN=TOKEN distspace ..., or auth with it on HOME/api.sock")
+
+
+def _scope_text(scope: Json) -> str:
+    role = scope["role"]
+    text = f"{role} {' '.join(scope['paths'])}" if scope["paths"] else role if role == "read" else f"{role} every path"
+    text += f" in space {scope['space'][:12]}" if scope["space"] else " in every space"
+    return text + ("" if scope["expires_ms"] is None else f", until {render.when(scope['expires_ms'])}")
+
+
+def _print_tokens(result: Json) -> None:
+    if not result["tokens"]:
+        render.say("no scoped tokens (make one: distspace token --role write --path 'src/*')")
+        return
+    rows = [
+        [t["scope"]["id"], _scope_text(t["scope"]), render.when(t["created_ms"]), "expired" if t["expired"] else ""] for t in result["tokens"]
+    ]
+    render.table(["id", "scope", "created", ""], rows)
 
 
 def run_demo(args: Args) -> int:

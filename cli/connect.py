@@ -16,10 +16,15 @@ The store path imports the store and method modules only when it is taken: with 
 A command that rewrites the store behind the API (``doctor --repair``) takes ``open_store``: the
 store under the home lock, never a daemon's API — it refuses while a daemon runs, as the daemon
 caches what the store holds.
+
+With ``DISTSPACE_TOKEN`` set (a scoped token, ``distspace token``: an agent's), a command
+authenticates with it instead of HOME/api.token and only ever goes through the daemon: opening
+the store itself would step around the token's scope.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
 # store holds the lock for one call. Waiting this long covers both on a loaded machine.
 WAIT_S = 15.0
 POLL_S = 0.02
+TOKEN_ENV = "DISTSPACE_TOKEN"
 
 
 class NodeApi(Protocol):
@@ -59,6 +65,13 @@ def open_node(home: NodeHome) -> Iterator[NodeApi]:
     Raises:
         NodeBusy: neither became available within WAIT_S.
     """
+    if os.environ.get(TOKEN_ENV):
+        client = _daemon(home)
+        if client is None:
+            raise ApiUnavailable(f"{TOKEN_ENV} is set, so this goes through a daemon only, and none answers on {home.api_socket}")
+        with client:
+            yield client
+        return
     reached = _daemon_or_lock(home)
     if isinstance(reached, ApiClient):
         with reached:
@@ -108,7 +121,7 @@ def _daemon(home: NodeHome) -> ApiClient | None:
     if not home.api_socket.exists():
         return None
     try:
-        token = home.token_file.read_text()
+        token = os.environ.get(TOKEN_ENV) or home.token_file.read_text()
     except FileNotFoundError:
         return None  # the daemon has not written it yet
     try:

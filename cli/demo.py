@@ -323,7 +323,7 @@ def _scenario(show: Show, alice: Peer, bob: Peer, ada: Peer) -> Json:
         show.done(f"{peer.label:<14} peer {_short(peer.peer_id)}  on {peer.addrs[0].split('/p2p/')[0]}")
 
     show.step("Alice creates a space; Bob and Ada join it by its id, fetching it from her")
-    space = alice.call("space.create", name=SPACE_NAME)["space_id"]
+    space = alice.call("space.create", name=SPACE_NAME, public=True)["space_id"]
     show.done(f"alice created {SPACE_NAME!r}: {space}")
     for peer in (bob, ada):
         peer.call("space.join", space_id=space, peers=alice.addrs)

@@ -74,8 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         child.set_defaults(run=run, parser=child)
         return child
 
-    init = command("init", commands.init, "create a space signed by this node and print its id")
-    init.add_argument("name", help="a human name for the space")
+    for name, summary in (("init", "create a space signed by this node and print its id"), ("create", "the same as init")):
+        init = command(name, commands.init, summary)
+        init.add_argument("name", help="a human name for the space")
+        init.add_argument("--public", action="store_true", help="an open space: any peer that knows its id may read and write (default: private, members only)")
 
     join = command("join", commands.join, "join a space created elsewhere")
     join.add_argument("space_id", metavar="SPACE_ID", help="the space's id (64 hex digits)")
@@ -162,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     revert.add_argument("--to", type=int, required=True, metavar="VERSION", help="the version to go back to")
     revert.add_argument("path", nargs="?", metavar="PATH", help="only this file")
     _add_message(revert)
+
+    token = command("token", commands.token, "make a scoped API token for a local agent and print it")
+    token.add_argument("--role", choices=["read", "write"], default="write", help="read only, or also write (default write)")
+    token.add_argument("--path", action="append", default=[], metavar="GLOB", help="a gitignore glob its writes must stay in (repeatable; none: every path)")
+    token.add_argument("--expires", type=commands.duration_s, metavar="DURATION", help="expire after DURATION (90s, 30m, 8h, 7d); default never")
+    token.add_argument("--any-space", action="store_true", help="let it touch every space of the node (default: --space's only)")
+    token.add_argument("--list", action="store_true", help="list the scoped tokens instead")
+    token.add_argument("--revoke", metavar="ID", help="forget the token with this id instead")
 
     command("snapshot", commands.snapshot, "snapshot every doc of the space and sign a new manifest")
     for name, summary in (

@@ -14,7 +14,10 @@ Authentication is the same on both: the first call of a connection must be ``aut
 token of ``HOME/api.token`` (0600, readable by the user alone). A wrong or missing token, any
 other first call, or no call within AUTH_TIMEOUT_S is answered with -32001 and the connection is
 closed. The token, not the loopback address, is the gate: any local user and any web page in a
-local browser can reach 127.0.0.1, but only the node's user can read the token.
+local browser can reach 127.0.0.1, but only the node's user can read the token. A scoped token
+(``token.create``, kept by digest in HOME/api.tokens) authenticates too, and its connection may
+only do what its scope allows (node/api_scopes.py); a later ``auth`` on the connection changes
+the scope to the new token's (a wrong one leaves it as it was).
 
 Before ``auth`` a client is a stranger, and costs us little: its first message may hold
 PRE_AUTH_MESSAGE_BYTES (an auth call is ~100), and at most MAX_PRE_AUTH_CONNECTIONS connections
@@ -62,8 +65,9 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 
 from node import rpc
 from node.api_methods import Call, dispatch
+from node.api_scopes import TokenScope
 from node.errors import LocalNodeError
-from node.home import MIN_TOKEN_CHARS, TOKEN_CREATED
+from node.home import MIN_TOKEN_CHARS, TOKEN_CREATED, TokenTableDamaged
 from node.logs import event
 from node.metrics import LOOPBACK_NAMES, loopback_host
 from node.presence_anchors import presence_view
@@ -195,10 +199,29 @@ class _Server:
         self.counts: Counter[str] = Counter()
 
     def authentic(self, token: object) -> bool:
-        """Whether ``token`` is ours; never for a configured token too short to be one."""
+        """Whether ``token`` is the full token; never for a configured token too short to be one."""
         if len(self._token) < MIN_TOKEN_CHARS or not isinstance(token, str):
             return False
         return hmac.compare_digest(token.encode(), self._token)
+
+    def access(self, token: object) -> tuple[bool, TokenScope | None]:
+        """Whether ``token`` admits, and to which scope (None: the full token's, everything).
+
+        The table is read at each auth (a few hundred bytes), so a token made by ``token.create``
+        or forgotten by ``token.revoke`` counts from the next connection on.
+        """
+        if self.authentic(token):
+            return True, None
+        if not isinstance(token, str):
+            return False, None
+        try:
+            scoped = self.services.home.scoped_token(token.strip())
+        except TokenTableDamaged as error:
+            event(log, "api.token_table_damaged", logging.ERROR, error=error)
+            return False, None
+        if scoped is None or (scoped.expires_ms is not None and self.services.clock() >= scoped.expires_ms):
+            return False, None
+        return True, TokenScope.of(scoped)
 
     def stats(self) -> dict[str, int]:
         """The API's counters, for ``node.stats``."""
@@ -458,10 +481,13 @@ class _Connection:
         return "result" in reply
 
     def _auth(self, request: rpc.Request) -> dict[str, Any]:
-        if self._server.authentic(request.params.get("token")):
-            return rpc.result_reply(request.id, {"peer_id": self._server.services.identity.peer_id})
-        error = rpc.RpcError(rpc.UNAUTHORIZED, "wrong token: give the contents of HOME/api.token", "Unauthorized")
-        return rpc.error_reply(request.id, error)
+        admitted, scope = self._server.access(request.params.get("token"))
+        if not admitted:
+            error = rpc.RpcError(rpc.UNAUTHORIZED, "wrong token: give the contents of HOME/api.token, or a live scoped token", "Unauthorized")
+            return rpc.error_reply(request.id, error)
+        self._call.scope = scope
+        shown = None if scope is None else scope.to_json()
+        return rpc.result_reply(request.id, {"peer_id": self._server.services.identity.peer_id, "scope": shown})
 
     def _handle(self, text: str | bytes) -> str | None:
         """The reply text to one message, or None when it held only notifications."""

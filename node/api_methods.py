@@ -29,14 +29,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import native
-from node import editor, presence_anchors
+from node import api_scopes, editor, presence_anchors
 from node.api_json import content_json, peer_json, stat_json
 from node.api_schema import schema
+from node.api_scopes import TokenScope
 from node.config import FolderRefused, check_folder
+from node.errors import LocalNodeError
 from node.events import JoinRequest, Presence
+from node.home import TOKEN_ID_CHARS
 from node.rpc import DAEMON_REQUIRED, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RpcError, invalid_params
 from node.services import NodeServices, write_atomically
-from protocol.errors import BadSignature, WireError
+from protocol.errors import BadSignature, InvalidSpaceName, WireError
 from protocol.identity import peer_id_of
 from protocol.space import Genesis
 from store.blocks import cid_text
@@ -105,17 +108,21 @@ STORE_ERROR_CODES: dict[type[StoreError], int] = {
 
 @dataclass(slots=True)
 class Call:
-    """The context of a call: the node, and inside a daemon the subscriptions, the caller and
-    the API server's counters."""
+    """The context of a call: the node, and inside a daemon the subscriptions, the caller, the
+    API server's counters, and the scope of the caller's token (None: the full token)."""
 
     services: NodeServices
     subscriptions: Subscriptions | None = None
     sink: Sink | None = None
     api_stats: Callable[[], dict[str, int]] | None = None
+    scope: TokenScope | None = None
 
     def space(self, params: Json) -> bytes:
-        """The space the ``space`` param names (the only one, if it names none)."""
-        return self.services.space_id(params.get("space"))
+        """The space the ``space`` param names (a scoped token's own, else the default, if none)."""
+        spec = params.get("space")
+        if spec is None and self.scope is not None and self.scope.space is not None:
+            return self.scope.space
+        return self.services.space_id(spec)
 
     def workspace(self, params: Json) -> Workspace:
         return self.services.workspace(self.space(params))
@@ -153,6 +160,12 @@ def dispatch(call: Call, name: str, params: Json) -> Json:
         raise RpcError(METHOD_NOT_FOUND, f"no method {name!r} (see node/api_schema.json)", "MethodNotFound")
     checked = schema().check_params(name, params)
     try:
+        if call.scope is not None:
+            if call.scope.token_id in call.services.revoked_tokens:
+                raise RpcError(api_scopes.TOKEN_EXPIRED, "the token was revoked (token.revoke)", "Unauthorized")
+            api_scopes.check(
+                call.scope, name, checked, space=lambda: call.space(checked), workspace=lambda: call.workspace(checked), now_ms=call.services.clock()
+            )
         return handler(call, checked)
     except StoreError as error:
         raise store_error(error) from error
@@ -527,8 +540,13 @@ def space_list(call: Call, params: Json) -> Json:
 
 @method("space.create")
 def space_create(call: Call, params: Json) -> Json:
+    """A private space by default: only its creator is a member until it invites others."""
     services = call.services
-    genesis = services.repo.create_space(params["name"], services.clock())
+    try:
+        genesis = Genesis.create(services.identity, params["name"], services.clock(), private=not params["public"])
+    except InvalidSpaceName as error:
+        raise InvalidInput(str(error)) from error
+    services.repo.add_space(genesis)
     services.adopt_default_space(genesis.space_id)
     return _space_json(genesis)
 
@@ -583,6 +601,7 @@ def _space_json(genesis: Genesis) -> Json:
     return {
         "space_id": genesis.space_id.hex(),
         "name": genesis.name,
+        "private": genesis.private,
         "genesis": base64.b64encode(genesis.encode()).decode("ascii"),
     }
 
@@ -590,6 +609,73 @@ def _space_json(genesis: Genesis) -> Json:
 def _pending(services: NodeServices) -> list[JoinRequest]:
     held = {g.space_id for g in services.repo.spaces()}
     return [request for request in services.joins() if request.space not in held]
+
+
+# ----- scoped API tokens (node/api_scopes.py) -----
+
+# A token's path globs: as many as a capability grant's (protocol/capabilities.py MAX_PATHS_PER_GRANT).
+MAX_TOKEN_PATHS = 32
+TOKEN_TABLE_ERROR = 1040
+
+
+@method("token.create")
+def token_create(call: Call, params: Json) -> Json:
+    services = call.services
+    paths = tuple(params["paths"])
+    _check_globs(paths, "token.create")
+    space = None if params["any_space"] else call.space(params).hex()
+    expires_s: int | None = params.get("expires_s")
+    now_ms = services.clock()
+    try:
+        token, row = services.home.add_scoped_token(
+            role=params["role"], paths=paths, space=space, expires_ms=None if expires_s is None else now_ms + expires_s * 1000, now_ms=now_ms
+        )
+    except LocalNodeError as error:
+        raise RpcError(TOKEN_TABLE_ERROR, str(error), type(error).__name__) from error
+    return {"token": token, "scope": TokenScope.of(row).to_json()}
+
+
+@method("token.list")
+def token_list(call: Call, params: Json) -> Json:
+    services = call.services
+    try:
+        rows = services.home.scoped_tokens()
+    except LocalNodeError as error:
+        raise RpcError(TOKEN_TABLE_ERROR, str(error), type(error).__name__) from error
+    now_ms = services.clock()
+    return {
+        "tokens": [
+            {"scope": TokenScope.of(row).to_json(), "created_ms": row.created_ms, "expired": row.expires_ms is not None and now_ms >= row.expires_ms}
+            for row in rows
+        ]
+    }
+
+
+@method("token.revoke")
+def token_revoke(call: Call, params: Json) -> Json:
+    services = call.services
+    token_id: str = params["id"]
+    try:
+        removed = services.home.remove_scoped_token(token_id)
+    except LocalNodeError as error:
+        raise RpcError(TOKEN_TABLE_ERROR, str(error), type(error).__name__) from error
+    services.revoked_tokens.add(token_id[:TOKEN_ID_CHARS])
+    return {"removed": removed}
+
+
+def _check_globs(paths: tuple[str, ...], method_name: str) -> None:
+    """Path globs a token or a grant can hold: gitignore patterns pathspec compiles."""
+    if len(paths) > MAX_TOKEN_PATHS:
+        raise invalid_params(f"{method_name}: at most {MAX_TOKEN_PATHS} paths, not {len(paths)}")
+    import pathspec  # only a scoped token's or an invitation's creation needs it
+
+    for index, glob in enumerate(paths):
+        try:
+            patterns = pathspec.PathSpec.from_lines("gitwildmatch", [glob]).patterns
+        except ValueError as error:
+            raise invalid_params(f"{method_name}: params.paths[{index}] is not a gitignore glob ({error})") from error
+        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in glob) or len(patterns) != 1 or patterns[0].include is None:
+            raise invalid_params(f"{method_name}: params.paths[{index}] matches nothing or holds a control character: {glob!r}")
 
 
 # ----- folder mirrors -----

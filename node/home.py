@@ -12,6 +12,7 @@ Layout::
     HOME/identity.key   Ed25519 seed, 0600
     HOME/store.sqlite   the store (WAL)
     HOME/api.token      local API token, 0600 (at least MIN_TOKEN_CHARS; a bad one is replaced)
+    HOME/api.tokens     scoped API tokens (distspace token), 0600: JSON, each token's sha256 only
     HOME/api.sock       local API Unix socket
     HOME/daemon.lock    held (flock) while a daemon runs
     HOME/daemon.json    the running daemon's API endpoints, for clients
@@ -20,12 +21,14 @@ Layout::
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from node.errors import HomeLocked, LocalNodeError
 from node.logs import event
@@ -40,12 +43,69 @@ MIN_TOKEN_CHARS = 32
 TOKEN_BYTES = 32
 HOME_MODE = 0o700
 TOKEN_CREATED = "created"  # ApiToken.replaced of a home's first token: expected, not a warning
+# A scoped token is told apart from the full one at a glance (in a log, an agent's environment).
+SCOPED_TOKEN_PREFIX = "dst_"
+# Scoped tokens a home keeps: each agent run may make one; more is a script minting them in a loop.
+MAX_SCOPED_TOKENS = 1_000
 
 log = logging.getLogger("distspace.home")
 
 
 class HomeUnsafe(LocalNodeError):
     """The home belongs to another user: its files could be read or swapped under us."""
+
+
+class TokenTableDamaged(LocalNodeError):
+    """HOME/api.tokens cannot be read as the token table: no scoped token is accepted until fixed."""
+
+
+class TooManyTokens(LocalNodeError):
+    """The home already keeps MAX_SCOPED_TOKENS scoped tokens."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScopedToken:
+    """A scoped API token as the home keeps it: its sha256, never the token itself, so a copy
+    of the table admits nobody. ``role`` is "read" or "write"; ``paths`` (gitignore globs, empty:
+    every path) scope its writes; ``space`` (hex) is the one space it may touch, None: any."""
+
+    token_id: str  # the first hex digits of the digest: how a person names it
+    digest: str  # sha256 of the token, hex
+    role: str
+    paths: tuple[str, ...]
+    space: str | None
+    expires_ms: int | None
+    created_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.token_id,
+            "digest": self.digest,
+            "role": self.role,
+            "paths": list(self.paths),
+            "space": self.space,
+            "expires_ms": self.expires_ms,
+            "created_ms": self.created_ms,
+        }
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> ScopedToken:
+        return cls(
+            str(row["id"]),
+            str(row["digest"]),
+            str(row["role"]),
+            tuple(str(path) for path in row["paths"]),
+            None if row["space"] is None else str(row["space"]),
+            None if row["expires_ms"] is None else int(row["expires_ms"]),
+            int(row["created_ms"]),
+        )
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+TOKEN_ID_CHARS = 12
 
 
 class ApiToken(NamedTuple):
@@ -84,6 +144,10 @@ class NodeHome:
     @property
     def token_file(self) -> Path:
         return self.path / "api.token"
+
+    @property
+    def tokens_file(self) -> Path:
+        return self.path / "api.tokens"
 
     @property
     def api_socket(self) -> Path:
@@ -144,25 +208,87 @@ class NodeHome:
 
     def _new_token(self) -> str:
         import secrets  # only a daemon start that finds no good token makes one
-        import tempfile
 
         token = secrets.token_urlsafe(TOKEN_BYTES)
-        fd, temporary = tempfile.mkstemp(dir=self.path, prefix=".api.token.")  # born 0600
+        self._write_private(self.token_file, token)
+        return token
+
+    def _write_private(self, path: Path, text: str) -> None:
+        """Replace ``path`` by a file born 0600, synced then renamed: a crash leaves the old file
+        or the new one whole, never an empty one."""
+        import tempfile
+
+        fd, temporary = tempfile.mkstemp(dir=self.path, prefix=f".{path.name}.")  # born 0600
         try:
-            os.write(fd, token.encode())
+            os.write(fd, text.encode())
             os.fsync(fd)
         except OSError:
             os.unlink(temporary)
             raise
         finally:
             os.close(fd)
-        os.replace(temporary, self.token_file)
+        os.replace(temporary, path)
         directory = os.open(self.path, os.O_RDONLY)
         try:
             os.fsync(directory)  # the rename itself survives a crash
         finally:
             os.close(directory)
-        return token
+
+    # ----- scoped tokens -----
+
+    def scoped_tokens(self) -> list[ScopedToken]:
+        """Every scoped token the home keeps, oldest first (none without a table).
+
+        Raises:
+            TokenTableDamaged: the table is unreadable or malformed.
+        """
+        try:
+            rows = json.loads(self.tokens_file.read_text())
+            return [ScopedToken.from_json(row) for row in rows]
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            raise TokenTableDamaged(f"{self.tokens_file} is damaged ({error}): delete it (every scoped token goes) and make new ones") from error
+
+    def scoped_token(self, token: str) -> ScopedToken | None:
+        """The scoped token ``token`` is, if the home keeps it (compared by digest, in constant time)."""
+        import hmac
+
+        if not token.startswith(SCOPED_TOKEN_PREFIX):
+            return None
+        digest = token_digest(token)
+        found = None
+        for row in self.scoped_tokens():
+            if hmac.compare_digest(row.digest, digest):
+                found = row
+        return found
+
+    def add_scoped_token(self, *, role: str, paths: tuple[str, ...], space: str | None, expires_ms: int | None, now_ms: int) -> tuple[str, ScopedToken]:
+        """Mint a scoped token and keep its digest; returns the token (shown once) and its row.
+
+        Raises:
+            TooManyTokens: the table is full. TokenTableDamaged: it cannot be read.
+        """
+        import secrets
+
+        self.ensure()
+        rows = self.scoped_tokens()
+        if len(rows) >= MAX_SCOPED_TOKENS:
+            raise TooManyTokens(f"{self.tokens_file} already keeps {MAX_SCOPED_TOKENS} scoped tokens; revoke some (distspace token --revoke ID)")
+        token = SCOPED_TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+        digest = token_digest(token)
+        row = ScopedToken(digest[:TOKEN_ID_CHARS], digest, role, paths, space, expires_ms, now_ms)
+        self._write_private(self.tokens_file, json.dumps([r.to_json() for r in [*rows, row]], indent=1))
+        return token, row
+
+    def remove_scoped_token(self, token_id: str) -> bool:
+        """Forget a scoped token by its id (or the whole digest); False if the home keeps none such."""
+        rows = self.scoped_tokens()
+        kept = [r for r in rows if token_id.lower() not in (r.token_id, r.digest)]
+        if len(kept) == len(rows):
+            return False
+        self._write_private(self.tokens_file, json.dumps([r.to_json() for r in kept], indent=1))
+        return True
 
     def lock(self) -> IO[str]:
         """Take the daemon lock; the returned file holds it until closed (or the process dies)."""

@@ -171,6 +171,7 @@ class NodeServices:
         self.api: dict[str, str] = {}  # the daemon's API endpoints, once it listens
         self.network: RunningNetwork | None = None  # once the network part listens
         self.mirrors: RunningMirrors | None = None  # once the daemon runs its folder mirrors
+        self.revoked_tokens: set[str] = set()  # scoped tokens revoked while connections they opened live
         self._workspaces: dict[bytes, Workspace] = {}
         self._histories: dict[bytes, History] = {}
         self._detach = repo.subscribe(self.bus.publish)

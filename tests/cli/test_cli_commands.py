@@ -147,7 +147,7 @@ def test_cat_loads_no_network_stack(cli: Cli) -> None:
 
 def test_spaces_peers_and_joining(cli: Cli, tmp_path: Path) -> None:
     other = Cli(tmp_path / "other")
-    created = json.loads(other.ok("init", "shared", "--json"))
+    created = json.loads(other.ok("init", "shared", "--public", "--json"))
     joined = cli.ok("join", created["space_id"], "--genesis", created["genesis"])
     assert joined.strip() == f"joined space 'shared' ({created['space_id']})"
     names = {s["name"] for s in json.loads(cli.ok("spaces", "--json"))["spaces"]}
@@ -156,7 +156,7 @@ def test_spaces_peers_and_joining(cli: Cli, tmp_path: Path) -> None:
     assert cli.ok("ls", "--space", "shared") == ""
     assert cli.ok("--space", "main", "ls") != ""  # before the command name too
 
-    unseen = json.loads(Cli(tmp_path / "third").ok("init", "unseen", "--json"))["space_id"]
+    unseen = json.loads(Cli(tmp_path / "third").ok("init", "unseen", "--public", "--json"))["space_id"]
     pending = cli.ok("join", unseen, "--peer", "/ip4/127.0.0.1/tcp/4001")
     assert pending.startswith(f"recorded: space {unseen} will be fetched")
     assert "(pending)" in cli.ok("spaces")

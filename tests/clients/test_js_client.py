@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(
 def test_js_client_suite_passes_against_real_daemons(tmp_path: Path) -> None:
     assert NODE is not None
     home, peer_home = tmp_path / "home", tmp_path / "peer-home"
-    space = json.loads(distspace(home, "--json", "init", "main").stdout)
+    space = json.loads(distspace(home, "--json", "init", "main", "--public").stdout)
     distspace(peer_home, "join", space["space_id"], "--genesis", space["genesis"])
     with running_daemon(home) as daemon, running_daemon(peer_home, "--peer", next(a for a in daemon.ready["addrs"] if "/tcp/" in a)):
         env = {

@@ -45,7 +45,9 @@ class SharedSpace:
 
 
 def create_space(home: Path, name: str = "team") -> SharedSpace:
-    result = json.loads(distspace(home, "--json", "init", name).stdout)
+    """An open space (every peer may join by its id): the tests that use it are about sync, not
+    membership; test_api_private.py makes private ones and invites."""
+    result = json.loads(distspace(home, "--json", "init", name, "--public").stdout)
     return SharedSpace(result["space_id"], result["genesis"])
 
 
