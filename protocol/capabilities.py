@@ -308,7 +308,7 @@ class CapabilityLog:
         self.genesis = genesis
         self.space = genesis.space_id
         self.root = genesis.creator
-        self.private = bool(getattr(genesis, "private", False))
+        self.private = genesis.private
         self._held: dict[bytes, Record] = {}
         self._evaluation: _Evaluation | None = None
         self._digest: bytes | None = None

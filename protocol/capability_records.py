@@ -7,6 +7,7 @@ import dataclasses
 import enum
 import functools
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias, TypeVar
@@ -68,9 +69,11 @@ class Role(enum.IntEnum):
 
 
 @functools.lru_cache(maxsize=4096)
-def compile_globs(globs: tuple[str, ...]) -> pathspec.PathSpec[pathspec.Pattern]:
-    """The matcher of a grant's globs, compiled once per distinct set."""
-    return pathspec.PathSpec.from_lines("gitwildmatch", globs)
+def compile_globs(globs: tuple[str, ...]) -> pathspec.GitIgnoreSpec:
+    """The matcher of a grant's globs, compiled once per distinct set. Git's own semantics (as
+    the folder mirror's ignore rules): ``src/*`` covers ``src/a/b.py`` too, since git ignores a
+    matched directory's contents, and a later ``!glob`` re-excludes."""
+    return pathspec.GitIgnoreSpec.from_lines(globs)
 
 
 def glob_problem(glob: str) -> str | None:
@@ -80,8 +83,8 @@ def glob_problem(glob: str) -> str | None:
     if any(ord(char) < 0x20 or ord(char) == 0x7F for char in glob):
         return "a glob has no control characters"
     try:
-        patterns = pathspec.PathSpec.from_lines("gitwildmatch", [glob]).patterns
-    except ValueError as error:
+        patterns = pathspec.GitIgnoreSpec.from_lines([glob]).patterns
+    except (ValueError, re.error) as error:  # pathspec's own error, or a character class re refuses
         return f"invalid glob {glob!r}: {error}"
     if len(patterns) != 1 or patterns[0].include is None:
         return f"glob {glob!r} matches nothing (a comment or blank line in gitignore syntax)"

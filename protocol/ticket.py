@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass
 from typing import Final
 
@@ -28,6 +29,13 @@ MAX_TICKET_CHARS: Final = 16_384
 MAX_TICKET_RECORDS: Final = 16
 MAX_TICKET_ADDRS: Final = 16
 MAX_ADDR_CHARS: Final = 512
+# A typo must not become a wrong address or a different invitation: the CBOR is followed by the
+# first bytes of its sha256 (one in 4 billion typos slips through).
+CHECKSUM_BYTES: Final = 4
+
+
+def _checksum(data: bytes) -> bytes:
+    return hashlib.sha256(b"distspace/ticket/v1\x00" + data).digest()[:CHECKSUM_BYTES]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +57,7 @@ class Ticket:
 
     def encode(self) -> str:
         data = cbor.dumps([self.genesis.encode(), [record.encode() for record in self.records], self.secret or b"", list(self.addrs)])
+        data += _checksum(data)
         return TICKET_PREFIX + base64.b32encode(data).decode("ascii").rstrip("=").lower()
 
     @classmethod
@@ -68,6 +77,9 @@ class Ticket:
             data = base64.b32decode(body + "=" * (-len(body) % 8))
         except (binascii.Error, ValueError) as error:
             raise TicketError("the ticket is damaged (not base32): was it copied whole?") from error
+        data, checksum = data[:-CHECKSUM_BYTES], data[-CHECKSUM_BYTES:]
+        if len(checksum) != CHECKSUM_BYTES or _checksum(data) != checksum:
+            raise TicketError("the ticket is damaged (its checksum does not match): was it copied whole?")
         try:
             fields = cbor.loads_canonical(data, "ticket")
         except ProtocolError as error:
@@ -84,7 +96,7 @@ class Ticket:
             records = tuple(decode_record(item) if type(item) is bytes else _not_bytes() for item in record_list)
         except ProtocolError as error:
             raise TicketError(f"the ticket's records do not verify: {error}") from error
-        if any(type(addr) is not str or not addr or len(addr) > MAX_ADDR_CHARS for addr in addr_list):
+        if any(type(addr) is not str or not 0 < len(addr) <= MAX_ADDR_CHARS or not addr.isprintable() for addr in addr_list):
             raise TicketError("the ticket's addresses are malformed")
         if any(record.space != genesis.space_id for record in records):
             raise TicketError("the ticket's records are for another space")
