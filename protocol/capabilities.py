@@ -9,10 +9,13 @@ reaches the same verdicts.
 
 The rule, with the reason for each choice:
 
-1. A record is evaluated only once all its parents are held (else ``"missing parent"``): what
-   its issuer had seen must be known before we can say what it overrides.
-2. Records are read in one fixed linear order, (height in the parents DAG, hash): every peer
+1. Records are read in one fixed linear order, (height in the parents DAG, hash): every peer
    sorts the same set the same way, and a record always follows its ancestors.
+2. A parent we do not hold is ignored: a record is judged on the part of its ancestry we hold
+   (an invalid record with a gap in it reads ``"missing parent"``). So a proof is a delegation
+   chain of a few records, not the whole log, and a joiner's log judges its ticket before any
+   sync. A gap can only hide authority or what a revoker had seen, and peers holding the same
+   set still agree.
 3. A record is valid iff its issuer is root, or holds authority through a *valid* grant naming
    it that is an *ancestor* of the record (an issuer can only use what it had seen), in force
    at the record's ``issued_ms`` and not spent. Grants to ANYONE confer access, never authority
@@ -44,9 +47,9 @@ what the first effective revocation of it had seen of that doc. Read scopes are 
 not enforced by sync in phase 1. Times are the issuer's claims (``issued_ms``, a change's
 ``time_ms``): expiry bounds honest use, not a key holder who backdates.
 
-Grants need not name the whole log as parents, only their authority: ``parents_for(issuer)``
-gives that, so a proof (a grant with its ancestors) stays a handful of records. Revocations name
-``heads``: what they keep is exactly what they name.
+Records name ``parents_for(issuer)`` as parents: the issuer's own grants (its authority, as
+direct parents, so a proof needs no records between) and the log's heads (what the issuer had
+seen, which is what a revocation keeps).
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ __all__ = [
 ]
 
 MISSING_PARENT = "missing parent"
+_NO_AUTHORITY = ("issuer is not a member", "issuer is not an admin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,24 +122,26 @@ class _Pass:
 
 
 def _order(held: dict[bytes, Record]) -> list[Record]:
-    """The evaluable records (all parents held, transitively) by (height, hash)."""
+    """Every held record by (height over the held parents, hash)."""
     waiting: dict[bytes, int] = {}
     children: dict[bytes, list[bytes]] = {}
     height: dict[bytes, int] = {}
     queue: list[bytes] = []
     for record_hash, record in held.items():
-        waiting[record_hash] = len(record.parents)
-        for parent in record.parents:
+        parents = [parent for parent in record.parents if parent in held]
+        waiting[record_hash] = len(parents)
+        for parent in parents:
             children.setdefault(parent, []).append(record_hash)
-        if not record.parents:
+        if not parents:
             height[record_hash] = 0
             queue.append(record_hash)
     while queue:
         for child in children.get(queue.pop(), ()):
             waiting[child] -= 1
             if waiting[child] == 0:
-                height[child] = 1 + max(height[parent] for parent in held[child].parents)
+                height[child] = 1 + max(height[parent] for parent in held[child].parents if parent in held)
                 queue.append(child)
+    # a hash cycle cannot be built (a record would name its own hash); if one were, it is left out
     return [held[h] for h in sorted(height, key=lambda h: (height[h], h))]
 
 
@@ -233,12 +239,19 @@ class _Evaluation:
         self.order = _order(held)
         self.index = {record.hash: i for i, record in enumerate(self.order)}
         self.ancestors: list[int] = []
+        gap: list[bool] = []  # a parent of the record or of an ancestor is not held
         for record in self.order:
             bits = 0
+            missing = False
             for parent in record.parents:
-                position = self.index[parent]
-                bits |= self.ancestors[position] | (1 << position)
+                position = self.index.get(parent)
+                if position is None:
+                    missing = True
+                else:
+                    bits |= self.ancestors[position] | (1 << position)
+                    missing = missing or gap[position]
             self.ancestors.append(bits)
+            gap.append(missing)
         revocations = sum(isinstance(record, Revocation) for record in self.order)
         result = _pass(self.order, self.ancestors, root, frozenset())
         for _ in range(revocations):
@@ -250,7 +263,8 @@ class _Evaluation:
             if stable:
                 break
         self.verdicts: dict[bytes, str | None] = {h: MISSING_PARENT for h in held}
-        self.verdicts.update((record.hash, verdict) for record, verdict in zip(self.order, result.verdicts, strict=True))
+        for record, verdict, incomplete in zip(self.order, result.verdicts, gap, strict=True):
+            self.verdicts[record.hash] = MISSING_PARENT if incomplete and verdict in _NO_AUTHORITY else verdict
         self.authority = result.authority
         self.valid = [record for record, verdict in zip(self.order, result.verdicts, strict=True) if verdict is None]
         self.access: dict[bytes, list[Grant]] = {}  # valid non-invitation grants by subject
@@ -294,11 +308,44 @@ class _Evaluation:
                 return f"write is scoped to {scope}; {path} is outside it"
         return None
 
-    def closure(self, record: Record) -> list[Record]:
-        """``record`` and all its ancestors, in order."""
-        position = self.index[record.hash]
-        bits = self.ancestors[position] | (1 << position)
-        return [self.order[i] for i in range(position + 1) if bits >> i & 1]
+    def proof(self, grant: Grant) -> list[Record]:
+        """``grant`` and, for it and each record on the way, the records from it up to the grant
+        that authorised it (one hop with ``parents_for``), in order: what a peer holding none of
+        them needs to find the grant valid."""
+        needed: set[int] = set()
+        work = [self.index[grant.hash]]
+        while work:
+            position = work.pop()
+            if position in needed:
+                continue
+            needed.add(position)
+            authority = self.authority.get(position)
+            if authority is not None:
+                path = self._path(position, authority)
+                needed.update(path[:-1])
+                work.append(authority)
+        return [self.order[i] for i in sorted(needed)]
+
+    def _path(self, start: int, goal: int) -> list[int]:
+        """A shortest chain of parents from ``start`` (excluded) to its ancestor ``goal``."""
+        previous: dict[int, int] = {start: start}
+        frontier = [start]
+        while frontier:
+            following: list[int] = []
+            for position in frontier:
+                for parent in self.order[position].parents:
+                    step = self.index.get(parent)
+                    if step is None or step in previous or not (step == goal or self.ancestors[step] >> goal & 1):
+                        continue
+                    previous[step] = position
+                    if step == goal:
+                        path = [step]
+                        while previous[path[-1]] != start:
+                            path.append(previous[path[-1]])
+                        return path[::-1]
+                    following.append(step)
+            frontier = following
+        raise AssertionError("goal is an ancestor of start")  # the pass only takes authority among ancestors
 
 
 class CapabilityLog:
@@ -348,9 +395,11 @@ class CapabilityLog:
         return self._evaluation
 
     def records(self) -> list[Record]:
-        """Every held record: the evaluable ones in the fixed order, then those missing a parent."""
+        """Every held record, in the fixed order."""
         order = self._evaluated().order
-        placed = {record.hash for record in order}
+        if len(order) == len(self._held):
+            return list(order)
+        placed = {record.hash for record in order}  # only a hash cycle is left out
         return order + [self._held[h] for h in sorted(self._held) if h not in placed]
 
     @property
@@ -364,13 +413,12 @@ class CapabilityLog:
         return tuple(sorted(tips[-MAX_PARENTS:]))
 
     def parents_for(self, issuer: bytes) -> tuple[bytes, ...]:
-        """The ``parents`` of a grant ``issuer`` signs now: its own valid grants (its authority),
-        none for root, so the grant's ancestors are its delegation chain and nothing more."""
-        if issuer == self.root:
-            return ()
+        """The ``parents`` of a record ``issuer`` signs now: its own valid grants (its authority,
+        named directly so a proof is its delegation chain), then the heads, MAX_PARENTS at most."""
         evaluation = self._evaluated()
-        own = evaluation.access.get(issuer, []) + evaluation.invitations.get(issuer, [])
-        return tuple(sorted(grant.hash for grant in own[-MAX_PARENTS:]))
+        own = [] if issuer == self.root else evaluation.access.get(issuer, []) + evaluation.invitations.get(issuer, [])
+        chosen = list(dict.fromkeys([grant.hash for grant in reversed(own)] + list(self.heads)))
+        return tuple(sorted(chosen[:MAX_PARENTS]))
 
     @property
     def digest(self) -> bytes:
@@ -435,7 +483,8 @@ class CapabilityLog:
 
     def proof_for(self, key: bytes) -> list[Record]:
         """The records that admit ``key`` to a peer holding none of them: its best valid grant
-        with all its ancestors, in order. [] for root, an open space or a key with no grant."""
+        and its delegation chain (``_Evaluation.proof``), in order. [] for root, an open space,
+        a revoked key or one with no grant."""
         if not self.private or key == self.root:
             return []
         evaluation = self._evaluated()
@@ -446,7 +495,7 @@ class CapabilityLog:
         if not grants:
             return []
         best = max(grants, key=lambda g: (g.subject == key, g.role, g.expires_ms is None, g.expires_ms or 0, -evaluation.index[g.hash]))
-        return evaluation.closure(best)
+        return evaluation.proof(best)
 
     def revocation_cutoff(self, key: bytes) -> dict[bytes, int] | None:
         """doc -> the last seq of ``key``'s changes kept, if an effective revocation names it."""

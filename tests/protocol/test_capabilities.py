@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import random
 
 import pytest
@@ -212,8 +213,8 @@ def test_heads_and_digest():
     log = log_of(to_alice, to_bob, to_carol)
     assert log.heads == tuple(sorted([to_bob.hash, to_carol.hash]))
     assert log.digest == log_of(to_carol, to_bob, to_alice).digest != log_of(to_alice).digest
-    assert log.parents_for(ALICE.public_key) == (to_alice.hash,)
-    assert log.parents_for(ROOT.public_key) == ()
+    assert log.parents_for(ALICE.public_key) == tuple(sorted([to_alice.hash, to_bob.hash, to_carol.hash]))  # authority + heads
+    assert log.parents_for(ROOT.public_key) == log.heads
 
 
 # --- authorisation ---
@@ -414,6 +415,23 @@ def test_grants_to_anyone_confer_access_but_no_authority():
     log.add(grant(ROOT, ANYONE, Role.WRITE, paths=("inbox/*",)))
     assert log.change_refusal(MALLORY.public_key, DOC, 1, ["inbox/x"], 0) is None
     assert log.proof_for(MALLORY.public_key)  # the public grant admits it
+
+
+def test_a_proof_is_the_delegation_chain_even_in_a_long_log():
+    """Every record names the heads, so the log is one long DAG; a proof still holds only the
+    grants from root to the member, and a log holding nothing else admits the member."""
+    log = log_of()
+    chain = [ROOT, ALICE, BOB, CAROL]
+    for step, (issuer, subject) in enumerate(itertools.pairwise(chain)):
+        for filler in range(20):
+            log.add(grant(ROOT, identity_of(f"filler {step} {filler}").public_key, Role.READ, at=step, parents=log.parents_for(ROOT.public_key)))
+        record = grant(issuer, subject.public_key, Role.WRITE, may_delegate=True, at=step, parents=log.parents_for(issuer.public_key))
+        log.add(record)
+        assert log.verdict(record.hash) is None
+    proof = log.proof_for(CAROL.public_key)
+    assert [record.subject for record in proof] == [ALICE.public_key, BOB.public_key, CAROL.public_key]
+    fresh = log_of(*proof)
+    assert fresh.admits(CAROL.public_key, 10) and fresh.proof_for(CAROL.public_key) == proof
 
 
 def test_proof_for_a_delegated_member_is_its_chain_and_admits_it_on_a_fresh_log():
