@@ -20,7 +20,8 @@ Durability, per method:
   every ``SYNC_STATE_FLUSH_S``, whenever a sync stream closes and when it stops; so at most
   about a second of states is lost, which costs the next exchange with those peers some
   bytes, never a change.
-- every read (``heads``, ``changes_since``, ``tips``...) is the repo's own.
+- every read (``heads``, ``changes_since``, ``tips``...) is the repo's own, and so are the
+  capability log and its records (``add_capability_records`` commits as a remote apply does).
 
 The cache is only ever a subset of what is stored, as long as nobody deletes changes and a
 failed group commit is followed by ``reset``: ``apply`` inside a group remembers hashes the
@@ -79,6 +80,9 @@ class ReplicaStore:
         self.changes_since = repo.changes_since
         self.tips = repo.tips
         self.save_document = repo.save_document
+        self.capability_log = repo.capability_log
+        self.add_capability_records = repo.add_capability_records
+        self.change_paths = repo.change_paths
 
     def has_change(self, space: bytes, doc: bytes, change_hash: bytes) -> bool:
         """The Replicator asks this for every head of every message: remember the yeses (a

@@ -16,6 +16,19 @@ for an (author, seq) already taken is refused as unusable — by an honest autho
 can never be made, so its author equivocated. Refused, it is never stored or forwarded, on any
 peer, whatever order the two arrive in.
 
+Authorisation (private spaces, issue 13). A covered, ready change of a private space is applied
+only if the space's capability log allows its author to write every path it touches
+(``CapabilityLog.change_refusal``; the paths are the store's ``change_paths``). A change the
+log refuses is *unauthorised*: not applied, not forwarded, and reported in
+``Ingested.unauthorised`` with the log's reason — but not refused for good nor blamed on the
+peer, for our log may lag behind the sender's (a grant not yet here, or an index entry naming
+a new file's path not yet here). Its dependants in this batch and among the peer's waiting
+changes are unauthorised with it, so nothing waits for it beyond this call; a dependant that
+arrives later waits as for any missing dep, within the pending bounds. Since nothing of it is
+stored, the peer's next offer brings it again, to be judged by our log then. Changes of an
+index change's batch that it depends on are applied before its paths are read (they are read
+on the index at its deps). An open space skips all of this: its ingest costs what it did.
+
 Cost. A peer's pending changes are indexed, so a batch costs in proportion to itself, not to
 what waits: only the waiting changes of authors whose tip the batch brings are covered again,
 and waiting covered changes are retried only when something they wait for (a dep hash, or an
@@ -30,9 +43,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import native
+from protocol.capabilities import CapabilityLog
 from protocol.errors import Flood, UnusableChanges
 from protocol.limits import MAX_PENDING_CHANGES, MAX_VERIFIED_TIPS
 from protocol.recent import Recent
+from protocol.space import INDEX_DOC_ID
 from protocol.store_api import ChangeStore
 from protocol.tips import SignedTip, coverage
 
@@ -176,6 +191,11 @@ class PendingChanges:
         held = self._docs.get(doc)
         return [held.waiting[h] for h in held.covered] if held else []
 
+    def covered_keys(self, doc: bytes) -> dict[bytes, tuple[WaitKey, ...]]:
+        """What each covered waiting change of ``doc`` waits for."""
+        held = self._docs.get(doc)
+        return dict(held.keys_of) if held else {}
+
     def is_covered(self, doc: bytes, change_hash: bytes) -> bool:
         held = self._docs.get(doc)
         return held is not None and change_hash in held.covered
@@ -261,9 +281,24 @@ class Refused:
 
 
 @dataclass(frozen=True, slots=True)
+class Unauthorised:
+    """A change of a private space that the capability log does not allow (module docstring):
+    not applied and not forwarded, yet not refused for good — a later log may allow it."""
+
+    change: bytes
+    author: bytes
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Ingested:
     applied: list[bytes]  # hashes newly stored, in causal order
     refused: list[Refused]
+    unauthorised: list[Unauthorised] = field(default_factory=list)
+
+
+DEPENDS_ON_UNAUTHORISED = "depends on an unauthorised change"
+_MS_PER_S = 1000  # Automerge change times are whole seconds here (store/repo.py commits them so)
 
 
 def ingest(
@@ -323,16 +358,99 @@ def ingest(
         ready_candidates.update((c.hash, c) for c in _still_waiting(pending, doc, pending.covered(doc), is_stored))
     ready, blocked, refusals = _chain_ready(store, space, doc, list(ready_candidates.values()), is_stored, refused)
     ready_tips = [*valid_tips, *pending.tips(doc, (c.hash for c in ready))]
-    applied = _apply(store, space, doc, ready, ready_tips, refusals)
-    pending.remove(doc, [*applied, *(r.change for r in refusals)])
+    unauthorised: list[Unauthorised] = []
+    bad: set[WaitKey] = set()  # what the unauthorised provide: their hashes and chain slots
+    log = store.capability_log(space) if ready else None
+    if log is not None and log.private:
+        applied = _apply_authorised(store, log, space, doc, ready, ready_tips, refusals, unauthorised, bad)
+    else:
+        applied = _apply(store, space, doc, ready, ready_tips, refusals)
+    pending.remove(doc, [*applied, *(r.change for r in refusals), *(u.change for u in unauthorised)])
     for change in uncovered_new:
         pending.add(doc, change, keys=None)
     newly_blocked = {h: keys for h, keys in blocked.items() if not pending.is_covered(doc, h)}
+    if unauthorised:
+        newly_blocked = _without_dependants(pending, doc, newly_blocked, ready_candidates, bad, unauthorised)
     pending.check_room(sum(1 for h in newly_blocked if h not in waiting))
     for change_hash, keys in newly_blocked.items():
         pending.add(doc, ready_candidates[change_hash], keys=keys)
     pending.add_tips(doc, valid_tips)
-    return Ingested(applied, refusals)
+    return Ingested(applied, refusals, unauthorised)
+
+
+def _apply_authorised(
+    store: ChangeStore,
+    log: CapabilityLog,
+    space: bytes,
+    doc: bytes,
+    ready: list[_Waiting],
+    tips: list[SignedTip],
+    refusals: list[Refused],
+    unauthorised: list[Unauthorised],
+    bad: set[WaitKey],
+) -> list[bytes]:
+    """``_apply`` of the ready changes the log allows (module docstring), in their order;
+    ``bad`` gets the hashes and chain slots of the unauthorised.
+
+    An index change's paths are read at its deps, so ready changes of the batch that it
+    depends on are applied first (a run at a time: one apply per run, not per change)."""
+    applied: list[bytes] = []
+    run: list[_Waiting] = []
+    in_run: set[bytes] = set()
+    failed: set[bytes] = set()  # refused by the store in an earlier run
+    for change in ready:
+        if doc == INDEX_DOC_ID and in_run.intersection(change.deps):
+            applied += _apply(store, space, doc, run, tips, refusals)
+            failed.update(refusal.change for refusal in refusals)
+            run, in_run = [], set()
+        if failed.intersection(change.deps):
+            failed.add(change.hash)
+            refusals.append(Refused(change.hash, change.actor, "depends on a refused change", forks_chain=False))
+            continue
+        if bad.intersection(change.deps) or chain_slot(change.actor, change.seq - 1) in bad:
+            reason: str | None = DEPENDS_ON_UNAUTHORISED
+        else:
+            paths = store.change_paths(space, doc, change.change)
+            reason = log.change_refusal(change.actor, doc, change.seq, paths, change.change.time * _MS_PER_S)
+        if reason is None:
+            run.append(change)
+            in_run.add(change.hash)
+        else:
+            bad.update((change.hash, chain_slot(change.actor, change.seq)))
+            unauthorised.append(Unauthorised(change.hash, change.actor, reason))
+    return applied + _apply(store, space, doc, run, tips, refusals)
+
+
+def _without_dependants(
+    pending: PendingChanges,
+    doc: bytes,
+    blocked: dict[bytes, tuple[WaitKey, ...]],
+    candidates: dict[bytes, _Waiting],
+    bad: set[WaitKey],
+    unauthorised: list[Unauthorised],
+) -> dict[bytes, tuple[WaitKey, ...]]:
+    """Make the changes that wait for an unauthorised change (the newly blocked ones and the
+    peer's covered waiting ones, transitively) unauthorised too, and drop them: they could
+    only be applied after it. Returns the newly blocked that still wait."""
+    waits = {**pending.covered_keys(doc), **blocked}
+    changes = {c.hash: c for c in pending.covered(doc)}
+    changes.update((h, candidates[h]) for h in blocked)
+    dependents: dict[WaitKey, list[bytes]] = {}
+    for change_hash, keys in waits.items():
+        for key in keys:
+            dependents.setdefault(key, []).append(change_hash)
+    queue = [key for key in bad if key in dependents]
+    dropped: set[bytes] = set()
+    while queue:
+        for change_hash in dependents.pop(queue.pop(), ()):
+            if change_hash in dropped:
+                continue
+            dropped.add(change_hash)
+            change = changes[change_hash]
+            unauthorised.append(Unauthorised(change_hash, change.actor, DEPENDS_ON_UNAUTHORISED))
+            queue += [key for key in (change_hash, chain_slot(change.actor, change.seq)) if key in dependents]
+    pending.remove(doc, dropped)
+    return {h: keys for h, keys in blocked.items() if h not in dropped}
 
 
 def _apply(

@@ -9,6 +9,12 @@ one bulk ``apply_changes`` only when something reads it (Automerge's apply costs
 proportional to the document per call, so keeping it current as batches arrive, or to answer
 every ``changes_since``, would make a long live session quadratic).
 
+Capability logs: a space whose genesis was given (``add_space``) has its log, as the Repo does;
+any other space is served as open (the protocol tests make spaces from bare ids) and holds no
+records. ``change_paths`` reads the index doc with the function it was given
+(store/capabilities.py ``change_paths``, which knows the tree's layout: protocol does not);
+without one every doc is unknown to the index, so only unscoped writers may write.
+
 ``commit`` plays the local author: it makes one Automerge change per edit, signs one tip over
 the last (a signed batch), stores both and returns the ``LocalCommit`` event to feed to the
 ``Replicator`` — what the node does with ``Repo.commit``.
@@ -21,13 +27,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import native
+from protocol.capabilities import CapabilityLog
 from protocol.causal import causal_order
 from protocol.errors import LocalProtocolError, UnusableChanges
 from protocol.events import LocalCommit
 from protocol.identity import Identity
+from protocol.space import INDEX_DOC_ID, NONCE_BYTES, Genesis
+from protocol.store_api import decode_records
 from protocol.tips import SignedTip
 
 Edit = Callable[[native.Document], None]
+# (the space's index document, the doc, the change) -> the paths the change touches.
+PathsOf = Callable[[native.Document, bytes, native.DecodedChange], list[str] | None]
+# The log of a space whose genesis this store was not given: open, and holding nothing (an
+# unsigned stand-in genesis; its id is no space's).
+_UNKNOWN_GENESIS = Genesis(bytes(32), "a space of unknown genesis", bytes(NONCE_BYTES), 0, b"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +113,19 @@ class _Doc:
 class MemoryChangeStore:
     """Implements protocol.store_api.ChangeStore in memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, change_paths: PathsOf | None = None, geneses: Sequence[Genesis] = ()) -> None:
         self._docs: dict[tuple[bytes, bytes], _Doc] = {}
         self._sync_states: dict[tuple[bytes, bytes, bytes], bytes] = {}
+        self._paths_of = change_paths
+        self._logs: dict[bytes, CapabilityLog] = {}
+        self._open_log = CapabilityLog(_UNKNOWN_GENESIS)
+        for genesis in geneses:
+            self.add_space(genesis)
+
+    def add_space(self, genesis: Genesis) -> None:
+        """Hold the space's genesis, so its log is its own (a private space's is enforced)."""
+        if genesis.space_id not in self._logs:
+            self._logs[genesis.space_id] = CapabilityLog(genesis)
 
     def _doc(self, space: bytes, doc: bytes) -> _Doc:
         held = self._docs.get((space, doc))
@@ -158,6 +182,21 @@ class MemoryChangeStore:
             elif tip.change_hash in held.changes:
                 held.keep_tip(tip, held.changes[tip.change_hash].seq)
         return [change.hash for change in ready]
+
+    def capability_log(self, space: bytes) -> CapabilityLog:
+        return self._logs.get(space, self._open_log)
+
+    def add_capability_records(self, space: bytes, records: Sequence[bytes]) -> list[bytes]:
+        decoded = decode_records(space, records)
+        log = self._logs.get(space)
+        if log is None:
+            return []  # no genesis to read them by (see the module docstring)
+        return [record.hash for record, _ in decoded if log.add(record)]
+
+    def change_paths(self, space: bytes, doc: bytes, change: native.DecodedChange) -> list[str] | None:
+        if self._paths_of is None:
+            return None
+        return self._paths_of(self._doc(space, INDEX_DOC_ID).caught_up(), doc, change)
 
     def load_sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:
         return self._sync_states.get((peer, space, doc))

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import native
+from protocol.capabilities import CapabilityLog, Record, decode_record
+from protocol.errors import CapabilityError
 from protocol.tips import SignedTip
 
 
@@ -75,6 +77,31 @@ class ChangeStore(Protocol):
         """
         ...
 
+    def capability_log(self, space: bytes) -> CapabilityLog:
+        """The space's capability log (protocol/capabilities.py): its genesis and every record
+        held. The same object until records are added, so its cached evaluation is reused:
+        ingest asks it about every change of a private space."""
+        ...
+
+    def add_capability_records(self, space: bytes, records: Sequence[bytes]) -> list[bytes]:
+        """Decode, verify and hold encoded capability records; returns the hashes newly held,
+        in the order given (records already held are skipped, not errors). Atomic on a bad
+        record: every one is decoded before any is held.
+
+        Raises:
+            CapabilityError: a record that does not decode or verify, or of another space (the
+                sender is at fault); nothing of the call is held.
+            CapabilityLimit: the log is full (MAX_CAPABILITY_RECORDS); those before it are held.
+        """
+        ...
+
+    def change_paths(self, space: bytes, doc: bytes, change: native.DecodedChange) -> list[str] | None:
+        """The paths a change touches, for ``CapabilityLog.change_refusal`` (store/capabilities.py
+        says how they are read): a file doc's path in the index now, or None if the index has no
+        entry for the doc; an index change's paths of every entry it touches, before and after
+        it, read at its deps (which must be stored). Only asked for changes of private spaces."""
+        ...
+
     def load_sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:
         """The state last saved for the peer and doc; None if none was (or it was lost)."""
         ...
@@ -83,3 +110,19 @@ class ChangeStore(Protocol):
         """Replace the peer's state for the doc: a hint that makes the next exchange cheaper, so
         it may be written behind or lost in a crash (see the module docstring)."""
         ...
+
+
+def decode_records(space: bytes, records: Sequence[bytes]) -> list[tuple[Record, bytes]]:
+    """Every record decoded and verified, with its bytes, before any is held (what
+    ``add_capability_records`` does first, in each implementation).
+
+    Raises:
+        CapabilityError: one does not decode or verify, or belongs to another space.
+    """
+    decoded = []
+    for data in records:
+        record = decode_record(bytes(data))
+        if record.space != space:
+            raise CapabilityError(f"a capability record of space {record.space.hex()[:12]} offered for {space.hex()[:12]}")
+        decoded.append((record, bytes(data)))
+    return decoded

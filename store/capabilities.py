@@ -26,12 +26,43 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import native
-from protocol.space import INDEX_DOC_ID
+from protocol.capabilities import CapabilityLog, Record, decode_record
+from protocol.errors import CapabilityError
+from protocol.space import INDEX_DOC_ID, Genesis
+from store.backend import Backend
 from store.tree import DIR, Entry, IndexReader, read_entry, touched_entries
 
 # Docs whose paths are remembered per space (for one index state: they are forgotten when the
 # index moves). A path is a few lookups of the index; a busy space edits a few files at a time.
 PATHS_CACHED = 4_096
+
+
+def load_log(backend: Backend, genesis: Genesis) -> CapabilityLog:
+    """A space's log from its genesis and stored records; a record that no longer decodes (a
+    damaged row) is left out, and ``verify`` reports it (``damaged_records``)."""
+    records: list[Record] = []
+    for row in backend.capability_records(genesis.space_id):
+        try:
+            record = decode_record(row.data)
+        except CapabilityError:
+            continue
+        if record.space == genesis.space_id:
+            records.append(record)
+    return CapabilityLog(genesis, records)
+
+
+def damaged_records(backend: Backend, space: bytes) -> list[tuple[bytes, str]]:
+    """(hash, what is wrong) of every stored record of the space that does not check out."""
+    damaged = []
+    for row in backend.capability_records(space):
+        try:
+            record = decode_record(row.data)
+        except CapabilityError as error:
+            damaged.append((row.hash, f"does not decode: {error}"))
+            continue
+        if record.hash != row.hash or record.space != space:
+            damaged.append((row.hash, "is stored under another hash or space than its own"))
+    return damaged
 
 
 class _View:

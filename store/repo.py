@@ -38,11 +38,13 @@ from pathlib import Path
 from types import TracebackType
 
 import native
+from protocol.capabilities import CapabilityLog
 from protocol.errors import BadSignature, WireError
 from protocol.identity import PUBLIC_KEY_BYTES, Identity
-from protocol.space import DOC_ID_BYTES, SPACE_ID_BYTES, Genesis
+from protocol.space import DOC_ID_BYTES, INDEX_DOC_ID, SPACE_ID_BYTES, Genesis
+from protocol.store_api import decode_records
 from protocol.tips import SignedTip
-from store import ingest, repair, snapshots, verify
+from store import capabilities, ingest, repair, snapshots, verify
 from store.backend import Backend, MemoryBackend
 from store.blocks import Block, checked, codec_of
 from store.defaults import DEFAULT_SNAPSHOT_EVERY
@@ -56,6 +58,7 @@ from store.errors import (
 )
 from store.maintenance import Maintainer, Maintenance
 from store.records import (
+    CapabilityRow,
     ChangeRow,
     DocRow,
     Origin,
@@ -104,8 +107,19 @@ class SpaceStored:
     genesis: Genesis
 
 
+@dataclass(frozen=True, slots=True)
+class CapabilitiesAdded:
+    """Sent to subscribers once capability records are newly stored for a space (issued here or
+    received): the node pushes them to the space's sessions. ``records`` are their encoded bytes,
+    one per hash and in that order."""
+
+    space: bytes
+    hashes: tuple[bytes, ...]
+    records: tuple[bytes, ...] = field(default=(), compare=False)
+
+
 # What ``Repo.subscribe`` callbacks receive; they match on the type.
-RepoEvent = StoreEvent | SpaceStored
+RepoEvent = StoreEvent | SpaceStored | CapabilitiesAdded
 
 
 @dataclass(slots=True)
@@ -116,6 +130,7 @@ class _Group:
     events: list[RepoEvent] = field(default_factory=list)
     docs: set[tuple[bytes, bytes]] = field(default_factory=set)
     spaces: set[bytes] = field(default_factory=set)
+    logs: set[bytes] = field(default_factory=set)  # spaces whose capability log took records
 
 
 class Repo:
@@ -144,6 +159,8 @@ class Repo:
         # every write: every commit and apply checks the author's chain against it.
         self._author_seqs: dict[tuple[bytes, bytes], dict[bytes, int]] = {}
         self._latest_versions: dict[bytes, int] = {}
+        self._logs: dict[bytes, CapabilityLog] = {}  # per space, built on first use (store/capabilities.py)
+        self._paths = capabilities.PathCache()
         self._cache = DocCache()
         self._maintainer = Maintainer(
             backend,
@@ -200,10 +217,11 @@ class Repo:
 
     # ----- spaces -----
 
-    def create_space(self, name: str, now_ms: int) -> Genesis:
-        """Sign a new genesis record with the local identity and store the space."""
+    def create_space(self, name: str, now_ms: int, *, private: bool = False) -> Genesis:
+        """Sign a new genesis record with the local identity and store the space: open unless
+        ``private`` (then this identity is its root admin and its capability log rules)."""
         try:
-            genesis = Genesis.create(self.identity, name, now_ms)
+            genesis = Genesis.create(self.identity, name, now_ms, private=private)
         except ValueError as error:
             raise InvalidInput(str(error)) from error
         self._store_genesis(genesis)
@@ -348,6 +366,72 @@ class Repo:
 
     def _load(self, space: bytes, doc: bytes) -> native.Document:
         return load_document(self._backend, self._doc_row(space, doc), self.identity.public_key, self.block, space=space, doc=doc)
+
+    # ----- capabilities (private spaces, store/capabilities.py) -----
+
+    def capability_log(self, space: bytes) -> CapabilityLog:
+        """The space's capability log: its genesis and every stored record, built once and kept
+        (ingest asks it about every change of a private space; it caches its own verdicts).
+        A stored record that no longer decodes is left out (``verify`` reports it)."""
+        self._check_space(space)
+        log = self._logs.get(space)
+        if log is None:
+            log = self._logs[space] = capabilities.load_log(self._backend, self._geneses[space])
+        return log
+
+    def add_capability_records(self, space: bytes, records: Sequence[bytes]) -> list[bytes]:
+        """Decode, verify and store capability records; returns the hashes newly stored, in the
+        order given, and tells subscribers (``CapabilitiesAdded``). Records already held are
+        skipped. Stored like a remote apply: committed, not fsynced on its own (a lost record
+        comes back with the next peer that has it; a record issued here is durable, see
+        ``issue_capability``).
+
+        Raises:
+            CapabilityError: a record that does not decode, verify or belong to the space;
+                nothing of the call is stored.
+            CapabilityLimit: the log is full; the records before it are stored.
+            StorageError: the write failed; nothing of the call is stored.
+        """
+        return self._add_records(space, records, durable=False)
+
+    def issue_capability(self, space: bytes, record: bytes) -> bytes:
+        """Store a record signed here (a grant, a revocation), durably: it exists nowhere else
+        yet. Returns its hash (stored before or not). Raises as ``add_capability_records``."""
+        added = self._add_records(space, [record], durable=True)
+        return added[0] if added else decode_records(space, [record])[0][0].hash
+
+    def _add_records(self, space: bytes, records: Sequence[bytes], *, durable: bool) -> list[bytes]:
+        log = self.capability_log(space)
+        decoded = decode_records(space, records)
+        new: list[tuple[bytes, bytes]] = []
+        try:
+            for record, data in decoded:
+                if log.add(record):
+                    new.append((record.hash, data))
+        finally:
+            if new:
+                self._persist_records(space, new, durable=durable)
+        return [record_hash for record_hash, _ in new]
+
+    def _persist_records(self, space: bytes, new: list[tuple[bytes, bytes]], *, durable: bool) -> None:
+        rows = [CapabilityRow(space, record_hash, data) for record_hash, data in new]
+        try:
+            self._backend.write(WriteBatch(capability_records=rows), durable=durable)
+        except BaseException:
+            self._logs.pop(space, None)  # it holds records the store does not: rebuilt on next use
+            raise
+        if self._group is not None:
+            self._group.logs.add(space)
+        self._emit(CapabilitiesAdded(space, tuple(h for h, _ in new), tuple(data for _, data in new)))
+
+    def change_paths(self, space: bytes, doc: bytes, change: native.DecodedChange) -> list[str] | None:
+        """The paths a change touches (protocol/store_api.py, store/capabilities.py): a file
+        doc's path cached per index heads; an index change's read at its deps."""
+        self._check_doc(space, doc)
+        if doc == INDEX_DOC_ID:
+            return capabilities.index_change_paths(self._clean_document(space, INDEX_DOC_ID), change)
+        index_heads = self.heads(space, INDEX_DOC_ID)
+        return self._paths.file_paths(space, doc, index_heads, lambda: self._clean_document(space, INDEX_DOC_ID))
 
     # ----- ChangeStore (protocol/store_api.py) -----
 
@@ -505,6 +589,8 @@ class Repo:
                 self._latest_versions.pop(space, None)
             for space in group.spaces:
                 del self._geneses[space]
+            for space in group.logs:
+                self._logs.pop(space, None)
             self._maintainer.forget()  # a snapshot of any doc may have been taken inside
             raise
         finally:
@@ -760,4 +846,4 @@ class Repo:
 
 
 
-__all__ = ["DEFAULT_SNAPSHOT_EVERY", "Repo", "RepoEvent", "SpaceStored", "StoreEvent", "VersionRecord", "wall_clock_ms"]
+__all__ = ["DEFAULT_SNAPSHOT_EVERY", "CapabilitiesAdded", "Repo", "RepoEvent", "SpaceStored", "StoreEvent", "VersionRecord", "wall_clock_ms"]

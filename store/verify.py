@@ -9,7 +9,8 @@ What is checked, and why it is enough to trust the store:
   change is covered by its author's tip (``protocol.tips.coverage``, the same rule sync applies);
 - every block hashes to its CID; every doc snapshot loads to the heads and change count it
   records; every manifest is signed and lists exactly the doc snapshots stored;
-- every genesis verifies and hashes to its space id;
+- every genesis verifies and hashes to its space id; every capability record decodes, verifies
+  and hashes to the hash it is stored under;
 - every author's changes form one chain, as Automerge requires (seq 1, 2, ... in causal order;
   two changes for one seq are a forked chain), and every doc loads in Automerge. A store
   written before ingest checked this may hold a fork; ``store/repair.py`` quarantines it.
@@ -30,7 +31,7 @@ from protocol.errors import BadSignature, WireError
 from protocol.identity import PUBLIC_KEY_BYTES
 from protocol.space import Genesis
 from protocol.tips import SignedTip, coverage
-from store import snapshots
+from store import capabilities, snapshots
 from store.backend import Backend
 from store.blocks import Block, checked, cid_text
 from store.errors import CorruptionError, StoreError
@@ -51,6 +52,7 @@ class ProblemKind(enum.Enum):
     CHAIN_FORKED = "author-chain-forked"  # a second stored change for an author's seq
     CHAIN_BROKEN = "author-chain-broken"  # a seq that does not continue its author's chain
     DOC_UNLOADABLE = "doc-unloadable"  # Automerge refuses the doc's stored changes
+    CAPABILITY_DAMAGED = "capability-record-damaged"  # does not decode or verify, or another hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,8 @@ def verify_backend(backend: Backend) -> list[Problem]:
             decode_genesis(space, encoded)
         except CorruptionError as error:
             problems.append(Problem(ProblemKind.GENESIS_DAMAGED, space, None, space, str(error)))
+        for record_hash, detail in capabilities.damaged_records(backend, space):
+            problems.append(Problem(ProblemKind.CAPABILITY_DAMAGED, space, None, record_hash, f"capability record {detail}"))
         for row in backend.docs(space):
             problems.extend(_verify_doc(backend, row))
         problems.extend(_verify_manifest(backend, space))
