@@ -4,8 +4,11 @@ A user who was told only a space id (and a peer or two) asks those peers, over a
 of its own (``/distspace/genesis/1``): the space id goes out, the genesis record (or nothing,
 if the peer does not hold the space) comes back. The record is checked — its signature, and
 that it is the genesis of the space asked for — before it is stored; storing it is what makes
-the network serve the space (``store.repo.SpaceStored``). The id is the capability: anyone who
-has it may learn the space's name and creator.
+the network serve the space (``store.repo.SpaceStored``). For an open space the id is the
+capability: anyone who has it may learn the space's name and creator. A private space's
+genesis goes only to a peer its capability log admits (the stream's libp2p peer id is the key
+the transport authenticated); anyone else gets the same empty answer as for a space we do not
+hold. A newcomer to a private space joins by a ticket, which carries the genesis.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from node.framing import FrameStream
 from node.host import Host
 from node.keepers import Peer
 from node.logs import event
+from node.sync_driver import peer_key_of
 from protocol.errors import BadSignature, WireError
 from protocol.space import SPACE_ID_BYTES, Genesis
-from store.repo import Repo
+from store.repo import Repo, wall_clock_ms
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +41,24 @@ GENESIS_TIMEOUT_S: Final = 10.0
 
 
 async def serve_genesis(repo: Repo, frames: FrameStream) -> None:
-    """Answer one request: a space id in, its genesis record out (empty if not held)."""
+    """Answer one request: a space id in, its genesis record out (empty if not held, or
+    private and the asking peer is not admitted)."""
     with trio.move_on_after(GENESIS_TIMEOUT_S):
         space = await frames.receive_frame()
         held = {g.space_id: g for g in repo.spaces()}
         genesis = held.get(space) if len(space) == SPACE_ID_BYTES else None
+        if genesis is not None and genesis.private and not _admits(repo, frames.peer_id, space):
+            genesis = None
         await frames.send_frame(genesis.encode() if genesis else b"")
+
+
+def _admits(repo: Repo, peer_id: str, space: bytes) -> bool:
+    """Whether the space's capability log admits the peer now."""
+    try:
+        key = peer_key_of(peer_id)
+    except NodeError:
+        return False  # not an Ed25519 peer id: no key any log could admit
+    return repo.capability_log(space).admits(key, wall_clock_ms())
 
 
 async def fetch_genesis(host: Host, peer_id: str, space: bytes) -> Genesis | None:

@@ -17,10 +17,17 @@ A space the repo gains (created, joined or fetched: ``store.repo.SpaceStored``) 
 the moment it is stored; the network listens to the repo for it, whoever stored it.
 
 Who opens sync streams. On every new libp2p connection (either direction), the peer with the
-smaller key opens one stream per space it serves; the other serves what arrives. So a pair of
-peers needs no negotiation and never syncs a space twice. A space added later is offered by
-whichever side gains it (both may, at once: the driver then keeps the stream the smaller key
-opened). A peer that says it does not serve a space is not asked again for a while.
+smaller key opens one stream per space it serves whose capability log admits the peer (an
+open space admits everyone; a private one its members: a stream's Hello names the space, so
+a stranger is never offered one); the other serves what arrives. So a pair of peers needs no
+negotiation and never syncs a space twice. A space added later is offered by whichever side
+gains it (both may, at once: the driver then keeps the stream the smaller key opened). A
+peer that says it does not serve a space is not asked again for a while. One exception: a
+member of a private space that is not its root, with no session for it to a peer it admits,
+opens one itself at the next maintenance tick, whatever the keys — the peer may not know it
+yet (it joined by a ticket) and so would never open one; it presents its proof (see
+protocol/replicator.py). Joining by a ticket is storing its genesis and records, then
+``join`` with its addresses, which only dials them.
 
 A peer the Replicator bans (forged tips, garbage, floods) is disconnected at the libp2p level
 too, refused while banned, forgotten by the peerstore, and not redialled (one we were told to
@@ -82,7 +89,7 @@ from node.keepers import KEPT_PEERS_MAX, PEERS_REMEMBERED_MAX, Keepers, Peer
 from node.logs import event
 from node.sync_driver import DriverLimits, SyncDriver
 from protocol.limits import SyncConfig
-from store.repo import Repo, RepoEvent, SpaceStored
+from store.repo import Repo, RepoEvent, SpaceStored, wall_clock_ms
 
 logger = logging.getLogger(__name__)
 
@@ -283,18 +290,27 @@ class Network:
         return [str(addr) for addr in self.host.addrs()]
 
     def add_space(self, space: bytes) -> None:
-        """Serve a space the repo just gained and offer it to every connected peer."""
+        """Serve a space the repo just gained and offer it to every connected peer it admits."""
         if self.driver.add_space(space):
             for peer in self.keepers.connected():
-                self.driver.request_session(peer.peer_id, space)
+                if self._admits(peer, space):
+                    self.driver.request_session(peer.peer_id, space)
             self._announce()
 
     def join(self, space: bytes, addrs: Sequence[str]) -> None:
         """Fetch a space's genesis from the peers at ``addrs`` (kept connected), then serve it.
 
-        A no-op for a space the repo holds or a join already under way.
+        For a space the repo holds (joined by a ticket, which carries the genesis), only dials
+        ``addrs`` and keeps them connected; a no-op for a join already under way.
         """
-        if space in {g.space_id for g in self.repo.spaces()} or space in self._joining or self._nursery is None:
+        if space in self._joining or self._nursery is None:
+            return
+        if space in {g.space_id for g in self.repo.spaces()}:
+            for addr in addrs:
+                try:
+                    self.keepers.want(addr, source="join")
+                except AddressError as error:
+                    event(logger, "network.join_bad_address", logging.WARNING, space=space.hex()[:12], addr=addr, error=error)
             return
         peers = []
         for addr in addrs:
@@ -426,7 +442,25 @@ class Network:
         driver.peer_connected(peer_id)
         if self.identity.public_key < peer.key:
             for space in driver.spaces:
-                driver.request_session(peer_id, space)
+                if self._admits(peer, space):
+                    driver.request_session(peer_id, space)
+
+    def _admits(self, peer: Peer, space: bytes) -> bool:
+        """Whether the space's capability log admits the peer now: only then may a sync stream
+        for it (whose Hello names the space) be opened to the peer."""
+        try:
+            return self.repo.capability_log(space).admits(peer.key, wall_clock_ms())
+        except Exception:  # a bug or an unreadable store: open nothing, say so
+            self.stats["admission_check_failures"] += 1
+            self.stats["internal_failures"] += 1
+            event(logger, "network.admission_check_failed", logging.ERROR, exc_info=True, space=space.hex()[:12])
+            return False
+
+    def _presents_proof(self, space: bytes) -> bool:
+        """Whether we are a member of the private space that is not its root: a peer may not
+        know of us yet (we joined by a ticket), and so open us no session."""
+        log = self.repo.capability_log(space)
+        return log.private and log.root != self.identity.public_key
 
     def _connection_refusal(self, peer: Peer) -> tuple[str, str] | None:
         """Which rule refuses a peer's new connection, as (counter suffix, reason), or None."""
@@ -604,8 +638,11 @@ class Network:
         for peer in self.keepers.connected():
             self._check_down(peer)
         for peer in self.keepers.connected():
-            if self.identity.public_key < peer.key:
-                for space in driver.spaces:
+            smaller = self.identity.public_key < peer.key
+            for space in driver.spaces:
+                if not self._admits(peer, space):
+                    continue
+                if smaller or (not driver.has_session(peer.peer_id, space) and self._presents_proof(space)):
                     driver.request_session(peer.peer_id, space)
         self.peerstore.save_if_dirty()
 

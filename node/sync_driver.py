@@ -65,10 +65,12 @@ from node.host import SYNC_PROTOCOL, StreamHandler, address_key, is_loopback_key
 from node.local_commits import LocalCommitQueue
 from node.logs import event as log
 from node.replica_store import SYNC_STATE_FLUSH_S, ReplicaStore
+from protocol.capabilities import MAX_RECORD_BYTES
 from protocol.errors import LocalProtocolError
 from protocol.events import (
     Action,
     Applied,
+    CapabilitiesAdded,
     Connected,
     ConnectionLost,
     ConnId,
@@ -87,11 +89,13 @@ from protocol.limits import (
     MAX_FRAME_BYTES,
     MAX_FRAME_HEADER_BYTES,
     MAX_PRE_HELLO_FRAME_BYTES,
+    MAX_PROOF_RECORDS,
     SyncConfig,
 )
 from protocol.replicator import Replicator
 from store.errors import StorageError
-from store.repo import Repo, RepoEvent, StoreEvent
+from store.repo import CapabilitiesAdded as StoredCapabilities
+from store.repo import Repo, RepoEvent, StoreEvent, wall_clock_ms
 
 logger = logging.getLogger(__name__)
 
@@ -128,11 +132,14 @@ SESSIONS_PER_ADDRESS_MAX: Final = 64
 # honest Hello comes within a round trip, so only a few wait at any moment.
 HELLO_PENDING_MAX: Final = 64
 HELLO_PENDING_PER_ADDRESS_MAX: Final = 8
+# A joiner's proof before its Hello (protocol/replicator.py): MAX_PROOF_RECORDS records of at
+# most MAX_RECORD_BYTES, each with its CBOR header, in one frame with room for its digest.
+PROOF_BYTES_MAX: Final = MAX_PROOF_RECORDS * (MAX_RECORD_BYTES + 3) + 64
 # Bytes read on a stream before its Hello is handled: the largest Hello the Replicator takes
-# (one frame of at most MAX_PRE_HELLO_FRAME_BYTES, a status page with room to spare) and its
-# header. Reads stop there, so a peer that has not said who it is makes us hold no more; what
-# follows an honest Hello is read once it is handled.
-HELLO_BYTES_MAX: Final = MAX_PRE_HELLO_FRAME_BYTES + MAX_FRAME_HEADER_BYTES
+# (one frame of at most MAX_PRE_HELLO_FRAME_BYTES, a status page with room to spare), a proof
+# before it, and their headers. Reads stop there, so a peer that has not said who it is makes
+# us hold no more; what follows an honest Hello is read once it is handled.
+HELLO_BYTES_MAX: Final = MAX_PRE_HELLO_FRAME_BYTES + PROOF_BYTES_MAX + 2 * MAX_FRAME_HEADER_BYTES
 # The wall-clock deadline of the Hello exchange (both Hellos handled) is the Replicator's
 # SyncConfig.hello_timeout_ms plus this: a backstop, for the Replicator's clock only moves
 # with events, and one that fails to close a session must not let a trickle hold it.
@@ -627,7 +634,7 @@ class SyncDriver:
         return math.floor(trio.current_time() * 1000 + 1e-6)
 
     def _new_replicator(self) -> Replicator:
-        return Replicator(self.repo.identity, self._store, self._rng, self._spaces, self._config)
+        return Replicator(self.repo.identity, self._store, self._rng, self._spaces, self._config, wall_clock_ms=wall_clock_ms)
 
     def _feed(self, *events: Event) -> None:
         """Hand events to the Replicator and perform their actions, one event at a time."""
@@ -740,11 +747,19 @@ class SyncDriver:
 
     def _on_store_event(self, event: RepoEvent) -> None:
         """A committed write: the local author's is queued as a ``LocalCommit``, pushed at the
-        next checkpoint (see ``node.local_commits``).
+        next checkpoint (see ``node.local_commits``); records a capability log gained (a local
+        grant or revocation, or the Replicator's own add of a peer's) go to the Replicator,
+        which pushes them and re-checks who its sessions' peers may be.
 
         Runs inside ``Repo.commit``; it must never raise, or the caller's commit would seem to
         fail although it is durable.
         """
+        if isinstance(event, StoredCapabilities):
+            try:
+                self._feed(CapabilitiesAdded(event.space, tuple(event.hashes)))
+            except Exception:
+                self._failed("capabilities_event_failures", "sync.capabilities_event_failed", space=event.space.hex()[:12])
+            return
         if not isinstance(event, StoreEvent) or event.origin != "local":
             return
         try:

@@ -43,10 +43,35 @@ catch-up never looks like a flood. A status is sent in pages; state is kept only
 hold. A peer that breaks the rules is scored (protocol/scoring.py); over the limit it is
 disconnected and refused for a while, and none of the offending message is applied or
 forwarded. A well-formed message over a limit ends the session without a ban.
+
+Admission before disclosure (private spaces, protocol/capabilities.py). Nothing that names a
+private space goes to a peer its capability log does not admit (``CapabilityLog.admits``):
+
+- We open a session for a space only to a peer the log admits; for any other, ``Connected``
+  gets a ``Disconnect`` and not one frame. A member that is not the root first presents its
+  proof (``Capabilities`` before its Hello: the grants that admit it, at most
+  MAX_PROOF_RECORDS, the nearest to it), for the responder may not hold them yet: a joiner's.
+- The responder holds a proof unstored (verified, so a bad record costs the same whatever
+  space it is for); on the Hello, if it serves the space, it adds the proof's records of that
+  space only if with them the log admits the peer. A space it does not serve and a peer it
+  does not admit get the same ``Bye(NOT_SERVED)``, byte for byte: a stranger cannot tell
+  "no such space" from "not a member".
+- Once both Hellos are in, each side sends its log's digest (``Capabilities(digest, ())``);
+  a side whose digest differs gets every record the other holds, once a session, in pages.
+  Records a peer sends are added through the store (a bad one is a malformed message), and
+  every record the log gains — from a peer, or locally (``CapabilitiesAdded``) — is pushed to
+  every other active session of the space. Whenever the log changes, and at every session
+  timer (a grant expires), a session whose peer the log no longer admits is closed.
+
+An open space has no log to sync: its sessions send no ``Capabilities`` at all, so its wire
+traffic is exactly what it was before private spaces (and an older peer still syncs it). The
+timing of the responder's answer is not hidden: a Hello for a space we serve costs a log
+lookup (and a proof's evaluation) that one for an unknown space does not.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -54,7 +79,9 @@ from collections.abc import Callable, Iterable
 import native
 from protocol.batch import decode_changes, pack_changes, scan_batch, unpack
 from protocol.budget import PeerBudget
+from protocol.capabilities import CapabilityLog, Record, Revocation, decode_record
 from protocol.errors import (
+    CapabilityLimit,
     Flood,
     LocalProtocolError,
     MessageTooLarge,
@@ -66,6 +93,7 @@ from protocol.errors import (
 from protocol.events import (
     Action,
     Applied,
+    CapabilitiesAdded,
     Connected,
     ConnectionLost,
     ConnId,
@@ -82,9 +110,14 @@ from protocol.events import (
 from protocol.identity import Identity
 from protocol.ingest import Ingested, PendingChanges, VerifiedTips, ingest, wait_keys
 from protocol.limits import (
+    CAPABILITY_PAGE_BYTES,
     MAX_DOCS_PER_STATUS,
     MAX_FRAME_BYTES,
+    MAX_PROOF_RECORDS,
+    MAX_PUSHED_RECORDS,
     MAX_REASON_CHARS,
+    MAX_RECORDS_PER_MESSAGE,
+    MAX_RECORDS_PER_SESSION,
     MAX_REFUSED_CHANGES,
     MAX_SCORED_PEERS,
     MAX_STATUS_DOCS_TOTAL,
@@ -103,6 +136,7 @@ from protocol.store_api import ChangeStore
 from protocol.tips import TipSignature
 from protocol.wire import (
     Bye,
+    Capabilities,
     Changes,
     DocHeads,
     Encoding,
@@ -116,6 +150,10 @@ from protocol.wire import (
 )
 from protocol.wire import Heads as HeadsMessage
 
+# The one answer to a Hello for a space we do not serve and to one from a peer our log does not
+# admit: the same bytes, so neither tells a stranger whether the space exists here.
+NOT_SERVED = "we do not serve this space"
+
 
 class _Space:
     """A served space: our heads per doc (kept in step with the store), its summary, its push
@@ -127,7 +165,12 @@ class _Space:
         self.push = PushTree(config)
         # Changes refused for good (protocol/ingest.py): never asked for, taken or penalized again.
         self.refused: Recent[bytes, None] = Recent(MAX_REFUSED_CHANGES)
+        # Changes the capability log does not authorise (protocol/ingest.py): not asked for
+        # again until the log changes, since asking would only bring them back to be refused.
+        self.unauthorised: Recent[bytes, None] = Recent(MAX_REFUSED_CHANGES)
         self.sessions: dict[ConnId, Session] = {}
+        # Capability records we pushed to the sessions already (see ``_log_gained``).
+        self.pushed: Recent[bytes, None] = Recent(MAX_PUSHED_RECORDS)
         self._summary: bytes | None = None
 
     def set_heads(self, doc: bytes, heads: Iterable[bytes]) -> None:
@@ -151,8 +194,12 @@ class Replicator:
         rng: random.Random,
         spaces: Iterable[bytes] = (),
         config: SyncConfig = SyncConfig(),
+        wall_clock_ms: Callable[[], int] | None = None,
     ) -> None:
+        """``wall_clock_ms``: the time grants expire by (ms since the epoch), where the time
+        events come with is not (the node's is monotonic); None: the events' time."""
         self.identity = identity
+        self._wall_clock_ms = wall_clock_ms
         self.store = store
         self.config = config
         self.stats: Counter[str] = Counter()
@@ -195,6 +242,8 @@ class Replicator:
                 self._on_local_commit(event)
             case SpaceAdded():
                 self._spaces.setdefault(event.space, _Space(self.store, event.space, self.config))
+            case CapabilitiesAdded():
+                self._on_capabilities_added(event)
         if self._announcements:
             self._send_announcements()
         self._schedule_timers()
@@ -214,6 +263,11 @@ class Replicator:
             self.stats["refused_banned"] += 1
             self._out.append(Disconnect(event.conn, "peer is banned for misbehaving"))
             return
+        if event.space is not None and not self._log(event.space).admits(event.peer, self._wall_ms()):
+            # Not one frame: our Hello would name the space to a peer its log does not admit.
+            self.stats["not_admitted_not_opened"] += 1
+            self._out.append(Disconnect(event.conn, "the peer is not admitted to the space"))
+            return
         session = Session(
             conn=event.conn,
             peer=event.peer,
@@ -227,6 +281,7 @@ class Replicator:
         self._sessions[event.conn] = session
         self._touched[session] = None
         if event.space is not None:
+            self._send_proof(session)
             self._send_hello(session)
 
     def _on_data(self, event: DataReceived) -> None:
@@ -290,6 +345,10 @@ class Replicator:
                 pass  # its arrival already refreshed last_received_ms
             case Bye():
                 self._close(session, f"peer left: {message.reason}", say_bye=False)
+            case Capabilities() if session.phase is Phase.AWAITING_HELLO:
+                self._hold_proof(session, message)
+            case Capabilities():
+                self._on_capabilities(session, message)
 
     def _on_hello(self, session: Session, hello: Hello) -> None:
         if hello.peer != session.peer:
@@ -298,20 +357,174 @@ class Replicator:
             self._close(session, f"no common wire version: peer speaks {list(hello.versions)}, we {list(SUPPORTED_VERSIONS)}")
             return
         if session.space is None:
-            if hello.space not in self._spaces:
-                self._close(session, "we do not serve this space")
+            if not self._admits_hello(session, hello.space):
+                self._close(session, NOT_SERVED)
                 return
             session.space = hello.space
             self._send_hello(session)
         elif hello.space != session.space:
             raise UnexpectedMessage("the Hello is for another space than the one we asked for")
+        elif not self._log(session.space).admits(session.peer, self._wall_ms()):
+            self.stats["refused_not_admitted"] += 1  # its membership ended since we opened
+            self._close(session, NOT_SERVED)
+            return
         session.phase = Phase.ACTIVE
         session.decoder.max_frame_bytes = MAX_FRAME_BYTES
         session.anti_entropy_ms = self._next_anti_entropy()
         space = self._space(session.space)
         space.sessions[session.conn] = session
         space.push.add_link(session.conn)
+        log = self._log(space.id)
+        if log.private:
+            self._send(session, Capabilities(log.digest, ()))
         self._take_status(session, hello.status, ask=False)
+
+    # ----- admission and the capability log -----
+
+    def _log(self, space: bytes) -> CapabilityLog:
+        return self.store.capability_log(space)
+
+    def _wall_ms(self) -> int:
+        return self._now if self._wall_clock_ms is None else self._wall_clock_ms()
+
+    def _send_proof(self, session: Session) -> None:
+        """Before our Hello, the records that admit us, for a responder that may lack them (we
+        joined by a ticket): the nearest MAX_PROOF_RECORDS of the chain, which the responder,
+        a member, most likely holds the rest of. Nothing for the root or an open space."""
+        assert session.space is not None
+        log = self._log(session.space)
+        proof = log.proof_for(self.identity.public_key)[-MAX_PROOF_RECORDS:]
+        if proof:
+            self.stats["proofs_sent"] += 1
+            self._send(session, Capabilities(log.digest, tuple(record.encode() for record in proof)))
+
+    def _hold_proof(self, session: Session, message: Capabilities) -> None:
+        """A proof before the Hello: verified now, before we know its space, so a bad record
+        costs the peer the same whether we serve that space or not; stored only on the Hello.
+
+        Raises:
+            UnexpectedMessage: from the side that opened nothing, or a second proof.
+            OverLimit: more than MAX_PROOF_RECORDS records.
+            Flood: its signature checks exceed the peer's budget.
+            CapabilityError: a record that does not decode or verify (malformed).
+        """
+        if session.space is not None or session.proof is not None:
+            raise UnexpectedMessage("a proof comes once, from the side that opened the session, before its Hello")
+        if len(message.records) > MAX_PROOF_RECORDS:
+            raise OverLimit(f"a proof of {len(message.records)} records, more than {MAX_PROOF_RECORDS}")
+        if not session.budget.take("signature_checks", len(message.records), self._now):
+            raise Flood("a proof's signature checks exceed the peer's budget")
+        session.proof = tuple(decode_record(record) for record in message.records)
+
+    def _admits_hello(self, session: Session, space_id: bytes) -> bool:
+        """Whether to answer a Hello for ``space_id``: we serve it and its log admits the
+        peer, with the peer's proof if it sent one (then stored, with what it pushes)."""
+        proof = [record for record in session.proof or () if record.space == space_id]
+        session.proof = None
+        if space_id not in self._spaces:
+            self.stats["refused_unknown_space"] += 1
+            return False
+        log = self._log(space_id)
+        if log.admits(session.peer, self._wall_ms()):
+            return True  # what its proof holds that we lack comes with the log exchange
+        if proof and self._proof_admits(log, session.peer, proof):
+            try:
+                added = self.store.add_capability_records(space_id, [record.encode() for record in proof])
+            except CapabilityLimit:
+                self.stats["proofs_over_log_limit"] += 1
+            else:
+                self.stats["proofs_taken"] += 1
+                self._log_gained(self._spaces[space_id], {record.hash: record.encode() for record in proof}, added, source=None)
+        if self._log(space_id).admits(session.peer, self._wall_ms()):
+            return True
+        self.stats["refused_not_admitted"] += 1
+        return False
+
+    def _proof_admits(self, log: CapabilityLog, peer: bytes, proof: list[Record]) -> bool:
+        """Whether the log with the proof's records admits the peer (tried on a copy)."""
+        try:
+            trial = CapabilityLog(log.genesis, [*log.records(), *proof])
+        except CapabilityLimit:
+            return False
+        return trial.admits(peer, self._wall_ms())
+
+    def _on_capabilities(self, session: Session, message: Capabilities) -> None:
+        """A peer's digest (answered with our whole log, once a session, if it differs) or its
+        records (added; what is new to us is pushed on).
+
+        Raises:
+            OverLimit: more than MAX_RECORDS_PER_SESSION records this session, or our log is
+                full (CapabilityLimit).
+            CapabilityError: a record that does not decode or verify, or of another space.
+        """
+        space = self._session_space(session)
+        log = self._log(space.id)
+        if not log.private:
+            self.stats["capabilities_ignored"] += 1  # an open space has no log to sync
+            return
+        session.records_received += len(message.records)
+        if session.records_received > MAX_RECORDS_PER_SESSION:
+            raise OverLimit(f"more than {MAX_RECORDS_PER_SESSION} capability records in one session")
+        if message.records:
+            added = self.store.add_capability_records(space.id, message.records)  # CapabilityLimit: OverLimit
+            self.stats["capability_records_received"] += len(message.records)
+            by_hash = {hashlib.sha256(record).digest(): record for record in message.records}
+            self._log_gained(space, by_hash, added, source=session)
+        elif message.digest != log.digest and not session.log_answered:
+            session.log_answered = True
+            self.stats["capability_logs_sent"] += 1
+            self._send_records(session, [record.encode() for record in log.records()])
+
+    def _on_capabilities_added(self, event: CapabilitiesAdded) -> None:
+        """The store's log gained records: push those we have not pushed ourselves."""
+        space = self._spaces.get(event.space)
+        if space is None:
+            return
+        new = {h for h in event.hashes if h not in space.pushed}
+        by_hash = {record.hash: record.encode() for record in self._log(space.id).records() if record.hash in new} if new else {}
+        self._log_gained(space, by_hash, [h for h in event.hashes if h in by_hash], source=None)
+
+    def _log_gained(self, space: _Space, by_hash: dict[bytes, bytes], added: Iterable[bytes], source: Session | None) -> None:
+        """Records the log just gained (``added``, their bytes in ``by_hash``): close the sessions
+        of peers the log no longer admits (telling each only of a revocation naming it, so its
+        own log learns why), then push the records to every other active session of the space
+        but the one they came by."""
+        added = list(added)
+        for h in added:
+            space.pushed.put(h, None)
+        if added:
+            space.unauthorised = Recent(MAX_REFUSED_CHANGES)  # the log changed: they may be now
+        log = self._log(space.id)
+        for session in list(space.sessions.values()):
+            if not log.admits(session.peer, self._wall_ms()):
+                own = [by_hash[h] for h in added if h in by_hash and _revokes(log.get(h), session.peer)]
+                if own and session is not source:
+                    self._send_records(session, own)
+                self._close_not_admitted(session)
+        records = [by_hash[h] for h in added if h in by_hash]
+        if records:
+            for session in list(space.sessions.values()):
+                if session is not source:
+                    self._send_records(session, records)
+
+    def _close_not_admitted(self, session: Session) -> None:
+        self.stats["closed_not_admitted"] += 1
+        self._close(session, "the peer is no longer admitted to the space")
+
+    def _send_records(self, session: Session, records: list[bytes]) -> None:
+        """Records, in pages of at most CAPABILITY_PAGE_BYTES (and MAX_RECORDS_PER_MESSAGE)."""
+        digest = self._log(self._session_space(session).id).digest
+        page: list[bytes] = []
+        page_bytes = 0
+        for record in records:
+            if page and (page_bytes + len(record) > CAPABILITY_PAGE_BYTES or len(page) == MAX_RECORDS_PER_MESSAGE):
+                self._send(session, Capabilities(digest, tuple(page)))
+                page, page_bytes = [], 0
+            page.append(record)
+            page_bytes += len(record)
+        if page:
+            self._send(session, Capabilities(digest, tuple(page)))
+        self.stats["capability_records_sent"] += len(records)
 
     def _take_status(self, session: Session, status: Status, *, ask: bool) -> None:
         """Take in one page of a status; the whole status once its last page has come.
@@ -415,7 +628,8 @@ class Replicator:
         waiting = session.pending.waiting(batch.doc)
         missing = [change_hash for change_hash in by_hash if change_hash in waiting]
         # The batch as it came, forwarded once all of it is stored (now, or once its deps are).
-        push = Push(session.decoder.frame, origin, session.conn) if origin is not None and not result.refused else None
+        whole = not result.refused and not result.unauthorised  # a batch is forwarded only as it came
+        push = Push(session.decoder.frame, origin, session.conn) if origin is not None and whole else None
         if push is not None and missing:
             space.push.hold(batch.batch_id, batch.doc, push, missing)
         if applied:
@@ -543,7 +757,11 @@ class Replicator:
         """Remember the changes refused for good, and score the peer that sent them: a ban if
         it is their author forking its own chain; a lesser fault for relaying one we had not
         refused before (it may have accepted it before the change it conflicts with reached it);
-        nothing for offering one again."""
+        nothing for offering one again. Changes the log does not authorise are counted and not
+        asked for again until the log changes, but cost the peer nothing: our log may lag."""
+        for unauthorised in result.unauthorised:
+            space.unauthorised.put(unauthorised.change, None)
+        self.stats["changes_unauthorised"] += len(result.unauthorised)
         new = [refusal for refusal in result.refused if refusal.change not in space.refused]
         for refusal in result.refused:
             space.refused.put(refusal.change, None)
@@ -731,10 +949,12 @@ class Replicator:
         session.unsaved.clear()
 
     def _known(self, space: bytes, doc: bytes) -> Callable[[bytes], bool]:
-        """Whether a change counts as held: stored, or refused for good (never to be asked for)."""
-        refused = self._space(space).refused
+        """Whether a change counts as held: stored, refused for good (never to be asked for), or
+        not authorised by the log as it is."""
+        served = self._space(space)
+        refused, unauthorised = served.refused, served.unauthorised
         has_change = self.store.has_change
-        return lambda change_hash: has_change(space, doc, change_hash) or change_hash in refused
+        return lambda change_hash: has_change(space, doc, change_hash) or change_hash in refused or change_hash in unauthorised
 
     # ----- timers -----
 
@@ -750,6 +970,9 @@ class Replicator:
             self._close(session, f"no Hello within {config.hello_timeout_ms} ms")
             return
         if session.phase is Phase.ACTIVE:
+            if not self._log(self._session_space(session).id).admits(session.peer, self._wall_ms()):
+                self._close_not_admitted(session)  # its grant expired
+                return
             expired = session.pending.expire(self._now, config.pending_ttl_ms)
             self.stats["pending_expired"] += expired.covered + expired.uncovered
             if expired.uncovered:
@@ -876,3 +1099,7 @@ class Replicator:
     def _session_space(self, session: Session) -> _Space:
         assert session.space is not None, "a session learns its space before any use of it"
         return self._space(session.space)
+
+
+def _revokes(record: Record | None, key: bytes) -> bool:
+    return isinstance(record, Revocation) and record.subject == key

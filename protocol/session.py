@@ -2,7 +2,9 @@
 everything we keep towards the peer while it lasts.
 
 A session starts ``AWAITING_HELLO`` and becomes ``ACTIVE`` once the Hellos are exchanged; only
-then does it carry a space's status, heads and changes. Its per-doc sync states
+then does it carry a space's status, heads, changes and capability records. Before its Hello a
+peer may send one ``Capabilities``: its proof of membership, held here (never stored) until
+its Hello names the space it is for. Its per-doc sync states
 (protocol/reconcile.py) are loaded from the store on first use and written back when its timer
 fires and when it closes: they only make the next reconnect cheaper, so a crash that loses the
 latest costs a fuller exchange, never a wrong one. How a session's pushes travel is the push
@@ -15,12 +17,14 @@ import enum
 from dataclasses import dataclass, field
 
 from protocol.budget import PeerBudget
+from protocol.capabilities import Record
 from protocol.events import ConnId
 from protocol.ingest import PendingChanges
 from protocol.limits import MAX_PRE_HELLO_FRAME_BYTES
 from protocol.reconcile import Heads, PeerDocState
 from protocol.wire import (
     Bye,
+    Capabilities,
     Changes,
     DocHeads,
     FrameDecoder,
@@ -40,10 +44,9 @@ class Phase(enum.Enum):
 
 # The one table of what a peer may send in each phase; anything else is UnexpectedMessage.
 ALLOWED: dict[Phase, frozenset[type]] = {
-    Phase.AWAITING_HELLO: frozenset({Hello, Bye}),
-    Phase.ACTIVE: frozenset({Status, StatusRequest, HeadsMessage, Changes, Prune, Ping, Bye}),
+    Phase.AWAITING_HELLO: frozenset({Capabilities, Hello, Bye}),
+    Phase.ACTIVE: frozenset({Status, StatusRequest, HeadsMessage, Changes, Prune, Ping, Bye, Capabilities}),
 }
-
 
 
 @dataclass(eq=False, slots=True)
@@ -83,3 +86,8 @@ class Session:
     status_asks: bool = False
     anti_entropy_ms: int | None = None
     timer_ms: int | None = None
+    # A joiner's proof, sent before its Hello: decoded and verified, not yet stored (it is
+    # added only if it admits the peer to the space its Hello names).
+    proof: tuple[Record, ...] | None = None
+    log_answered: bool = False  # we sent the peer our whole capability log (once a session)
+    records_received: int = 0  # capability records the peer sent (MAX_RECORDS_PER_SESSION)
