@@ -61,3 +61,9 @@ class RefusedChanges(StoreError, UnusableChanges):
     """Remote changes that would break the doc: a second change for an author's seq (a forked
     author chain), a seq that does not continue the author's chain, or ops Automerge refuses.
     Nothing of the apply is stored; the doc is as it was."""
+
+
+class NotAuthorised(StoreError):
+    """A write the space's capability log does not allow this node's key (a private space: no
+    write role, a path outside the write scope, a revoked key); the message is the log's reason,
+    naming the scope. Nothing was written: the peers would refuse the change anyway."""

@@ -14,6 +14,12 @@ commits its content doc first and its index entry second: a crash in between lea
 unreferenced doc, never an entry without content. Every check (path, kind, existence) runs
 before the first edit, and an edit that fails midway is rolled back, so a refused operation
 changes nothing.
+
+In a private space, every write is first checked against the capability log as the local
+identity (``CapabilityLog.write_refusal``) by the paths its changes will touch — the ones
+every peer checks them by (store/capabilities.py): a file's path, a created entry's and its new
+parent directories', a removal's whole subtree, a move's old and new paths of everything moved.
+A refusal raises ``NotAuthorised`` before anything is written. Open spaces skip the check.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from typing import Any
 import native
 from protocol.limits import MAX_FRAME_BYTES
 from protocol.space import INDEX_DOC_ID, new_doc_id
-from store.errors import InvalidInput
+from store.capabilities import file_doc_paths
+from store.errors import InvalidInput, NotAuthorised
 from store.paths import ROOT, check_path, is_within, name_of, parent_of, split_path
 from store.repo import Repo, wall_clock_ms
 from store.tree import (
@@ -190,6 +197,30 @@ class Workspace:
         if len(index.get_changes(before)) == 1:  # no remote change came in with the commit
             self._reader.catch_up(index, before, index.heads(), edit.touched)
 
+    def check_authorised(self, paths: Iterable[str], now_ms: int) -> None:
+        """Raise NotAuthorised unless the log lets this node's key write every one of ``paths``
+        (an open space lets it write anything)."""
+        log = self.repo.capability_log(self.space)
+        if not log.private:
+            return
+        reason = log.write_refusal(self.repo.identity.public_key, sorted(set(paths)), now_ms)
+        if reason is not None:
+            raise NotAuthorised(reason)
+
+    def _file_paths(self, node: TreeNode) -> list[str]:
+        """The paths a change of a file's content is judged by: its stored path in the index
+        (as peers read it), and the path it shows at (a conflict name may differ)."""
+        stored = file_doc_paths(self.document(INDEX_DOC_ID), node.doc_id) or []
+        return [*stored, node.path]
+
+    def _check_file_write(self, node: TreeNode, now_ms: int) -> None:
+        if self.repo.capability_log(self.space).private:
+            self.check_authorised(self._file_paths(node), now_ms)
+
+    def _subtree(self, node: TreeNode) -> list[str]:
+        """The path of ``node`` and of everything below it."""
+        return [node.path, *(below.path for below in self.tree().walk(node.path))] if node.kind == DIR else [node.path]
+
     # ----- reading -----
 
     def entries(self, version: int | None = None) -> dict[str, Entry]:
@@ -295,6 +326,7 @@ class Workspace:
             return self._create_file(path, content, now_ms, message, parents)
         if node.kind == DIR:
             raise IsADirectory(f"{path!r} is a directory")
+        self._check_file_write(node, now_ms)
         message = message or f"write {path}"
         document = self.document(node.doc_id)
         if node.encoding == TEXT:
@@ -345,6 +377,8 @@ class Workspace:
         node = self._file(path, self._moment(None))
         if node.encoding != TEXT:
             raise NotText(f"{path!r} is a binary file; write its bytes instead of editing it")
+        now_ms = wall_clock_ms() if now_ms is None else now_ms
+        self._check_file_write(node, now_ms)
         document = self.document(node.doc_id)
         text_id = self._text_object(node, document, None)
         now = sorted(document.heads())
@@ -354,7 +388,7 @@ class Workspace:
             return EditResult(None, tuple(now), tuple(heads))
         made_at = _on_own_chain(document, heads)
         patches = [] if made_at == heads else [p for p in document.diff(heads, made_at) if p["obj"] == text_id]
-        with self.editing(node.doc_id, message or f"edit {path}", wall_clock_ms() if now_ms is None else now_ms):
+        with self.editing(node.doc_id, message or f"edit {path}", now_ms):
             if made_at != now:
                 document.isolate(made_at)
             _splice_through(document, text_id, patches, ordered)
@@ -390,6 +424,7 @@ class Workspace:
         _check_content(insert)
         if not isinstance(insert, str):
             raise NotText(f"splice inserts a str, not {type(insert).__name__}")
+        self._check_file_write(node, now_ms)
         document = self.document(node.doc_id)
         text_id = self._text_object(node, document, None)
         heads = None if base is None else self._base(path, document, text_id, base)
@@ -422,6 +457,7 @@ class Workspace:
                 return self.version()
             raise AlreadyExists(f"{path!r} already exists")
         parent_id, missing = self._parent_for(path, parents)
+        self.check_authorised(_with_ancestors(path, len(missing)), now_ms)
         with self.editing_index(message or f"mkdir {path}", now_ms) as edit:
             _add_directories(edit, parent_id, [*missing, name_of(path)])
         return self.version()
@@ -440,6 +476,7 @@ class Workspace:
         below = list(tree.walk(node.path)) if node.kind == DIR else []
         if below and not recursive:
             raise DirectoryNotEmpty(f"{path!r} is not empty; pass recursive=True to remove it and everything in it")
+        self.check_authorised([node.path, *(removed.path for removed in below)], now_ms)
         with self.editing_index(message or f"rm {path}", now_ms) as edit:
             for removed in (node, *below):
                 for file_id in removed.file_ids:
@@ -462,6 +499,9 @@ class Workspace:
         if self.tree().get(target) is not None:
             raise AlreadyExists(f"{target!r} already exists")
         parent_id = self._parent_for(target, parents=False)[0]
+        if self.repo.capability_log(self.space).private:
+            moved = self._subtree(node)
+            self.check_authorised([*moved, *(target + path[len(node.path) :] for path in moved)], now_ms)
         with self.editing_index(message or f"mv {source} {target}", now_ms) as edit:
             for file_id in node.file_ids:
                 edit.move(file_id, parent_id, name_of(target))
@@ -511,6 +551,7 @@ class Workspace:
 
     def _create_file(self, path: str, content: Content, now_ms: int, message: str | None, parents: bool) -> int:
         parent_id, missing = self._parent_for(path, parents)
+        self.check_authorised(_with_ancestors(path, len(missing)), now_ms)
         message = message or f"create {path}"
         doc_id, encoding = self._new_content(content, message, now_ms)
         with self.editing_index(message, now_ms) as edit:
@@ -564,6 +605,7 @@ class Workspace:
         for path in dirs:
             directory(check_path(path))
         parents = {path: directory(parent_of(path)) for path in checked}
+        self.check_authorised([*checked, *new_dirs], now_ms)
         message = message or f"create {len(checked)} files"
         made = [(path, *self._new_content(content, message, now_ms)) for path, content in checked.items()]
         with self.editing_index(message, now_ms) as edit:
@@ -672,6 +714,14 @@ class _Moment:
 
     version: int
     heads: SpaceHeads | None  # None for the newest version
+
+
+def _with_ancestors(path: str, missing: int) -> list[str]:
+    """``path`` and its ``missing`` nearest ancestors: what a create with new parents touches."""
+    paths = [path]
+    for _ in range(missing):
+        paths.append(parent_of(paths[-1]))
+    return paths
 
 
 def _add_directories(edit: IndexEdit, parent_id: str, names: list[str]) -> str:

@@ -13,7 +13,7 @@ test, which belongs to bob.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,17 +21,21 @@ import pytest
 import native
 from harness import edits, identity_of, text_doc_id
 from node.replica_store import ReplicaStore
+from protocol.capabilities import Grant, Role
 from protocol.clock import FIXED_NOW_MS
-from protocol.errors import UnusableChanges
+from protocol.errors import CapabilityError, UnusableChanges
 from protocol.events import LocalCommit
 from protocol.memory import MemoryChangeStore
-from protocol.space import Genesis
+from protocol.space import INDEX_DOC_ID, Genesis
 from protocol.store_api import ChangeStore
+from store.capabilities import change_paths
 from store.repo import Repo
+from store.tree import DIR, FILE, TEXT, IndexEdit, file_id_of
 
 alice, bob, carol = identity_of("alice"), identity_of("bob"), identity_of("carol")
 GENESIS = Genesis.create(alice, "contract space", FIXED_NOW_MS, nonce=bytes(16))
 SPACE = GENESIS.space_id
+PRIVATE = Genesis.create(alice, "private contract space", FIXED_NOW_MS, nonce=bytes(16), private=True)
 DOC = text_doc_id("notes")
 OTHER_DOC = text_doc_id("other")
 UNKNOWN_HASH = b"\x09" * 32
@@ -43,11 +47,12 @@ IMPLEMENTATIONS = ("memory", "repo-memory", "repo-sqlite", "replica-store")
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ChangeStore]:
     """Bob's store, holding the space (a Repo only stores changes of spaces it holds)."""
     if request.param == "memory":
-        yield MemoryChangeStore()
+        yield MemoryChangeStore(change_paths, geneses=[GENESIS, PRIVATE])
         return
     path = None if request.param == "repo-memory" else tmp_path / "bob.db"
     repo = Repo.open(path, bob, clock=lambda: FIXED_NOW_MS)
     repo.add_space(GENESIS)
+    repo.add_space(PRIVATE)
     yield ReplicaStore(repo) if request.param == "replica-store" else repo
     repo.close()
 
@@ -223,3 +228,70 @@ def test_a_sync_state_is_kept_per_peer_space_and_doc_and_the_newest_wins(store: 
     assert store.load_sync_state(alice.public_key, SPACE, DOC) == b"alice's"
     assert store.load_sync_state(carol.public_key, SPACE, OTHER_DOC) is None
 
+
+
+# ----- capability logs and the paths a change touches (private spaces, issue 13) -----
+
+
+def test_a_spaces_log_is_built_from_its_genesis(store: ChangeStore) -> None:
+    opened, private = store.capability_log(SPACE), store.capability_log(PRIVATE.space_id)
+    assert not opened.private and private.private
+    assert private.root == alice.public_key and len(private) == 0
+    assert private.admits(alice.public_key, FIXED_NOW_MS) and not private.admits(carol.public_key, FIXED_NOW_MS)
+
+
+def test_records_are_held_once_and_change_the_log(store: ChangeStore) -> None:
+    space = PRIVATE.space_id
+    grant = Grant.issue(alice, space=space, subject=carol.public_key, role=Role.WRITE, issued_ms=FIXED_NOW_MS)
+    assert store.add_capability_records(space, [grant.encode()]) == [grant.hash]
+    assert store.add_capability_records(space, [grant.encode(), grant.encode()]) == []  # held: no error
+    log = store.capability_log(space)
+    assert grant.hash in log and log.admits(carol.public_key, FIXED_NOW_MS)
+    assert log.change_refusal(carol.public_key, DOC, 1, None, FIXED_NOW_MS) is None
+
+
+def test_a_bad_record_raises_and_nothing_of_its_call_is_held(store: ChangeStore) -> None:
+    space = PRIVATE.space_id
+    good = Grant.issue(alice, space=space, subject=carol.public_key, role=Role.READ, issued_ms=FIXED_NOW_MS)
+    elsewhere = Grant.issue(alice, space=SPACE, subject=carol.public_key, role=Role.READ, issued_ms=FIXED_NOW_MS)
+    forged = bytearray(good.encode())
+    forged[-1] ^= 1
+    for bad in (b"\x00garbage", bytes(forged), elsewhere.encode()):
+        with pytest.raises(CapabilityError):
+            store.add_capability_records(space, [good.encode(), bad])
+        assert good.hash not in store.capability_log(space)
+
+
+def _index_edit(file_id: str, kind: str, parent: str, name: str) -> Callable[[native.Document], None]:
+    def edit(document: native.Document) -> None:
+        IndexEdit(document).add(file_id, kind, TEXT if kind == FILE else None, parent, name)  # type: ignore[arg-type]
+
+    return edit
+
+
+def _move(file_id: str, parent: str, name: str) -> Callable[[native.Document], None]:
+    return lambda document: IndexEdit(document).move(file_id, parent, name)
+
+
+def test_change_paths_read_the_index(store: ChangeStore) -> None:
+    """A file doc is judged by its path in the index (None: no entry); an index change by the
+    paths it touches before and after, a moved directory's contents included."""
+    space = PRIVATE.space_id
+    author = MemoryChangeStore()
+    content = author.commit(alice, space, DOC, edits(["hello"]), now_ms=FIXED_NOW_MS)
+    store.apply(space, DOC, decoded(content), [content.tip])
+    assert store.change_paths(space, DOC, decoded(content)[0]) is None  # no index yet
+    src, docs = file_id_of(b"\x01" * 16), file_id_of(b"\x02" * 16)
+    made = author.commit(
+        alice, space, INDEX_DOC_ID,
+        [_index_edit(src, DIR, "", "src"), _index_edit(docs, DIR, "", "docs"), _index_edit(file_id_of(DOC), FILE, src, "a.md")],
+        now_ms=FIXED_NOW_MS,
+    )  # fmt: skip
+    first, second, third = decoded(made)
+    assert store.apply(space, INDEX_DOC_ID, [first, second, third], [made.tip])
+    assert store.change_paths(space, INDEX_DOC_ID, third) == ["src/a.md"]
+    assert store.change_paths(space, DOC, decoded(content)[0]) == ["src/a.md"]
+    moved = author.commit(alice, space, INDEX_DOC_ID, [_move(src, docs, "src")], now_ms=FIXED_NOW_MS)
+    assert sorted(store.change_paths(space, INDEX_DOC_ID, decoded(moved)[0]) or []) == ["docs/src", "docs/src/a.md", "src", "src/a.md"]
+    store.apply(space, INDEX_DOC_ID, decoded(moved), [moved.tip])
+    assert store.change_paths(space, DOC, decoded(content)[0]) == ["docs/src/a.md"]
