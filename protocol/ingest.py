@@ -398,6 +398,7 @@ def _apply_authorised(
     run: list[_Waiting] = []
     in_run: set[bytes] = set()
     failed: set[bytes] = set()  # refused by the store in an earlier run
+    verdicts = _Verdicts(store, log, space, doc)
     for change in ready:
         if doc == INDEX_DOC_ID and in_run.intersection(change.deps):
             applied += _apply(store, space, doc, run, tips, refusals)
@@ -410,8 +411,7 @@ def _apply_authorised(
         if bad.intersection(change.deps) or chain_slot(change.actor, change.seq - 1) in bad:
             reason: str | None = DEPENDS_ON_UNAUTHORISED
         else:
-            paths = store.change_paths(space, doc, change.change)
-            reason = log.change_refusal(change.actor, doc, change.seq, paths, change.change.time * _MS_PER_S)
+            reason = verdicts.of(change)
         if reason is None:
             run.append(change)
             in_run.add(change.hash)
@@ -419,6 +419,44 @@ def _apply_authorised(
             bad.update((change.hash, chain_slot(change.actor, change.seq)))
             unauthorised.append(Unauthorised(change.hash, change.actor, reason))
     return applied + _apply(store, space, doc, run, tips, refusals)
+
+
+class _Verdicts:
+    """``change_refusal`` for the changes of one ingest call, asked as little as it can be.
+
+    A file doc's paths depend on the index alone, which a file doc's ingest does not change: read
+    once per call. And an author the log has not revoked gets the same verdict for every change
+    made in the same second (the seq only matters to a revocation cutoff): asked once per author
+    and change time. A batch of a hundred keystrokes costs one lookup of each, not a hundred."""
+
+    def __init__(self, store: ChangeStore, log: CapabilityLog, space: bytes, doc: bytes) -> None:
+        self._store, self._log, self._space, self._doc = store, log, space, doc
+        self._file_paths: list[str] | None = None
+        self._file_paths_read = False
+        self._revoked: dict[bytes, bool] = {}
+        self._by_time: dict[tuple[bytes, int], str | None] = {}
+
+    def _paths(self, change: native.DecodedChange) -> list[str] | None:
+        if self._doc == INDEX_DOC_ID:
+            return self._store.change_paths(self._space, self._doc, change)
+        if not self._file_paths_read:
+            self._file_paths = self._store.change_paths(self._space, self._doc, change)
+            self._file_paths_read = True
+        return self._file_paths
+
+    def of(self, waiting: _Waiting) -> str | None:
+        change, author = waiting.change, waiting.actor
+        at_ms = change.time * _MS_PER_S
+        revoked = self._revoked.get(author)
+        if revoked is None:
+            revoked = self._revoked[author] = self._log.revocation_cutoff(author) is not None
+        key = (author, at_ms)
+        if revoked or self._doc == INDEX_DOC_ID or key not in self._by_time:
+            reason = self._log.change_refusal(author, self._doc, waiting.seq, self._paths(change), at_ms)
+            if revoked or self._doc == INDEX_DOC_ID:
+                return reason
+            self._by_time[key] = reason
+        return self._by_time[key]
 
 
 def _without_dependants(
