@@ -70,18 +70,84 @@ def _print_created(result: Json) -> None:
         render.hint(f"  distspace join {result['space_id']} --genesis {result['genesis']}")
 
 
+TICKET_PREFIX = "dist1"  # protocol/ticket.py's, not imported: the command stays light
+
+
 def join(args: Args) -> int:
+    if args.space_id.strip().startswith(TICKET_PREFIX):
+        if args.genesis is not None:
+            raise UsageError("a ticket carries the genesis: --genesis is for an open space's id")
+        result = _call(args, "space.join", ticket=args.space_id.strip(), peers=args.peer)
+        return _show(args, result, _print_joined)
     if not args.peer and args.genesis is None:
-        raise UsageError("give --peer ADDR (a peer to fetch the space from) or --genesis")
+        raise UsageError("give --peer ADDR (a peer to fetch the space from) or --genesis, or join by a ticket (distspace invite prints one)")
     result = _call(args, "space.join", space_id=args.space_id.lower(), peers=args.peer, genesis=args.genesis)
     return _show(args, result, _print_joined)
 
 
 def _print_joined(result: Json) -> None:
-    if result["status"] == "joined":
-        render.say(f"joined space {result['name']!r} ({result['space_id']})")
-    else:
+    if result["status"] != "joined":
         render.say(f"recorded: space {result['space_id']} will be fetched from {', '.join(result['peers'])} when the daemon runs")
+        return
+    render.say(f"joined space {result['name']!r} ({result['space_id']})")
+    member = result["member"]
+    if member["private"] and member["role"] is None:
+        render.hint("it is a private space and this node is not a member: ask a member for a ticket (distspace invite), then distspace join TICKET")
+    elif member["private"]:
+        render.hint(f"as a member: {_grant_text(member)}")
+    if member["private"] and member["role"] is not None:
+        where = ", ".join(result["peers"]) or "no address (give --peer ADDR)"
+        render.hint(f"the daemon fetches it from {where}; the inviter's node checks the ticket when they connect")
+
+
+def _grant_text(grant: Json) -> str:
+    """"write src/* until 2026-12-10 18:00", "admin of everything"."""
+    text = f"{grant['role']} {' '.join(grant['paths'])}" if grant["paths"] else f"{grant['role']} of everything"
+    return text + ("" if grant["expires_ms"] is None else f" until {render.when(grant['expires_ms'])}")
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def invite(args: Args) -> int:
+    result = _in_space(args, "space.invite", role=args.role, paths=args.path, expires_s=args.expires, uses=args.uses)
+    return _show(args, result, _print_invite)
+
+
+def _print_invite(result: Json) -> None:
+    render.say(result["ticket"])
+    uses = "once" if result["uses"] == 1 else f"{result['uses']} times"
+    render.hint(f"a ticket to space {result['name']!r} as {_grant_text(result)}, usable {uses}; on the other node: distspace join TICKET")
+    if not result["addrs"]:
+        render.hint("no daemon runs here, so the ticket holds no address: start one (distspace up), or the joiner gives --peer ADDR")
+    render.hint(f"to withdraw it: distspace revoke {result['invitation']}")
+
+
+def members(args: Args) -> int:
+    return _show(args, _in_space(args, "space.members"), _print_members)
+
+
+def _print_members(result: Json) -> None:
+    if not result["private"]:
+        render.say(f"space {result['name']!r} is open: every peer that knows its id may read and write it")
+        return
+    rows = []
+    for member in result["members"]:
+        kind = "root" if member["root"] else "invitation" if member["invitation"] else "member"
+        scope = " ".join(member["paths"]) or "everything"
+        expires = "never" if member["expires_ms"] is None else render.when(member["expires_ms"])
+        rows.append([member["peer_id"], member["role"], scope, expires, kind + (" (revoked)" if member["revoked"] else "")])
+    render.table(["peer", "role", "paths", "expires", "kind"], rows)
+
+
+def revoke(args: Args) -> int:
+    subject: str = args.subject.strip()
+    is_key = len(subject) == SPACE_ID_HEX_CHARS and all(c in "0123456789abcdefABCDEF" for c in subject)
+    result = _in_space(args, "space.revoke", **({"key": subject.lower()} if is_key else {"peer_id": subject}))
+    return _show(args, result, lambda r: render.say(f"revoked {r['peer_id']} in the space: its changes after the {r['docs_seen']} doc(s) seen here are refused"))
 
 
 def up(args: Args) -> int:
@@ -129,7 +195,7 @@ def clone(args: Args) -> int:
         daemon = bool(node.call("node.status")["daemon"])
         space = _clone_join(args, node, daemon=daemon)
         if daemon:
-            if args.peer:
+            if args.peer or args.space_id.strip().startswith(TICKET_PREFIX):
                 _wait_fetched(node, space, args.timeout)
             result = _mirror_started(node, space, folder, args.timeout)
         else:
@@ -140,6 +206,11 @@ def clone(args: Args) -> int:
 def _clone_join(args: Args, node: NodeApi, *, daemon: bool) -> str:
     """The space to clone, joined first if it is a space id this node does not hold."""
     spec: str = args.space_id
+    if spec.strip().startswith(TICKET_PREFIX):
+        joined = node.call("space.join", ticket=spec.strip(), peers=args.peer)
+        if not daemon:
+            raise CliError(f"space {joined['space_id']} is joined; fetching it needs the daemon: start it (distspace up), then clone {joined['space_id']} {args.folder}")
+        return str(joined["space_id"])
     held = {s["space_id"] for s in node.call("space.list")["spaces"]}
     full_id = len(spec) == SPACE_ID_HEX_CHARS and all(c in "0123456789abcdefABCDEF" for c in spec)
     if not full_id or spec.lower() in held:

@@ -5,7 +5,8 @@ its own, with a home of its own in a temporary directory, listening on 127.0.0.1
 others. The demo drives them through their local APIs, as an editor or an agent would:
 
 1. the three daemons start and connect to each other;
-2. Alice creates a space; Bob and Ada join it by its id, fetching it from Alice over the network;
+2. Alice creates a private space and invites Bob and Ada: each joins by a one-time ticket
+   (``space.invite``, ``space.join``), and Alice's daemon admits it once it checks the ticket;
 3. Alice writes ``greet.py``; all three then edit it at the same moment, each in a place of its
    own, and each adds a file of its own;
 4. Bob's daemon stops. Alice and Ada keep editing; Bob edits too, offline, with ``distspace cat``
@@ -322,14 +323,15 @@ def _scenario(show: Show, alice: Peer, bob: Peer, ada: Peer) -> Json:
         names[peer.peer_id] = peer
         show.done(f"{peer.label:<14} peer {_short(peer.peer_id)}  on {peer.addrs[0].split('/p2p/')[0]}")
 
-    show.step("Alice creates a space; Bob and Ada join it by its id, fetching it from her")
-    space = alice.call("space.create", name=SPACE_NAME, public=True)["space_id"]
-    show.done(f"alice created {SPACE_NAME!r}: {space}")
+    show.step("Alice creates a private space and invites Bob and Ada, each with a one-time ticket")
+    space = alice.call("space.create", name=SPACE_NAME)["space_id"]
+    show.done(f"alice created {SPACE_NAME!r}, private: {space}")
     for peer in (bob, ada):
-        peer.call("space.join", space_id=space, peers=alice.addrs)
+        ticket = alice.call("space.invite", space=space, role="write", uses=1)["ticket"]
+        role = peer.call("space.join", ticket=ticket)["member"]["role"]
+        show.done(f"{peer.name} joined by a ticket ({len(ticket)} characters) as a {role} member")
     for peer in (bob, ada):
-        until(f"{peer.name} fetched the space", lambda peer: any(s["space_id"] == space for s in peer.call("space.list")["spaces"]), peer)
-        show.done(f"{peer.name} joined")
+        until(f"{peer.name} syncing the space", lambda peer: any(space in p["spaces"] for p in peer.call("node.peers")["peers"]), peer)
     for peer in everyone:
         peer.call("subscribe.tree", space=space)
 

@@ -27,7 +27,8 @@ CLI_WORDING = {"pass recursive=True": "use -r", "pass parents=True": "use -p"}
 
 EPILOG = """\
 examples:
-  distspace init notes                  create a space (prints its id)
+  distspace init notes                  create a private space (prints its id)
+  distspace invite --role write         a ticket for another node: distspace join TICKET there
   distspace write todo.md todo.txt      put a file into the space (- or nothing: stdin)
   distspace cat todo.md --at 3          the file as it was at version 3
   distspace log todo.md                 who changed it, and when
@@ -79,10 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
         init.add_argument("name", help="a human name for the space")
         init.add_argument("--public", action="store_true", help="an open space: any peer that knows its id may read and write (default: private, members only)")
 
-    join = command("join", commands.join, "join a space created elsewhere")
-    join.add_argument("space_id", metavar="SPACE_ID", help="the space's id (64 hex digits)")
+    join = command("join", commands.join, "join a space by its ticket, or an open one by its id")
+    join.add_argument("space_id", metavar="TICKET|SPACE_ID", help="a ticket (dist1...), or an open space's id (64 hex digits)")
     join.add_argument("--peer", action="append", default=[], metavar="ADDR", help="a peer's multiaddr to fetch it from (repeatable)")
-    join.add_argument("--genesis", metavar="B64", help="the space's genesis record, as printed by init: adds it at once")
+    join.add_argument("--genesis", metavar="B64", help="an open space's genesis record, as printed by init: adds it at once")
+
+    invite = command("invite", commands.invite, "print a ticket that lets another node join the space")
+    invite.add_argument("--role", choices=["relay", "read", "write", "admin"], default="write", help="what the joiner may do (default write)")
+    invite.add_argument("--path", action="append", default=[], metavar="GLOB", help="a gitignore glob its writes must stay in (repeatable; none: all)")
+    invite.add_argument("--expires", type=commands.duration_s, metavar="DURATION", help="the ticket and the membership end after DURATION (7d, 8h)")
+    invite.add_argument("--uses", type=commands.positive, default=1, metavar="N", help="how many nodes may join with it (default 1)")
+
+    command("members", commands.members, "who may do what in the space: keys, roles, scopes, expiry")
+    revoke = command("revoke", commands.revoke, "revoke a member (or a ticket's invitation key) in the space")
+    revoke.add_argument("subject", metavar="PEER_ID|KEY", help="its peer id, or its key (64 hex digits), as distspace members lists them")
 
     up = command("up", commands.up, "run the daemon in the foreground (Ctrl-C or SIGTERM stops it)")
     up.add_argument("--listen", action="append", default=[], metavar="MULTIADDR", help="listen address (repeatable; default from config)")
@@ -102,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     clone.description = CLONE_DESCRIPTION
     clone.formatter_class = argparse.RawDescriptionHelpFormatter
-    clone.add_argument("space_id", metavar="SPACE", help="the space's id (64 hex digits), or the name or id of a space this node holds")
+    clone.add_argument("space_id", metavar="TICKET|SPACE", help="a ticket, an open space's id, or the name or id of a space this node holds")
     clone.add_argument("folder", metavar="DIR", help="the folder to check it out into: new or empty")
     clone.add_argument("--peer", action="append", default=[], metavar="ADDR", help="a peer's multiaddr to fetch it from (repeatable)")
     clone.add_argument("--genesis", metavar="B64", help="the space's genesis record, as printed by init")

@@ -47,6 +47,7 @@ from store.errors import (
     ClosedError,
     CorruptionError,
     InvalidInput,
+    NotAuthorised,
     SchemaError,
     StorageError,
     StoreError,
@@ -74,6 +75,7 @@ from store.workspace_errors import (
 
 if TYPE_CHECKING:  # not loaded by a command on the store that does not use them
     from node.subscriptions import Sink, Subscriptions
+    from protocol.capabilities import Record
     from store.history import History
 
 Json = dict[str, Any]
@@ -99,6 +101,7 @@ STORE_ERROR_CODES: dict[type[StoreError], int] = {
     NotText: 1011,
     ContentTooLarge: 1012,
     ContentUnavailable: 1013,
+    NotAuthorised: 1030,  # the space's capability log refuses this node's own write
     CorruptionError: 1020,
     StorageError: 1021,
     SchemaError: 1021,
@@ -174,6 +177,8 @@ def dispatch(call: Call, name: str, params: Json) -> Json:
 
 
 def store_error(error: StoreError) -> RpcError:
+    if isinstance(error, NotAuthorised):  # the log's reason speaks of "the author": here, this node
+        return RpcError(STORE_ERROR_CODES[NotAuthorised], f"the space's members have not let this node write that: {error}", "NotAuthorised")
     for kind in type(error).__mro__:
         if kind in STORE_ERROR_CODES:
             return RpcError(STORE_ERROR_CODES[kind], str(error), type(error).__name__)
@@ -553,8 +558,13 @@ def space_create(call: Call, params: Json) -> Json:
 
 @method("space.join")
 def space_join(call: Call, params: Json) -> Json:
-    """Add a space created elsewhere: at once if its genesis is given, else when a peer sends it."""
+    """Add a space created elsewhere: by a ticket (a private space's invitation, or an open
+    one's), at once if its genesis is given, else when a peer sends it."""
     services = call.services
+    if params.get("ticket") is not None:
+        return _join_by_ticket(call, params["ticket"], tuple(params["peers"]))
+    if params.get("space_id") is None:
+        raise invalid_params("space.join: give a ticket (distspace invite prints one), or the space_id of an open space")
     space = bytes.fromhex(params["space_id"])
     peers = tuple(params["peers"])
     if params.get("genesis") is None and not peers:
@@ -571,7 +581,213 @@ def space_join(call: Call, params: Json) -> Json:
         "name": held[space].name if space in held else None,
         "status": "joined" if space in held else "pending",
         "peers": list(peers),
+        "member": _member_json(services, space) if space in held else None,
     }
+
+
+def _join_by_ticket(call: Call, text: str, peers: tuple[str, ...]) -> Json:
+    """Redeem the ticket with this node's key, store the space and the proof, and ask the
+    network to dial the ticket's addresses: it opens its sessions with the proof.
+
+    A node the space's log admits already (it joined before) redeems nothing: a redemption
+    spends one of the invitation's uses.
+    """
+    from protocol.errors import CapabilityError, TicketError
+    from protocol.ticket import Ticket, redeem
+
+    services = call.services
+    now_ms = services.clock()
+    try:
+        ticket = Ticket.decode(text)
+    except TicketError as error:
+        raise RpcError(TICKET_REFUSED, f"ticket: {error}", "TicketError") from error
+    genesis = ticket.genesis
+    space = genesis.space_id
+    held = any(g.space_id == space for g in services.repo.spaces())
+    if held and services.repo.capability_log(space).admits(services.identity.public_key, now_ms):
+        records = []
+    else:
+        try:
+            records = redeem(ticket, services.identity, now_ms)
+        except TicketError as error:
+            raise RpcError(TICKET_REFUSED, f"ticket: {error}", "TicketError") from error
+    addrs = tuple(dict.fromkeys([*ticket.addrs, *peers]))
+    try:
+        with services.repo.group(durable=True):  # genesis and proof heard together: no session opens without the proof
+            services.repo.add_space(genesis)
+            services.repo.add_capability_records(space, [record.encode() for record in records])
+    except CapabilityError as error:
+        raise RpcError(TICKET_REFUSED, f"ticket: its records are refused ({error})", "TicketError") from error
+    if addrs:
+        services.request_join(space, addrs)
+    services.adopt_default_space(space)
+    return {"space_id": space.hex(), "name": genesis.name, "status": "joined", "peers": list(addrs), "member": _member_json(services, space)}
+
+
+def _member_json(services: NodeServices, space: bytes) -> Json:
+    """This node's standing in a space: its role now (None: not a member), for the joiner to see."""
+    genesis = services.repo.genesis(space)
+    if not genesis.private:
+        return {"private": False, "role": "write", "paths": [], "expires_ms": None}
+    log = services.repo.capability_log(space)
+    now_ms = services.clock()
+    own = [m for m in log.members(now_ms) if m.key == services.identity.public_key and not m.revoked and not m.invitation]
+    best = max(own, key=lambda m: (m.role, not m.paths), default=None)
+    if best is None:
+        return {"private": True, "role": None, "paths": [], "expires_ms": None}
+    return {"private": True, "role": best.role.label, "paths": list(best.paths), "expires_ms": best.expires_ms}
+
+
+# ----- private spaces: invitations, members, revocation (protocol/capabilities.py) -----
+
+# A refusal by the space's capability log (this node may not do that there), and a ticket that
+# cannot be used (damaged, expired by our clock, for another key).
+NOT_AUTHORISED = STORE_ERROR_CODES[NotAuthorised]
+TICKET_REFUSED = 1032
+
+
+@method("space.invite")
+def space_invite(call: Call, params: Json) -> Json:
+    """A ticket for a fresh invitation key: ``uses`` joiners each get ``role`` over ``paths``
+    until ``expires_s`` (the membership it gives ends then too: the joiner's grant is the
+    invitation's rights, no more). The grant is stored here first, so it reaches the space's
+    other members, who can then check the joiners' grants too."""
+    from protocol.capabilities import Role
+    from protocol.errors import CapabilityError
+    from protocol.ticket import MAX_ADDR_CHARS, MAX_TICKET_ADDRS, invite
+
+    services = call.services
+    space = call.space(params)
+    genesis = services.repo.genesis(space)
+    if not genesis.private:
+        raise invalid_params(
+            f"space.invite: {genesis.name!r} is an open space: any peer that knows its id joins it (distspace join {space.hex()} --peer ADDR)"
+        )
+    paths = tuple(params["paths"])
+    _check_globs(paths, "space.invite")
+    now_ms = services.clock()
+    expires_s: int | None = params.get("expires_s")
+    addrs = tuple(addr for addr in services.addrs() if len(addr) <= MAX_ADDR_CHARS)[:MAX_TICKET_ADDRS]
+    log = services.repo.capability_log(space)
+    try:
+        ticket = invite(
+            log,
+            services.identity,
+            role=Role.parse(params["role"]),
+            paths=paths,
+            expires_ms=None if expires_s is None else now_ms + expires_s * 1000,
+            uses=params["uses"],
+            issued_ms=now_ms,
+            addrs=addrs,
+        )
+    except CapabilityError as error:
+        raise invalid_params(f"space.invite: {error}") from error
+    _issue(services, space, ticket.grant, "invite to")
+    grant = ticket.grant
+    return {
+        "space": space.hex(),
+        "name": genesis.name,
+        "ticket": ticket.encode(),
+        "role": grant.role.label,
+        "paths": list(grant.paths),
+        "expires_ms": grant.expires_ms,
+        "uses": grant.uses,
+        "invitation": grant.subject.hex(),
+        "addrs": list(ticket.addrs),
+    }
+
+
+@method("space.members")
+def space_members(call: Call, params: Json) -> Json:
+    services = call.services
+    space = call.space(params)
+    genesis = services.repo.genesis(space)
+    if not genesis.private:
+        return {"space": space.hex(), "name": genesis.name, "private": False, "members": []}
+    log = services.repo.capability_log(space)
+    return {
+        "space": space.hex(),
+        "name": genesis.name,
+        "private": True,
+        "members": [
+            {
+                "key": member.key.hex(),
+                "peer_id": peer_id_of(member.key),
+                "role": member.role.label,
+                "paths": list(member.paths),
+                "expires_ms": member.expires_ms,
+                "revoked": member.revoked,
+                "invitation": member.invitation,
+                "root": member.key == log.root,
+                "grant": member.grant.hex(),
+            }
+            for member in log.members(services.clock())
+        ],
+    }
+
+
+@method("space.revoke")
+def space_revoke(call: Call, params: Json) -> Json:
+    """Revoke a key: its grants stop, its changes after what this node holds of it are refused
+    on every member's node (``seen``: its highest seq per doc here)."""
+    from protocol.capabilities import Grant, Revocation
+
+    services = call.services
+    space = call.space(params)
+    genesis = services.repo.genesis(space)
+    if not genesis.private:
+        raise invalid_params(f"space.revoke: {genesis.name!r} is an open space: every key may write it, none can be revoked")
+    log = services.repo.capability_log(space)
+    subject = _subject(params, {log.root, *(r.subject for r in log.records() if isinstance(r, Grant))})
+    if subject == log.root:
+        raise RpcError(NOT_AUTHORISED, "space.revoke: the space's creator is its root admin and cannot be revoked", "NotAuthorised")
+    repo = services.repo
+    seen = [(row.doc, seq) for row in repo.backend.docs(space) if (seq := repo.author_seq(space, row.doc, subject)) > 0]
+    revocation = Revocation.issue(services.identity, space=space, subject=subject, seen=seen, issued_ms=services.clock(), parents=log.heads)
+    _issue(services, space, revocation, "revoke in")
+    return {
+        "space": space.hex(),
+        "key": subject.hex(),
+        "peer_id": peer_id_of(subject),
+        "revocation": revocation.hash.hex(),
+        "docs_seen": len(revocation.seen),
+    }
+
+
+def _subject(params: Json, known: set[bytes]) -> bytes:
+    """The key ``key`` (hex) or ``peer_id`` names, among the keys the log has granted to."""
+    key: str | None = params.get("key")
+    peer: str | None = params.get("peer_id")
+    if (key is None) == (peer is None):
+        raise invalid_params("space.revoke: give exactly one of key (64 hex digits) or peer_id")
+    if key is not None:
+        subject = bytes.fromhex(key)  # the schema checked the hex
+        if subject not in known:
+            raise invalid_params(f"space.revoke: key {key} holds no grant in this space (distspace members)")
+        return subject
+    found = [each for each in known if peer_id_of(each) == peer]
+    if not found:
+        raise invalid_params(f"space.revoke: peer {peer} holds no grant in this space (distspace members)")
+    return found[0]
+
+
+def _issue(services: NodeServices, space: bytes, record: Record, doing: str) -> None:
+    """Store a record signed here once a trial log says it is valid; refused with its reason.
+
+    Raises:
+        RpcError: NOT_AUTHORISED, the log's reason (this node is not an admin, its grant does
+            not reach that far...).
+    """
+    from protocol.capabilities import CapabilityLog
+
+    log = services.repo.capability_log(space)
+    trial = CapabilityLog(services.repo.genesis(space), log.records())
+    trial.add(record)
+    reason = trial.verdict(record.hash)
+    if reason is not None:
+        name = services.repo.genesis(space).name
+        raise RpcError(NOT_AUTHORISED, f"this node cannot {doing} space {name!r}: {reason}", "NotAuthorised")
+    services.repo.issue_capability(space, record.encode())
 
 
 @method("space.snapshot")
@@ -613,8 +829,6 @@ def _pending(services: NodeServices) -> list[JoinRequest]:
 
 # ----- scoped API tokens (node/api_scopes.py) -----
 
-# A token's path globs: as many as a capability grant's (protocol/capabilities.py MAX_PATHS_PER_GRANT).
-MAX_TOKEN_PATHS = 32
 TOKEN_TABLE_ERROR = 1040
 
 
@@ -664,18 +878,14 @@ def token_revoke(call: Call, params: Json) -> Json:
 
 
 def _check_globs(paths: tuple[str, ...], method_name: str) -> None:
-    """Path globs a token or a grant can hold: gitignore patterns pathspec compiles."""
-    if len(paths) > MAX_TOKEN_PATHS:
-        raise invalid_params(f"{method_name}: at most {MAX_TOKEN_PATHS} paths, not {len(paths)}")
-    import pathspec  # only a scoped token's or an invitation's creation needs it
+    """Path globs a token or a grant can hold (protocol/capability_records.py's rules)."""
+    from protocol.capability_records import MAX_PATHS_PER_GRANT, glob_problem
 
+    if len(paths) > MAX_PATHS_PER_GRANT:
+        raise invalid_params(f"{method_name}: at most {MAX_PATHS_PER_GRANT} paths, not {len(paths)}")
     for index, glob in enumerate(paths):
-        try:
-            patterns = pathspec.PathSpec.from_lines("gitwildmatch", [glob]).patterns
-        except ValueError as error:
-            raise invalid_params(f"{method_name}: params.paths[{index}] is not a gitignore glob ({error})") from error
-        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in glob) or len(patterns) != 1 or patterns[0].include is None:
-            raise invalid_params(f"{method_name}: params.paths[{index}] matches nothing or holds a control character: {glob!r}")
+        if (problem := glob_problem(glob)) is not None:
+            raise invalid_params(f"{method_name}: params.paths[{index}]: {problem}")
 
 
 # ----- folder mirrors -----

@@ -2,7 +2,7 @@
 
 The full token (HOME/api.token) may do anything. A scoped token (HOME/api.tokens) is for a local
 agent that should only do part of it: its ``role`` is ``read`` or ``write``, its ``paths``
-(gitignore globs, as a capability's: ``src/*``; none = every path) bound where it may write, and
+(gitignore globs, read as a capability grant's: ``src/*`` is everything under src; none = every path) bound where it may write, and
 ``space`` the one space it may touch (calls that name no space go to it). Enforced here, at the
 API boundary, before a handler runs: a refusal is a JSON-RPC error (OUT_OF_SCOPE) whose message
 names the scope and what fell outside it, and nothing is applied.
@@ -24,15 +24,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from node.rpc import RpcError
 from store.errors import StoreError
 
 if TYPE_CHECKING:
-    import pathspec
-
     from node.home import ScopedToken
     from store.workspace import Workspace
 
@@ -80,14 +77,10 @@ class TokenScope:
         }
 
     def covers(self, path: str) -> bool:
-        return not self.paths or _spec(self.paths).match_file(path)
+        """Whether ``path`` is inside the globs, read as a capability grant's (git's semantics)."""
+        from protocol.capability_records import compile_globs  # pathspec: only a scoped write pays for it
 
-
-@cache
-def _spec(paths: tuple[str, ...]) -> pathspec.PathSpec[pathspec.Pattern]:
-    import pathspec  # only a scoped connection's write pays for it
-
-    return pathspec.PathSpec.from_lines("gitwildmatch", paths)  # as a capability grant's globs
+        return not self.paths or compile_globs(self.paths).match_file(path)
 
 
 def refused(scope: TokenScope, why: str) -> RpcError:
