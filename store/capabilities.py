@@ -18,19 +18,34 @@ Paths. A change is authorised by the paths it touches:
   too (a writer scoped to ``src/*`` cannot move ``docs`` into ``src``, nor ``src/x`` out).
 
 Only private spaces ask (protocol/ingest.py): an open space's ingest pays nothing for this.
+
+Revocation of stored changes. Ingest refuses a revoked key's changes above the cutoff its
+revocation names; but this store may hold some already, taken before the revocation reached it.
+When records make a revocation effective (``revoked_changes``), those changes — the key's in
+each doc with a seq above the cutoff, and every stored change that depends on one — go to the
+quarantine with the reason (``REVOKED_REASON``), the docs are rebuilt from what is left, in the
+same transaction as the records (store/repair.py's rewrite), and ``verify`` lists them
+(``REVOKED_CHANGE``). A doc whose snapshot holds such a change is left as it is (its bytes may
+exist only in the snapshot) and named in the result.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import native
-from protocol.capabilities import CapabilityLog, Record, decode_record
+from protocol.capabilities import CapabilityLog, Record, Revocation, decode_record
 from protocol.errors import CapabilityError
 from protocol.space import INDEX_DOC_ID, Genesis
+from store import repair  # a module, not its names: repair imports verify, which imports this
 from store.backend import Backend
+from store.records import WriteBatch
 from store.tree import DIR, Entry, IndexReader, read_entry, touched_entries
+
+REVOKED_REASON = "revoked: its author's key was revoked and the revoker had not seen it"
+REVOKED_DEPENDENT_REASON = "revoked: depends on a change of a revoked key"
 
 # Docs whose paths are remembered per space (for one index state: they are forgotten when the
 # index moves). A path is a few lookups of the index; a busy space edits a few files at a time.
@@ -63,6 +78,55 @@ def damaged_records(backend: Backend, space: bytes) -> list[tuple[bytes, str]]:
         if record.hash != row.hash or record.space != space:
             damaged.append((row.hash, "is stored under another hash or space than its own"))
     return damaged
+
+
+def revocation_cutoffs(log: CapabilityLog) -> dict[bytes, dict[bytes, int]]:
+    """Every key the log's effective revocations cut off, with its cutoff (doc -> seq kept)."""
+    cutoffs = {}
+    for record in log.records():
+        if isinstance(record, Revocation) and record.subject not in cutoffs:
+            cutoff = log.revocation_cutoff(record.subject)
+            if cutoff is not None:
+                cutoffs[record.subject] = cutoff
+    return cutoffs
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """What a newly effective revocation takes out of the stored docs (module docstring)."""
+
+    batch: WriteBatch  # the quarantine write, for every doc touched
+    changes: dict[bytes, tuple[bytes, ...]]  # doc -> hashes quarantined, in position order
+    left: tuple[bytes, ...]  # docs left as they are: their snapshot holds a revoked change
+
+
+def revoked_changes(backend: Backend, space: bytes, cutoffs: dict[bytes, dict[bytes, int]], now_ms: int) -> Revoked:
+    """The write removing the stored changes that ``cutoffs`` (newly effective) refuse."""
+    batch = WriteBatch()
+    removed: dict[bytes, tuple[bytes, ...]] = {}
+    left: list[bytes] = []
+    for row in backend.docs(space):
+        over = {key: cutoff.get(row.doc, 0) for key, cutoff in cutoffs.items()}
+        newest = {key: backend.author_seq(space, row.doc, key) for key in over}
+        if not any(found is not None and found[0] > over[key] for key, found in newest.items()):
+            continue  # one index seek per revoked key: most docs hold nothing of theirs
+        changes = backend.changes(space, row.doc)
+        roots = {c.hash: REVOKED_REASON for c in changes if c.actor in over and c.seq > over[c.actor]}
+        out = repair.with_dependents(changes, roots)
+        snapshot = backend.doc_snapshot(space, row.doc)
+        if snapshot is not None and any(change.hash in out for change in changes[: snapshot.change_count]):
+            left.append(row.doc)
+            continue
+        doc_batch, _ = repair.quarantine_batch(backend, row, changes, out, roots, REVOKED_DEPENDENT_REASON, now_ms)
+        batch.docs += doc_batch.docs
+        batch.quarantined += doc_batch.quarantined
+        batch.rewritten_versions += doc_batch.rewritten_versions
+        removed[row.doc] = tuple(change.hash for change in changes if change.hash in out)
+    return Revoked(batch, removed, tuple(left))
+
+
+def is_revoked_reason(reason: str) -> bool:
+    return reason.startswith("revoked: ")
 
 
 class _View:

@@ -75,7 +75,7 @@ def repair_backend(backend: Backend, now_ms: int) -> RepairReport:
 def _repair_doc(backend: Backend, row: DocRow, now_ms: int) -> DocRepair | None:
     changes = backend.changes(row.space, row.doc)
     reasons: dict[bytes, str] = {change.hash: detail for change, _, detail in verify.chain_breaks(changes)}
-    out = _with_dependents(changes, reasons)
+    out = with_dependents(changes, reasons)
     snapshot = backend.doc_snapshot(row.space, row.doc)
     start = snapshot.change_count if snapshot is not None else 0
     base = b""
@@ -92,17 +92,43 @@ def _repair_doc(backend: Backend, row: DocRow, now_ms: int) -> DocRepair | None:
         if refused is None:
             break
         reasons[refused.hash] = f"Automerge refuses change {refused.hash.hex()[:12]} by {refused.actor.hex()[:12]}"
-        out = _with_dependents(changes, reasons)
+        out = with_dependents(changes, reasons)
     else:
         return _left_alone(row, reasons, f"more than {MAX_LOAD_ROUNDS} changes are refused")
     if not out:
         return None
     if any(change.hash in out for change in changes[:start]):
         return _left_alone(row, reasons, "its snapshot holds a change to quarantine")
+    batch, tip_authors = quarantine_batch(backend, row, changes, out, reasons, "depends on a quarantined change", now_ms)
+    backend.write(batch)
+    return DocRepair(
+        row.space,
+        row.doc,
+        tuple(_in_order(changes, out)),
+        tip_authors,
+        tuple(reasons[change_hash] for change_hash in _in_order(changes, set(reasons))),
+        loads=True,
+    )
+
+
+def quarantine_batch(
+    backend: Backend,
+    row: DocRow,
+    changes: Sequence[ChangeRow],
+    out: set[bytes],
+    reasons: dict[bytes, str],
+    dependent_reason: str,
+    now_ms: int,
+) -> tuple[WriteBatch, tuple[bytes, ...]]:
+    """The write that moves ``out`` (changes of the doc, closed under dependents) and the tips
+    naming them into the quarantine, with the doc row, positions and version rows rewritten
+    (step 3 of the module docstring); and the authors whose tip goes. A change of ``out`` not
+    in ``reasons`` is quarantined with ``dependent_reason``. store/capabilities.py uses it too
+    (a revocation cutoff)."""
     kept = [change for change in changes if change.hash not in out]
     batch = WriteBatch(docs=[DocRow(row.space, row.doc, _heads(kept), len(kept))])
     by_hash = {change.hash: change for change in changes}
-    cause = {change_hash: reasons.get(change_hash, "depends on a quarantined change") for change_hash in out}
+    cause = {change_hash: reasons.get(change_hash, dependent_reason) for change_hash in out}
     batch.quarantined = [_quarantined(by_hash[change_hash], cause[change_hash], now_ms) for change_hash in _in_order(changes, out)]
     tips = [tip for tip in backend.tips(row.space, row.doc) if tip.change_hash in out]
     reason = "names a quarantined change"
@@ -111,22 +137,14 @@ def _repair_doc(backend: Backend, row: DocRow, now_ms: int) -> DocRepair | None:
         for tip in tips
     ]
     batch.rewritten_versions = _rewritten_versions(backend, row, by_hash, out)
-    backend.write(batch)
-    return DocRepair(
-        row.space,
-        row.doc,
-        tuple(_in_order(changes, out)),
-        tuple(tip.author for tip in tips),
-        tuple(reasons[change_hash] for change_hash in _in_order(changes, set(reasons))),
-        loads=True,
-    )
+    return batch, tuple(tip.author for tip in tips)
 
 
 def _left_alone(row: DocRow, reasons: dict[bytes, str], note: str) -> DocRepair:
     return DocRepair(row.space, row.doc, (), (), tuple(reasons.values()), loads=False, note=f"not repaired: {note}")
 
 
-def _with_dependents(changes: Sequence[ChangeRow], roots: Iterable[bytes]) -> set[bytes]:
+def with_dependents(changes: Sequence[ChangeRow], roots: Iterable[bytes]) -> set[bytes]:
     """``roots`` and every change that depends on one, directly or not (position order is causal)."""
     out = set(roots)
     for change in changes:

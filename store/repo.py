@@ -38,7 +38,7 @@ from pathlib import Path
 from types import TracebackType
 
 import native
-from protocol.capabilities import CapabilityLog
+from protocol.capabilities import CapabilityLog, Revocation
 from protocol.errors import BadSignature, WireError
 from protocol.identity import PUBLIC_KEY_BYTES, Identity
 from protocol.space import DOC_ID_BYTES, INDEX_DOC_ID, SPACE_ID_BYTES, Genesis
@@ -118,8 +118,19 @@ class CapabilitiesAdded:
     records: tuple[bytes, ...] = field(default=(), compare=False)
 
 
+@dataclass(frozen=True, slots=True)
+class ChangesRevoked:
+    """Sent once records made a revocation effective and the doc's stored changes it refuses
+    (and their dependents) were taken out into the quarantine: the doc's heads stepped back.
+    ``verify`` lists them; the node may forget what it cached of them."""
+
+    space: bytes
+    doc: bytes
+    hashes: tuple[bytes, ...]
+
+
 # What ``Repo.subscribe`` callbacks receive; they match on the type.
-RepoEvent = StoreEvent | SpaceStored | CapabilitiesAdded
+RepoEvent = StoreEvent | SpaceStored | CapabilitiesAdded | ChangesRevoked
 
 
 @dataclass(slots=True)
@@ -403,6 +414,10 @@ class Repo:
     def _add_records(self, space: bytes, records: Sequence[bytes], *, durable: bool) -> list[bytes]:
         log = self.capability_log(space)
         decoded = decode_records(space, records)
+        revocations = log.private and (
+            any(isinstance(record, Revocation) for record, _ in decoded) or any(isinstance(r, Revocation) for r in log.records())
+        )
+        before = capabilities.revocation_cutoffs(log) if revocations else {}
         new: list[tuple[bytes, bytes]] = []
         try:
             for record, data in decoded:
@@ -410,19 +425,35 @@ class Repo:
                     new.append((record.hash, data))
         finally:
             if new:
-                self._persist_records(space, new, durable=durable)
+                self._persist_records(space, new, before if revocations else None, durable=durable)
         return [record_hash for record_hash, _ in new]
 
-    def _persist_records(self, space: bytes, new: list[tuple[bytes, bytes]], *, durable: bool) -> None:
-        rows = [CapabilityRow(space, record_hash, data) for record_hash, data in new]
+    def _persist_records(
+        self, space: bytes, new: list[tuple[bytes, bytes]], before: dict[bytes, dict[bytes, int]] | None, *, durable: bool
+    ) -> None:
+        """Write the new records, and in the same transaction take out the stored changes that
+        a revocation they made effective refuses (store/capabilities.py)."""
+        batch = WriteBatch(capability_records=[CapabilityRow(space, record_hash, data) for record_hash, data in new])
+        revoked = None
         try:
-            self._backend.write(WriteBatch(capability_records=rows), durable=durable)
+            if before is not None:
+                cutoffs = capabilities.revocation_cutoffs(self._logs[space])
+                newly = {key: cutoff for key, cutoff in cutoffs.items() if before.get(key) != cutoff}
+                if newly:
+                    revoked = capabilities.revoked_changes(self._backend, space, newly, self._clock())
+                    batch.docs, batch.quarantined = revoked.batch.docs, revoked.batch.quarantined
+                    batch.rewritten_versions = revoked.batch.rewritten_versions
+            self._backend.write(batch, durable=durable)
         except BaseException:
             self._logs.pop(space, None)  # it holds records the store does not: rebuilt on next use
             raise
         if self._group is not None:
             self._group.logs.add(space)
         self._emit(CapabilitiesAdded(space, tuple(h for h, _ in new), tuple(data for _, data in new)))
+        if revoked is not None and revoked.changes:
+            self._forget()  # positions, heads, author seqs and documents of the rebuilt docs
+            for doc, hashes in revoked.changes.items():
+                self._emit(ChangesRevoked(space, doc, hashes))
 
     def change_paths(self, space: bytes, doc: bytes, change: native.DecodedChange) -> list[str] | None:
         """The paths a change touches (protocol/store_api.py, store/capabilities.py): a file
@@ -846,4 +877,4 @@ class Repo:
 
 
 
-__all__ = ["DEFAULT_SNAPSHOT_EVERY", "CapabilitiesAdded", "Repo", "RepoEvent", "SpaceStored", "StoreEvent", "VersionRecord", "wall_clock_ms"]
+__all__ = ["DEFAULT_SNAPSHOT_EVERY", "CapabilitiesAdded", "ChangesRevoked", "Repo", "RepoEvent", "SpaceStored", "StoreEvent", "VersionRecord", "wall_clock_ms"]

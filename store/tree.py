@@ -170,10 +170,16 @@ class IndexReader:
         """Every well-formed entry at ``heads``. The dict returned is never changed afterwards."""
         heads = sorted(heads)
         if heads != self._heads:
-            if self._heads is None:
+            touched = None
+            if self._heads is not None:
+                try:
+                    touched = touched_entries(index.diff(self._heads, heads)) | self._conflict_prone()
+                except native.InvalidHash:
+                    # The doc no longer holds where we read last (a revocation took changes
+                    # out, store/capabilities.py): read it afresh.
+                    self._entries, self._unreadable = {}, set()
+            if touched is None:
                 touched = set(index.keys(native.ROOT, heads))
-            else:
-                touched = touched_entries(index.diff(self._heads, heads)) | self._conflict_prone()
             self._reread(index, heads, touched)
             if heads == index.heads():
                 # The next read of the live tree starts here: with the cursor here too, its diff

@@ -10,7 +10,8 @@ What is checked, and why it is enough to trust the store:
 - every block hashes to its CID; every doc snapshot loads to the heads and change count it
   records; every manifest is signed and lists exactly the doc snapshots stored;
 - every genesis verifies and hashes to its space id; every capability record decodes, verifies
-  and hashes to the hash it is stored under;
+  and hashes to the hash it is stored under; a change a revocation took out of its doc is
+  listed with the reason (store/capabilities.py), kept in the quarantine, not materialised;
 - every author's changes form one chain, as Automerge requires (seq 1, 2, ... in causal order;
   two changes for one seq are a forked chain), and every doc loads in Automerge. A store
   written before ingest checked this may hold a fork; ``store/repair.py`` quarantines it.
@@ -35,7 +36,7 @@ from store import capabilities, snapshots
 from store.backend import Backend
 from store.blocks import Block, checked, cid_text
 from store.errors import CorruptionError, StoreError
-from store.records import ChangeRow, DocRow, DocSnapshot
+from store.records import ChangeRow, DocRow, DocSnapshot, QuarantineRow
 
 
 class ProblemKind(enum.Enum):
@@ -53,6 +54,7 @@ class ProblemKind(enum.Enum):
     CHAIN_BROKEN = "author-chain-broken"  # a seq that does not continue its author's chain
     DOC_UNLOADABLE = "doc-unloadable"  # Automerge refuses the doc's stored changes
     CAPABILITY_DAMAGED = "capability-record-damaged"  # does not decode or verify, or another hash
+    REVOKED_CHANGE = "revoked-change"  # taken out of its doc by a revocation (kept in the quarantine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +117,24 @@ def verify_backend(backend: Backend) -> list[Problem]:
             problems.append(Problem(ProblemKind.GENESIS_DAMAGED, space, None, space, str(error)))
         for record_hash, detail in capabilities.damaged_records(backend, space):
             problems.append(Problem(ProblemKind.CAPABILITY_DAMAGED, space, None, record_hash, f"capability record {detail}"))
+        revoked: dict[bytes, list[QuarantineRow]] = {}
+        for held in backend.quarantined(space):
+            if held.kind == "change" and capabilities.is_revoked_reason(held.reason):
+                problems.append(Problem(ProblemKind.REVOKED_CHANGE, space, held.doc, held.hash, f"not materialised, {held.reason}"))
+                revoked.setdefault(held.doc, []).append(held)
+        quarantined_tips = [held for held in backend.quarantined(space) if held.kind == "tip"] if revoked else []
         for row in backend.docs(space):
-            problems.extend(_verify_doc(backend, row))
+            taken = revoked.get(row.doc, [])
+            hashes = {held.hash for held in taken}
+            tips = [held for held in quarantined_tips if held.doc == row.doc and held.hash in hashes]
+            problems.extend(_verify_doc(backend, row, taken, tips))
         problems.extend(_verify_manifest(backend, space))
     return problems
 
 
-def _verify_doc(backend: Backend, row: DocRow) -> list[Problem]:
+def _verify_doc(
+    backend: Backend, row: DocRow, revoked: Sequence[QuarantineRow] = (), revoked_tips: Sequence[QuarantineRow] = ()
+) -> list[Problem]:
     changes = backend.changes(row.space, row.doc)
     problems, saved = _verify_snapshot(backend, row)
     for change in changes:
@@ -139,7 +152,7 @@ def _verify_doc(backend: Backend, row: DocRow) -> list[Problem]:
     load_error = None if damaged else load_problem(backend, row, changes, saved)
     if load_error is not None:
         problems.append(_problem(ProblemKind.DOC_UNLOADABLE, row, row.doc, load_error))
-    return problems + _verify_graph(row, changes) + _verify_tips(backend, row, changes)
+    return problems + _verify_graph(row, changes) + _verify_tips(backend, row, changes, revoked, revoked_tips)
 
 
 def chain_breaks(changes: Sequence[ChangeRow]) -> list[tuple[ChangeRow, ProblemKind, str]]:
@@ -225,8 +238,16 @@ def _verify_graph(row: DocRow, changes: Sequence[ChangeRow]) -> list[Problem]:
     return problems
 
 
-def _verify_tips(backend: Backend, row: DocRow, changes: Sequence[ChangeRow]) -> list[Problem]:
-    """Every tip valid, and every change reached by a valid tip of its own author."""
+def _verify_tips(
+    backend: Backend,
+    row: DocRow,
+    changes: Sequence[ChangeRow],
+    revoked: Sequence[QuarantineRow] = (),
+    revoked_tips: Sequence[QuarantineRow] = (),
+) -> list[Problem]:
+    """Every tip valid, and every change reached by a valid tip of its own author — counting
+    the tips a revocation took out with the changes they name (``revoked``): a revoked key's
+    kept changes stay covered by its tip over a change that is no longer materialised."""
     problems = []
     by_hash = {change.hash: change for change in changes}
     valid = []
@@ -251,15 +272,25 @@ def _verify_tips(backend: Backend, row: DocRow, changes: Sequence[ChangeRow]) ->
             problems.append(_problem(ProblemKind.UNCOVERED_CHANGE, row, change.hash, "its actor is not a public key"))
     # coverage reads only hash, actor and deps. The rows carry them (checked against the bytes
     # above), so a change whose bytes are damaged does not cut its ancestors off their tip.
+    for held in revoked_tips:
+        tip = SignedTip(row.space, row.doc, held.actor, held.hash, held.raw or b"")
+        try:
+            tip.verify()
+        except (WireError, BadSignature):
+            continue
+        valid.append(tip)
     result = coverage(
         row.space,
         row.doc,
-        cast(Sequence[native.DecodedChange], authored),
+        cast(Sequence[native.DecodedChange], [*authored, *revoked]),
         valid,
         is_stored=lambda change_hash: False,
         is_verified=lambda tip: True,
     )
+    taken = {held.hash for held in revoked}
     for uncovered in result.uncovered:
+        if uncovered.hash in taken:
+            continue
         detail = f"no tip of author {uncovered.actor.hex()[:12]} reaches it"
         problems.append(_problem(ProblemKind.UNCOVERED_CHANGE, row, uncovered.hash, detail))
     return problems

@@ -11,9 +11,9 @@ import pytest
 from protocol.capabilities import Grant, Revocation, Role
 from protocol.errors import CapabilityError
 from protocol.identity import Identity
-from protocol.space import Genesis
+from protocol.space import INDEX_DOC_ID, Genesis
 from store.errors import NotAuthorised
-from store.repo import CapabilitiesAdded, Repo, RepoEvent
+from store.repo import CapabilitiesAdded, ChangesRevoked, Repo, RepoEvent
 from store.verify import ProblemKind
 from store.workspace import Workspace
 from store_helpers import NOW_MS, sync
@@ -176,3 +176,45 @@ def test_open_spaces_let_any_key_write(make_repo: MakeRepo, alice: Identity, bob
     ws = Workspace(repo, genesis.space_id)
     ws.write("anything/at/all.md", "yes", now_ms=NOW_MS, parents=True)
     assert ws.read("anything/at/all.md") == "yes"
+
+
+# ----- a revocation takes out the stored changes it refuses -----
+
+
+def test_a_revocation_takes_out_stored_changes_the_revoker_had_not_seen(make_repo: MakeRepo, alice: Identity, bob: Identity, carol: Identity) -> None:
+    owner = make_repo(alice, name="alice")
+    genesis = private_space(owner)
+    space = genesis.space_id
+    bobs, carols = make_repo(bob, name="bob"), make_repo(carol, name="carol")
+    records = [grant(alice, space, bob).encode(), grant(alice, space, carol).encode()]
+    for repo in (owner, bobs, carols):
+        if repo is not owner:
+            repo.add_space(genesis)
+        repo.add_capability_records(space, records)
+    ws = Workspace(bobs, space)
+    ws.write("notes.md", "one", now_ms=NOW_MS)
+    doc = ws.node("notes.md").doc_id
+    seen = [(doc, 1), (INDEX_DOC_ID, bobs.author_seq(space, INDEX_DOC_ID, bob.public_key))]
+    ws.write("notes.md", "one two", now_ms=NOW_MS)
+    ws.write("notes.md", "one two three", now_ms=NOW_MS)
+    for target in (owner, carols):
+        for each in bobs.doc_ids(space):
+            sync(bobs, target, space, each)
+    Workspace(carols, space).write("notes.md", "one two three four", now_ms=NOW_MS)  # built on bob's
+    sync(carols, owner, space, doc)
+    assert Workspace(owner, space).read("notes.md") == "one two three four"
+    events: list[RepoEvent] = []
+    owner.subscribe(events.append)
+    log = owner.capability_log(space)
+    revocation = Revocation.issue(alice, space=space, subject=bob.public_key, seen=seen, issued_ms=NOW_MS + 1, parents=log.heads)
+    owner.issue_capability(space, revocation.encode())
+    assert Workspace(owner, space).read("notes.md") == "one"  # bob's 2 and 3, and carol's on them
+    revoked = [event for event in events if isinstance(event, ChangesRevoked)]
+    assert [(event.doc, len(event.hashes)) for event in revoked] == [(doc, 3)]
+    problems = owner.verify()
+    assert [p for p in problems if p.kind != ProblemKind.REVOKED_CHANGE] == []  # bob's kept change: still covered
+    listed = [problem for problem in problems if problem.kind == ProblemKind.REVOKED_CHANGE]
+    assert {problem.subject for problem in listed} == set(revoked[0].hashes)
+    assert all("revoked" in problem.detail for problem in listed)
+    owner.add_capability_records(space, [revocation.encode()])  # again: nothing more to take
+    assert Workspace(owner, space).read("notes.md") == "one"
