@@ -288,6 +288,9 @@ class Unauthorised:
     change: bytes
     author: bytes
     reason: str
+    # Judged as a doc the index does not name (needs unscoped write): a new file's content that
+    # came before its entry. The index moving, not only the log, may make it allowed.
+    unknown_doc: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,7 +420,7 @@ def _apply_authorised(
             in_run.add(change.hash)
         else:
             bad.update((change.hash, chain_slot(change.actor, change.seq)))
-            unauthorised.append(Unauthorised(change.hash, change.actor, reason))
+            unauthorised.append(Unauthorised(change.hash, change.actor, reason, unknown_doc=verdicts.unknown_doc))
     return applied + _apply(store, space, doc, run, tips, refusals)
 
 
@@ -433,6 +436,7 @@ class _Verdicts:
         self._store, self._log, self._space, self._doc = store, log, space, doc
         self._file_paths: list[str] | None = None
         self._file_paths_read = False
+        self.unknown_doc = False  # a file doc the index does not name (see Unauthorised)
         self._revoked: dict[bytes, bool] = {}
         self._by_time: dict[tuple[bytes, int], str | None] = {}
 
@@ -442,6 +446,7 @@ class _Verdicts:
         if not self._file_paths_read:
             self._file_paths = self._store.change_paths(self._space, self._doc, change)
             self._file_paths_read = True
+            self.unknown_doc = self._file_paths is None
         return self._file_paths
 
     def of(self, waiting: _Waiting) -> str | None:

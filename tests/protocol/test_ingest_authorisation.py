@@ -241,7 +241,7 @@ def test_a_scoped_writers_file_in_scope_is_applied(scoped: tuple[Repo, Repo, Wor
     results = send(workspace.repo, receiver)
     assert Workspace(receiver, PRIVATE.space_id).read("src/a.py") == "print(2)\n"
     first, index, retried = results  # the content came before its entry: unknown, then offered again
-    assert "needs unscoped write" in first.unauthorised[0].reason and index.applied
+    assert "needs unscoped write" in first.unauthorised[0].reason and first.unauthorised[0].unknown_doc and index.applied
     assert retried.applied and not retried.unauthorised
 
 
