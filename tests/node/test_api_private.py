@@ -9,15 +9,22 @@ over the Unix socket and the WebSocket, and the ``distspace`` command.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
-from api_helpers import DISTSPACE, STEP_TIMEOUT_S, connect, distspace, transport
-from e2e_helpers import daemon
+from api_helpers import DISTSPACE, STEP_TIMEOUT_S, Daemon, connect, distspace, transport
+from e2e_helpers import CONVERGE_TIMEOUT_S, METRICS_STARTED, Client, client, daemon, wait_converged
+from node.api_methods import NOT_AUTHORISED
 from node.api_scopes import OUT_OF_SCOPE
 from node.rpc import RpcError
 
@@ -70,3 +77,175 @@ async def test_a_write_token_for_src_edits_src_and_is_refused_on_docs_naming_the
         assert wrong.returncode == 1 and "wrong token" in wrong.stderr
     refused_offline = run(home, "cat", "src/y.py", token=made["token"])  # no daemon: never the store itself
     assert refused_offline.returncode == 1 and "DISTSPACE_TOKEN is set" in refused_offline.stderr
+
+
+# ----- private spaces: invite, join by ticket, roles, revocation -----
+
+# A refused joiner is seen by the inviter's counters only (it learns nothing, by design): they are
+# read from its metrics endpoint at this pace until they move, within the step's deadline.
+METRICS_POLL_S = 0.1
+EXPIRY_MARGIN_S = 0.05  # past a 1 s ticket's expiry on the wall clock, whatever the float rounding
+
+
+def fresh(*homes: Path) -> None:
+    """Homes with a key (``distspace id`` makes one), for a daemon to start on."""
+    for home in homes:
+        distspace(home, "id")
+
+
+def invite(home: Path, *args: str) -> dict[str, Any]:
+    return json.loads(distspace(home, "invite", "--json", *args).stdout)
+
+
+def members(home: Path) -> dict[str, dict[str, Any]]:
+    """The space's grants in force by peer id (not the invitations' keys)."""
+    listed = json.loads(distspace(home, "members", "--json").stdout)
+    return {m["peer_id"]: m for m in listed["members"] if not m["invitation"]}
+
+
+def metric(running: Daemon, name: str) -> float:
+    ports = METRICS_STARTED.findall(running.log.read_text(errors="replace"))
+    with urllib.request.urlopen(f"http://127.0.0.1:{ports[-1]}/metrics", timeout=STEP_TIMEOUT_S) as reply:
+        text = reply.read().decode()
+    found = re.search(rf"^distspace_{name} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+async def until_either(running: Daemon, *thresholds: tuple[str, float]) -> None:
+    """Until one of the daemon's counters reaches its threshold, polled within CONVERGE_TIMEOUT_S."""
+    with trio.fail_after(CONVERGE_TIMEOUT_S):
+        for _ in itertools.count():
+            if any(metric(running, name) >= at_least for name, at_least in thresholds):
+                return
+            await trio.sleep(METRICS_POLL_S)  # noqa: sleep — a bounded poll of another process's counters
+
+
+def peer_id(home: Path) -> str:
+    return str(json.loads(distspace(home, "id", "--json").stdout)["peer_id"])
+
+
+async def test_invite_join_by_ticket_both_edit_and_converge(tmp_path: Path) -> None:
+    alice_home, bob_home = tmp_path / "alice", tmp_path / "bob"
+    created = json.loads(distspace(alice_home, "init", "team", "--json").stdout)
+    assert created["private"]
+    fresh(bob_home)
+    with daemon(alice_home) as alice_daemon, daemon(bob_home) as bob_daemon:
+        ticket = invite(alice_home, "--role", "write", "--uses", "1")
+        assert ticket["ticket"].startswith("dist1") and ticket["addrs"] and ticket["uses"] == 1
+        joined = json.loads(distspace(bob_home, "join", ticket["ticket"], "--json").stdout)
+        assert joined["status"] == "joined" and joined["space_id"] == created["space_id"]
+        assert joined["member"] == {"private": True, "role": "write", "paths": [], "expires_ms": None}
+        async with client(alice_daemon) as alice, client(bob_daemon) as bob:
+            await alice.write("alice.md", "from alice\n")
+            await bob.until(lambda: has(bob, "alice.md"))
+            await bob.write("bob.md", "from bob\n")
+            await alice.splice("alice.md", 0, "bob's turn? ")
+            await bob.splice("alice.md", 0, "[bob] ")
+            await wait_converged([alice, bob], ["bob's turn? ", "[bob] ", "from alice"], "alice.md")
+            await alice.until(lambda: has(alice, "bob.md"))
+            assert await alice.files() == await bob.files()
+            assert (await alice.verify())["ok"] and (await bob.verify())["ok"]
+        listed = members(alice_home)
+        assert listed[peer_id(alice_home)]["root"] and listed[peer_id(alice_home)]["role"] == "admin"
+        assert listed[peer_id(bob_home)]["role"] == "write" and not listed[peer_id(bob_home)]["revoked"]
+        assert members(bob_home).keys() == listed.keys()  # the log reached bob too
+
+
+async def has(each: Client, path: str) -> bool:
+    return await each.read(path) is not None
+
+
+async def test_a_used_up_ticket_admits_one_node_only(tmp_path: Path) -> None:
+    """uses=1, redeemed by two nodes at once: the inviter admits one of them, never both.
+
+    Which one is the capability rule's (protocol/capabilities.py rule 5): the first valid grant
+    in the log's fixed order (height, then hash) counts, so a second redemption whose grant
+    sorts first takes the use from the first joiner. A ticket is a secret; one used twice is
+    contested. The one left out has no session and gets nothing written after. (Both join at
+    once: either may be the one alice hears from first.)
+    """
+    alice_home, bob_home, carol_home = tmp_path / "alice", tmp_path / "bob", tmp_path / "carol"
+    distspace(alice_home, "init", "team")
+    fresh(bob_home, carol_home)
+    with daemon(alice_home) as alice_daemon, daemon(bob_home) as bob_daemon, daemon(carol_home) as carol_daemon:
+        ticket = invite(alice_home, "--uses", "1")["ticket"]
+        distspace(bob_home, "join", ticket)
+        distspace(carol_home, "join", ticket)  # carol's own clock and log see nothing wrong
+        async with client(alice_daemon) as alice, client(bob_daemon) as bob, client(carol_daemon) as carol:
+            await alice.write("plan.md", "members only\n")
+            taken, refused = "replicator_proofs_taken_total", "replicator_refused_not_admitted_total"
+            await until_either(alice_daemon, (taken, 2), (refused, 1))  # carol admitted (bob then out), or refused
+            joiners = {peer_id(bob_home): bob, peer_id(carol_home): carol}
+            admitted = [peer for peer in members(alice_home) if peer in joiners]
+            assert len(admitted) == 1, admitted
+            inside, outside = joiners[admitted[0]], next(each for peer, each in joiners.items() if peer != admitted[0])
+
+            async def cut_off() -> bool:  # a displaced joiner had a session (and maybe plan.md): it is closed
+                return not any(peer["spaces"] for peer in (await outside.api.call("node.peers"))["peers"])
+
+            await outside.until(cut_off)
+            await alice.write("later.md", "after the ticket was spent\n")
+            await inside.until(lambda: has(inside, "later.md"))
+            assert await outside.read("later.md") is None
+
+
+async def test_an_expired_ticket_is_refused_by_the_joiners_clock_with_a_clear_error(tmp_path: Path) -> None:
+    alice_home, bob_home = tmp_path / "alice", tmp_path / "bob"
+    distspace(alice_home, "init", "team")
+    made = invite(alice_home, "--expires", "1s")
+    assert made["expires_ms"] is not None
+    # The wall clock must pass the ticket's expiry: that is what is tested, not a wait for an event.
+    await trio.sleep(max(0.0, made["expires_ms"] / 1000 - time.time()) + EXPIRY_MARGIN_S)  # noqa: sleep — see above
+    refused = run(bob_home, "join", made["ticket"])
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == "distspace: ticket: this invitation has expired; ask for a new one"
+    assert json.loads(distspace(bob_home, "spaces", "--json").stdout)["spaces"] == []  # nothing stored
+    assert peer_id(bob_home) not in members(alice_home)
+
+
+async def test_a_read_member_reads_and_cannot_write(tmp_path: Path) -> None:
+    alice_home, bob_home = tmp_path / "alice", tmp_path / "bob"
+    distspace(alice_home, "init", "team")
+    fresh(bob_home)
+    with daemon(alice_home) as alice_daemon, daemon(bob_home) as bob_daemon:
+        ticket = invite(alice_home, "--role", "read")["ticket"]
+        assert json.loads(distspace(bob_home, "join", ticket, "--json").stdout)["member"]["role"] == "read"
+        async with client(alice_daemon) as alice, client(bob_daemon) as bob:
+            await alice.write("notes.md", "read me\n")
+            await bob.until(lambda: has(bob, "notes.md"))
+            with pytest.raises(RpcError) as caught:
+                await bob.write("notes.md", "mine now\n")
+            assert caught.value.code == NOT_AUTHORISED and caught.value.name == "NotAuthorised"
+            assert "the author holds read, not write" in caught.value.message
+            cli = run(bob_home, "write", "other.md", input="x\n")
+            assert cli.returncode == 1 and "holds read, not write" in cli.stderr
+            assert await bob.read("notes.md") == "read me\n" and await alice.read("notes.md") == "read me\n"
+            with pytest.raises(RpcError) as caught:
+                await bob.api.call("space.invite", role="read")
+            assert caught.value.code == NOT_AUTHORISED
+
+
+async def test_a_revoked_member_is_cut_off_and_cannot_write(tmp_path: Path) -> None:
+    alice_home, bob_home = tmp_path / "alice", tmp_path / "bob"
+    distspace(alice_home, "init", "team")
+    fresh(bob_home)
+    with daemon(alice_home) as alice_daemon, daemon(bob_home) as bob_daemon:
+        distspace(bob_home, "join", invite(alice_home)["ticket"])
+        async with client(alice_daemon) as alice, client(bob_daemon) as bob:
+            await bob.write("bob.md", "before\n")
+            await alice.until(lambda: has(alice, "bob.md"))
+            bob_id = peer_id(bob_home)
+            revoked = json.loads(distspace(alice_home, "revoke", bob_id, "--json").stdout)
+            assert revoked["peer_id"] == bob_id and revoked["docs_seen"] >= 1
+
+            async def told() -> bool:
+                return any(m["revoked"] for m in members(bob_home).values())
+
+            await bob.until(told)  # the revocation reached bob before alice closed its session
+            with pytest.raises(RpcError) as caught:
+                await bob.write("bob.md", "after\n")
+            assert caught.value.code == NOT_AUTHORISED and "revoked" in caught.value.message
+            assert await alice.read("bob.md") == "before\n"
+            assert members(alice_home)[bob_id]["revoked"]
+        refused = run(alice_home, "revoke", peer_id(alice_home))
+        assert refused.returncode == 1 and "cannot be revoked" in refused.stderr
