@@ -365,12 +365,12 @@ def spaces(args: Args) -> int:
 
 
 def _print_spaces(result: Json) -> None:
-    rows = [[s["name"], s["space_id"], s["version"], render.short_peer(s["creator"])] for s in result["spaces"]]
-    rows += [["(pending)", p["space_id"], "", ""] for p in result["pending"]]
+    rows = [[s["name"], s["space_id"], s["version"], render.short_peer(s["creator"]), "private" if s["private"] else "open"] for s in result["spaces"]]
+    rows += [["(pending)", p["space_id"], "", "", ""] for p in result["pending"]]
     if not rows:
-        render.say("no spaces yet: distspace init NAME, or distspace join SPACE_ID --peer ADDR")
+        render.say("no spaces yet: distspace init NAME, or distspace join TICKET")
     else:
-        render.table(["name", "id", "version", "creator"], rows)
+        render.table(["name", "id", "version", "creator", "kind"], rows)
 
 
 def snapshot(args: Args) -> int:

@@ -536,6 +536,7 @@ def space_list(call: Call, params: Json) -> Json:
                 "creator": peer_id_of(g.creator),
                 "created_ms": g.created_ms,
                 "version": repo.version(g.space_id),
+                "private": g.private,
             }
             for g in repo.spaces()
         ],
