@@ -5,6 +5,12 @@ handler, and turns every refusal of the store into an ``RpcError`` with a code a
 own message. The daemon calls it for each request of each connection; a CLI command run without
 a daemon calls it in-process on the store it opened, so both paths behave the same.
 
+A connection authenticated with a scoped token (``token.create``) carries its scope in the
+``Call``; ``dispatch`` refuses what the scope does not allow before the handler runs
+(node/api_scopes.py). Private spaces' methods (``space.invite``, ``space.join`` by ticket,
+``space.members``, ``space.revoke``) read and extend the space's capability log
+(protocol/capabilities.py) through the repo.
+
 Conventions (also in the schema): paths are relative to the space root (``src/main.py``; the
 root is ``""``); ``space`` is a space's name, id or unique id prefix (optional: the node's default
 space, else its only one); versions are the node's local version numbers; hashes and ids are hex; peers and

@@ -3,8 +3,13 @@ over the Unix socket and the WebSocket, and the ``distspace`` command.
 
 - a scoped token (``distspace token --role write --path 'src/*'``) writes under src/ and is
   refused on docs/ with the scope in the error, over both sockets and from the command line;
-- invite -> join by ticket -> both edit -> converge; a used-up ticket (uses=1, a second joiner)
-  and an expired one are refused; a read-only member cannot write.
+- invite -> join by ticket -> both edit -> converge; a used-up ticket (uses=1, two joiners)
+  admits one node only; an expired one is refused by the joiner's clock; a read-only member
+  cannot write; a revoked one is cut off and cannot write.
+
+What the inviter's node refuses of an expired ticket is not shown here: an honest joiner checks
+the expiry first with the same clock, so only a doctored joiner reaches the inviter with one
+(tests/protocol/test_admission.py covers the inviter's side with its own clock).
 """
 
 from __future__ import annotations
