@@ -931,7 +931,7 @@ def mirror_start(call: Call, params: Json) -> Json:
 @method("mirror.checkout")
 def mirror_checkout(call: Call, params: Json) -> Json:
     """A one-shot checkout: the space's files written into a folder, nothing mirrored after."""
-    from node.mirror import checkout  # watchfiles and pathspec: only a checkout needs them
+    from node.mirror import checkout  # pathspec: only a checkout needs it
 
     services = call.services
     space = call.space(params)

@@ -6,14 +6,14 @@ everything the disk has and the space lacks ingested in batches — one store tr
 MIRROR_BATCH_PATHS paths, not one commit per file), reports the ``Mirror`` through
 ``task_status.started`` and then runs until cancelled:
 
-- disk -> space: a watcher thread (watchfiles, on Rust ``notify``: inotify on Linux) hands over
-  bursts of events, coalesced until MIRROR_DEBOUNCE_MS of quiet; each event only means "look at
+- disk -> space: inotify, waited on by trio itself (node/inotify.py: no thread, no CPU while
+  the folder is idle), hands over bursts of events, coalesced until MIRROR_DEBOUNCE_MS of quiet; each event only means "look at
   this path again" (and everything below it): at once for a recorded file still on disk (a
   save), after MIRROR_SETTLE_MS of quiet for any other path (new, gone, a directory: so a
   save-by-rename or a move is seen whole). A full scan with the stat cache every
   MIRROR_SCAN_INTERVAL_S catches what events miss (overflow, watch limits, recreated dirs). If
-  inotify cannot watch the folder (its watch limit is reached), the watcher polls, with one
-  warning.
+  inotify cannot watch the folder (its watch limit is reached), the mirror polls it (a scan
+  every MIRROR_POLL_INTERVAL_MS), with one warning.
 - space -> disk: every ``StoreEvent`` of the space (a remote change, an API write) marks the
   docs it moved; the task looks at their paths (at every path when the tree itself moved).
 
@@ -53,9 +53,8 @@ import logging
 import os
 import secrets
 import stat
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -64,6 +63,7 @@ import pathspec
 import trio
 
 from node.editor import carried, text_patches
+from node.inotify import Inotify
 from node.mirror_plan import (
     DIR,
     FILE,
@@ -113,11 +113,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# The watcher's quiet window: watchfiles hands a burst over once a check finds no new (event,
-# path) since the last one, checking every MIRROR_DEBOUNCE_MS, so a save waits one to two windows.
-# An editor's in-place save or rename-over is a burst within a few ms. At 50 ms every save took
-# ~100 ms to reach the peer's folder (two checks; the rest of the path is ~10 ms); 10 ms makes
-# it ~25 ms. Each check wakes the watcher thread (~30 us here): ~3 ms of CPU a second idle.
+# The watcher's quiet window: a burst of events is handed over once MIRROR_DEBOUNCE_MS pass with
+# no new one. An editor's in-place save or rename-over is a burst within a few ms. At 50 ms every
+# save took ~100 ms to reach the peer's folder; 10 ms makes it ~25 ms. inotify waits on its
+# descriptor (no CPU while idle); the polling fallback checks every step instead.
 MIRROR_DEBOUNCE_MS = 10
 # Paths an event names that are not a recorded file still on disk — a new name (an editor's or
 # sed's temp file), a name gone (half of a rename, or vim moving the old file away before it
@@ -152,12 +151,11 @@ IGNORE_FILES = (DISTSPACE_IGNORE_FILE, GIT_IGNORE_FILE)
 # Never mirrored: git's own store, our temp files, editors' swap/backup/lock files (vim's 4913
 # is its probe of whether a directory is writable).
 ALWAYS_IGNORED = (".git/", f"{TEMP_PREFIX}*", "*.swp", "*.swx", "*.swo", "*~", "4913", ".#*", "#*#")
-# Polling (when inotify cannot watch): a stat of every path this often; a few ms of CPU per
-# 1k files each round.
-MIRROR_POLL_INTERVAL_MS = 300
+# Polling (when inotify cannot watch): a scan with the stat cache this often, ~10 ms of CPU per
+# 1k files each round (so ~1% per 1k files): a fallback, announced by its warning.
+MIRROR_POLL_INTERVAL_MS = 1_000
 # Ignore verdicts remembered per rules file: a few MB at most; a folder's paths fit many times.
 IGNORE_VERDICTS_MAX = 100_000
-_WATCH_RUST_TIMEOUT_MS = 1_000  # how often the watcher thread looks at its stop event
 
 
 class IgnoreRules:
@@ -994,10 +992,8 @@ async def _serve(mirror: Mirror) -> None:
 
 
 async def _watch(mirror: Mirror, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Feed disk events into ``mirror.pending``: inotify, or polling if inotify cannot watch
-    (one warning). Started once the folder is watched."""
-    token = trio.lowlevel.current_trio_token()
-    polling = bool(os.environ.get("WATCHFILES_FORCE_POLLING"))
+    """Feed disk events into ``mirror.pending``: inotify on trio (node/inotify.py), or polling if
+    inotify cannot watch (one warning). Started once the folder is watched."""
     started = False
 
     def ready() -> None:
@@ -1006,68 +1002,42 @@ async def _watch(mirror: Mirror, *, task_status: trio.TaskStatus[None] = trio.TA
             started = True
             task_status.started()
 
-    while True:
-        stop = threading.Event()
-        mirror.watcher = "polling" if polling else "inotify"
+    if not os.environ.get("WATCHFILES_FORCE_POLLING"):
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_stop_when_cancelled, stop)
-                # Not abandoned on cancel: the thread sees ``stop`` within a step and exits, so
-                # the watcher is closed before run_mirror returns.
-                await trio.to_thread.run_sync(_watch_thread, mirror, polling, stop, token, ready)
-                nursery.cancel_scope.cancel()
+            with Inotify(mirror.folder) as inotify:
+                inotify.watch(mirror.folder)
+                mirror.watcher = "inotify"
+                ready()
+                async for burst in inotify.events(MIRROR_DEBOUNCE_MS, MIRROR_DEBOUNCE_MAX_MS):
+                    if mirror.folder in burst:  # the kernel's queue overflowed: events were lost
+                        mirror.scan(trust_stat=True)
+                    _deliver(mirror, (str(path) for path in burst))
         except OSError as error:
-            if polling:
-                raise
             log.warning("mirror: cannot watch %s with inotify (%s); polling it instead", mirror.folder, error)
-            polling = True
             if started:
                 mirror.scan(trust_stat=True)  # whatever happened before polling began
+    # Polling is a scan with the stat cache (size, mtime_ns, inode: a save within the second
+    # of the last one is seen too, which a poller comparing mtime seconds misses).
+    mirror.watcher = "polling"
+    ready()
+    while True:
+        await trio.sleep(MIRROR_POLL_INTERVAL_MS / 1000)
+        mirror.scan(trust_stat=True)
+
+
+def _deliver(mirror: Mirror, raw_paths: Iterable[str]) -> None:
+    """Hand the paths of a burst of disk events to the mirror (on the trio thread)."""
+    paths = set()
+    for raw in raw_paths:
+        try:
+            relative = Path(raw).relative_to(mirror.folder).as_posix()
+        except ValueError:
             continue
-        finally:
-            stop.set()
-        return
-
-
-async def _stop_when_cancelled(stop: threading.Event) -> None:
-    try:
-        await trio.sleep_forever()
-    finally:
-        stop.set()
-
-
-def _watch_thread(
-    mirror: Mirror, polling: bool, stop: threading.Event, token: trio.lowlevel.TrioToken, ready: Callable[[], None]
-) -> None:
-    """Watch the folder in this thread (watchfiles' Rust watcher) and hand each burst to trio."""
-    from watchfiles._rust_notify import RustNotify, WatchfilesRustInternalError
-
-    def deliver(changes: set[tuple[int, str]]) -> None:
-        paths = set()
-        for _, raw in changes:
-            try:
-                relative = Path(raw).relative_to(mirror.folder).as_posix()
-            except ValueError:
-                continue
-            if relative != "." and not Path(relative).name.startswith(TEMP_PREFIX):
-                paths.add(relative)
-        if paths:
-            mirror.note_events(paths, trio.current_time())
-            mirror.wake.set()
-
-    try:
-        with RustNotify([str(mirror.folder)], False, polling, MIRROR_POLL_INTERVAL_MS, True, True) as notify:
-            trio.from_thread.run_sync(ready, trio_token=token)
-            while True:
-                changes = notify.watch(MIRROR_DEBOUNCE_MAX_MS, MIRROR_DEBOUNCE_MS, _WATCH_RUST_TIMEOUT_MS, stop)
-                if changes == "stop":
-                    return
-                if isinstance(changes, set):
-                    trio.from_thread.run_sync(deliver, changes, trio_token=token)
-    except trio.RunFinishedError:
-        return
-    except WatchfilesRustInternalError as error:  # how the watch limit (ENOSPC from inotify) shows
-        raise OSError(errno.ENOSPC, str(error)) from error
+        if relative != "." and not Path(relative).name.startswith(TEMP_PREFIX):
+            paths.add(relative)
+    if paths:
+        mirror.note_events(paths, trio.current_time())
+        mirror.wake.set()
 
 
 # ----- the first checkout -----

@@ -167,6 +167,17 @@ async def test_saves_reach_the_space_as_edits_of_the_same_file(node: Node) -> No
     assert node.ws.stat("a.txt").file_id == file_id, "saves edit the file, never replace it"
 
 
+async def test_saves_reach_the_space_when_the_folder_is_polled(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where inotify cannot watch (its watch limit reached), the mirror polls: a scan each interval."""
+    monkeypatch.setenv("WATCHFILES_FORCE_POLLING", "1")
+    node.write("a.txt", "alpha\n")
+    checkout(node.services, node.space, node.folder)
+    async with node.mirrored() as mirror:
+        assert mirror.status()["watcher"] == "polling"
+        (node.folder / "a.txt").write_text("alpha\nbeta\n")
+        await until(reads(node.ws, "a.txt", "alpha\nbeta\n"), "the polled save")
+
+
 async def test_deletes_and_renames_become_rm_and_mv(node: Node) -> None:
     node.write("a.txt", "alpha\n")
     node.write("gone.txt", "bye\n")
@@ -285,7 +296,7 @@ async def test_a_save_ingested_after_a_same_node_api_edit_keeps_that_edit_throug
     checkout(node.services, node.space, node.folder)
     mirror = Mirror(node.services, node.space, node.folder)
     try:
-        mirror.watcher = "watchfiles"  # as when running: a file changed just now may be mid-write
+        mirror.watcher = "inotify"  # as when running: a file changed just now may be mid-write
         mirror.scan()
         (node.folder / "a.txt").write_text("ONE\ntwo\nthree\n")  # saved, no event handled yet
         node.write("a.txt", "one\ntwo\nTHREE\n")  # the API client, on this node
