@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from simulations.errors import RunFailed, ScenarioError
 from simulations.scenario import load_scenario, scenario_names
@@ -61,10 +62,28 @@ def _run(args: argparse.Namespace) -> int:
     print(f"  edit to 99% of peers: {delivery['to_99pct']} ms; within 300 ms: {delivery['share_of_edits_99pct_within_300ms']}")
     print(f"  ... of edits signed on a whole network: {delivery['to_99pct_whole_network']} ms; within 300 ms: {delivery['share_of_edits_99pct_within_300ms_whole_network']}")
     print(f"  {s['messages_sent']} messages, {s['bytes_sent']} bytes, {s['bytes_per_edit_per_peer']} bytes per edit per peer")
+    if "space" in s:
+        _print_membership(s["space"])
     print(f"  wall: {s['wall_s']} s, {s['events']} events")
     for path in paths:
         print(f"  wrote {path}")
     return 0
+
+
+def _print_membership(space: dict[str, Any]) -> None:
+    """A private space's figures: the log, each revocation, what was refused."""
+    print(f"  private space: {space['records']} capability records, one log (digest {space['log_digest']}) on every honest peer")
+    for revoked in space["revoked"]:
+        print(
+            f"  {revoked['peer']} revoked: {revoked['signed']} changes signed, {revoked['kept']} kept (at or below the cutoff), "
+            f"{revoked['refused']} refused and materialised nowhere"
+        )
+    counts = space["replicators"]
+    sessions = counts["refused_not_admitted"] + counts["not_admitted_not_opened"] + counts["closed_not_admitted"]
+    print(
+        f"  refused: {sessions} sessions of non-members ({space['strangers']} strangers, revoked writers), "
+        f"{counts['changes_unauthorised']} unauthorised changes at ingest ({space['hostile_readers']} read-only members writing)"
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ Every one carries a brand-new change, so a receiver cannot wave it off as alread
 
 - ``forged-tip``: a change by the hostile peer under a signature that is not one;
 - ``impersonation``: a change claiming an honest writer as author, signed with the hostile key;
-- ``garbage``: a frame of random bytes.
+- ``garbage``: a frame of random bytes;
+- ``unauthorised-write`` (private spaces): a well-formed change of its own, signed and handed
+  to its Replicator (``planted_edit``), as a patched client that ignores its missing write
+  would: only the capability log can refuse it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import random
 import native
 from protocol.batch import pack_changes
 from protocol.identity import SIGNATURE_BYTES, Identity
+from protocol.memory import Edit
 from protocol.tips import SignedTip, TipSignature
 from protocol.wire import Changes, encode_frame, varint
 
@@ -41,3 +45,13 @@ def attack_frame(
         signature = SignedTip.sign(attacker, space, doc, change_hash).signature
     batch = Changes(doc, *pack_changes([raw]), (), (TipSignature(0, signature),), push=True)
     return encode_frame(batch)
+
+
+def planted_edit(rng: random.Random) -> Edit:
+    """An edit that makes an operation in any doc (a fresh value every time)."""
+    value = rng.getrandbits(62)
+
+    def edit(document: native.Document) -> None:
+        document.put(native.ROOT, "planted", value)
+
+    return edit

@@ -53,6 +53,14 @@ class Ledger:
                 del self.holders[change_hash]
                 self.lost_with_leavers += 1
 
+    def withdraw(self, hashes: Iterable[bytes]) -> None:
+        """Changes no longer owed to anyone (a revocation refused them): out of every figure."""
+        for change_hash in hashes:
+            self.signed_us.pop(change_hash, None)
+            self.signed_split.discard(change_hash)
+            self.arrivals.pop(change_hash, None)
+            self.holders.pop(change_hash, None)
+
     def delivery_ms(self, joined_us: Mapping[int, int], share: float, *, whole_only: bool = False) -> list[float]:
         """Per change: ms from signing until ``share`` of the peers had it, counting the peers
         of ``joined_us`` (peer -> when it joined) that had joined by the signing; with

@@ -27,7 +27,11 @@ SCENARIOS_DIR = Path(__file__).parent / "scenarios"
 LATENCY_DISTRIBUTIONS = ("constant", "uniform", "lognormal")
 TOPOLOGIES = ("mesh", "full", "star")
 WORKLOADS = ("random", "trace")
-ATTACKS = ("forged-tip", "impersonation", "garbage")
+BURSTS = ("random", "even")
+ATTACKS = ("forged-tip", "impersonation", "garbage", "unauthorised-write")
+# What a hostile peer sends unless its scenario says: ``unauthorised-write`` is a well-formed
+# change that only a private space's capability log refuses (in an open space it is honest work).
+DEFAULT_ATTACKS = ATTACKS[:3]
 
 
 def _require(condition: bool, message: str) -> None:
@@ -114,11 +118,13 @@ class ChurnOptions:
 class HostileOptions:
     """A ``share`` of the peers misbehave: they sync like anyone (so they get past Hello and
     relay honest work), and every ``attack_interval_ms`` (mean) send one of ``attacks`` down a
-    random connection: changes under a forged tip, changes claiming an honest author, garbage."""
+    random connection: changes under a forged tip, changes claiming an honest author, garbage;
+    or (``unauthorised-write``, private spaces only) sign a well-formed change of their own
+    and hand it to their Replicator, as a patched client ignoring its missing write would."""
 
     share: float = 0.0
     attack_interval_ms: int = 3_000
-    attacks: tuple[str, ...] = ATTACKS
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS
 
     def __post_init__(self) -> None:
         _share(self.share, "hostile share")
@@ -185,7 +191,9 @@ class WorkloadOptions:
     ``random``: ``edits`` random insertions and deletions (and a share of file-tree updates in
     the index doc) over ``docs`` files, typed in bursts of ``burst_edits`` one
     ``typing_interval_ms`` apart; each writer spreads its bursts over ``typing_span_ms`` with
-    random pauses, so a run of any size edits through the whole fault phase.
+    random pauses, so a run of any size edits through the whole fault phase. ``bursts``:
+    ``random`` (each burst anywhere in the span) or ``even`` (the span cut into one slot per
+    burst, each burst anywhere in its slot: every writer types in every part of the run).
 
     ``trace``: the first ``edits`` transactions of an editing trace (``trace`` is
     ``concurrent/NAME`` or ``sequential/NAME``), one every ``typing_interval_ms``. A concurrent
@@ -209,17 +217,56 @@ class WorkloadOptions:
     typing_interval_ms: int = 100
     burst_edits: int = 20
     typing_span_ms: int = 30_000
+    bursts: str = "random"
     commit_interval_ms: int = 500
     commit_edits_max: int = 64
     offline: tuple[OfflineOptions, ...] = ()
 
     def __post_init__(self) -> None:
         _require(self.kind in WORKLOADS, f"workload kind is one of {WORKLOADS}")
+        _require(self.bursts in BURSTS, f"bursts is one of {BURSTS}")
         _require(self.kind != "trace" or self.trace.split("/")[0] in ("concurrent", "sequential"), "a trace workload names concurrent/NAME or sequential/NAME")
         _require(self.edits >= 1 and self.writers >= 1 and self.docs >= 1, "edits, writers, docs >= 1")
         _share(self.index_edit_share, "index_edit_share")
         _require(min(self.edits_per_turn, self.burst_edits, self.commit_edits_max) >= 1, "edits_per_turn, burst_edits, commit_edits_max >= 1")
         _require(min(self.typing_interval_ms, self.typing_span_ms, self.commit_interval_ms) > 0, "intervals > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationOptions:
+    """The root revokes a writer's key at ``at_ms`` (one of the last writers, one each). That
+    writer loses its network at ``offline_at_ms`` and keeps typing, so it edits past a
+    revocation it does not hear of, and is back at ``back_at_ms``. The revocation's ``seen`` is
+    what the root then holds of its changes (per doc, the highest seq): those stay, the rest
+    must never be materialised anywhere."""
+
+    at_ms: int
+    offline_at_ms: int
+    back_at_ms: int
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.offline_at_ms < self.at_ms < self.back_at_ms, "a revocation: offline_at_ms < at_ms < back_at_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceOptions:
+    """The space's kind. ``private``: peer 0 (a writer) creates a private genesis and is its
+    root admin; at the start every store but the strangers' holds its grants — write to each
+    writer, read to each reader (joiners too), relay to each relay, read to the first
+    ``hostile_readers`` hostile peers. Those are members that only try to write: each attack of
+    theirs is an ``unauthorised-write``, so they keep their sessions (a refused change is no
+    fault: the receiver's log may lag) and every write is refused at ingest. The other hostile
+    peers are strangers, attacking with ``faults.hostile.attacks``: they know the space id and
+    its log, and hold no grant. A peer that joins later
+    holds what a ticket gives (its grant and the chain to the root) and dials the root first."""
+
+    private: bool = False
+    hostile_readers: int = 0
+    revocations: tuple[RevocationOptions, ...] = ()
+
+    def __post_init__(self) -> None:
+        _require(self.private or not (self.hostile_readers or self.revocations), "hostile_readers and revocations need a private space")
+        _require(self.hostile_readers >= 0, "hostile_readers >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +295,7 @@ class Scenario:
     topology: TopologyOptions = TopologyOptions()
     workload: WorkloadOptions = WorkloadOptions()
     faults: FaultModel = FaultModel()
+    space: SpaceOptions = SpaceOptions()
     sync: SyncConfig = SyncConfig()
     ci: CiOptions = CiOptions()
 
@@ -259,6 +307,10 @@ class Scenario:
             _require(partition.at_ms + partition.duration_ms <= self.duration_ms, "partitions heal within duration_ms")
         for offline in self.workload.offline:
             _require(offline.at_ms + offline.duration_ms <= self.duration_ms, "offline periods end within duration_ms")
+        for revocation in self.space.revocations:
+            _require(revocation.back_at_ms <= self.duration_ms, "a revoked writer is back within duration_ms")
+        _require(len(self.space.revocations) < self.workload.writers, "the root (writer 0) cannot be revoked: fewer revocations than writers")
+        _require(self.space.private or "unauthorised-write" not in self.faults.hostile.attacks, "unauthorised-write needs a private space")
 
     def scaled(self, *, peers: int | None = None, edits: int | None = None) -> Scenario:
         """The same experiment with another number of peers or edits."""

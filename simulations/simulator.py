@@ -18,6 +18,12 @@ A run has two phases. Until ``duration_ms`` the workload runs under the fault mo
 network heals — partitions end, offline peers return, crashed peers restart; the link weather
 stays — and the run ends as soon as every honest peer present holds every change an honest
 writer signed (``NotConverged`` after ``settle_ms_max``). The checkers then look at the stores.
+
+A private space (scenario.SpaceOptions, simulations/membership.py) adds its capability log to
+every store: the Replicators then admit, refuse and authorise by it, as the node's do. A writer
+the run revokes is neither honest nor hostile: it types like any writer, is offline when the
+root revokes it, and comes back; what it signed at or below the revocation's cutoff is owed to
+everyone (the convergence target), the rest to no one (the checkers look for it everywhere).
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ from time import perf_counter
 from typing import Any
 
 import native
+from protocol.capabilities import Role as Capability
 from protocol.events import (
     Applied,
+    CapabilitiesAdded,
     Connected,
     ConnectionLost,
     ConnId,
@@ -51,10 +59,10 @@ from protocol.limits import DISCONNECT_SCORE
 from protocol.memory import MemoryChangeStore
 from protocol.replicator import Replicator
 from protocol.space import Genesis
-from simulations import topology
-from simulations.checks import Outcome, Replica, check_all
-from simulations.errors import NotConverged
-from simulations.hostile import attack_frame
+from simulations import membership, topology
+from simulations.checks import Outcome, Outsider, Replica, check_all
+from simulations.errors import NotConverged, ScenarioError
+from simulations.hostile import attack_frame, planted_edit
 from simulations.loop import EPOCH_MS, US_PER_MS, EventLoop
 from simulations.metrics import DELIVERY_SHARE, GOSSIP_ANCHOR_MS, Ledger, Sample, distribution, share_within
 from simulations.network import Link, Network
@@ -63,6 +71,7 @@ from simulations.traces import load_trace
 from simulations.workload import Item, RandomEdits, TraceReplay, Workload
 
 DIAL_SPREAD_MS = 100  # peers starting together dial over this long, not all in one instant
+REVOKE_RETRY_MS = 500  # a revocation due while the root is down waits for its restart
 
 
 class Role(enum.Enum):
@@ -70,6 +79,11 @@ class Role(enum.Enum):
     READER = "reader"
     RELAY = "relay"
     HOSTILE = "hostile"
+    REVOKED = "revoked"  # a writer the root revokes during the run: neither honest nor hostile
+
+
+# What each kind of peer holds in a private space (a hostile peer: a reader, or a stranger).
+GRANTED = {Role.WRITER: Capability.WRITE, Role.REVOKED: Capability.WRITE, Role.READER: Capability.READ, Role.RELAY: Capability.RELAY}
 
 
 @dataclass(eq=False, slots=True)
@@ -98,7 +112,8 @@ class Node:
 
     @property
     def honest(self) -> bool:
-        return self.role is not Role.HOSTILE
+        """Measured and checked: not hostile, and not a writer the run revokes."""
+        return self.role not in (Role.HOSTILE, Role.REVOKED)
 
     @property
     def key(self) -> bytes:
@@ -137,12 +152,22 @@ class Simulation:
         self.converged_us: int | None = None
         self.nodes = self._make_nodes()
         self.by_key = {node.key: node for node in self.nodes}
-        self.space = Genesis.create(self.nodes[0].identity, "simulation", EPOCH_MS, nonce=bytes(16)).space_id
+        self.revoked = [membership.RevokedWriter(node.index, node.key) for node in self.nodes if node.role is Role.REVOKED]
+        self.strangers: set[int] = set()  # hostile peers the log does not name
+        self.hostile_readers: set[int] = set()  # hostile peers holding a read grant
+        self.outsider_digests: dict[int, bytes] = {}  # a stranger -> its log's digest at the start
+        if scenario.space.private:
+            self.space = self._found_private_space()
+        else:
+            self.space = Genesis.create(self.nodes[0].identity, "simulation", EPOCH_MS, nonce=bytes(16)).space_id
         self.relays = {node.index for node in self.nodes if node.role is Role.RELAY}
         self.network = Network(scenario.faults.link, self.rng, self.loop, self.relays, self._on_frame, self._on_closed)
         initial = [node.index for node in self.nodes if node.present]
         self.edges = topology.build(scenario.topology, initial, self.relays, self.rng)
-        topology.connect_honest(self.edges, [i for i in initial if self.nodes[i].honest], self.rng)
+        honest = [i for i in initial if self.nodes[i].honest]
+        topology.connect_honest(self.edges, honest, self.rng)
+        if self.revoked:  # a writer to be revoked first syncs like any: tie it to the honest overlay
+            topology.connect_honest(self.edges, honest + [r.node for r in self.revoked], self.rng)
         self.workload = self._make_workload()
 
     # ----- building -----
@@ -154,12 +179,18 @@ class Simulation:
         hostile = set(range(count - round(s.faults.hostile.share * count), count))
         ordinary = [i for i in range(count) if i not in relays and i not in hostile]
         writers = ordinary[: s.workload.writers]
+        revocations = len(s.space.revocations)
+        if revocations >= len(writers):
+            raise ScenarioError(f"{revocations} revocations need more than {revocations} writers (the root is one), got {len(writers)}")
+        revoked = set(writers[len(writers) - revocations :])
         nodes = []
         for index in range(count + joins):
             if index in relays:
                 role = Role.RELAY
             elif index in hostile:
                 role = Role.HOSTILE
+            elif index in revoked:
+                role = Role.REVOKED
             else:
                 role = Role.WRITER if index in writers else Role.READER
             seed = hashlib.sha256(b"simulation peer %d/%d" % (self.seed, index)).digest()
@@ -167,6 +198,25 @@ class Simulation:
             node.writer = writers.index(index) if index in writers else None
             nodes.append(node)
         return nodes
+
+    def _found_private_space(self) -> bytes:
+        """Peer 0's private genesis and grants (scenario.SpaceOptions): every store but the
+        strangers' holds them; a stranger holds them too, knowing the space and who is in it,
+        and holds no grant; a joiner gets its proof when it joins."""
+        hostile = [n for n in self.nodes if n.role is Role.HOSTILE]
+        self.hostile_readers = {n.index for n in hostile[: self.scenario.space.hostile_readers]}
+        self.strangers = {n.index for n in hostile if n.index not in self.hostile_readers}
+        for node in hostile:
+            node.name = f"{'hostile-reader' if node.index in self.hostile_readers else 'stranger'}-{node.index}"
+        grants = [(n.key, GRANTED.get(n.role, Capability.READ)) for n in self.nodes[1:] if n.index not in self.strangers]
+        genesis, log = membership.found_space(self.nodes[0].identity, grants)
+        records = [record.encode() for record in log.records()]
+        for node in self.nodes:
+            joiner = not node.present
+            node.store = membership.private_store(genesis, [] if joiner else records)
+            if node.index in self.strangers:
+                self.outsider_digests[node.index] = node.store.capability_log(genesis.space_id).digest
+        return genesis.space_id
 
     def _make_workload(self) -> Workload:
         options = self.scenario.workload
@@ -215,6 +265,11 @@ class Simulation:
         for node in self.nodes:
             if node.role is Role.HOSTILE:
                 loop.at(start_ms * US_PER_MS + self._attack_pause_us(), self._attack, node)
+        for number, revocation in enumerate(s.space.revocations):
+            revoked = self.revoked[number]
+            loop.at(revocation.offline_at_ms * US_PER_MS, self.network.offline.add, revoked.node)
+            loop.at(revocation.at_ms * US_PER_MS, self._revoke, revoked)
+            loop.at(revocation.back_at_ms * US_PER_MS, self._go_online, [revoked.node])
 
     # ----- interpreting the Replicator -----
 
@@ -301,6 +356,9 @@ class Simulation:
         if node.honest:
             now = self.loop.now_us
             for change_hash in hashes:
+                if self._doomed(change_hash):
+                    self.counters["revoked_changes_acknowledged_by_honest"] += 1  # the checkers name it
+                    continue
                 if change_hash not in node.acknowledged:
                     node.acknowledged[change_hash] = doc
                     self.ledger.arrived(change_hash, node.index, now)
@@ -313,7 +371,7 @@ class Simulation:
         offender = self.by_key.get(penalty.peer)
         banned = penalty.score >= DISCONNECT_SCORE and offender is not None
         if node.honest:
-            who = "hostile" if offender is not None and not offender.honest else "honest"
+            who = "honest" if offender is None or offender.honest else self._kind_of(offender)
             self.counters[f"penalties_of_{who}.{penalty.offense}"] += 1
             if banned:
                 self.counters[f"bans_of_{who}"] += 1
@@ -417,11 +475,20 @@ class Simulation:
         if not items:
             return
         assert node.writer is not None
-        for commit in self.workload.sign(node.writer, node, items, EPOCH_MS + self.loop.now_ms):
-            hashes = tuple(native.decode_change(raw).hash for raw in commit.changes)
+        now_ms = EPOCH_MS + self.loop.now_ms
+        if self.scenario.space.private and node.store.capability_log(self.space).write_refusal(node.key, (), now_ms):
+            self.counters["edits_refused_locally"] += len(items)  # as the node's Workspace refuses them
+            return
+        revoked = next((r for r in self.revoked if r.node == node.index), None)
+        for commit in self.workload.sign(node.writer, node, items, now_ms):
+            decoded = [native.decode_change(raw) for raw in commit.changes]
+            hashes = tuple(change.hash for change in decoded)
             split = bool(self.network.partitions or self.network.offline) or any(n.present and n.replicator is None for n in self.nodes)
-            for change_hash in hashes:
-                self.ledger.signed(change_hash, self.loop.now_us, split=split)
+            for change in decoded:
+                if revoked is None:
+                    self.ledger.signed(change.hash, self.loop.now_us, split=split)
+                else:  # judged by the revocation: not a delivery to measure
+                    revoked.signed[change.hash] = (commit.doc, change.seq)
             self.counters["commits"] += 1
             self._acknowledge(node, commit.doc, hashes)
             self._feed(node, commit)
@@ -442,7 +509,7 @@ class Simulation:
             self.calm_since_us = self.loop.now_us
 
     def _go_offline(self, count: int, duration_ms: int) -> None:
-        writers = [n.index for n in self.nodes if n.present and n.writer is not None]
+        writers = [n.index for n in self.nodes if n.present and n.writer is not None and n.honest]
         others = [n.index for n in self.nodes if n.present and n.honest and n.writer is None]
         chosen = (writers + others)[:count]
         self.network.offline.update(chosen)
@@ -508,7 +575,46 @@ class Simulation:
         candidates = [n.index for n in self.nodes if n.present and n is not node]
         count = len(candidates) if t.kind == "full" else t.relay_links if t.kind == "star" else t.degree
         self.edges[node.index] = set(topology.pick_neighbors(t, node.index, self.edges, candidates, self.relays, self.rng, count))
+        if self.scenario.space.private:
+            # What a ticket gives: the joiner's grant and its chain to the root, whom it dials.
+            root = self.nodes[0]
+            proof = root.store.capability_log(self.space).proof_for(node.key)
+            node.store.add_capability_records(self.space, [record.encode() for record in proof])
+            self.edges[node.index].add(root.index)
         self._start(node)
+
+    def _revoke(self, revoked: membership.RevokedWriter) -> None:
+        """The root revokes the writer, keeping what its store holds of the writer's changes,
+        and tells its Replicator (which pushes the record to its sessions)."""
+        root = self.nodes[0]
+        if root.replicator is None:
+            self.loop.after(REVOKE_RETRY_MS * US_PER_MS, self._revoke, revoked)
+            return
+        record = membership.revocation(root.identity, root.store, self.space, revoked.key, EPOCH_MS + self.loop.now_ms)
+        revoked.cutoff = dict(record.seen)
+        added = root.store.add_capability_records(self.space, [record.encode()])
+        self.counters["revocations"] += 1
+        self._forget_doomed(revoked)
+        self._feed(root, CapabilitiesAdded(self.space, tuple(added)))
+
+    def _forget_doomed(self, revoked: membership.RevokedWriter) -> None:
+        """The writer's changes above the cutoff that honest peers acknowledged before the
+        revocation (the root had not got them yet) can never be everywhere: out of the
+        convergence target, counted, and left in the stores for the checkers to name."""
+        doomed = {h for h in revoked.signed if revoked.doomed(h)}
+        for node in self.nodes:
+            held = sorted(doomed.intersection(node.acknowledged))
+            if node.honest and held:
+                self.counters["revoked_changes_acknowledged_by_honest"] += len(held)
+                for change_hash in held:
+                    del node.acknowledged[change_hash]
+        self.ledger.withdraw(doomed)
+
+    def _doomed(self, change_hash: bytes) -> bool:
+        return any(revoked.doomed(change_hash) for revoked in self.revoked)
+
+    def _kind_of(self, node: Node) -> str:
+        return "hostile_reader" if node.index in self.hostile_readers else node.role.value
 
     def _attack_pause_us(self) -> int:
         return round(self.rng.expovariate(1 / self.scenario.faults.hostile.attack_interval_ms) * US_PER_MS)
@@ -518,13 +624,18 @@ class Simulation:
         links = [link for _, link in sorted(node.conns.items()) if link.sent[link.side_of(node.index)]]
         if node.replicator is not None and links:
             link = self.rng.choice(links)
-            kind = self.rng.choice(hostile.attacks)
-            writers = [n.key for n in self.nodes if n.writer is not None]
-            frame = attack_frame(
-                kind, self.rng, self.space, self.rng.choice(self.workload.docs), node.identity, self.rng.choice(writers), EPOCH_MS + self.loop.now_ms
-            )
+            # A read-only member only writes (well-formed, signed): refused at ingest, never banned.
+            kind = self.rng.choice(("unauthorised-write",) if node.index in self.hostile_readers else hostile.attacks)
             self.counters[f"attacks.{kind}"] += 1
-            self.network.send(link, link.side_of(node.index), frame)
+            if kind == "unauthorised-write":
+                doc = self.rng.choice(self.workload.docs)
+                self._feed(node, node.store.commit(node.identity, self.space, doc, [planted_edit(self.rng)], now_ms=EPOCH_MS + self.loop.now_ms))
+            else:
+                writers = [n.key for n in self.nodes if n.writer is not None]
+                frame = attack_frame(
+                    kind, self.rng, self.space, self.rng.choice(self.workload.docs), node.identity, self.rng.choice(writers), EPOCH_MS + self.loop.now_ms
+                )
+                self.network.send(link, link.side_of(node.index), frame)
         self.loop.after(self._attack_pause_us(), self._attack, node)
 
     def _heal(self) -> None:
@@ -575,11 +686,37 @@ class Simulation:
         return Outcome(
             space=self.space,
             replicas=[Replica(n.name, n.store, n.acknowledged) for n in honest],
-            authored=frozenset(self.ledger.signed_us),
-            hostile_keys=frozenset(n.key for n in self.nodes if not n.honest),
+            authored=frozenset(self.ledger.signed_us).union(*(r.signed for r in self.revoked)),
+            hostile_keys=frozenset(n.key for n in self.nodes if n.role is Role.HOSTILE),
             text_doc=text_doc,
             expected_text=self.workload.expected_text([n.key for n in writers]) if text_doc is not None else None,
+            private=self.scenario.space.private,
+            revoked={r.key: dict(r.signed) for r in self.revoked},
+            outsiders=[Outsider(n.name, n.key, n.store, self.outsider_digests[n.index]) for n in self.nodes if n.index in self.strangers],
         )
+
+    def _membership_summary(self, stats: Counter[str]) -> dict[str, Any]:
+        """What a private space's run did: the log everyone ended with, each revocation's
+        outcome, and what the capability checks refused (summed over every Replicator)."""
+        root = self.nodes[0]
+        log = root.store.capability_log(self.space)
+        revoked = []
+        for r in self.revoked:
+            node = self.nodes[r.node]
+            revoked.append({"peer": node.name, **r.counts(), "cutoff": {doc.hex()[:8]: seq for doc, seq in sorted((r.cutoff or {}).items())}})
+        keys = (
+            "changes_unauthorised", "refused_not_admitted", "not_admitted_not_opened", "closed_not_admitted",
+            "proofs_sent", "proofs_taken", "capability_logs_sent", "capability_records_sent", "capability_records_received",
+        )  # fmt: skip
+        return {
+            "records": len(log),
+            "members": len(log.members(EPOCH_MS + self.loop.now_ms)),
+            "log_digest": log.digest.hex()[:16],
+            "revoked": revoked,
+            "strangers": len(self.strangers),
+            "hostile_readers": len(self.hostile_readers),
+            "replicators": {k: stats[k] for k in keys},
+        }
 
     def _result(self, simulated_s: float, checked_s: float) -> Result:
         s, net = self.scenario, self.network
@@ -634,6 +771,7 @@ class Simulation:
             "replicators": {k: stats[k] for k in ("changes_applied", "status_mismatches", "pending_expired", "refused_banned", "reply_changes_sent")},
             "faults": dict(sorted(self.counters.items())),
             "writes_lost_with_leavers": self.ledger.lost_with_leavers,
+            **({"space": self._membership_summary(stats)} if s.space.private else {}),
             "wall_s": {"simulation": round(simulated_s, 2), "checks": round(checked_s, 2)},
             "events": self.loop.events,
             "event_log_sha256": hashlib.sha256("\n".join(self.events).encode()).hexdigest() if self.events is not None else None,

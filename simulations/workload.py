@@ -71,11 +71,7 @@ class RandomEdits:
         self.docs = [file_doc_id(i) for i in range(options.docs)]
         self._rng = rng
         self._left = [options.edits // writers + (w < options.edits % writers) for w in range(writers)]
-        span_us = options.typing_span_ms * US_PER_MS
-        self._bursts = [  # when each writer's bursts start (a burst that would overlap waits)
-            sorted(options.start_ms * US_PER_MS + round(rng.uniform(0, span_us)) for _ in range(-(-left // options.burst_edits)))
-            for left in self._left
-        ]
+        self._bursts = [_burst_starts(options, -(-left // options.burst_edits), rng) for left in self._left]
         self._burst_left = [0] * writers
         self._burst_doc = [self.docs[0]] * writers
 
@@ -118,6 +114,15 @@ class RandomEdits:
 
     def expected_text(self, actors: Sequence[bytes]) -> None:
         return None  # random edits have no reference: convergence is the check
+
+
+def _burst_starts(options: WorkloadOptions, bursts: int, rng: random.Random) -> list[int]:
+    """When a writer's bursts start, in order (a burst that would overlap the last waits)."""
+    start_us, span_us = options.start_ms * US_PER_MS, options.typing_span_ms * US_PER_MS
+    if options.bursts == "even":
+        slot = span_us / max(1, bursts)
+        return [start_us + round(slot * (i + rng.random())) for i in range(bursts)]
+    return sorted(start_us + round(rng.uniform(0, span_us)) for _ in range(bursts))
 
 
 def _text_edit(where: float, delete: bool, word: str) -> Edit:

@@ -1,7 +1,8 @@
 """The checkers catch what they promise to, on stores built by hand — no simulator involved.
 
 Alice and bob are honest writers in one space; mallory is hostile. Each scenario breaks one
-invariant and expects ``InvariantViolated`` to name it.
+invariant and expects ``InvariantViolated`` to name it. In the private space alice is the root
+and revokes victor, who writes on.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import hashlib
 import pytest
 
 import native
+from protocol.capabilities import Role
 from protocol.identity import Identity
 from protocol.memory import MemoryChangeStore
 from protocol.space import Genesis
 from protocol.tips import SignedTip
-from simulations.checks import Outcome, Replica, check_all
+from simulations import membership
+from simulations.checks import Outcome, Outsider, Replica, check_all
 from simulations.errors import InvariantViolated
 
 alice, bob, mallory = (Identity(hashlib.sha256(name).digest()) for name in (b"alice", b"bob", b"mallory"))
@@ -85,3 +88,98 @@ def test_a_change_by_a_hostile_key_is_caught_even_under_a_valid_tip():
         store.apply(SPACE, DOC, [change], [SignedTip.sign(mallory, SPACE, DOC, change.hash)])
     with pytest.raises(InvariantViolated, match="no honest writer signed"):
         check_all(outcome(alices, bobs, authored))
+
+
+# ----- a private space: alice is root, bob writes, victor is revoked, mallory is a stranger -----
+
+victor = Identity(hashlib.sha256(b"victor").digest())
+GENESIS, START_LOG = membership.found_space(alice, [(bob.public_key, Role.WRITE), (victor.public_key, Role.WRITE)])
+PRIVATE = GENESIS.space_id
+START_RECORDS = [record.encode() for record in START_LOG.records()]
+
+
+def copy_changes(source: MemoryChangeStore, target: MemoryChangeStore) -> None:
+    raw = source.changes_since(PRIVATE, DOC, [])
+    target.apply(PRIVATE, DOC, [native.decode_change(r) for r in raw], source.tips(PRIVATE, DOC))
+
+
+def revoked_history() -> tuple[MemoryChangeStore, MemoryChangeStore, dict[bytes, tuple[bytes, int]], MemoryChangeStore]:
+    """Victor wrote v1, both members hold it; alice revoked him keeping it; then he wrote v2,
+    which only his own store holds. Returns both members' stores, what victor signed, his store."""
+    alices, bobs, victors = (membership.private_store(GENESIS, START_RECORDS) for _ in range(3))
+    first = victors.commit(victor, PRIVATE, DOC, [typed("v1")], now_ms=0)
+    for store in (alices, bobs):
+        copy_changes(victors, store)
+    revocation = membership.revocation(alice, alices, PRIVATE, victor.public_key, now_ms=1)
+    for store in (alices, bobs):
+        store.add_capability_records(PRIVATE, [revocation.encode()])
+    second = victors.commit(victor, PRIVATE, DOC, [typed("v2")], now_ms=2)
+    signed = {native.decode_change(c.changes[0]).hash: (DOC, seq) for c, seq in ((first, 1), (second, 2))}
+    return alices, bobs, signed, victors
+
+
+def private_outcome(
+    alices: MemoryChangeStore, bobs: MemoryChangeStore, signed: dict[bytes, tuple[bytes, int]], outsiders: list[Outsider] | None = None
+) -> Outcome:
+    held = {native.decode_change(raw).hash for raw in alices.changes_since(PRIVATE, DOC, [])}
+    return Outcome(
+        space=PRIVATE,
+        replicas=[Replica("alice", alices, dict.fromkeys(held, DOC)), Replica("bob", bobs, dict.fromkeys(held, DOC))],
+        authored=frozenset(signed),
+        hostile_keys=frozenset({mallory.public_key}),
+        private=True,
+        revoked={victor.public_key: signed},
+        outsiders=outsiders or [],
+    )
+
+
+def test_a_revocation_kept_and_refused_as_it_says_passes():
+    alices, bobs, signed, _ = revoked_history()
+    check_all(private_outcome(alices, bobs, signed))
+
+
+def test_a_revoked_writers_change_above_the_cutoff_is_caught():
+    alices, bobs, signed, victors = revoked_history()
+    for store in (alices, bobs):
+        copy_changes(victors, store)  # as a store that took it before the revocation would hold it
+    with pytest.raises(InvariantViolated, match=r"materialised change .* \(seq 2\) .* by a revoked writer .*revoked"):
+        check_all(private_outcome(alices, bobs, signed))
+
+
+def test_different_capability_logs_are_caught():
+    alices, _, signed, _ = revoked_history()
+    behind = membership.private_store(GENESIS, START_RECORDS)
+    copy_changes(alices, behind)
+    with pytest.raises(InvariantViolated, match="bob and alice hold different capability logs"):
+        check_all(private_outcome(alices, behind, signed))
+
+
+def test_a_revocation_the_log_does_not_honour_is_caught():
+    alices, _, signed, _ = revoked_history()
+    forged = membership.revocation(bob, alices, PRIVATE, victor.public_key, now_ms=3)  # bob is no admin
+    fresh = [membership.private_store(GENESIS, START_RECORDS) for _ in range(2)]
+    for store in fresh:
+        copy_changes(alices, store)
+        store.add_capability_records(PRIVATE, [forged.encode()])
+    with pytest.raises(InvariantViolated, match=r"revocation of .* is not effective"):
+        check_all(private_outcome(*fresh, signed))
+
+
+def test_a_kept_change_of_the_revoked_writer_missing_somewhere_is_caught():
+    alices, _, signed, _ = revoked_history()
+    bobs = membership.private_store(GENESIS, [record.encode() for record in alices.capability_log(PRIVATE).records()])
+    with pytest.raises(InvariantViolated, match=r"bob lacks change .* at or below its revocation's cutoff"):
+        check_all(private_outcome(alices, bobs, signed))
+
+
+def test_a_stranger_that_learned_a_change_or_a_record_is_caught():
+    alices, bobs, signed, _ = revoked_history()
+    strangers = membership.private_store(GENESIS, START_RECORDS)
+    outsider = Outsider("mallory", mallory.public_key, strangers, strangers.capability_log(PRIVATE).digest)
+    check_all(private_outcome(alices, bobs, signed, [outsider]))
+    strangers.add_capability_records(PRIVATE, [record.encode() for record in alices.capability_log(PRIVATE).records()])
+    with pytest.raises(InvariantViolated, match="stranger mallory learned capability records"):
+        check_all(private_outcome(alices, bobs, signed, [outsider]))
+    copy_changes(alices, strangers)
+    with pytest.raises(InvariantViolated, match="stranger mallory holds change"):
+        check_all(private_outcome(alices, bobs, signed, [outsider]))

@@ -20,7 +20,7 @@ from trace_data import scenario_param
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", [scenario_param(name) for name in ("churn", "hostile-minority", "lossy-mesh", "concurrent-trace")])
+@pytest.mark.parametrize("name", [scenario_param(name) for name in ("churn", "hostile-minority", "lossy-mesh", "concurrent-trace", "revocation-race")])
 def test_the_same_seed_replays_the_same_events(name: str) -> None:
     scenario = load_scenario(name).small()
     first = run_seed(scenario, 7, record_events=True)

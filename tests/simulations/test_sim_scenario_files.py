@@ -49,6 +49,18 @@ def test_an_unknown_scenario_lists_the_known_ones():
         load_scenario("partition-hell")
 
 
+def test_private_space_options_are_refused_in_an_open_space(tmp_path: Path):
+    with pytest.raises(ScenarioError, match="unauthorised-write needs a private space"):
+        load_scenario(scenario_file(tmp_path, '[faults.hostile]\nshare = 0.2\nattacks = ["unauthorised-write"]\n'))
+    with pytest.raises(ScenarioError, match="need a private space"):
+        load_scenario(scenario_file(tmp_path, "[[space.revocations]]\noffline_at_ms = 1\nat_ms = 2\nback_at_ms = 3\n"))
+
+
+def test_a_revocation_must_come_while_its_writer_is_away(tmp_path: Path):
+    with pytest.raises(ScenarioError, match="offline_at_ms < at_ms < back_at_ms"):
+        load_scenario(scenario_file(tmp_path, "[space]\nprivate = true\n[[space.revocations]]\noffline_at_ms = 5\nat_ms = 2\nback_at_ms = 9\n"))
+
+
 def test_the_fault_model_loads_on_its_own_from_any_toml(tmp_path: Path):
     path = tmp_path / "weather.toml"
     path.write_text("[faults.link]\nloss_rate = 0.05\n[[faults.partitions]]\nat_ms = 1000\nduration_ms = 500\n[faults.hostile]\nshare = 0.1\n")

@@ -54,6 +54,22 @@ def the_trace_was_typed(result: Result) -> None:
     assert result.summary["edits_signed"] == load_scenario(result.summary["scenario"]).ci.edits + 1  # and its genesis
 
 
+def the_revoked_writer_edited_on_and_members_refused_it_and_the_hostile(result: Result) -> None:
+    """The root revoked a writer that typed before it went offline (kept) and after (refused);
+    it and the stranger were refused sessions, the reader's own writes were refused at ingest,
+    peers crashed, joined and left; the checkers found none of the refused work anywhere."""
+    space, faults = result.summary["space"], result.summary["faults"]
+    (revoked,) = space["revoked"]
+    assert faults["revocations"] == 1 and revoked["kept"] > 0 and revoked["refused"] > 0
+    assert space["strangers"] >= 1 and space["hostile_readers"] == 1
+    replicators = space["replicators"]
+    assert replicators["refused_not_admitted"] > 0 and replicators["not_admitted_not_opened"] > 0
+    assert replicators["changes_unauthorised"] > 0 and faults["attacks.unauthorised-write"] > 0
+    assert min(faults["crashes"], faults["joins"], faults["leaves"]) > 0
+    assert "revoked_changes_acknowledged_by_honest" not in faults
+    assert "bans_of_hostile_reader" not in faults  # a refused write is no fault: our log may lag
+
+
 def every_edit_reached_everyone(result: Result) -> None:
     assert len(result.delivery_ms) == result.summary["edits_signed"]
 
@@ -69,6 +85,7 @@ TROUBLE: dict[str, Callable[[Result], None]] = {
     "relay-star": the_trace_was_typed,
     "fanout-200": every_edit_reached_everyone,
     "storm": everything_went_wrong_at_once,
+    "revocation-race": the_revoked_writer_edited_on_and_members_refused_it_and_the_hostile,
 }
 CASES = [(name, seed) for name in scenario_names() for seed in load_scenario(name).ci.seeds]
 PARAMS = [scenario_param(name, seed) for name, seed in CASES]
