@@ -26,9 +26,13 @@ The rule, with the reason for each choice:
    Admins may always delegate; other members only with ``may_delegate``.
 5. ``uses=N`` makes the subject an invitation key: no access of its own (so a ticket's secret is
    not a login), at most N grants of its own rights or narrower (the first N valid ones in the
-   fixed order count), no invitations and no revocations. So a redemption that arrives later
-   but sorts first takes the use from one already admitted: a ticket is a secret, and a leaked
-   one is contested by whoever holds it.
+   fixed order count), no invitations and no revocations. The order is only the tie-break for
+   redemptions made concurrently at different nodes, each of which admitted its joiner before
+   their logs met: then one that sorts first takes the use from one already admitted, the same
+   on every peer. A node never takes a proof that would displace anyone (protocol/replicator.py
+   admits a joiner only if every record and member valid in its log stays so), so a second
+   redemption at the node that holds the first is refused outright. A ticket is a secret, and
+   a leaked one is contested by whoever holds it.
 6. Strong removal: a record by a key that an effective revocation names is invalid unless it is
    an ancestor of that revocation (the revoker had seen it). Acts concurrent with a removal are
    what an attacker holding the key would race in, so they lose. A revocation is for the key

@@ -53,9 +53,10 @@ private space goes to a peer its capability log does not admit (``CapabilityLog.
   MAX_PROOF_RECORDS, the nearest to it), for the responder may not hold them yet: a joiner's.
 - The responder holds a proof unstored (verified, so a bad record costs the same whatever
   space it is for); on the Hello, if it serves the space, it adds the proof's records of that
-  space only if with them the log admits the peer. A space it does not serve and a peer it
-  does not admit get the same ``Bye(NOT_SERVED)``, byte for byte: a stranger cannot tell
-  "no such space" from "not a member".
+  space only if with them the log admits the peer and every record and member valid before
+  stays so (a used-up ticket redeemed again would displace its first joiner). A space it does
+  not serve and a peer it does not admit get the same ``Bye(NOT_SERVED)``, byte for byte: a
+  stranger cannot tell "no such space" from "not a member".
 - Once both Hellos are in, each side sends its log's digest (``Capabilities(digest, ())``);
   a side whose digest differs gets every record the other holds, once a session, in pages.
   Records a peer sends are added through the store (a bad one is a malformed message), and
@@ -441,12 +442,26 @@ class Replicator:
         return False
 
     def _proof_admits(self, log: CapabilityLog, peer: bytes, proof: list[Record]) -> bool:
-        """Whether the log with the proof's records admits the peer (tried on a copy)."""
+        """Whether the log with the proof's records admits the peer without displacing anyone
+        (tried on a copy): every record valid now stays valid, every member admitted now stays
+        admitted. So a used-up ticket's second redemption is refused here, whether its grant
+        sorts before the first's (it would take the use and cut the first joiner off) or after
+        (it is spent); the fixed order only decides between redemptions taken at different
+        nodes, which meet in the log exchange (protocol/capabilities.py, rule 5)."""
         try:
             trial = CapabilityLog(log.genesis, [*log.records(), *proof])
         except CapabilityLimit:
             return False
-        return trial.admits(peer, self._wall_ms())
+        now_ms = self._wall_ms()
+        if not trial.admits(peer, now_ms):
+            return False
+        held = log.records()
+        displaced = any(log.verdict(record.hash) is None and trial.verdict(record.hash) is not None for record in held) or any(
+            not trial.admits(member.key, now_ms) for member in log.members(now_ms) if not member.revoked and not member.invitation
+        )
+        if displaced:
+            self.stats["proofs_displacing"] += 1
+        return not displaced
 
     def _on_capabilities(self, session: Session, message: Capabilities) -> None:
         """A peer's digest (answered with our whole log, once a session, if it differs) or its

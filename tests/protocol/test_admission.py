@@ -23,7 +23,7 @@ from protocol.memory import MemoryChangeStore
 from protocol.reconcile import space_summary
 from protocol.replicator import NOT_SERVED, Replicator
 from protocol.space import Genesis
-from protocol.ticket import invite, redeem
+from protocol.ticket import Ticket, invite, redeem
 from protocol.wire import Bye, Capabilities, FrameDecoder, Hello, Message, Status, encode_frame
 
 GENESIS = Genesis.create(identity_of("alice"), "private", START_MS, nonce=bytes(16), private=True)
@@ -375,3 +375,60 @@ def test_an_unauthorised_change_is_neither_applied_nor_forwarded_nor_asked_for_u
     network.feed("alice", CapabilitiesAdded(SPACE, tuple(added)))
     network.settle()
     assert network.converged() and NOTES in network.heads("carol")
+
+
+# ----- a used-up ticket -----
+
+
+def one_use_ticket() -> Ticket:
+    """A uses=1 invitation with a fixed key (``invite`` draws a fresh one), so which of two
+    redemptions sorts first is the same every run."""
+    invitation = identity_of("invitation")
+    granted = grant("invitation", uses=1)
+    assert granted.subject == invitation.public_key
+    return Ticket(GENESIS, (granted,), invitation.seed, ())
+
+
+SECOND_JOINERS = ("carol", "dave", "erin", "frank", "grace", "heidi")
+
+
+def test_a_used_up_tickets_second_redemption_is_refused_and_the_first_joiner_stays_admitted() -> None:
+    ticket = one_use_ticket()
+    first = redeem(ticket, identity_of("bob"), START_MS)
+    orders = set()
+    for name in SECOND_JOINERS:
+        alice = alice_replicator(ticket.grant)
+        assert isinstance(messages(answer(alice, identity_of("bob"), SPACE, tuple(first), conn="bob"))[0], Hello)
+        second = redeem(ticket, identity_of(name), START_MS)
+        sorts_first = second[-1].hash < first[-1].hash  # it would take the use: rule 5's fixed order
+        orders.add(sorts_first)
+        actions = answer(alice, identity_of(name), SPACE, tuple(second), conn=name)
+        assert [a.data for a in actions if isinstance(a, Send)] == [NOT_SERVED_FRAME], name
+        log = alice.store.capability_log(SPACE)
+        assert second[-1].hash not in log and log.verdict(first[-1].hash) is None, name
+        assert alice.connections(SPACE) == ["bob"], name  # bob's session was never closed
+        assert alice.stats["proofs_displacing"] == int(sorts_first) and alice.stats["closed_not_admitted"] == 0, name
+    assert orders == {True, False}  # both cases: the second grant sorting before bob's, and after
+
+
+def test_redemptions_of_one_ticket_at_two_nodes_are_decided_by_the_fixed_order_on_both() -> None:
+    ticket = one_use_ticket()
+    dave = grant("dave")
+    network = Network(space=SPACE)
+    network.add_peer("alice", store=store_with(ticket.grant, dave))
+    network.add_peer("dave", store=store_with(ticket.grant, dave))
+    joined = {name: redeem(ticket, identity_of(name), START_MS) for name in ("bob", "carol")}
+    network.add_peer("bob", store=store_with(*joined["bob"]))
+    network.add_peer("carol", store=store_with(*joined["carol"], dave))  # she knows dave is a member
+    network.connect("bob", "alice")
+    network.connect("carol", "dave")
+    network.run()
+    assert network.peers["alice"].replicator.connections(SPACE) and network.peers["dave"].replicator.connections(SPACE)
+    network.connect("dave", "alice")  # the logs meet: each node admitted its own joiner
+    network.run()
+    winner = min(joined, key=lambda name: joined[name][-1].hash)
+    for node in ("alice", "dave"):
+        log = network.peers[node].store.capability_log(SPACE)
+        assert [name for name in joined if log.admits(key(name), START_MS)] == [winner], node
+    sessions = {name: network.peers[name].replicator.connections(SPACE) for name in joined}
+    assert len(sessions[winner]) == 1 and not sessions[next(name for name in joined if name != winner)]
