@@ -507,3 +507,7 @@ class CapabilityLog:
         """doc -> the last seq of ``key``'s changes kept, if an effective revocation names it."""
         cutoff = self._evaluated().cutoff.get(key)
         return None if cutoff is None else dict(cutoff)
+
+    def revocation_cutoffs(self) -> dict[bytes, dict[bytes, int]]:
+        """Every key an effective revocation names, with its cutoff (doc -> last seq kept)."""
+        return {key: dict(cutoff) for key, cutoff in self._evaluated().cutoff.items()}

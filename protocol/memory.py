@@ -48,6 +48,7 @@ _UNKNOWN_GENESIS = Genesis(bytes(32), "a space of unknown genesis", bytes(NONCE_
 class _Stored:
     raw: bytes
     deps: tuple[bytes, ...]
+    actor: bytes
     seq: int
     index: int  # position in the order of storing, which is causal: deps always come first
 
@@ -62,10 +63,23 @@ class _Doc:
     newest: dict[bytes, int] = field(default_factory=dict)  # author -> highest seq stored
 
     def add(self, change: native.DecodedChange) -> None:
-        self.changes[change.hash] = _Stored(change.raw, tuple(change.deps), change.seq, len(self.changes))
-        self.heads.difference_update(change.deps)
-        self.heads.add(change.hash)
-        self.newest[change.actor] = max(self.newest.get(change.actor, 0), change.seq)
+        self._keep(change.hash, change.raw, tuple(change.deps), change.actor, change.seq)
+
+    def _keep(self, change_hash: bytes, raw: bytes, deps: tuple[bytes, ...], actor: bytes, seq: int) -> None:
+        self.changes[change_hash] = _Stored(raw, deps, actor, seq, len(self.changes))
+        self.heads.difference_update(deps)
+        self.heads.add(change_hash)
+        self.newest[actor] = max(self.newest.get(actor, 0), seq)
+
+    def without(self, out: set[bytes]) -> _Doc:
+        """This doc rebuilt without the changes ``out`` (closed under dependants), their tips dropped."""
+        rebuilt = _Doc()
+        for change_hash, stored in self.changes.items():
+            if change_hash not in out:
+                rebuilt._keep(change_hash, stored.raw, stored.deps, stored.actor, stored.seq)
+                rebuilt.unapplied.append(stored.raw)
+        rebuilt.tips = {author: kept for author, kept in self.tips.items() if kept[1].change_hash not in out}
+        return rebuilt
 
     def since(self, base: Sequence[bytes]) -> list[bytes]:
         """Raw changes not reachable from ``base`` (stored hashes), in causal order.
@@ -187,11 +201,31 @@ class MemoryChangeStore:
         return self._logs.get(space, self._open_log)
 
     def add_capability_records(self, space: bytes, records: Sequence[bytes]) -> list[bytes]:
+        """As the Repo: the records, and if they make a revocation effective, the revoked key's
+        stored changes above its cutoff (and every change depending on them) taken out."""
         decoded = decode_records(space, records)
         log = self._logs.get(space)
         if log is None:
             return []  # no genesis to read them by (see the module docstring)
-        return [record.hash for record, _ in decoded if log.add(record)]
+        before = log.revocation_cutoffs()
+        added = [record.hash for record, _ in decoded if log.add(record)]
+        if added:
+            newly = {key: cutoff for key, cutoff in log.revocation_cutoffs().items() if before.get(key) != cutoff}
+            if newly:
+                self._take_out_revoked(space, newly)
+        return added
+
+    def _take_out_revoked(self, space: bytes, cutoffs: dict[bytes, dict[bytes, int]]) -> None:
+        for (held_space, doc), held in list(self._docs.items()):
+            if held_space != space:
+                continue
+            out: set[bytes] = set()
+            for change_hash, stored in held.changes.items():  # causal order: deps first
+                cutoff = cutoffs.get(stored.actor)
+                if (cutoff is not None and stored.seq > cutoff.get(doc, 0)) or not out.isdisjoint(stored.deps):
+                    out.add(change_hash)
+            if out:
+                self._docs[space, doc] = held.without(out)
 
     def change_paths(self, space: bytes, doc: bytes, change: native.DecodedChange) -> list[str] | None:
         if self._paths_of is None:

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import native
-from protocol.capabilities import CapabilityLog, Record, Revocation, decode_record
+from protocol.capabilities import CapabilityLog, Record, decode_record
 from protocol.errors import CapabilityError
 from protocol.space import INDEX_DOC_ID, Genesis
 from store import repair  # a module, not its names: repair imports verify, which imports this
@@ -78,17 +78,6 @@ def damaged_records(backend: Backend, space: bytes) -> list[tuple[bytes, str]]:
         if record.hash != row.hash or record.space != space:
             damaged.append((row.hash, "is stored under another hash or space than its own"))
     return damaged
-
-
-def revocation_cutoffs(log: CapabilityLog) -> dict[bytes, dict[bytes, int]]:
-    """Every key the log's effective revocations cut off, with its cutoff (doc -> seq kept)."""
-    cutoffs = {}
-    for record in log.records():
-        if isinstance(record, Revocation) and record.subject not in cutoffs:
-            cutoff = log.revocation_cutoff(record.subject)
-            if cutoff is not None:
-                cutoffs[record.subject] = cutoff
-    return cutoffs
 
 
 @dataclass(frozen=True, slots=True)

@@ -417,7 +417,7 @@ class Repo:
         revocations = log.private and (
             any(isinstance(record, Revocation) for record, _ in decoded) or any(isinstance(r, Revocation) for r in log.records())
         )
-        before = capabilities.revocation_cutoffs(log) if revocations else {}
+        before = log.revocation_cutoffs() if revocations else {}
         new: list[tuple[bytes, bytes]] = []
         try:
             for record, data in decoded:
@@ -437,7 +437,7 @@ class Repo:
         revoked = None
         try:
             if before is not None:
-                cutoffs = capabilities.revocation_cutoffs(self._logs[space])
+                cutoffs = self._logs[space].revocation_cutoffs()
                 newly = {key: cutoff for key, cutoff in cutoffs.items() if before.get(key) != cutoff}
                 if newly:
                     revoked = capabilities.revoked_changes(self._backend, space, newly, self._clock())

@@ -21,7 +21,7 @@ import pytest
 import native
 from harness import edits, identity_of, text_doc_id
 from node.replica_store import ReplicaStore
-from protocol.capabilities import Grant, Role
+from protocol.capabilities import Grant, Revocation, Role
 from protocol.clock import FIXED_NOW_MS
 from protocol.errors import CapabilityError, UnusableChanges
 from protocol.events import LocalCommit
@@ -260,6 +260,26 @@ def test_a_bad_record_raises_and_nothing_of_its_call_is_held(store: ChangeStore)
         with pytest.raises(CapabilityError):
             store.add_capability_records(space, [good.encode(), bad])
         assert good.hash not in store.capability_log(space)
+
+
+def test_a_revocation_takes_out_the_stored_changes_above_its_cutoff_and_what_builds_on_them(store: ChangeStore) -> None:
+    space = PRIVATE.space_id
+    grant = Grant.issue(alice, space=space, subject=carol.public_key, role=Role.WRITE, issued_ms=FIXED_NOW_MS)
+    store.add_capability_records(space, [grant.encode()])
+    carols, alices = MemoryChangeStore(), MemoryChangeStore()
+    kept = carols.commit(carol, space, DOC, edits(["kept"]), now_ms=FIXED_NOW_MS)
+    later = carols.commit(carol, space, DOC, edits(["after"]), now_ms=FIXED_NOW_MS)  # the revoker never saw it
+    for commit in (kept, later):
+        alices.apply(space, DOC, decoded(commit), [commit.tip])
+    built_on = alices.commit(alice, space, DOC, edits(["alice on top"]), now_ms=FIXED_NOW_MS)
+    for commit in (kept, later, built_on):
+        store.apply(space, DOC, decoded(commit), [commit.tip])
+    revocation = Revocation.issue(alice, space=space, subject=carol.public_key, seen=((DOC, 1),), issued_ms=FIXED_NOW_MS, parents=(grant.hash,))
+    store.add_capability_records(space, [revocation.encode()])
+    [kept_hash] = [change.hash for change in decoded(kept)]
+    assert store.heads(space, DOC) == [kept_hash]
+    assert store.changes_since(space, DOC, []) == list(kept.changes)
+    assert store.author_seq(space, DOC, carol.public_key) == 1
 
 
 def _index_edit(file_id: str, kind: str, parent: str, name: str) -> Callable[[native.Document], None]:

@@ -7,19 +7,14 @@ highest seq). An honest writer W builds on V's kept changes. Each member takes t
 offered every batch again until nothing more applies — a peer's next offer re-sends what was
 not stored. The expected store is the same for everyone: every change but V's above the cutoff.
 
-The full property waits on one step of the spec that is not built yet: a revocation that
-becomes effective after the store took V's later changes does not remove them (spec13.md,
-store: "stored changes of the revoked key above the cutoff ... are removed from the
-materialised docs"; phase 1 if time permits). Its test is a strict xfail, so it fails loudly
-the day removal lands and the mark should go. The order the protocol already handles — the
-revocation before any of V's refused changes, everything else in any order — must pass now.
+A revocation that becomes effective after a store took V's later changes takes them out again
+(with anything built on them), so any delivery order converges, as the Repo does it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -136,7 +131,6 @@ def _check(first: Member, second: Member, h: History) -> None:
     assert not held & _hashes(h.refused)
 
 
-@pytest.mark.xfail(strict=True, reason="a revocation does not yet remove the revoked key's stored changes above its cutoff (spec13 store, phase 1 if time permits)")
 @settings(max_examples=60, deadline=None)
 @given(h=histories, data=st.data())
 def test_any_delivery_order_of_a_revocation_and_the_revoked_writers_changes_converges(h: History, data: st.DataObject) -> None:
