@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--genesis", metavar="B64", help="an open space's genesis record, as printed by init: adds it at once")
 
     invite = command("invite", commands.invite, "print a ticket that lets another node join the space")
-    invite.add_argument("--role", choices=["relay", "read", "write", "admin"], default="write", help="what the joiner may do (default write)")
+    invite.add_argument("--role", choices=["relay", "read", "write", "admin"], default="write", help="what the joiner may do (default write); relay: store and forward the space for its members, and note that a relay CAN READ every file of it (spaces are not end-to-end encrypted yet)")
     invite.add_argument("--path", action="append", default=[], metavar="GLOB", help="a gitignore glob its writes must stay in (repeatable; none: all)")
     invite.add_argument("--expires", type=commands.duration_s, metavar="DURATION", help="the ticket and the membership end after DURATION (7d, 8h)")
     invite.add_argument("--uses", type=commands.positive, default=1, metavar="N", help="how many nodes may join with it (default 1)")
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = command("up", commands.up, "run the daemon in the foreground (Ctrl-C or SIGTERM stops it)")
     up.add_argument("--listen", action="append", default=[], metavar="MULTIADDR", help="listen address (repeatable; default from config)")
     up.add_argument("--peer", action="append", default=[], metavar="MULTIADDR", help="a peer to connect to (repeatable)")
-    up.add_argument("--relay", action="store_true", default=None, help="also serve as a circuit relay for other peers")
+    up.add_argument("--relay", action="store_true", default=None, help="also serve as a circuit relay, to members of this node's spaces (anyone, if it holds an open space)")
     up.add_argument("--no-mdns", dest="mdns", action="store_false", default=None, help="do not discover peers on the local network")
     up.add_argument(
         "--folder",

@@ -49,7 +49,14 @@ from libp2p.transport.webrtc.transport import WebRTCDirectTransport
 
 from node.errors import AddressError, DialError, HostStartError, NodeError, ProtocolRefused
 from node.framing import MAX_FRAME_BYTES, FrameStream
-from node.relay import RESERVATION_MIN_REFRESH_S, RESERVATION_REFRESH_FRACTION, CircuitRelay, circuit_addr, is_circuit_addr
+from node.relay import (
+    RESERVATION_MIN_REFRESH_S,
+    RESERVATION_REFRESH_FRACTION,
+    CircuitRelay,
+    RelayAdmission,
+    circuit_addr,
+    is_circuit_addr,
+)
 from protocol.identity import Identity
 
 logger = logging.getLogger(__name__)
@@ -186,14 +193,15 @@ class Host:
     Get one from ``open_host``. ``libp2p`` is the underlying py-libp2p host, for subsystems
     (gossip, DHT) that need it directly; they must be stopped before the host is. ``stats``
     counts stream handlers that failed: ``handler_crashes`` (also in ``internal_failures``)
-    are bugs of ours, ``stream_failures`` the peer's or the network's doing.
+    are bugs of ours, ``stream_failures`` the peer's or the network's doing; and the relay's
+    reservations and refusals (``relay_*``, node/relay.py), in the same counter.
     """
 
     def __init__(self, identity: Identity, libp2p_host: IHost, circuits: CircuitRelay) -> None:
         self.identity = identity
         self.libp2p = libp2p_host
         self.circuits = circuits
-        self.stats: Counter[str] = Counter()
+        self.stats: Counter[str] = circuits.stats
 
     @property
     def peer_id(self) -> str:
@@ -355,12 +363,15 @@ async def open_host(
     *,
     serve_relay: bool = False,
     relay_limits: RelayLimits | None = None,
+    relay_admits: RelayAdmission | None = None,
 ) -> AsyncIterator[Host]:
     """Start a host listening on ``listen_addrs``; stop it, leaving no task or thread, on exit.
 
     Args:
         serve_relay: also serve circuit relay v2 reservations and circuits (a headless relay).
         relay_limits: caps for serving; ``node.relay.relay_limits()`` by default.
+        relay_admits: which peers (by peer id) may reserve and be dialled through us; None:
+            every peer (node/relay.py's module docstring says whom a node's relay serves).
 
     Raises:
         HostStartError: an address could not be listened on (malformed, a transport we do
@@ -369,7 +380,7 @@ async def open_host(
     """
     addrs = [_multiaddr(addr) for addr in listen_addrs]
     libp2p_host = build_libp2p_host(identity)
-    circuits = CircuitRelay(libp2p_host, serve=serve_relay, limits=relay_limits)
+    circuits = CircuitRelay(libp2p_host, serve=serve_relay, limits=relay_limits, admits=relay_admits)
     with _single_error():
         async with libp2p_host.run(addrs):
             try:

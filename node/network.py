@@ -49,7 +49,9 @@ the host's have their own): logged at error level, and 0 on a healthy node.
 Relay mode (``relay=True``) is an ordinary node that also serves circuit relay v2
 reservations. As a member of the spaces it holds (join them like any node) it keeps every
 change and forwards live batches between peers that reach only it; peers can also reach each
-other through it over circuits (``reserve_on``).
+other through it over circuits (``reserve_on``). It serves reservations only to members of
+the spaces it holds (role relay or more), or to anyone while it holds an open space
+(``_relay_admits``; node/relay.py says why and that a relay can read what it serves).
 
 What it reports (node/events.py's ``NetworkEvent``) goes to ``on_event``; how a daemon wires
 it to the rest of the node is node/wiring.py.
@@ -87,7 +89,7 @@ from node.genesis_exchange import GENESIS_PROTOCOL, MAX_GENESIS_BYTES, fetch_spa
 from node.host import LOOPBACK_LISTEN_ADDRS, UNKNOWN_ADDRESS, Host, address_key, hold_reservation, open_host
 from node.keepers import KEPT_PEERS_MAX, PEERS_REMEMBERED_MAX, Keepers, Peer
 from node.logs import event
-from node.sync_driver import DriverLimits, SyncDriver
+from node.sync_driver import DriverLimits, SyncDriver, peer_key_of
 from protocol.limits import SyncConfig
 from store.repo import Repo, RepoEvent, SpaceStored, wall_clock_ms
 
@@ -231,7 +233,8 @@ class Network:
         """Run until cancelled; ``task_status.started(self)`` once listening and syncing."""
         options = self.options
         notifee = _Notifee(self)
-        async with open_host(self.identity, options.listen, serve_relay=options.relay) as host:
+        relay_admits = self._relay_admits if options.relay else None
+        async with open_host(self.identity, options.listen, serve_relay=options.relay, relay_admits=relay_admits) as host:
             self._host = host
             swarm = host.libp2p.get_network()
             unsubscribe = self.repo.subscribe(self._on_repo_event)
@@ -454,6 +457,22 @@ class Network:
             self.stats["admission_check_failures"] += 1
             self.stats["internal_failures"] += 1
             event(logger, "network.admission_check_failed", logging.ERROR, exc_info=True, space=space.hex()[:12])
+            return False
+
+    def _relay_admits(self, peer_id: str) -> bool:
+        """Whether our relay serves the peer (node/relay.py): a member (role relay or more) of a
+        private space we hold, or anyone while we hold an open space."""
+        try:
+            key = peer_key_of(peer_id)
+        except NodeError:
+            return False  # not an Ed25519 peer id: no log could admit it
+        now_ms = wall_clock_ms()
+        try:
+            return any(self.repo.capability_log(genesis.space_id).admits(key, now_ms) for genesis in self.repo.spaces())
+        except Exception:  # a bug or an unreadable store: relay for nobody, say so
+            self.stats["admission_check_failures"] += 1
+            self.stats["internal_failures"] += 1
+            event(logger, "network.relay_admission_check_failed", logging.ERROR, exc_info=True)
             return False
 
     def _presents_proof(self, space: bytes) -> bool:

@@ -12,23 +12,45 @@ its swarm never dials ``/p2p-circuit`` addresses and its reservation refresher i
 one caller's nursery owns for every relay; so ``CircuitRelay.dial`` calls the circuit
 transport directly, and ``node.host.hold_reservation`` runs its own RESERVE exchange and
 refresh loop, owned by whoever starts it.
+
+Who a relay serves. A relay node of Dist-Space is a member of the spaces it holds, and serves
+reservations only to peers that are members too: ``CircuitRelay(admits=...)`` asks, for the
+peer the connection authenticated (never a peer id a RESERVE message names: py-libp2p would
+reserve in the name of whatever peer the message claims, so a RESERVE naming another peer is
+refused), and a relay holding an open space admits every peer (node/network.py's
+``_relay_admits``: a member, role ``relay`` or more, of one of its private spaces, or anyone
+if it holds an open one; a relay that holds no space serves nobody). A circuit (CONNECT) is
+spliced only into a peer that holds a reservation and is admitted still, so a revoked member's
+slot stops carrying circuits at once; the dialling side is not asked, since a joiner that the
+relay's log does not know yet (it joined by a ticket, its grant not synced) must still reach
+the member that invited it, whose own node then decides whether to sync with it. The sync
+sessions a relay node serves (its replicas) are admitted as every node's are
+(protocol/replicator.py: nothing of a private space to a peer its log does not admit).
+
+**A relay can read the spaces it serves.** Spaces are not end-to-end encrypted yet: a node
+invited with role ``relay`` stores and forwards every change of the space, and so holds every
+file in the clear, like any member. A circuit is different: it carries Noise/TLS end to end,
+so a relay that only splices a circuit sees ciphertext; but a relay node that is a member
+syncs the space itself. Invite as relay only a node you would let read the space.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Callable
 from typing import Final
 
 import multiaddr
 import trio
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetStream
 from libp2p.peer.id import ID
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
 from libp2p.relay.circuit_v2.pb.circuit_pb2 import HopMessage
 from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL_ID
 from libp2p.relay.circuit_v2.protocol import STOP_PROTOCOL_ID, CircuitV2Protocol
 from libp2p.relay.circuit_v2.protocol_buffer import StatusCode
-from libp2p.relay.circuit_v2.resources import RelayLimits
+from libp2p.relay.circuit_v2.resources import RelayLimits, RelayResourceManager
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 from libp2p.relay.circuit_v2.utils import read_delimited_msg, write_delimited_msg
 from libp2p.tools.anyio_service import background_trio_service
@@ -41,6 +63,7 @@ __all__ = [
     "HOP_PROTOCOL_ID",
     "STOP_PROTOCOL_ID",
     "CircuitRelay",
+    "RelayAdmission",
     "circuit_addr",
     "is_circuit_addr",
     "relay_limits",
@@ -59,6 +82,11 @@ RESERVATION_REFRESH_FRACTION: Final = 0.75
 RESERVATION_MIN_REFRESH_S: Final = 1.0  # never spin, even if a relay hands out tiny TTLs
 RESERVE_TIMEOUT_S: Final = 10.0  # one RESERVE round trip, including the relay's 0.1 s pause
 CIRCUIT_DIAL_TIMEOUT_S: Final = 15.0  # relay CONNECT + STOP + Noise/yamux over two hops
+
+
+# Whether a peer (its libp2p peer id, as the connection authenticated it) may hold a
+# reservation and be dialled through us; None: every peer may (a bare host, as in tests).
+RelayAdmission = Callable[[str], bool]
 
 
 def relay_limits(
@@ -101,14 +129,20 @@ class CircuitRelay:
     Always: accepts relayed connections (the STOP protocol) and dials through relays. With
     ``serve=True``: also serves reservations and circuits for others (the HOP protocol).
     ``Host`` owns one and runs it for its whole life, because the STOP handler is registered
-    once per host and removed when the protocol service stops.
+    once per host and removed when the protocol service stops. ``admits`` says which peers
+    are served (the module docstring); ``stats`` counts the refusals
+    (``relay_reservations_refused``, ``relay_reservations_impersonating``,
+    ``relay_circuits_refused``) and ``relay_reservations_served``.
     """
 
-    def __init__(self, libp2p_host: IHost, *, serve: bool, limits: RelayLimits | None = None) -> None:
+    def __init__(
+        self, libp2p_host: IHost, *, serve: bool, limits: RelayLimits | None = None, admits: RelayAdmission | None = None
+    ) -> None:
         self._host = libp2p_host
         self.serving = serve
+        self.stats: Counter[str] = Counter()
         limits = limits or relay_limits()
-        self._protocol = CircuitV2Protocol(libp2p_host, limits=limits, allow_hop=serve)
+        self._protocol = _AdmittingProtocol(libp2p_host, limits, allow_hop=serve, admits=admits, stats=self.stats)
         # No CLIENT role: libp2p would otherwise also reserve a slot on the relay at every dial.
         roles = RelayRole.STOP | RelayRole.HOP if serve else RelayRole.STOP
         self._transport = CircuitV2Transport(libp2p_host, self._protocol, RelayConfig(roles=roles, limits=limits))
@@ -168,3 +202,54 @@ class CircuitRelay:
         if status != StatusCode.OK or not response.HasField("reservation"):
             raise RelayError(f"reservation refused: {status.name}", peer_id=str(relay))
         return float(response.reservation.expire)
+
+
+class _AdmittingResources(RelayResourceManager):
+    """libp2p's reservation book, splicing circuits only into peers still admitted."""
+
+    def __init__(self, limits: RelayLimits, host: IHost, admits: RelayAdmission | None, stats: Counter[str]) -> None:
+        super().__init__(limits, host)
+        self._admits = admits
+        self._stats = stats
+
+    def can_accept_connection(self, peer_id: ID) -> bool:
+        if not super().can_accept_connection(peer_id):
+            return False
+        if self._admits is not None and not self._admits(peer_id.to_base58()):
+            self._stats["relay_circuits_refused"] += 1  # its reservation outlived its membership
+            return False
+        return True
+
+
+class _AdmittingProtocol(CircuitV2Protocol):
+    """py-libp2p's circuit relay v2 with a RESERVE served only to an admitted peer, itself.
+
+    ``_handle_reserve`` is libp2p's own (0.8.1, pinned in pyproject.toml) after a check of the
+    peer the connection authenticated: libp2p takes the peer to reserve for from the message
+    when it names one, which would let any peer take a slot in a member's name.
+    """
+
+    def __init__(
+        self, host: IHost, limits: RelayLimits, *, allow_hop: bool, admits: RelayAdmission | None, stats: Counter[str]
+    ) -> None:
+        super().__init__(host, limits=limits, allow_hop=allow_hop)
+        self.resource_manager = _AdmittingResources(self.limits, host, admits, stats)
+        self._admits = admits
+        self._stats = stats
+
+    async def _handle_reserve(self, stream: INetStream, msg: HopMessage) -> None:
+        remote = stream.muxed_conn.peer_id
+        if msg.HasField("peer") and msg.peer.id and ID(msg.peer.id) != remote:
+            self._stats["relay_reservations_impersonating"] += 1
+            await self._refuse(stream, remote, "a reservation names a peer other than its sender")
+            return
+        if self._admits is not None and not self._admits(remote.to_base58()):
+            self._stats["relay_reservations_refused"] += 1
+            await self._refuse(stream, remote, "not a member of a space this relay holds")
+            return
+        self._stats["relay_reservations_served"] += 1
+        await super()._handle_reserve(stream, msg)
+
+    async def _refuse(self, stream: INetStream, remote: ID, why: str) -> None:
+        logger.info("relay.reservation_refused peer_id=%s reason=%s", remote.to_base58(), why.replace(" ", "_"))
+        await self._send_status(stream, StatusCode.PERMISSION_DENIED, why)

@@ -54,14 +54,17 @@ async def test_peers_that_reach_only_a_member_relay_sync_through_it(tmp_path: Pa
 
 
 async def test_peers_sync_over_a_circuit_through_a_relay_that_is_not_a_member(tmp_path: Path) -> None:
+    """R holds an open space of its own, not Alice and Bob's: so it serves any peer a slot
+    (node/relay.py), and splices their circuit without ever syncing their space."""
     genesis = genesis_of()
     space = genesis.space_id
     async with cluster(tmp_path) as nodes:
-        relay = await nodes.start("relay", [], relay=True)
+        lobby = genesis_of("relay", "lobby")
+        relay = await nodes.start("relay", [lobby], relay=True)
         bob = await nodes.start("bob", [genesis], reserve_on=(relay.addr(),))
         await nodes.until(lambda: bool(bob.reports(RelayReserved)))
         alice = await nodes.start("alice", [genesis], peers=[str(circuit_addr(relay.addr(), bob.peer_id))])
         await nodes.until(lambda: alice.syncing_with(bob, space))
         assert "p2p-circuit" in transports_of(alice, bob)
         await edits_flow_both_ways(nodes, alice, bob, space)
-        assert relay.repo.spaces() == []
+        assert relay.repo.spaces() == [lobby]
