@@ -63,6 +63,11 @@ private space goes to a peer its capability log does not admit (``CapabilityLog.
   every record the log gains — from a peer, or locally (``CapabilitiesAdded``) — is pushed to
   every other active session of the space. Whenever the log changes, and at every session
   timer (a grant expires), a session whose peer the log no longer admits is closed.
+- A change the log does not authorise (protocol/ingest.py) is not asked for again until it
+  may be allowed: when the log changes, and — for a new file's content that came before the
+  index entry naming it, judged as a doc the index does not name — when the index moves. Then
+  we ask for its doc at once, from the peer it came by. A revocation the log gains may take
+  stored changes out of their docs (store/capabilities.py): our heads are read again.
 
 An open space has no log to sync: its sessions send no ``Capabilities`` at all, so its wire
 traffic is exactly what it was before private spaces (and an older peer still syncs it). The
@@ -76,6 +81,7 @@ import hashlib
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import native
 from protocol.batch import decode_changes, pack_changes, scan_batch, unpack
@@ -133,6 +139,7 @@ from protocol.reconcile import Heads, PeerDocState, space_summary
 from protocol.replies import Reply, ReplyCache
 from protocol.scoring import Offense, PeerScore, offense_of
 from protocol.session import ALLOWED, Phase, Session
+from protocol.space import INDEX_DOC_ID
 from protocol.store_api import ChangeStore
 from protocol.tips import TipSignature
 from protocol.wire import (
@@ -156,6 +163,15 @@ from protocol.wire import Heads as HeadsMessage
 NOT_SERVED = "we do not serve this space"
 
 
+@dataclass(frozen=True, slots=True)
+class _Unauthorised:
+    """Where an unauthorised change came from, to ask for it again when it may be allowed."""
+
+    doc: bytes
+    conn: ConnId  # the session it came by
+    unknown_doc: bool  # judged as a file the index does not name: the index moving may allow it
+
+
 class _Space:
     """A served space: our heads per doc (kept in step with the store), its summary, its push
     trees, and its active sessions."""
@@ -167,16 +183,32 @@ class _Space:
         # Changes refused for good (protocol/ingest.py): never asked for, taken or penalized again.
         self.refused: Recent[bytes, None] = Recent(MAX_REFUSED_CHANGES)
         # Changes the capability log does not authorise (protocol/ingest.py): not asked for
-        # again until the log changes, since asking would only bring them back to be refused.
-        self.unauthorised: Recent[bytes, None] = Recent(MAX_REFUSED_CHANGES)
+        # again until the log changes (or, for a file the index did not name, the index
+        # moves), since asking would only bring them back to be refused.
+        self.unauthorised: Recent[bytes, _Unauthorised] = Recent(MAX_REFUSED_CHANGES)
         self.sessions: dict[ConnId, Session] = {}
         # Capability records we pushed to the sessions already (see ``_log_gained``).
         self.pushed: Recent[bytes, None] = Recent(MAX_PUSHED_RECORDS)
         self._summary: bytes | None = None
 
-    def set_heads(self, doc: bytes, heads: Iterable[bytes]) -> None:
-        self.heads[doc] = tuple(sorted(heads))
+    def set_heads(self, doc: bytes, heads: Iterable[bytes]) -> bool:
+        """Keep ``doc``'s heads; whether they changed."""
+        new = tuple(sorted(heads))
+        if self.heads.get(doc) == new:
+            return False
+        self.heads[doc] = new
         self._summary = None
+        return True
+
+    def reload_heads(self, store: ChangeStore) -> None:
+        """Every doc's heads afresh from the store: a revocation took changes out of its docs
+        (store/capabilities.py), and a doc of nothing but such changes is gone."""
+        held = set(store.doc_ids(self.id))
+        for doc in [doc for doc in self.heads if doc not in held]:
+            del self.heads[doc]
+            self._summary = None
+        for doc in held:
+            self.set_heads(doc, store.heads(self.id, doc))
 
     @property
     def summary(self) -> bytes:
@@ -317,7 +349,8 @@ class Replicator:
             raise LocalProtocolError(f"a local commit's change does not decode: {error}") from error
         if last.hash != event.tip.change_hash:
             raise LocalProtocolError("a local commit's tip must sign its last change")
-        space.set_heads(event.doc, self.store.heads(event.space, event.doc))
+        if space.set_heads(event.doc, self.store.heads(event.space, event.doc)) and event.doc == INDEX_DOC_ID:
+            self._index_moved(space)
         encoding, data = pack_changes(event.changes)
         tip = TipSignature(len(event.changes) - 1, event.tip.signature)
         batch = Changes(event.doc, encoding, data, (), (tip,), push=True)
@@ -507,9 +540,9 @@ class Replicator:
         added = list(added)
         for h in added:
             space.pushed.put(h, None)
-        if added:
-            space.unauthorised = Recent(MAX_REFUSED_CHANGES)  # the log changed: they may be now
         log = self._log(space.id)
+        if any(isinstance(log.get(h), Revocation) for h in added):
+            space.reload_heads(self.store)  # the store took the changes it refuses out of their docs
         for session in list(space.sessions.values()):
             if not log.admits(session.peer, self._wall_ms()):
                 own = [by_hash[h] for h in added if h in by_hash and _revokes(log.get(h), session.peer)]
@@ -521,6 +554,8 @@ class Replicator:
             for session in list(space.sessions.values()):
                 if session is not source:
                     self._send_records(session, records)
+        if added:
+            self._ask_again(space, unknown_doc_only=False)  # the log changed: they may be allowed now
 
     def _close_not_admitted(self, session: Session) -> None:
         self.stats["closed_not_admitted"] += 1
@@ -650,7 +685,7 @@ class Replicator:
         if applied:
             forward = push if not missing else None
             self._after_apply(space, batch.doc, applied, session, forward, [by_hash[h] for h in applied if h in by_hash])
-        self._refuse(session, space, result)
+        self._refuse(session, space, batch.doc, result)
         if session.pending.missing_deps(batch.doc):
             if batch.push:  # the deps are most likely on their way along another origin's tree
                 session.grafts.setdefault(batch.doc, self._now + self.config.graft_delay_ms)
@@ -729,7 +764,8 @@ class Replicator:
         """Tell the world: forward a pushed batch and those held for what was stored, announce
         our new heads, retry what waited for what was stored (``decoded``: the applied changes
         at hand, for their chain slots)."""
-        space.set_heads(doc, self.store.heads(space.id, doc))
+        if space.set_heads(doc, self.store.heads(space.id, doc)) and doc == INDEX_DOC_ID:
+            self._index_moved(space)
         self.stats["changes_applied"] += len(applied)
         source.shares_history = True
         self._out.append(Applied(space.id, doc, tuple(applied), source.conn))
@@ -766,16 +802,19 @@ class Replicator:
             return
         if result.applied:
             self._after_apply(space, doc, result.applied, session, None, [waiting[h] for h in result.applied if h in waiting])
-        self._refuse(session, space, result)
+        self._refuse(session, space, doc, result)
 
-    def _refuse(self, session: Session, space: _Space, result: Ingested) -> None:
+    def _refuse(self, session: Session, space: _Space, doc: bytes, result: Ingested) -> None:
         """Remember the changes refused for good, and score the peer that sent them: a ban if
         it is their author forking its own chain; a lesser fault for relaying one we had not
         refused before (it may have accepted it before the change it conflicts with reached it);
         nothing for offering one again. Changes the log does not authorise are counted and not
-        asked for again until the log changes, but cost the peer nothing: our log may lag."""
+        asked for again until the log changes (a new file's content that came before its index
+        entry, with what depends on it: until the index moves), but cost the peer nothing: our
+        log may lag."""
+        unknown_doc = doc != INDEX_DOC_ID and any(unauthorised.unknown_doc for unauthorised in result.unauthorised)
         for unauthorised in result.unauthorised:
-            space.unauthorised.put(unauthorised.change, None)
+            space.unauthorised.put(unauthorised.change, _Unauthorised(doc, session.conn, unknown_doc))
         self.stats["changes_unauthorised"] += len(result.unauthorised)
         new = [refusal for refusal in result.refused if refusal.change not in space.refused]
         for refusal in result.refused:
@@ -788,6 +827,28 @@ class Replicator:
             self._penalize(session, Offense.EQUIVOCATION, equivocation.reason)
         else:
             self._penalize(session, Offense.UNUSABLE_FORWARDED, new[0].reason)
+
+    def _index_moved(self, space: _Space) -> None:
+        """The index doc's heads changed: a file's content refused as a doc the index did not
+        name may be named now (its entry came after it), so ask for it again."""
+        self._ask_again(space, unknown_doc_only=True)
+
+    def _ask_again(self, space: _Space, *, unknown_doc_only: bool) -> None:
+        """Forget the unauthorised changes (those of files the index did not name, or all) and
+        ask for their docs again: from the peer each came by (a push leaves no record of what
+        the pusher holds) and from any other that reported heads we now lack."""
+        again = [(change, where) for change, where in space.unauthorised.items() if where.unknown_doc or not unknown_doc_only]
+        if not again:
+            return
+        by_doc: dict[bytes, set[ConnId]] = {}
+        for change, where in again:
+            space.unauthorised.discard(change)
+            by_doc.setdefault(where.doc, set()).add(where.conn)
+        self.stats["unauthorised_asked_again"] += len(again)
+        for session in list(space.sessions.values()):
+            for doc, conns in by_doc.items():
+                if session.conn in conns or (doc in session.states and self._needs(session, doc)):
+                    self._want(session, doc)
 
     def _duplicate(self, space: _Space, session: Session, first: FirstCopy) -> None:
         """A pushed batch came again: prune the link if the push tree says so."""

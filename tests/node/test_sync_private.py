@@ -1,5 +1,6 @@
 """Private spaces on real nodes (libp2p on 127.0.0.1, SQLite stores): members sync, strangers
-learn nothing, a joiner with a ticket gets in by its proof.
+learn nothing, a joiner with a ticket gets in by its proof, a scoped writer's new file reaches
+everyone and its forged one outside its scope reaches no one.
 
 Alice created the space (its root); Bob holds a write grant Alice issued, in both stores before
 they start. Strangers come as full nodes and as Mallory's raw client (benchmarks/mallory).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
 from benchmarks.mallory import hello, mallory, mallory_stream
@@ -17,7 +19,7 @@ from node.events import SessionOpened
 from node.genesis_exchange import fetch_genesis
 from protocol.capabilities import Grant, Record, Role
 from protocol.replicator import NOT_SERVED
-from protocol.space import Genesis
+from protocol.space import INDEX_DOC_ID, Genesis
 from protocol.ticket import invite, redeem
 from protocol.wire import Bye, encode_frame
 from store.repo import Repo
@@ -124,3 +126,50 @@ async def test_a_joiner_with_a_ticket_syncs_and_its_grant_reaches_the_other_memb
         carol.workspace(SPACE).write("hello.md", "carol is in", now_ms=NOW_MS)
         await nodes.until(lambda: bob.workspace(SPACE).exists("hello.md"))
         assert alice.network.driver.replicator.stats["proofs_taken"] == 1
+
+
+async def test_a_scoped_writers_new_file_reaches_every_member_and_a_forged_one_outside_its_scope_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob may write src/* only; Carol is a writer behind Alice (her only peer). Bob's new file
+    reaches both, whichever of its content and its index entry Alice takes first (the content
+    alone is judged as a doc the index does not name, asked for again when the entry moves the
+    index). Then Bob's node signs docs/x.md around its workspace's own check, a well-formed
+    change as a hostile member's would be: neither its entry nor its content is materialised
+    at Alice, and so nothing of it reaches Carol."""
+    scoped = Grant.issue(identity_of("alice"), space=SPACE, subject=identity_of("bob").public_key, role=Role.WRITE, paths=("src/*",), issued_ms=NOW_MS - 1000)
+    carol_grant = Grant.issue(identity_of("alice"), space=SPACE, subject=identity_of("carol").public_key, role=Role.WRITE, issued_ms=NOW_MS - 1000)
+    for name in ("alice", "bob", "carol"):
+        prepare(tmp_path, name, (scoped, carol_grant))
+    async with cluster(tmp_path) as nodes:
+        alice = await nodes.start("alice")
+        bob = await nodes.start("bob", peers=[alice.addr()])
+        carol = await nodes.start("carol", peers=[alice.addr()])
+        await nodes.until(lambda: alice.syncing_with(bob, SPACE) and alice.syncing_with(carol, SPACE))
+        alice.workspace(SPACE).mkdir("src", now_ms=NOW_MS)
+        alice.workspace(SPACE).mkdir("docs", now_ms=NOW_MS)
+        await nodes.converged(SPACE)
+
+        bob.workspace(SPACE).write("src/new.py", "print('new')\n", now_ms=NOW_MS)
+        await nodes.until(lambda: all(node.workspace(SPACE).exists("src/new.py") for node in (alice, carol)))
+        await nodes.converged(SPACE)
+        assert carol.workspace(SPACE).read("src/new.py") == "print('new')\n"
+
+        stats = alice.network.driver.replicator.stats
+        refused_before = stats["changes_unauthorised"]
+        forger = bob.workspace(SPACE)
+        monkeypatch.setattr(forger, "check_authorised", lambda paths, now_ms: None)  # signed as bob, unchecked
+        forger.write("docs/x.md", "not bob's to write\n", now_ms=NOW_MS)
+        forged_doc = forger.node("docs/x.md").doc_id
+        forged_entry = bob.repo.heads(SPACE, INDEX_DOC_ID)
+        await nodes.until(lambda: stats["changes_unauthorised"] >= refused_before + 2)  # its entry and its content
+
+        alice.workspace(SPACE).write("after.md", "still syncing\n", now_ms=NOW_MS)
+        await nodes.until(lambda: all(node.workspace(SPACE).exists("after.md") for node in (bob, carol)))
+        for node in (alice, carol):
+            assert not node.workspace(SPACE).exists("docs/x.md"), node.name
+            assert forged_doc not in node.repo.doc_ids(SPACE), node.name
+            assert not any(node.repo.has_change(SPACE, INDEX_DOC_ID, h) for h in forged_entry), node.name
+            assert node.workspace(SPACE).read("src/new.py") == "print('new')\n", node.name
+        assert bob.workspace(SPACE).read("docs/x.md") == "not bob's to write\n"  # his own store only
+        assert not alice.penalties(bob.peer_id)  # unauthorised is not misbehaviour: a log may lag

@@ -16,15 +16,17 @@ from hypothesis import strategies as st
 
 from harness import START_MS, Network, edits, identity_of, text_doc_id
 from protocol.capabilities import Grant, Record, Revocation, Role
-from protocol.events import Action, CapabilitiesAdded, Connected, DataReceived, Disconnect, PeerPenalized, Send
+from protocol.events import Action, CapabilitiesAdded, Connected, DataReceived, Disconnect, LocalCommit, PeerPenalized, Send
 from protocol.identity import Identity
 from protocol.limits import MAX_PROOF_RECORDS, SUPPORTED_VERSIONS
 from protocol.memory import MemoryChangeStore
 from protocol.reconcile import space_summary
 from protocol.replicator import NOT_SERVED, Replicator
-from protocol.space import Genesis
+from protocol.space import INDEX_DOC_ID, Genesis
 from protocol.ticket import Ticket, invite, redeem
 from protocol.wire import Bye, Capabilities, FrameDecoder, Hello, Message, Status, encode_frame
+from store.repo import Repo, RepoEvent, StoreEvent
+from store.workspace import Workspace
 
 GENESIS = Genesis.create(identity_of("alice"), "private", START_MS, nonce=bytes(16), private=True)
 SPACE = GENESIS.space_id
@@ -432,3 +434,87 @@ def test_redemptions_of_one_ticket_at_two_nodes_are_decided_by_the_fixed_order_o
         assert [name for name in joined if log.admits(key(name), START_MS)] == [winner], node
     sessions = {name: network.peers[name].replicator.connections(SPACE) for name in joined}
     assert len(sessions[winner]) == 1 and not sessions[next(name for name in joined if name != winner)]
+
+
+# ----- a scoped writer's new file -----
+
+
+def repo_network(*records: Record, names: tuple[str, ...]) -> tuple[Network, dict[str, list[LocalCommit]]]:
+    """Peers on real stores (a Repo each: the index's paths are real), and each one's local
+    commits as they are made, for the test to hand its Replicator in the order it chooses."""
+    network = Network(space=SPACE)
+    commits: dict[str, list[LocalCommit]] = {}
+    for name in names:
+        repo = Repo.open(None, identity_of(name))
+        repo.add_space(GENESIS)
+        repo.add_capability_records(SPACE, [record.encode() for record in records])
+        made = commits[name] = []
+
+        def keep(event: RepoEvent, made: list[LocalCommit] = made) -> None:
+            if isinstance(event, StoreEvent) and event.origin == "local" and event.tip is not None:
+                made.append(LocalCommit(event.space, event.doc, event.changes, event.tip))
+
+        repo.subscribe(keep)
+        network.add_peer(name, store=repo)  # type: ignore[arg-type]  # a Repo is a ChangeStore
+    return network, commits
+
+
+def hand_over(network: Network, commits: dict[str, list[LocalCommit]], name: str, *, content_first: bool) -> None:
+    made, commits[name][:] = list(commits[name]), []
+    for commit in sorted(made, key=lambda c: (c.doc == INDEX_DOC_ID) == content_first):
+        network.feed(name, commit)
+    network.run()
+
+
+def test_a_scoped_writers_new_file_whose_content_comes_before_its_entry_reaches_every_member() -> None:
+    """Bob may write src/*. His new file's content doc reaches Alice before the index entry
+    naming it, so her ingest cannot tell its path yet (unauthorised, unknown doc); the entry's
+    arrival moves her index, and she asks Bob for the content again at once, not at the next
+    anti-entropy round. Carol, behind Alice, gets both."""
+    network, commits = repo_network(grant("bob", paths=("src/*",)), grant("carol"), names=("alice", "bob", "carol"))
+    network.connect("bob", "alice")
+    network.connect("carol", "alice")
+    network.run()
+    workspaces = {name: Workspace(network.peers[name].store, SPACE) for name in network.peers}  # type: ignore[arg-type]
+    workspaces["alice"].mkdir("src", now_ms=START_MS)
+    hand_over(network, commits, "alice", content_first=False)
+    assert workspaces["bob"].exists("src")
+    workspaces["bob"].write("src/new.py", "print('new')\n", now_ms=START_MS)
+    hand_over(network, commits, "bob", content_first=True)
+    network.advance(4 * network.config.graft_delay_ms)  # Carol's ask for announced heads; far from anti-entropy
+    alice = network.peers["alice"].replicator
+    assert alice.stats["changes_unauthorised"] >= 1 and alice.stats["unauthorised_asked_again"] >= 1  # it did come first
+    for name in ("alice", "carol"):
+        assert workspaces[name].read("src/new.py") == "print('new')\n", name
+    assert network.converged()
+
+
+def held(network: Network, name: str) -> dict[bytes, list[bytes]]:
+    """The peer's heads of the docs it holds a change of (a doc emptied by a revocation stays
+    listed, with no heads)."""
+    return {doc: heads for doc, heads in network.heads(name).items() if heads}
+
+
+def test_a_revocation_that_takes_stored_changes_out_keeps_the_replicators_heads_those_of_the_store() -> None:
+    """Carol holds Bob's file, which Alice never saw; Alice revokes Bob (having seen nothing
+    of his). The revocation reaches Carol, whose store takes Bob's changes out of their docs:
+    her Replicator's heads follow the store's, so she and Alice agree at once and stay agreed."""
+    network, commits = repo_network(grant("bob"), grant("carol"), names=("alice", "bob", "carol"))
+    network.connect("bob", "carol")
+    network.run()
+    Workspace(network.peers["bob"].store, SPACE).write("bob.md", "by bob\n", now_ms=START_MS)  # type: ignore[arg-type]
+    hand_over(network, commits, "bob", content_first=False)
+    carol = Workspace(network.peers["carol"].store, SPACE)  # type: ignore[arg-type]
+    assert carol.read("bob.md") == "by bob\n"
+    alice_log = network.peers["alice"].store.capability_log(SPACE)
+    revocation = Revocation.issue(identity_of("alice"), space=SPACE, subject=key("bob"), issued_ms=START_MS, parents=alice_log.heads)
+    network.peers["alice"].store.add_capability_records(SPACE, [revocation.encode()])
+    network.connect("carol", "alice")
+    network.run()
+    assert revocation.hash in network.peers["carol"].store.capability_log(SPACE)
+    assert not carol.exists("bob.md")
+    heads = {name: held(network, name) for name in ("alice", "carol")}
+    assert heads["alice"] == heads["carol"]
+    network.advance(3 * network.config.anti_entropy_interval_ms)  # statuses go both ways, and agree
+    assert held(network, "carol") == heads["carol"]
+    assert all(network.peers[name].replicator.stats["status_mismatches"] == 0 for name in ("alice", "carol"))
