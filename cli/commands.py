@@ -136,11 +136,12 @@ def _print_members(result: Json) -> None:
         return
     rows = []
     for member in result["members"]:
-        kind = "root" if member["root"] else "invitation" if member["invitation"] else "member"
+        standing = "root" if member["root"] else "invitation" if member["invitation"] else "member"
         scope = " ".join(member["paths"]) or "everything"
         expires = "never" if member["expires_ms"] is None else render.when(member["expires_ms"])
-        rows.append([member["peer_id"], member["role"], scope, expires, kind + (" (revoked)" if member["revoked"] else "")])
-    render.table(["peer", "role", "paths", "expires", "kind"], rows)
+        who = [member["name"] or "?", member["kind"] or "?"]  # its own peer record's, "?" until it reaches us
+        rows.append([member["peer_id"], *who, member["role"], scope, expires, standing + (" (revoked)" if member["revoked"] else "")])
+    render.table(["peer", "name", "kind", "role", "paths", "expires", "standing"], rows)
 
 
 def revoke(args: Args) -> int:
@@ -528,7 +529,7 @@ def log(args: Args) -> int:
 
 def _print_log(result: Json) -> None:
     rows = [
-        [e["version"], render.short_hash(e["change"]), render.short_peer(e["author"]), render.when(e["time_ms"]), e["message"] or "", " ".join(e["paths"])]
+        [e["version"], render.short_hash(e["change"]), render.author(e), render.when(e["time_ms"]), e["message"] or "", " ".join(e["paths"])]
         for e in result["entries"]
     ]
     render.table(["version", "change", "author", "time", "message", "paths"], rows)
@@ -564,7 +565,7 @@ def blame(args: Args) -> int:
 def _print_blame(result: Json) -> None:
     width = len(str(len(result["lines"])))
     for line in result["lines"]:
-        who = f"{render.short_hash(line['change'])} {render.short_peer(line['author'])} {render.when(line['time_ms'])}"
+        who = f"{render.short_hash(line['change'])} {render.author(line)} {render.when(line['time_ms'])}"
         render.say(f"{who} {line['number']:>{width}}) {line['text']}")
 
 

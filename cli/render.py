@@ -106,6 +106,16 @@ def short_peer(peer_id: str) -> str:
     return peer_id[-PEER_SHORT_CHARS:]
 
 
+def author(entry: dict[str, Any]) -> str:
+    """A log entry's or blame line's author: its short peer id, then the name and kind its own
+    peer record gives (``a1b2c3d4 bob [agent]``), the id alone until that record reaches us.
+    The id comes first because the name is only what the author calls itself."""
+    short = short_peer(entry["author"])
+    if entry.get("author_kind") is None:
+        return short
+    return f"{short} {entry['author_name']} [{entry['author_kind']}]"
+
+
 def short_hash(hex_hash: str) -> str:
     return hex_hash[:HASH_SHORT_CHARS]
 

@@ -293,10 +293,24 @@ def _content(params: Json) -> Content:
 MAX_LOG_LIMIT = 10_000
 
 
+def _who(services: NodeServices, space: bytes) -> Callable[[bytes], tuple[str | None, str | None]]:
+    """(name, kind) of a key as its own peer record in the space says (node/peer_records.py),
+    (None, None) for a key whose record has not reached us: never a local label."""
+    services.publish_own_record(space)  # a space stored before peer records, on a node not started since
+    records = services.peer_records
+
+    def who(key: bytes) -> tuple[str | None, str | None]:
+        record = records.get(space, key)
+        return (None, None) if record is None else (record.name, record.kind.value)
+
+    return who
+
+
 @method("history.log")
 def history_log(call: Call, params: Json) -> Json:
     history = call.history(params)
     entries = history.log(params.get("path"), since=params["since"], until=params.get("until"), limit=params["limit"])
+    who = _who(call.services, history.ws.space)
     return {
         "space": history.ws.space.hex(),
         "version": history.ws.version(),
@@ -306,6 +320,8 @@ def history_log(call: Call, params: Json) -> Json:
                 "change": entry.change.hex(),
                 "doc": entry.doc.hex(),
                 "author": peer_id_of(entry.author),
+                "author_name": who(entry.author)[0],
+                "author_kind": who(entry.author)[1],
                 "time_ms": entry.time_ms,
                 "message": entry.message,
                 "paths": list(entry.paths),
@@ -343,12 +359,21 @@ def history_blame(call: Call, params: Json) -> Json:
     history = call.history(params)
     version = history.ws.check_version(params.get("version"))
     lines = history.blame(params["path"], version)
+    who = _who(call.services, history.ws.space)
     return {
         "space": history.ws.space.hex(),
         "version": version,
         "path": params["path"],
         "lines": [
-            {"number": line.number, "text": line.text, "author": peer_id_of(line.author), "change": line.change.hex(), "time_ms": line.time_ms}
+            {
+                "number": line.number,
+                "text": line.text,
+                "author": peer_id_of(line.author),
+                "author_name": who(line.author)[0],
+                "author_kind": who(line.author)[1],
+                "change": line.change.hex(),
+                "time_ms": line.time_ms,
+            }
             for line in lines
         ],
     }
@@ -712,6 +737,7 @@ def space_members(call: Call, params: Json) -> Json:
     if not genesis.private:
         return {"space": space.hex(), "name": genesis.name, "private": False, "members": []}
     log = services.repo.capability_log(space)
+    who = _who(services, space)
     return {
         "space": space.hex(),
         "name": genesis.name,
@@ -720,6 +746,8 @@ def space_members(call: Call, params: Json) -> Json:
             {
                 "key": member.key.hex(),
                 "peer_id": peer_id_of(member.key),
+                "name": who(member.key)[0],
+                "kind": who(member.key)[1],
                 "role": member.role.label,
                 "paths": list(member.paths),
                 "expires_ms": member.expires_ms,

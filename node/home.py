@@ -16,6 +16,7 @@ Layout::
     HOME/api.sock       local API Unix socket
     HOME/daemon.lock    held (flock) while a daemon runs
     HOME/daemon.json    the running daemon's API endpoints, for clients
+    HOME/peer_records.json  each space's members' signed peer records (node/peer_records.py), 0600
 """
 
 from __future__ import annotations

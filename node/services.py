@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,14 +33,20 @@ from node.events import (
     SessionOpened,
 )
 from node.home import NodeHome
-from protocol.identity import Identity
+from node.logs import event
+from node.peer_records import PEER_RECORDS_FILE, PeerDirectory
+from protocol.errors import InvalidPeerRecord
+from protocol.identity import Identity, PeerKind
+from protocol.peer_record import PeerRecord
 from protocol.space import SPACE_ID_BYTES, Genesis
 from store.errors import InvalidInput, UnknownSpace
-from store.repo import Repo, wall_clock_ms
+from store.repo import Repo, SpaceStored, wall_clock_ms
 from store.workspace import Workspace
 
 if TYPE_CHECKING:
     from store.history import History
+
+log = logging.getLogger("distspace.services")
 
 # How long a presence entry lives without a refresh: an editor that crashed or lost its peer
 # stops showing a cursor after this, while one that refreshes every ~10 s never flickers.
@@ -174,6 +181,10 @@ class NodeServices:
         self.revoked_tokens: set[str] = set()  # scoped tokens revoked while connections they opened live
         self._workspaces: dict[bytes, Workspace] = {}
         self._histories: dict[bytes, History] = {}
+        # Who each member of each space says it is (node/peer_records.py); ours is issued as a
+        # space is stored, and read by log, blame and members.
+        self.peer_records = PeerDirectory(home.path / PEER_RECORDS_FILE)
+        self.bus.listen(SpaceStored, self._on_space_stored)
         self._detach = repo.subscribe(self.bus.publish)
 
     @property
@@ -182,6 +193,23 @@ class NodeServices:
 
     def close(self) -> None:
         self._detach()
+
+    def publish_own_record(self, space: bytes) -> PeerRecord | None:
+        """Our peer record of ``space``, issued if we hold none saying config.toml's ``name``
+        and ``kind`` (``relay`` for a node that runs as a relay); None if we hold that one.
+
+        A name no record can carry, or a home we cannot write, costs the record (logged),
+        never what asked for it (a space being stored, the daemon starting)."""
+        relay = self.options.relay if self.options is not None else self.config.relay
+        kind = PeerKind.RELAY if relay else self.config.kind
+        try:
+            return self.peer_records.publish_own(self.identity, space, self.config.name, kind, self.clock())
+        except (InvalidPeerRecord, OSError) as error:
+            event(log, "peer_records.own_record_failed", logging.WARNING, space=space.hex()[:12], error=repr(error))
+            return None
+
+    def _on_space_stored(self, stored: SpaceStored) -> None:
+        self.publish_own_record(stored.space)
 
     def addrs(self) -> list[str]:
         """The network part's listen addresses (none without one)."""

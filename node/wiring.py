@@ -21,6 +21,11 @@ are the listen addresses) and runs until cancelled. Between them, every path is 
 - presence: a local ``PresenceEvent`` goes to the peers syncing its space, and to a peer at
   once when a session with it opens; a peer's comes back into ``services.presence`` under its
   peer id, and goes when it disconnects.
+- peer records (who each member says it is, node/peer_records.py): ours of every space is
+  issued at start (and as a space is stored, by ``NodeServices``); a ``PeerRecordRelay``
+  (node/peer_record_relay.py) sends a peer our book of a space when a session of it opens, and
+  what is new to us to the space's other peers; records waiting for their key's grant are
+  taken when the capability log grows (``CapabilitiesAdded``).
 
 The options are the daemon's (``services.options``: the command line merged with
 ``config.toml``); ``config.metrics_port`` turns the metrics endpoint on.
@@ -53,9 +58,11 @@ from node.host import LOOPBACK_LISTEN_ADDRS
 from node.logs import event
 from node.mirror import Mirror, run_mirror
 from node.network import Network, NetworkOptions
+from node.peer_record_relay import PeerRecordRelay
 from node.presence import PresenceRelay, PresenceUpdate
 from node.services import NodeServices
 from store.errors import StoreError
+from store.repo import CapabilitiesAdded
 
 __all__ = ["MirrorFailed", "Mirrors", "run_mirrors", "run_network"]
 
@@ -109,18 +116,29 @@ async def run_network(services: NodeServices, *, task_status: trio.TaskStatus[Ne
         )
         services.presence.update(presence, local=False)
 
+    def on_capabilities_added(added: CapabilitiesAdded) -> None:
+        kept = services.peer_records.retry(added.space, services.repo)
+        if kept:
+            record_relay.publish(added.space, kept)
+
     network = Network(services.repo, options, home=services.home.path, on_event=bus.publish)
     presence_relay = PresenceRelay(network, on_remote_presence)
+    record_relay = PeerRecordRelay(network, services.repo, services.peer_records)
     async with trio.open_nursery() as nursery:
         await nursery.start(network.serve)
         await nursery.start(presence_relay.run)
+        await nursery.start(record_relay.run)
         unlisten = [
             bus.listen(JoinRequested, lambda asked: network.join(asked.request.space, asked.request.peers)),
             bus.listen(PresenceEvent, on_local_presence),
             bus.listen(SessionOpened, on_session_opened),
+            bus.listen(SessionOpened, lambda opened: record_relay.session_opened(opened.peer_id, opened.space)),
             bus.listen(PeerDisconnected, on_peer_disconnected),
+            bus.listen(CapabilitiesAdded, on_capabilities_added),
         ]
         try:
+            for genesis in services.repo.spaces():
+                services.publish_own_record(genesis.space_id)
             for request in services.joins():
                 network.join(request.space, request.peers)
             task_status.started(network)

@@ -51,6 +51,16 @@ class CapabilityLimit(CapabilityError, OverLimit):
     """A capability record or log past a named budget: well formed, so no ban."""
 
 
+class PeerRecordError(WireError):
+    """A peer record (protocol/peer_record.py: a member's signed name and kind) that does not
+    decode or verify, or a message of them that is malformed: the sender's fault."""
+
+
+class InvalidPeerRecord(LocalProtocolError, ValueError):
+    """We asked for a peer record that cannot be issued (an empty or overlong name): our own
+    arguments (config.toml's ``name``), never a peer's bytes."""
+
+
 class InvalidCapability(LocalProtocolError, ValueError):
     """We asked for a capability record that cannot be issued (bad glob, unknown role, too many
     paths): our own arguments, never a peer's bytes."""
