@@ -76,13 +76,30 @@ def _serve_metrics(home: Path) -> None:
         config.write_text("metrics_port = 0\n" + text)
 
 
-def failure_counts(running: Daemon) -> dict[str, float]:
-    """The daemon's failure counters, from its metrics endpoint (port from its log)."""
+def metrics_text(running: Daemon) -> str:
+    """The daemon's metrics endpoint (its port from its log), as it answers now."""
     ports = METRICS_STARTED.findall(running.log.read_text(errors="replace"))
     assert ports, f"the daemon logged no metrics port: {running.log}"
     with urllib.request.urlopen(f"http://127.0.0.1:{ports[-1]}/metrics", timeout=STEP_TIMEOUT_S) as reply:
-        text = reply.read().decode()
-    return {name: float(value) for name, value in FAILURE_METRIC.findall(text)}
+        return str(reply.read().decode())
+
+
+def failure_counts(running: Daemon) -> dict[str, float]:
+    """The daemon's failure counters, from its metrics endpoint."""
+    return {name: float(value) for name, value in FAILURE_METRIC.findall(metrics_text(running))}
+
+
+def metric(running: Daemon, name: str) -> float:
+    """One of the daemon's counters (``distspace_`` left off), 0 while it has none."""
+    found = re.search(rf"^distspace_{name} (\S+)$", metrics_text(running), re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def members(home: Path) -> dict[str, dict[str, Any]]:
+    """A private space's grants in force by peer id (not the invitations' keys), as
+    ``distspace members`` lists them (through the daemon if one runs, else the store)."""
+    listed = json.loads(distspace(home, "members", "--json").stdout)
+    return {m["peer_id"]: m for m in listed["members"] if not m["invitation"]}
 
 
 def assert_no_internal_failures(running: Daemon) -> None:
@@ -170,5 +187,8 @@ __all__ = [
     "daemon",
     "failure_counts",
     "join",
+    "members",
+    "metric",
+    "metrics_text",
     "wait_converged",
 ]

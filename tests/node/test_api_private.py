@@ -17,10 +17,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ import pytest
 import trio
 
 from api_helpers import DISTSPACE, STEP_TIMEOUT_S, Daemon, connect, distspace, transport
-from e2e_helpers import CONVERGE_TIMEOUT_S, METRICS_STARTED, Client, client, daemon, wait_converged
+from e2e_helpers import CONVERGE_TIMEOUT_S, Client, client, daemon, members, metric, wait_converged
 from node.api_methods import NOT_AUTHORISED
 from node.api_scopes import OUT_OF_SCOPE
 from node.rpc import RpcError
@@ -100,20 +98,6 @@ def fresh(*homes: Path) -> None:
 
 def invite(home: Path, *args: str) -> dict[str, Any]:
     return json.loads(distspace(home, "invite", "--json", *args).stdout)
-
-
-def members(home: Path) -> dict[str, dict[str, Any]]:
-    """The space's grants in force by peer id (not the invitations' keys)."""
-    listed = json.loads(distspace(home, "members", "--json").stdout)
-    return {m["peer_id"]: m for m in listed["members"] if not m["invitation"]}
-
-
-def metric(running: Daemon, name: str) -> float:
-    ports = METRICS_STARTED.findall(running.log.read_text(errors="replace"))
-    with urllib.request.urlopen(f"http://127.0.0.1:{ports[-1]}/metrics", timeout=STEP_TIMEOUT_S) as reply:
-        text = reply.read().decode()
-    found = re.search(rf"^distspace_{name} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
 
 
 async def until_either(running: Daemon, *thresholds: tuple[str, float]) -> None:
