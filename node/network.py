@@ -27,7 +27,9 @@ member of a private space that is not its root, with no session for it to a peer
 opens one itself at the next maintenance tick, whatever the keys — the peer may not know it
 yet (it joined by a ticket) and so would never open one; it presents its proof (see
 protocol/replicator.py). Joining by a ticket is storing its genesis and records, then
-``join`` with its addresses, which only dials them.
+``join`` with its addresses, which only dials them; until the space's first session opens,
+every connection opens its session at once (not at the tick: a join took 2 s, the tick's
+interval, in benchmarks/membership.py).
 
 A peer the Replicator bans (forged tips, garbage, floods) is disconnected at the libp2p level
 too, refused while banned, forgotten by the peerstore, and not redialled (one we were told to
@@ -209,6 +211,9 @@ class Network:
         self._address_bans: dict[str, list[float]] = {}  # address -> trio times of its bans
         self._refused_until: dict[str, float] = {}  # address -> trio time
         self._joining: set[bytes] = set()
+        # Spaces joined by a ticket with no session yet: we open their sessions as soon as a peer
+        # connects, whatever the keys (the peer does not know us yet), not at the next tick.
+        self._just_joined: set[bytes] = set()
         self._host: Host | None = None
         self._driver: SyncDriver | None = None
         self._nursery: trio.Nursery | None = None
@@ -309,6 +314,7 @@ class Network:
         if space in self._joining or self._nursery is None:
             return
         if space in {g.space_id for g in self.repo.spaces()}:
+            self._just_joined.add(space)
             for addr in addrs:
                 try:
                     self.keepers.want(addr, source="join")
@@ -443,10 +449,10 @@ class Network:
         if driver is None or peer.banned_until > trio.current_time():
             return
         driver.peer_connected(peer_id)
-        if self.identity.public_key < peer.key:
-            for space in driver.spaces:
-                if self._admits(peer, space):
-                    driver.request_session(peer_id, space)
+        smaller = self.identity.public_key < peer.key
+        for space in driver.spaces:
+            if (smaller or space in self._just_joined) and self._admits(peer, space):
+                driver.request_session(peer_id, space)
 
     def _admits(self, peer: Peer, space: bytes) -> bool:
         """Whether the space's capability log admits the peer now: only then may a sync stream
@@ -575,6 +581,7 @@ class Network:
 
     def _on_driver_event(self, report: NetworkEvent) -> None:
         if isinstance(report, SessionOpened):
+            self._just_joined.discard(report.space)
             peer = self.keepers.peers.get(report.peer_id)
             if peer is not None:
                 peer.synced = True
