@@ -23,9 +23,10 @@ Durability, per method:
 - every read (``heads``, ``changes_since``, ``tips``...) is the repo's own, and so are the
   capability log and its records (``add_capability_records`` commits as a remote apply does).
 
-The cache is only ever a subset of what is stored, as long as nobody deletes changes and a
-failed group commit is followed by ``reset``: ``apply`` inside a group remembers hashes the
-group may yet fail to commit.
+The cache is only ever a subset of what is stored, as long as changes a revocation takes out
+are ``forget``-ten (the driver does, on the repo's ``ChangesRevoked``) and a failed group commit
+is followed by ``reset``: ``apply`` inside a group remembers hashes the group may yet fail to
+commit.
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ class ReplicaStore:
         """Note changes known to be stored (applied here, or committed locally)."""
         for change_hash in hashes:
             self._known.put((space, doc, change_hash), None)
+
+    def forget(self, space: bytes, doc: bytes, hashes: Iterable[bytes]) -> None:
+        """Note changes no longer stored (a revocation took them out of the doc)."""
+        for change_hash in hashes:
+            self._known.discard((space, doc, change_hash))
 
     def apply(
         self, space: bytes, doc: bytes, changes: Sequence[native.DecodedChange], tips: Sequence[SignedTip]

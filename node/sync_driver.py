@@ -95,7 +95,7 @@ from protocol.limits import (
 from protocol.replicator import Replicator
 from store.errors import StorageError
 from store.repo import CapabilitiesAdded as StoredCapabilities
-from store.repo import Repo, RepoEvent, StoreEvent, wall_clock_ms
+from store.repo import ChangesRevoked, Repo, RepoEvent, StoreEvent, wall_clock_ms
 
 logger = logging.getLogger(__name__)
 
@@ -759,6 +759,9 @@ class SyncDriver:
                 self._feed(CapabilitiesAdded(event.space, tuple(event.hashes)))
             except Exception:
                 self._failed("capabilities_event_failures", "sync.capabilities_event_failed", space=event.space.hex()[:12])
+            return
+        if isinstance(event, ChangesRevoked):
+            self._store.forget(event.space, event.doc, event.hashes)  # taken out of the doc: no longer held
             return
         if not isinstance(event, StoreEvent) or event.origin != "local":
             return

@@ -58,7 +58,9 @@ private space goes to a peer its capability log does not admit (``CapabilityLog.
   not serve and a peer it does not admit get the same ``Bye(NOT_SERVED)``, byte for byte: a
   stranger cannot tell "no such space" from "not a member".
 - Once both Hellos are in, each side sends its log's digest (``Capabilities(digest, ())``);
-  a side whose digest differs gets every record the other holds, once a session, in pages.
+  a side whose digest differs gets every record the other holds, in pages, at most once per
+  anti-entropy period: each periodic Status is followed by the digest again, so an answer lost
+  on the way is asked for again.
   Records a peer sends are added through the store (a bad one is a malformed message), and
   every record the log gains — from a peer, or locally (``CapabilitiesAdded``) — is pushed to
   every other active session of the space. Whenever the log changes, and at every session
@@ -497,7 +499,7 @@ class Replicator:
         return not displaced
 
     def _on_capabilities(self, session: Session, message: Capabilities) -> None:
-        """A peer's digest (answered with our whole log, once a session, if it differs) or its
+        """A peer's digest (answered with our whole log, once an anti-entropy period, if it differs) or its
         records (added; what is new to us is pushed on).
 
         Raises:
@@ -1081,6 +1083,10 @@ class Replicator:
             if session.anti_entropy_ms is not None and session.anti_entropy_ms <= self._now:
                 session.anti_entropy_ms = self._next_anti_entropy()
                 self._send_status(session, complete=False)
+                log = self._log(space.id)
+                if log.private:  # the log's repair too: a lost answer is asked for again
+                    session.log_answered = False
+                    self._send(session, Capabilities(log.digest, ()))
         if self._now - session.last_sent_ms >= config.heartbeat_interval_ms:
             self._send(session, Ping())
 

@@ -89,5 +89,5 @@ class Session:
     # A joiner's proof, sent before its Hello: decoded and verified, not yet stored (it is
     # added only if it admits the peer to the space its Hello names).
     proof: tuple[Record, ...] | None = None
-    log_answered: bool = False  # we sent the peer our whole capability log (once a session)
+    log_answered: bool = False  # we sent the peer our whole capability log (this anti-entropy period)
     records_received: int = 0  # capability records the peer sent (MAX_RECORDS_PER_SESSION)

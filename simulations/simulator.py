@@ -72,6 +72,7 @@ from simulations.workload import Item, RandomEdits, TraceReplay, Workload
 
 DIAL_SPREAD_MS = 100  # peers starting together dial over this long, not all in one instant
 REVOKE_RETRY_MS = 500  # a revocation due while the root is down waits for its restart
+LEAVE_RETRY_US = 1_000 * US_PER_MS  # a leave due while every reader is down waits for one to be back
 
 
 class Role(enum.Enum):
@@ -558,7 +559,9 @@ class Simulation:
 
     def _leave(self) -> None:
         readers = [n for n in self.nodes if n.present and n.role is Role.READER and n.replicator is not None]
-        if not readers:
+        if not readers:  # every reader is down just now: leave once one is back, within the run
+            if self.loop.now_us + LEAVE_RETRY_US <= self.scenario.duration_ms * US_PER_MS:
+                self.loop.after(LEAVE_RETRY_US, self._leave)
             return
         node = self.rng.choice(readers)
         self.counters["leaves"] += 1
