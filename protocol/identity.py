@@ -18,14 +18,12 @@ from pathlib import Path
 import nacl.exceptions
 import nacl.signing
 
-from protocol import cbor
-from protocol.errors import BadSignature, IdentityError, WireError
+from protocol.errors import BadSignature, IdentityError
 
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 SEED_BYTES = 32
 # Domain-separation prefixes: a signature made for one purpose never verifies for another.
-DOMAIN_PEER_RECORD = b"distspace/peer-record/v1\x00"
 
 _B58_ALPHABET = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 # libp2p PublicKey protobuf: field 1 (KeyType) = 1 (Ed25519), field 2 (Data) = 32 bytes.
@@ -139,44 +137,3 @@ class Identity:
         identity = cls.generate()
         identity.save(path)
         return identity
-
-
-@dataclass(frozen=True, slots=True)
-class PeerRecord:
-    """Signed metadata a peer publishes about itself: its kind and a display name."""
-
-    public_key: bytes
-    kind: PeerKind
-    name: str
-    created_ms: int
-    signature: bytes = b""
-
-    def _body(self) -> bytes:
-        return cbor.dumps([self.public_key, self.kind.value, self.name, self.created_ms])
-
-    @classmethod
-    def create(cls, identity: Identity, kind: PeerKind, name: str, created_ms: int) -> PeerRecord:
-        unsigned = cls(identity.public_key, kind, name, created_ms)
-        signature = identity.sign(DOMAIN_PEER_RECORD, unsigned._body())
-        return cls(identity.public_key, kind, name, created_ms, signature)
-
-    def verify(self) -> None:
-        verify_signature(self.public_key, DOMAIN_PEER_RECORD, self._body(), self.signature)
-
-    def encode(self) -> bytes:
-        return cbor.dumps([self.public_key, self.kind.value, self.name, self.created_ms, self.signature])
-
-    @classmethod
-    def decode(cls, data: bytes) -> PeerRecord:
-        """Decode and verify a record from untrusted bytes."""
-        fields = cbor.loads_canonical(data, "peer record")
-        match fields:
-            case [bytes() as public_key, str() as kind, str() as name, int() as created_ms, bytes() as signature]:
-                try:
-                    record = cls(public_key, PeerKind(kind), name, created_ms, signature)
-                except ValueError as error:
-                    raise WireError(f"malformed peer record: {error}") from error
-            case _:
-                raise WireError("malformed peer record: wrong shape")
-        record.verify()
-        return record

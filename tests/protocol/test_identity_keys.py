@@ -8,8 +8,9 @@ import stat
 import pytest
 
 from harness import identity_of
-from protocol.errors import BadSignature, IdentityError, WireError
-from protocol.identity import DOMAIN_PEER_RECORD, Identity, PeerKind, PeerRecord, peer_id_of, verify_signature
+from protocol.errors import BadSignature, IdentityError
+from protocol.identity import Identity, peer_id_of, verify_signature
+from protocol.peer_record import DOMAIN_PEER_RECORD
 from protocol.tips import DOMAIN_TIP
 
 
@@ -77,27 +78,6 @@ def test_signatures_are_domain_separated():
         verify_signature(alice.public_key, DOMAIN_TIP, b"message", signature)
     with pytest.raises(BadSignature):
         verify_signature(identity_of("bob").public_key, DOMAIN_PEER_RECORD, b"message", signature)
-
-
-@pytest.mark.parametrize("kind", list(PeerKind))
-def test_peer_record_carries_a_signed_kind(kind):
-    agent = identity_of("agent")
-    record = PeerRecord.create(agent, kind, "build bot", created_ms=1)
-    decoded = PeerRecord.decode(record.encode())
-    assert decoded == record and decoded.kind is kind
-
-
-def test_a_peer_record_whose_kind_was_changed_does_not_verify():
-    record = PeerRecord.create(identity_of("agent"), PeerKind.AGENT, "bot", created_ms=1)
-    promoted = PeerRecord(record.public_key, PeerKind.HUMAN, record.name, record.created_ms, record.signature)
-    with pytest.raises(BadSignature):
-        PeerRecord.decode(promoted.encode())
-
-
-@pytest.mark.parametrize("data", [b"", b"\xa0", b"\x85\x01\x02\x03\x04\x05", b"\xff" * 10])
-def test_malformed_peer_records_are_wire_errors(data):
-    with pytest.raises(WireError):
-        PeerRecord.decode(data)
 
 
 def test_a_remembered_verification_never_lets_a_neighbouring_forgery_through():
