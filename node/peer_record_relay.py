@@ -1,21 +1,20 @@
 """Carrying peer records between the peers that sync a space, on a stream of their own
-(``/distspace/peer-records/1``): node/peer_records.py says why and what is bounded."""
+(``/distspace/peer-records/1``): node/peer_records.py says why and what is bounded; the
+sending and the rate limit are node/space_streams.py's, as presence's."""
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 
 import trio
 
 from node.errors import NodeError
-from node.framing import FrameStream
-from node.host import Host
 from node.logs import event
 from node.peer_records import PeerDirectory
+from node.space_streams import SpaceStream, SyncingPeers, TokenBucket
 from node.sync_driver import peer_key_of
 from protocol.errors import PeerRecordError
 from protocol.peer_record import MAX_PEER_MESSAGE_BYTES, MAX_PEER_RECORDS_PER_MESSAGE, PeerRecord, decode_peer_records, encode_peer_records
@@ -35,22 +34,7 @@ PEER_RECORD_BURST: Final = 32.0
 MAX_RATED_PEERS: Final = 1024
 
 
-class SyncingPeers(Protocol):
-    """What the relay needs of the network (``node.network.Network`` is one)."""
-
-    @property
-    def host(self) -> Host: ...
-
-    def peers_syncing(self, space: bytes) -> set[str]: ...
-
-
-@dataclass(slots=True)
-class _Rate:
-    tokens: float
-    when: float
-
-
-class PeerRecordRelay:
+class PeerRecordRelay(SpaceStream):
     """Carries peer records between this node and the peers it syncs spaces with (module
     docstring). ``session_opened(peer_id, space)`` sends that peer our book of the space;
     ``publish(space, records)`` sends records to every peer syncing it. Run with
@@ -58,27 +42,16 @@ class PeerRecordRelay:
     """
 
     def __init__(self, network: SyncingPeers, repo: Repo, directory: PeerDirectory, *, on_kept: Callable[[bytes, list[PeerRecord]], None] | None = None) -> None:
-        self._network = network
+        super().__init__(
+            network, PEER_RECORDS_PROTOCOL, max_message_bytes=MAX_PEER_MESSAGE_BYTES, timeout_s=PEER_RECORDS_TIMEOUT_S,
+            log=logger, event_prefix="peer_records",
+        )  # fmt: skip
         self._repo = repo
         self._directory = directory
         self._on_kept = on_kept
         self._outbox: dict[str, dict[bytes, dict[bytes, PeerRecord]]] = {}  # peer -> space -> key -> newest record
-        self._sending: set[str] = set()
-        self._rates: OrderedDict[str, _Rate] = OrderedDict()
-        self._nursery: trio.Nursery | None = None
+        self._rates: OrderedDict[str, TokenBucket] = OrderedDict()
         self.stats: dict[str, int] = {"messages_received": 0, "records_kept": 0, "messages_dropped": 0, "messages_malformed": 0}
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        host = self._network.host
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                host.set_stream_handler(PEER_RECORDS_PROTOCOL, self._receive, max_frame_bytes=MAX_PEER_MESSAGE_BYTES)
-                task_status.started()
-                await trio.sleep_forever()
-        finally:
-            self._nursery = None
-            host.remove_stream_handler(PEER_RECORDS_PROTOCOL)
 
     def session_opened(self, peer_id: str, space: bytes) -> None:
         """A session of ``space`` with the peer is active: send it our whole book of the space."""
@@ -91,58 +64,47 @@ class PeerRecordRelay:
                 self._queue(peer_id, space, records)
 
     def _queue(self, peer_id: str, space: bytes, records: list[PeerRecord]) -> None:
-        if self._nursery is None or not records:
+        if not self._running or not records:
             return
         waiting = self._outbox.setdefault(peer_id, {}).setdefault(space, {})
         for record in records:
             held = waiting.get(record.key)
             if held is None or record.supersedes(held):
                 waiting[record.key] = record
-        if peer_id not in self._sending:
-            self._sending.add(peer_id)
-            self._nursery.start_soon(self._drain, peer_id)
+        self._wake(peer_id)
 
-    async def _drain(self, peer_id: str) -> None:
+    def _pending(self, peer_id: str) -> list[bytes] | None:
+        """The peer's waiting records, per space, in messages of at most MAX_PEER_RECORDS_PER_MESSAGE."""
+        outbox = self._outbox.pop(peer_id, None)
+        if outbox is None:
+            return None
+        messages = []
+        for space, by_key in outbox.items():
+            records = list(by_key.values())
+            for start in range(0, len(records), MAX_PEER_RECORDS_PER_MESSAGE):
+                messages.append(encode_peer_records(space, records[start : start + MAX_PEER_RECORDS_PER_MESSAGE]))
+        return messages
+
+    def _received(self, peer_id: str, data: bytes) -> None:
+        self.stats["messages_received"] += 1
+        if not self._take_token(peer_id):
+            self.stats["messages_dropped"] += 1
+            return
         try:
-            while outbox := self._outbox.pop(peer_id, None):
-                for space, by_key in outbox.items():
-                    records = list(by_key.values())
-                    for start in range(0, len(records), MAX_PEER_RECORDS_PER_MESSAGE):
-                        await self._send(peer_id, encode_peer_records(space, records[start : start + MAX_PEER_RECORDS_PER_MESSAGE]))
-        finally:
-            self._sending.discard(peer_id)
-
-    async def _send(self, peer_id: str, message: bytes) -> None:
-        try:
-            with trio.fail_after(PEER_RECORDS_TIMEOUT_S):
-                async with await self._network.host.open_stream(peer_id, PEER_RECORDS_PROTOCOL, max_frame_bytes=MAX_PEER_MESSAGE_BYTES) as frames:
-                    await frames.send_frame(message)
-                    await frames.close_write()
-        except (NodeError, trio.TooSlowError) as error:
-            event(logger, "peer_records.send_failed", logging.DEBUG, peer_id=peer_id, error=repr(error))
-
-    async def _receive(self, frames: FrameStream) -> None:
-        with trio.move_on_after(PEER_RECORDS_TIMEOUT_S):
-            data = await frames.receive_frame()
-            self.stats["messages_received"] += 1
-            if not self._take_token(frames.peer_id):
-                self.stats["messages_dropped"] += 1
-                return
-            try:
-                space, records = decode_peer_records(data)
-            except PeerRecordError as error:
-                self.stats["messages_malformed"] += 1
-                event(logger, "peer_records.malformed", logging.DEBUG, peer_id=frames.peer_id, error=error)
-                return
-            if not self._admits(frames.peer_id, space):
-                self.stats["messages_dropped"] += 1  # the same silence for a space we do not hold
-                return
-            kept = self._directory.add(space, records, self._repo)
-            if kept:
-                self.stats["records_kept"] += len(kept)
-                self.publish(space, kept, exclude=frames.peer_id)
-                if self._on_kept is not None:
-                    self._on_kept(space, kept)
+            space, records = decode_peer_records(data)
+        except PeerRecordError as error:
+            self.stats["messages_malformed"] += 1
+            event(logger, "peer_records.malformed", logging.DEBUG, peer_id=peer_id, error=error)
+            return
+        if not self._admits(peer_id, space):
+            self.stats["messages_dropped"] += 1  # the same silence for a space we do not hold
+            return
+        kept = self._directory.add(space, records, self._repo)
+        if kept:
+            self.stats["records_kept"] += len(kept)
+            self.publish(space, kept, exclude=peer_id)
+            if self._on_kept is not None:
+                self._on_kept(space, kept)
 
     def _admits(self, peer_id: str, space: bytes) -> bool:
         """Whether we hold ``space`` and its log admits the sender now."""
@@ -156,13 +118,8 @@ class PeerRecordRelay:
 
     def _take_token(self, peer_id: str) -> bool:
         now = trio.current_time()
-        rate = self._rates.pop(peer_id, None) or _Rate(PEER_RECORD_BURST, now)
+        rate = self._rates.pop(peer_id, None) or TokenBucket(PEER_RECORD_MESSAGES_PER_S, PEER_RECORD_BURST, now)
         self._rates[peer_id] = rate
         while len(self._rates) > MAX_RATED_PEERS:
             self._rates.popitem(last=False)
-        rate.tokens = min(PEER_RECORD_BURST, rate.tokens + (now - rate.when) * PEER_RECORD_MESSAGES_PER_S)
-        rate.when = now
-        if rate.tokens < 1:
-            return False
-        rate.tokens -= 1
-        return True
+        return rate.take(now)

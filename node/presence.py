@@ -7,7 +7,8 @@ name the message claims. Updates to one peer are coalesced: while one is being s
 newest per (space, client) waits, so a fast cursor never builds a queue. A peer may send
 ``PRESENCE_PER_S`` updates a second on average; more, malformed ones, and ones for a space the
 peer does not sync with us are dropped — presence is advisory, so a bad update costs nothing
-but itself and is not worth scoring a peer over.
+but itself and is not worth scoring a peer over. The streams and the rate limit are
+node/space_streams.py's, shared with peer records.
 
 Client names are the sender's to choose, so what one peer can make us hold is bounded: at most
 MAX_PRESENCE_PER_PEER live (space, client) entries per peer — a new one beyond them removes that
@@ -31,15 +32,13 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import trio
 
-from node.errors import NodeError
 from node.events import Anchor
-from node.framing import FrameStream
-from node.host import Host
 from node.logs import event
+from node.space_streams import SpaceStream, SyncingPeers, TokenBucket
 from protocol import cbor
 from protocol.errors import WireError
 from protocol.space import SPACE_ID_BYTES
@@ -74,8 +73,7 @@ MAX_PRESENCE_PEERS: Final = 1024
 class _PeerPresence:
     """What we hold for one peer: its rate tokens, and its live entries, oldest first."""
 
-    tokens: float
-    when: float
+    rate: TokenBucket
     entries: OrderedDict[tuple[bytes, str], None] = field(default_factory=OrderedDict)
 
 
@@ -148,16 +146,7 @@ def _count(value: object) -> bool:
 _positions: dict[int, Callable[[object], bool]] = {COUNTS_VERSION: _count, CURSORS_VERSION: is_anchor}
 
 
-class SyncingPeers(Protocol):
-    """What presence needs of the network (``node.network.Network`` is one)."""
-
-    @property
-    def host(self) -> Host: ...
-
-    def peers_syncing(self, space: bytes) -> set[str]: ...
-
-
-class PresenceRelay:
+class PresenceRelay(SpaceStream):
     """Carries presence updates between this node and the peers it syncs spaces with.
 
     ``publish(update)`` sends a local update; ``on_remote(peer_id, update)`` is called (on the
@@ -166,65 +155,37 @@ class PresenceRelay:
     """
 
     def __init__(self, network: SyncingPeers, on_remote: Callable[[str, PresenceUpdate], None]) -> None:
-        self._network = network
+        super().__init__(
+            network, PRESENCE_PROTOCOL, max_message_bytes=MAX_PRESENCE_BYTES, timeout_s=PRESENCE_TIMEOUT_S,
+            log=logger, event_prefix="presence",
+        )  # fmt: skip
         self._on_remote = on_remote
         self._outbox: dict[str, dict[tuple[bytes, str], bytes]] = {}  # peer -> newest per (space, client)
-        self._sending: set[str] = set()
         self._peers: OrderedDict[str, _PeerPresence] = OrderedDict()  # least recently heard first
-        self._nursery: trio.Nursery | None = None
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        host = self._network.host
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                host.set_stream_handler(PRESENCE_PROTOCOL, self._receive, max_frame_bytes=MAX_PRESENCE_BYTES)
-                task_status.started()
-                await trio.sleep_forever()
-        finally:
-            self._nursery = None
-            host.remove_stream_handler(PRESENCE_PROTOCOL)
 
     def publish(self, update: PresenceUpdate) -> None:
         """Queue a local update for every peer syncing its space (the newest replaces older)."""
-        if self._nursery is None:
+        if not self._running:
             return
         message = update.encode()
         for peer_id in self._network.peers_syncing(update.space):
             self._outbox.setdefault(peer_id, {})[update.space, update.client] = message
-            if peer_id not in self._sending:
-                self._sending.add(peer_id)
-                self._nursery.start_soon(self._drain, peer_id)
+            self._wake(peer_id)
 
-    async def _drain(self, peer_id: str) -> None:
+    def _pending(self, peer_id: str) -> list[bytes] | None:
+        outbox = self._outbox.pop(peer_id, None)
+        return None if outbox is None else list(outbox.values())
+
+    def _received(self, peer_id: str, data: bytes) -> None:
+        if not self._peer(peer_id).rate.take(trio.current_time()):
+            return
         try:
-            while outbox := self._outbox.pop(peer_id, None):
-                for message in outbox.values():
-                    await self._send(peer_id, message)
-        finally:
-            self._sending.discard(peer_id)
-
-    async def _send(self, peer_id: str, message: bytes) -> None:
-        try:
-            with trio.fail_after(PRESENCE_TIMEOUT_S):
-                async with await self._network.host.open_stream(peer_id, PRESENCE_PROTOCOL, max_frame_bytes=MAX_PRESENCE_BYTES) as frames:
-                    await frames.send_frame(message)
-                    await frames.close_write()
-        except (NodeError, trio.TooSlowError) as error:
-            event(logger, "presence.send_failed", logging.DEBUG, peer_id=peer_id, error=repr(error))
-
-    async def _receive(self, frames: FrameStream) -> None:
-        with trio.move_on_after(PRESENCE_TIMEOUT_S):
-            data = await frames.receive_frame()
-            if not self._take_token(frames.peer_id):
-                return
-            try:
-                update = PresenceUpdate.decode(data)
-            except WireError as error:
-                event(logger, "presence.malformed", logging.DEBUG, peer_id=frames.peer_id, error=error)
-                return
-            if frames.peer_id in self._network.peers_syncing(update.space):
-                self._accept(frames.peer_id, update)
+            update = PresenceUpdate.decode(data)
+        except WireError as error:
+            event(logger, "presence.malformed", logging.DEBUG, peer_id=peer_id, error=error)
+            return
+        if peer_id in self._network.peers_syncing(update.space):
+            self._accept(peer_id, update)
 
     def _accept(self, peer_id: str, update: PresenceUpdate) -> None:
         """Pass an update on, first removing the peer's oldest entry if it would hold too many."""
@@ -244,20 +205,10 @@ class PresenceRelay:
         """The peer's state, now the most recently heard; forgets the least recent beyond the cap."""
         state = self._peers.get(peer_id)
         if state is None:
-            state = self._peers[peer_id] = _PeerPresence(PRESENCE_BURST, trio.current_time())
+            state = self._peers[peer_id] = _PeerPresence(TokenBucket(PRESENCE_PER_S, PRESENCE_BURST, trio.current_time()))
             while len(self._peers) > MAX_PRESENCE_PEERS:
                 forgotten, old = self._peers.popitem(last=False)
                 for space, client in old.entries:
                     self._on_remote(forgotten, PresenceUpdate(space, client, removed=True))
         self._peers.move_to_end(peer_id)
         return state
-
-    def _take_token(self, peer_id: str) -> bool:
-        state = self._peer(peer_id)
-        now = trio.current_time()
-        state.tokens = min(PRESENCE_BURST, state.tokens + (now - state.when) * PRESENCE_PER_S)
-        state.when = now
-        if state.tokens < 1:
-            return False
-        state.tokens -= 1
-        return True
