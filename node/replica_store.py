@@ -21,7 +21,8 @@ Durability, per method:
   about a second of states is lost, which costs the next exchange with those peers some
   bytes, never a change.
 - every read (``heads``, ``changes_since``, ``tips``...) is the repo's own, and so are the
-  capability log and its records (``add_capability_records`` commits as a remote apply does).
+  capability log and its records (``add_capability_records`` commits as a remote apply does)
+  and the refused changes (``note_refused``, committed the same way).
 
 The cache is only ever a subset of what is stored, as long as changes a revocation takes out
 are ``forget``-ten (the driver does, on the repo's ``ChangesRevoked``) and a failed group commit
@@ -84,6 +85,7 @@ class ReplicaStore:
         self.capability_log = repo.capability_log
         self.add_capability_records = repo.add_capability_records
         self.change_paths = repo.change_paths
+        self.note_refused = repo.note_refused
 
     def has_change(self, space: bytes, doc: bytes, change_hash: bytes) -> bool:
         """The Replicator asks this for every head of every message: remember the yeses (a

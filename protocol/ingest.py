@@ -291,6 +291,9 @@ class Unauthorised:
     # Judged as a doc the index does not name (needs unscoped write): a new file's content that
     # came before its entry. The index moving, not only the log, may make it allowed.
     unknown_doc: bool = False
+    seq: int = 0
+    # Its bytes, for the store to keep (ChangeStore.note_refused): not compared, not printed.
+    raw: bytes = field(default=b"", compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,7 +423,9 @@ def _apply_authorised(
             in_run.add(change.hash)
         else:
             bad.update((change.hash, chain_slot(change.actor, change.seq)))
-            unauthorised.append(Unauthorised(change.hash, change.actor, reason, unknown_doc=verdicts.unknown_doc))
+            unauthorised.append(
+                Unauthorised(change.hash, change.actor, reason, unknown_doc=verdicts.unknown_doc, seq=change.seq, raw=change.change.raw)
+            )
     return applied + _apply(store, space, doc, run, tips, refusals)
 
 
@@ -490,7 +495,7 @@ def _without_dependants(
                 continue
             dropped.add(change_hash)
             change = changes[change_hash]
-            unauthorised.append(Unauthorised(change_hash, change.actor, DEPENDS_ON_UNAUTHORISED))
+            unauthorised.append(Unauthorised(change_hash, change.actor, DEPENDS_ON_UNAUTHORISED, seq=change.seq, raw=change.change.raw))
             queue += [key for key in (change_hash, chain_slot(change.actor, change.seq)) if key in dependents]
     pending.remove(doc, dropped)
     return {h: keys for h, keys in blocked.items() if h not in dropped}

@@ -25,6 +25,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
 
 import native
 from protocol.capabilities import CapabilityLog
@@ -35,6 +36,13 @@ from protocol.identity import Identity
 from protocol.space import INDEX_DOC_ID, NONCE_BYTES, Genesis
 from protocol.store_api import decode_records
 from protocol.tips import SignedTip
+
+if TYPE_CHECKING:
+    from protocol.ingest import Unauthorised  # ingest imports store_api, which this module does too
+
+# Refused changes kept per space, as the Repo's REFUSED_CHANGES_KEPT (store/refused.py): the
+# oldest go first.
+REFUSED_KEPT: Final = 1_000
 
 Edit = Callable[[native.Document], None]
 # (the space's index document, the doc, the change) -> the paths the change touches.
@@ -133,6 +141,7 @@ class MemoryChangeStore:
         self._paths_of = change_paths
         self._logs: dict[bytes, CapabilityLog] = {}
         self._open_log = CapabilityLog(_UNKNOWN_GENESIS)
+        self._refused: dict[bytes, dict[bytes, tuple[bytes, Unauthorised]]] = {}  # space -> hash -> (doc, it)
         for genesis in geneses:
             self.add_space(genesis)
 
@@ -232,6 +241,14 @@ class MemoryChangeStore:
             return None
         return self._paths_of(self._doc(space, INDEX_DOC_ID).caught_up(), doc, change)
 
+    def note_refused(self, space: bytes, doc: bytes, refused: Sequence[Unauthorised]) -> None:
+        kept = self._refused.setdefault(space, {})
+        for unauthorised in refused:
+            if unauthorised.change not in kept and not self.has_change(space, doc, unauthorised.change):
+                kept[unauthorised.change] = (doc, unauthorised)
+        while len(kept) > REFUSED_KEPT:
+            del kept[next(iter(kept))]
+
     def load_sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:
         return self._sync_states.get((peer, space, doc))
 
@@ -270,6 +287,12 @@ class MemoryChangeStore:
     def document(self, space: bytes, doc: bytes) -> native.Document:
         """The live document, for reading (edit only through ``commit``)."""
         return self._doc(space, doc).caught_up()
+
+    def refused(self, space: bytes) -> list[tuple[bytes, Unauthorised]]:
+        """(doc, refusal) of every refused change kept (``note_refused``), oldest first, that
+        is still not stored."""
+        kept = self._refused.get(space, {})
+        return [(doc, it) for change_hash, (doc, it) in kept.items() if not self.has_change(space, doc, change_hash)]
 
 
 def _check_chains(newest: dict[bytes, int], ready: Sequence[native.DecodedChange]) -> None:

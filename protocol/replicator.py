@@ -817,6 +817,8 @@ class Replicator:
         unknown_doc = doc != INDEX_DOC_ID and any(unauthorised.unknown_doc for unauthorised in result.unauthorised)
         for unauthorised in result.unauthorised:
             space.unauthorised.put(unauthorised.change, _Unauthorised(doc, session.conn, unknown_doc))
+        if result.unauthorised:
+            self.store.note_refused(space.id, doc, result.unauthorised)  # kept with the reason, for verify and log
         self.stats["changes_unauthorised"] += len(result.unauthorised)
         new = [refusal for refusal in result.refused if refusal.change not in space.refused]
         for refusal in result.refused:

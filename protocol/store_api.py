@@ -21,12 +21,15 @@ Ids: spaces are 32 bytes, docs 16 bytes, change hashes 32 bytes, peers their 32-
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import native
 from protocol.capabilities import CapabilityLog, Record, decode_record
 from protocol.errors import CapabilityError
 from protocol.tips import SignedTip
+
+if TYPE_CHECKING:
+    from protocol.ingest import Unauthorised  # ingest imports this module
 
 
 class ChangeStore(Protocol):
@@ -100,6 +103,12 @@ class ChangeStore(Protocol):
         says how they are read): a file doc's path in the index now, or None if the index has no
         entry for the doc; an index change's paths of every entry it touches, before and after
         it, read at its deps (which must be stored). Only asked for changes of private spaces."""
+        ...
+
+    def note_refused(self, space: bytes, doc: bytes, refused: Sequence[Unauthorised]) -> None:
+        """Keep the changes ingest refused as unauthorised (store/refused.py): never applied nor
+        served, but listed with the reason by ``verify`` and ``log``. Bounded (the oldest go
+        first); a change refused again stays one record; one already stored is not recorded."""
         ...
 
     def load_sync_state(self, peer: bytes, space: bytes, doc: bytes) -> bytes | None:

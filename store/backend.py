@@ -27,6 +27,7 @@ from store.records import (
     DocRow,
     DocSnapshot,
     QuarantineRow,
+    RefusedRow,
     SpaceSnapshot,
     SyncStateKey,
     TipRow,
@@ -111,6 +112,14 @@ class Backend(Protocol):
         """Every capability record stored for the space, sorted by hash."""
         ...
 
+    def refused_changes(self, space: bytes) -> list[RefusedRow]:
+        """Every refused change kept for the space, oldest first (store/refused.py)."""
+        ...
+
+    def refused_hashes(self, space: bytes) -> list[bytes]:
+        """The hashes of ``refused_changes``, in that order, without their bytes."""
+        ...
+
     def doc_snapshot(self, space: bytes, doc: bytes) -> DocSnapshot | None: ...
 
     def doc_snapshots(self, space: bytes) -> list[DocSnapshot]: ...
@@ -159,6 +168,7 @@ class MemoryBackend:
         self._doc_snapshots: dict[tuple[bytes, bytes], DocSnapshot] = {}
         self._space_snapshots: dict[bytes, SpaceSnapshot] = {}
         self._capabilities: dict[bytes, dict[bytes, CapabilityRow]] = {}  # space -> hash -> row
+        self._refused: dict[bytes, dict[bytes, RefusedRow]] = {}  # space -> hash -> row, oldest first
         # While a group is open: how to take back each of its writes, oldest first.
         self._undo: list[Callable[[], object]] | None = None
         self._group_durable = False  # the open group takes durable writes
@@ -226,6 +236,14 @@ class MemoryBackend:
             held = self._capabilities.setdefault(record.space, {})
             if record.hash not in held:
                 put(held, record.hash, record)
+        for refused in batch.refused:
+            kept = self._refused.setdefault(refused.space, {})
+            if refused.hash not in kept:
+                put(kept, refused.hash, refused)
+        for space, change_hash in batch.unrefused:
+            kept = self._refused.get(space, {})
+            if change_hash in kept:
+                put(kept, change_hash, _ABSENT)
         self._write_quarantine(batch.quarantined)
 
     def _write_quarantine(self, rows: Sequence[QuarantineRow]) -> None:
@@ -295,6 +313,7 @@ class MemoryBackend:
             batch.space_snapshots,
             batch.quarantined,
             batch.capability_records,
+            batch.refused,
         )
         for rows in tables:
             for row in rows:
@@ -382,6 +401,12 @@ class MemoryBackend:
 
     def capability_records(self, space: bytes) -> list[CapabilityRow]:
         return sorted(self._capabilities.get(space, {}).values(), key=lambda row: row.hash)
+
+    def refused_changes(self, space: bytes) -> list[RefusedRow]:
+        return list(self._refused.get(space, {}).values())
+
+    def refused_hashes(self, space: bytes) -> list[bytes]:
+        return list(self._refused.get(space, {}))
 
     def doc_snapshot(self, space: bytes, doc: bytes) -> DocSnapshot | None:
         return self._doc_snapshots.get((space, doc))

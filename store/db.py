@@ -154,6 +154,24 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (space, hash)
     ) WITHOUT ROWID;
     """,
+    # 3 -> 4: refused changes (issue 13). Changes of a private space that ingest refused as
+    # unauthorised, kept (bounded, store/refused.py) with the reason: never materialised, listed
+    # by verify and log. Keyed by hash alone within a space (a change refused again is one row),
+    # the doc a plain column: the store may hold nothing else of it. A rowid table: oldest first.
+    """
+    CREATE TABLE refused_changes (
+        space      BLOB NOT NULL REFERENCES spaces (space),
+        hash       BLOB NOT NULL,
+        doc        BLOB NOT NULL,
+        author     BLOB NOT NULL,
+        seq        INTEGER NOT NULL,
+        time_s     INTEGER NOT NULL,
+        raw        BLOB,                       -- NULL when over REFUSED_CHANGE_BYTES_MAX
+        reason     TEXT NOT NULL,
+        refused_ms INTEGER NOT NULL,           -- when first refused
+        UNIQUE (space, hash)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -76,6 +76,20 @@ class LogEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class RefusedEntry:
+    """A change refused at ingest as unauthorised (store/refused.py): kept, never materialised."""
+
+    change: bytes  # its hash
+    doc: bytes
+    author: bytes
+    seq: int
+    time_ms: int  # the author's clock, to the second (0 when its bytes were not kept)
+    reason: str
+    refused_ms: int  # when this node first refused it
+    paths: tuple[str, ...] | None  # as the index reads now; None: unknown (a file the index does not name)
+
+
+@dataclass(frozen=True, slots=True)
 class ReplayStep:
     """A change and what it did to its doc, as Automerge patches."""
 
@@ -142,6 +156,29 @@ class History:
             found.extend(reversed(page))
             high = low
         return found[:limit]
+
+    def refused(self, path: str | None = None, *, limit: int = DEFAULT_LOG_LIMIT) -> list[RefusedEntry]:
+        """The changes of the space refused at ingest as unauthorised, newest first, at most
+        ``limit``; with ``path``, those touching it or below it (a change of unknown paths
+        only without one)."""
+        if path is not None:
+            split_path(path)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise InvalidInput(f"a log limit is a count of entries, not {limit!r}")
+        repo = self.ws.repo
+        found: list[RefusedEntry] = []
+        for row in reversed(repo.refused_changes(self.ws.space)):
+            if len(found) >= limit:
+                break
+            paths = repo.refused_paths(row)
+            if path is not None and not any(is_within(p, path) for p in paths or ()):
+                continue
+            entry = RefusedEntry(
+                row.hash, row.doc, row.author, row.seq, row.time_s * _MS_PER_S, row.reason, row.refused_ms,
+                None if paths is None else tuple(paths),
+            )
+            found.append(entry)
+        return found
 
     def replay(self, old: int, new: int | None = None, path: str | None = None) -> list[ReplayStep]:
         """The changes after version ``old`` up to ``new``, oldest first, each with its patches;

@@ -133,6 +133,24 @@ class CapabilityRow:
 
 
 @dataclass(frozen=True, slots=True)
+class RefusedRow:
+    """A change of a private space that ingest refused as unauthorised (store/refused.py): kept,
+    never materialised, so ``verify`` and ``log`` can say what was refused and why. ``raw`` is
+    its bytes (None when over REFUSED_CHANGE_BYTES_MAX or not given); ``refused_ms`` is when it
+    was first refused (refused again, it stays one row)."""
+
+    space: bytes
+    hash: bytes
+    doc: bytes
+    author: bytes
+    seq: int
+    time_s: int  # the author's clock, as the change says (0 when its bytes were not kept)
+    raw: bytes | None
+    reason: str
+    refused_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class DocSnapshot:
     """Automerge ``save()`` of a doc holding its first ``change_count`` changes, as raw blocks."""
 
@@ -187,3 +205,5 @@ class WriteBatch:
     quarantined: list[QuarantineRow] = field(default_factory=list)  # written last, see QuarantineRow
     rewritten_versions: list[VersionRow] = field(default_factory=list)  # replace existing numbers
     capability_records: list[CapabilityRow] = field(default_factory=list)  # inserts; a held hash is ignored
+    refused: list[RefusedRow] = field(default_factory=list)  # inserts; a held (space, hash) is ignored
+    unrefused: list[tuple[bytes, bytes]] = field(default_factory=list)  # (space, hash) refused rows deleted

@@ -41,10 +41,12 @@ import native
 from protocol.capabilities import CapabilityLog, Revocation
 from protocol.errors import BadSignature, WireError
 from protocol.identity import PUBLIC_KEY_BYTES, Identity
+from protocol.ingest import Unauthorised
 from protocol.space import DOC_ID_BYTES, INDEX_DOC_ID, SPACE_ID_BYTES, Genesis
 from protocol.store_api import decode_records
 from protocol.tips import SignedTip
 from store import capabilities, ingest, repair, snapshots, verify
+from store import refused as refused_changes
 from store.backend import Backend, MemoryBackend
 from store.blocks import Block, checked, codec_of
 from store.defaults import DEFAULT_SNAPSHOT_EVERY
@@ -62,6 +64,7 @@ from store.records import (
     ChangeRow,
     DocRow,
     Origin,
+    RefusedRow,
     SpaceSnapshot,
     SyncStateRow,
     TipRow,
@@ -172,6 +175,9 @@ class Repo:
         self._latest_versions: dict[bytes, int] = {}
         self._logs: dict[bytes, CapabilityLog] = {}  # per space, built on first use (store/capabilities.py)
         self._paths = capabilities.PathCache()
+        # Per space: the hashes of its refused changes (store/refused.py), oldest first, read
+        # once: each remote apply checks its hashes against them (a dict lookup when empty).
+        self._refused: dict[bytes, dict[bytes, None]] = {}
         self._cache = DocCache()
         self._maintainer = Maintainer(
             backend,
@@ -464,6 +470,59 @@ class Repo:
         index_heads = self.heads(space, INDEX_DOC_ID)
         return self._paths.file_paths(space, doc, index_heads, lambda: self._clean_document(space, INDEX_DOC_ID))
 
+    # ----- refused changes (store/refused.py) -----
+
+    def note_refused(self, space: bytes, doc: bytes, refused: Sequence[Unauthorised]) -> None:
+        """Keep the changes ingest refused as unauthorised, with the reason (store/refused.py):
+        never materialised; ``verify`` and ``refused_changes`` list them. One row per change (a
+        change refused again keeps its first), none for a change stored; the oldest go once
+        the space holds REFUSED_CHANGES_KEPT. Committed like a remote apply, not fsynced."""
+        self._check_doc(space, doc)
+        kept = self._refused_hashes(space)
+        fresh = [r for r in refused if r.change not in kept]
+        stored = self._backend.stored_hashes(space, doc, [r.change for r in fresh]) if fresh else set()
+        rows = refused_changes.rows_of(space, doc, [r for r in fresh if r.change not in stored], self._clock())
+        rows = rows[-refused_changes.REFUSED_CHANGES_KEPT :]
+        if not rows:
+            return
+        dropped = refused_changes.over_budget(kept, len(rows))
+        batch = WriteBatch(refused=rows, unrefused=[(space, change_hash) for change_hash in dropped])
+        self._backend.write(batch, durable=False)
+        for change_hash in dropped:
+            del kept[change_hash]
+        kept.update(dict.fromkeys(row.hash for row in rows))
+
+    def refused_changes(self, space: bytes) -> list[RefusedRow]:
+        """Every refused change kept for the space, oldest first (store/refused.py)."""
+        self._check_space(space)
+        return self._backend.refused_changes(space)
+
+    def refused_paths(self, row: RefusedRow) -> list[str] | None:
+        """The paths a refused change touches as the index reads now (an index change's at its
+        deps, from its kept bytes); None when unknown: a file the index does not name, or an
+        index change whose bytes were not kept or whose deps are not held."""
+        index = self._clean_document(row.space, INDEX_DOC_ID)
+        if row.doc != INDEX_DOC_ID:
+            return capabilities.file_doc_paths(index, row.doc)
+        if row.raw is None:
+            return None
+        try:
+            decoded = native.decode_change(row.raw)
+        except native.AutomergeError:
+            return None
+        return capabilities.index_change_paths(index, decoded)
+
+    def _refused_hashes(self, space: bytes) -> dict[bytes, None]:
+        kept = self._refused.get(space)
+        if kept is None:
+            kept = self._refused[space] = dict.fromkeys(self._backend.refused_hashes(space))
+        return kept
+
+    def _unrefused(self, space: bytes, accepted: Sequence[ChangeRow]) -> list[bytes]:
+        """The refused rows an apply of ``accepted`` deletes: they are stored after all."""
+        kept = self._refused_hashes(space)
+        return [row.hash for row in accepted if row.hash in kept] if kept else []
+
     # ----- ChangeStore (protocol/store_api.py) -----
 
     def heads(self, space: bytes, doc: bytes) -> list[bytes]:
@@ -558,7 +617,7 @@ class Repo:
             ingest.check_chains(doc, accepted, lambda author: self._author_seq(space, doc, author))
             trial = ingest.trial_apply(self._cache, (space, doc), accepted, lambda: self._load(space, doc))
         try:
-            record = self._persist(space, doc, accepted, tip_seqs, origin="remote", time_ms=now)
+            record = self._persist(space, doc, accepted, tip_seqs, origin="remote", time_ms=now, unrefused=self._unrefused(space, accepted))
         except BaseException:
             if trial is not None:
                 self._cache.drop((space, doc))  # the cached document may hold what the store does not
@@ -623,6 +682,7 @@ class Repo:
             for space in group.logs:
                 self._logs.pop(space, None)
             self._maintainer.forget()  # a snapshot of any doc may have been taken inside
+            self._refused.clear()  # it may hold rows the group did not write: read again
             raise
         finally:
             self._group = None
@@ -753,6 +813,7 @@ class Repo:
         self._author_seqs.clear()
         self._maintainer.forget()
         self._latest_versions.clear()
+        self._refused.clear()
 
     def _announce(self, space: bytes, record: VersionRecord, tip: SignedTip | None = None, decoded: Sequence[native.DecodedChange] = ()) -> None:
         """Tell subscribers about a committed write, once the cache agrees with the store."""
@@ -781,14 +842,16 @@ class Repo:
         *,
         origin: Origin,
         time_ms: int,
+        unrefused: Sequence[bytes] = (),
     ) -> VersionRecord | None:
-        """Write change rows (causally ordered, deps present) and newer tips in one transaction.
+        """Write change rows (causally ordered, deps present) and newer tips in one transaction,
+        and delete the refused rows of ``unrefused`` (changes it stores after all).
 
         Returns the version the write made, or None if it moved no heads.
         """
         row = self._doc_row(space, doc) or DocRow(space, doc, (), 0)
         newest_tips = dict(self._newest_tip_seqs(space, doc)) if tips else {}
-        batch = WriteBatch(changes=list(changes))
+        batch = WriteBatch(changes=list(changes), unrefused=[(space, change_hash) for change_hash in unrefused])
         for tip, seq in tips:
             if seq > newest_tips.get(tip.author, -1):
                 newest_tips[tip.author] = seq
@@ -816,6 +879,9 @@ class Repo:
         if record is not None:
             self._doc_rows[space, doc] = row
             self._latest_versions[space] = record.number
+        kept = self._refused.get(space, {})
+        for change_hash in unrefused:
+            kept.pop(change_hash, None)
         return record
 
     # ----- lookups and checks -----

@@ -38,6 +38,7 @@ from store.records import (
     DocSnapshot,
     QuarantineKind,
     QuarantineRow,
+    RefusedRow,
     SpaceSnapshot,
     SyncStateKey,
     TipRow,
@@ -283,6 +284,12 @@ class SqliteBackend:
             "INSERT INTO capability_records (space, hash, data) VALUES (?, ?, ?) ON CONFLICT (space, hash) DO NOTHING",
             [(record.space, record.hash, record.data) for record in batch.capability_records],
         )
+        run(
+            "INSERT INTO refused_changes (space, hash, doc, author, seq, time_s, raw, reason, refused_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (space, hash) DO NOTHING",
+            [(r.space, r.hash, r.doc, r.author, r.seq, r.time_s, r.raw, r.reason, r.refused_ms) for r in batch.refused],
+        )
+        run("DELETE FROM refused_changes WHERE space = ? AND hash = ?", batch.unrefused)
         if batch.quarantined:
             self._write_quarantine(batch.quarantined, key)
 
@@ -472,6 +479,17 @@ class SqliteBackend:
     def capability_records(self, space: bytes) -> list[CapabilityRow]:
         rows = self._all("SELECT hash, data FROM capability_records WHERE space = ? ORDER BY hash", (space,))
         return [CapabilityRow(space, record_hash, data) for record_hash, data in rows]
+
+    def refused_changes(self, space: bytes) -> list[RefusedRow]:
+        rows = self._all(
+            "SELECT hash, doc, author, seq, time_s, raw, reason, refused_ms FROM refused_changes"
+            " WHERE space = ? ORDER BY rowid",
+            (space,),
+        )
+        return [RefusedRow(space, *row) for row in rows]
+
+    def refused_hashes(self, space: bytes) -> list[bytes]:
+        return [row[0] for row in self._all("SELECT hash FROM refused_changes WHERE space = ? ORDER BY rowid", (space,))]
 
     def _doc_snapshots(self, space: bytes, condition: str, parameters: tuple[object, ...]) -> list[DocSnapshot]:
         rows = self._all(

@@ -12,6 +12,8 @@ What is checked, and why it is enough to trust the store:
 - every genesis verifies and hashes to its space id; every capability record decodes, verifies
   and hashes to the hash it is stored under; a change a revocation took out of its doc is
   listed with the reason (store/capabilities.py), kept in the quarantine, not materialised;
+  so is a change ingest refused as unauthorised (store/refused.py). Both are ``expected``
+  (``EXPECTED_KINDS``): kept and explained, not damage;
 - every author's changes form one chain, as Automerge requires (seq 1, 2, ... in causal order;
   two changes for one seq are a forked chain), and every doc loads in Automerge. A store
   written before ingest checked this may hold a fork; ``store/repair.py`` quarantines it.
@@ -55,6 +57,13 @@ class ProblemKind(enum.Enum):
     DOC_UNLOADABLE = "doc-unloadable"  # Automerge refuses the doc's stored changes
     CAPABILITY_DAMAGED = "capability-record-damaged"  # does not decode or verify, or another hash
     REVOKED_CHANGE = "revoked-change"  # taken out of its doc by a revocation (kept in the quarantine)
+    REFUSED_CHANGE = "refused-change"  # refused at ingest as unauthorised (kept, store/refused.py)
+
+
+# Kinds that are not damage: changes kept and explained, never materialised, as a private
+# space's rules mean them to be. ``Problem.expected``; ``distspace doctor`` lists them apart
+# and does not fail on them (node.verify's ``kept``).
+EXPECTED_KINDS = frozenset({ProblemKind.REVOKED_CHANGE, ProblemKind.REFUSED_CHANGE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +75,11 @@ class Problem:
     doc: bytes | None
     subject: bytes
     detail: str
+
+    @property
+    def expected(self) -> bool:
+        """Not damage: a change kept and explained (``EXPECTED_KINDS``)."""
+        return self.kind in EXPECTED_KINDS
 
 
 def decode_genesis(space: bytes, encoded: bytes) -> Genesis:
@@ -129,6 +143,9 @@ def verify_backend(backend: Backend) -> list[Problem]:
             tips = [held for held in quarantined_tips if held.doc == row.doc and held.hash in hashes]
             problems.extend(_verify_doc(backend, row, taken, tips))
         problems.extend(_verify_manifest(backend, space))
+        for kept in backend.refused_changes(space):
+            detail = f"not materialised, refused at ingest: {kept.reason}"
+            problems.append(Problem(ProblemKind.REFUSED_CHANGE, space, kept.doc, kept.hash, detail))
     return problems
 
 
