@@ -448,6 +448,11 @@ def _print_problems(result: Json) -> None:
         render.say("the store verifies: every hash, signature, snapshot and block checks out")
     for problem in result["problems"]:
         render.say(f"{problem['kind']}: {problem['detail']}")
+    kept = result.get("kept", [])
+    if kept:
+        render.say(f"{len(kept)} change(s) kept, never materialised (expected in a private space, not damage):")
+        for change in kept:
+            render.say(f"  {change['kind']} {render.short_hash(change['subject'])}: {change['detail']}")
 
 
 # ----- files -----
@@ -524,7 +529,27 @@ def _is_text(data: bytes) -> bool:
 
 
 def log(args: Args) -> int:
+    if getattr(args, "refused", False):
+        return _show(args, _in_space(args, "history.log", path=args.path, limit=args.limit, refused=True), _print_refused)
     return _show(args, _in_space(args, "history.log", path=args.path, limit=args.limit), _print_log)
+
+
+def _print_refused(result: Json) -> None:
+    """Changes refused at ingest as unauthorised: kept, never materialised (store/refused.py)."""
+    if not result["refused"]:
+        render.say("no change was refused: every change received was allowed")
+        return
+    rows = [
+        [
+            render.short_hash(e["change"]),
+            render.author(e),
+            " ".join(e["paths"]) if e["paths"] is not None else f"(doc {e['doc'][:12]})",
+            render.when(e["refused_ms"]),
+            e["reason"],
+        ]
+        for e in result["refused"]
+    ]
+    render.table(["change", "author", "paths", "refused", "reason"], rows)
 
 
 def _print_log(result: Json) -> None:

@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     log = command("log", commands.log, "changes of the space or of one path, newest first")
     log.add_argument("path", nargs="?", metavar="PATH")
     log.add_argument("-n", "--limit", type=int, default=100, metavar="N", help="at most N changes (default 100)")
+    log.add_argument(
+        "--refused", action="store_true", help="the changes refused as unauthorised instead (kept, never applied), with the reason"
+    )
 
     diff = command("diff", commands.diff, "what changed between two versions (V2 defaults to now)")
     diff.add_argument("old", type=int, metavar="V1")

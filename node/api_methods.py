@@ -83,6 +83,7 @@ if TYPE_CHECKING:  # not loaded by a command on the store that does not use them
     from node.subscriptions import Sink, Subscriptions
     from protocol.capabilities import Record
     from store.history import History
+    from store.verify import Problem
 
 Json = dict[str, Any]
 
@@ -306,9 +307,17 @@ def _who(services: NodeServices, space: bytes) -> Callable[[bytes], tuple[str | 
     return who
 
 
+def _change_by(who: Callable[[bytes], tuple[str | None, str | None]], change: bytes, doc: bytes, author: bytes) -> Json:
+    """A log entry's change, doc and author (peer id, and name and kind from its own record)."""
+    name, kind = who(author)
+    return {"change": change.hex(), "doc": doc.hex(), "author": peer_id_of(author), "author_name": name, "author_kind": kind}
+
+
 @method("history.log")
 def history_log(call: Call, params: Json) -> Json:
     history = call.history(params)
+    if params.get("refused"):
+        return _refused_log(call, history, params)
     entries = history.log(params.get("path"), since=params["since"], until=params.get("until"), limit=params["limit"])
     who = _who(call.services, history.ws.space)
     return {
@@ -317,17 +326,36 @@ def history_log(call: Call, params: Json) -> Json:
         "entries": [
             {
                 "version": entry.version,
-                "change": entry.change.hex(),
-                "doc": entry.doc.hex(),
-                "author": peer_id_of(entry.author),
-                "author_name": who(entry.author)[0],
-                "author_kind": who(entry.author)[1],
+                **_change_by(who, entry.change, entry.doc, entry.author),
                 "time_ms": entry.time_ms,
                 "message": entry.message,
                 "paths": list(entry.paths),
                 "origin": entry.origin,
             }
             for entry in entries
+        ],
+    }
+
+
+def _refused_log(call: Call, history: History, params: Json) -> Json:
+    """``history.log {refused: true}``: the changes refused at ingest as unauthorised
+    (store/refused.py), newest first, instead of the log's entries."""
+    refused = history.refused(params.get("path"), limit=params["limit"])
+    who = _who(call.services, history.ws.space)
+    return {
+        "space": history.ws.space.hex(),
+        "version": history.ws.version(),
+        "entries": [],
+        "refused": [
+            {
+                **_change_by(who, entry.change, entry.doc, entry.author),
+                "seq": entry.seq,
+                "time_ms": entry.time_ms,
+                "reason": entry.reason,
+                "refused_ms": entry.refused_ms,
+                "paths": None if entry.paths is None else list(entry.paths),
+            }
+            for entry in refused
         ],
     }
 
@@ -540,20 +568,21 @@ def node_stats(call: Call, params: Json) -> Json:
 
 @method("node.verify")
 def node_verify(call: Call, params: Json) -> Json:
-    problems = call.services.repo.verify()
-    return {
-        "ok": not problems,
-        "problems": [
-            {
-                "kind": problem.kind.value,
-                "space": problem.space.hex() if problem.space is not None else None,
-                "doc": problem.doc.hex() if problem.doc is not None else None,
-                "subject": problem.subject.hex(),
-                "detail": problem.detail,
-            }
-            for problem in problems
-        ],
-    }
+    """``problems``: damage; ``kept``: changes kept and explained, never materialised (a
+    revocation took them out, or ingest refused them as unauthorised), which ``ok`` ignores."""
+    found = call.services.repo.verify()
+
+    def problem_json(problem: Problem) -> Json:
+        return {
+            "kind": problem.kind.value,
+            "space": problem.space.hex() if problem.space is not None else None,
+            "doc": problem.doc.hex() if problem.doc is not None else None,
+            "subject": problem.subject.hex(),
+            "detail": problem.detail,
+        }
+
+    problems = [problem_json(problem) for problem in found if not problem.expected]
+    return {"ok": not problems, "problems": problems, "kept": [problem_json(p) for p in found if p.expected]}
 
 
 @method("space.list")

@@ -10,6 +10,7 @@ import native
 from cli_helpers import Cli, node
 from node.home import NodeHome
 from protocol.identity import Identity
+from protocol.ingest import Unauthorised
 from protocol.tips import SignedTip
 from store.repo import Repo
 from tests.node.api_helpers import running_daemon
@@ -72,3 +73,25 @@ def test_repair_is_refused_while_a_daemon_runs_and_doctor_reads_through_it(tmp_p
         assert "a daemon runs on" in cli.fails("doctor", "--repair")
         assert report(cli, "doctor", code=0)["ok"]
         assert daemon.process.poll() is None
+
+
+def test_doctor_passes_a_store_holding_refused_changes_and_log_refused_lists_them(tmp_path: Path) -> None:
+    """Changes refused as unauthorised are kept and explained (store/refused.py), not damage:
+    doctor lists them apart and succeeds; ``log --refused`` shows who, what and why."""
+    with node(tmp_path / "home", "direct") as cli:
+        node_home = NodeHome(cli.home)
+        with Repo.open(node_home.database, node_home.identity()) as store, Repo.open(None, ALICE) as alice:
+            genesis = store.spaces()[0]
+            alice.add_space(genesis)
+            append(alice, genesis.space_id, FILE_DOC, "not hers to write\n")
+            [change] = [native.decode_change(raw) for raw in alice.changes_since(genesis.space_id, FILE_DOC, [])]
+            reason = "not a member of this space"
+            store.note_refused(genesis.space_id, FILE_DOC, [Unauthorised(change.hash, change.actor, reason, seq=1, raw=change.raw)])
+
+        found = report(cli, "doctor", code=0)
+        assert found["ok"] and found["problems"] == []
+        assert [(kept["kind"], kept["subject"]) for kept in found["kept"]] == [("refused-change", change.hash.hex())]
+        assert "kept, never materialised" in cli.ok("doctor")
+        [listed] = report(cli, "log", "--refused", code=0)["refused"]
+        assert (listed["change"], listed["reason"], listed["paths"]) == (change.hash.hex(), reason, None)
+        assert reason in cli.ok("log", "--refused")

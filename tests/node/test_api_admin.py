@@ -66,7 +66,7 @@ async def test_create_a_space_work_in_it_snapshot_and_verify(api: ApiConnection)
     snapshot = await api.call("space.snapshot", space=space)
     assert snapshot["manifest"].startswith("bafy") and snapshot["docs"] == 3
     assert (await api.call("node.stats"))["database_bytes"] > 0
-    assert await api.call("node.verify") == {"ok": True, "problems": []}
+    assert await api.call("node.verify") == {"ok": True, "problems": [], "kept": []}
 
 
 async def test_calls_that_name_no_space_go_to_the_first_one_created(daemon: Daemon, api: ApiConnection) -> None:

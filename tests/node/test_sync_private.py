@@ -22,7 +22,9 @@ from protocol.replicator import NOT_SERVED
 from protocol.space import INDEX_DOC_ID, Genesis
 from protocol.ticket import invite, redeem
 from protocol.wire import Bye, encode_frame
+from store.history import History
 from store.repo import Repo
+from store.verify import ProblemKind
 from sync_helpers import NOW_MS, STEP_TIMEOUT_S, Cluster, Node, cluster, identity_of
 
 GENESIS = Genesis.create(identity_of("alice"), "team", NOW_MS, nonce=bytes(16), private=True)
@@ -173,3 +175,14 @@ async def test_a_scoped_writers_new_file_reaches_every_member_and_a_forged_one_o
             assert node.workspace(SPACE).read("src/new.py") == "print('new')\n", node.name
         assert bob.workspace(SPACE).read("docs/x.md") == "not bob's to write\n"  # his own store only
         assert not alice.penalties(bob.peer_id)  # unauthorised is not misbehaviour: a log may lag
+
+        # Alice kept what she refused, with the reason: verify lists it as kept (not damage),
+        # the log's refused view names the forged entry's path and Bob's scope.
+        kept = [p for p in alice.repo.verify() if p.kind is ProblemKind.REFUSED_CHANGE]
+        assert {p.subject for p in kept} >= set(forged_entry) and all(p.expected for p in kept)
+        assert [p for p in alice.repo.verify() if not p.expected] == []
+        refused = History(alice.workspace(SPACE)).refused()
+        entry = next(e for e in refused if e.change in forged_entry)
+        assert entry.author == identity_of("bob").public_key and entry.paths == ("docs/x.md",)
+        assert entry.reason == "write is scoped to src/*; docs/x.md is outside it"
+        assert any(e.doc == forged_doc for e in refused)  # its content too, judged as a doc the index does not name

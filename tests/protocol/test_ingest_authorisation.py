@@ -107,6 +107,28 @@ def test_root_and_an_unscoped_writer_are_applied_a_stranger_and_a_reader_are_not
     assert receiver.store.author_seq(space, DOC, stranger.public_key) == 0
 
 
+def test_a_readers_forged_write_is_noted_with_its_reason_and_bytes_and_not_applied() -> None:
+    """What the Replicator does with ``Ingested.unauthorised``: ``note_refused`` keeps each one
+    (store/refused.py) — once, however often it is refused — and forgets it once it is stored."""
+    receiver = memory_receiver(PRIVATE, grant(reader, Role.READ))
+    store, space = receiver.store, PRIVATE.space_id
+    assert isinstance(store, MemoryChangeStore)
+    commit = Author(reader, space).commit("forged", "more")
+    result = receiver.deliver(commit)
+    store.note_refused(space, DOC, result.unauthorised)
+    store.note_refused(space, DOC, receiver.deliver(commit).unauthorised)  # offered again
+    noted = store.refused(space)
+    assert [(doc, it.change, it.author, it.seq) for doc, it in noted] == [
+        (DOC, native.decode_change(raw).hash, reader.public_key, seq) for seq, raw in enumerate(commit.changes, start=1)
+    ]
+    assert "holds read, not write" in noted[0][1].reason and noted[1][1].reason == DEPENDS_ON_UNAUTHORISED
+    assert [it.raw for _, it in noted] == list(commit.changes)
+    assert store.heads(space, DOC) == [] and store.author_seq(space, DOC, reader.public_key) == 0
+    store.add_capability_records(space, [grant(reader).encode()])  # promoted to writer
+    assert receiver.deliver(commit).applied
+    assert store.refused(space) == []  # stored after all: no longer refused
+
+
 def test_a_change_refused_while_the_log_lags_is_applied_once_the_grant_arrives() -> None:
     receiver = memory_receiver(PRIVATE)
     commit = Author(writer, PRIVATE.space_id).commit("late grant")
