@@ -3,26 +3,18 @@ decoder for bytes from peers. The rule that reads a set of them is protocol/capa
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import functools
-import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias, TypeVar
+from typing import Final, TypeAlias
 
 import pathspec
 
-from protocol import cbor
-from protocol.errors import (
-    BadSignature,
-    CapabilityError,
-    CapabilityLimit,
-    InvalidCapability,
-    ProtocolError,
-)
-from protocol.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, verify_signature
+from protocol.errors import CapabilityError, CapabilityLimit, InvalidCapability
+from protocol.identity import PUBLIC_KEY_BYTES, Identity
+from protocol.signed import SignedRecord, load_fields, sign, verified
 from protocol.space import DOC_ID_BYTES
 
 DOMAIN_CAPABILITY: Final = b"distspace/capability/v1\x00"
@@ -100,7 +92,7 @@ def _optional(value: int | None) -> list[int]:
 
 
 @dataclass(frozen=True, slots=True)
-class Grant:
+class Grant(SignedRecord):
     """``issuer`` gives ``subject`` ``role`` over ``paths`` (() = the whole space)."""
 
     space: bytes
@@ -118,11 +110,6 @@ class Grant:
     encoded: bytes = field(init=False, repr=False, compare=False)
     hash: bytes = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        encoded = cbor.dumps([*self._fields(), self.signature])
-        object.__setattr__(self, "encoded", encoded)
-        object.__setattr__(self, "hash", hashlib.sha256(encoded).digest())
-
     def _fields(self) -> list[object]:
         return [
             _GRANT,
@@ -138,13 +125,6 @@ class Grant:
             self.issued_ms,
             list(self.parents),
         ]
-
-    def body(self) -> bytes:
-        """The signed bytes (everything but the signature)."""
-        return cbor.dumps(self._fields())
-
-    def encode(self) -> bytes:
-        return self.encoded
 
     @property
     def invitation(self) -> bool:
@@ -182,14 +162,14 @@ class Grant:
             space, identity.public_key, subject, Role(role), unique_paths, not_before_ms, expires_ms,
             may_delegate, uses, issued_ms, _parents(parents), b"",
         )  # fmt: skip
-        grant = _replace_signature(unsigned, identity.sign(DOMAIN_CAPABILITY, unsigned.body()))
+        grant = sign(unsigned, identity, DOMAIN_CAPABILITY)
         if len(grant.encoded) > MAX_RECORD_BYTES:
             raise InvalidCapability(f"the grant encodes to {len(grant.encoded)} bytes, over {MAX_RECORD_BYTES}")
         return grant
 
 
 @dataclass(frozen=True, slots=True)
-class Revocation:
+class Revocation(SignedRecord):
     """``issuer`` (an admin) revokes the key ``subject``; ``seen`` keeps its changes the issuer had."""
 
     space: bytes
@@ -202,20 +182,9 @@ class Revocation:
     encoded: bytes = field(init=False, repr=False, compare=False)
     hash: bytes = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        encoded = cbor.dumps([*self._fields(), self.signature])
-        object.__setattr__(self, "encoded", encoded)
-        object.__setattr__(self, "hash", hashlib.sha256(encoded).digest())
-
     def _fields(self) -> list[object]:
         seen = [[doc, seq] for doc, seq in self.seen]
         return [_REVOCATION, self.space, self.issuer, self.subject, seen, self.issued_ms, list(self.parents)]
-
-    def body(self) -> bytes:
-        return cbor.dumps(self._fields())
-
-    def encode(self) -> bytes:
-        return self.encoded
 
     @classmethod
     def issue(
@@ -237,11 +206,10 @@ class Revocation:
         if len(highest) > MAX_SEEN_DOCS:
             raise InvalidCapability(f"a revocation lists at most {MAX_SEEN_DOCS} docs")
         unsigned = cls(space, identity.public_key, subject, tuple(sorted(highest.items())), issued_ms, _parents(parents), b"")
-        return _replace_signature(unsigned, identity.sign(DOMAIN_CAPABILITY, unsigned.body()))
+        return sign(unsigned, identity, DOMAIN_CAPABILITY)
 
 
 Record: TypeAlias = Grant | Revocation
-_R = TypeVar("_R", Grant, Revocation)
 
 
 def _parents(parents: Iterable[bytes]) -> tuple[bytes, ...]:
@@ -249,10 +217,6 @@ def _parents(parents: Iterable[bytes]) -> tuple[bytes, ...]:
     if len(unique) > MAX_PARENTS or any(len(parent) != HASH_BYTES for parent in unique):
         raise InvalidCapability(f"a record names at most {MAX_PARENTS} parents of {HASH_BYTES} bytes")
     return unique
-
-
-def _replace_signature(record: _R, signature: bytes) -> _R:
-    return dataclasses.replace(record, signature=signature)  # encoded and hash are recomputed
 
 
 def _key(value: object) -> bytes:
@@ -317,10 +281,7 @@ def decode_record(data: bytes) -> Record:
     """
     if len(data) > MAX_REVOCATION_BYTES:
         raise CapabilityLimit(f"a capability record is at most {MAX_REVOCATION_BYTES} bytes")
-    try:
-        fields = cbor.loads_canonical(data, "capability record")
-    except ProtocolError as error:
-        raise CapabilityError(str(error)) from error
+    fields = load_fields(data, "capability record", CapabilityError)
     record: Record
     match fields:
         case [1, space, issuer, subject, role, paths, not_before, expires, bool() as may_delegate, uses, issued, parents, bytes() as signature]:
@@ -343,12 +304,4 @@ def decode_record(data: bytes) -> Record:
             raise CapabilityError("malformed capability record: wrong shape")
     if list(record.parents) != sorted(set(record.parents)):
         raise CapabilityError("malformed capability record: parents unsorted or repeated")
-    if record.encoded != data:  # e.g. true where an integer belongs
-        raise CapabilityError("malformed capability record: not its canonical encoding")
-    if len(signature) != SIGNATURE_BYTES:
-        raise CapabilityError("malformed capability record: a signature is 64 bytes")
-    try:
-        verify_signature(record.issuer, DOMAIN_CAPABILITY, record.body(), signature)
-    except BadSignature as error:
-        raise CapabilityError(f"capability record: {error}") from error
-    return record
+    return verified(record, data, record.issuer, DOMAIN_CAPABILITY, "capability record", CapabilityError)

@@ -6,8 +6,8 @@ A record is per space: a name is disclosed only to the space's members (a key's 
 spaces do not link what it calls itself in each), and a person may go by another name in
 another space. It replaces the older space-less ``protocol.identity.PeerRecord``, which nothing
 published. Ed25519 over ``DOMAIN_PEER_RECORD`` + canonical CBOR of the body, as capability
-records (protocol/capability_records.py), under a domain of its own so that neither signature
-ever verifies as the other.
+records (the scheme both use is protocol/signed.py), under a domain of its own so that neither
+signature ever verifies as the other.
 
 The newest record per key wins: by ``issued_ms``, then by hash (so every peer holding the same
 records shows the same one). A key only speaks for itself; a record is kept only for a key the
@@ -23,15 +23,15 @@ admission is decided there already).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
 from protocol import cbor
 from protocol.capabilities import CapabilityLog
-from protocol.errors import BadSignature, InvalidPeerRecord, PeerRecordError, ProtocolError
-from protocol.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, PeerKind, verify_signature
+from protocol.errors import InvalidPeerRecord, PeerRecordError
+from protocol.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, PeerKind
+from protocol.signed import SignedRecord, load_fields, sign, verified
 from protocol.space import SPACE_ID_BYTES
 
 __all__ = [
@@ -75,7 +75,7 @@ def name_problem(name: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class PeerRecord:
+class PeerRecord(SignedRecord):
     """``key`` says, in ``space``, that it goes by ``name`` and is a ``kind``."""
 
     space: bytes
@@ -87,20 +87,8 @@ class PeerRecord:
     encoded: bytes = field(init=False, repr=False, compare=False)
     hash: bytes = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        encoded = cbor.dumps([*self._fields(), self.signature])
-        object.__setattr__(self, "encoded", encoded)
-        object.__setattr__(self, "hash", hashlib.sha256(encoded).digest())
-
     def _fields(self) -> list[object]:
         return [_TAG, self.space, self.key, self.name, self.kind.value, self.issued_ms]
-
-    def body(self) -> bytes:
-        """The signed bytes (everything but the signature)."""
-        return cbor.dumps(self._fields())
-
-    def encode(self) -> bytes:
-        return self.encoded
 
     def supersedes(self, other: PeerRecord) -> bool:
         """Whether this record wins over ``other`` (the same key's): newer, or as new with the
@@ -118,8 +106,7 @@ class PeerRecord:
             raise InvalidPeerRecord(problem)
         if issued_ms < 0:
             raise InvalidPeerRecord("a peer record's time is a Unix time in ms")
-        unsigned = cls(space, identity.public_key, name, kind, issued_ms, b"")
-        return cls(space, identity.public_key, name, kind, issued_ms, identity.sign(DOMAIN_PEER_RECORD, unsigned.body()))
+        return sign(cls(space, identity.public_key, name, kind, issued_ms, b""), identity, DOMAIN_PEER_RECORD)
 
 
 def decode_peer_record(data: bytes) -> PeerRecord:
@@ -131,11 +118,7 @@ def decode_peer_record(data: bytes) -> PeerRecord:
     """
     if len(data) > MAX_PEER_RECORD_BYTES:
         raise PeerRecordError(f"a peer record is at most {MAX_PEER_RECORD_BYTES} bytes")
-    try:
-        fields = cbor.loads_canonical(data, "peer record")
-    except ProtocolError as error:
-        raise PeerRecordError(str(error)) from error
-    match fields:
+    match load_fields(data, "peer record", PeerRecordError):
         case ["peer", bytes() as space, bytes() as key, str() as name, str() as kind, int() as issued, bytes() as signature] if (
             len(space) == SPACE_ID_BYTES and len(key) == PUBLIC_KEY_BYTES and len(signature) == SIGNATURE_BYTES and issued >= 0
         ):
@@ -148,13 +131,7 @@ def decode_peer_record(data: bytes) -> PeerRecord:
         record = PeerRecord(space, key, name, PeerKind(kind), issued, signature)
     except ValueError as error:
         raise PeerRecordError(f"malformed peer record: unknown kind {kind!r}") from error
-    if record.encoded != data:
-        raise PeerRecordError("malformed peer record: not its canonical encoding")
-    try:
-        verify_signature(key, DOMAIN_PEER_RECORD, record.body(), signature)
-    except BadSignature as error:
-        raise PeerRecordError(f"peer record: {error}") from error
-    return record
+    return verified(record, data, key, DOMAIN_PEER_RECORD, "peer record", PeerRecordError)
 
 
 def encode_peer_records(space: bytes, records: Iterable[PeerRecord]) -> bytes:
@@ -174,11 +151,7 @@ def decode_peer_records(data: bytes) -> tuple[bytes, list[PeerRecord]]:
     """
     if len(data) > MAX_PEER_MESSAGE_BYTES:
         raise PeerRecordError(f"a message of peer records is at most {MAX_PEER_MESSAGE_BYTES} bytes")
-    try:
-        fields = cbor.loads_canonical(data, "peer records")
-    except ProtocolError as error:
-        raise PeerRecordError(str(error)) from error
-    match fields:
+    match load_fields(data, "peer records", PeerRecordError):
         case [bytes() as space, list() as items] if len(space) == SPACE_ID_BYTES and len(items) <= MAX_PEER_RECORDS_PER_MESSAGE:
             pass
         case _:
