@@ -3,7 +3,9 @@
 watchfiles' watcher thread wakes every debounce step to look for events, its stop flag and
 signals (under the GIL): with a 10 ms step that cost an idle mirror ~12 ms of CPU a second.
 Here trio waits on the inotify descriptor itself, so an idle folder costs nothing and the first
-event of a burst is seen at once; the burst is handed over after ``quiet_ms`` with no new event.
+event of a burst is seen at once; the burst is handed over after ``quiet_ms`` with no new event
+and no written file left open: a save that truncates then writes (``write_bytes``, ``>``) was
+once read in between, empty, when its writer paused longer than ``quiet_ms`` between the two.
 
 A watch covers one directory, so every directory below the root gets one, and one made later is
 watched when its creation is read — anything created inside it before that is reported by a walk
@@ -59,6 +61,9 @@ class Inotify:
             raise _os_error("inotify_init1", root)
         self._fd: int = fd
         self._dirs: dict[int, Path] = {}
+        # Files written since their last close: a writer may be between its truncate and its
+        # write, so the burst waits for the close (a read then would see an empty file).
+        self._writing: set[Path] = set()
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -89,8 +94,9 @@ class Inotify:
         return found
 
     async def events(self, quiet_ms: int, max_ms: int) -> AsyncIterator[set[Path]]:
-        """Each burst of changed paths: handed over after ``quiet_ms`` with no new event, or
-        ``max_ms`` after it began during a steady stream."""
+        """Each burst of changed paths: handed over after ``quiet_ms`` with no new event and no
+        file still open for writing after a write, or ``max_ms`` after it began (a steady stream,
+        or a writer that keeps its file open)."""
         while True:
             await trio.lowlevel.wait_readable(self._fd)
             burst: set[Path] = set()
@@ -99,9 +105,10 @@ class Inotify:
                     burst |= self._read()
                     with trio.move_on_after(quiet_ms / 1000) as waited:
                         await trio.lowlevel.wait_readable(self._fd)
-                    if waited.cancelled_caught:
+                    if waited.cancelled_caught and not self._writing:
                         break
             burst |= self._read()
+            self._writing.clear()  # handed over: a writer still at it brings the path back
             if burst:
                 yield burst
 
@@ -127,6 +134,10 @@ class Inotify:
                 continue
             path = directory / os.fsdecode(name) if name else directory
             paths.add(path)
+            if mask & _IN_MODIFY:
+                self._writing.add(path)  # written to and not yet closed: `> file` truncated it, say
+            elif mask & (_IN_CLOSE_WRITE | _IN_DELETE | _IN_MOVED_FROM):
+                self._writing.discard(path)
             if mask & _IN_ISDIR and mask & (_IN_CREATE | _IN_MOVED_TO):
                 paths.update(self.watch(path))
         return paths

@@ -50,3 +50,27 @@ async def test_nothing_is_reported_while_the_folder_is_idle(tmp_path: Path) -> N
         with trio.move_on_after(0.2) as idle:
             await anext(events)
         assert idle.cancelled_caught
+
+
+async def test_a_file_truncated_and_still_open_is_handed_over_only_once_closed(tmp_path: Path) -> None:
+    """`> file` then a write: read in between, the file would be empty — the burst waits for the close."""
+    (tmp_path / "a.txt").write_text("whole\n")
+    send, receive = trio.open_memory_channel[set[Path]](8)
+    with Inotify(tmp_path) as inotify:
+        inotify.watch(tmp_path)
+
+        async def forward() -> None:
+            async for burst in inotify.events(QUIET_MS, MAX_MS):
+                await send.send(burst)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(forward)
+            with open(tmp_path / "a.txt", "w") as writing:  # noqa: ASYNC230 — held open across awaits on purpose; truncated: IN_MODIFY, no close yet
+                writing.flush()
+                with trio.move_on_after(10 * QUIET_MS / 1000) as early:
+                    await receive.receive()
+                assert early.cancelled_caught, "handed over while the writer still had the file open"
+                writing.write("whole again\n")
+            with trio.fail_after(WAIT_S):
+                assert await receive.receive() == {tmp_path / "a.txt"}
+            nursery.cancel_scope.cancel()
