@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     invite.add_argument("--expires", type=commands.duration_s, metavar="DURATION", help="the ticket and the membership end after DURATION (7d, 8h)")
     invite.add_argument("--uses", type=commands.positive, default=1, metavar="N", help="how many nodes may join with it (default 1)")
 
-    command("members", commands.members, "who may do what in the space: keys, names and kinds (their own records), roles, scopes, expiry")
+    command("members", commands.members, "who may do what: keys, names, kinds, roles, scopes, expiry")
     revoke = command("revoke", commands.revoke, "revoke a member (or a ticket's invitation key) in the space")
     revoke.add_argument("subject", metavar="PEER_ID|KEY", help="its peer id, or its key (64 hex digits), as distspace members lists them")
 
