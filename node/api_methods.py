@@ -42,9 +42,9 @@ from node.api_scopes import TokenScope
 from node.config import FolderRefused, check_folder
 from node.errors import LocalNodeError
 from node.events import JoinRequest, Presence
-from node.home import TOKEN_ID_CHARS
+from node.home import TOKEN_ID_CHARS, write_atomically
 from node.rpc import DAEMON_REQUIRED, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RpcError, invalid_params
-from node.services import NodeServices, write_atomically
+from node.services import NodeServices
 from protocol.errors import BadSignature, InvalidSpaceName, WireError
 from protocol.identity import peer_id_of
 from protocol.space import Genesis

@@ -44,9 +44,9 @@ from node import logs
 from node.api import serve_api
 from node.config import check_folder
 from node.errors import HomeLocked, NodeError
-from node.home import NodeHome
+from node.home import NodeHome, write_atomically
 from node.logs import event
-from node.services import DaemonOptions, NodeServices, RunningMirrors, RunningNetwork, write_atomically
+from node.services import DaemonOptions, NodeServices, RunningMirrors, RunningNetwork
 from store.errors import StoreError
 from store.repo import Repo
 

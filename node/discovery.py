@@ -32,9 +32,9 @@ from typing import Any, Final
 import multiaddr
 import trio
 
+from node.home import write_atomically
 from node.host import SYNC_PROTOCOL
 from node.logs import event
-from node.services import write_atomically
 
 logger = logging.getLogger(__name__)
 

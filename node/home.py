@@ -313,3 +313,14 @@ class NodeHome:
                 return True
             fcntl.flock(handle, fcntl.LOCK_UN)
             return False
+
+
+def write_atomically(path: os.PathLike[str], text: str) -> None:
+    """Write a whole file or nothing: a crash mid-write leaves the old one."""
+    temporary = f"{os.fspath(path)}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)

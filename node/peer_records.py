@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
+from node.home import write_atomically
 from node.logs import event
 from protocol.errors import PeerRecordError
 from protocol.identity import Identity, PeerKind
@@ -87,8 +88,6 @@ class PeerDirectory:
     def _save(self) -> None:
         if self._path is None:
             return
-        from node.services import write_atomically  # node.services imports this module
-
         records = [record.encode().hex() for book in self._loaded().values() for record in book.records()]
         write_atomically(self._path, json.dumps({"records": records}, indent=1))
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from node.events import (
     SessionClosed,
     SessionOpened,
 )
-from node.home import NodeHome
+from node.home import NodeHome, write_atomically
 from node.logs import event
 from node.peer_records import PEER_RECORDS_FILE, PeerDirectory
 from protocol.errors import InvalidPeerRecord
@@ -305,17 +304,6 @@ def _names(spaces: list[Genesis]) -> str:
     return ", ".join(f"{g.name} {g.space_id.hex()[:MIN_SPACE_PREFIX_CHARS]}" for g in spaces)
 
 
-def write_atomically(path: os.PathLike[str], text: str) -> None:
-    """Write a whole file or nothing: a crash mid-write leaves the old one."""
-    temporary = f"{os.fspath(path)}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 __all__ = [
     "DaemonOptions",
     "NodeServices",
@@ -323,5 +311,4 @@ __all__ = [
     "PresenceTable",
     "RunningMirrors",
     "RunningNetwork",
-    "write_atomically",
 ]

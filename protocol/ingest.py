@@ -48,7 +48,7 @@ from protocol.errors import Flood, UnusableChanges
 from protocol.limits import MAX_PENDING_CHANGES, MAX_VERIFIED_TIPS
 from protocol.recent import Recent
 from protocol.space import INDEX_DOC_ID
-from protocol.store_api import ChangeStore
+from protocol.store_api import ChangeStore, Unauthorised
 from protocol.tips import SignedTip, coverage
 
 # A key a waiting change can wait for: a dep's hash (32 bytes), or the slot of an author's
@@ -278,22 +278,6 @@ class Refused:
     author: bytes
     reason: str
     forks_chain: bool  # a second change for a taken (author, seq): its author equivocated
-
-
-@dataclass(frozen=True, slots=True)
-class Unauthorised:
-    """A change of a private space that the capability log does not allow (module docstring):
-    not applied and not forwarded, yet not refused for good — a later log may allow it."""
-
-    change: bytes
-    author: bytes
-    reason: str
-    # Judged as a doc the index does not name (needs unscoped write): a new file's content that
-    # came before its entry. The index moving, not only the log, may make it allowed.
-    unknown_doc: bool = False
-    seq: int = 0
-    # Its bytes, for the store to keep (ChangeStore.note_refused): not compared, not printed.
-    raw: bytes = field(default=b"", compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

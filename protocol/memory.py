@@ -25,7 +25,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import native
 from protocol.capabilities import CapabilityLog
@@ -34,11 +34,8 @@ from protocol.errors import LocalProtocolError, UnusableChanges
 from protocol.events import LocalCommit
 from protocol.identity import Identity
 from protocol.space import INDEX_DOC_ID, NONCE_BYTES, Genesis
-from protocol.store_api import decode_records
+from protocol.store_api import Unauthorised, decode_records
 from protocol.tips import SignedTip
-
-if TYPE_CHECKING:
-    from protocol.ingest import Unauthorised  # ingest imports store_api, which this module does too
 
 # Refused changes kept per space, as the Repo's REFUSED_CHANGES_KEPT (store/refused.py): the
 # oldest go first.

@@ -21,15 +21,30 @@ Ids: spaces are 32 bytes, docs 16 bytes, change hashes 32 bytes, peers their 32-
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import native
 from protocol.capabilities import CapabilityLog, Record, decode_record
 from protocol.errors import CapabilityError
 from protocol.tips import SignedTip
 
-if TYPE_CHECKING:
-    from protocol.ingest import Unauthorised  # ingest imports this module
+
+@dataclass(frozen=True, slots=True)
+class Unauthorised:
+    """A change of a private space that the capability log does not allow (protocol/ingest.py):
+    not applied and not forwarded, yet not refused for good — a later log may allow it."""
+
+    change: bytes
+    author: bytes
+    reason: str
+    # Judged as a doc the index does not name (needs unscoped write): a new file's content that
+    # came before its entry. The index moving, not only the log, may make it allowed.
+    unknown_doc: bool = False
+    seq: int = 0
+    # Its bytes, for the store to keep (ChangeStore.note_refused): not compared, not printed.
+    raw: bytes = field(default=b"", compare=False, repr=False)
+
 
 
 class ChangeStore(Protocol):

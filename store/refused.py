@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 import native
-from protocol.ingest import Unauthorised
+from protocol.store_api import Unauthorised
 from store.records import RefusedRow
 
 # Refused changes kept per space: a few screens of `distspace log --refused`, ~1,000 x (a row's

@@ -41,9 +41,8 @@ import native
 from protocol.capabilities import CapabilityLog, Revocation
 from protocol.errors import BadSignature, WireError
 from protocol.identity import PUBLIC_KEY_BYTES, Identity
-from protocol.ingest import Unauthorised
 from protocol.space import DOC_ID_BYTES, INDEX_DOC_ID, SPACE_ID_BYTES, Genesis
-from protocol.store_api import decode_records
+from protocol.store_api import Unauthorised, decode_records
 from protocol.tips import SignedTip
 from store import capabilities, ingest, repair, snapshots, verify
 from store import refused as refused_changes

@@ -10,7 +10,7 @@ import native
 from cli_helpers import Cli, node
 from node.home import NodeHome
 from protocol.identity import Identity
-from protocol.ingest import Unauthorised
+from protocol.store_api import Unauthorised
 from protocol.tips import SignedTip
 from store.repo import Repo
 from tests.node.api_helpers import running_daemon

@@ -10,7 +10,7 @@ import pytest
 
 import native
 from protocol.identity import Identity
-from protocol.ingest import Unauthorised
+from protocol.store_api import Unauthorised
 from store import refused
 from store.history import History
 from store.repo import Repo
