@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -338,3 +339,50 @@ def test_a_missing_file_or_daemon_is_an_error_message_and_no_buffer(pair: Daemon
         assert carol.lua("return #vim.api.nvim_list_bufs()") == 1
     finally:
         carol.quit()
+
+
+def _wait_disk(file: Path, text: str, what: str) -> None:
+    """Until the daemon's mirror has written ``text`` to ``file`` (another process: polled, bounded)."""
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while (held := file.read_text() if file.is_file() else None) != text:
+        assert time.monotonic() < deadline, f"not within {STEP_TIMEOUT_S} s: {what}; the file holds {held!r}"
+        time.sleep(0.01)  # noqa: sleep — polls a file another process writes, bounded by the deadline above
+
+
+def test_a_file_opened_in_a_mirrored_folder_is_live_and_only_the_daemon_writes_it(pair: DaemonPair, alice_and_bob: tuple[Neovim, Neovim], tmp_path: Path) -> None:
+    alice, bob = alice_and_bob
+    pair.write_everywhere(PATH, "one\n")
+    folder = tmp_path / "alice-folder"
+    pair.apis[0].call("mirror.start", folder=str(folder))
+    file = folder / PATH
+    _wait_disk(file, "one\n", "the mirror's first checkout")
+    buffer = alice.lua("vim.cmd('edit ' .. vim.fn.fnameescape(...)); return vim.api.nvim_get_current_buf()", str(file))
+    assert alice.status(buffer)["path"] == PATH  # bound: a file of the space, not only of the disk
+    bob_buffer = bob.open(PATH)
+    alice.type("GAtwo<Esc>")
+    _settled(bob, bob_buffer, "onetwo\n")
+    bob.type("ggIzero <Esc>")
+    _settled(alice, buffer, "zero onetwo\n")
+    alice.session.command("write")  # waits for the daemon; Neovim writes nothing, so nothing races the mirror
+    assert not alice.lua("return vim.bo[...].modified", buffer)
+    _wait_disk(file, "zero onetwo\n", "the daemon's write-out of the merge")
+    alice.session.command("checktime")  # the daemon rewrote the file: no prompt, the buffer stays
+    assert alice.status(buffer)["text"] == "zero onetwo\n"
+    alice.session.command("DistspaceClose")  # the buffer stays, as the plain file
+    assert alice.lua("return vim.api.nvim_get_current_buf()") == buffer
+    assert alice.lua("return vim.bo[...].buftype", buffer) == ""
+    alice.type("Gothree<Esc>")
+    alice.session.command("write")  # a plain save now, which the mirror takes in
+    _settled(bob, bob_buffer, "zero onetwo\nthree\n")
+    assert pair.converged(PATH) == "zero onetwo\nthree\n"
+
+
+def test_a_file_outside_any_mirrored_folder_stays_a_plain_file(pair: DaemonPair, alice_and_bob: tuple[Neovim, Neovim], tmp_path: Path) -> None:
+    alice, _ = alice_and_bob
+    plain = tmp_path / "plain.txt"
+    plain.write_text("mine\n")
+    buffer = alice.lua("vim.cmd('edit ' .. vim.fn.fnameescape(...)); return vim.api.nvim_get_current_buf()", str(plain))
+    assert alice.lua("return require('distspace').document(...) == nil", buffer)
+    alice.type("Goonly<Esc>")
+    alice.session.command("write")
+    assert plain.read_text() == "mine\nonly\n"

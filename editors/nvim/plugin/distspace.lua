@@ -18,3 +18,11 @@ end, { nargs = 0, desc = "Send what is unsent, stop following the file and wipe 
 vim.api.nvim_create_user_command("DistspaceStatus", function()
   run(function() print(vim.inspect(require("distspace").status(0))) end)
 end, { nargs = 0, desc = "The bound buffer's state: heads, edits sent, notifications dropped" })
+
+-- A file read from a folder the daemon mirrors becomes live (g:distspace_follow_mirrors = false: never).
+vim.api.nvim_create_autocmd("BufReadPost", {
+  group = vim.api.nvim_create_augroup("distspace_mirrors", { clear = true }),
+  callback = function(event)
+    run(function() require("distspace").follow_mirrored(event.buf) end)
+  end,
+})

@@ -4,6 +4,11 @@
 --   :DistspaceClose                   send what is unsent, stop following, wipe the buffer
 --   :w                                waits until the daemon has every change (they are sent as typed)
 --
+-- A file opened from a folder the daemon mirrors (`distspace up --folder DIR`) is bound the same
+-- way, in its own buffer: typing goes to the space as typed, others' edits appear live, and :w
+-- only waits, because the daemon writes the folder's copy itself (two writers of one file would
+-- race). g:distspace_follow_mirrors = false turns that off.
+--
 -- The node is found as the CLI finds it: g:distspace_home, else $DISTSPACE_HOME, else
 -- $XDG_DATA_HOME/distspace, else ~/.local/share/distspace; the plugin talks to its running
 -- daemon (`distspace up`) over HOME/api.sock with the token of HOME/api.token. One connection
@@ -53,10 +58,22 @@ local function on_notification(method, params)
   if bound then bound:changed(params) end
 end
 
+-- A mirrored file's buffer, no longer live, is a plain file again: :w writes it to disk (the
+-- daemon's mirror takes the save in when it runs).
+local function unbind(bound)
+  for _, id in ipairs(bound.autocmds or {}) do
+    pcall(vim.api.nvim_del_autocmd, id)
+  end
+  if bound.mirrored and vim.api.nvim_buf_is_valid(bound.buf) then
+    vim.bo[bound.buf].buftype = ""
+  end
+end
+
 local function on_lost(reason)
   state.client = nil
   for _, bound in pairs(state.documents) do
     bound.closed = true
+    unbind(bound)
   end
   state.documents = {}
   vim.notify("distspace: lost the daemon: " .. reason .. "; the buffers are no longer live", vim.log.levels.ERROR)
@@ -69,6 +86,29 @@ function M.client()
     state.client = rpc.connect(home .. "/api.sock", read_token(home), on_notification, on_lost)
   end
   return state.client
+end
+
+-- Bind `buf` to `opened` (a doc.open result): its text replaces the buffer's, :w runs our
+-- BufWriteCmd (it waits for the daemon; it never writes a file on disk), wiping it closes.
+local function bind(client, buf, opened)
+  vim.bo[buf].buftype = "acwrite"
+  vim.bo[buf].fileformat = "unix"
+  local bound = document.bind(client, buf, opened)
+  state.documents[key(opened.space, opened.path)] = bound
+  bound.autocmds = {
+    vim.api.nvim_create_autocmd("BufWriteCmd", {
+      buffer = buf,
+      callback = function()
+        M.flush(buf)
+        vim.bo[buf].modified = false
+      end,
+    }),
+    vim.api.nvim_create_autocmd("BufWipeout", {
+      buffer = buf,
+      callback = function() M.close(buf, { wipe = false }) end,
+    }),
+  }
+  return bound
 end
 
 --- Open `path` of `space` (nil: the node's default) in a new buffer; returns its number. A path
@@ -89,25 +129,49 @@ function M.open(path, space)
   end
   local buf = vim.api.nvim_create_buf(true, false)
   vim.api.nvim_buf_set_name(buf, "distspace://" .. (space and (space .. "/") or "") .. opened.path)
-  vim.bo[buf].buftype = "acwrite" -- :w runs our BufWriteCmd, never writes a file on disk
   vim.bo[buf].swapfile = false
-  vim.bo[buf].fileformat = "unix"
-  local bound = document.bind(client, buf, opened)
-  state.documents[key(opened.space, opened.path)] = bound
-  vim.api.nvim_create_autocmd("BufWriteCmd", {
-    buffer = buf,
-    callback = function()
-      M.flush(buf)
-      vim.bo[buf].modified = false
-    end,
-  })
-  vim.api.nvim_create_autocmd("BufWipeout", {
-    buffer = buf,
-    callback = function() M.close(buf, { wipe = false }) end,
-  })
+  bind(client, buf, opened)
   vim.api.nvim_set_current_buf(buf)
   vim.cmd("filetype detect")
   return buf
+end
+
+-- The mirrored folder (real path) holding `file` (a real path) and the file's path in it, or nil.
+local function mirrored(mirrors, file)
+  for _, mirror in ipairs(mirrors) do
+    local folder = vim.loop.fs_realpath(mirror.folder)
+    if folder and file:sub(1, #folder + 1) == folder .. "/" then
+      return mirror, file:sub(#folder + 2)
+    end
+  end
+  return nil
+end
+
+--- Bind file buffer `buf`, just read, to its file in a space if it lies in a folder the running
+--- daemon mirrors and the space holds it; returns the binding or nil. Quiet when there is no
+--- daemon, no such folder, or the file is not in the space (ignored, or not ingested yet): a
+--- file buffer then stays the plain file it was.
+function M.follow_mirrored(buf)
+  if vim.g.distspace_follow_mirrors == false or M.document(buf) then return nil end
+  local name = vim.api.nvim_buf_get_name(buf)
+  local file = name ~= "" and vim.loop.fs_realpath(name) or nil
+  if not file or not vim.loop.fs_stat(M.home() .. "/api.sock") then return nil end
+  local ok, client = pcall(M.client)
+  if not ok then return nil end
+  local listed, status = pcall(client.call, client, "mirror.status", vim.empty_dict())
+  if not listed then return nil end
+  local mirror, path = mirrored(status.mirrors or {}, file)
+  if not mirror then return nil end
+  local opened_ok, opened = pcall(client.call, client, "doc.open", { space = mirror.space, path = path, encoding = "utf-8" })
+  if not opened_ok then return nil end
+  local bound = bind(client, buf, opened)
+  bound.mirrored = true
+  -- The daemon rewrites the file as the space moves; the buffer already holds that text.
+  table.insert(bound.autocmds, vim.api.nvim_create_autocmd("FileChangedShell", {
+    buffer = buf,
+    callback = function() vim.v.fcs_choice = "" end,
+  }))
+  return bound
 end
 
 --- The binding of `buf` (default: the current buffer), or nil.
@@ -132,7 +196,8 @@ function M.flush(buf, timeout_ms)
   return vim.wait(timeout_ms or M.FLUSH_TIMEOUT_MS, function() return bound:idle() end, rpc.wait_interval_ms)
 end
 
---- Stop following `buf`'s file (unsent edits are sent first); opts.wipe = false keeps the buffer.
+--- Stop following `buf`'s file (unsent edits are sent first); opts.wipe = false keeps the buffer
+--- (a mirrored file's buffer is always kept, as the plain file).
 function M.close(buf, opts)
   local bound = M.document(buf)
   if not bound then return end
@@ -140,7 +205,8 @@ function M.close(buf, opts)
     if each == bound then state.documents[name] = nil end
   end
   bound:close(M.FLUSH_TIMEOUT_MS)
-  if (opts == nil or opts.wipe ~= false) and vim.api.nvim_buf_is_valid(bound.buf) then
+  unbind(bound)
+  if not bound.mirrored and (opts == nil or opts.wipe ~= false) and vim.api.nvim_buf_is_valid(bound.buf) then
     vim.api.nvim_buf_delete(bound.buf, { force = true })
   end
 end
