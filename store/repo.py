@@ -690,6 +690,11 @@ class Repo:
 
     # ----- the local version index -----
 
+    @property
+    def grouping(self) -> bool:
+        """Whether a ``group`` is open: a bulk write joins it rather than opening its own."""
+        return self._group is not None
+
     def version(self, space: bytes) -> int:
         """The newest local version number of the space (0 before its first change)."""
         self._check_space(space)

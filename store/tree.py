@@ -6,7 +6,8 @@ entry; a file's id is the id of the doc that holds its content, a directory's id
     <file id>: {"kind": "file" | "dir",
                 "encoding": "text" | "binary",            # files only, fixed at creation
                 "loc": {"parent": <dir file id> | "", "name": <str>},   # "" is the root
-                "deleted": <bytes>}                        # only once removed, see rule 4
+                "deleted": <bytes>,                        # only once removed, see rule 4
+                "exec": true}                              # files only, when executable (git's 100755)
 
 A file doc holds its content under ``"text"`` (an Automerge text object, created once, by the
 file's creator) or ``"content"`` (bytes). Entries are never created at a shared key (ids are
@@ -77,6 +78,7 @@ FILE_ID_HEX_CHARS = 2 * DOC_ID_BYTES
 CONFLICT_AUTHOR_HEX_CHARS = 8
 TEXT_KEY = "text"  # a text file doc's root key for its Automerge text object
 BYTES_KEY = "content"  # a binary file doc's root key for its bytes
+EXEC_KEY = "exec"  # an index entry's key, true for an executable file (absent: a regular one)
 
 _FILE_ID = re.compile(f"[0-9a-f]{{{FILE_ID_HEX_CHARS}}}")
 _OP_ID = re.compile(r"([0-9]+)@([0-9a-f]+)")
@@ -103,6 +105,7 @@ class Entry:
     name: str
     claim: Stamp  # the Lamport stamp of this name claim (the ``loc`` object's id)
     removed_seen: tuple[bytes, ...] | None  # the file doc heads the remover saw; None if not removed
+    executable: bool = False  # a file's mode bit (git's 100755), so a repository's scripts stay runnable
 
     @property
     def claimant(self) -> str:
@@ -152,7 +155,8 @@ def read_entry(index: native.Document, file_id: str, heads: list[bytes] | None =
     parent_ok = parent == ROOT_ID or (isinstance(parent, str) and _FILE_ID.fullmatch(parent))
     if claim is None or not parent_ok or name_problem(name) is not None or removed_seen is False:
         return None
-    return Entry(file_id, kind, encoding, parent, name, claim, removed_seen)  # type: ignore[arg-type]
+    executable = kind == FILE and index.get(entry.id, EXEC_KEY, heads) is True
+    return Entry(file_id, kind, encoding, parent, name, claim, removed_seen, executable)  # type: ignore[arg-type]
 
 
 class IndexReader:
@@ -248,12 +252,23 @@ class IndexEdit:
         self.index = index
         self.touched: set[str] = set()
 
-    def add(self, file_id: str, kind: Kind, encoding: Encoding | None, parent: str, name: str) -> None:
+    def add(self, file_id: str, kind: Kind, encoding: Encoding | None, parent: str, name: str, *, executable: bool = False) -> None:
         entry = self.index.put_object(native.ROOT, file_id, "map")
         self.index.put(entry, "kind", kind)
         if kind == FILE:
             self.index.put(entry, "encoding", encoding)
+            if executable:
+                self.index.put(entry, EXEC_KEY, True)
         self._put_loc(file_id, entry, parent, name)
+
+    def set_executable(self, file_id: str, executable: bool) -> None:
+        """Set or clear a file's executable bit (concurrent settings: the last writer's wins)."""
+        entry = self._entry(file_id)
+        if executable:
+            self.index.put(entry, EXEC_KEY, True)
+        else:
+            self.index.delete(entry, EXEC_KEY)
+        self.touched.add(file_id)
 
     def move(self, file_id: str, parent: str, name: str) -> None:
         self._put_loc(file_id, self._entry(file_id), parent, name)
@@ -307,6 +322,7 @@ class TreeNode:
     encoding: Encoding | None
     file_ids: tuple[str, ...]  # every entry shown here: several for merged directories (rule 5)
     claimed_name: str | None = None  # the name it claims, when shown under a conflict name
+    executable: bool = False
 
     @property
     def doc_id(self) -> bytes:
@@ -432,7 +448,7 @@ def _place(path: str, members: list[Entry]) -> list[TreeNode]:
 
 
 def _file_node(path: str, entry: Entry, claimed_name: str | None = None) -> TreeNode:
-    return TreeNode(path, FILE, entry.file_id, entry.encoding, (entry.file_id,), claimed_name)
+    return TreeNode(path, FILE, entry.file_id, entry.encoding, (entry.file_id,), claimed_name, entry.executable)
 
 
 def _break_cycles(parent: dict[str, str], entries: Mapping[str, Entry]) -> None:

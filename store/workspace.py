@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+from functools import partial
 from typing import Any
 
 import native
 from protocol.limits import MAX_FRAME_BYTES
 from protocol.space import INDEX_DOC_ID, new_doc_id
+from store.batch import BATCH_DOCS_PER_TRANSACTION, BATCH_TREE_EDITS_PER_CHANGE, BatchOp, BatchResult, Plan, plan_batch
 from store.capabilities import file_doc_paths
 from store.errors import InvalidInput, NotAuthorised
 from store.paths import ROOT, check_path, is_within, name_of, parent_of, split_path
@@ -572,48 +574,90 @@ class Workspace:
         return doc_id, TEXT if isinstance(content, str) else BINARY
 
     def create_files(self, files: Mapping[str, Content], *, now_ms: int, dirs: Iterable[str] = (), message: str | None = None) -> int:
-        """Create many new files and directories (and the directories above them) with one
-        change of the tree, plus one per file's content: a folder of thousands of files costs
-        one tree rebuild, not one per file (the folder mirror's scan). Returns the version.
+        """Create many new files and directories (and the directories above them): a batch
+        (``apply_batch``) of creates and mkdirs, for the folder mirror's scan. Returns the version.
 
         Raises:
             AlreadyExists: a path exists. NotADirectory: a file on the way. The content errors
                 of ``write``. All checked before anything is written.
         """
-        tree = self.tree()
-        checked: dict[str, Content] = {}
-        for path, content in files.items():
-            path = check_path(path)
-            _check_content(content)
-            if tree.get(path) is not None:
-                raise AlreadyExists(f"{path!r} already exists")
-            checked[path] = content
-        new_dirs: dict[str, tuple[str, str]] = {}  # path -> (its file id, its parent's)
+        ops = [*(BatchOp("mkdir", path) for path in dirs), *(BatchOp("create", path, content) for path, content in files.items())]
+        return self.apply_batch(ops, now_ms=now_ms, message=message or f"create {len(files)} files").version
 
-        def directory(path: str) -> str:
-            node = tree.get(path)
-            if node is not None:
-                if node.kind != DIR:
-                    raise NotADirectory(f"{path!r} is a file, so nothing can be created below it")
-                return node.file_id
-            if path in checked:
-                raise NotADirectory(f"{path!r} is created as a file, so nothing can be created below it")
-            if path not in new_dirs:
-                new_dirs[path] = (file_id_of(new_doc_id()), directory(parent_of(path)))
-            return new_dirs[path][0]
+    def apply_batch(self, ops: Sequence[BatchOp], *, now_ms: int, message: str | None = None) -> BatchResult:
+        """Create, write, delete, mkdir and change the mode of many paths at once (store/batch.py
+        says what a batch means): one change of the tree (per BATCH_TREE_EDITS_PER_CHANGE
+        entries) plus one per content doc created or written, in few transactions — inside the
+        caller's ``Repo.group`` if one is open, else one per BATCH_DOCS_PER_TRANSACTION content
+        docs and one for the tree, so the tree moves all at once. Content docs are committed
+        before the tree names them (a failure between leaves unreferenced docs, never an entry
+        without content).
 
-        for path in dirs:
-            directory(check_path(path))
-        parents = {path: directory(parent_of(path)) for path in checked}
-        self.check_authorised([*checked, *new_dirs], now_ms)
-        message = message or f"create {len(checked)} files"
-        made = [(path, *self._new_content(content, message, now_ms)) for path, content in checked.items()]
-        with self.editing_index(message, now_ms) as edit:
-            for path, (file_id, parent_id) in new_dirs.items():
-                edit.add(file_id, DIR, None, parent_id, name_of(path))
-            for path, doc_id, encoding in made:
-                edit.add(file_id_of(doc_id), FILE, encoding, parents[path], name_of(path))
-        return self.version()
+        Everything is checked before anything is written, authorisation included (the paths a
+        peer checks each change by: ``check_authorised``), so a refused batch changes nothing.
+
+        Raises:
+            InvalidInput, PathError, NotFound, AlreadyExists, NotADirectory, IsADirectory,
+            DirectoryNotEmpty, NotText, ContentTooLarge, ContentUnavailable (a file written
+            over whose content has not synced), NotAuthorised.
+        """
+        checked = plan_batch(self.tree(), ops, _check_content)
+        for node, _ in checked.writes.values():
+            document = self.document(node.doc_id)
+            if node.encoding == TEXT:
+                self._text_object(node, document, None)
+            else:
+                self.content(node, None)  # ContentUnavailable before writing over unseen content
+        if self.repo.capability_log(self.space).private:
+            stored = [path for node, _ in (*checked.writes.values(), *checked.modes.values()) for path in self._file_paths(node)]
+            self.check_authorised([*checked.touched(), *stored], now_ms)
+        if checked.empty:
+            return BatchResult(self.version(), {}, 0)
+        message = message or f"batch of {len(ops)} ops"
+        before = self.version()
+        docs: list[tuple[str, Content, TreeNode | None]] = [
+            *((path, content, None) for path, (content, _, _) in checked.creates.items()),
+            *((path, content, node) for path, (node, content) in checked.writes.items()),
+        ]
+        made: dict[str, tuple[bytes, Encoding]] = {}
+        for start in range(0, len(docs), BATCH_DOCS_PER_TRANSACTION):
+            with self._transaction():
+                for path, content, written in docs[start : start + BATCH_DOCS_PER_TRANSACTION]:
+                    if written is None:
+                        made[path] = self._new_content(content, message, now_ms)
+                    else:
+                        self._overwrite(written, content, message, now_ms)
+        with self._transaction():
+            for edits in _tree_edits(checked, made, partial(self.repo.heads, self.space)):
+                with self.editing_index(message, now_ms) as edit:
+                    for apply in edits:
+                        apply(edit)
+        heads = {path: tuple(self.repo.heads(self.space, made[path][0] if written is None else written.doc_id)) for path, _, written in docs}
+        version = self.version()
+        return BatchResult(version, heads, version - before)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """A durable group for a batch's writes, or the caller's if one is open."""
+        if self.repo.grouping:
+            yield
+            return
+        with self.repo.group(durable=True):
+            yield
+
+    def _overwrite(self, node: TreeNode, content: Content, message: str, now_ms: int) -> None:
+        """A file's new content, as ``write`` without a base: a text file by a minimal diff,
+        a binary one replaced if it differs (checked by the caller: content that fits)."""
+        document = self.document(node.doc_id)
+        if node.encoding == TEXT:
+            text = _as_text(node.path, content)
+            with self.editing(node.doc_id, message, now_ms):
+                document.update_text(self._text_object(node, document, None), text)
+            return
+        data = content.encode() if isinstance(content, str) else content
+        if self.content(node, None) != data:
+            with self.editing(node.doc_id, message, now_ms):
+                document.put(native.ROOT, BYTES_KEY, data)
 
     def _parent_for(self, path: str, parents: bool) -> tuple[str, list[str]]:
         """The file id of the deepest existing directory above ``path`` and the names of the
@@ -731,6 +775,35 @@ def _add_directories(edit: IndexEdit, parent_id: str, names: list[str]) -> str:
         edit.add(file_id, DIR, None, parent_id, name)
         parent_id = file_id
     return parent_id
+
+
+def _tree_edits(plan: Plan, made: Mapping[str, tuple[bytes, Encoding]], heads: Callable[[bytes], list[bytes]]) -> list[list[Callable[[IndexEdit], None]]]:
+    """A batch's edits of the tree, split into changes of BATCH_TREE_EDITS_PER_CHANGE entries:
+    removals, then new directories (parents first), then new files, then mode changes."""
+    steps: list[Callable[[IndexEdit], None]] = []
+    for node in plan.removed:
+        for file_id in node.file_ids:
+            steps.append(partial(_remove, file_id=file_id, seen=heads(doc_id_of(file_id)) if node.kind == FILE else []))
+    for path, (file_id, parent_id) in plan.new_dirs.items():
+        steps.append(partial(_add, file_id=file_id, kind=DIR, encoding=None, parent_id=parent_id, name=name_of(path), executable=False))
+    for path, (_, executable, parent_id) in plan.creates.items():
+        doc_id, encoding = made[path]
+        steps.append(partial(_add, file_id=file_id_of(doc_id), kind=FILE, encoding=encoding, parent_id=parent_id, name=name_of(path), executable=executable))
+    for node, executable in plan.modes.values():
+        steps.append(partial(_set_executable, file_id=node.file_id, executable=executable))
+    return [steps[start : start + BATCH_TREE_EDITS_PER_CHANGE] for start in range(0, len(steps), BATCH_TREE_EDITS_PER_CHANGE)]
+
+
+def _remove(edit: IndexEdit, *, file_id: str, seen: list[bytes]) -> None:
+    edit.remove(file_id, seen)
+
+
+def _add(edit: IndexEdit, *, file_id: str, kind: Kind, encoding: Encoding | None, parent_id: str, name: str, executable: bool) -> None:
+    edit.add(file_id, kind, encoding, parent_id, name, executable=executable)
+
+
+def _set_executable(edit: IndexEdit, *, file_id: str, executable: bool) -> None:
+    edit.set_executable(file_id, executable)
 
 
 def _as_text(path: str, content: Content) -> str:
