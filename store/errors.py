@@ -67,3 +67,15 @@ class NotAuthorised(StoreError):
     """A write the space's capability log does not allow this node's key (a private space: no
     write role, a path outside the write scope, a revoked key); the message is the log's reason,
     naming the scope. Nothing was written: the peers would refuse the change anyway."""
+
+
+class GitError(StoreError):
+    """The git bridge (store/git_bridge.py) cannot do what was asked: nothing was changed."""
+
+
+class NotARepository(GitError):
+    """The path given is not a git repository."""
+
+
+class UnknownRef(GitError):
+    """No commit at that ref (or commit id) in the repository."""
