@@ -19,6 +19,7 @@ from native._automerge import (
     SyncState,
     decode_change,
     decode_sync_message,
+    first_change,
 )
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "SyncState",
     "decode_change",
     "decode_sync_message",
+    "first_change",
 ]

@@ -30,8 +30,9 @@ is kept current by that trial (store/ingest.py). Loaded documents are a bounded 
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,11 @@ _MS_PER_S = 1000
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def change_time(now_ms: int) -> int:
+    """The time a local change made at ``now_ms`` carries: Automerge stamps changes in seconds."""
+    return now_ms // _MS_PER_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +303,7 @@ class Repo:
             raise InvalidInput("a local commit must be durable, so it can only join a group(durable=True)")
         cached = self._cached(space, doc)
         document = cached.document
-        document.commit(message, time=now_ms // _MS_PER_S)
+        document.commit(message, time=change_time(now_ms))
         document.integrate()  # a change made at old heads (Workspace.edit isolates there) joins the rest
         local = document.get_changes_decoded(cached.synced_heads)  # decoded as built: no second parse of the bytes
         if not local:
@@ -317,24 +323,69 @@ class Repo:
                 f"doc {doc.hex()}: changes by this node's key up to seq {stored_seq} arrived while"
                 " the edit was open (is the key used on another node too?); the edit is dropped"
             )
-        newest = max(local, key=lambda change: change.seq)
-        tip = SignedTip.sign(self.identity, space, doc, newest.hash)
-        start = self._change_count(space, doc)
-        rows = [ingest.change_row(space, doc, start + i, change, change.hash, change.deps) for i, change in enumerate(local)]
         try:
-            record = self._persist(space, doc, rows, [(tip, newest.seq)], origin="local", time_ms=now_ms)
+            newest, record, tip = self._persist_local(space, doc, local, now_ms)
         except StorageError:
             self._cache.drop(cached.key)
             raise
         cached.synced_heads = document.heads()
         self._cache.catch_up(cached)
         self._cache.resize(cached)
-        if record is not None:  # always: local changes move heads
-            self._announce(space, record, tip, local)
+        self._announce(space, record, tip, local)
         row = self._doc_row(space, doc)
         if row is not None and self._maintainer.snapshot_lag(row) >= self.snapshot_every:
             self._maintainer.snapshot_docs(space, [row], now_ms)
-        return newest.hash
+        return newest
+
+    def create_docs(self, space: bytes, docs: Iterable[tuple[bytes, native.DecodedChange]], *, now_ms: int) -> list[bytes]:
+        """Store new docs, each from its one first change by the local key (``native.first_change``),
+        in order, every one signed and announced as ``commit`` would; returns their hashes.
+
+        The docs are not loaded: a bulk write (a folder's first scan, a git import) makes
+        thousands that nothing reads back soon, the cache would hold few of them anyway, and
+        building each document costs twice its change (a read loads it from the store). All in
+        one transaction: the open durable group's, or one of its own.
+
+        Raises:
+            InvalidInput: a doc that already has changes (or is being edited here), a change
+                that is not a first one by this node's key, or a group that is not durable.
+            StorageError: the write failed; none of the docs is stored.
+        """
+        if self._group is not None and not self._group.durable:
+            raise InvalidInput("a local commit must be durable, so it can only join a group(durable=True)")
+        with contextlib.nullcontext() if self._group is not None else self.group(durable=True):
+            return [self._create_doc(space, doc, change, now_ms) for doc, change in docs]
+
+    def _create_doc(self, space: bytes, doc: bytes, change: native.DecodedChange, now_ms: int) -> bytes:
+        self._check_doc(space, doc)
+        cached = self._cache.get((space, doc))
+        if self._doc_row(space, doc) is not None or (cached is not None and (cached.document.pending_ops() or cached.document.heads())):
+            raise InvalidInput(f"doc {doc.hex()} already exists: only a new doc is created from a first change")
+        if change.actor != self.identity.public_key or change.seq != 1 or change.deps:
+            raise InvalidInput(f"doc {doc.hex()}: a new doc starts with a first change (seq 1, no deps) by this node's key")
+        self._cache.drop((space, doc))  # an empty document someone looked at: it loads afresh
+        change_hash, record, tip = self._persist_local(space, doc, [change], now_ms)
+        self._announce(space, record, tip, [change])
+        if self.snapshot_every <= 1:  # one change beyond no snapshot
+            row = self._doc_row(space, doc)
+            if row is not None:
+                self._maintainer.snapshot_docs(space, [row], now_ms)
+        return change_hash
+
+    def _persist_local(
+        self, space: bytes, doc: bytes, local: Sequence[native.DecodedChange], now_ms: int
+    ) -> tuple[bytes, VersionRecord, SignedTip]:
+        """Sign a tip for the newest of this node's new changes of a doc and persist them with it;
+        returns the newest change's hash, the version made and the tip."""
+        newest = max(local, key=lambda change: change.seq)
+        newest_hash = newest.hash
+        tip = SignedTip.sign(self.identity, space, doc, newest_hash)
+        start = self._change_count(space, doc)
+        rows = [ingest.change_row(space, doc, start + i, change, change.hash, change.deps) for i, change in enumerate(local)]
+        record = self._persist(space, doc, rows, [(tip, newest.seq)], origin="local", time_ms=now_ms)
+        if record is None:  # never: local changes move heads
+            raise StorageError(f"doc {doc.hex()}: storing new local changes made no version")
+        return newest_hash, record, tip
 
     def rollback(self, space: bytes, doc: bytes) -> None:
         """Drop the document's uncommitted ops (and any change it closed on its own)."""
@@ -947,4 +998,15 @@ class Repo:
 
 
 
-__all__ = ["DEFAULT_SNAPSHOT_EVERY", "CapabilitiesAdded", "ChangesRevoked", "Repo", "RepoEvent", "SpaceStored", "StoreEvent", "VersionRecord", "wall_clock_ms"]
+__all__ = [
+    "DEFAULT_SNAPSHOT_EVERY",
+    "CapabilitiesAdded",
+    "ChangesRevoked",
+    "Repo",
+    "RepoEvent",
+    "SpaceStored",
+    "StoreEvent",
+    "VersionRecord",
+    "change_time",
+    "wall_clock_ms",
+]

@@ -38,9 +38,10 @@ from protocol.limits import MAX_FRAME_BYTES
 from protocol.space import INDEX_DOC_ID, new_doc_id
 from store.batch import BATCH_DOCS_PER_TRANSACTION, BATCH_TREE_EDITS_PER_CHANGE, BatchOp, BatchResult, Plan, plan_batch
 from store.capabilities import file_doc_paths
+from store.content_build import first_changes
 from store.errors import InvalidInput, NotAuthorised
 from store.paths import ROOT, check_path, is_within, name_of, parent_of, split_path
-from store.repo import Repo, wall_clock_ms
+from store.repo import Repo, change_time, wall_clock_ms
 from store.tree import (
     BINARY,
     BYTES_KEY,
@@ -564,14 +565,19 @@ class Workspace:
     def _new_content(self, content: Content, message: str, now_ms: int) -> tuple[bytes, Encoding]:
         """Commit a new file's content doc (before its index entry: a crash between leaves an
         unreferenced doc, never an entry without content)."""
-        doc_id = new_doc_id()
-        with self.editing(doc_id, message, now_ms) as document:
-            if isinstance(content, str):
-                text_id = document.put_object(native.ROOT, TEXT_KEY, "text")
-                document.splice_text(text_id, 0, 0, content)
-            else:
-                document.put(native.ROOT, BYTES_KEY, content)
-        return doc_id, TEXT if isinstance(content, str) else BINARY
+        return self._new_contents([content], message, now_ms)[0]
+
+    def _new_contents(self, contents: Sequence[Content], message: str, now_ms: int) -> list[tuple[bytes, Encoding]]:
+        """Commit new files' content docs, in order (as ``_new_content``): each is its first
+        change alone, built on a few threads for a batch (store/content_build.py) and stored
+        without building the document (``Repo.create_docs``), which cost twice the change and
+        that a bulk write's thousands of new files are rarely read back soon; a read loads it.
+        Returns each one's doc id and encoding."""
+        made = [(new_doc_id(), TEXT if isinstance(content, str) else BINARY) for content in contents]
+        keyed = [(TEXT_KEY, content) if isinstance(content, str) else (BYTES_KEY, content) for content in contents]
+        changes = first_changes(self.repo.identity.public_key, keyed, message=message, time=change_time(now_ms))
+        self.repo.create_docs(self.space, zip((doc_id for doc_id, _ in made), changes, strict=True), now_ms=now_ms)
+        return made
 
     def create_files(self, files: Mapping[str, Content], *, now_ms: int, dirs: Iterable[str] = (), message: str | None = None) -> int:
         """Create many new files and directories (and the directories above them): a batch
@@ -622,10 +628,11 @@ class Workspace:
         made: dict[str, tuple[bytes, Encoding]] = {}
         for start in range(0, len(docs), BATCH_DOCS_PER_TRANSACTION):
             with self._transaction():
-                for path, content, written in docs[start : start + BATCH_DOCS_PER_TRANSACTION]:
-                    if written is None:
-                        made[path] = self._new_content(content, message, now_ms)
-                    else:
+                chunk = docs[start : start + BATCH_DOCS_PER_TRANSACTION]
+                created = [(path, content) for path, content, written in chunk if written is None]  # creates come first
+                made.update(zip((path for path, _ in created), self._new_contents([content for _, content in created], message, now_ms), strict=True))
+                for _, content, written in chunk:
+                    if written is not None:
                         self._overwrite(written, content, message, now_ms)
         with self._transaction():
             for edits in _tree_edits(checked, made, partial(self.repo.heads, self.space)):

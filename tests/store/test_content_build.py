@@ -1,0 +1,135 @@
+"""New files' content docs in bulk (store/content_build.py, ``Repo.create_docs``): each doc is its
+first change alone, built on threads, stored in order without loading the document — and the
+same bytes, hashes and files as the one-thread build and as a document edited the usual way."""
+
+from __future__ import annotations
+
+import random
+import string
+
+import pytest
+
+import native
+from protocol.identity import Identity
+from store import content_build
+from store.errors import InvalidInput, StorageError
+from store.repo import Repo, StoreEvent, change_time
+from store.tree import BYTES_KEY, TEXT_KEY
+from store.workspace import Workspace
+from store_helpers import NOW_MS
+from workspace_replicas import MakeRepo, listing, open_peers, sync
+
+FILES = 60
+
+
+def contents(seed: int = 7) -> dict[str, str | bytes]:
+    rng = random.Random(seed)
+    files: dict[str, str | bytes] = {}
+    for i in range(FILES):
+        if i % 10 == 9:
+            files[f"bin/{i}.dat"] = rng.randbytes(rng.randrange(0, 400))
+        else:
+            files[f"src/m{i % 4}/f{i}.py"] = "".join(rng.choice(string.printable + "é€😀") for _ in range(rng.randrange(0, 3_000)))
+    return files
+
+
+def stored_changes(ws: Workspace) -> dict[str, list[bytes]]:
+    """Each file's stored change bytes, by path (doc ids are random; the changes are not)."""
+    tree = ws.tree()
+    return {node.path: ws.repo.changes_since(ws.space, node.doc_id, []) for node in tree.walk() if node.kind == "file"}
+
+
+def created(identity: Identity, files: dict[str, str | bytes], threads: int, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.setattr(content_build, "CONTENT_BUILD_THREADS", threads)
+    monkeypatch.setattr(content_build, "THREADED_BUILD_MIN_CHARS", 0)  # every batch of two or more on threads
+    repo = Repo.open(None, identity)
+    ws = Workspace(repo, repo.create_space("bulk", NOW_MS).space_id)
+    ws.create_files(files, now_ms=NOW_MS)
+    return ws
+
+
+def test_the_threaded_build_is_the_sequential_build_byte_for_byte(alice: Identity, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = contents()
+    threaded, sequential = (created(alice, files, threads, monkeypatch) for threads in (3, 1))
+    assert {path: threaded.read(path) for path in files} == {path: sequential.read(path) for path in files} == files
+    assert stored_changes(threaded) == stored_changes(sequential)
+    keyed = [(TEXT_KEY, c) if isinstance(c, str) else (BYTES_KEY, c) for c in files.values()]
+    built = list(content_build.first_changes(alice.public_key, keyed, message="m", time=change_time(NOW_MS)))
+    monkeypatch.setattr(content_build, "CONTENT_BUILD_THREADS", 1)
+    alone = list(content_build.first_changes(alice.public_key, keyed, message="m", time=change_time(NOW_MS)))
+    assert [change.raw for change in built] == [change.raw for change in alone]
+
+
+def test_a_created_doc_is_what_an_edited_document_commits(alice: Identity) -> None:
+    repo = Repo.open(None, alice)
+    ws = Workspace(repo, repo.create_space("bulk", NOW_MS).space_id)
+    ws.create_files({"a.txt": "héllo\n", "b.bin": b"\x00\x01"}, now_ms=NOW_MS, message="create")
+    for path, content, key in (("a.txt", "héllo\n", TEXT_KEY), ("b.bin", b"\x00\x01", BYTES_KEY)):
+        document = native.Document(alice.public_key)
+        if isinstance(content, str):
+            document.splice_text(document.put_object(native.ROOT, key, "text"), 0, 0, content)
+        else:
+            document.put(native.ROOT, key, content)
+        document.commit("create", change_time(NOW_MS))
+        assert stored_changes(ws)[path] == document.get_changes()
+        assert ws.read(path) == content
+
+
+def test_created_docs_are_announced_in_order_signed_and_not_loaded(alice: Identity) -> None:
+    repo = Repo.open(None, alice)
+    space = repo.create_space("bulk", NOW_MS).space_id
+    events: list[StoreEvent] = []
+    repo.subscribe(lambda event: events.append(event) if isinstance(event, StoreEvent) else None)
+    docs = [bytes([i]) * 16 for i in range(1, 4)]
+    changes = [native.first_change(alice.public_key, TEXT_KEY, f"file {i}", "m", change_time(NOW_MS)) for i in range(3)]
+    cached = repo.cache_stats()[0]
+    hashes = repo.create_docs(space, zip(docs, changes, strict=True), now_ms=NOW_MS)
+    assert hashes == [change.hash for change in changes]
+    assert [(event.doc, event.hashes, event.origin) for event in events] == [(doc, (h,), "local") for doc, h in zip(docs, hashes, strict=True)]
+    assert all(event.tip is not None and event.tip.change_hash == h for event, h in zip(events, hashes, strict=True))
+    assert repo.cache_stats()[0] == cached, "nothing is loaded until read"
+    assert [repo.heads(space, doc) for doc in docs] == [[h] for h in hashes]
+    assert repo.version(space) == 3
+
+
+def test_create_docs_refuses_what_is_not_a_new_doc_from_a_first_change(make_repo: MakeRepo, alice: Identity, bob: Identity) -> None:
+    repo = make_repo(alice)
+    space = repo.create_space("bulk", NOW_MS).space_id
+    doc = b"\x01" * 16
+    first = native.first_change(alice.public_key, TEXT_KEY, "x")
+    repo.create_docs(space, [(doc, first)], now_ms=NOW_MS)
+    version = repo.version(space)
+    with pytest.raises(InvalidInput, match="already exists"):
+        repo.create_docs(space, [(b"\x02" * 16, first), (doc, first)], now_ms=NOW_MS)
+    with pytest.raises(InvalidInput, match="first change"):
+        repo.create_docs(space, [(b"\x03" * 16, native.first_change(bob.public_key, TEXT_KEY, "x"))], now_ms=NOW_MS)
+    assert repo.version(space) == version and repo.heads(space, b"\x02" * 16) == [], "all or nothing"
+    with pytest.raises(InvalidInput, match="durable"), repo.group():
+        repo.create_docs(space, [(b"\x04" * 16, first)], now_ms=NOW_MS)
+
+
+def test_bulk_created_files_reach_a_peer(make_repo: MakeRepo) -> None:
+    alice, bob = open_peers("alice", "bob", make_repo=make_repo)
+    files = contents(3)
+    alice.ws.create_files(files, now_ms=alice.now())
+    sync(alice, bob)
+    assert listing(bob) == listing(alice)
+
+
+def test_a_failed_store_leaves_no_doc(alice: Identity, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = Repo.open(None, alice)
+    ws = Workspace(repo, repo.create_space("bulk", NOW_MS).space_id)
+    calls = 0
+    persist = repo._persist
+
+    def failing(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise StorageError("disk full")
+        return persist(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(repo, "_persist", failing)
+    with pytest.raises(StorageError):
+        ws.create_files({f"f{i}.txt": "x" for i in range(5)}, now_ms=NOW_MS)
+    assert repo.version(ws.space) == 0 and ws.tree().get("f0.txt") is None
