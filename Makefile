@@ -7,7 +7,7 @@ JS_DEPS := tests/native/js/node_modules/.package-lock.json
 # The TypeScript client (clients/js), built for its tests (tests/clients/test_js_client.py).
 JS_CLIENT := clients/js/dist/index.js
 
-.PHONY: demo test install lint
+.PHONY: demo test install lint kubo
 
 demo: $(INSTALLED)
 	$(BIN)/distspace demo
@@ -16,6 +16,10 @@ test: $(INSTALLED) $(JS_DEPS) $(JS_CLIENT)
 	$(BIN)/python -m pytest
 
 install: $(INSTALLED)
+
+# The kubo IPFS daemon for the IPFS tests, built and cached by .ci/kubo (needs Go; they skip without it).
+kubo:
+	.ci/kubo
 
 # Style and types (ruff, mypy --strict; settings in pyproject.toml). .ci/run runs it before the tests.
 LINT_TOOLS := ruff==0.17.6 mypy==2.4.1
