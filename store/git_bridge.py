@@ -56,6 +56,7 @@ BLOB = pygit2.enums.FileMode.BLOB
 EXECUTABLE = pygit2.enums.FileMode.BLOB_EXECUTABLE
 TREE = pygit2.enums.FileMode.TREE
 LinkKind = Literal["import", "promote"]
+KnownBlobs = dict[bytes, tuple[tuple[bytes, ...], pygit2.Oid]]  # file doc -> (heads, blob of its content at them)
 Progress = Callable[[str], None]
 
 
@@ -253,6 +254,8 @@ def import_commit(
         else:
             wanted[path] = (repository[entry.id], mode == EXECUTABLE)
     wanted_dirs = {ancestor for path in wanted for ancestor in _ancestors(path)}
+    latest = links.links(ws.space)
+    known = _known_blobs(ws, repository, latest[-1] if latest else None)
     tree = ws.tree()
     ops: list[BatchOp] = []
     added = modified = 0
@@ -278,7 +281,7 @@ def import_commit(
         if existing is None:
             ops.append(BatchOp("create", path, content, executable=executable))
             added += 1
-        elif _blob_id(ws, existing) != blob.id:
+        elif _blob_id(ws, existing, known) != blob.id:
             ops.append(BatchOp("write", path, content, executable=executable))
             modified += 1
         elif existing.executable != executable:
@@ -322,10 +325,31 @@ def _outermost_deletes(ops: list[BatchOp]) -> list[BatchOp]:
     return [op for op in ops if not (op.op == "delete" and any(ancestor in deleted_dirs for ancestor in _ancestors(op.path)))]
 
 
-def _blob_id(ws: Workspace, node: TreeNode) -> pygit2.Oid:
-    """The git blob id of a file's content now (a file not synced yet never matches)."""
+def _blob_id(ws: Workspace, node: TreeNode, known: KnownBlobs) -> pygit2.Oid:
+    """The git blob id of a file's content now: the one it had at the last link if its doc has
+    not moved since (no load of the doc), else hashed from its content."""
+    held = known.get(node.doc_id)
+    if held is not None and held[0] == tuple(sorted(ws.repo.heads(ws.space, node.doc_id))):
+        return held[1]
     content = ws.content(node, None)
     return pygit2.hash(content.encode() if isinstance(content, str) else content)
+
+
+def _known_blobs(ws: Workspace, repository: pygit2.Repository, link: GitLink | None) -> KnownBlobs:
+    """Per file doc of the space at ``link``'s version: its heads then, and the blob its content
+    was in the link's commit (an import or promote wrote exactly the space's content). A file
+    whose doc has the same heads now has that blob still: neither an import nor a promote needs
+    to load it, so their cost follows what changed since, not the size of the space."""
+    commit = None if link is None else repository.get(link.commit)
+    if link is None or not isinstance(commit, pygit2.Commit) or link.version > ws.version():
+        return {}
+    blobs = {path: entry.id for path, entry, mode in _walk(repository, commit.tree) if mode in (BLOB, EXECUTABLE)}
+    heads = ws.heads_at(link.version)
+    known: KnownBlobs = {}
+    for node in ws.tree(link.version).walk():
+        if node.kind != DIR and node.path in blobs:
+            known[node.doc_id] = (tuple(sorted(heads.get(node.doc_id, []))), blobs[node.path])
+    return known
 
 
 def _summary(commit: pygit2.Commit) -> str:
@@ -382,7 +406,7 @@ def promote(
     if parent_link is not None:
         found = repository.get(parent_link.commit)
         parent = found if isinstance(found, pygit2.Commit) else None
-    tree_id = _write_tree(ws, repository, version, parent)
+    tree_id = _write_tree(ws, repository, version, parent, _known_blobs(ws, repository, parent_link if parent is not None else None))
     if parent is not None and parent.tree_id == tree_id:
         commit_id, created = parent.id, False
     else:
@@ -400,19 +424,26 @@ def _check_not_checked_out(repository: pygit2.Repository, ref: str) -> None:
         raise GitError(f"{ref} is checked out in {repository.workdir}: promote onto another branch (its work tree would not follow)")
 
 
-def _write_tree(ws: Workspace, repository: pygit2.Repository, version: int, parent: pygit2.Commit | None) -> pygit2.Oid:
+def _write_tree(ws: Workspace, repository: pygit2.Repository, version: int, parent: pygit2.Commit | None, known: KnownBlobs) -> pygit2.Oid:
     """The space's tree at ``version`` as git objects; what the space could not hold is carried
-    over from ``parent`` (module docstring). Every content is read before any object is written."""
-    heads = None if version == ws.version() else ws.heads_at(version)
+    over from ``parent`` (module docstring). Every content is read before any object is written;
+    a file unchanged since the parent's version is not read at all (``_known_blobs``)."""
+    heads = ws.heads_at(version)
+    live = version == ws.version()  # read the live docs: a read at old heads scans
     tree = ws.tree(version)
-    files: dict[str, tuple[bytes, bool]] = {}
+    files: dict[str, tuple[bytes | pygit2.Oid, bool]] = {}
     for node in tree.walk():
         if node.kind != DIR:
-            content = ws.content(node, heads)  # ContentUnavailable before anything is written
+            held = known.get(node.doc_id)
+            if held is not None and held[0] == tuple(sorted(heads.get(node.doc_id, []))):
+                files[node.path] = (held[1], node.executable)
+                continue
+            content = ws.content(node, None if live else heads)  # ContentUnavailable before anything is written
             files[node.path] = (content.encode() if isinstance(content, str) else content, node.executable)
     index = pygit2.Index()
     for path, (data, executable) in files.items():
-        index.add(pygit2.IndexEntry(path, repository.create_blob(data), EXECUTABLE if executable else BLOB))
+        oid = data if isinstance(data, pygit2.Oid) else repository.create_blob(data)
+        index.add(pygit2.IndexEntry(path, oid, EXECUTABLE if executable else BLOB))
     if parent is not None:
         for path, entry, mode in _walk(repository, parent.tree):
             if tree.get(path) is None and not _under_file(tree, path) and _skip_reason(mode, _size(repository, entry, mode)) is not None:
