@@ -364,7 +364,8 @@ class Repo:
         if change.actor != self.identity.public_key or change.seq != 1 or change.deps:
             raise InvalidInput(f"doc {doc.hex()}: a new doc starts with a first change (seq 1, no deps) by this node's key")
         self._cache.drop((space, doc))  # an empty document someone looked at: it loads afresh
-        change_hash, record, tip = self._persist_local(space, doc, [change], now_ms)
+        self._tip_seqs[space, doc] = {}  # no changes, so no tips: spare the lookups of a doc known new
+        change_hash, record, tip = self._persist_local(space, doc, [change], now_ms, new=True)
         self._announce(space, record, tip, [change])
         if self.snapshot_every <= 1:  # one change beyond no snapshot
             row = self._doc_row(space, doc)
@@ -373,16 +374,18 @@ class Repo:
         return change_hash
 
     def _persist_local(
-        self, space: bytes, doc: bytes, local: Sequence[native.DecodedChange], now_ms: int
+        self, space: bytes, doc: bytes, local: Sequence[native.DecodedChange], now_ms: int, *, new: bool = False
     ) -> tuple[bytes, VersionRecord, SignedTip]:
-        """Sign a tip for the newest of this node's new changes of a doc and persist them with it;
-        returns the newest change's hash, the version made and the tip."""
+        """Sign a tip for the newest of this node's new changes of a doc (``new``: one with no
+        stored row, as the caller checked) and persist them with it; returns the newest change's
+        hash, the version made and the tip."""
         newest = max(local, key=lambda change: change.seq)
         newest_hash = newest.hash
         tip = SignedTip.sign(self.identity, space, doc, newest_hash)
-        start = self._change_count(space, doc)
+        start = 0 if new else self._change_count(space, doc)
         rows = [ingest.change_row(space, doc, start + i, change, change.hash, change.deps) for i, change in enumerate(local)]
-        record = self._persist(space, doc, rows, [(tip, newest.seq)], origin="local", time_ms=now_ms)
+        row = DocRow(space, doc, (), 0) if new else None
+        record = self._persist(space, doc, rows, [(tip, newest.seq)], origin="local", time_ms=now_ms, row=row)
         if record is None:  # never: local changes move heads
             raise StorageError(f"doc {doc.hex()}: storing new local changes made no version")
         return newest_hash, record, tip
@@ -898,13 +901,15 @@ class Repo:
         origin: Origin,
         time_ms: int,
         unrefused: Sequence[bytes] = (),
+        row: DocRow | None = None,
     ) -> VersionRecord | None:
         """Write change rows (causally ordered, deps present) and newer tips in one transaction,
-        and delete the refused rows of ``unrefused`` (changes it stores after all).
+        and delete the refused rows of ``unrefused`` (changes it stores after all). ``row``: the
+        doc's row as the caller just read it (an empty one for a new doc), else it is looked up.
 
         Returns the version the write made, or None if it moved no heads.
         """
-        row = self._doc_row(space, doc) or DocRow(space, doc, (), 0)
+        row = row or self._doc_row(space, doc) or DocRow(space, doc, (), 0)
         newest_tips = dict(self._newest_tip_seqs(space, doc)) if tips else {}
         batch = WriteBatch(changes=list(changes), unrefused=[(space, change_hash) for change_hash in unrefused])
         for tip, seq in tips:
