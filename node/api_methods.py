@@ -52,13 +52,16 @@ from store.blocks import cid_text
 from store.errors import (
     ClosedError,
     CorruptionError,
+    GitError,
     InvalidInput,
+    NotARepository,
     NotAuthorised,
     SchemaError,
     StorageError,
     StoreError,
     UnknownBlock,
     UnknownDoc,
+    UnknownRef,
     UnknownSnapshot,
     UnknownSpace,
 )
@@ -109,6 +112,9 @@ STORE_ERROR_CODES: dict[type[StoreError], int] = {
     ContentTooLarge: 1012,
     ContentUnavailable: 1013,
     NotAuthorised: 1030,  # the space's capability log refuses this node's own write
+    GitError: 1040,  # the git bridge (node/api_git.py): nothing was changed
+    NotARepository: 1041,
+    UnknownRef: 1042,
     CorruptionError: 1020,
     StorageError: 1021,
     SchemaError: 1021,
@@ -1027,3 +1033,7 @@ def _remember_folder(services: NodeServices, space: bytes, folder: Path) -> None
     lines = f"folder = {json.dumps(str(folder))}\nfolder_space = \"{space.hex()}\"\n"  # a JSON string is a TOML basic string
     write_atomically(config_file, lines + rest)
     services.config = dataclasses.replace(services.config, folder=str(folder), folder_space=space.hex())
+
+
+# The bulk write and git methods (node/api_git.py) register themselves with ``method``: importing them is enough.
+import node.api_git  # noqa: E402, F401

@@ -134,6 +134,20 @@ def _reverted(ws: Workspace, params: Json) -> list[str] | None:
     return [path] if now is None or now == path else [path, now]
 
 
+def _batched(ws: Workspace, params: Json) -> list[str]:
+    """Every path a batch touches: each op's path, a created file's missing parents, a
+    delete's whole subtree."""
+    touched: list[str] = []
+    for op in params["ops"]:
+        if op["op"] == "delete":
+            touched += _subtree(ws, op["path"])
+        elif op["op"] in ("create", "write", "mkdir"):
+            touched += _with_parents(ws, {"path": op["path"], "parents": True})
+        else:
+            touched.append(op["path"])
+    return touched
+
+
 def _nothing(ws: Workspace, params: Json) -> list[str]:
     return []
 
@@ -162,6 +176,7 @@ READ_METHODS = (
     "space.list",
     "space.members",
     "mirror.status",
+    "git.log",
 )
 WRITE_METHODS: dict[str, Touched] = {
     "fs.write": _with_parents,
@@ -170,6 +185,7 @@ WRITE_METHODS: dict[str, Touched] = {
     "fs.mkdir": _with_parents,
     "fs.rm": _removed,
     "fs.mv": _moved,
+    "fs.batch": _batched,
     "doc.edit": _path,
     "doc.undo": _path,
     "doc.redo": _path,
@@ -186,6 +202,8 @@ FULL_METHODS = (
     "token.revoke",
     "mirror.start",
     "mirror.checkout",
+    "git.import",  # it reads a repository at any path of this machine, and may make a space
+    "git.promote",  # it writes into a repository on this machine
 )
 METHOD_ACCESS: dict[str, Access] = {
     **dict.fromkeys(READ_METHODS, Access.READ),
