@@ -54,7 +54,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,7 @@ import trio
 
 from node.editor import carried, text_patches
 from node.inotify import Inotify
+from node.logs import event
 from node.mirror_plan import (
     DIR,
     FILE,
@@ -98,10 +99,12 @@ from store.workspace_errors import ContentUnavailable, NotFound, UnknownBase
 
 __all__ = [
     "ALWAYS_IGNORED",
+    "MIRROR_BATCH_BYTES",
     "MIRROR_BATCH_PATHS",
     "MIRROR_DEBOUNCE_MAX_MS",
     "MIRROR_DEBOUNCE_MS",
     "MIRROR_FILE_BYTES_MAX",
+    "MIRROR_PROGRESS_LOG_S",
     "MIRROR_SCAN_INTERVAL_S",
     "MIRROR_SETTLE_MS",
     "TEMP_PREFIX",
@@ -131,9 +134,16 @@ MIRROR_DEBOUNCE_MAX_MS = 500
 MIRROR_SCAN_INTERVAL_S = 60.0
 # One file is one write, and one write must fit one change in one frame (store.workspace).
 MIRROR_FILE_BYTES_MAX = MAX_WRITE_BYTES
-# Paths per store transaction: a 10k-file folder ingests in a few dozen transactions instead of
-# 10k fsyncs, and the trio loop (the network shares it) is never held for long by one batch.
-MIRROR_BATCH_PATHS = 512
+# Paths per store transaction: a 10k-file folder ingests in a few transactions instead of 10k
+# fsyncs, and each batch of creates rebuilds the tree once (~0.1 ms per file already in it: at
+# 512 a batch, 10k files rebuilt it 20 times, ~1 s of a ~6 s first scan here)...
+MIRROR_BATCH_PATHS = 4_096
+# ...holding at most this much of new files' content in memory at once (read, then built into
+# their first changes, before the batch is stored).
+MIRROR_BATCH_BYTES = 32 * 1024 * 1024
+# A scan still going after this long logs its progress (event mirror.scan_progress) this often,
+# and its end (mirror.scan_done): a first scan of a large folder takes seconds.
+MIRROR_PROGRESS_LOG_S = 2.0
 # A file whose stat moves while we read it is being written: look again after this long...
 MIRROR_UNSTABLE_RETRY_MS = 50
 # ...and a write-out that keeps finding fresh saves on disk gives up after this many rounds
@@ -347,9 +357,11 @@ class Mirror:
         paths = set(disk) | set(self.records.records) | {node.path for node in tree.walk()}
         self._space_docs.clear()
         self._space_tree_moved = False
-        self._settle(paths, disk, fsync_each=fsync_each)
+        progress = _Progress(self.folder, started)
+        self._settle(paths, disk, fsync_each=fsync_each, progress=progress)
         counts = dict(self.stats.actions)
         counts["elapsed_ms"] = int((time.monotonic() - started) * 1000)
+        progress.finish(len(paths))
         return counts
 
     def sync_space_changes(self) -> None:
@@ -521,17 +533,18 @@ class Mirror:
 
     # ----- acting -----
 
-    def _settle(self, paths: set[str], disk: dict[str, DiskEntry | None], *, fsync_each: bool) -> None:
-        """Observe, plan and perform, MIRROR_BATCH_PATHS paths per store transaction."""
+    def _settle(self, paths: set[str], disk: dict[str, DiskEntry | None], *, fsync_each: bool, progress: _Progress | None = None) -> None:
+        """Observe, plan and perform, a batch (MIRROR_BATCH_PATHS paths, MIRROR_BATCH_BYTES of
+        new content) per store transaction."""
         observations = self._observe(paths, disk)
         actions = plan(observations)
+        sizes = {seen.path: seen.disk.size for seen in observations if seen.disk is not None}
         space_side = [a for a in actions if isinstance(a, (Move, Create, Ingest, Adopt, Remove, Forget))]
         disk_side = [a for a in actions if isinstance(a, (DiskMove, WriteOut, DiskRemove, Conflict))]
         follow: list[str] = []
-        for start in range(0, len(space_side), MIRROR_BATCH_PATHS):
+        for batch in _batches(space_side, sizes):
             puts: dict[str, Record] = {}
             drops: set[str] = set()
-            batch = space_side[start : start + MIRROR_BATCH_PATHS]
             with self.services.repo.group(durable=True):
                 created = self._create_many(batch, puts)
                 for action in batch:
@@ -539,14 +552,18 @@ class Mirror:
                         with self._guarded(action):
                             self._space_action(action, puts, drops, follow)
             self.records.save(puts.values(), drops - set(puts))
-        for start in range(0, len(disk_side), MIRROR_BATCH_PATHS):
+            if progress is not None:
+                progress.advance(len(batch), len(actions))
+        for batch in _batches(disk_side, {}):
             puts, drops = {}, set()
-            for later in disk_side[start : start + MIRROR_BATCH_PATHS]:
+            for later in batch:
                 with self._guarded(later):
                     self._disk_action(later, puts, drops, fsync_each)
             if not fsync_each:
                 os.sync()  # one flush for the whole batch instead of one per file
             self.records.save(puts.values(), drops - set(puts))
+            if progress is not None:
+                progress.advance(len(batch), len(actions))
         for path in follow:
             with self._guarded(WriteOut(path)):
                 self._write_out_now(path)
@@ -949,6 +966,41 @@ def _outermost(paths: Iterable[str]) -> list[str]:
 
 
 # ----- the task -----
+
+
+def _batches(actions: Sequence[Action], sizes: Mapping[str, int]) -> Iterator[Sequence[Action]]:
+    """``actions`` in order, cut into batches of at most MIRROR_BATCH_PATHS actions and (by the
+    disk ``sizes`` of what they create or ingest) about MIRROR_BATCH_BYTES."""
+    start, held = 0, 0
+    for end, action in enumerate(actions):
+        if end > start and (end - start >= MIRROR_BATCH_PATHS or held >= MIRROR_BATCH_BYTES):
+            yield actions[start:end]
+            start, held = end, 0
+        if isinstance(action, (Create, Ingest)):
+            held += sizes.get(action.path, 0)
+    if start < len(actions):
+        yield actions[start:]
+
+
+class _Progress:
+    """A scan's progress, logged every MIRROR_PROGRESS_LOG_S once it has run that long."""
+
+    def __init__(self, folder: Path, started: float) -> None:
+        self.folder, self.started = folder, started
+        self.next_log = started + MIRROR_PROGRESS_LOG_S
+        self.done = 0
+
+    def advance(self, count: int, total: int) -> None:
+        self.done += count
+        now = time.monotonic()
+        if now >= self.next_log:
+            self.next_log = now + MIRROR_PROGRESS_LOG_S
+            event(log, "mirror.scan_progress", folder=self.folder, done=self.done, total=total, elapsed_ms=int((now - self.started) * 1000))
+
+    def finish(self, paths: int) -> None:
+        elapsed = time.monotonic() - self.started
+        if elapsed >= MIRROR_PROGRESS_LOG_S:
+            event(log, "mirror.scan_done", folder=self.folder, paths=paths, actions=self.done, elapsed_ms=int(elapsed * 1000))
 
 
 async def run_mirror(
