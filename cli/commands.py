@@ -74,6 +74,14 @@ TICKET_PREFIX = "dist1"  # protocol/ticket.py's, not imported: the command stays
 
 
 def join(args: Args) -> int:
+    if args.from_ipfs is not None:
+        if args.space_id is not None or args.genesis is not None:
+            raise UsageError("--from-ipfs names the space itself: give no TICKET|SPACE_ID or --genesis with it")
+        from cli import ipfs
+
+        return ipfs.join_from_ipfs(args)
+    if args.space_id is None:
+        raise UsageError("give a TICKET or SPACE_ID, or --from-ipfs CID")
     if args.space_id.strip().startswith(TICKET_PREFIX):
         if args.genesis is not None:
             raise UsageError("a ticket carries the genesis: --genesis is for an open space's id")
@@ -309,7 +317,7 @@ def identity(args: Args) -> int:
 def status(args: Args) -> int:
     """``node.status``, with ``mirror.status`` as its ``mirror``."""
     with open_node(_home(args)) as node:
-        result = {**node.call("node.status"), "mirror": node.call("mirror.status")}
+        result = {**node.call("node.status"), "mirror": node.call("mirror.status"), "ipfs": node.call("ipfs.status")}
     return _show(args, result, _print_status)
 
 
@@ -335,6 +343,9 @@ def _print_status(result: Json) -> None:
     configured = result["mirror"]["configured"]
     if configured is not None and configured["folder"] not in {mirror["folder"] for mirror in result["mirror"]["mirrors"]}:
         lines.append(f"folder    {configured['folder']}  (config.toml; mirrored while the daemon runs: distspace up)")
+    from cli.ipfs import status_lines
+
+    lines += status_lines(result["ipfs"])
     render.say("\n".join(lines))
 
 

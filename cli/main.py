@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli import commands, git
+from cli import commands, ipfs
 from cli.connect import NodeBusy
 from cli.errors import CliError, UsageError
 from node.api_client import ApiUnavailable
@@ -81,9 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         init.add_argument("--public", action="store_true", help="an open space: any peer that knows its id may read and write (default: private, members only)")
 
     join = command("join", commands.join, "join a space by its ticket, or an open one by its id")
-    join.add_argument("space_id", metavar="TICKET|SPACE_ID", help="a ticket (dist1...), or an open space's id (64 hex digits)")
+    join.add_argument("space_id", nargs="?", metavar="TICKET|SPACE_ID", help="a ticket (dist1...), or an open space's id (64 hex digits)")
     join.add_argument("--peer", action="append", default=[], metavar="ADDR", help="a peer's multiaddr to fetch it from (repeatable)")
     join.add_argument("--genesis", metavar="B64", help="an open space's genesis record, as printed by init: adds it at once")
+    ipfs.add_join_options(join)
 
     invite = command("invite", commands.invite, "print a ticket that lets another node join the space")
     invite.add_argument("--role", choices=["relay", "read", "write", "admin"], default="write", help="what the joiner may do (default write); relay: store and forward the space for its members, and note that a relay CAN READ every file of it (spaces are not end-to-end encrypted yet)")
@@ -188,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--revoke", metavar="ID", help="forget the token with this id instead")
 
     command("snapshot", commands.snapshot, "snapshot every doc of the space and sign a new manifest")
-    git.add_parsers(command, lambda child: _add_common(child, top=False))
+    ipfs.add_parsers(command)
     for name, summary in (
         ("verify", "check every hash, signature and snapshot in the store"),
         ("doctor", "find (--repair: quarantine) changes that break a doc"),

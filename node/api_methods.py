@@ -1037,3 +1037,7 @@ def _remember_folder(services: NodeServices, space: bytes, folder: Path) -> None
 
 # The bulk write and git methods (node/api_git.py) register themselves with ``method``: importing them is enough.
 import node.api_git  # noqa: E402, F401
+
+# The IPFS methods live in a module of their own; importing it registers them.
+from node import ipfs_api  # noqa: E402, F401
+

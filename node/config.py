@@ -36,7 +36,8 @@ class NodeConfig:
     api_port: int = 0  # 0: pick a free loopback port
     metrics_port: int | None = None
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
-    ipfs_api: str | None = None
+    ipfs_api: str | None = None  # an IPFS daemon's RPC API (kubo's Addresses.API): snapshots are published there (node/ipfs.py)
+    ipfs_allow_private: bool = False  # publish private spaces too: readable by whoever fetches the CID (nothing is encrypted)
     space: str | None = None  # the space of calls that name none (a name or id); the first init or join sets it
     folder: str | None = None  # a folder the daemon mirrors a space into (absolute, or from ~); none by default
     folder_space: str | None = None  # the space mirrored into ``folder`` (a name or id); None: the default space

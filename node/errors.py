@@ -86,3 +86,24 @@ class PeerKeyError(RemoteNodeError):
 
 class SessionLimitExceeded(RemoteNodeError):
     """A peer opened more sync streams than we serve (in all, or for one peer); refused."""
+
+
+class IpfsError(NodeError):
+    """Publishing to or joining from IPFS (node/ipfs.py, config.toml's ``ipfs_api``) failed."""
+
+
+class IpfsUnavailable(IpfsError):
+    """The IPFS daemon cannot be reached at ``ipfs_api``, or refused a request."""
+
+
+class IpfsBlockMissing(IpfsError):
+    """A block the publication links is not in IPFS (or did not arrive in time): nothing was stored."""
+
+
+class IpfsContentRefused(IpfsError):
+    """What IPFS returned does not check out — a block that does not hash to its CID, a pointer,
+    manifest or bundle that does not verify or does not match, a replayed pointer: nothing was stored."""
+
+
+class PublishRefused(IpfsError):
+    """A publication this node will not make: a private space without ``allow_private``, an empty space."""

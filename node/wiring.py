@@ -128,6 +128,10 @@ async def run_network(services: NodeServices, *, task_status: trio.TaskStatus[Ne
         await nursery.start(network.serve)
         await nursery.start(presence_relay.run)
         await nursery.start(record_relay.run)
+        if services.config.ipfs_api:  # snapshots into IPFS (node/ipfs.py), aioipfs on the host's asyncio thread
+            from node.ipfs import run_ipfs
+
+            await nursery.start(run_ipfs, services, network.host)
         unlisten = [
             bus.listen(JoinRequested, lambda asked: network.join(asked.request.space, asked.request.peers)),
             bus.listen(PresenceEvent, on_local_presence),

@@ -56,6 +56,12 @@ class PeerRecordError(WireError):
     decode or verify, or a message of them that is malformed: the sender's fault."""
 
 
+class SnapshotPointerError(WireError):
+    """A snapshot pointer (protocol/snapshot_pointer.py: a member's signed pointer to a space's
+    latest published manifest) that does not decode or verify, is of another space, or is older
+    than one already seen (a replay): whoever served it is at fault."""
+
+
 class InvalidPeerRecord(LocalProtocolError, ValueError):
     """We asked for a peer record that cannot be issued (an empty or overlong name): our own
     arguments (config.toml's ``name``), never a peer's bytes."""

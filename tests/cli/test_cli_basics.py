@@ -13,7 +13,7 @@ import pytest
 from cli_helpers import DISTSPACE, Cli
 
 COMMANDS = (
-    "init create join invite members revoke clone up id status peers spaces ls cat write rm mv mkdir log diff blame revert token snapshot git verify doctor demo".split()
+    "init create join invite members revoke clone up id status peers spaces ls cat write rm mv mkdir log diff blame revert token snapshot git publish verify doctor demo".split()
 )
 
 
