@@ -1,11 +1,12 @@
-"""New files' first changes, built on a few threads: what a bulk write spends most of its time on.
+"""New files' content docs, built on a few threads: what a bulk write spends most of its time on.
 
 A new file's content doc is one change: a text object holding the text (one op per code point)
-or a bytes value. ``native.first_change`` encodes it without building the document and releases
-the GIL while it does, so a batch is built on ``CONTENT_BUILD_THREADS`` threads while the
-caller signs and stores the ones already built. Results come back in the order of the contents,
-and each change depends only on its content, key, author, message and time, never on which
-thread built it or when: the threaded build is byte for byte the sequential one.
+or a bytes value. ``native.first_change`` encodes it without building the document, and the tip
+that covers it is signed (libsodium), both releasing the GIL, so a batch is built on
+``CONTENT_BUILD_THREADS`` threads while the caller stores the ones already built. Results come
+back in the order of the contents, and each depends only on its content, key, doc, author,
+message and time (Ed25519 signatures are deterministic), never on which thread built it or when:
+the threaded build is byte for byte the sequential one.
 """
 
 from __future__ import annotations
@@ -15,25 +16,34 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import native
+from protocol.identity import Identity
+from protocol.tips import SignedTip
 
 # Threads building first changes at once: the machines this runs on have a few cores, and the
-# caller's thread (signing, SQLite) needs one too.
+# caller's thread (SQLite, the tree) needs one too.
 CONTENT_BUILD_THREADS = min(4, os.cpu_count() or 1)
 # Below this many characters (or bytes) in a batch, starting threads costs more than they save
-# (~0.13 us per character to build, ~100 us to start a pool).
+# (~0.13 us per character to build, ~70 us per tip, ~100 us to start a pool).
 THREADED_BUILD_MIN_CHARS = 64 * 1024
 
+NewDoc = tuple[bytes, native.DecodedChange, SignedTip]  # a doc id, its first change, the tip covering it
 
-def first_changes(
-    actor: bytes, contents: Sequence[tuple[str, str | bytes]], *, message: str, time: int
-) -> Iterator[native.DecodedChange]:
-    """The first change of each new doc, in the order of ``contents`` (each a root key and the
-    str or bytes to put there), built ahead on threads while the caller consumes them."""
+
+def new_docs(
+    identity: Identity, space: bytes, contents: Sequence[tuple[bytes, str, str | bytes]], *, message: str, time: int
+) -> Iterator[NewDoc]:
+    """Each new doc of ``contents`` (a doc id, the root key and the str or bytes to put there)
+    with its first change by ``identity`` and the tip covering it, in order, built ahead on
+    threads while the caller consumes them."""
+
+    def build(item: tuple[bytes, str, str | bytes]) -> NewDoc:
+        doc, key, content = item
+        change = native.first_change(identity.public_key, key, content, message, time)
+        return doc, change, SignedTip.sign(identity, space, doc, change.hash)
+
     threads = min(CONTENT_BUILD_THREADS, len(contents))
-    if threads < 2 or sum(len(content) for _, content in contents) < THREADED_BUILD_MIN_CHARS:
-        for key, content in contents:
-            yield native.first_change(actor, key, content, message, time)
+    if threads < 2 or sum(len(content) for _, _, content in contents) < THREADED_BUILD_MIN_CHARS:
+        yield from map(build, contents)
         return
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="first-change") as pool:
-        yield from pool.map(lambda item: native.first_change(actor, item[0], item[1], message, time), contents)
-
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="new-docs") as pool:
+        yield from pool.map(build, contents)

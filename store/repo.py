@@ -337,9 +337,11 @@ class Repo:
             self._maintainer.snapshot_docs(space, [row], now_ms)
         return newest
 
-    def create_docs(self, space: bytes, docs: Iterable[tuple[bytes, native.DecodedChange]], *, now_ms: int) -> list[bytes]:
-        """Store new docs, each from its one first change by the local key (``native.first_change``),
-        in order, every one signed and announced as ``commit`` would; returns their hashes.
+    def create_docs(self, space: bytes, docs: Iterable[tuple[bytes, native.DecodedChange, SignedTip]], *, now_ms: int) -> list[bytes]:
+        """Store new docs, each from its one first change by the local key (``native.first_change``)
+        and the tip this node signed over it (``SignedTip.sign`` with its identity: a bulk write
+        signs on its build threads, store/content_build.py), in order, announced as ``commit``
+        would; returns their hashes.
 
         The docs are not loaded: a bulk write (a folder's first scan, a git import) makes
         thousands that nothing reads back soon, the cache would hold few of them anyway, and
@@ -348,24 +350,29 @@ class Repo:
 
         Raises:
             InvalidInput: a doc that already has changes (or is being edited here), a change
-                that is not a first one by this node's key, or a group that is not durable.
+                that is not a first one by this node's key, a tip that does not name it (the
+                signature is not checked: only this node's code signs with its key), or a group
+                that is not durable.
             StorageError: the write failed; none of the docs is stored.
         """
         if self._group is not None and not self._group.durable:
             raise InvalidInput("a local commit must be durable, so it can only join a group(durable=True)")
         with contextlib.nullcontext() if self._group is not None else self.group(durable=True):
-            return [self._create_doc(space, doc, change, now_ms) for doc, change in docs]
+            return [self._create_doc(space, doc, change, tip, now_ms) for doc, change, tip in docs]
 
-    def _create_doc(self, space: bytes, doc: bytes, change: native.DecodedChange, now_ms: int) -> bytes:
+    def _create_doc(self, space: bytes, doc: bytes, change: native.DecodedChange, tip: SignedTip, now_ms: int) -> bytes:
         self._check_doc(space, doc)
         cached = self._cache.get((space, doc))
         if self._doc_row(space, doc) is not None or (cached is not None and (cached.document.pending_ops() or cached.document.heads())):
             raise InvalidInput(f"doc {doc.hex()} already exists: only a new doc is created from a first change")
+        change_hash = change.hash
         if change.actor != self.identity.public_key or change.seq != 1 or change.deps:
             raise InvalidInput(f"doc {doc.hex()}: a new doc starts with a first change (seq 1, no deps) by this node's key")
+        if (tip.space, tip.doc, tip.author, tip.change_hash) != (space, doc, self.identity.public_key, change_hash):
+            raise InvalidInput(f"doc {doc.hex()}: the tip given does not name its first change by this node's key")
         self._cache.drop((space, doc))  # an empty document someone looked at: it loads afresh
         self._tip_seqs[space, doc] = {}  # no changes, so no tips: spare the lookups of a doc known new
-        change_hash, record, tip = self._persist_local(space, doc, [change], now_ms, new=True)
+        record = self._persist_local(space, doc, [change], now_ms, new=True, tip=tip)[1]
         self._announce(space, record, tip, [change])
         if self.snapshot_every <= 1:  # one change beyond no snapshot
             row = self._doc_row(space, doc)
@@ -374,14 +381,14 @@ class Repo:
         return change_hash
 
     def _persist_local(
-        self, space: bytes, doc: bytes, local: Sequence[native.DecodedChange], now_ms: int, *, new: bool = False
+        self, space: bytes, doc: bytes, local: Sequence[native.DecodedChange], now_ms: int, *, new: bool = False, tip: SignedTip | None = None
     ) -> tuple[bytes, VersionRecord, SignedTip]:
-        """Sign a tip for the newest of this node's new changes of a doc (``new``: one with no
-        stored row, as the caller checked) and persist them with it; returns the newest change's
-        hash, the version made and the tip."""
+        """Sign a tip for the newest of this node's new changes of a doc (unless ``tip`` is it,
+        signed already) and persist them with it (``new``: a doc with no stored row, as the
+        caller checked); returns the newest change's hash, the version made and the tip."""
         newest = max(local, key=lambda change: change.seq)
         newest_hash = newest.hash
-        tip = SignedTip.sign(self.identity, space, doc, newest_hash)
+        tip = tip or SignedTip.sign(self.identity, space, doc, newest_hash)
         start = 0 if new else self._change_count(space, doc)
         rows = [ingest.change_row(space, doc, start + i, change, change.hash, change.deps) for i, change in enumerate(local)]
         row = DocRow(space, doc, (), 0) if new else None

@@ -38,7 +38,7 @@ from protocol.limits import MAX_FRAME_BYTES
 from protocol.space import INDEX_DOC_ID, new_doc_id
 from store.batch import BATCH_DOCS_PER_TRANSACTION, BATCH_TREE_EDITS_PER_CHANGE, BatchOp, BatchResult, Plan, plan_batch
 from store.capabilities import file_doc_paths
-from store.content_build import first_changes
+from store.content_build import new_docs
 from store.errors import InvalidInput, NotAuthorised
 from store.paths import ROOT, check_path, is_within, name_of, parent_of, split_path
 from store.repo import Repo, change_time, wall_clock_ms
@@ -569,14 +569,13 @@ class Workspace:
 
     def _new_contents(self, contents: Sequence[Content], message: str, now_ms: int) -> list[tuple[bytes, Encoding]]:
         """Commit new files' content docs, in order (as ``_new_content``): each is its first
-        change alone, built on a few threads for a batch (store/content_build.py) and stored
+        change alone, built and its tip signed on a few threads for a batch (store/content_build.py) and stored
         without building the document (``Repo.create_docs``), which cost twice the change and
         that a bulk write's thousands of new files are rarely read back soon; a read loads it.
         Returns each one's doc id and encoding."""
         made = [(new_doc_id(), TEXT if isinstance(content, str) else BINARY) for content in contents]
-        keyed = [(TEXT_KEY, content) if isinstance(content, str) else (BYTES_KEY, content) for content in contents]
-        changes = first_changes(self.repo.identity.public_key, keyed, message=message, time=change_time(now_ms))
-        self.repo.create_docs(self.space, zip((doc_id for doc_id, _ in made), changes, strict=True), now_ms=now_ms)
+        keyed = [(doc_id, TEXT_KEY if encoding == TEXT else BYTES_KEY, content) for (doc_id, encoding), content in zip(made, contents, strict=True)]
+        self.repo.create_docs(self.space, new_docs(self.repo.identity, self.space, keyed, message=message, time=change_time(now_ms)), now_ms=now_ms)
         return made
 
     def create_files(self, files: Mapping[str, Content], *, now_ms: int, dirs: Iterable[str] = (), message: str | None = None) -> int:

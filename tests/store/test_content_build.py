@@ -11,6 +11,7 @@ import pytest
 
 import native
 from protocol.identity import Identity
+from protocol.tips import SignedTip
 from store import content_build
 from store.errors import InvalidInput, StorageError
 from store.repo import Repo, StoreEvent, change_time
@@ -48,16 +49,24 @@ def created(identity: Identity, files: dict[str, str | bytes], threads: int, mon
     return ws
 
 
+def tip(identity: Identity, space: bytes, doc: bytes, change: native.DecodedChange) -> SignedTip:
+    return SignedTip.sign(identity, space, doc, change.hash)
+
+
 def test_the_threaded_build_is_the_sequential_build_byte_for_byte(alice: Identity, monkeypatch: pytest.MonkeyPatch) -> None:
     files = contents()
     threaded, sequential = (created(alice, files, threads, monkeypatch) for threads in (3, 1))
     assert {path: threaded.read(path) for path in files} == {path: sequential.read(path) for path in files} == files
     assert stored_changes(threaded) == stored_changes(sequential)
-    keyed = [(TEXT_KEY, c) if isinstance(c, str) else (BYTES_KEY, c) for c in files.values()]
-    built = list(content_build.first_changes(alice.public_key, keyed, message="m", time=change_time(NOW_MS)))
+    space = threaded.space
+    keyed = [(bytes([i]) * 16, TEXT_KEY if isinstance(c, str) else BYTES_KEY, c) for i, c in enumerate(files.values())]
+    built = list(content_build.new_docs(alice, space, keyed, message="m", time=change_time(NOW_MS)))
     monkeypatch.setattr(content_build, "CONTENT_BUILD_THREADS", 1)
-    alone = list(content_build.first_changes(alice.public_key, keyed, message="m", time=change_time(NOW_MS)))
-    assert [change.raw for change in built] == [change.raw for change in alone]
+    alone = list(content_build.new_docs(alice, space, keyed, message="m", time=change_time(NOW_MS)))
+    assert [(doc, change.raw, tip) for doc, change, tip in built] == [(doc, change.raw, tip) for doc, change, tip in alone]
+    for doc, change, tip in built:
+        tip.verify()
+        assert (tip.doc, tip.change_hash) == (doc, change.hash)
 
 
 def test_a_created_doc_is_what_an_edited_document_commits(alice: Identity) -> None:
@@ -83,7 +92,7 @@ def test_created_docs_are_announced_in_order_signed_and_not_loaded(alice: Identi
     docs = [bytes([i]) * 16 for i in range(1, 4)]
     changes = [native.first_change(alice.public_key, TEXT_KEY, f"file {i}", "m", change_time(NOW_MS)) for i in range(3)]
     cached = repo.cache_stats()[0]
-    hashes = repo.create_docs(space, zip(docs, changes, strict=True), now_ms=NOW_MS)
+    hashes = repo.create_docs(space, [(doc, change, tip(alice, space, doc, change)) for doc, change in zip(docs, changes, strict=True)], now_ms=NOW_MS)
     assert hashes == [change.hash for change in changes]
     assert [(event.doc, event.hashes, event.origin) for event in events] == [(doc, (h,), "local") for doc, h in zip(docs, hashes, strict=True)]
     assert all(event.tip is not None and event.tip.change_hash == h for event, h in zip(events, hashes, strict=True))
@@ -95,17 +104,21 @@ def test_created_docs_are_announced_in_order_signed_and_not_loaded(alice: Identi
 def test_create_docs_refuses_what_is_not_a_new_doc_from_a_first_change(make_repo: MakeRepo, alice: Identity, bob: Identity) -> None:
     repo = make_repo(alice)
     space = repo.create_space("bulk", NOW_MS).space_id
-    doc = b"\x01" * 16
+    doc, other = b"\x01" * 16, b"\x02" * 16
     first = native.first_change(alice.public_key, TEXT_KEY, "x")
-    repo.create_docs(space, [(doc, first)], now_ms=NOW_MS)
+    repo.create_docs(space, [(doc, first, tip(alice, space, doc, first))], now_ms=NOW_MS)
     version = repo.version(space)
     with pytest.raises(InvalidInput, match="already exists"):
-        repo.create_docs(space, [(b"\x02" * 16, first), (doc, first)], now_ms=NOW_MS)
+        repo.create_docs(space, [(other, first, tip(alice, space, other, first)), (doc, first, tip(alice, space, doc, first))], now_ms=NOW_MS)
+    bobs = native.first_change(bob.public_key, TEXT_KEY, "x")
     with pytest.raises(InvalidInput, match="first change"):
-        repo.create_docs(space, [(b"\x03" * 16, native.first_change(bob.public_key, TEXT_KEY, "x"))], now_ms=NOW_MS)
-    assert repo.version(space) == version and repo.heads(space, b"\x02" * 16) == [], "all or nothing"
+        repo.create_docs(space, [(other, bobs, tip(bob, space, other, bobs))], now_ms=NOW_MS)
+    for wrong in (tip(alice, space, doc, first), tip(bob, space, other, first), tip(alice, space, other, bobs)):
+        with pytest.raises(InvalidInput, match="tip"):
+            repo.create_docs(space, [(other, first, wrong)], now_ms=NOW_MS)
+    assert repo.version(space) == version and repo.heads(space, other) == [], "all or nothing"
     with pytest.raises(InvalidInput, match="durable"), repo.group():
-        repo.create_docs(space, [(b"\x04" * 16, first)], now_ms=NOW_MS)
+        repo.create_docs(space, [(other, first, tip(alice, space, other, first))], now_ms=NOW_MS)
 
 
 def test_bulk_created_files_reach_a_peer(make_repo: MakeRepo) -> None:
