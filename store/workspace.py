@@ -198,7 +198,7 @@ class Workspace:
         with self.editing(INDEX_DOC_ID, message, now_ms):
             yield edit
         if len(index.get_changes(before)) == 1:  # no remote change came in with the commit
-            self._reader.catch_up(index, before, index.heads(), edit.touched)
+            self._reader.catch_up(index, before, index.heads(), edit.touched, edit.written)
 
     def check_authorised(self, paths: Iterable[str], now_ms: int) -> None:
         """Raise NotAuthorised unless the log lets this node's key write every one of ``paths``
