@@ -146,3 +146,12 @@ def test_a_failed_store_leaves_no_doc(alice: Identity, monkeypatch: pytest.Monke
     with pytest.raises(StorageError):
         ws.create_files({f"f{i}.txt": "x" for i in range(5)}, now_ms=NOW_MS)
     assert repo.version(ws.space) == 0 and ws.tree().get("f0.txt") is None
+
+
+def test_build_tasks_keep_the_order_and_hold_about_a_task_of_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(content_build, "BUILD_TASK_CHARS", 10)
+    items = [(bytes([i]) * 16, TEXT_KEY, "x" * size) for i, size in enumerate([3, 4, 5, 20, 0, 1, 9, 2])]
+    tasks = [list(task) for task in content_build._tasks(items)]
+    assert [item for task in tasks for item in task] == items
+    assert [[len(content) for _, _, content in task] for task in tasks] == [[3, 4, 5], [20], [0, 1, 9], [2]]
+    assert list(content_build._tasks([])) == []
