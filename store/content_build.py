@@ -11,7 +11,9 @@ the threaded build is byte for byte the sequential one.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,6 +30,10 @@ THREADED_BUILD_MIN_CHARS = 64 * 1024
 # Docs per task handed to a thread, up to about this many characters: one task per small file
 # cost ~35 us to submit and as much again to wait on, a tenth of building a 2 KB file.
 BUILD_TASK_CHARS = 64 * 1024
+# A build holds ~270 bytes per character at its peak (Automerge's ops before they are encoded:
+# ~550 MB for a 2 MiB file, as much as building the document did): contents this large are
+# built one at a time, so threads do not multiply that peak.
+LARGE_BUILD_CHARS = 256 * 1024
 
 NewDoc = tuple[bytes, native.DecodedChange, SignedTip]  # a doc id, its first change, the tip covering it
 
@@ -39,9 +45,12 @@ def new_docs(
     with its first change by ``identity`` and the tip covering it, in order, built ahead on
     threads while the caller consumes them."""
 
+    one_large = threading.Lock()
+
     def build(item: tuple[bytes, str, str | bytes]) -> NewDoc:
         doc, key, content = item
-        change = native.first_change(identity.public_key, key, content, message, time)
+        with one_large if len(content) >= LARGE_BUILD_CHARS else contextlib.nullcontext():
+            change = native.first_change(identity.public_key, key, content, message, time)
         return doc, change, SignedTip.sign(identity, space, doc, change.hash)
 
     threads = min(CONTENT_BUILD_THREADS, len(contents))

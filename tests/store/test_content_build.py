@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import string
+import threading
 
 import pytest
 
@@ -155,3 +156,27 @@ def test_build_tasks_keep_the_order_and_hold_about_a_task_of_characters(monkeypa
     assert [item for task in tasks for item in task] == items
     assert [[len(content) for _, _, content in task] for task in tasks] == [[3, 4, 5], [20], [0, 1, 9], [2]]
     assert list(content_build._tasks([])) == []
+
+
+def test_large_contents_are_built_one_at_a_time(alice: Identity, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(content_build, "CONTENT_BUILD_THREADS", 3)
+    monkeypatch.setattr(content_build, "THREADED_BUILD_MIN_CHARS", 0)
+    monkeypatch.setattr(content_build, "BUILD_TASK_CHARS", 1)  # one doc per task: every build may run at once
+    monkeypatch.setattr(content_build, "LARGE_BUILD_CHARS", 1_000)
+    real, guard = native.first_change, threading.Lock()
+    active, most = [0], [0]
+
+    def counting(actor: bytes, key: str, content: str | bytes, message: str | None = None, time: int | None = None) -> native.DecodedChange:
+        with guard:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            return real(actor, key, content, message, time)
+        finally:
+            with guard:
+                active[0] -= 1
+
+    monkeypatch.setattr(content_build.native, "first_change", counting)
+    items = [(bytes([i]) * 16, TEXT_KEY, "y" * 200_000) for i in range(8)]
+    built = list(content_build.new_docs(alice, b"\x05" * 32, items, message="m", time=1))
+    assert most[0] == 1 and [doc for doc, _, _ in built] == [doc for doc, _, _ in items]
