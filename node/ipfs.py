@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 from libp2p.transport.webrtc._asyncio_bridge import AsyncioBridge
 
+import native
 from node.errors import IpfsContentRefused, IpfsError, PublishRefused
 from node.home import write_atomically
 from node.host import Host
@@ -58,13 +59,13 @@ from protocol.errors import ProtocolError, SnapshotPointerError, VerificationErr
 from protocol.ingest import PendingChanges, VerifiedTips, ingest
 from protocol.limits import MAX_PENDING_CHANGES
 from protocol.snapshot_pointer import Bundle, PointerChain, SnapshotPointer, decode_bundle, decode_pointer, encode_bundle
-from protocol.space import INDEX_DOC_ID
+from protocol.space import INDEX_DOC_ID, Genesis
 from protocol.store_api import decode_records
 from protocol.tips import SignedTip
 from store.blocks import CODEC_DAG_CBOR, Block, checked, cid_from_text, cid_text, codec_of, split_raw
 from store.errors import CorruptionError, InvalidInput, StoreError, UnknownBlock
 from store.records import DocSnapshot
-from store.repo import StoreEvent
+from store.repo import Repo, StoreEvent
 from store.snapshots import Manifest, load_checked
 
 if TYPE_CHECKING:
@@ -98,6 +99,9 @@ PUBLISH_CHECK_S: Final = 30.0
 PUBLISH_RETRY_S: Final = 60.0
 # Pointers seen kept in ipfs.json (the newest per space and signer): bounded like a peerstore.
 MAX_SEEN_POINTERS: Final = 1024
+# kubo refuses a block above 1 MiB without --allow-big-block, and bitswap would not carry one
+# to other IPFS nodes: snapshot chunks are 256 KiB (store/blocks.py), a manifest grows per doc.
+MAX_IPFS_BLOCK_BYTES: Final = 1024 * 1024
 IPNS_KEY_PREFIX: Final = "distspace-"
 _IPNS_KEY_SPACE_HEX: Final = 16  # 64 bits of the space id: unique among a node's spaces
 
@@ -150,7 +154,7 @@ class IpfsState:
         return self._published.get(space.hex())
 
     def record_published(self, publication: Publication, ipns: str | None, api: str) -> None:
-        self.chain.take(publication.pointer)
+        self.chain.hold(publication.pointer)
         self._published[publication.space.hex()] = {
             "cid": cid_text(publication.root),
             "manifest": cid_text(publication.pointer.manifest),
@@ -237,6 +241,10 @@ def build_publication(
         peers=services.addrs()[:16],
     )
     root = Block.dag_cbor(pointer.encode())
+    if len(manifest_block.data) > MAX_IPFS_BLOCK_BYTES:
+        raise PublishRefused(
+            f"space {genesis.name!r}: its manifest of {len(manifest.docs)} docs is {len(manifest_block.data)} bytes, over IPFS's {MAX_IPFS_BLOCK_BYTES}-byte block limit"
+        )
     unique = {block.cid: block for block in [*chunks, manifest_block, *bundle]}
     unique.pop(root.cid, None)
     return Publication(space, pointer, (*unique.values(), root))
@@ -327,7 +335,7 @@ class IpfsService:
         try:
             async with open_client(self.api, self._bridge) as client:
                 result = await join_publication(self.services, client, source, extra_peers=peers)
-        except (IpfsError, StoreError) as error:
+        except (IpfsError, StoreError, ProtocolError) as error:
             status.update(status="failed", error=str(error), kind=type(error).__name__)
             event(log, "ipfs.join_failed", logging.WARNING, source=source, error=error)
             return
@@ -519,23 +527,36 @@ def _verify_and_store(services: NodeServices, fetched: _Fetched) -> dict[str, in
         except WireError as error:
             raise IpfsContentRefused(f"the snapshot of doc {entry.doc.hex()}: {error}; nothing was stored") from error
         documents.append((entry.doc, changes))
-    stored = 0
     now_ms = services.clock()
-    with repo.group(durable=True):
-        repo.add_space(genesis)
-        repo.add_capability_records(space, [data for _, data in records])
-        for doc, changes in documents:
-            pending = PendingChanges(max(MAX_PENDING_CHANGES, len(changes)))
-            try:
-                result = ingest(repo, space, doc, changes, tips_by_doc.get(doc, []), pending, VerifiedTips(), now_ms)
-            except VerificationError as error:
-                raise IpfsContentRefused(f"doc {doc.hex()}: a change does not verify against the published tips ({error}); nothing was stored") from error
-            problems = [*(f"refused: {r.reason}" for r in result.refused), *(f"unauthorised: {u.reason}" for u in result.unauthorised)]
-            if problems or len(pending):
-                detail = problems[0] if problems else f"{len(pending)} changes no published tip covers"
-                raise IpfsContentRefused(f"doc {doc.hex()}: {detail}; nothing was stored")
-            stored += len(result.applied)
-    return {"docs": len(documents), "changes": stored}
+    try:
+        with repo.group(durable=True):
+            stored = _store(repo, genesis, records, documents, tips_by_doc, now_ms)
+    except ProtocolError as error:  # the log refused on storing (a record past its limits): the group stored nothing
+        raise IpfsContentRefused(f"the publication's capability log is refused: {error}; nothing was stored") from error
+    return {"docs": len(documents), "changes": sum(stored)}
+
+
+def _store(
+    repo: Repo, genesis: Genesis, records: list[tuple[Any, bytes]], documents: list[tuple[bytes, list[native.DecodedChange]]], tips: dict[bytes, list[SignedTip]], now_ms: int
+) -> list[int]:
+    """Inside the caller's group: the space, its log, then every doc's changes through ingest,
+    each wholly covered and authorised; returns how many changes each doc newly stored."""
+    space = genesis.space_id
+    repo.add_space(genesis)
+    repo.add_capability_records(space, [data for _, data in records])
+    stored = []
+    for doc, changes in documents:
+        pending = PendingChanges(max(MAX_PENDING_CHANGES, len(changes)))
+        try:
+            result = ingest(repo, space, doc, changes, tips.get(doc, []), pending, VerifiedTips(), now_ms)
+        except VerificationError as error:
+            raise IpfsContentRefused(f"doc {doc.hex()}: a change does not verify against the published tips ({error}); nothing was stored") from error
+        problems = [*(f"refused: {r.reason}" for r in result.refused), *(f"unauthorised: {u.reason}" for u in result.unauthorised)]
+        if problems or len(pending):
+            detail = problems[0] if problems else f"{len(pending)} changes no published tip covers"
+            raise IpfsContentRefused(f"doc {doc.hex()}: {detail}; nothing was stored")
+        stored.append(len(result.applied))
+    return stored
 
 
 async def join_publication(services: NodeServices, client: IpfsClient, source: str, *, extra_peers: Sequence[str] = ()) -> dict[str, Any]:

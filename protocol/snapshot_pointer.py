@@ -273,4 +273,9 @@ class PointerChain:
     def take(self, pointer: SnapshotPointer) -> None:
         """``check``, then hold ``pointer`` as the newest of its (space, signer)."""
         self.check(pointer)
+        self.hold(pointer)
+
+    def hold(self, pointer: SnapshotPointer) -> None:
+        """Hold ``pointer`` as the newest of its (space, signer) unchecked: a node's own, just
+        published, is the newest of its own by construction."""
         self._newest[(pointer.space, pointer.signer)] = pointer

@@ -268,3 +268,20 @@ def test_missing_block_error_type(published: Published, kubo: Kubo) -> None:
 
     with pytest.raises(IpfsBlockMissing, match="not in IPFS"):
         trio.run(fetch)
+
+
+def test_a_private_space_published_by_a_non_member_is_refused(tmp_path: Path, kubo: Kubo) -> None:
+    """Mallory re-signs Alice's manifest and a pointer with her own key: both signatures verify,
+    one signer, but the published log does not admit her."""
+    alice = tmp_path / "alice"
+    _space_with_files(alice, public=False)
+    result = _publish(alice, kubo, "--allow-private")
+    pointer = decode_pointer(kubo.run("block", "get", result["cid"]))
+    manifest = Manifest.from_block(Block(pointer.manifest, kubo.run("block", "get", cid_text(pointer.manifest))))
+    mallory = Identity.generate()
+    docs = [DocSnapshot(manifest.space, e.doc, e.heads, e.change_count, e.chunks, 0) for e in manifest.docs]
+    hers = Manifest.sign(mallory, manifest.space, docs, manifest.created_ms).to_block()
+    _put(kubo, hers)
+    forged = SnapshotPointer.issue(mallory, space=pointer.space, seq=1, manifest=hers.cid, previous=None, bundle=pointer.bundle, published_ms=pointer.published_ms)
+    said = _refused(tmp_path / "bob", kubo, _put(kubo, Block.dag_cbor(forged.encode())))
+    assert "is not a member of private space" in said
