@@ -177,6 +177,7 @@ READ_METHODS = (
     "space.members",
     "mirror.status",
     "git.log",
+    "ipfs.status",  # what was published (CIDs anyone may fetch) and any error
 )
 WRITE_METHODS: dict[str, Touched] = {
     "fs.write": _with_parents,
@@ -204,6 +205,8 @@ FULL_METHODS = (
     "mirror.checkout",
     "git.import",  # it reads a repository at any path of this machine, and may make a space
     "git.promote",  # it writes into a repository on this machine
+    "ipfs.publish",  # it hands the whole space to whoever fetches the CID
+    "ipfs.join",  # it adds a space
 )
 METHOD_ACCESS: dict[str, Access] = {
     **dict.fromkeys(READ_METHODS, Access.READ),
