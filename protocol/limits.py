@@ -154,6 +154,13 @@ class SyncConfig:
     # graft/prune cycle turns a hundred times slower; half an anti-entropy interval, so a link
     # grafted in a passing stall is redundant for well under a minute.
     graft_hold_ms: int = 30_000
+    # A link is pruned for an origin once it has brought that origin's batches as duplicates
+    # this many times in a row (one that came first by it starts the count again), and a
+    # grafted one within graft_hold_ms only after graft_hold_duplicates: the path it stood in
+    # for works again, and a link kept eager for the whole hold costs a frame per batch, which
+    # a saturated CPU pays for (protocol/push_tree.py).
+    prune_duplicates: int = 3
+    graft_hold_duplicates: int = 8
     # We announce our heads of a doc to a peer we do not push to at most this often: a burst of
     # batches costs one Heads per peer, not one each (Plumtree's batched lazy push). A batch
     # that went missing on its eager path may so wait this much longer to be noticed.

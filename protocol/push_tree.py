@@ -16,21 +16,35 @@ each other never leave an origin with no eager path to us.
 
 Jitter (a loaded CPU, a busy link) made the trees flap anyway, ten writers into one file
 taking a graft or more a second; each graft costs its edit a graft delay and a round trip, and
-re-adds a link whose next duplicate prunes one of two paths at random. Two rules stop that:
+re-adds a link whose next duplicate prunes one of two paths at random. Three rules stop that:
 
 - A pushed batch that arrives before the changes it depends on (they travel another origin's
   tree, and jitter reorders the two) is held (``hold``) and forwarded by push once they are
   stored (``released``), not merely announced: an announcement cut every peer below us off
   that origin's tree for that batch, and each of them grafted. Bounded by MAX_HELD_PUSHES
   and HELD_PUSH_BYTES_MAX (protocol/limits.py); a batch beyond them is announced as before.
-- A link grafted for an origin is not pruned for it for ``graft_hold_ms``: the graft means
-  the tree had a hole there, and the duplicate that follows every graft must not reopen it.
-  So a link and origin flap at most once per hold.
+- A link is pruned for an origin only once it has brought that origin's batches as
+  duplicates ``prune_duplicates`` (3) times in a row; a first copy by it starts the count
+  again. Under jitter two paths of about the same length win in turn, and pruning whichever
+  lost once cut each peer's tree at a random place per batch: two peers pruning their links
+  out of a pair in the same few milliseconds can leave the pair feeding only each other, a hole
+  only a graft (graft delay, round trip) mends. Now such paths both stay eager, and a link
+  that always loses (a calm mesh's second paths) is pruned after three batches. The
+  simulator's cpu-saturation scenario (per-node queueing and stalls, per-frame jitter):
+  14-20 wants a run -> 2-6, p99 to all 246-358 -> 144-171 ms, for 7-9% more frames; a calm
+  mesh pays its two extra duplicates per link and origin once, at the start.
+- A link grafted for an origin is not pruned for it for ``graft_hold_ms`` unless it brings
+  ``graft_hold_duplicates`` (8) duplicates in a row: the graft means the tree had a hole
+  there, and the duplicates that follow it (the stalled path's backlog) must not reopen it;
+  but a graft in a passing stall kept a second eager link for the whole hold, a frame per
+  batch that a saturated CPU pays for (the simulator counted 1,200-1,500 such duplicates a
+  run under heavy stalls).
 
-Not a rule: pruning only a duplicate that comes well after its first copy. On the simulator it
-cut grafts a little more under jitter, but any lag threshold floods a calm fast mesh (every
-path is within it: 2.7 times the frames at 20 ms, ten writers on ten peers), and a frame costs
-a daemon CPU. Counted in tests/protocol/test_push_churn.py.
+Not a rule: pruning only a duplicate that comes well after its first copy. Any lag threshold
+floods a calm fast mesh (every path is within it: 2.7 times the frames at 20 ms, ten writers on
+ten peers), and a frame costs a daemon CPU. Counted in tests/protocol/test_push_churn.py. Nor
+two eager parents per origin (the third copy prunes): on the simulator a peer's own stall, not
+its parents', makes the tail, and the extra copies cost the CPU the stalls come from.
 
 This module only decides; the Replicator sends the Prunes, pushes and announcements. A link is
 named by the connection id of its session, and time is passed in.
@@ -88,8 +102,10 @@ class _Link:
     # Whose batches we asked the peer not to push to us -> when we may ask again.
     pruned: dict[bytes, int] = field(default_factory=dict)
     # Whose batches the peer pushes us again since it answered a want of ours (a graft) ->
-    # until when no duplicate prunes it for them.
+    # until when it takes graft_hold_duplicates duplicates, not prune_duplicates, to prune it.
     grafted: dict[bytes, int] = field(default_factory=dict)
+    # Whose batches the peer brought only as duplicates lately -> how many in a row.
+    late: Recent[bytes, int] = field(default_factory=lambda: Recent(MAX_LAZY_ORIGINS))
 
 
 class PushTree:
@@ -114,6 +130,9 @@ class PushTree:
     def took(self, batch_id: bytes, conn: ConnId | None, origin: bytes) -> None:
         """A pushed batch of ``origin`` reached us first by ``conn`` (None: we made it)."""
         self._seen.put(batch_id, FirstCopy(conn, origin))
+        link = self._links.get(conn) if conn is not None else None
+        if link is not None:
+            link.late.discard(origin)  # it is the fast path (again): its count starts over
 
     def pushes(self, conn: ConnId, origin: bytes) -> bool:
         """Whether we push ``origin``'s batches to the peer, rather than announce them."""
@@ -132,7 +151,7 @@ class PushTree:
 
     def reply_received(self, conn: ConnId, origins: Iterable[bytes], now_ms: int) -> None:
         """The peer replied with these origins' changes, so it pushes them to us again: a graft,
-        which no duplicate undoes for ``graft_hold_ms``."""
+        which duplicates undo only after ``graft_hold_ms`` or ``graft_hold_duplicates``."""
         link = self._link(conn)
         for origin in origins:
             if link.pruned.pop(origin, None) is not None:
@@ -159,19 +178,29 @@ class PushTree:
 
     def prune_on_duplicate(self, conn: ConnId, first: FirstCopy, now_ms: int) -> bool:
         """A pushed batch came again by ``conn``: whether to ask that peer not to push us its
-        origin's batches (Plumtree prune) — not if the first copy came by this same link (the
-        network repeated a frame), or by a path we no longer take eagerly for this origin (two
-        prunes racing would leave it no eager path to us), or if we asked it lately."""
+        origin's batches (Plumtree prune). Only once the link has brought that origin's batches
+        as duplicates ``prune_duplicates`` times in a row (``graft_hold_duplicates`` while a
+        graft holds it), so a path that wins as often as it loses under jitter stays; never if
+        the first copy came by this same link (the network repeated a frame) or by a path we no
+        longer take eagerly for this origin (two prunes racing would leave it no eager path to
+        us), nor again while a prune of ours may still be on its way."""
         link = self._link(conn)
-        if first.conn == conn or link.pruned.get(first.origin, now_ms) > now_ms:
+        if first.conn == conn:
+            return False
+        late = (link.late.get(first.origin) or 0) + 1
+        link.late.put(first.origin, late)
+        if link.pruned.get(first.origin, now_ms) > now_ms:
             return False
         if first.conn is not None:
             came_by = self._links.get(first.conn)
             if came_by is None or first.origin in came_by.pruned:
                 return False
-            if link.grafted.get(first.origin, now_ms) > now_ms:
-                return False  # grafted lately: it stays eager a while
+            config = self._config
+            held = link.grafted.get(first.origin, now_ms) > now_ms
+            if late < (config.graft_hold_duplicates if held else config.prune_duplicates):
+                return False
         link.grafted.pop(first.origin, None)
+        link.late.discard(first.origin)
         link.pruned[first.origin] = now_ms + self._config.want_timeout_ms  # then ask again: it may be lost
         return True
 

@@ -25,7 +25,7 @@ from simulations.errors import ScenarioError, UnknownScenario
 
 SCENARIOS_DIR = Path(__file__).parent / "scenarios"
 LATENCY_DISTRIBUTIONS = ("constant", "uniform", "lognormal")
-TOPOLOGIES = ("mesh", "full", "star")
+TOPOLOGIES = ("mesh", "full", "star", "ring")
 WORKLOADS = ("random", "trace")
 BURSTS = ("random", "even")
 ATTACKS = ("forged-tip", "impersonation", "garbage", "unauthorised-write")
@@ -134,10 +134,31 @@ class HostileOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class CpuOptions:
+    """Each peer's processor. Every frame and timer its Replicator handles takes ``service_ms``,
+    one at a time, so a busy peer queues them; ``stalls_per_s`` times a second (Poisson) it
+    stops for up to ``stall_ms_max`` (uniform), as a daemon does when descheduled on a
+    saturated machine or blocked in an fsync. The defaults (zero) make peers instant, as before:
+    no draw is made, so runs without it replay byte for byte."""
+
+    service_ms: float = 0.0
+    stalls_per_s: float = 0.0
+    stall_ms_max: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(min(self.service_ms, self.stalls_per_s, self.stall_ms_max) >= 0, "cpu times and rates are not negative")
+
+    @property
+    def on(self) -> bool:
+        return bool(self.service_ms or (self.stalls_per_s and self.stall_ms_max))
+
+
+@dataclass(frozen=True, slots=True)
 class FaultModel:
     """Everything that goes wrong in a run, in one object (see each part)."""
 
     link: LinkOptions = LinkOptions()
+    cpu: CpuOptions = CpuOptions()
     partitions: tuple[PartitionOptions, ...] = ()
     crashes: CrashOptions = CrashOptions()
     churn: ChurnOptions = ChurnOptions()
@@ -153,7 +174,8 @@ class FaultModel:
 class TopologyOptions:
     """Who dials whom. ``mesh``: each peer dials ``degree`` random others (so about twice that
     many connections each); ``full``: everyone; ``star``: ``relays`` relay peers dial each other
-    and every other peer dials ``relay_links`` of them. A node keeps redialing its neighbors
+    and every other peer dials ``relay_links`` of them; ``ring``: a ring plus a chord across
+    from each peer of the first half (degree 3 for ten peers: benchmarks/node.py's mesh). A node keeps redialing its neighbors
     every ``redial_interval_ms`` (jittered) while a connection is down, and replaces a neighbor
     that left or that it banned. The connection manager knows every peer (as a rendezvous
     service would) and keeps the honest overlay connected."""

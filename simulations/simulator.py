@@ -110,6 +110,8 @@ class Node:
     acknowledged: dict[bytes, bytes] = field(default_factory=dict)  # change -> doc
     last_ack_us: int = 0
     stats: Counter[str] = field(default_factory=Counter)  # of Replicators it ran before
+    busy_until_us: int = 0  # its processor serves what came before until then (CpuOptions)
+    next_stall_us: int | None = None
 
     @property
     def honest(self) -> bool:
@@ -327,10 +329,40 @@ class Simulation:
             self._set_timer(node, conn, at_ms)
         else:
             del node.timers[conn]
-            self._feed(node, TimerFired(conn))
+            if self.scenario.faults.cpu.on:
+                self._queue(node, self._feed_if_alive, node, node.incarnation, conn, TimerFired(conn))
+            else:
+                self._feed(node, TimerFired(conn))
 
     def _on_frame(self, link: Link, side: int, frame: bytes) -> None:
-        self._feed(self.nodes[link.peers[side]], DataReceived(link.id, frame))
+        node = self.nodes[link.peers[side]]
+        if self.scenario.faults.cpu.on:
+            self._queue(node, self._feed_if_alive, node, node.incarnation, link.id, DataReceived(link.id, frame))
+        else:
+            self._feed(node, DataReceived(link.id, frame))
+
+    def _queue(self, node: Node, handle: Any, *args: Any) -> None:
+        """Handle an event once the node's processor has served what came before it and any
+        stall due meanwhile has passed (scenario.CpuOptions)."""
+        cpu, now = self.scenario.faults.cpu, self.loop.now_us
+        start = max(now, node.busy_until_us)
+        if cpu.stalls_per_s and cpu.stall_ms_max:
+            if node.next_stall_us is None:
+                node.next_stall_us = now + self._stall_gap_us()
+            while node.next_stall_us <= start:
+                self.counters["cpu_stalls"] += 1
+                start = max(start, node.next_stall_us + round(self.rng.uniform(0, cpu.stall_ms_max) * US_PER_MS))
+                node.next_stall_us += self._stall_gap_us()
+        node.busy_until_us = start + round(cpu.service_ms * US_PER_MS)
+        self.loop.at(node.busy_until_us, handle, *args)
+
+    def _stall_gap_us(self) -> int:
+        return max(1, round(self.rng.expovariate(self.scenario.faults.cpu.stalls_per_s) * 1_000_000))
+
+    def _feed_if_alive(self, node: Node, incarnation: int, conn: int, event: Event) -> None:
+        """A queued event, unless the node restarted or the connection closed meanwhile."""
+        if node.incarnation == incarnation and node.replicator is not None and conn in node.conns:
+            self._feed(node, event)
 
     def _on_closed(self, link: Link, side: int) -> None:
         """The other end closed and we heard of it."""
@@ -771,7 +803,7 @@ class Simulation:
             "per_peer_bytes_per_s": _bytes_distribution([round(v / end_s) for v in traffic]),
             "duplicates": {"batches_received_twice": stats["duplicate_batches"], "frames_duplicated_by_network": net.stats["frames_duplicated"]},
             "network": dict(sorted(net.stats.items())),
-            "replicators": {k: stats[k] for k in ("changes_applied", "status_mismatches", "pending_expired", "refused_banned", "reply_changes_sent")},
+            "replicators": {k: stats[k] for k in ("changes_applied", "status_mismatches", "pending_expired", "refused_banned", "reply_changes_sent", "prunes_sent", "wants_sent")},
             "faults": dict(sorted(self.counters.items())),
             "writes_lost_with_leavers": self.ledger.lost_with_leavers,
             **({"space": self._membership_summary(stats)} if s.space.private else {}),

@@ -1,7 +1,7 @@
 """Who dials whom: the overlay each node's connection manager keeps up.
 
 Each edge has an owner, the peer that dials it (and redials it while it is down). A ``mesh``
-gives each peer ``degree`` random neighbors, a ``full`` topology every pair (the lower index
+gives each peer ``degree`` random neighbors, a ``ring`` a ring with chords, a ``full`` topology every pair (the lower index
 dials), a ``star`` every ordinary peer ``relay_links`` relays and every relay the others.
 
 Random graphs can come out split, and a neighbor can leave or be banned. The manager sees every
@@ -31,6 +31,12 @@ def build(options: TopologyOptions, peers: Sequence[int], relays: Collection[int
                     edges[peer] = {other for other in relays if other > peer}
                 else:
                     edges[peer] = set(rng.sample(sorted(relays), options.relay_links))
+        case "ring":
+            half = len(peers) // 2
+            for i, peer in enumerate(peers):
+                edges[peer] = {peers[(i + 1) % len(peers)]} - {peer}
+                if i < half and len(peers) > 3:
+                    edges[peer].add(peers[i + half])
         case _:
             for peer in peers:
                 edges[peer] = set(rng.sample([p for p in peers if p != peer], min(options.degree, len(peers) - 1)))

@@ -11,6 +11,14 @@ DOCS = [text_doc_id(name) for name in ("index", "main.py", "README")]
 NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"]
 
 
+def warm_up(network: Network, writer: str, doc: bytes = DOCS[0]) -> None:
+    """Enough batches of ``writer`` for every link that brings them only as duplicates to be
+    pruned for it (a prune takes ``prune_duplicates`` duplicates in a row)."""
+    for i in range(network.config.prune_duplicates):
+        network.commit(writer, doc, edits([f"{writer} warms up {i} "]))
+        network.run()
+
+
 def mesh(names: list[str], seed: int = 0) -> Network:
     network = Network(seed)
     for name in names:
@@ -40,6 +48,7 @@ def test_duplicate_pushes_prune_the_mesh_to_fewer_copies_per_batch():
     network.run()
     duplicates_first = sum(p.replicator.stats["duplicate_batches"] for p in network.peers.values())
     assert duplicates_first > 0  # a full mesh floods: everyone hears it more than once
+    warm_up(network, "alice")
     before = sum(p.replicator.stats["duplicate_batches"] for p in network.peers.values())
     network.commit("alice", DOCS[0], edits(["second"]))
     network.run()
@@ -129,9 +138,8 @@ def total(network: Network, stat: str) -> int:
 def test_concurrent_writers_keep_their_eager_paths_once_each_origin_has_pruned():
     network = sparse_mesh(NAMES)
     writers = NAMES[:4]
-    for writer in writers:  # each origin's first batch floods and prunes its own tree
-        network.commit(writer, DOCS[1], edits([f"{writer} warms up "]))
-        network.run()
+    for writer in writers:  # each origin's first batches flood and prune its own tree
+        warm_up(network, writer, DOCS[1])
     assert network.converged() and total(network, "prunes_sent") > 0
     prunes, wants = total(network, "prunes_sent"), total(network, "wants_sent")
     for round_ in range(5):
@@ -193,8 +201,7 @@ def test_a_burst_of_batches_costs_a_lazy_peer_one_announcement_per_interval():
     network = mesh(["alice", "bob", "carol"])
     network.connect_all()
     network.run()
-    network.commit("alice", DOCS[0], edits(["warm-up"]))
-    network.run()  # bob and carol hear alice's batches from alice: each prunes the other for them
+    warm_up(network, "alice")  # bob and carol hear alice's batches from alice: each prunes the other for them
     announcers = [network.peers[name].replicator for name in ("bob", "carol")]
     sent_before = sum(r.stats["messages_sent"] for r in announcers)  # they send each other Heads only
     for i in range(5):
@@ -213,8 +220,7 @@ def test_a_peer_that_missed_a_batch_asks_one_announcer_at_a_time():
     for dialer, listener in [("alice", "bob"), ("alice", "carol"), ("alice", "dave"), ("bob", "dave"), ("carol", "dave")]:
         network.connect(dialer, listener)
     network.run()
-    network.commit("alice", DOCS[0], edits(["warm-up"]))
-    network.run()  # dave hears alice's batches from alice first: he prunes bob and carol for them
+    warm_up(network, "alice")  # dave hears alice's batches from alice first: he prunes bob and carol for them
     network.commit("alice", DOCS[0], edits(["lost"]))
     [direct] = [link for link in network.links.values() if {link.dialer, link.listener} == {"alice", "dave"}]
     direct.queues["dave"].clear()  # alice's push to dave is lost; bob and carol announce it to him
@@ -232,8 +238,7 @@ def test_a_grafted_link_is_not_pruned_again_for_a_while():
     direct = network.connect("alice", "dave")
     network.connect("bob", "dave")
     network.run()
-    network.commit("alice", DOCS[0], edits(["warm-up"]))
-    network.run()  # dave hears alice's batches from alice first: he prunes bob for them
+    warm_up(network, "alice")  # dave hears alice's batches from alice first: he prunes bob for them
     prunes = total(network, "prunes_sent")
     network.commit("alice", DOCS[0], edits(["lost"]))
     direct.queues["dave"].clear()  # alice's push to dave is lost; bob announces it

@@ -74,6 +74,13 @@ def every_edit_reached_everyone(result: Result) -> None:
     assert len(result.delivery_ms) == result.summary["edits_signed"]
 
 
+def peers_stalled_and_the_trees_held(result: Result) -> None:
+    """Stalled peers, and yet every edit by push: a few wants at most (tests/protocol/test_push_churn.py)."""
+    assert result.summary["faults"]["cpu_stalls"] > 0
+    assert len(result.delivery_ms) == result.summary["edits_signed"]
+    assert result.summary["replicators"]["wants_sent"] <= result.summary["edits_signed"] // 25
+
+
 TROUBLE: dict[str, Callable[[Result], None]] = {
     "partition-heal": partition_cut_the_network,
     "bench-200": partition_cut_the_network,
@@ -84,6 +91,7 @@ TROUBLE: dict[str, Callable[[Result], None]] = {
     "concurrent-trace": the_trace_was_typed,
     "relay-star": the_trace_was_typed,
     "fanout-200": every_edit_reached_everyone,
+    "cpu-saturation": peers_stalled_and_the_trees_held,
     "storm": everything_went_wrong_at_once,
     "revocation-race": the_revoked_writer_edited_on_and_members_refused_it_and_the_hostile,
 }
