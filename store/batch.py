@@ -24,9 +24,9 @@ what to do. The rules, so a batch means one thing whatever its order:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from protocol.space import new_doc_id
 from store.errors import InvalidInput
@@ -69,6 +69,29 @@ class BatchResult:
     version: int
     heads: dict[str, tuple[bytes, ...]]
     changes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where a write run in steps is, yielded after each step: ``done`` of ``total`` files in
+    its ``phase`` ("read": taken from git, "write": content docs written)."""
+
+    phase: str
+    done: int
+    total: int
+
+
+T = TypeVar("T")
+
+
+def run_steps(steps: Generator[Progress, None, T]) -> T:
+    """Run a write made of steps (``Workspace.batch_steps``: each ``next`` runs one and yields its
+    Progress) all at once, for a caller with nothing to do in between; returns its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)
@@ -196,4 +219,4 @@ def _utf8(path: str, content: bytes) -> None:
         raise NotText(f"{path!r} is a text file and these bytes are not UTF-8 ({error.reason}); delete it and create it again as binary") from error
 
 
-__all__ = ["BATCH_DOCS_PER_TRANSACTION", "BATCH_KINDS", "BATCH_TREE_EDITS_PER_CHANGE", "BatchOp", "BatchResult", "Plan", "plan_batch"]
+__all__ = ["BATCH_DOCS_PER_TRANSACTION", "BATCH_KINDS", "BATCH_TREE_EDITS_PER_CHANGE", "BatchOp", "BatchResult", "Plan", "Progress", "plan_batch", "run_steps"]

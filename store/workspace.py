@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from difflib import SequenceMatcher
@@ -36,7 +36,7 @@ from typing import Any
 import native
 from protocol.limits import MAX_FRAME_BYTES
 from protocol.space import INDEX_DOC_ID, new_doc_id
-from store.batch import BATCH_DOCS_PER_TRANSACTION, BATCH_TREE_EDITS_PER_CHANGE, BatchOp, BatchResult, Plan, plan_batch
+from store.batch import BATCH_DOCS_PER_TRANSACTION, BATCH_TREE_EDITS_PER_CHANGE, BatchOp, BatchResult, Plan, Progress, plan_batch, run_steps
 from store.capabilities import file_doc_paths
 from store.content_build import new_docs
 from store.errors import InvalidInput, NotAuthorised
@@ -64,6 +64,7 @@ from store.tree import (
 )
 from store.workspace_errors import (
     AlreadyExists,
+    BatchConflict,
     ContentTooLarge,
     ContentUnavailable,
     DirectoryNotEmpty,
@@ -606,6 +607,23 @@ class Workspace:
             DirectoryNotEmpty, NotText, ContentTooLarge, ContentUnavailable (a file written
             over whose content has not synced), NotAuthorised.
         """
+        return run_steps(self.batch_steps(ops, now_ms=now_ms, message=message))
+
+    def batch_steps(
+        self, ops: Sequence[BatchOp], *, now_ms: int, message: str | None = None, docs_per_step: int = BATCH_DOCS_PER_TRANSACTION
+    ) -> Generator[Progress, None, BatchResult]:
+        """``apply_batch`` a step at a time, so a caller (the daemon: node/api_git.py) can serve
+        others in between: the first ``next`` checks everything, then each step commits one
+        durable group of ``docs_per_step`` content docs and yields its Progress; the last moves
+        the tree, in one transaction, and returns the BatchResult.
+
+        The tree moves at the end only, so a reader between steps sees it as before the batch.
+        If it moved meanwhile (another call, a peer), the batch is checked again against it and
+        must create and write the same files (else BatchConflict; a single op's error as
+        ``apply_batch``): the tree is then left as it was. Content written by the steps before
+        a failure, or a crash, stays: new docs unreferenced (harmless), files written over with
+        their new content (a later run of the same batch finds them done: a git re-import).
+        """
         checked = plan_batch(self.tree(), ops, _check_content)
         for node, _ in checked.writes.values():
             document = self.document(node.doc_id)
@@ -613,26 +631,28 @@ class Workspace:
                 self._text_object(node, document, None)
             else:
                 self.content(node, None)  # ContentUnavailable before writing over unseen content
-        if self.repo.capability_log(self.space).private:
-            stored = [path for node, _ in (*checked.writes.values(), *checked.modes.values()) for path in self._file_paths(node)]
-            self.check_authorised([*checked.touched(), *stored], now_ms)
+        self._check_batch_authorised(checked, now_ms)
         if checked.empty:
             return BatchResult(self.version(), {}, 0)
         message = message or f"batch of {len(ops)} ops"
         before = self.version()
+        tree_heads = self.repo.heads(self.space, INDEX_DOC_ID)
         docs: list[tuple[str, Content, TreeNode | None]] = [
             *((path, content, None) for path, (content, _, _) in checked.creates.items()),
             *((path, content, node) for path, (node, content) in checked.writes.items()),
         ]
         made: dict[str, tuple[bytes, Encoding]] = {}
-        for start in range(0, len(docs), BATCH_DOCS_PER_TRANSACTION):
+        for start in range(0, len(docs), docs_per_step):
             with self._transaction():
-                chunk = docs[start : start + BATCH_DOCS_PER_TRANSACTION]
+                chunk = docs[start : start + docs_per_step]
                 created = [(path, content) for path, content, written in chunk if written is None]  # creates come first
                 made.update(zip((path for path, _ in created), self._new_contents([content for _, content in created], message, now_ms), strict=True))
                 for _, content, written in chunk:
                     if written is not None:
                         self._overwrite(written, content, message, now_ms)
+            yield Progress("write", start + len(chunk), len(docs))
+        if self.repo.heads(self.space, INDEX_DOC_ID) != tree_heads:
+            checked = self._check_again(checked, ops, now_ms)
         with self._transaction():
             for edits in _tree_edits(checked, made, partial(self.repo.heads, self.space)):
                 with self.editing_index(message, now_ms) as edit:
@@ -641,6 +661,22 @@ class Workspace:
         heads = {path: tuple(self.repo.heads(self.space, made[path][0] if written is None else written.doc_id)) for path, _, written in docs}
         version = self.version()
         return BatchResult(version, heads, version - before)
+
+    def _check_batch_authorised(self, checked: Plan, now_ms: int) -> None:
+        if self.repo.capability_log(self.space).private:
+            stored = [path for node, _ in (*checked.writes.values(), *checked.modes.values()) for path in self._file_paths(node)]
+            self.check_authorised([*checked.touched(), *stored], now_ms)
+
+    def _check_again(self, checked: Plan, ops: Sequence[BatchOp], now_ms: int) -> Plan:
+        """A stepped batch's plan against the tree now, which moved while its contents were
+        written (``batch_steps``): it must create and write the files whose docs are written."""
+        again = plan_batch(self.tree(), ops, _check_content)
+        moved = sorted((again.creates.keys() ^ checked.creates.keys()) | (again.writes.keys() ^ checked.writes.keys()))
+        if moved or any(node.doc_id != checked.writes[path][0].doc_id for path, (node, _) in again.writes.items()):
+            what = ", ".join(map(repr, moved[:3])) or "a file written over was replaced"
+            raise BatchConflict(f"the tree changed while the batch was written ({what}): the tree is as it was; run the batch again")
+        self._check_batch_authorised(again, now_ms)
+        return again
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

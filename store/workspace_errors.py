@@ -68,3 +68,9 @@ class UnknownBase(UnknownVersion):
 class InvalidEdit(WorkspaceError, InvalidInput):
     """Edits that do not fit the text at their base: overlapping, or outside it. The message
     starts with the param at fault (``edits:``, ``edits[2]:``); nothing is applied."""
+
+
+class BatchConflict(WorkspaceError):
+    """The tree moved while a batch written in steps (``Workspace.batch_steps``) wrote its
+    contents, so that the batch would now create or write other files than it checked: the tree
+    is left as it was; run the batch (the import) again."""

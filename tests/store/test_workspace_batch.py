@@ -14,7 +14,7 @@ from protocol.space import INDEX_DOC_ID
 from store import workspace as workspace_module
 from store.batch import BatchOp
 from store.errors import InvalidInput, NotAuthorised, StoreError
-from store.workspace_errors import AlreadyExists, ContentTooLarge, DirectoryNotEmpty, IsADirectory, NotADirectory, NotFound, NotText, PathError
+from store.workspace_errors import AlreadyExists, BatchConflict, ContentTooLarge, DirectoryNotEmpty, IsADirectory, NotADirectory, NotFound, NotText, PathError
 from store_helpers import NOW_MS
 from test_capabilities_store import writer_workspace
 from workspace_replicas import MakeRepo, Peer, listing, open_peers, sync
@@ -249,3 +249,46 @@ def test_create_files_is_a_batch(me: Peer) -> None:
     assert listing(me) == {"empty": None, "have": None, "have/x.txt": "x", "new": None, "new/y.bin": b"\x01"}
     with pytest.raises(AlreadyExists):
         ws.create_files({"have/x.txt": "again"}, now_ms=me.now())
+
+
+# ----- in steps (Workspace.batch_steps: the daemon serves others between them) -----
+
+
+def test_a_batch_in_steps_moves_the_tree_at_its_last_step_only(me: Peer) -> None:
+    ws = me.ws
+    ws.write("keep.txt", "old\n", now_ms=me.now())
+    ops = [*(BatchOp("create", f"many/{i}.txt", f"{i}\n") for i in range(7)), BatchOp("write", "keep.txt", "new\n")]
+    steps = ws.batch_steps(ops, now_ms=me.now(), docs_per_step=3)
+    progress = []
+    ws.write("elsewhere.txt", "a write between steps, not in the batch\n", now_ms=me.now())  # before the first step: checked against it
+    for each in steps:
+        progress.append((each.phase, each.done, each.total))
+        assert ws.tree().get("many") is None  # readers between steps see the tree as before
+        ws.write("elsewhere.txt", f"again {each.done}\n", now_ms=me.now())  # a file outside the batch moves nothing of it
+    assert progress == [("write", 3, 8), ("write", 6, 8), ("write", 8, 8)]
+    assert {path: text for path, text in listing(me).items() if path.startswith("many/")} == {f"many/{i}.txt": f"{i}\n" for i in range(7)}
+    assert ws.read("keep.txt") == "new\n"
+
+
+def test_a_batch_in_steps_whose_tree_moved_under_it_is_checked_again(me: Peer) -> None:
+    ws = me.ws
+    ops = [BatchOp("create", "a.txt", "a"), BatchOp("create", "b.txt", "b"), BatchOp("mkdir", "d")]
+    steps = ws.batch_steps(ops, now_ms=me.now(), docs_per_step=1)
+    next(steps)
+    ws.mkdir("other", now_ms=me.now())  # the tree moves, not where the batch writes: it goes on
+    ws.mkdir("d", now_ms=me.now())  # ... nor here: a mkdir of a directory that exists does nothing
+    assert [each.done for each in steps] == [2]
+    assert listing(me) == {"a.txt": "a", "b.txt": "b", "d": None, "other": None}
+    conflicting = ws.batch_steps([BatchOp("create", "c.txt", "c"), BatchOp("write", "e.txt", "e")], now_ms=me.now(), docs_per_step=1)
+    next(conflicting)
+    ws.write("e.txt", "made meanwhile", now_ms=me.now())  # the batch would now write e.txt over, not create it
+    before = ws.entries()
+    with pytest.raises(BatchConflict, match=r"e\.txt"):
+        list(conflicting)
+    assert ws.entries() == before and ws.read("e.txt") == "made meanwhile"
+    refused = ws.batch_steps([BatchOp("create", "f.txt", "f"), BatchOp("create", "g.txt", "g")], now_ms=me.now(), docs_per_step=1)
+    next(refused)
+    ws.write("g.txt", "first", now_ms=me.now())
+    with pytest.raises(AlreadyExists):  # a single op's own error when it fails now
+        list(refused)
+    assert ws.tree().get("f.txt") is None
