@@ -58,7 +58,16 @@ from protocol.capabilities import CapabilityLog
 from protocol.errors import ProtocolError, SnapshotPointerError, VerificationError, WireError
 from protocol.ingest import PendingChanges, VerifiedTips, ingest
 from protocol.limits import MAX_PENDING_CHANGES
-from protocol.snapshot_pointer import Bundle, PointerChain, SnapshotPointer, decode_bundle, decode_pointer, encode_bundle
+from protocol.snapshot_pointer import (
+    MAX_PEER_ADDR_CHARS,
+    MAX_POINTER_PEERS,
+    Bundle,
+    PointerChain,
+    SnapshotPointer,
+    decode_bundle,
+    decode_pointer,
+    encode_bundle,
+)
 from protocol.space import INDEX_DOC_ID, Genesis
 from protocol.store_api import decode_records
 from protocol.tips import SignedTip
@@ -238,7 +247,7 @@ def build_publication(
         previous=previous.manifest if previous is not None else None,
         bundle=[block.cid for block in bundle],
         published_ms=now_ms,
-        peers=services.addrs()[:16],
+        peers=[addr for addr in services.addrs() if len(addr) <= MAX_PEER_ADDR_CHARS][:MAX_POINTER_PEERS],
     )
     root = Block.dag_cbor(pointer.encode())
     if len(manifest_block.data) > MAX_IPFS_BLOCK_BYTES:

@@ -44,7 +44,9 @@ from protocol.tips import CHANGE_HASH_BYTES, SignedTip
 __all__ = [
     "DOMAIN_POINTER",
     "MAX_BUNDLE_BYTES",
+    "MAX_PEER_ADDR_CHARS",
     "MAX_POINTER_BYTES",
+    "MAX_POINTER_PEERS",
     "Bundle",
     "PointerChain",
     "SnapshotPointer",
