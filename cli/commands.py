@@ -56,8 +56,25 @@ def _written(args: Args, result: Json, what: str) -> int:
 # ----- spaces and the node -----
 
 
+def _first_config(args: Args) -> Callable[[], None]:
+    """A home's first init or join writes config.toml (before the call, which adds ``space``
+    to it): every interface, a port kept from then on (node/config.py). An existing
+    config.toml is left as it is. Returns what to say once the command succeeded."""
+    from node.config import write_initial_config
+
+    home = _home(args)
+    home.ensure()
+    port = write_initial_config(home.config_file)
+    if port is None:
+        return lambda: None
+    return lambda: render.hint(f"this node listens on port {port} (TCP and QUIC) on every interface: {home.config_file}")
+
+
 def init(args: Args) -> int:
-    return _show(args, _call(args, "space.create", name=args.name, public=args.public), _print_created)
+    said = _first_config(args)
+    result = _call(args, "space.create", name=args.name, public=args.public)
+    said()
+    return _show(args, result, _print_created)
 
 
 def _print_created(result: Json) -> None:
@@ -74,6 +91,13 @@ TICKET_PREFIX = "dist1"  # protocol/ticket.py's, not imported: the command stays
 
 
 def join(args: Args) -> int:
+    said = _first_config(args)
+    code = _join(args)
+    said()
+    return code
+
+
+def _join(args: Args) -> int:
     if args.from_ipfs is not None:
         if args.space_id is not None or args.genesis is not None:
             raise UsageError("--from-ipfs names the space itself: give no TICKET|SPACE_ID or --genesis with it")
@@ -334,8 +358,12 @@ def _print_status(result: Json) -> None:
         f"daemon    {daemon}",
         f"api       {api}",
         f"network   {network}",
-        f"peers     {result['peers']}",
     ]
+    if result["reachable"]:
+        lines.append(f"dial me   {'  '.join(result['reachable'])}")
+    if result["warning"]:
+        lines.append(f"warning   {result['warning']}")
+    lines += [f"peers     {result['peers']}"]
     lines += [f"space     {s['name']}  {s['space_id']}  version {s['version']}" for s in result["spaces"]]
     if result["pending_joins"]:
         lines.append(f"pending   {result['pending_joins']} space(s) to fetch")

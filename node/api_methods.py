@@ -29,7 +29,7 @@ import base64
 import binascii
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,7 @@ from node.services import NodeServices
 from protocol.errors import BadSignature, InvalidSpaceName, WireError
 from protocol.identity import peer_id_of
 from protocol.space import Genesis
+from store.batch import run_steps
 from store.blocks import cid_text
 from store.errors import (
     ClosedError,
@@ -68,6 +69,7 @@ from store.errors import (
 from store.workspace import Content, Edit, Workspace
 from store.workspace_errors import (
     AlreadyExists,
+    BatchConflict,
     ContentTooLarge,
     ContentUnavailable,
     DirectoryNotEmpty,
@@ -111,6 +113,7 @@ STORE_ERROR_CODES: dict[type[StoreError], int] = {
     NotText: 1011,
     ContentTooLarge: 1012,
     ContentUnavailable: 1013,
+    BatchConflict: 1014,  # fs.batch, git.import in steps: the tree moved under them; it is as it was
     NotAuthorised: 1030,  # the space's capability log refuses this node's own write
     GitError: 1040,  # the git bridge (node/api_git.py): nothing was changed
     NotARepository: 1041,
@@ -152,7 +155,11 @@ class Call:
         return self.subscriptions, self.sink
 
 
-Handler = Callable[[Call, Json], Json]
+# A long method (git.import, a big fs.batch) is a generator: each ``next`` runs one step of
+# its work, and what it returns is the result. The daemon serves its other clients between the
+# steps (node/api.py); a command on the store runs them all at once (``dispatch``).
+Steps = Generator[None, None, Json]
+Handler = Callable[[Call, Json], Json | Steps]
 HANDLERS: dict[str, Handler] = {}
 
 
@@ -165,12 +172,18 @@ def method(name: str) -> Callable[[Handler], Handler]:
 
 
 def dispatch(call: Call, name: str, params: Json) -> Json:
-    """Run one method.
+    """Run one method, every step of it at once.
 
     Raises:
         RpcError: unknown method, invalid params, or the store refused (nothing was changed).
         Anything else is a bug, for the caller to log (the daemon) or show (the CLI).
     """
+    return run_steps(dispatch_steps(call, name, params))
+
+
+def dispatch_steps(call: Call, name: str, params: Json) -> Steps:
+    """``dispatch`` a step at a time: yields between the steps of a long method (never for the
+    others) and returns the result; each error is raised by the step that meets it."""
     handler = HANDLERS.get(name)
     if handler is None:
         raise RpcError(METHOD_NOT_FOUND, f"no method {name!r} (see node/api_schema.json)", "MethodNotFound")
@@ -182,7 +195,10 @@ def dispatch(call: Call, name: str, params: Json) -> Json:
             api_scopes.check(
                 call.scope, name, checked, space=lambda: call.space(checked), workspace=lambda: call.workspace(checked), now_ms=call.services.clock()
             )
-        return handler(call, checked)
+        result = handler(call, checked)
+        if isinstance(result, Generator):
+            result = yield from result
+        return result
     except StoreError as error:
         raise store_error(error) from error
     except native.AutomergeError as error:  # a stored doc Automerge refuses: the store's damage, not a bug of ours
@@ -520,8 +536,11 @@ def doc_close(call: Call, params: Json) -> Json:
 
 @method("node.status")
 def node_status(call: Call, params: Json) -> Json:
+    from node.config import dialable_elsewhere, loopback_warning
+
     services = call.services
     repo = services.repo
+    addrs = services.addrs()
     return {
         "peer_id": services.identity.peer_id,
         "public_key": services.identity.public_key.hex(),
@@ -532,7 +551,9 @@ def node_status(call: Call, params: Json) -> Json:
         "uptime_s": round((services.clock() - services.started_ms) / 1000, 3) if services.daemon else None,
         "api": services.api,
         "network": services.network is not None,
-        "addrs": services.addrs(),
+        "addrs": addrs,
+        "reachable": [addr for addr in addrs if dialable_elsewhere(addr)],
+        "warning": loopback_warning(addrs),
         "peers": len(services.peers.list()),
         "spaces": [{"space_id": g.space_id.hex(), "name": g.name, "version": repo.version(g.space_id)} for g in repo.spaces()],
         "pending_joins": len(_pending(services)),

@@ -4,7 +4,9 @@
   were told about (bootstrap, mDNS), so a restarted node redials them without being told
   again. A JSON file of our own, not libp2p's in-memory peerstore and not the store's schema:
   it holds hints, never truth, and is rewritten atomically.
-- ``MdnsDiscovery`` announces this node as ``_distspace._udp.local.`` and browses for others.
+- ``MdnsDiscovery`` announces this node as ``_distspace._udp.local.`` and browses for others,
+  on the interfaces whose addresses we announce (``mdns_interfaces``: a node listening on every
+  interface is found on the LAN; a loopback-only node, as in tests, stays on loopback).
   Its TXT record carries our protocol and a short tag per space (a hash of the space id:
   peers that share a space recognise each other; others learn nothing about the space), so
   the node dials only peers that speak our protocol and share a space — libp2p's own mDNS
@@ -45,6 +47,7 @@ __all__ = [
     "MdnsPeer",
     "PeerStore",
     "mdns_filter",
+    "mdns_interfaces",
     "space_tag",
     "transport_rank",
 ]
@@ -234,9 +237,16 @@ def mdns_filter(properties: dict[bytes | str, bytes | str | None], own_peer_id: 
     return MdnsPeer(peer_id, tuple(addrs)) if addrs else None
 
 
-def loopback_only(addrs: Iterable[str]) -> bool:
-    """Whether every address is on loopback: then mDNS stays on the loopback interface."""
-    return all("/ip4/127." in str(a) or "/ip6/::1/" in str(a) for a in addrs)
+def mdns_interfaces(addrs: Iterable[str]) -> list[str]:
+    """The IPv4 addresses mDNS runs on: those of our direct addresses (node/host.py announces
+    each interface's for a wildcard listen), loopback included only when listed; just
+    loopback for a node with no IPv4 address of its own (relay circuits only, IPv6 only)."""
+    found: list[str] = []
+    for addr in addrs:
+        parts = str(addr).split("/")
+        if len(parts) > 2 and parts[1] == "ip4" and "p2p-circuit" not in parts and parts[2] not in found:
+            found.append(parts[2])
+    return found or ["127.0.0.1"]
 
 
 class MdnsDiscovery:
@@ -258,8 +268,8 @@ class MdnsDiscovery:
         self._addrs = list(addrs)
         self._spaces = set(spaces)
         self._on_found = on_found
-        # None: every interface. Loopback-only nodes stay on loopback (tests, single machine).
-        self._interfaces = list(interfaces) if interfaces is not None else (["127.0.0.1"] if loopback_only(addrs) else None)
+        # Loopback-only nodes stay on loopback (tests, single machine).
+        self._interfaces = list(interfaces) if interfaces is not None else mdns_interfaces(addrs)
         self._zeroconf: Any = None
         self._info: Any = None
         self.found: dict[str, MdnsPeer] = {}
@@ -280,17 +290,14 @@ class MdnsDiscovery:
                     pass
 
         interfaces = self._interfaces
-        if interfaces is None:
-            zeroconf = await trio.to_thread.run_sync(Zeroconf)
-        else:
-            zeroconf = await trio.to_thread.run_sync(lambda: Zeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only))
+        zeroconf = await trio.to_thread.run_sync(lambda: Zeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only))
         self._zeroconf = zeroconf
         browser = None
         try:
             self._info = self._service_info()
             await trio.to_thread.run_sync(zeroconf.register_service, self._info)
             browser = ServiceBrowser(zeroconf, MDNS_SERVICE_TYPE, handlers=[on_change])
-            event(logger, "mdns.started", peer_id=self.peer_id, interfaces=self._interfaces or "all")
+            event(logger, "mdns.started", peer_id=self.peer_id, interfaces=",".join(self._interfaces))
             task_status.started()
             async with receive:
                 async for name in receive:
@@ -317,7 +324,7 @@ class MdnsDiscovery:
         return ServiceInfo(
             MDNS_SERVICE_TYPE,
             f"{self.peer_id}.{MDNS_SERVICE_TYPE}",
-            addresses=[socket.inet_aton("127.0.0.1")] if self._interfaces == ["127.0.0.1"] else None,
+            addresses=[socket.inet_aton(ip) for ip in self._interfaces],
             port=_first_port(self._addrs),
             properties=properties,
             server=f"{self.peer_id[-20:].lower()}.local.",

@@ -11,6 +11,15 @@ transports from the listen addresses alone, so a host listening only on TCP coul
 thread that libp2p's WebRTC transport runs aiortc on) before leaving. Leaving libp2p's own
 ``host.run()`` without ``host.close()`` first would run that cleanup under cancellation and
 leak the asyncio thread; this module exists partly to get that order right once.
+
+What a host announces (``Host.addrs``, and identify's listen addresses): a wildcard listen
+address (``/ip4/0.0.0.0/...``, ``/ip6/::/...``) becomes one address per interface address of
+this machine (``announce``), loopback last, since peers elsewhere can only use the others;
+then the ``/p2p-circuit`` addresses of the relay reservations it holds (``hold_reservation``),
+first when the host says it is not publicly reachable (``Host.private``). With
+``hole_punch=True`` a host also runs libp2p's DCUtR (``/libp2p/dcutr``): it tries to turn a
+relayed connection into a direct one (a direct dial first, then a simultaneous open on the
+addresses each side observed); the relayed connection carries on when that fails.
 """
 
 from __future__ import annotations
@@ -36,20 +45,24 @@ from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.protocol_muxer.exceptions import MultiselectClientError, ProtocolNotSupportedError
+from libp2p.relay.circuit_v2.dcutr import DCUtRProtocol
 from libp2p.relay.circuit_v2.resources import RelayLimits
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import background_trio_service
 from libp2p.transport.quic.config import QUICTransportConfig
 from libp2p.transport.quic.transport import QUICTransport
 from libp2p.transport.tcp.tcp import TCP
 from libp2p.transport.webrtc.config import WebRTCTransportConfig
 from libp2p.transport.webrtc.transport import WebRTCDirectTransport
 
+from node.config import dialable_elsewhere
 from node.errors import AddressError, DialError, HostStartError, NodeError, ProtocolRefused
 from node.framing import MAX_FRAME_BYTES, FrameStream
 from node.relay import (
+    HOP_PROTOCOL_ID,
     RESERVATION_MIN_REFRESH_S,
     RESERVATION_REFRESH_FRACTION,
     CircuitRelay,
@@ -68,10 +81,14 @@ __all__ = [
     "Host",
     "StreamHandler",
     "address_key",
+    "announce",
     "build_libp2p_host",
     "hold_reservation",
     "is_loopback_key",
+    "is_reachable_elsewhere",
     "open_host",
+    "reachable_publicly",
+    "serves_relay",
 ]
 
 SYNC_PROTOCOL: Final = TProtocol("/distspace/sync/1")
@@ -101,7 +118,87 @@ UNKNOWN_ADDRESS: Final = "unknown"
 # its /64 as one, as libp2p's resource manager does, or one machine would be 2**64 addresses.
 IPV6_HOST_PREFIX_BITS: Final = 64
 
+# Interface addresses are read again at most this often (a DHCP lease or a new interface
+# shows in announcements this late); getifaddrs is cheap, identify asks on every connection.
+INTERFACES_CACHE_S: Final = 5.0
+WILDCARDS: Final = {"ip4": "0.0.0.0", "ip6": "::"}
+
 StreamHandler = Callable[[FrameStream], Awaitable[None]]
+
+_interfaces_cache: tuple[float, list[ipaddress.IPv4Address | ipaddress.IPv6Address]] = (-math.inf, [])
+
+
+def interface_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """This machine's interface addresses (IPv6 link-local left out: they need a zone)."""
+    global _interfaces_cache
+    now = time.monotonic()
+    if now - _interfaces_cache[0] < INTERFACES_CACHE_S:
+        return _interfaces_cache[1]
+    import ifaddr  # zeroconf's dependency: reads getifaddrs
+
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            raw = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
+            try:
+                address = ipaddress.ip_address(raw.split("%", 1)[0])
+            except ValueError:
+                continue
+            if not address.is_link_local and address not in found:
+                found.append(address)
+    _interfaces_cache = (now, found)
+    return found
+
+
+def announce(
+    listening: Sequence[multiaddr.Multiaddr], interfaces: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address] | None = None
+) -> list[multiaddr.Multiaddr]:
+    """What to tell peers of ``listening``: each wildcard address once per interface address
+    of its family, other addresses as they are; loopback last (only this machine can use it)."""
+    if interfaces is None:
+        interfaces = interface_addresses()
+    out: list[multiaddr.Multiaddr] = []
+    for addr in listening:
+        text = str(addr)
+        family = next((name for name, wildcard in WILDCARDS.items() if text.startswith(f"/{name}/{wildcard}/")), None)
+        if family is None:
+            out.append(addr)
+            continue
+        rest = text[len(f"/{family}/{WILDCARDS[family]}") :]
+        version = 4 if family == "ip4" else 6
+        out.extend(multiaddr.Multiaddr(f"/{family}/{ip}{rest}") for ip in interfaces if ip.version == version)
+    unique = list({str(addr): addr for addr in out}.values())
+    return sorted(unique, key=_is_loopback_addr)  # stable: the listen order within each group
+
+
+def _ip_of(addr: multiaddr.Multiaddr) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    parts = str(addr).split("/")
+    if len(parts) > 2 and parts[1] in ("ip4", "ip6"):
+        try:
+            return ipaddress.ip_address(parts[2])
+        except ValueError:
+            return None
+    return None
+
+
+def _is_loopback_addr(addr: multiaddr.Multiaddr) -> bool:
+    ip = _ip_of(addr)
+    return ip is not None and ip.is_loopback
+
+
+def is_reachable_elsewhere(addr: multiaddr.Multiaddr | str) -> bool:
+    """Whether another machine could dial the address (node/config.py's ``dialable_elsewhere``)."""
+    return dialable_elsewhere(str(addr))
+
+
+def reachable_publicly(addrs: Sequence[multiaddr.Multiaddr | str]) -> bool:
+    """Whether an announced address is a global one (not RFC 1918, CGNAT, ULA, test ranges...):
+    the ``auto`` reachability's test. A NAT is not detected, only the absence of a public address."""
+    for addr in addrs:
+        ip = _ip_of(multiaddr.Multiaddr(str(addr)))
+        if ip is not None and ip.is_global:
+            return True
+    return False
 
 
 def address_key(conn: object) -> str:
@@ -170,6 +267,7 @@ def build_libp2p_host(identity: Identity) -> IHost:
             WebRTCDirectTransport(private_key, config=WebRTCTransportConfig(ice_servers=[])),
         ],
         connection_config=ConnectionConfig(max_connections_per_peer=MAX_CONNECTIONS_PER_PEER),
+        addrs_factory=lambda candidates: announce(candidates),
     )
     # py-libp2p 0.8.1 caps inbound connections with a CapacityLimiter whose slot each inbound
     # handler holds until the whole swarm stops (it awaits the swarm manager, not the
@@ -197,24 +295,34 @@ class Host:
     reservations and refusals (``relay_*``, node/relay.py), in the same counter.
     """
 
-    def __init__(self, identity: Identity, libp2p_host: IHost, circuits: CircuitRelay) -> None:
+    def __init__(self, identity: Identity, libp2p_host: IHost, circuits: CircuitRelay, *, private: bool = False) -> None:
         self.identity = identity
         self.libp2p = libp2p_host
         self.circuits = circuits
         self.stats: Counter[str] = circuits.stats
+        # Not reachable from elsewhere: our relay circuits are announced before direct addresses.
+        self.private = private
+        # Relay peer id -> our circuit address through it, while we hold a reservation there.
+        self.reservations: dict[str, multiaddr.Multiaddr] = {}
+        self.dcutr: DCUtRProtocol | None = None
 
     @property
     def peer_id(self) -> str:
         return self.identity.peer_id
 
     def addrs(self, transport: str | None = None) -> list[multiaddr.Multiaddr]:
-        """Our listen addresses, each ending in ``/p2p/<peer id>``.
+        """What we announce, each ending in ``/p2p/<peer id>``: the listen addresses (a wildcard
+        as each interface's address, loopback last) and the circuits of the reservations we
+        hold on relays still connected (first if ``private``).
 
         Args:
             transport: keep only addresses using this multiaddr protocol, e.g. ``"tcp"``,
-                ``"quic-v1"``, ``"webrtc-direct"``.
+                ``"quic-v1"``, ``"webrtc-direct"``, ``"p2p-circuit"``.
         """
-        addrs = self.libp2p.get_addrs()
+        direct = self.libp2p.get_addrs()
+        connected = set(self.connected_peers())
+        circuits = [addr for relay, addr in self.reservations.items() if relay in connected]
+        addrs = [*circuits, *direct] if self.private else [*direct, *circuits]
         if transport is None:
             return addrs
         return [addr for addr in addrs if any(p.name == transport for p in addr.protocols())]
@@ -364,10 +472,16 @@ async def open_host(
     serve_relay: bool = False,
     relay_limits: RelayLimits | None = None,
     relay_admits: RelayAdmission | None = None,
+    private: bool = False,
+    hole_punch: bool = False,
 ) -> AsyncIterator[Host]:
     """Start a host listening on ``listen_addrs``; stop it, leaving no task or thread, on exit.
 
+    ``listen_addrs`` may be empty: a host that only dials out (and is reached through relays).
+
     Args:
+        private: not reachable from elsewhere: announce relay circuits first (``Host.addrs``).
+        hole_punch: run DCUtR, upgrading relayed connections to direct ones where it can.
         serve_relay: also serve circuit relay v2 reservations and circuits (a headless relay).
         relay_limits: caps for serving; ``node.relay.relay_limits()`` by default.
         relay_admits: which peers (by peer id) may reserve and be dialled through us; None:
@@ -395,7 +509,11 @@ async def open_host(
                     )
                 async with trio.open_nursery() as nursery:
                     await nursery.start(circuits.run)
-                    host = Host(identity, libp2p_host, circuits)
+                    host = Host(identity, libp2p_host, circuits, private=private)
+                    if hole_punch:
+                        host.dcutr = DCUtRProtocol(libp2p_host)
+                        nursery.start_soon(_run_service, host.dcutr)
+                        await host.dcutr.event_started.wait()
                     logger.info(
                         "host.started peer_id=%s addrs=%s", identity.peer_id, ",".join(map(str, host.addrs()))
                     )
@@ -409,6 +527,38 @@ async def open_host(
                 if scope.cancelled_caught:
                     logger.warning("host.close_timeout peer_id=%s timeout_s=%s", identity.peer_id, CLOSE_TIMEOUT_S)
                 logger.info("host.stopped peer_id=%s", identity.peer_id)
+
+
+# How long to wait for identify to tell whether a peer we dialled serves circuit relay v2 HOP
+# (identify runs at once on a connection: one round trip), and how often to look.
+IDENTIFY_WAIT_S: Final = 5.0
+IDENTIFY_POLL_S: Final = 0.1
+
+
+async def serves_relay(host: Host, peer_id: str) -> bool:
+    """Whether the peer's identify lists the relay HOP protocol (False if identify does not
+    answer in ``IDENTIFY_WAIT_S``): asked before a RESERVE, so a peer that is no relay is
+    never sent one (py-libp2p logs every refused protocol as an error)."""
+    peer = ID.from_base58(peer_id)
+    peerstore = host.libp2p.get_peerstore()
+    with trio.move_on_after(IDENTIFY_WAIT_S):
+        while True:
+            identified = peer in getattr(host.libp2p, "_identified_peers", ())
+            try:
+                protocols = [str(p) for p in peerstore.get_protocols(peer)]
+            except Exception:  # PeerStoreError: nothing known of it yet
+                protocols = []
+            if str(HOP_PROTOCOL_ID) in protocols:
+                return True
+            if identified:
+                return False
+            await trio.sleep(IDENTIFY_POLL_S)  # pacing a poll: libp2p has no identify-done event to wait on
+    return False
+
+
+async def _run_service(service: DCUtRProtocol) -> None:
+    async with background_trio_service(service):
+        await trio.sleep_forever()
 
 
 async def hold_reservation(
@@ -428,8 +578,13 @@ async def hold_reservation(
     address = circuit_addr(relay_addr, host.peer_id)
     expires = await host.circuits.reserve(relay)
     logger.info("relay.reserved relay=%s circuit_addr=%s ttl_s=%.0f", relay, address, expires - time.time())
-    task_status.started(address)
-    while True:
-        await trio.sleep(max(RESERVATION_MIN_REFRESH_S, (expires - time.time()) * RESERVATION_REFRESH_FRACTION))
-        expires = await host.circuits.reserve(relay)
-        logger.debug("relay.renewed relay=%s ttl_s=%.0f", relay, expires - time.time())
+    host.reservations[relay.to_base58()] = address
+    try:
+        task_status.started(address)
+        while True:
+            await trio.sleep(max(RESERVATION_MIN_REFRESH_S, (expires - time.time()) * RESERVATION_REFRESH_FRACTION))
+            expires = await host.circuits.reserve(relay)
+            logger.debug("relay.renewed relay=%s ttl_s=%.0f", relay, expires - time.time())
+    finally:
+        if host.reservations.get(relay.to_base58()) == address:
+            del host.reservations[relay.to_base58()]

@@ -55,6 +55,18 @@ other through it over circuits (``reserve_on``). It serves reservations only to 
 the spaces it holds (role relay or more), or to anyone while it holds an open space
 (``_relay_admits``; node/relay.py says why and that a relay can read what it serves).
 
+NAT. A node whose addresses others cannot dial (``reachability``: ``private``, or ``auto``
+with interface addresses none of which is global; a loopback-only node is never private, it
+serves this machine alone) holds a reservation on a relay of its spaces and announces the
+circuit address first (``Host.addrs``, so tickets carry it): on each relay in ``reserve_on``,
+and on each peer it dials directly that grants one (node/relay.py: a relay serves only members
+of its spaces, so a granted reservation is on a relay of ours; a peer that is no relay refuses,
+and is not asked again while connected). Peers dial it at ``.../p2p/RELAY/p2p-circuit/p2p/US``
+(node/keepers.py tries direct addresses first, circuits last). With ``hole_punch`` the host runs
+DCUtR on relayed connections; a direct connection that replaces a relayed one is counted
+(``stats["direct_upgrades"]``, event ``network.direct_upgrade``), and the relayed path stays
+the fallback.
+
 What it reports (node/events.py's ``NetworkEvent``) goes to ``on_event``; how a daemon wires
 it to the rest of the node is node/wiring.py.
 """
@@ -88,9 +100,21 @@ from node.events import (
 )
 from node.framing import connection_lost
 from node.genesis_exchange import GENESIS_PROTOCOL, MAX_GENESIS_BYTES, fetch_space, serve_genesis
-from node.host import LOOPBACK_LISTEN_ADDRS, UNKNOWN_ADDRESS, Host, address_key, hold_reservation, open_host
+from node.host import (
+    LOOPBACK_LISTEN_ADDRS,
+    UNKNOWN_ADDRESS,
+    Host,
+    address_key,
+    announce,
+    hold_reservation,
+    is_reachable_elsewhere,
+    open_host,
+    reachable_publicly,
+    serves_relay,
+)
 from node.keepers import KEPT_PEERS_MAX, PEERS_REMEMBERED_MAX, Keepers, Peer
 from node.logs import event
+from node.relay import is_circuit_addr
 from node.sync_driver import DriverLimits, SyncDriver, peer_key_of
 from protocol.limits import SyncConfig
 from store.repo import Repo, RepoEvent, SpaceStored, wall_clock_ms
@@ -131,6 +155,8 @@ class NetworkOptions:
     peers: tuple[str, ...] = ()  # bootstrap multiaddrs (with /p2p/), kept connected
     relay: bool = False  # serve circuit relay v2 reservations (headless relay mode)
     reserve_on: tuple[str, ...] = ()  # relays to hold a reservation on (dialable through them)
+    reachability: str = "auto"  # auto | public | private (the module docstring, "NAT")
+    hole_punch: bool = False  # run DCUtR on relayed connections (the daemon's config turns it on)
     mdns: bool = False
     metrics_port: int | None = None  # Prometheus text on 127.0.0.1:port (0: any free port)
     max_peers: int = MAX_PEERS
@@ -219,6 +245,11 @@ class Network:
         self._nursery: trio.Nursery | None = None
         self._mdns: MdnsDiscovery | None = None
         self.metrics_port: int | None = None
+        self.private = _is_private(options)
+        # Relays (peer ids) we hold or are trying a reservation on, and peers that refused one
+        # (no relay, or not of our spaces) while connected: never asked twice a connection.
+        self._reserving: set[str] = set()
+        self._not_relays: set[str] = set()
 
     @property
     def host(self) -> Host:
@@ -239,7 +270,14 @@ class Network:
         options = self.options
         notifee = _Notifee(self)
         relay_admits = self._relay_admits if options.relay else None
-        async with open_host(self.identity, options.listen, serve_relay=options.relay, relay_admits=relay_admits) as host:
+        async with open_host(
+            self.identity,
+            options.listen,
+            serve_relay=options.relay,
+            relay_admits=relay_admits,
+            private=self.private,
+            hole_punch=options.hole_punch,
+        ) as host:
             self._host = host
             swarm = host.libp2p.get_network()
             unsubscribe = self.repo.subscribe(self._on_repo_event)
@@ -268,6 +306,7 @@ class Network:
                         except AddressError:  # hints only: a bad entry is forgotten, not fatal
                             self.peerstore.forget(peer_id)
                     for relay_addr in options.reserve_on:
+                        self._reserving.add(str(multiaddr.Multiaddr(relay_addr).get_peer_id()))
                         nursery.start_soon(self._keep_reservation, relay_addr)
                     if options.mdns:
                         # Not awaited: zeroconf's registration takes ~1.6 s we need not wait for.
@@ -380,9 +419,13 @@ class Network:
                     "banned": peer.banned_until > trio.current_time(),
                 }
             )
+        addrs = self.addrs()
         return {
             "peer_id": self.peer_id,
-            "addrs": self.addrs(),
+            "addrs": addrs,
+            "reachable": [addr for addr in addrs if is_reachable_elsewhere(addr)],
+            "private": self.private,
+            "reservations": sorted(str(addr) for addr in self.host.reservations.values()),
             "relay": self.options.relay,
             "peers": peers,
             "sessions": len(self.driver.sessions()),
@@ -417,6 +460,7 @@ class Network:
         except NodeError:
             return  # not an Ed25519 peer: nothing we would sync with; libp2p may keep it
         now = trio.current_time()
+        relayed_before = any(_relayed(old) for old in peer.conns if old is not conn)
         for old, old_since in list(peer.conns.items()):
             if old is conn:
                 continue
@@ -430,6 +474,11 @@ class Network:
                 return
             del peer.conns[old]
         peer.conns.setdefault(conn, now)
+        if relayed_before and not _relayed(conn):
+            self.stats["direct_upgrades"] += 1
+            event(logger, "network.direct_upgrade", peer_id=peer_id, addrs=",".join(self.connection_addrs(peer_id)))
+        if self.private and not _relayed(conn) and _dialled_by_us(conn) and self._nursery is not None:
+            self._try_relay(peer_id, conn)
         if not peer.is_up:
             peer.is_up = True
             peer.down = trio.Event()
@@ -536,6 +585,17 @@ class Network:
             peer.conns.pop(conn, None)
             self._check_down(peer)
 
+    def _try_relay(self, peer_id: str, conn: Any) -> None:
+        """Ask a peer we dialled directly for a reservation, once a connection (private nodes)."""
+        if peer_id in self._reserving or peer_id in self._not_relays or self._nursery is None:
+            return
+        remote = next((addr for addr in conn.get_transport_addresses() if not is_circuit_addr(addr)), None)
+        if remote is None:
+            return
+        self._reserving.add(peer_id)
+        relay_addr = f"{remote}/p2p/{peer_id}" if "/p2p/" not in str(remote) else str(remote)
+        self._nursery.start_soon(self._keep_reservation, relay_addr, True)
+
     def _check_down(self, peer: Peer) -> None:
         """Mark the peer down once none of its connections is alive (also run by the tick, for
         closes libp2p reports late or never)."""
@@ -543,6 +603,7 @@ class Network:
         if not peer.is_up or peer.conns:
             return
         peer.is_up = False
+        self._not_relays.discard(peer.peer_id)
         peer.dialled = False
         peer.dropping = False
         peer.connected_at = math.inf
@@ -640,18 +701,37 @@ class Network:
         finally:
             self._mdns = None
 
-    async def _keep_reservation(self, relay_addr: str) -> None:
-        """Hold a reservation on a relay; when it fails, retry with backoff."""
+    async def _keep_reservation(self, relay_addr: str, found: bool = False) -> None:
+        """Hold a reservation on a relay; when it fails, retry with backoff. A relay ``found``
+        by dialling it (not configured) is let go when it refuses or its connection is gone."""
         backoff = self.options.backoff(self._rng)
-        while True:
-            try:
-                async with trio.open_nursery() as nursery:
-                    circuit = await nursery.start(hold_reservation, self.host, relay_addr)
-                    backoff.reset()
-                    self._emit(RelayReserved(str(relay_addr), str(circuit)))
-            except NodeError as error:
-                event(logger, "network.reservation_failed", relay=relay_addr, error=error)
-            await trio.sleep(backoff.next())
+        relay = str(multiaddr.Multiaddr(relay_addr).get_peer_id())
+        try:
+            if found and not await serves_relay(self.host, relay):
+                self._not_relays.add(relay)
+                return
+            while True:
+                held = False
+                try:
+                    async with trio.open_nursery() as nursery:
+                        circuit = await nursery.start(hold_reservation, self.host, relay_addr)
+                        held = True
+                        backoff.reset()
+                        self.stats["reservations_held"] += 1
+                        event(logger, "network.reserved", relay=relay_addr, circuit=circuit)
+                        self._announce()
+                        self._emit(RelayReserved(str(relay_addr), str(circuit)))
+                except* NodeError as group:  # the nursery wraps what hold_reservation raised
+                    level = logging.DEBUG if found and not held else logging.INFO
+                    event(logger, "network.reservation_failed", level, relay=relay_addr, error=group.exceptions[0])
+                self._announce()
+                if found and (not held or not self.is_connected(relay)):
+                    if not held:
+                        self._not_relays.add(relay)
+                    return
+                await trio.sleep(backoff.next())
+        finally:
+            self._reserving.discard(relay)
 
     async def _maintenance(self) -> None:
         while True:
@@ -685,6 +765,25 @@ def keeps_older_connection(older_ours: bool | None, newer_ours: bool | None, gap
     if gap_s > SIMULTANEOUS_DIAL_WINDOW_S or older_ours is None or newer_ours is None or older_ours == newer_ours:
         return False
     return older_ours is we_are_smaller
+
+
+def _is_private(options: NetworkOptions) -> bool:
+    """Whether other machines cannot dial our listen addresses (the module docstring, "NAT")."""
+    if options.reachability != "auto":
+        return options.reachability == "private"
+    if options.relay:
+        return False  # a relay is there to be dialled: its operator says where
+    announced = announce([multiaddr.Multiaddr(addr) for addr in options.listen])
+    elsewhere = [addr for addr in announced if is_reachable_elsewhere(addr)]
+    return bool(elsewhere) and not reachable_publicly(elsewhere)
+
+
+def _relayed(conn: Any) -> bool:
+    """Whether a libp2p connection runs through a relay circuit."""
+    try:
+        return any(is_circuit_addr(addr) for addr in conn.get_transport_addresses())
+    except (AttributeError, OSError):
+        return False
 
 
 def _dialled_by_us(conn: Any) -> bool | None:

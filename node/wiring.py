@@ -84,6 +84,9 @@ async def run_network(services: NodeServices, *, task_status: trio.TaskStatus[Ne
         relay=daemon.relay,
         mdns=daemon.mdns,
         metrics_port=services.config.metrics_port,
+        reserve_on=services.config.relays,
+        reachability=services.config.reachability,
+        hole_punch=services.config.hole_punch,
     )
     own_peer_id = services.identity.peer_id
     bus = services.bus

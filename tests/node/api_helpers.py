@@ -99,14 +99,19 @@ def own_directory(request: pytest.FixtureRequest) -> str:
     return re.sub(r"[^\w.-]+", "_", request.node.name)
 
 
+LOOPBACK_TCP = "/ip4/127.0.0.1/tcp/0"
+
+
 @contextmanager
 def running_daemon(home: Path, *args: str) -> Iterator[Daemon]:
     """``distspace up --json --no-mdns`` on ``home`` (mDNS would find the other tests' daemons),
     from its ready line until the block ends, its log in a file beside the home; never left
     running (cli/daemon_process.py starts it, as it does the demo's and the benchmarks')."""
     log = home.parent / f"{home.name}-daemon.log"
+    # init writes config.toml listening on every interface; tests send traffic to 127.0.0.1 only.
+    listen = () if "--listen" in args else ("--listen", LOOPBACK_TCP)
     try:
-        started = start_daemon(home, "--no-mdns", *args, log=log, command=[DISTSPACE], ready_timeout_s=STEP_TIMEOUT_S)
+        started = start_daemon(home, "--no-mdns", *listen, *args, log=log, command=[DISTSPACE], ready_timeout_s=STEP_TIMEOUT_S)
     except DaemonNotReady as error:
         raise AssertionError(f"{error}: {_log(home)}") from None
     try:
