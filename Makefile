@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JS_DEPS := tests/native/js/node_modules/.package-lock.json
+# js-libp2p, the foreign peer of tests/node/test_interop_js.py.
+INTEROP_DEPS := tests/interop/js/node_modules/.package-lock.json
 # The TypeScript client (clients/js), built for its tests (tests/clients/test_js_client.py).
 JS_CLIENT := clients/js/dist/index.js
 
@@ -12,7 +14,7 @@ JS_CLIENT := clients/js/dist/index.js
 demo: $(INSTALLED)
 	$(BIN)/distspace demo
 
-test: $(INSTALLED) $(JS_DEPS) $(JS_CLIENT)
+test: $(INSTALLED) $(JS_DEPS) $(INTEROP_DEPS) $(JS_CLIENT)
 	$(BIN)/python -m pytest
 
 install: $(INSTALLED)
@@ -44,6 +46,9 @@ $(INSTALLED): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard nati
 
 $(JS_DEPS): tests/native/js/package-lock.json
 	npm ci --silent --no-audit --no-fund --prefix tests/native/js
+
+$(INTEROP_DEPS): tests/interop/js/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix tests/interop/js
 
 # Its types are generated from the API schema at build, so a schema change rebuilds it.
 $(JS_CLIENT): clients/js/package-lock.json clients/js/tsconfig.json clients/js/scripts/generate_api_types.mjs node/api_schema.json $(wildcard clients/js/src/*.ts)
