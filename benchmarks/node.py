@@ -602,6 +602,13 @@ def _cpu_s(pids: list[int]) -> float:
     return total
 
 
+def _own_cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def daemon_mesh(nodes_count: int, rate_per_s: float, seconds: float) -> dict[str, Any]:
     """Real daemons (``distspace up`` processes): a splice through one daemon's API until every
     other daemon's API subscribers are notified of it. Ring with chords as in ``mesh``; with two
@@ -612,7 +619,8 @@ def daemon_mesh(nodes_count: int, rate_per_s: float, seconds: float) -> dict[str
     last arrived; ``*_settled``: from the first quarter of the edits on, once every origin's first
     batches have flooded and pruned its tree), the daemons' CPU seconds meanwhile and the
     1-minute load average at the start, to tell a tree that flaps (prunes and wants once
-    settled) from a CPU that queues."""
+    settled) from a CPU that queues (the daemons' cores and this process's, which runs the API
+    clients and watchers)."""
     import json as json_
     import os
     import re
@@ -679,7 +687,7 @@ def daemon_mesh(nodes_count: int, rate_per_s: float, seconds: float) -> dict[str
             count = int(rate_per_s * seconds)
             load_1m = os.getloadavg()[0]
             pids = [daemon.process.pid for daemon in daemons]
-            counters_before, cpu_before = _push_counters(ports), _cpu_s(pids)
+            counters_before, cpu_before, own_before = _push_counters(ports), _cpu_s(pids), _own_cpu_s()
             start = time.monotonic() + 0.1
             counters_settled = counters_before
             for k in range(count):
@@ -698,7 +706,7 @@ def daemon_mesh(nodes_count: int, rate_per_s: float, seconds: float) -> dict[str
                         raise RuntimeError(f"edit {k} did not reach every daemon")
                     time.sleep(0.005)
                 latencies.append((max(arrivals[n][k] for n in others) - began) * 1000)
-            counters_after, cpu_after = _push_counters(ports), _cpu_s(pids)
+            counters_after, cpu_after, own_after = _push_counters(ports), _cpu_s(pids), _own_cpu_s()
             elapsed_s = time.monotonic() - start
             stop.set()
             for thread in threads:
@@ -715,6 +723,7 @@ def daemon_mesh(nodes_count: int, rate_per_s: float, seconds: float) -> dict[str
         **{counter: counters_after[counter] - counters_before[counter] for counter in MESH_COUNTERS},
         **{f"{counter}_settled": counters_after[counter] - counters_settled[counter] for counter in MESH_COUNTERS},
         "daemon_cores": (cpu_after - cpu_before) / elapsed_s,
+        "benchmark_cores": (own_after - own_before) / elapsed_s,  # this process: the API clients and watchers
         "load_1m": load_1m,
     }
 
@@ -842,7 +851,8 @@ def mesh_runs(options: RunOptions) -> Iterator[Figure]:
             f"mesh: run {number}/{runs}: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms; "
             f"prunes {result['prunes_sent']:.0f} ({result['prunes_sent_settled']:.0f} once settled), "
             f"wants {result['wants_sent']:.0f} ({result['wants_sent_settled']:.0f}), duplicates {result['duplicate_batches']:.0f}, "
-            f"frames {result['messages_sent']:.0f}; daemons {result['daemon_cores']:.2f} cores; load {result['load_1m']:.2f} at start"
+            f"frames {result['messages_sent']:.0f}; daemons {result['daemon_cores']:.2f} cores, "
+            f"benchmark {result['benchmark_cores']:.2f}; load {result['load_1m']:.2f} at start"
         )
         name = f"daemons.mesh{MESH_NODES}_{MESH_RATE_PER_S}_per_s.run{number}"
         yield Figure(f"{name}_p50", round(result["p50_ms"], 2), "ms")
