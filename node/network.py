@@ -250,6 +250,7 @@ class Network:
         # (no relay, or not of our spaces) while connected: never asked twice a connection.
         self._reserving: set[str] = set()
         self._not_relays: set[str] = set()
+        self._last_relayed: set[str] = set()  # peers whose latest connection is a relayed one
 
     @property
     def host(self) -> Host:
@@ -460,7 +461,6 @@ class Network:
         except NodeError:
             return  # not an Ed25519 peer: nothing we would sync with; libp2p may keep it
         now = trio.current_time()
-        relayed_before = any(_relayed(old) for old in peer.conns if old is not conn)
         for old, old_since in list(peer.conns.items()):
             if old is conn:
                 continue
@@ -474,7 +474,10 @@ class Network:
                 return
             del peer.conns[old]
         peer.conns.setdefault(conn, now)
-        if relayed_before and not _relayed(conn):
+        if _relayed(conn):
+            self._last_relayed.add(peer_id)
+        elif peer_id in self._last_relayed:  # the relayed one may be closed already (DCUtR closes it)
+            self._last_relayed.discard(peer_id)
             self.stats["direct_upgrades"] += 1
             event(logger, "network.direct_upgrade", peer_id=peer_id, addrs=",".join(self.connection_addrs(peer_id)))
         if self.private and not _relayed(conn) and _dialled_by_us(conn) and self._nursery is not None:

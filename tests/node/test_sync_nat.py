@@ -6,6 +6,9 @@ Each dials the relay node R (a member of the space with a ``relay`` grant) and, 
 grants a reservation, holds one and announces its ``/p2p-circuit`` address first. Bob dials
 Alice's circuit address (what her ticket would carry) and they sync over it, live and after
 offline edits; with no listener there is nothing to upgrade to, and the relayed path carries on.
+With listeners on loopback and ``hole_punch``, DCUtR replaces the relayed connection by a direct
+one and sync goes on over it (on loopback by DCUtR's first step, a direct dial to the addresses
+identify gave over the circuit: no NAT is traversed here; tests/netns does that).
 """
 
 from __future__ import annotations
@@ -57,6 +60,20 @@ async def test_two_peers_no_one_can_dial_sync_through_the_relay(tmp_path: Path) 
         bob = await nodes.start("bob", peers=[relay.addr(), circuit_of(alice)], listen=NOWHERE)
         await nodes.converged(SPACE, ["alice", "bob"])
         assert bob.workspace(SPACE).read("plan.md") == "while bob was away"
+
+
+async def test_a_relayed_connection_is_upgraded_to_a_direct_one_when_the_peer_is_dialable(tmp_path: Path) -> None:
+    """DCUtR's upgrade and the switch of sessions to the direct connection (the module docstring)."""
+    async with cluster(tmp_path, PRIVATE) as nodes:
+        _, alice, bob = await relayed_pair(nodes, tmp_path, PRIVATE.listen, hole_punch=True)
+        await bob.network.connect(circuit_of(alice))
+        await nodes.until(
+            lambda: alice.network.stats["direct_upgrades"] + bob.network.stats["direct_upgrades"] >= 1
+            and "p2p-circuit" not in transports_of(bob, alice)
+            and alice.syncing_with(bob, SPACE),
+        )
+        alice.workspace(SPACE).write("plan.md", "direct now", now_ms=NOW_MS)
+        await nodes.converged(SPACE, ["alice", "bob"])
 
 
 async def test_a_configured_relay_is_held_and_its_circuit_announced_first(tmp_path: Path) -> None:
