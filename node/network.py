@@ -307,6 +307,9 @@ class Network:
                         except AddressError:  # hints only: a bad entry is forgotten, not fatal
                             self.peerstore.forget(peer_id)
                     for relay_addr in options.reserve_on:
+                        # Kept connected too: a relay joining our space by our ticket cannot
+                        # dial us behind a NAT; it opens the session on the connection we made.
+                        self.keepers.want(relay_addr, source="bootstrap")  # pinned: never let go
                         self._reserving.add(str(multiaddr.Multiaddr(relay_addr).get_peer_id()))
                         nursery.start_soon(self._keep_reservation, relay_addr)
                     if options.mdns:
