@@ -198,9 +198,12 @@ class MdnsPeer:
 
 
 def mdns_properties(peer_id: str, addrs: Sequence[str], spaces: Iterable[bytes]) -> dict[str, str]:
-    """Our TXT record: protocol, peer id, a few addresses, one tag per space."""
+    """Our TXT record: protocol, peer id, a few addresses, one tag per space. Loopback addresses
+    only when we have no other (a peer on the LAN cannot use them; the few slots go to ones it can)."""
     tags = sorted(space_tag(space) for space in spaces)[:MDNS_MAX_TAGS]
-    ordered = sorted((str(a) for a in addrs), key=transport_rank)[:MDNS_MAX_ADDRS]
+    texts = [str(a) for a in addrs]
+    beyond = [a for a in texts if not _on_loopback(a)]
+    ordered = sorted(beyond or texts, key=transport_rank)[:MDNS_MAX_ADDRS]
     properties = {"proto": str(SYNC_PROTOCOL), "peer": peer_id, "spaces": ",".join(tags)}
     properties.update({f"a{i}": addr for i, addr in enumerate(ordered)})
     return properties
@@ -235,6 +238,10 @@ def mdns_filter(properties: dict[bytes | str, bytes | str | None], own_peer_id: 
         if parsed.get_peer_id() == peer_id:
             addrs.append(str(parsed))
     return MdnsPeer(peer_id, tuple(addrs)) if addrs else None
+
+
+def _on_loopback(addr: str) -> bool:
+    return addr.startswith(("/ip4/127.", "/ip6/::1/"))
 
 
 def mdns_interfaces(addrs: Iterable[str]) -> list[str]:

@@ -27,7 +27,7 @@ from node.config import (
     loopback_warning,
     write_initial_config,
 )
-from node.discovery import mdns_interfaces
+from node.discovery import mdns_interfaces, mdns_properties
 from node.errors import ConfigError
 from node.host import announce, reachable_publicly
 
@@ -98,6 +98,13 @@ def test_mdns_runs_on_the_interfaces_announced_and_stays_on_loopback_otherwise()
     assert mdns_interfaces([f"/ip4/127.0.0.1/tcp/1/p2p/{PEER}"]) == ["127.0.0.1"]
     assert mdns_interfaces([f"/ip4/127.0.0.1/tcp/1/p2p/R/p2p-circuit/p2p/{PEER}"]) == ["127.0.0.1"]
     assert mdns_interfaces([]) == ["127.0.0.1"]
+
+
+def test_mdns_announces_lan_addresses_and_loopback_only_when_there_is_nothing_else() -> None:
+    lan, loopback = f"/ip4/192.168.1.7/tcp/1/p2p/{PEER}", f"/ip4/127.0.0.1/tcp/1/p2p/{PEER}"
+    both = mdns_properties(PEER, [lan, loopback], [b"s" * 32])
+    assert both["a0"] == lan and "a1" not in both
+    assert mdns_properties(PEER, [loopback], [b"s" * 32])["a0"] == loopback
 
 
 def test_status_on_a_loopback_daemon_warns_and_names_nothing_to_dial(tmp_path: Path) -> None:
