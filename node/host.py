@@ -45,6 +45,7 @@ from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.protocol_muxer.exceptions import MultiselectClientError, ProtocolNotSupportedError
+from libp2p.relay.circuit_v2.dcutr import PROTOCOL_ID as DCUTR_PROTOCOL_ID
 from libp2p.relay.circuit_v2.dcutr import DCUtRProtocol
 from libp2p.relay.circuit_v2.resources import RelayLimits
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
@@ -511,6 +512,7 @@ async def open_host(
                     await nursery.start(circuits.run)
                     host = Host(identity, libp2p_host, circuits, private=private)
                     if hole_punch:
+                        _demote_hole_punch_failures()
                         host.dcutr = DCUtRProtocol(libp2p_host)
                         nursery.start_soon(_run_service, host.dcutr)
                         await host.dcutr.event_started.wait()
@@ -554,6 +556,29 @@ async def serves_relay(host: Host, peer_id: str) -> bool:
                 return False
             await trio.sleep(IDENTIFY_POLL_S)  # pacing a poll: libp2p has no identify-done event to wait on
     return False
+
+
+class _ExpectedHolePunchFailures(logging.Filter):
+    """A failed hole punch is an expected outcome (a NAT that answers unsolicited SYNs with a
+    reset, a peer that does not speak DCUtR), not a failure of ours: the relayed connection
+    carries on. py-libp2p logs them as warnings and errors; they are demoted to info here, so
+    a daemon's error lines stay ours."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO and (record.name == DCUTR_LOGGER or str(DCUTR_PROTOCOL_ID) in record.getMessage()):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+DCUTR_LOGGER: Final = "libp2p.relay.circuit_v2.dcutr"
+_HOLE_PUNCH_FILTER: Final = _ExpectedHolePunchFailures()
+
+
+def _demote_hole_punch_failures() -> None:
+    for name in (DCUTR_LOGGER, "libp2p.host.basic_host"):
+        target = logging.getLogger(name)
+        if _HOLE_PUNCH_FILTER not in target.filters:
+            target.addFilter(_HOLE_PUNCH_FILTER)
 
 
 async def _run_service(service: DCUtRProtocol) -> None:

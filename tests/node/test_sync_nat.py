@@ -13,6 +13,7 @@ identify gave over the circuit: no NAT is traversed here; tests/netns does that)
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from node.network import Network, NetworkOptions
@@ -107,3 +108,17 @@ async def test_a_network_listening_nowhere_starts_and_announces_nothing_direct(t
         alice = await nodes.start("alice", listen=NOWHERE)
         assert isinstance(alice.network, Network) and alice.network.addrs() == []
         assert alice.network.status()["reachable"] == []
+
+
+def test_a_failed_hole_punch_is_logged_as_info_not_as_an_error() -> None:
+    from node.host import _HOLE_PUNCH_FILTER, DCUTR_LOGGER
+
+    def record(name: str, message: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, message, None, None)
+
+    punched = record(DCUTR_LOGGER, "Error in DCUtR protocol with peer X")
+    refused = record("libp2p.host.basic_host", "Failed to open stream to peer X:\n  Protocols: ['/libp2p/dcutr']")
+    other = record("libp2p.host.basic_host", "Failed to open stream to peer X:\n  Protocols: ['/distspace/sync/1']")
+    for each in (punched, refused, other):
+        assert _HOLE_PUNCH_FILTER.filter(each)
+    assert (punched.levelname, refused.levelname, other.levelname) == ("INFO", "INFO", "ERROR")
