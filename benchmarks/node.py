@@ -74,6 +74,8 @@ MESH_TARGET_P99_MS = 50
 # reading one daemon's metrics may take.
 MESH_COUNTERS = ("prunes_sent", "wants_sent", "duplicate_batches", "messages_sent")
 METRICS_TIMEOUT_S = 5.0
+# Replicator counters (prefixes) a healthy mesh run shows none of: printed when one does.
+MESH_UNUSUAL_COUNTERS = ("budget_", "replies_", "wants_paced", "pending_expired", "offense_", "status_mismatches", "hello_timeouts")
 RECONNECT_TARGET_S, RECONNECT_TARGET_BYTES = 1.0, 45_000
 THROUGHPUT_TARGET_PER_S = 5_000
 # automerge-repo 2.5.6 (JS, WebSocket, NodeFS storage) on the project's machine: cited, not
@@ -574,7 +576,8 @@ def _free_port() -> int:
 
 
 def _push_counters(ports: list[int]) -> dict[str, float]:
-    """The push-tree counters (MESH_COUNTERS) summed over the daemons, from their metrics ports."""
+    """Every Replicator counter summed over the daemons, from their metrics ports (MESH_COUNTERS
+    always present)."""
     import urllib.request
 
     totals = dict.fromkeys(MESH_COUNTERS, 0.0)
@@ -582,9 +585,9 @@ def _push_counters(ports: list[int]) -> dict[str, float]:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=METRICS_TIMEOUT_S) as reply:
             for line in reply.read().decode().splitlines():
                 name, _, value = line.partition(" ")
-                counter = name.removeprefix("distspace_replicator_").removesuffix("_total")
-                if counter in totals and name.startswith("distspace_replicator_"):
-                    totals[counter] += float(value)
+                if name.startswith("distspace_replicator_") and name.endswith("_total"):
+                    counter = name.removeprefix("distspace_replicator_").removesuffix("_total")
+                    totals[counter] = totals.get(counter, 0.0) + float(value)
     return totals
 
 
@@ -722,6 +725,13 @@ def daemon_mesh(nodes_count: int, rate_per_s: float, seconds: float) -> dict[str
         "edits": len(latencies),
         **{counter: counters_after[counter] - counters_before[counter] for counter in MESH_COUNTERS},
         **{f"{counter}_settled": counters_after[counter] - counters_settled[counter] for counter in MESH_COUNTERS},
+        # What else the Replicators counted meanwhile (budgets exhausted, replies deferred or
+        # paced, pending expired...): where an outlier run's time went.
+        "replicator_counters": {
+            counter: value - counters_before.get(counter, 0.0)
+            for counter, value in sorted(counters_after.items())
+            if value != counters_before.get(counter, 0.0) and counter not in MESH_COUNTERS
+        },
         "daemon_cores": (cpu_after - cpu_before) / elapsed_s,
         "benchmark_cores": (own_after - own_before) / elapsed_s,  # this process: the API clients and watchers
         "load_1m": load_1m,
@@ -854,6 +864,9 @@ def mesh_runs(options: RunOptions) -> Iterator[Figure]:
             f"frames {result['messages_sent']:.0f}; daemons {result['daemon_cores']:.2f} cores, "
             f"benchmark {result['benchmark_cores']:.2f}; load {result['load_1m']:.2f} at start"
         )
+        unusual = {k: v for k, v in result["replicator_counters"].items() if k.startswith(MESH_UNUSUAL_COUNTERS)}
+        if unusual:
+            log(f"mesh: run {number}/{runs} also counted {unusual}")
         name = f"daemons.mesh{MESH_NODES}_{MESH_RATE_PER_S}_per_s.run{number}"
         yield Figure(f"{name}_p50", round(result["p50_ms"], 2), "ms")
         yield Figure(f"{name}_p99", round(result["p99_ms"], 2), "ms")
