@@ -591,6 +591,17 @@ class Network:
             peer.conns.pop(conn, None)
             self._check_down(peer)
 
+    async def _until_down(self, peer_id: str) -> None:
+        """Return once the peer, connected now or soon, is no longer (a peer id that is no
+        Ed25519 key cannot be a member's relay: then never)."""
+        try:
+            peer = self.keepers.peer(peer_id)
+        except NodeError:
+            await trio.sleep_forever()
+        if not peer.is_up:
+            await peer.up.wait()
+        await peer.down.wait()  # replaced as the peer came up: read after it did
+
     def _try_relay(self, peer_id: str, conn: Any) -> None:
         """Ask a peer we dialled directly for a reservation, once a connection (private nodes)."""
         if peer_id in self._reserving or peer_id in self._not_relays or self._nursery is None:
@@ -727,6 +738,10 @@ class Network:
                         event(logger, "network.reserved", relay=relay_addr, circuit=circuit)
                         self._announce()
                         self._emit(RelayReserved(str(relay_addr), str(circuit)))
+                        # A relay that restarted has forgotten our slot: reserve again once
+                        # it is back, not at the next renewal (up to 45 min later).
+                        await self._until_down(relay)
+                        nursery.cancel_scope.cancel()
                 except* NodeError as group:  # the nursery wraps what hold_reservation raised
                     level = logging.DEBUG if found and not held else logging.INFO
                     event(logger, "network.reservation_failed", level, relay=relay_addr, error=group.exceptions[0])

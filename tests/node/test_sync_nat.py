@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from node.config import choose_port
 from node.network import Network, NetworkOptions
 from sync_helpers import FAST_SYNC, NOW_MS, Cluster, Node, cluster
 from test_relay_members import SPACE, prepare, transports_of
@@ -122,3 +123,20 @@ def test_a_failed_hole_punch_is_logged_as_info_not_as_an_error() -> None:
     for each in (punched, refused, other):
         assert _HOLE_PUNCH_FILTER.filter(each)
     assert (punched.levelname, refused.levelname, other.levelname) == ("INFO", "INFO", "ERROR")
+
+
+async def test_a_relay_that_restarts_is_reserved_on_again_once_it_is_back(tmp_path: Path) -> None:
+    """It forgot our slot: the circuit works again without waiting for the renewal."""
+    async with cluster(tmp_path, PRIVATE) as nodes:
+        for name in ("relay", "bob"):
+            prepare(tmp_path, name)
+        relay_listen = (f"/ip4/127.0.0.1/tcp/{choose_port()}",)
+        relay = await nodes.start("relay", relay=True, reachability="public", listen=relay_listen)
+        bob = await nodes.start("bob", reserve_on=(relay.addr(),))
+        await nodes.until(lambda: bob.network.stats["reservations_held"] == 1)
+        await nodes.stop("relay")
+        relay = await nodes.start("relay", relay=True, reachability="public", listen=relay_listen)
+        await nodes.until(lambda: bob.network.stats["reservations_held"] == 2)
+        prepare(tmp_path, "alice")
+        alice = await nodes.start("alice", peers=[circuit_of(bob)])
+        await nodes.until(lambda: alice.syncing_with(bob, SPACE) and "p2p-circuit" in transports_of(alice, bob))
