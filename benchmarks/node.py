@@ -75,7 +75,7 @@ MESH_TARGET_P99_MS = 50
 MESH_COUNTERS = ("prunes_sent", "wants_sent", "duplicate_batches", "messages_sent")
 METRICS_TIMEOUT_S = 5.0
 # Replicator counters (prefixes) a healthy mesh run shows none of: printed when one does.
-MESH_UNUSUAL_COUNTERS = ("budget_", "replies_", "wants_paced", "pending_expired", "offense_", "status_mismatches", "hello_timeouts")
+MESH_UNUSUAL_COUNTERS = ("budget_", "replies_deferred", "replies_paced", "wants_paced", "pending_expired", "offense_", "status_mismatches", "hello_timeouts")
 RECONNECT_TARGET_S, RECONNECT_TARGET_BYTES = 1.0, 45_000
 THROUGHPUT_TARGET_PER_S = 5_000
 # automerge-repo 2.5.6 (JS, WebSocket, NodeFS storage) on the project's machine: cited, not
