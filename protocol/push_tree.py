@@ -32,7 +32,11 @@ re-adds a link whose next duplicate prunes one of two paths at random. Three rul
   that always loses (a calm mesh's second paths) is pruned after three batches. The
   simulator's cpu-saturation scenario (per-node queueing and stalls, per-frame jitter):
   14-20 wants a run -> 2-6, p99 to all 246-358 -> 144-171 ms, for 7-9% more frames; a calm
-  mesh pays its two extra duplicates per link and origin once, at the start.
+  mesh pays its two extra duplicates per link and origin once, at the start. Ten real daemons
+  (benchmarks/node.py's mesh) on a machine with cores to spare kept p99 at 31-44 ms with
+  either rule, this one for ~10% more frames (~600 duplicates a run, not ~110: loopback
+  paths compete); with the daemons short of CPU (other work on the machine) both took wants
+  and tails of 200-750 ms, this one fewer of both (53 wants in six runs, the old 79).
 - A link grafted for an origin is not pruned for it for ``graft_hold_ms`` unless it brings
   ``graft_hold_duplicates`` (8) duplicates in a row: the graft means the tree had a hole
   there, and the duplicates that follow it (the stalled path's backlog) must not reopen it;
