@@ -63,14 +63,15 @@ class Node:
     def log(self) -> Path:
         return self.home.parent / f"{self.home.name}-daemon.log"
 
-    def start(self, *args: str) -> Daemon:
-        """``distspace up --listen <host>:PORT ARGS`` in the host's namespace, once ready."""
+    def start(self, *args: str, listen: bool = True) -> Daemon:
+        """``distspace up --listen <host>:PORT ARGS`` in the host's namespace, once ready;
+        without ``listen``, where the home's config says (init's default: every interface)."""
         if self.daemon is not None:
             raise AssertionError(f"{self.name}'s daemon runs already")
         _serve_metrics(self.home)
         try:
             started = start_daemon(
-                self.home, "--listen", self.listen, *args, log=self.log, command=self.host.command(DISTSPACE), ready_timeout_s=READY_TIMEOUT_S
+                self.home, *(("--listen", self.listen) if listen else ()), *args, log=self.log, command=self.host.command(DISTSPACE), ready_timeout_s=READY_TIMEOUT_S
             )
         except DaemonNotReady as error:
             raise AssertionError(f"{error}: {self.log.read_text(errors='replace')[-4000:]}") from None

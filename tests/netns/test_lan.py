@@ -1,8 +1,8 @@
 """Scenario 1 of issue 18: three hosts on one LAN find each other by mDNS and converge.
 
-No ``--peer``: each daemon learns the others only from mDNS on the LAN's interface. Each
-listens on its LAN address (``--listen``, explicit until init writes an all-interfaces default),
-which is what puts mDNS on the LAN rather than on loopback (node/discovery.py).
+No flags at all: each daemon listens where ``init``/``join`` configured it (every interface, on
+a port chosen once: node/config.py), which puts mDNS on the LAN rather than on loopback
+(node/discovery.py), and learns the others only from mDNS; it announces its LAN address.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ async def test_three_hosts_on_one_lan_find_each_other_by_mdns_and_converge(tmp_p
         space = create_space(nodes[0].home)
         join_all(nodes, space)
         with running(nodes):
-            daemons = [node.start() for node in nodes]
+            daemons = [node.start(listen=False) for node in nodes]
+            for node, each in zip(nodes, daemons, strict=True):
+                assert any(f"/ip4/{node.host.address}/" in a for a in each.ready["addrs"]), each.ready
             async with client(daemons[0]) as alice, client(daemons[1]) as bob, client(daemons[2]) as carol:
                 everyone = [alice, bob, carol]
                 ids = {node.peer_id for node in nodes}
