@@ -14,7 +14,7 @@ from pathlib import Path
 from api_helpers import distspace
 from benchmarks.netns_topology import Topology
 from e2e_helpers import Client, client, wait_converged
-from netns_helpers import Node, peer_id, running
+from netns_helpers import Node, peer_id, running, until
 
 OFFLINE_EDITS = 3
 
@@ -78,3 +78,52 @@ async def _has(each: Client, path: str) -> bool:
 
 async def _has_all(each: Client, paths: set[str]) -> bool:
     return paths <= set(await each.files())
+
+
+async def test_a_host_behind_nat_is_dialled_through_its_relay_by_a_host_behind_another(tmp_path: Path) -> None:
+    """Alice, behind her NAT, makes the space; the relay host joins it by her relay ticket. Her
+    config says she is not reachable and names the relay: she reserves a slot on it and her
+    ticket's first address is her circuit. Bob, behind his own NAT, knows nothing but that
+    ticket: he dials her through ``/p2p-circuit`` and they sync, live and after offline edits."""
+    with Topology() as net:
+        relay, alice_n, bob_n = nodes = nat_topology(net, tmp_path)
+        distspace(alice_n.home, "init", "team")
+        relay_ticket = json.loads(distspace(alice_n.home, "invite", "--role", "relay", "--json").stdout)["ticket"]
+        distspace(relay.home, "join", relay_ticket)
+        distspace(bob_n.home, "id")
+        for node in nodes:
+            node.peer_id = peer_id(node.home)
+        config = alice_n.home / "config.toml"
+        config.write_text(config.read_text() + f'reachability = "private"\nrelays = ["{relay.dial}"]\n')
+        circuit = f"{relay.dial}/p2p-circuit/p2p/{alice_n.peer_id}"
+        with running(list(nodes)):
+            relay.start("--no-mdns", "--relay")
+            alice_d = alice_n.start("--no-mdns")
+            await until(lambda: _reachable_first(alice_n.home, circuit))
+            ticket = json.loads(distspace(alice_n.home, "invite", "--role", "write", "--json").stdout)
+            assert ticket["addrs"][0] == circuit, ticket
+            distspace(bob_n.home, "join", ticket["ticket"])
+            bob_d = bob_n.start("--no-mdns")
+            async with client(alice_d) as alice, client(bob_d) as bob:
+                await alice.write("plan.md", "from behind the NAT\n")
+                await bob.until(lambda: _has(bob, "plan.md"))
+                relayed = [p for p in (await bob.api.call("node.peers"))["peers"] if p["peer_id"] == alice_n.peer_id]
+                assert relayed and all("/p2p-circuit" in a for a in relayed[0]["addrs"]), relayed
+                await bob.splice("plan.md", 0, "[bob] ")
+                await alice.splice("plan.md", 0, "[alice] ")
+                await wait_converged([alice, bob], ["[bob] ", "[alice] ", "from behind the NAT"], "plan.md")
+            bob_n.stop()
+            for i in range(OFFLINE_EDITS):  # offline, through Bob's store
+                current = distspace(bob_n.home, "cat", "plan.md").stdout
+                distspace(bob_n.home, "write", "plan.md", input=current + f"bob offline {i}\n".encode())
+            bob_d = bob_n.start("--no-mdns")
+            async with client(alice_d) as alice, client(bob_d) as bob:
+                await alice.splice("plan.md", 0, "[alice again] ")
+                markers = [f"bob offline {i}\n" for i in range(OFFLINE_EDITS)] + ["[alice again] "]
+                await wait_converged([alice, bob], markers, "plan.md")
+                assert (await alice.verify())["ok"] and (await bob.verify())["ok"]
+
+
+async def _reachable_first(home: Path, circuit: str) -> bool:
+    reachable = json.loads(distspace(home, "--json", "status").stdout)["reachable"]
+    return bool(reachable) and reachable[0] == circuit
