@@ -4,29 +4,42 @@ The binary is built by ``.ci/kubo`` (CI runs it before the tests; ``make kubo`` 
 ``$KUBO_CACHE`` (default ``~/.cache/distspace``)/kubo-VERSION/ipfs, or named by
 ``$DISTSPACE_KUBO``. Without it the tests skip and the benchmark stops, naming .ci/kubo.
 
-Each daemon gets its own IPFS_PATH (a directory the caller gives), ``init --profile=test`` (no
-bootstrap peers, no MDNS), the RPC API and the gateway on port 0 of 127.0.0.1, read back from
-what the daemon prints; it is ready when it prints "Daemon is ready". Teardown runs
-``ipfs shutdown`` and kills it if it has not exited within a bound.
+Each daemon gets its own IPFS_PATH (a directory the caller gives, fresh), ``init --profile=test``
+(no bootstrap peers, no MDNS), the RPC API and the gateway on port 0 of 127.0.0.1. Nothing is read
+from a pipe: the daemon writes to IPFS_PATH/daemon.log, and readiness is polled, within one
+bounded deadline, from what kubo leaves behind — the ``api`` file it writes in its repo once the
+API listens (the actual address), an ``/api/v0/id`` that answers, and the gateway's address from
+the log. A pipe read line by line lost lines once (four setup errors, output gone); a file and
+an answering API cannot. Teardown runs ``ipfs shutdown`` and kills it if it has not exited
+within a bound; a failed start kills it and says what the log held.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import selectors
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 KUBO_VERSION = "v0.43.1"  # what .ci/kubo builds by default
-READY_TIMEOUT_S = 60.0  # ~1 s on an idle machine; a loaded 2-core CI box is far slower
+READY_TIMEOUT_S = 90.0  # ~1 s on an idle machine; a loaded 2-core CI box is far slower
+READY_POLL_S = 0.05  # between looks at the api file and the API while it starts
+PROBE_TIMEOUT_S = 5.0  # one /api/v0/id request
 SHUTDOWN_TIMEOUT_S = 20.0
 COMMAND_TIMEOUT_S = 60.0
-_READY_LINE = "Daemon is ready"
-_API_LINE = re.compile(r"RPC API server listening on (/ip4/127\.0\.0\.1/tcp/\d+)")
+LOG_FILE = "daemon.log"
+_API_FILE = "api"  # kubo writes its RPC API's multiaddr here once it listens
+_API_ADDR = re.compile(r"^/ip4/127\.0\.0\.1/tcp/(\d+)$")
 _GATEWAY_LINE = re.compile(r"Gateway server listening on (/ip4/127\.0\.0\.1/tcp/\d+)")
+_LOG_TAIL_CHARS = 4000  # of the log, in the error of a failed start
+
+
+class KuboStartError(RuntimeError):
+    """kubo did not start, or did not answer within READY_TIMEOUT_S (the log's tail says why)."""
 
 
 def kubo_binary() -> Path | None:
@@ -51,7 +64,6 @@ class Kubo:
     api: str
     gateway: str
     process: subprocess.Popen[bytes]
-    drain: subprocess.Popen[bytes]
 
     def run(self, *args: str, stdin: bytes | None = None) -> bytes:
         """``ipfs ARGS`` against this daemon; its stdout. Raises CalledProcessError on failure."""
@@ -63,62 +75,86 @@ class Kubo:
         return done.stdout
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.run("shutdown")
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-                pass
-            try:
-                self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=SHUTDOWN_TIMEOUT_S)
-        self.drain.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        _stop(self.process, self.binary, self.path)
+
+
+def _stop(process: subprocess.Popen[bytes], binary: Path, path: Path) -> None:
+    """``ipfs shutdown``, then a kill if it has not exited within SHUTDOWN_TIMEOUT_S."""
+    if process.poll() is None:
+        try:
+            subprocess.run([str(binary), "shutdown"], env={**os.environ, "IPFS_PATH": str(path)}, capture_output=True, timeout=SHUTDOWN_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+
+
+def _api_port(path: Path) -> int | None:
+    """The port in the repo's ``api`` file, once kubo has written it whole."""
+    try:
+        text = (path / _API_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    match = _API_ADDR.match(text)
+    return int(match.group(1)) if match else None
+
+
+def _answers(port: int) -> bool:
+    """Whether the API on ``port`` answers ``/api/v0/id`` (POST, as kubo's RPC wants)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v0/id", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S) as reply:
+            return bool(reply.status == 200 and b'"ID"' in reply.read())
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _log_text(path: Path) -> str:
+    try:
+        return (path / LOG_FILE).read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def start_kubo(binary: Path, path: Path) -> Kubo:
-    """Init a repo at ``path`` and run ``ipfs daemon --offline`` on it until it says it is ready."""
+    """Init a fresh repo at ``path`` and run ``ipfs daemon --offline`` on it until its API answers.
+
+    Raises:
+        KuboStartError: ``path`` is not empty, init failed, or the daemon exited or did not answer
+            within READY_TIMEOUT_S (the daemon is killed; the error holds the log's tail).
+    """
+    if path.exists() and any(path.iterdir()):
+        raise KuboStartError(f"{path} is not empty: each kubo gets a repo of its own")
     env = {**os.environ, "IPFS_PATH": str(path)}
 
     def ipfs(*args: str) -> None:
-        subprocess.run([str(binary), *args], env=env, check=True, capture_output=True, timeout=COMMAND_TIMEOUT_S)
+        done = subprocess.run([str(binary), *args], env=env, capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False)
+        if done.returncode != 0:
+            raise KuboStartError(f"ipfs {' '.join(args)} failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
 
     ipfs("init", "--profile=test")
     ipfs("config", "Addresses.API", "/ip4/127.0.0.1/tcp/0")
     ipfs("config", "Addresses.Gateway", "/ip4/127.0.0.1/tcp/0")
-    process = subprocess.Popen([str(binary), "daemon", "--offline"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert process.stdout is not None
-    api = gateway = None
-    text = ""
+    with open(path / LOG_FILE, "wb") as log:
+        process = subprocess.Popen([str(binary), "daemon", "--offline"], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + READY_TIMEOUT_S
-    # os.read, not readline: a buffered reader may hold lines the selector no longer sees.
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while _READY_LINE not in text:
-            left = deadline - time.monotonic()
-            if left <= 0 or not selector.select(timeout=left):
-                process.kill()
-                process.wait()
-                raise RuntimeError(f"kubo was not ready within {READY_TIMEOUT_S} s: {text}")
-            data = os.read(process.stdout.fileno(), 65536)
-            if not data:
-                process.wait()
-                raise RuntimeError(f"kubo exited before it was ready: {text}")
-            text += data.decode(errors="replace")
-    if match := _API_LINE.search(text):
-        api = match.group(1)
-    if match := _GATEWAY_LINE.search(text):
-        gateway = match.group(1)
-    if api is None or gateway is None:
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"kubo did not say where its API listens: {text}")
-    # What it prints from here on goes to a log file through a `cat` of its own, so a chatty
-    # daemon never fills the pipe and blocks; `cat` exits when kubo closes its end.
-    with open(path / "daemon.log", "w") as log:
-        drain = subprocess.Popen(["cat"], stdin=process.stdout, stdout=log)
-    process.stdout.close()
-    return Kubo(binary, path, api, gateway, process, drain)
+    try:
+        while True:
+            port = _api_port(path)
+            gateway = _GATEWAY_LINE.search(_log_text(path))
+            if port is not None and gateway is not None and _answers(port):
+                return Kubo(binary, path, f"/ip4/127.0.0.1/tcp/{port}", gateway.group(1), process)
+            if process.poll() is not None:
+                raise KuboStartError(f"kubo exited ({process.returncode}) before its API answered: {_log_text(path)[-_LOG_TAIL_CHARS:]}")
+            if time.monotonic() > deadline:
+                raise KuboStartError(f"kubo's API did not answer within {READY_TIMEOUT_S} s: {_log_text(path)[-_LOG_TAIL_CHARS:]}")
+            time.sleep(READY_POLL_S)  # noqa: sleep — polling a starting process, bounded by the deadline
+    except BaseException:
+        _stop(process, binary, path)
+        raise
 
 
-__all__ = ["KUBO_VERSION", "NO_KUBO_REASON", "Kubo", "kubo_binary", "start_kubo"]
+__all__ = ["KUBO_VERSION", "NO_KUBO_REASON", "Kubo", "KuboStartError", "kubo_binary", "start_kubo"]
