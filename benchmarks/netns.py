@@ -3,8 +3,10 @@ each in a namespace of its own (benchmarks/netns_topology.py), driven through th
 
 1. ``edit_to_peer``: a splice through Alice's API until Bob's ``file.changed`` notification,
    one edit at a time: ``direct`` (both on one LAN) and ``relayed`` (each behind its own NAT
-   router, a relay host with ``up --relay`` on the public LAN between them), in the same run;
-   the direct figures are the relayed ones' baseline.
+   router, a relay host with ``up --relay`` on the public LAN between them: Bob reaches Alice
+   only at her ``/p2p-circuit`` address; the relay is a member too, so an edit takes whichever
+   of the circuit and the relay's replica is first), in the same run; the direct figures are
+   the relayed ones' baseline.
 2. ``heal``: five hosts on one LAN split 2 | 3 (nftables drop by address); 1,000 edits through
    the five APIs during the partition; time from the heal until every daemon holds the same
    heads for the file and the same change count.
@@ -141,6 +143,24 @@ def _space(home: Path) -> dict[str, Any]:
     return dict(json.loads(_cli(home, "--json", "init", "bench", "--public")))
 
 
+def _relayed_pair(relay: _Node, alice: _Node, bob: _Node) -> list[DaemonProcess]:
+    """Alice (behind her NAT) makes a private space, the relay joins by her relay ticket; her
+    config says she is not reachable and names the relay, so her ticket's first address is her
+    circuit; Bob (behind his) joins by it. Returns their daemons once Bob is connected to her."""
+    _cli(alice.home, "init", "relayed")
+    _cli(relay.home, "join", json.loads(_cli(alice.home, "invite", "--role", "relay", "--json"))["ticket"])
+    config = alice.home / "config.toml"
+    config.write_text(config.read_text() + f'reachability = "private"\nrelays = ["{relay.dial}"]\n')
+    daemons = [relay.start("--relay"), alice.start()]
+    circuit = f"{relay.dial}/p2p-circuit/p2p/{alice.peer_id}"
+    _until(lambda: json.loads(_cli(alice.home, "--json", "status"))["reachable"][:1] == [circuit], "Alice's circuit address")
+    _cli(bob.home, "join", json.loads(_cli(alice.home, "invite", "--role", "write", "--json"))["ticket"])
+    daemons.append(bob.start())
+    with bob.api() as api:
+        _until(lambda: alice.peer_id in [p["peer_id"] for p in api.call("node.peers")["peers"]], "Bob connected to Alice")
+    return daemons
+
+
 def direct_and_relayed(samples: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dsnetb-") as root, Topology() as net:
         results: dict[str, Any] = {}
@@ -153,22 +173,21 @@ def direct_and_relayed(samples: int) -> dict[str, Any]:
         net.router("natd", inside_d, public)
         c, d = _Node(net.host("c", inside_c), Path(root) / "c"), _Node(net.host("d", inside_d), Path(root) / "d")
         space = _space(a.home)
-        for node in (b, relay, c, d):
-            _cli(node.home, "join", space["space_id"], "--genesis", space["genesis"])
+        _cli(b.home, "join", space["space_id"], "--genesis", space["genesis"])
         daemons = []
         try:
-            daemons += [a.start(), b.start("--peer", a.dial), relay.start("--relay")]
-            daemons += [c.start("--peer", relay.dial), d.start("--peer", relay.dial)]
+            daemons += [a.start(), b.start("--peer", a.dial)]
+            daemons += _relayed_pair(relay, c, d)
             with a.api() as writer, b.api() as reader:
                 results["direct"] = _latencies(writer, reader, samples)
             assert relay.process is not None
             cpu, sent = _cpu_s(relay.process.process.pid), _interface_bytes(relay.host)
             with c.api() as writer, d.api() as reader:
                 results["relayed"] = _latencies(writer, reader, samples)
-                results["relayed_peers"] = [p["peer_id"] for p in writer.call("node.peers")["peers"]]
+                peers = reader.call("node.peers")["peers"]
             results["relay_cpu_ms_per_edit"] = (_cpu_s(relay.process.process.pid) - cpu) * 1000 / samples
             results["relay_bytes_per_edit"] = (_interface_bytes(relay.host) - sent) / samples
-            results["through_circuit"] = d.peer_id in results["relayed_peers"]
+            results["through_circuit"] = any(p["peer_id"] == c.peer_id and all("/p2p-circuit" in x for x in p["addrs"]) for p in peers)
         finally:
             stop_all(daemons)
         return results
