@@ -508,7 +508,8 @@ def _print_listing(result: Json) -> None:
         if entry["kind"] == "dir":
             rows.append([name + "/", "dir", ""])
         else:
-            rows.append([name, entry["encoding"], "?" if entry["size"] is None else entry["size"]])
+            shown = name + "*" if entry["executable"] else name  # as ls -F marks an executable
+            rows.append([shown, entry["encoding"], "?" if entry["size"] is None else entry["size"]])
     render.table(["name", "type", "size"], rows)
 
 

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli import commands, ipfs
+from cli import commands, git, ipfs
 from cli.connect import NodeBusy
 from cli.errors import CliError, UsageError
 from node.api_client import ApiUnavailable
@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--revoke", metavar="ID", help="forget the token with this id instead")
 
     command("snapshot", commands.snapshot, "snapshot every doc of the space and sign a new manifest")
+    git.add_parsers(command, lambda child: _add_common(child, top=False))
     ipfs.add_parsers(command)
     for name, summary in (
         ("verify", "check every hash, signature and snapshot in the store"),

@@ -36,7 +36,10 @@ subscription's notification costs that subscription its notification, never the 
 
 Each connection runs a reader and a writer. The reader runs calls one at a time in arrival order;
 handlers are synchronous and the store is single-threaded, so a call runs to completion without
-interleaving with another and sees and leaves a consistent store. Replies and notifications leave
+interleaving with another and sees and leaves a consistent store. A long method (git.import, a
+big fs.batch) runs in steps (``dispatch_steps``), each one such a consistent piece of work: the
+daemon serves everything else between them (other clients, sync, presence) instead of stalling
+for the whole call; cancelled between steps, it runs no more of them. Replies and notifications leave
 through one outbox, in order, bounded both in messages (OUTBOX_MESSAGES) and in characters
 (OUTBOX_CHARS: one file notification can carry 2.8 MB). A reply waits for room (back-pressure on
 a client that sends but does not read); a notification never waits: a client whose outbox is
@@ -64,7 +67,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
 from node import rpc
-from node.api_methods import Call, dispatch
+from node.api_methods import Call, dispatch_steps
 from node.api_scopes import TokenScope
 from node.errors import LocalNodeError
 from node.home import MIN_TOKEN_CHARS, TOKEN_CREATED, TokenTableDamaged
@@ -447,7 +450,7 @@ class _Connection:
             if first is None or not await self._authenticate(first):
                 return
             while (text := await self._transport.receive()) is not None:
-                reply = self._handle(text)
+                reply = await self._handle(text)
                 if reply is not None:
                     await self._outbox.put(reply)
         except _MessageTooLarge:
@@ -489,23 +492,28 @@ class _Connection:
         shown = None if scope is None else scope.to_json()
         return rpc.result_reply(request.id, {"peer_id": self._server.services.identity.peer_id, "scope": shown})
 
-    def _handle(self, text: str | bytes) -> str | None:
+    async def _handle(self, text: str | bytes) -> str | None:
         """The reply text to one message, or None when it held only notifications."""
         incoming = rpc.decode(text)
         replies = list(incoming.replies)
         for request in incoming.requests:
-            reply = self._run(request)
+            reply = await self._run(request)
             if request.wants_reply:
                 replies.append(reply)
         if not replies:
             return None
         return rpc.encode(replies if incoming.batch else replies[0])
 
-    def _run(self, request: rpc.Request) -> dict[str, Any]:
+    async def _run(self, request: rpc.Request) -> dict[str, Any]:
         if request.method == rpc.AUTH_METHOD:
             return self._auth(request)
+        steps = dispatch_steps(self._call, request.method, request.params)
         try:
-            return rpc.result_reply(request.id, dispatch(self._call, request.method, request.params))
+            while True:
+                next(steps)
+                await trio.lowlevel.checkpoint()  # a long method's step is done: the other clients' turn
+        except StopIteration as done:
+            return rpc.result_reply(request.id, done.value)
         except rpc.RpcError as error:
             return rpc.error_reply(request.id, error)
         except Exception as error:  # a bug in a handler: count and log it, answer, keep serving
@@ -513,6 +521,8 @@ class _Connection:
             event(log, "api.internal_error", logging.ERROR, exc_info=True, method=request.method)
             message = f"internal error in {request.method} ({type(error).__name__}); the daemon log has the details"
             return rpc.error_reply(request.id, rpc.RpcError(rpc.INTERNAL_ERROR, message, "InternalError"))
+        finally:
+            steps.close()  # cancelled between steps (the client left, the daemon stops): the rest is not run
 
 
 class _WebSocketTransport:

@@ -54,6 +54,7 @@ def stat_json(stat: Stat) -> Json:
         "kind": stat.kind,
         "file_id": stat.file_id,
         "encoding": stat.encoding,
+        "executable": stat.executable,
         "size": stat.size,
         "heads": [h.hex() for h in stat.heads],
         "claimed_name": stat.claimed_name,

@@ -18,6 +18,14 @@ before that version (``GitLinks.parent_for``) — so promoting one version twice
 id, and promoting the changes since the last promote gives one commit of them all (a session's
 squash). A version whose tree is its parent's promotes to the parent itself.
 
+An import also runs a step at a time (``import_commit_steps``, ``import_history_steps``), for
+the daemon to serve its other clients in between: files are taken from git, then their content
+docs written, IMPORT_FILES_PER_STEP a step; the tree moves (and the link is recorded) at the
+last step only, so a reader between steps sees the space as before the import, and a failure
+or a crash mid-import leaves the tree as it was. What the steps before wrote stays: new content
+docs no entry names (harmless) and files written over with the commit's content; importing the
+commit again finds those already match (their blob ids) and finishes the rest.
+
 ``GitLinks`` is the map between versions and commits (``distspace git log``): a table in a small
 SQLite file of its own beside the store (HOME/git.sqlite), written after the space's write
 commits — a crash between leaves the space written and the link missing, and importing again
@@ -29,14 +37,15 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import pygit2
 
-from store.batch import BatchOp
+from store.batch import BATCH_DOCS_PER_STEP, BatchOp, Progress, run_steps
 from store.errors import GitError, InvalidInput, NotARepository, StorageError, UnknownRef
 from store.paths import parent_of
 from store.tree import DIR, TEXT, Tree, TreeNode
@@ -50,6 +59,9 @@ AUTHOR_DOMAIN = "distspace.invalid"
 SPACE_HEX_IN_EMAIL = 16
 SHORT_COMMIT_CHARS = 10
 MAX_HISTORY = 10_000  # commits one import replays at most
+# Files one step of an import takes from git, and content docs one step writes (one durable
+# group): as many as a step of a batch (store/batch.py says what that costs the daemon).
+IMPORT_FILES_PER_STEP = BATCH_DOCS_PER_STEP
 LINKS_FILE_MODE = 0o600
 
 BLOB = pygit2.enums.FileMode.BLOB
@@ -57,7 +69,7 @@ EXECUTABLE = pygit2.enums.FileMode.BLOB_EXECUTABLE
 TREE = pygit2.enums.FileMode.TREE
 LinkKind = Literal["import", "promote"]
 KnownBlobs = dict[bytes, tuple[tuple[bytes, ...], pygit2.Oid]]  # file doc -> (heads, blob of its content at them)
-Progress = Callable[[str], None]
+CommitNote = Callable[[str], None]  # told a line as each commit of an import starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +94,21 @@ class ImportResult:
     deleted: int
     skipped: tuple[str, ...]  # paths the space cannot hold, each with why: "link: a/b"
     changes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProgress:
+    """Where an import in steps is (``import_history_steps``): commit ``number`` of ``commits``,
+    in its ``phase`` ("commit": about to start it; "read": files taken from git; "write":
+    content docs written), ``done`` of ``total`` files."""
+
+    commit: str
+    summary: str
+    number: int
+    commits: int
+    phase: str
+    done: int
+    total: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +257,17 @@ def _skip_reason(mode: int, size: int) -> str | None:
 # ----- import -----
 
 
-def import_commit(
+def import_commit(ws: Workspace, repository: pygit2.Repository, commit: pygit2.Commit, links: GitLinks, *, ref: str, now_ms: int) -> ImportResult:
+    """Make the space's tree match ``commit``'s in one bulk write and record the link.
+
+    Raises:
+        The errors of ``Workspace.apply_batch`` (a path the space refuses, NotAuthorised...):
+        then nothing was written.
+    """
+    return run_steps(import_commit_steps(ws, repository, commit, links, ref=ref, now_ms=now_ms))
+
+
+def import_commit_steps(
     ws: Workspace,
     repository: pygit2.Repository,
     commit: pygit2.Commit,
@@ -238,13 +275,12 @@ def import_commit(
     *,
     ref: str,
     now_ms: int,
-) -> ImportResult:
-    """Make the space's tree match ``commit``'s in one bulk write and record the link.
-
-    Raises:
-        The errors of ``Workspace.apply_batch`` (a path the space refuses, NotAuthorised...):
-        then nothing was written.
-    """
+    files_per_step: int = IMPORT_FILES_PER_STEP,
+) -> Generator[Progress, None, ImportResult]:
+    """``import_commit`` a step at a time (``Workspace.batch_steps``): ``files_per_step`` files
+    read from git a step, then content docs written as many a step; the tree moves, and the
+    link is recorded, at the last. A failure or a crash between steps leaves the tree as it was
+    (and content written over: module docstring); importing the commit again finishes it."""
     wanted: dict[str, tuple[pygit2.Object, bool]] = {}
     skipped: list[str] = []
     for path, entry, mode in _walk(repository, commit.tree):
@@ -267,7 +303,9 @@ def import_commit(
         if node.path not in wanted:
             ops.append(BatchOp("delete", node.path))
     deleted = sum(1 for node in tree.walk() if node.kind != DIR and node.path not in wanted)
-    for path, (blob, executable) in wanted.items():
+    for number, (path, (blob, executable)) in enumerate(wanted.items(), 1):
+        if number % files_per_step == 0:
+            yield Progress("read", number, len(wanted))
         assert isinstance(blob, pygit2.Blob)
         data = blob.data
         text = _is_text(data)
@@ -288,12 +326,28 @@ def import_commit(
             ops.append(BatchOp("mode", path, executable=executable))
             modified += 1
     ops = _outermost_deletes(ops)
-    result = ws.apply_batch(ops, now_ms=now_ms, message=_import_message(commit, repository, ref))
+    result = yield from ws.batch_steps(ops, now_ms=now_ms, message=_import_message(commit, repository, ref), docs_per_step=files_per_step)
     links.add(GitLink(ws.space, result.version, str(commit.id), "import", ref, _repo_path(repository), now_ms))
     return ImportResult(str(commit.id), result.version, added, modified, deleted, tuple(skipped), result.changes)
 
 
 def import_history(
+    ws: Workspace, repository: pygit2.Repository, ref: str, links: GitLinks, *, history: int = 1, now_ms: Callable[[], int], progress: CommitNote | None = None
+) -> list[ImportResult]:
+    """The last ``history`` commits on ``ref``'s first-parent line, oldest first, each imported
+    as its own bulk write (``import_commit``): the space's history follows the branch's."""
+    steps = import_history_steps(ws, repository, ref, links, history=history, now_ms=now_ms)
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as done:
+            results: list[ImportResult] = done.value
+            return results
+        if progress is not None and step.phase == "commit":
+            progress(f"commit {step.number}/{step.commits} {step.commit[:SHORT_COMMIT_CHARS]} {step.summary}")
+
+
+def import_history_steps(
     ws: Workspace,
     repository: pygit2.Repository,
     ref: str,
@@ -301,16 +355,23 @@ def import_history(
     *,
     history: int = 1,
     now_ms: Callable[[], int],
-    progress: Progress | None = None,
-) -> list[ImportResult]:
-    """The last ``history`` commits on ``ref``'s first-parent line, oldest first, each imported
-    as its own bulk write (``import_commit``): the space's history follows the branch's."""
+    files_per_step: int = IMPORT_FILES_PER_STEP,
+) -> Generator[ImportProgress, None, list[ImportResult]]:
+    """``import_history`` a step at a time (``import_commit_steps`` for each commit): each
+    commit imported is done, its link recorded, before the next starts."""
     commits = first_parents(resolve(repository, ref), history)
     results = []
     for number, commit in enumerate(commits, 1):
-        if progress is not None:
-            progress(f"commit {number}/{len(commits)} {str(commit.id)[:SHORT_COMMIT_CHARS]} {_summary(commit)}")
-        results.append(import_commit(ws, repository, commit, links, ref=ref, now_ms=now_ms()))
+        where = partial(ImportProgress, str(commit.id), _summary(commit), number, len(commits))
+        yield where("commit", 0, 0)
+        steps = import_commit_steps(ws, repository, commit, links, ref=ref, now_ms=now_ms(), files_per_step=files_per_step)
+        while True:
+            try:
+                step = next(steps)
+            except StopIteration as done:
+                results.append(done.value)
+                break
+            yield where(step.phase, step.done, step.total)
     return results
 
 
@@ -487,15 +548,19 @@ def _promote_message(ws: Workspace, version: int) -> str:
 __all__ = [
     "BRANCH_PREFIX",
     "DEFAULT_REF",
+    "IMPORT_FILES_PER_STEP",
     "GitLink",
     "GitLinks",
+    "ImportProgress",
     "ImportResult",
     "PromoteResult",
     "branch_ref",
     "first_parents",
     "heads_digest",
     "import_commit",
+    "import_commit_steps",
     "import_history",
+    "import_history_steps",
     "open_repository",
     "promote",
     "resolve",

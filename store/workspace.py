@@ -106,6 +106,7 @@ class Stat:
     size: int | None  # text: characters; binary: bytes; None for a directory or content not yet synced
     heads: tuple[bytes, ...]  # the content doc's heads (empty for a directory): a version tag for the file
     claimed_name: str | None  # set when shown under a conflict name: the name it claims (store/tree.py)
+    executable: bool = False  # a file's mode bit (git's 100755)
 
     @property
     def doc_id(self) -> bytes:
@@ -787,7 +788,7 @@ class Workspace:
         except ContentUnavailable:
             size = None
         heads = tuple(sorted(self._doc_heads(node.doc_id, moment)))
-        return Stat(node.path, FILE, node.file_id, node.encoding, size, heads, node.claimed_name)
+        return Stat(node.path, FILE, node.file_id, node.encoding, size, heads, node.claimed_name, node.executable)
 
     def _removal_holds(self, file_id: str, seen: tuple[bytes, ...], moment: _Moment) -> bool:
         doc_id = doc_id_of(file_id)

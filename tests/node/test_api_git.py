@@ -17,8 +17,15 @@ import pytest
 
 from api_helpers import ApiConnection, Daemon, connect, daemon_with_a_space, own_directory
 from e2e_helpers import Client, addr, client, create_space, daemon, join
+from node import api_git
+from node.api_methods import Call, dispatch
 from node.api_scopes import OUT_OF_SCOPE
+from node.home import NodeHome
 from node.rpc import INVALID_PARAMS, RpcError
+from node.services import NodeServices
+from protocol.identity import Identity
+from store.batch import BATCH_DOCS_PER_STEP
+from store.repo import Repo
 
 FILES = {
     "README.md": (b"# demo\n\nfirst line\nsecond line\n", pygit2.enums.FileMode.BLOB),
@@ -107,6 +114,80 @@ async def test_a_scoped_token_batches_inside_its_scope_only(one: Daemon, api: Ap
         needs_full = await error_of(agent, "git.import", repo="/nowhere")
         assert needs_full.code == OUT_OF_SCOPE and "full token" in needs_full.message
         await agent.call("git.log")  # a read
+
+
+async def test_fs_batch_sets_and_shows_the_executable_bit(api: ApiConnection, request: pytest.FixtureRequest) -> None:
+    root = own_directory(request)
+    await api.call("fs.batch", ops=[{"op": "create", "path": f"{root}/run.sh", "text": "#!/bin/sh\n"}, {"op": "create", "path": f"{root}/plain.txt", "text": "x"}])
+    assert (await api.call("fs.stat", path=f"{root}/run.sh"))["executable"] is False
+    await api.call("fs.batch", ops=[{"op": "mode", "path": f"{root}/run.sh", "executable": True}])
+    assert (await api.call("fs.stat", path=f"{root}/run.sh"))["executable"] is True
+    listing = (await api.call("fs.ls", path=root))["entries"]
+    assert [(entry["path"], entry["executable"]) for entry in listing] == [(f"{root}/plain.txt", False), (f"{root}/run.sh", True)]
+    assert (await api.call("fs.stat", path=root))["executable"] is False  # a directory
+    await api.call("fs.batch", ops=[{"op": "mode", "path": f"{root}/run.sh", "executable": False}])
+    assert (await api.call("fs.stat", path=f"{root}/run.sh"))["executable"] is False
+
+
+async def test_fs_batch_budgets_refuse_before_any_work(api: ApiConnection, request: pytest.FixtureRequest) -> None:
+    root = own_directory(request)
+    version = (await api.call("node.status"))["spaces"][0]["version"]
+    too_many = await error_of(api, "fs.batch", ops=[{"op": "mkdir", "path": f"{root}/d{i}"} for i in range(api_git.MAX_BATCH_OPS + 1)])
+    assert too_many.code == INVALID_PARAMS and "params.ops" in too_many.message
+    deep = "/".join(["d"] * 1_400)  # one path through 1,400 directories, well inside a path's 3 KB
+    too_deep = await error_of(api, "fs.batch", ops=[{"op": "mkdir", "path": f"{root}/{i}/{deep}"} for i in range(api_git.MAX_BATCH_DIRS // 1_400 + 1)])
+    assert too_deep.code == INVALID_PARAMS and f"params.ops[{api_git.MAX_BATCH_DIRS // 1_400}].path" in too_deep.message, too_deep.message
+    assert (await api.call("node.status"))["spaces"][0]["version"] == version
+
+
+def test_fs_batch_content_budget(tmp_path: Path) -> None:
+    """MAX_BATCH_BYTES binds a command on the store too, where no message limit does."""
+    home = NodeHome(tmp_path / "home")
+    home.ensure()
+    identity = Identity(bytes([0xB7]) * 32)
+    with Repo.open(home.database, identity) as repo:
+        services = NodeServices(home, home.config(), identity, repo)
+        call = Call(services)
+        dispatch(call, "space.create", {"name": "main", "public": True})
+        half = api_git.MAX_BATCH_BYTES // 2
+        ops = [{"op": "create", "path": "a.bin", "base64": base64.b64encode(bytes(half)).decode()}, {"op": "create", "path": "b.txt", "text": "é" * (half // 2 + 1)}]
+        with pytest.raises(RpcError) as caught:
+            dispatch(call, "fs.batch", {"ops": ops})
+        assert caught.value.code == INVALID_PARAMS and "params.ops[1]" in caught.value.message and str(api_git.MAX_BATCH_BYTES) in caught.value.message
+        assert dispatch(call, "fs.ls", {"path": ""})["entries"] == []
+        services.close()
+
+
+def generated_repository(path: Path, files: int) -> str:
+    repository = pygit2.init_repository(str(path), initial_head="main")
+    index = pygit2.Index()
+    for number in range(files):
+        index.add(pygit2.IndexEntry(f"pkg{number % 20}/f{number}.py", repository.create_blob(f"# {number}\n".encode() + b"x = 1\n" * 200), pygit2.enums.FileMode.BLOB))
+    signature = pygit2.Signature("Ada Lovelace", "ada@example.com", 1_700_000_000, 0)
+    return str(repository.create_commit("refs/heads/main", signature, signature, "generated", index.write_tree(repository), []))
+
+
+async def test_an_import_in_steps_leaves_the_daemon_serving_others(one: Daemon, tmp_path: Path) -> None:
+    """Another client is answered between the import's steps: its listing of the space, asked
+    once the import has begun, is from before the import (the tree moves at the last step)."""
+    files = 3 * BATCH_DOCS_PER_STEP
+    commit = generated_repository(tmp_path / "big", files)
+    async with connect(one, "unix") as importer, connect(one, "unix") as other:
+        await importer.send({"jsonrpc": "2.0", "id": 1, "method": "git.import", "params": {"repo": str(tmp_path / "big"), "space": "big", "public": True, "progress": True}})
+        started = await importer.notification()
+        assert started["method"] == "call.progress" and started["params"]["phase"] == "commit"
+        assert "big" in [space["name"] for space in (await other.call("node.status"))["spaces"]]
+        assert (await other.call("fs.ls", space="big", path=""))["entries"] == []  # answered mid-import
+        steps = []
+        while "id" not in (message := await importer.receive()):
+            steps.append((message["params"]["phase"], message["params"]["done"], message["params"]["total"]))
+        reply = message
+    assert reply["result"]["commit"] == commit and reply["result"]["imports"][0]["added"] == files
+    assert steps == [("read", done, files) for done in range(BATCH_DOCS_PER_STEP, files + 1, BATCH_DOCS_PER_STEP)] + [
+        ("write", done, files) for done in range(BATCH_DOCS_PER_STEP, files + 1, BATCH_DOCS_PER_STEP)
+    ]
+    async with connect(one, "unix") as after:
+        assert len((await after.call("fs.ls", space="big", path=""))["entries"]) == 20
 
 
 # ----- git, on two daemons -----

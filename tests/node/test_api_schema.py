@@ -26,7 +26,9 @@ def test_every_method_and_notification_is_described_and_every_reference_resolves
     for method in document["methods"]:
         assert method["summary"], method["name"]
         assert all(param.get("schema") for param in method["params"]), method["name"]
-    assert set(document["x-notifications"]) == {"file.changed", "tree.changed", "peers.changed", "presence.changed", "doc.changed"}
+    assert set(document["x-notifications"]) == {"file.changed", "tree.changed", "peers.changed", "presence.changed", "doc.changed", "call.progress"}
+    stat = next(method for method in document["methods"] if method["name"] == "fs.stat")["result"]["schema"]
+    assert "executable" in document["components"]["schemas"]["Stat"]["required"] and "executable" in stat["required"]  # fs.ls, fs.stat
     assert '"openrpc": "1.2.6"' in text
 
 

@@ -179,6 +179,27 @@ def test_import_into_an_existing_space_adds_modifies_deletes_and_retypes(ws: Wor
     assert [link.version for link in links.links(ws.space)] == [first.version, second.version]  # once per version and commit
 
 
+def test_an_import_stopped_between_steps_leaves_the_tree_and_a_second_import_finishes_it(ws: Workspace, links: GitLinks, small: pygit2.Repository) -> None:
+    """As a crash mid-import: the tree is as before, no link; what the steps wrote over stays
+    written, and importing the commit again finds it done and makes the rest."""
+    first = git_bridge.import_commit(ws, small, git_bridge.resolve(small, "HEAD"), links, ref="HEAD", now_ms=NOW_MS)
+    files = {f"new/{i}.txt": (f"{i}\n".encode(), pygit2.enums.FileMode.BLOB) for i in range(5)}
+    files["README.md"] = (b"# small\n\nhello, rewritten\n", pygit2.enums.FileMode.BLOB)
+    files["bin/run.sh"] = (b"#!/bin/sh\necho hi\n", pygit2.enums.FileMode.BLOB)  # loses its bit: a tree edit
+    commit_files(small, files, "second")
+    entries = ws.entries()
+    steps = git_bridge.import_commit_steps(ws, small, git_bridge.resolve(small, "main"), links, ref="main", now_ms=NOW_MS + 1, files_per_step=2)
+    phases = [(step.phase, step.done, step.total) for step in itertools.islice(steps, 6)]
+    assert phases == [("read", 2, 7), ("read", 4, 7), ("read", 6, 7), ("write", 2, 6), ("write", 4, 6), ("write", 6, 6)]
+    steps.close()  # stopped before its last step
+    assert ws.entries() == entries and [link.version for link in links.links(ws.space)] == [first.version]
+    assert ws.read("README.md") == "# small\n\nhello, rewritten\n"  # written over by a step: stays
+    again = git_bridge.import_commit(ws, small, git_bridge.resolve(small, "main"), links, ref="main", now_ms=NOW_MS + 2)
+    assert (again.added, again.modified, again.deleted) == (5, 1, 2)  # README.md is found done; run.sh's bit is the one left
+    assert space_files(ws) == git_files(workdir(small), "main")
+    assert [link.version for link in links.links(ws.space)] == [first.version, again.version]
+
+
 def test_a_generated_repository_of_20000_files_imports_and_promotes_to_the_same_tree(tmp_path: Path, ws: Workspace, links: GitLinks) -> None:
     repository = pygit2.init_repository(str(tmp_path / "generated.git"), bare=True, initial_head="main")
     files = {f"pkg{i % 20}/mod{i % 13}/f{i}.txt": (f"file {i}\nline two\n".encode(), pygit2.enums.FileMode.BLOB) for i in range(GENERATED_FILES)}
