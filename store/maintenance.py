@@ -19,7 +19,7 @@ import native
 from protocol.identity import Identity
 from store import snapshots
 from store.backend import Backend
-from store.errors import CorruptionError
+from store.errors import CorruptionError, InvalidInput
 from store.records import Compaction, DocRow, DocSnapshot, SpaceSnapshot, SyncStateKey, WriteBatch
 
 # A peer not synced with for this long has left (or lost its store): its sync states only make a
@@ -77,6 +77,7 @@ class Maintainer:
         self._latest_version = latest_version
         self._stored_spaces = stored_spaces
         self._snapshotted: dict[tuple[bytes, bytes], int] = {}  # per doc: the changes its snapshot holds
+        self._manifest_roots: dict[bytes, tuple[bytes, list[bytes]]] = {}  # per space: its manifest root's pages
         self._compacted: dict[tuple[bytes, bytes], int] = {}  # per doc: compacted below this position
         self._sync_states_pruned_ms: int | None = None
 
@@ -117,8 +118,9 @@ class Maintainer:
 
     def snapshot_docs(self, space: bytes, rows: Iterable[DocRow], now_ms: int, *, damaged: list[bytes] | None = None) -> int:
         """Save the docs of ``rows`` as blocks, sign a new space manifest, and drop what they
-        replace; returns how many were saved. A doc that does not load raises CorruptionError,
-        or, given ``damaged``, is skipped and listed there."""
+        replace (a paged manifest's old pages too); returns how many were saved. A doc that does
+        not load raises CorruptionError, or, given ``damaged``, is skipped and listed there. A
+        space past a manifest's budgets (more than MAX_MANIFEST_DOCS docs) gets no snapshot."""
         batch = WriteBatch()
         replaced: list[bytes] = []
         for row in rows:
@@ -139,17 +141,23 @@ class Maintainer:
             return 0
         current = {s.doc: s for s in self._backend.doc_snapshots(space)}
         current.update((s.doc, s) for s in batch.doc_snapshots)
-        manifest = snapshots.Manifest.sign(self._identity, space, list(current.values()), now_ms).to_block()
-        batch.blocks.append((manifest.cid, manifest.data))
+        try:
+            signed = snapshots.Manifest.sign(self._identity, space, list(current.values()), now_ms)
+        except InvalidInput:
+            return 0  # past a manifest's budgets (store/snapshots.py): no reader would take it, so no snapshot; docs load from changes
+        *pages, manifest = signed.to_blocks()
+        batch.blocks.extend((block.cid, block.data) for block in [*pages, manifest])
         batch.space_snapshots.append(SpaceSnapshot(space, manifest.cid, self._latest_version(space), now_ms))
         old_manifest = self._backend.space_snapshot(space)
-        replaced.extend([old_manifest.manifest_cid] if old_manifest else [])
-        batch.deleted_blocks = sorted(set(replaced) - self._referenced_blocks(batch))
+        replaced.extend([old_manifest.manifest_cid, *self._pages_of(space, old_manifest.manifest_cid)] if old_manifest else [])
+        new_pages = [page.cid for page in pages]
+        batch.deleted_blocks = sorted(set(replaced) - self._referenced_blocks(batch, {space: new_pages}))
         self._backend.write(batch)
+        self._manifest_roots[space] = (manifest.cid, new_pages)
         self._snapshotted.update(((s.space, s.doc), s.change_count) for s in batch.doc_snapshots)
         return len(batch.doc_snapshots)
 
-    def _referenced_blocks(self, batch: WriteBatch) -> set[bytes]:
+    def _referenced_blocks(self, batch: WriteBatch, new_pages: dict[bytes, list[bytes]]) -> set[bytes]:
         """Every block a snapshot or manifest still links to once ``batch`` is written."""
         written = {(s.space, s.doc): s for s in batch.doc_snapshots}
         manifests = {s.space: s.manifest_cid for s in batch.space_snapshots}
@@ -158,11 +166,20 @@ class Maintainer:
             for snapshot in self._backend.doc_snapshots(space):
                 referenced.update(written.get((space, snapshot.doc), snapshot).chunks)
             latest = self._backend.space_snapshot(space)
-            referenced.update([manifests.get(space, latest.manifest_cid)] if latest else [])
+            if space not in manifests and latest is not None:
+                referenced.update([latest.manifest_cid, *self._pages_of(space, latest.manifest_cid)])
         for snapshot in written.values():
             referenced.update(snapshot.chunks)
         referenced.update(manifests.values())
+        referenced.update(cid for pages in new_pages.values() for cid in pages)
         return referenced
+
+    def _pages_of(self, space: bytes, root: bytes) -> list[bytes]:
+        """The pages a space's manifest root links to (none if it is one block), decoded once per root."""
+        cached = self._manifest_roots.get(space)
+        if cached is None or cached[0] != root:
+            cached = self._manifest_roots[space] = (root, snapshots.manifest_pages(root, self._backend.block(root)))
+        return cached[1]
 
     # ----- compaction -----
 

@@ -829,11 +829,11 @@ class Repo:
         return self._backend.space_snapshot(space)
 
     def manifest(self, space: bytes) -> snapshots.Manifest | None:
-        """The space's newest manifest, checked against its CID and signature."""
+        """The space's newest manifest (its pages too, if paged), checked against its CIDs and signature."""
         latest = self.latest_snapshot(space)
         if latest is None:
             return None
-        return snapshots.Manifest.from_block(Block(latest.manifest_cid, self.block(latest.manifest_cid)))
+        return snapshots.Manifest.load(Block(latest.manifest_cid, self.block(latest.manifest_cid)), self.block)
 
     def block(self, cid: bytes) -> bytes:
         """A stored block's bytes, checked against its CID.

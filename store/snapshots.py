@@ -1,16 +1,34 @@
-"""Snapshots: a doc's whole history in one Automerge ``save()``, published as IPFS blocks.
+"""Doc snapshots and the signed space manifest that lists them, as IPFS-exact blocks.
 
 Loading 100k individual changes costs seconds; loading one saved doc plus a short tail of
 changes costs a fraction of that. So every ``snapshot_every`` changes a doc is saved, its bytes
-cut into raw blocks, and the space gets a new signed manifest — a dag-cbor block linking every
-doc's newest snapshot::
+cut into raw blocks, and the space gets a new signed manifest — dag-cbor linking every doc's
+newest snapshot. A manifest that fits one block (MAX_MANIFEST_BLOCK_BYTES) is that block::
 
     {"format": "distspace/snapshot/v1", "space": <32 B>, "author": <32 B>, "created_ms": int,
      "docs": [{"doc": <16 B>, "heads": [<32 B>...], "changes": int, "chunks": [CID link...]}...],
      "signature": <64 B>}
 
-The signature (domain-separated Ed25519 by ``author``) covers the canonical dag-cbor of the map
-without ``"signature"``; CID links are CBOR tag 42, so any IPFS node can walk the DAG.
+A larger one (a space of thousands of docs: ~125 bytes a doc) would pass IPFS's block limits
+(kubo refuses a block over 1 MiB; 256 KiB travels through every implementation), so its entries
+go into pages, each a block of at most MAX_MANIFEST_BLOCK_BYTES, under a root that links them::
+
+    {"format": "distspace/snapshot/v2", "space", "author", "created_ms", "docs": int (in all),
+     "pages": [{"first": <16 B>, "docs": int, "bytes": int, "page": CID link}...], "signature"}
+    page: {"format": "distspace/snapshot-page/v1", "docs": [entry...]}
+
+The signature (domain-separated Ed25519 by ``author``) covers the canonical dag-cbor of the
+known fields without ``"signature"``; pages are covered by their CIDs in the root, so each page
+is checked alone, as it arrives (``ManifestRoot.page``): its size and bytes against the root's
+link, its docs against the link's ``first`` and count, docs strictly ascending across all pages.
+The root is checked against the budgets (MAX_MANIFEST_DOCS, MAX_MANIFEST_PAGES,
+MAX_MANIFEST_BYTES) before any page is fetched, so a crafted root cannot make a reader fetch or
+hold more than they allow. CID links are CBOR tag 42, so any IPFS node walks (and pins) the DAG.
+
+Page boundaries are content-defined: a page ends after a doc whose id hashes under
+1/PAGE_TARGET_DOCS, or where the next entry would overflow the page. A snapshot that changes a
+doc rewrites its page; a doc added or removed splits or merges one page: the other pages keep
+their CIDs (and are not sent to IPFS again, node/ipfs.py).
 
 A saved doc holds every change, byte for byte (Automerge regenerates each change, with its hash,
 from it), so once a snapshot is checked the change rows below its ``change_count`` may drop their
@@ -19,22 +37,47 @@ raw bytes (compaction): hashes, tips and signatures all still verify against the
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Final
 
 import cbor2
 
 import native
 from protocol import cbor
 from protocol.errors import BadSignature, WireError
-from protocol.identity import Identity, verify_signature
-from store.blocks import Block, cid_text, split_raw
-from store.errors import CorruptionError
+from protocol.identity import PUBLIC_KEY_BYTES, Identity, verify_signature
+from protocol.limits import MAX_STATUS_DOCS_TOTAL
+from protocol.space import DOC_ID_BYTES, SPACE_ID_BYTES
+from protocol.tips import CHANGE_HASH_BYTES
+from store.blocks import CODEC_DAG_CBOR, CODEC_RAW, MAX_BLOCK_BYTES, Block, cid_text, codec_of, split_raw
+from store.errors import CorruptionError, InvalidInput
 from store.records import DocSnapshot
 
-MANIFEST_FORMAT = "distspace/snapshot/v1"
-DOMAIN_MANIFEST = b"distspace/snapshot-manifest/v1\x00"
-_CID_LINK_TAG = 42  # IPLD's CBOR tag for links; the payload is a 0x00 byte then the binary CID
+MANIFEST_FORMAT: Final = "distspace/snapshot/v1"
+PAGED_MANIFEST_FORMAT: Final = "distspace/snapshot/v2"
+PAGE_FORMAT: Final = "distspace/snapshot-page/v1"
+DOMAIN_MANIFEST: Final = b"distspace/snapshot-manifest/v1\x00"
+_CID_LINK_TAG: Final = 42  # IPLD's CBOR tag for links; the payload is a 0x00 byte then the binary CID
+# A new manifest's blocks (a one-block manifest, a root, a page) are at most a snapshot chunk's
+# size, which every IPFS implementation carries.
+MAX_MANIFEST_BLOCK_BYTES: Final = MAX_BLOCK_BYTES
+# Docs a manifest lists: the most a peer syncs of one space (a replica could not hold more).
+MAX_MANIFEST_DOCS: Final = MAX_STATUS_DOCS_TOTAL
+# Pages a root links: MAX_MANIFEST_DOCS honest docs make ~800 (one per PAGE_TARGET_DOCS, a few
+# more cut by size); a root of this many links (~90 bytes each) is ~180 KB, inside one block.
+MAX_MANIFEST_PAGES: Final = 2048
+# All pages together (and a one-block manifest written before pages existed): MAX_MANIFEST_DOCS
+# docs of ~125 bytes are 25 MB. What a crafted root can make a reader fetch and decode.
+MAX_MANIFEST_BYTES: Final = 64 * 1024 * 1024
+# Docs a page holds on average (~32 KB of entries): small enough that a changed doc rewrites
+# little, large enough that a 200k-doc space's root stays well inside one block.
+PAGE_TARGET_DOCS: Final = 256
+_PAGE_BOUNDARY_DOMAIN: Final = b"distspace/manifest-page-boundary/v1\x00"
+_PAGE_OVERHEAD_BYTES: Final = 64  # a page's map, format and array header, beyond its entries
+_SIGNATURE_OVERHEAD_BYTES: Final = 128  # "signature" and its 64 bytes, added to a signed body
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,78 +89,342 @@ class ManifestEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class PageLink:
+    """A root's link to one page: its first doc, how many docs and bytes it holds, its CID."""
+
+    first: bytes
+    count: int
+    size: int
+    cid: bytes
+
+
+def _link(cid: bytes) -> cbor2.CBORTag:
+    return cbor2.CBORTag(_CID_LINK_TAG, b"\x00" + cid)
+
+
+def _unlink(value: object, codec: int) -> bytes:
+    """The CID of a tag-42 link, refused unless it is a CID of ``codec`` we can check."""
+    if not (isinstance(value, cbor2.CBORTag) and value.tag == _CID_LINK_TAG and isinstance(value.value, bytes) and value.value[:1] == b"\x00"):
+        raise CorruptionError("a link is not a CID link")
+    cid = value.value[1:]
+    try:
+        if codec_of(cid) != codec:
+            raise CorruptionError(f"a link names a {cid[1]:#x} block, not {codec:#x}")
+    except InvalidInput as error:
+        raise CorruptionError(str(error)) from error
+    return cid
+
+
+def _bytes(value: object, what: str, length: int | None = None) -> bytes:
+    if not isinstance(value, bytes) or (length is not None and len(value) != length):
+        raise CorruptionError(f"{what} is not {length or 'some'} bytes")
+    return value
+
+
+def _count(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise CorruptionError(f"{what} is not a count")
+    return value
+
+
+def _list(value: object, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise CorruptionError(f"{what} is not a list")
+    return value
+
+
+def _map(value: object, what: str) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise CorruptionError(f"{what} is not a map")
+    return value
+
+
+def _entry_fields(entry: ManifestEntry) -> dict[str, object]:
+    return {"doc": entry.doc, "heads": list(entry.heads), "changes": entry.change_count, "chunks": [_link(cid) for cid in entry.chunks]}
+
+
+def _decode_entry(value: object) -> ManifestEntry:
+    fields = _map(value, "a doc entry")
+    return ManifestEntry(
+        _bytes(fields["doc"], "a doc id", DOC_ID_BYTES),
+        tuple(_bytes(head, "a head", CHANGE_HASH_BYTES) for head in _list(fields["heads"], "heads")),
+        _count(fields["changes"], "changes"),
+        tuple(_unlink(link, CODEC_RAW) for link in _list(fields["chunks"], "chunks")),
+    )
+
+
+def _link_fields(link: PageLink) -> dict[str, object]:
+    return {"first": link.first, "docs": link.count, "bytes": link.size, "page": _link(link.cid)}
+
+
+def _decode_link(value: object) -> PageLink:
+    fields = _map(value, "a page link")
+    return PageLink(
+        _bytes(fields["first"], "a page's first doc", DOC_ID_BYTES),
+        _count(fields["docs"], "a page's docs"),
+        _count(fields["bytes"], "a page's bytes"),
+        _unlink(fields["page"], CODEC_DAG_CBOR),
+    )
+
+
+def _is_boundary(doc: bytes) -> bool:
+    """Whether a page may end after ``doc``: a property of the doc id alone, so unchanged
+    stretches of docs cut into the same pages snapshot after snapshot."""
+    digest = hashlib.sha256(_PAGE_BOUNDARY_DOMAIN + doc).digest()
+    return int.from_bytes(digest[:4], "big") < (1 << 32) // PAGE_TARGET_DOCS
+
+
+def paginate(entries: Sequence[ManifestEntry]) -> list[tuple[PageLink, Block]]:
+    """Cut ``entries`` (ascending by doc) into pages of at most MAX_MANIFEST_BLOCK_BYTES (an
+    entry too large for any page is alone in one: ``Manifest.sign`` refuses it)."""
+    pages: list[tuple[PageLink, Block]] = []
+    current: list[dict[str, object]] = []
+    size = _PAGE_OVERHEAD_BYTES
+
+    def close() -> None:
+        nonlocal current, size
+        if current:
+            block = Block.dag_cbor(cbor.dumps({"format": PAGE_FORMAT, "docs": current}))
+            first = current[0]["doc"]
+            assert isinstance(first, bytes)
+            pages.append((PageLink(first, len(current), len(block.data), block.cid), block))
+        current, size = [], _PAGE_OVERHEAD_BYTES
+
+    for entry in entries:
+        fields = _entry_fields(entry)
+        entry_bytes = len(cbor.dumps(fields))
+        if current and size + entry_bytes > MAX_MANIFEST_BLOCK_BYTES:
+            close()
+        current.append(fields)
+        size += entry_bytes
+        if _is_boundary(entry.doc):
+            close()
+    close()
+    return pages
+
+
+def _root_body(space: bytes, author: bytes, created_ms: int, total: int, links: Sequence[PageLink]) -> dict[str, object]:
+    """A paged manifest's signed root, without the signature."""
+    return {
+        "format": PAGED_MANIFEST_FORMAT,
+        "space": space,
+        "author": author,
+        "created_ms": created_ms,
+        "docs": total,
+        "pages": [_link_fields(link) for link in links],
+    }
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
-    """The signed list of a space's newest doc snapshots."""
+    """The signed list of a space's newest doc snapshots (in one block, or paged: module docstring)."""
 
     space: bytes
     author: bytes
     created_ms: int
     docs: tuple[ManifestEntry, ...]
     signature: bytes = b""
+    paged: bool = False
 
     def _body(self) -> dict[str, object]:
+        """The signed body of a one-block manifest (v1), without the signature."""
         return {
             "format": MANIFEST_FORMAT,
             "space": self.space,
             "author": self.author,
             "created_ms": self.created_ms,
-            "docs": [
-                {
-                    "doc": entry.doc,
-                    "heads": list(entry.heads),
-                    "changes": entry.change_count,
-                    "chunks": [cbor2.CBORTag(_CID_LINK_TAG, b"\x00" + cid) for cid in entry.chunks],
-                }
-                for entry in self.docs
-            ],
+            "docs": [_entry_fields(entry) for entry in self.docs],
         }
+
+    def _layout(self) -> tuple[dict[str, object], list[Block]]:
+        """The signed body (v1, or the v2 root) and its pages (none for v1)."""
+        if not self.paged:
+            return self._body(), []
+        pages = paginate(self.docs)
+        return _root_body(self.space, self.author, self.created_ms, len(self.docs), [link for link, _ in pages]), [block for _, block in pages]
 
     @classmethod
     def sign(cls, identity: Identity, space: bytes, snapshots: Sequence[DocSnapshot], created_ms: int) -> Manifest:
-        entries = tuple(
-            ManifestEntry(s.doc, s.heads, s.change_count, s.chunks) for s in sorted(snapshots, key=lambda s: s.doc)
-        )
+        """Sign the manifest of ``snapshots``: one block while it fits MAX_MANIFEST_BLOCK_BYTES, else paged.
+
+        Raises:
+            InvalidInput: the manifest would pass a budget every reader holds it to (more than
+                MAX_MANIFEST_DOCS docs, MAX_MANIFEST_PAGES pages or MAX_MANIFEST_BYTES, or one
+                doc's entry larger than a page): no reader would accept it.
+        """
+        if len(snapshots) > MAX_MANIFEST_DOCS:
+            raise InvalidInput(f"a manifest lists at most {MAX_MANIFEST_DOCS} docs, not {len(snapshots)}")
+        entries = tuple(ManifestEntry(s.doc, s.heads, s.change_count, s.chunks) for s in sorted(snapshots, key=lambda s: s.doc))
         unsigned = cls(space, identity.public_key, created_ms, entries)
-        signature = identity.sign(DOMAIN_MANIFEST, cbor.dumps(unsigned._body()))
-        return cls(space, identity.public_key, created_ms, entries, signature)
+        body = cbor.dumps(unsigned._body())
+        if len(body) + _SIGNATURE_OVERHEAD_BYTES > MAX_MANIFEST_BLOCK_BYTES:
+            unsigned = cls(space, identity.public_key, created_ms, entries, paged=True)
+            fields, pages = unsigned._layout()
+            sizes = [len(page.data) for page in pages]
+            if len(pages) > MAX_MANIFEST_PAGES or sum(sizes) > MAX_MANIFEST_BYTES or max(sizes) > MAX_MANIFEST_BLOCK_BYTES:
+                raise InvalidInput(
+                    f"a manifest of {len(entries)} docs needs {len(pages)} pages of {sum(sizes)} bytes (largest {max(sizes)}), "
+                    f"over the budgets (MAX_MANIFEST_PAGES {MAX_MANIFEST_PAGES}, MAX_MANIFEST_BYTES {MAX_MANIFEST_BYTES}, a page {MAX_MANIFEST_BLOCK_BYTES})"
+                )
+            body = cbor.dumps(fields)
+        signature = identity.sign(DOMAIN_MANIFEST, body)
+        return cls(space, identity.public_key, created_ms, entries, signature, unsigned.paged)
+
+    def to_blocks(self) -> list[Block]:
+        """Every block of the manifest: its pages in order, then its root (what a snapshot's
+        ``manifest_cid`` names)."""
+        body, pages = self._layout()
+        return [*pages, Block.dag_cbor(cbor.dumps({**body, "signature": self.signature}))]
 
     def to_block(self) -> Block:
-        return Block.dag_cbor(cbor.dumps({**self._body(), "signature": self.signature}))
+        """The manifest's root block (a paged one's pages are in ``to_blocks``)."""
+        return self.to_blocks()[-1]
 
     @classmethod
     def from_block(cls, block: Block) -> Manifest:
-        """Decode a manifest block, checking its CID and signature.
+        """Decode a one-block manifest, checking its CID and signature (a paged one needs ``load``).
 
         Raises:
-            CorruptionError: the bytes do not match the CID, do not decode, or the signature fails.
+            CorruptionError: as ``ManifestRoot.from_block``, or the manifest is paged.
         """
-        block.check()
+        return ManifestRoot.from_block(block).manifest([])
+
+    @classmethod
+    def load(cls, root: Block, block: Callable[[bytes], bytes]) -> Manifest:
+        """Decode a manifest from its root, reading its pages (if any) through ``block`` one at
+        a time, each checked as ``ManifestRoot.page`` does.
+
+        Raises:
+            CorruptionError: as ``ManifestRoot.from_block`` and ``ManifestRoot.page``. Whatever ``block`` raises (UnknownBlock).
+        """
+        decoded = ManifestRoot.from_block(root)
+        return decoded.manifest([decoded.page(index, block(link.cid)) for index, link in enumerate(decoded.pages)])
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRoot:
+    """A manifest's root, decoded, within the budgets and its signature checked: the docs
+    inline (v1), or the links to its pages, each checked by ``page`` as it arrives."""
+
+    cid: bytes
+    space: bytes
+    author: bytes
+    created_ms: int
+    inline: tuple[ManifestEntry, ...] | None
+    pages: tuple[PageLink, ...]
+    signature: bytes
+
+    @classmethod
+    def from_block(cls, block: Block) -> ManifestRoot:
+        """Decode a manifest's root block, checking its CID, the budgets and its signature.
+
+        Raises:
+            CorruptionError: the bytes do not match the CID, do not decode to a manifest, pass a
+                budget (module docstring), or the signature fails.
+        """
         where = f"snapshot manifest {cid_text(block.cid)}"
+        if len(block.data) > MAX_MANIFEST_BYTES:
+            raise CorruptionError(f"{where} is {len(block.data)} bytes, over MAX_MANIFEST_BYTES ({MAX_MANIFEST_BYTES})")
         try:
-            fields = cbor.loads(block.data, "snapshot manifest")
-            manifest = cls(
-                space=fields["space"],
-                author=fields["author"],
-                created_ms=fields["created_ms"],
-                docs=tuple(
-                    ManifestEntry(
-                        entry["doc"],
-                        tuple(entry["heads"]),
-                        entry["changes"],
-                        tuple(link.value[1:] for link in entry["chunks"]),
-                    )
-                    for entry in fields["docs"]
-                ),
-                signature=fields["signature"],
-            )
-            if fields["format"] != MANIFEST_FORMAT:
-                raise CorruptionError(f"{where} has unknown format {fields['format']!r}")
-            verify_signature(manifest.author, DOMAIN_MANIFEST, cbor.dumps(manifest._body()), manifest.signature)
-        except (WireError, KeyError, TypeError, AttributeError) as error:
+            block.check()
+        except InvalidInput as error:
+            raise CorruptionError(f"{where}: {error}") from error
+        try:
+            root = cls._decode(block)
+        except (WireError, KeyError, TypeError, ValueError, CorruptionError) as error:
             raise CorruptionError(f"{where} is malformed: {error}") from error
         except BadSignature as error:
             raise CorruptionError(f"{where} has a signature that does not verify") from error
-        return manifest
+        return root
+
+    @classmethod
+    def _decode(cls, block: Block) -> ManifestRoot:
+        fields = _map(cbor.loads(block.data, "snapshot manifest"), "a manifest")
+        kind = fields["format"]
+        space = _bytes(fields["space"], "space", SPACE_ID_BYTES)
+        author = _bytes(fields["author"], "author", PUBLIC_KEY_BYTES)
+        created_ms = _count(fields["created_ms"], "created_ms")
+        signature = _bytes(fields["signature"], "signature")
+        if kind == MANIFEST_FORMAT:
+            listed = _list(fields["docs"], "docs")
+            if len(listed) > MAX_MANIFEST_DOCS:
+                raise CorruptionError(f"it lists {len(listed)} docs, over MAX_MANIFEST_DOCS ({MAX_MANIFEST_DOCS})")
+            inline = tuple(_decode_entry(entry) for entry in listed)
+            if any(a.doc >= b.doc for a, b in itertools.pairwise(inline)):
+                raise CorruptionError("its docs are out of order")
+            root = cls(block.cid, space, author, created_ms, inline, (), signature)
+            body = Manifest(space, author, created_ms, inline)._body()
+        elif kind == PAGED_MANIFEST_FORMAT:
+            if len(block.data) > MAX_MANIFEST_BLOCK_BYTES:
+                raise CorruptionError(f"its root is {len(block.data)} bytes, over one block ({MAX_MANIFEST_BLOCK_BYTES})")
+            listed = _list(fields["pages"], "pages")
+            if not 0 < len(listed) <= MAX_MANIFEST_PAGES:
+                raise CorruptionError(f"it links {len(listed)} pages, not 1 to MAX_MANIFEST_PAGES ({MAX_MANIFEST_PAGES})")
+            links = tuple(_decode_link(link) for link in listed)
+            total = _count(fields["docs"], "docs")
+            if total > MAX_MANIFEST_DOCS or sum(link.count for link in links) != total or any(link.count == 0 for link in links):
+                raise CorruptionError(f"its pages do not hold the {total} docs it says, or more than MAX_MANIFEST_DOCS ({MAX_MANIFEST_DOCS})")
+            if any(link.size > MAX_MANIFEST_BLOCK_BYTES for link in links) or sum(link.size for link in links) > MAX_MANIFEST_BYTES:
+                raise CorruptionError(f"its pages pass a page's {MAX_MANIFEST_BLOCK_BYTES} bytes or MAX_MANIFEST_BYTES ({MAX_MANIFEST_BYTES}) in all")
+            if any(a.first >= b.first for a, b in itertools.pairwise(links)):
+                raise CorruptionError("its pages are out of order")
+            root = cls(block.cid, space, author, created_ms, None, links, signature)
+            body = _root_body(space, author, created_ms, total, links)
+        else:
+            raise CorruptionError(f"unknown format {kind!r:.60}")
+        verify_signature(author, DOMAIN_MANIFEST, cbor.dumps(body), signature)
+        return root
+
+    def page(self, index: int, data: bytes) -> tuple[ManifestEntry, ...]:
+        """The docs of page ``index``, given its bytes: checked against its link (size, CID), and
+        its docs against the root (its first doc, its count, ascending, before the next page's first).
+
+        Raises:
+            CorruptionError: any of those fails, or the page does not decode.
+        """
+        link = self.pages[index]
+        where = f"page {index} ({cid_text(link.cid)}) of snapshot manifest {cid_text(self.cid)}"
+        if len(data) != link.size:
+            raise CorruptionError(f"{where} is {len(data)} bytes, not the {link.size} its root says")
+        Block(link.cid, data).check()
+        try:
+            fields = _map(cbor.loads(data, "snapshot manifest page"), "a page")
+            if fields["format"] != PAGE_FORMAT:
+                raise CorruptionError("not a manifest page")
+            entries = tuple(_decode_entry(entry) for entry in _list(fields["docs"], "docs"))
+        except (WireError, KeyError, TypeError, ValueError, CorruptionError) as error:
+            raise CorruptionError(f"{where} is malformed: {error}") from error
+        docs = [entry.doc for entry in entries]
+        following = self.pages[index + 1].first if index + 1 < len(self.pages) else None
+        if len(entries) != link.count or docs[0] != link.first:
+            raise CorruptionError(f"{where} does not hold the docs its root says")
+        if any(a >= b for a, b in itertools.pairwise(docs)) or (following is not None and docs[-1] >= following):
+            raise CorruptionError(f"{where} holds its docs out of order")
+        return entries
+
+    def manifest(self, pages: Sequence[tuple[ManifestEntry, ...]]) -> Manifest:
+        """The whole manifest, given every page's docs as ``page`` returned them, in order.
+
+        Raises:
+            CorruptionError: it is paged and not every page is given.
+        """
+        if self.inline is not None:
+            return Manifest(self.space, self.author, self.created_ms, self.inline, self.signature)
+        if len(pages) != len(self.pages):
+            raise CorruptionError(f"snapshot manifest {cid_text(self.cid)} is paged: {len(self.pages)} pages are needed, {len(pages)} given")
+        return Manifest(self.space, self.author, self.created_ms, tuple(entry for page in pages for entry in page), self.signature, paged=True)
+
+
+def manifest_pages(cid: bytes, data: bytes | None) -> list[bytes]:
+    """The page CIDs a stored manifest root links to, for maintenance to keep or drop them: none
+    for a one-block manifest, or for a root that is missing or does not check out (verify
+    reports it; its pages are left in place)."""
+    if data is None:
+        return []
+    try:
+        return [link.cid for link in ManifestRoot.from_block(Block(cid, data)).pages]
+    except CorruptionError:
+        return []
 
 
 def save_doc(

@@ -319,7 +319,7 @@ def _verify_manifest(backend: Backend, space: bytes) -> list[Problem]:
         return []
     try:
         data = checked(latest.manifest_cid, backend.block(latest.manifest_cid))
-        manifest = snapshots.Manifest.from_block(Block(latest.manifest_cid, data))
+        manifest = snapshots.Manifest.load(Block(latest.manifest_cid, data), lambda cid: checked(cid, backend.block(cid)))
     except StoreError as error:
         return [Problem(ProblemKind.MANIFEST_DAMAGED, space, None, latest.manifest_cid, str(error))]
     listed = {(e.doc, e.heads, e.change_count, e.chunks) for e in manifest.docs}
