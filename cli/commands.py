@@ -41,12 +41,7 @@ def _in_space(args: Args, method: str, **params: Any) -> Json:
 
 
 def _show(args: Args, result: Json, human: Callable[[Json], None]) -> int:
-    """``--json``: the result as the API gave it; otherwise ``human`` prints it for people."""
-    if args.json:
-        render.emit_json(result)
-    else:
-        human(result)
-    return 0
+    return render.show(args.json, result, human)
 
 
 def _written(args: Args, result: Json, what: str) -> int:

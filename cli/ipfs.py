@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from cli import render
 from cli.connect import open_node
 from cli.errors import CliError
+from node.home import NodeHome
 
 Args = argparse.Namespace
 Json = dict[str, Any]
@@ -77,7 +79,7 @@ def publish(args: Args) -> int:
                 return None
 
             result = _until(node, uploaded, args.timeout)
-    return _show(args, result, _print_published)
+    return render.show(args.json, result, _print_published)
 
 
 def _print_published(result: Json) -> None:
@@ -100,7 +102,7 @@ def join_from_ipfs(args: Args) -> int:
             result = _until(node, finished, args.timeout)
     if result["status"] == "failed":
         raise CliError(f"join from IPFS failed ({result.get('kind')}): {result.get('error')}")
-    return _show(args, result, _print_joined)
+    return render.show(args.json, result, _print_joined)
 
 
 def _print_joined(result: Json) -> None:
@@ -124,12 +126,4 @@ def status_lines(status: Json) -> list[str]:
 
 
 def open_node_for(args: Args) -> Any:
-    from cli.commands import _home
-
-    return open_node(_home(args))
-
-
-def _show(args: Args, result: Json, human: Callable[[Json], None]) -> int:
-    from cli.commands import _show as show
-
-    return show(args, result, human)
+    return open_node(NodeHome(Path(args.home)))

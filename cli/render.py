@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -46,6 +46,15 @@ def _escape(match: re.Match[str]) -> str:
 
 def emit_json(result: Any) -> None:
     print(rpc.encode(result))
+
+
+def show(as_json: bool, result: Any, human: Callable[[Any], None]) -> int:
+    """``--json``: the result as the API gave it; otherwise ``human`` prints it for people."""
+    if as_json:
+        emit_json(result)
+    else:
+        human(result)
+    return 0
 
 
 def say(text: str) -> None:
