@@ -42,10 +42,10 @@ def test_nat_partitions_and_cuts_stop_traffic_and_heal_restores_it() -> None:
 def test_addresses_outside_the_benchmarking_range_are_refused() -> None:
     with Topology() as net:
         with pytest.raises(TopologyError, match="benchmarking range"):
-            net.lan("wrong", "10.0.0.0/24")
+            net.lan("wrong", "203.0.113.0/24")
         lan = net.lan("right", "198.18.0.0/24")
         with pytest.raises(TopologyError, match="benchmarking range"):
-            net.connect(net.host("h"), lan, "192.168.1.5/24")
+            net.connect(net.host("h"), lan, "203.0.113.5/24")
 
 
 def test_a_run_killed_by_sigterm_deletes_its_namespaces_and_a_dead_runs_are_swept() -> None:

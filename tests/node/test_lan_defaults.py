@@ -32,7 +32,7 @@ from node.errors import ConfigError
 from node.host import announce, reachable_publicly
 
 PEER = "12D3KooWHSHBEWj6j6p3E4nmN1ATp4Zm9JsXCpyhCYRzDNi2saKh"
-INTERFACES = [ipaddress.ip_address(ip) for ip in ("127.0.0.1", "192.168.1.7", "10.0.0.3", "::1", "fd00::2")]
+INTERFACES = [ipaddress.ip_address(ip) for ip in ("127.0.0.1", "198.18.1.7", "198.19.0.3", "::1", "fd00::2")]
 
 
 def test_init_writes_every_interface_on_a_stable_port_and_keeps_an_existing_config(tmp_path: Path) -> None:
@@ -63,10 +63,10 @@ def test_config_refuses_an_unknown_reachability() -> None:
 def test_a_wildcard_is_announced_as_each_interface_loopback_last() -> None:
     listening = [multiaddr.Multiaddr(a) for a in ("/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1", "/ip6/::/tcp/4001")]
     assert [str(a) for a in announce(listening, INTERFACES)] == [
-        "/ip4/192.168.1.7/tcp/4001",
-        "/ip4/10.0.0.3/tcp/4001",
-        "/ip4/192.168.1.7/udp/4001/quic-v1",
-        "/ip4/10.0.0.3/udp/4001/quic-v1",
+        "/ip4/198.18.1.7/tcp/4001",
+        "/ip4/198.19.0.3/tcp/4001",
+        "/ip4/198.18.1.7/udp/4001/quic-v1",
+        "/ip4/198.19.0.3/udp/4001/quic-v1",
         "/ip6/fd00::2/tcp/4001",
         "/ip4/127.0.0.1/tcp/4001",
         "/ip4/127.0.0.1/udp/4001/quic-v1",
@@ -77,31 +77,31 @@ def test_a_wildcard_is_announced_as_each_interface_loopback_last() -> None:
 
 
 def test_what_counts_as_reachable_from_elsewhere() -> None:
-    assert dialable_elsewhere(f"/ip4/192.168.1.7/tcp/4001/p2p/{PEER}")
+    assert dialable_elsewhere(f"/ip4/198.18.1.7/tcp/4001/p2p/{PEER}")
     assert dialable_elsewhere(f"/ip4/127.0.0.1/tcp/4001/p2p/R/p2p-circuit/p2p/{PEER}")  # through the relay
     assert dialable_elsewhere("/dns4/example.org/tcp/4001")
     assert not dialable_elsewhere(f"/ip4/127.0.0.1/tcp/4001/p2p/{PEER}")
     assert not dialable_elsewhere("/ip4/0.0.0.0/tcp/4001")
     assert not dialable_elsewhere("/ip6/::1/tcp/4001")
-    assert reachable_publicly(["/ip4/8.8.8.8/tcp/1"]) and not reachable_publicly(["/ip4/192.168.1.7/tcp/1", "/ip4/198.18.0.1/tcp/1"])
+    assert reachable_publicly(["/ip4/8.8.8.8/tcp/1"]) and not reachable_publicly(["/ip4/198.18.1.7/tcp/1", "/ip4/198.18.0.1/tcp/1"])
 
 
 def test_the_loopback_warning() -> None:
     loopback = [f"/ip4/127.0.0.1/tcp/4001/p2p/{PEER}"]
     assert loopback_warning(loopback) is not None and "only loopback" in str(loopback_warning(loopback))
-    assert loopback_warning([*loopback, f"/ip4/192.168.1.7/tcp/4001/p2p/{PEER}"]) is None
+    assert loopback_warning([*loopback, f"/ip4/198.18.1.7/tcp/4001/p2p/{PEER}"]) is None
     assert loopback_warning([]) is None  # no network running: nothing to warn about
 
 
 def test_mdns_runs_on_the_interfaces_announced_and_stays_on_loopback_otherwise() -> None:
-    assert mdns_interfaces([f"/ip4/192.168.1.7/tcp/1/p2p/{PEER}", f"/ip4/127.0.0.1/tcp/1/p2p/{PEER}"]) == ["192.168.1.7", "127.0.0.1"]
+    assert mdns_interfaces([f"/ip4/198.18.1.7/tcp/1/p2p/{PEER}", f"/ip4/127.0.0.1/tcp/1/p2p/{PEER}"]) == ["198.18.1.7", "127.0.0.1"]
     assert mdns_interfaces([f"/ip4/127.0.0.1/tcp/1/p2p/{PEER}"]) == ["127.0.0.1"]
     assert mdns_interfaces([f"/ip4/127.0.0.1/tcp/1/p2p/R/p2p-circuit/p2p/{PEER}"]) == ["127.0.0.1"]
     assert mdns_interfaces([]) == ["127.0.0.1"]
 
 
 def test_mdns_announces_lan_addresses_and_loopback_only_when_there_is_nothing_else() -> None:
-    lan, loopback = f"/ip4/192.168.1.7/tcp/1/p2p/{PEER}", f"/ip4/127.0.0.1/tcp/1/p2p/{PEER}"
+    lan, loopback = f"/ip4/198.18.1.7/tcp/1/p2p/{PEER}", f"/ip4/127.0.0.1/tcp/1/p2p/{PEER}"
     both = mdns_properties(PEER, [lan, loopback], [b"s" * 32])
     assert both["a0"] == lan and "a1" not in both
     assert mdns_properties(PEER, [loopback], [b"s" * 32])["a0"] == loopback

@@ -95,12 +95,12 @@ def test_reachability_auto_is_private_only_with_interfaces_none_of_them_global()
     from node.network import _is_private
 
     assert not _is_private(NetworkOptions(listen=("/ip4/127.0.0.1/tcp/0",)))  # this machine only
-    assert _is_private(NetworkOptions(listen=("/ip4/192.168.1.7/tcp/0",)))
+    assert _is_private(NetworkOptions(listen=("/ip4/198.18.1.7/tcp/0",)))
     assert _is_private(NetworkOptions(listen=("/ip4/198.18.0.2/tcp/0",)))  # benchmarking range: not global
     assert not _is_private(NetworkOptions(listen=("/ip4/8.8.8.8/tcp/0",)))
-    assert not _is_private(NetworkOptions(listen=("/ip4/192.168.1.7/tcp/0",), relay=True))
+    assert not _is_private(NetworkOptions(listen=("/ip4/198.18.1.7/tcp/0",), relay=True))
     assert _is_private(NetworkOptions(listen=("/ip4/127.0.0.1/tcp/0",), reachability="private"))
-    assert not _is_private(NetworkOptions(listen=("/ip4/192.168.1.7/tcp/0",), reachability="public"))
+    assert not _is_private(NetworkOptions(listen=("/ip4/198.18.1.7/tcp/0",), reachability="public"))
 
 
 async def test_a_network_listening_nowhere_starts_and_announces_nothing_direct(tmp_path: Path) -> None:
