@@ -65,6 +65,10 @@ class Backend(Protocol):
 
     def doc(self, space: bytes, doc: bytes) -> DocRow | None: ...
 
+    def docs_among(self, space: bytes, docs: Sequence[bytes]) -> list[DocRow]:
+        """The rows ``doc`` would answer for those of ``docs`` that have one, in a few statements."""
+        ...
+
     def stored_hashes(self, space: bytes, doc: bytes, hashes: Collection[bytes]) -> set[bytes]:
         """The subset of ``hashes`` stored as changes of this doc."""
         ...
@@ -349,6 +353,9 @@ class MemoryBackend:
 
     def doc(self, space: bytes, doc: bytes) -> DocRow | None:
         return self._docs.get((space, doc))
+
+    def docs_among(self, space: bytes, docs: Sequence[bytes]) -> list[DocRow]:
+        return [row for doc in docs if (row := self._docs.get((space, doc))) is not None]
 
     def stored_hashes(self, space: bytes, doc: bytes, hashes: Collection[bytes]) -> set[bytes]:
         rows = self._changes.get((space, doc), {})

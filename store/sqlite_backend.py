@@ -217,6 +217,7 @@ class SqliteBackend:
                 found = created[space, doc] = cursor.fetchone()[0]
             return found
 
+        self._resolve_keys([*((d.space, d.doc) for d in batch.docs), *((c.space, c.doc) for c in batch.changes)], created)
         if batch.spaces:
             (count,) = self._db.execute("SELECT COUNT(*) FROM spaces").fetchone()
             run(
@@ -293,6 +294,31 @@ class SqliteBackend:
         if batch.quarantined:
             self._write_quarantine(batch.quarantined, key)
 
+    def _resolve_keys(self, pairs: Sequence[tuple[bytes, bytes]], created: dict[tuple[bytes, bytes], int]) -> None:
+        """The keys of a batch's docs not known yet, into ``created``: looked up together and the
+        missing rows inserted together (a bulk write's thousands of new docs cost a few statements,
+        not a lookup and an insert each), keyed in the order the docs come, as one by one would."""
+        unknown = {pair: None for pair in pairs if pair not in self._doc_keys and pair not in created}
+        by_space: dict[bytes, list[bytes]] = {}
+        for space, doc in unknown:
+            by_space.setdefault(space, []).append(doc)
+        for space, docs in by_space.items():
+            found = self._keys_of(space, docs)
+            missing = [(space, doc) for doc in docs if doc not in found]
+            if missing:
+                self._db.executemany("INSERT INTO docs (space, doc, change_count) VALUES (?, ?, 0)", missing)
+                found.update(self._keys_of(space, [doc for _, doc in missing]))
+            created.update(((space, doc), key) for doc, key in found.items())
+
+    def _keys_of(self, space: bytes, docs: Sequence[bytes]) -> dict[bytes, int]:
+        """doc -> doc_key of those of ``docs`` the space has a row for (in this transaction)."""
+        found: dict[bytes, int] = {}
+        for start in range(0, len(docs), MAX_SQL_PARAMETERS):
+            part = docs[start : start + MAX_SQL_PARAMETERS]
+            rows = self._db.execute(f"SELECT doc, doc_key FROM docs WHERE space = ? AND doc IN ({','.join('?' * len(part))})", (space, *part))
+            found.update(rows.fetchall())
+        return found
+
     def _write_quarantine(self, rows: Sequence[QuarantineRow], key: Callable[[bytes, bytes], int]) -> None:
         """Move changes and tips into the quarantine, renumbering each touched doc's changes."""
         self._db.executemany(
@@ -359,6 +385,19 @@ class SqliteBackend:
             "SELECT heads, change_count FROM docs WHERE space = ? AND doc = ? AND heads IS NOT NULL", (space, doc)
         )
         return DocRow(space, doc, _hashes(rows[0][0], "heads"), rows[0][1]) if rows else None
+
+    def docs_among(self, space: bytes, docs: Sequence[bytes]) -> list[DocRow]:
+        waiting = self._waiting.docs if self._waiting is not None else {}
+        found = [waiting[space, doc] for doc in docs if (space, doc) in waiting]
+        wanted = [doc for doc in docs if (space, doc) not in waiting]
+        for start in range(0, len(wanted), MAX_SQL_PARAMETERS):
+            part = wanted[start : start + MAX_SQL_PARAMETERS]
+            rows = self._query(
+                f"SELECT doc, heads, change_count FROM docs WHERE space = ? AND doc IN ({','.join('?' * len(part))}) AND heads IS NOT NULL",
+                (space, *part),
+            )
+            found.extend(DocRow(space, doc, _hashes(heads, "heads"), count) for doc, heads, count in rows)
+        return found
 
     def stored_hashes(self, space: bytes, doc: bytes, hashes: Collection[bytes]) -> set[bytes]:
         waiting = self._waiting.changes.get((space, doc), {}) if self._waiting is not None else {}

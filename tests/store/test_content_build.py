@@ -15,7 +15,8 @@ from protocol.identity import Identity
 from protocol.tips import SignedTip
 from store import content_build
 from store.errors import InvalidInput, StorageError
-from store.repo import Repo, StoreEvent, change_time
+from store.repo import CREATE_DOCS_CHECKED_TOGETHER, Repo, StoreEvent, change_time
+from store.sqlite_backend import MAX_SQL_PARAMETERS
 from store.tree import BYTES_KEY, TEXT_KEY
 from store.workspace import Workspace
 from store_helpers import NOW_MS
@@ -120,6 +121,28 @@ def test_create_docs_refuses_what_is_not_a_new_doc_from_a_first_change(make_repo
     assert repo.version(space) == version and repo.heads(space, other) == [], "all or nothing"
     with pytest.raises(InvalidInput, match="durable"), repo.group():
         repo.create_docs(space, [(other, first, tip(alice, space, other, first))], now_ms=NOW_MS)
+
+
+def test_docs_are_checked_and_keyed_together_and_one_only_the_store_holds_is_refused(make_repo: MakeRepo, alice: Identity) -> None:
+    """More docs than one lookup (CREATE_DOCS_CHECKED_TOGETHER) or one SQL statement takes store
+    and read back through a repo that never saw them; there, a doc known to the store alone, or
+    named twice in one call, is refused and nothing of that call is stored."""
+    repo = make_repo(alice)
+    space = repo.create_space("bulk", NOW_MS).space_id
+    count = max(CREATE_DOCS_CHECKED_TOGETHER * 3, MAX_SQL_PARAMETERS) + 7
+    docs = [number.to_bytes(16, "big") for number in range(1, count + 1)]
+    changes = [native.first_change(alice.public_key, TEXT_KEY, f"file {number}") for number in range(count)]
+    hashes = repo.create_docs(space, [(doc, change, tip(alice, space, doc, change)) for doc, change in zip(docs, changes, strict=True)], now_ms=NOW_MS)
+    reader = Repo(repo.backend, alice)
+    assert [reader.heads(space, doc) for doc in docs] == [[change_hash] for change_hash in hashes]
+    fresh = Repo(repo.backend, alice)  # no cache of what was created: only the store knows
+    version = fresh.version(space)
+    new = [(number + count).to_bytes(16, "big") for number in range(1, CREATE_DOCS_CHECKED_TOGETHER + 2)]
+    first = native.first_change(alice.public_key, TEXT_KEY, "x")
+    for again in (docs[-1], new[0]):  # stored before; named earlier in the same call
+        with pytest.raises(InvalidInput, match="already exists"):
+            fresh.create_docs(space, [(doc, first, tip(alice, space, doc, first)) for doc in [*new, again]], now_ms=NOW_MS)
+        assert fresh.version(space) == version and all(fresh.heads(space, doc) == [] for doc in new), "all or nothing"
 
 
 def test_bulk_created_files_reach_a_peer(make_repo: MakeRepo) -> None:
