@@ -12,6 +12,9 @@
   space mirrored into an empty folder (every file written atomically). Each is timed from
   ``mirror.start`` to ``mirror.status`` saying running; the baseline, measured in the same run
   on the same tree, is ``cp -r`` of it.
+- ``first_scan_longest_call`` and ``first_checkout_longest_call``: the longest a ``mirror.status``
+  call took while each ran (polled every 5 ms): how long the daemon kept its other clients
+  waiting at most (its loop is served between slices of the scan, node/mirror.py MIRROR_SLICE_MS).
 - ``settle_cpu``: the CPU seconds (utime + stime in /proc/PID/stat) the daemon holding that
   checked-out mirror spends in the SETTLE_S after the checkout: one-off work (the watcher's
   events of the checkout's own writes, looked at once).
@@ -79,12 +82,15 @@ def mirror(options: RunOptions) -> Iterator[Figure]:
         count, size = _copy_source_tree(tree, tree_files)
         log(f"mirror: a tree of {count} files ({size / 1e6:.1f} MB) from site-packages")
         cp_s = _cp_seconds(tree, root / "cp-copy")
-        scan_s, checkout_s, settle_cpu_s, idle_cpu_s = _scan_checkout_idle(root, tree, settle_s, idle_s)
+        (scan_s, scan_call_ms), (checkout_s, checkout_call_ms), settle_cpu_s, idle_cpu_s = _scan_checkout_idle(root, tree, settle_s, idle_s)
         log(f"mirror: first scan {scan_s:.2f} s, first checkout {checkout_s:.2f} s, cp -r {cp_s:.2f} s")
+        log(f"mirror: the longest API call meanwhile {scan_call_ms:.0f} ms (scan), {checkout_call_ms:.0f} ms (checkout)")
         log(f"mirror: CPU {settle_cpu_s:.3f} s in the {settle_s:.0f} s after the checkout (one-off), then {idle_cpu_s:.3f} s over {idle_s:.0f} s idle")
         yield Figure("tree_files", count, "files")
         yield Figure("first_scan", round(scan_s, 3), "s", "cp -r", round(cp_s, 3))
         yield Figure("first_checkout", round(checkout_s, 3), "s", "cp -r", round(cp_s, 3))
+        yield Figure("first_scan_longest_call", round(scan_call_ms, 1), "ms")
+        yield Figure("first_checkout_longest_call", round(checkout_call_ms, 1), "ms")
         yield Figure(f"settle_cpu_{settle_s:.0f}s", round(settle_cpu_s, 3), "s")
         yield Figure(f"idle_cpu_{idle_s:.0f}s", round(idle_cpu_s, 3), "s")
 
@@ -150,10 +156,10 @@ def _cp_seconds(tree: Path, target: Path) -> float:
     return time.perf_counter() - started
 
 
-def _scan_checkout_idle(root: Path, tree: Path, settle_s: float, idle_s: float) -> tuple[float, float, float, float]:
+def _scan_checkout_idle(root: Path, tree: Path, settle_s: float, idle_s: float) -> tuple[tuple[float, float], tuple[float, float], float, float]:
     """The first scan of ``tree`` into an empty space, the first checkout of that space into an
-    empty folder, and the checked-out daemon's CPU seconds over the ``settle_s`` after it and
-    over the ``idle_s`` after that."""
+    empty folder (each: seconds, and the longest call meanwhile in ms), and the checked-out
+    daemon's CPU seconds over the ``settle_s`` after it and over the ``idle_s`` after that."""
     home = root / "tree-home"
     _distspace(home, "init", "tree")
     daemon = _daemon(home)
@@ -176,16 +182,20 @@ def _scan_checkout_idle(root: Path, tree: Path, settle_s: float, idle_s: float) 
     return scan_s, checkout_s, settled - started, idle_cpu_s
 
 
-def _mirror_seconds(home: Path, folder: Path) -> float:
-    """Seconds from ``mirror.start`` of ``folder`` until its mirror runs (first checkout done)."""
+def _mirror_seconds(home: Path, folder: Path) -> tuple[float, float]:
+    """Seconds from ``mirror.start`` of ``folder`` until its mirror runs (first checkout done),
+    and the longest ``mirror.status`` call meanwhile, in ms."""
     node = NodeHome(home)
     with ApiClient.connect(node.api_socket, node.token_file.read_text(), timeout=CHECKOUT_TIMEOUT_S) as api:
         started = time.perf_counter()
         space = api.call("mirror.start", folder=str(folder))["space"]
+        longest = 0.0
         while True:
+            asked = time.perf_counter()
             [state] = [m for m in api.call("mirror.status")["mirrors"] if m["space"] == space]
+            longest = max(longest, time.perf_counter() - asked)
             if state["state"] == "running":
-                return time.perf_counter() - started
+                return time.perf_counter() - started, longest * 1000
             if state["state"] == "failed":
                 raise BenchmarkError(f"mirroring {folder} failed: {state['error']}")
             if time.perf_counter() - started > CHECKOUT_TIMEOUT_S:

@@ -376,10 +376,13 @@ def _mirror_line(mirror: Json) -> str:
     where = f"{mirror['folder']}  space {mirror['space'][:12]}"
     if mirror["state"] == "failed":
         return f"{where}  failed: {mirror['error']}"
+    scan = mirror.get("scan")
+    scanning = "" if scan is None else f"{scan['done']} paths found" if scan["total"] is None else f"{scan['done']} of {scan['total']} synced"
     if mirror["state"] == "starting":
-        return f"{where}  starting (first checkout and scan)"
+        return f"{where}  starting (first checkout and scan{': ' + scanning if scanning else ''})"
     synced = "never" if mirror["last_sync_ms"] is None else render.when(mirror["last_sync_ms"])
     line = f"{where}  {mirror['files']} files, {mirror['pending']} pending, {mirror['watcher']}, last sync {synced}"
+    line += f", scanning ({scanning})" if scanning else ""
     return line + (f"\n          last error: {mirror['last_error']}" if mirror["last_error"] else "")
 
 

@@ -54,10 +54,11 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pathspec
 import trio
@@ -90,6 +91,7 @@ from node.mirror_plan import (
 from node.mirror_state import MIRROR_DB_FILE, MirrorRecords
 from node.services import NodeServices
 from protocol.space import INDEX_DOC_ID
+from store.batch import BatchOp
 from store.errors import StoreError
 from store.paths import is_within, name_problem, parent_of
 from store.repo import StoreEvent, wall_clock_ms
@@ -107,6 +109,7 @@ __all__ = [
     "MIRROR_PROGRESS_LOG_S",
     "MIRROR_SCAN_INTERVAL_S",
     "MIRROR_SETTLE_MS",
+    "MIRROR_SLICE_MS",
     "TEMP_PREFIX",
     "IgnoreRules",
     "Mirror",
@@ -144,6 +147,15 @@ MIRROR_BATCH_BYTES = 32 * 1024 * 1024
 # A scan still going after this long logs its progress (event mirror.scan_progress) this often,
 # and its end (mirror.scan_done): a first scan of a large folder takes seconds.
 MIRROR_PROGRESS_LOG_S = 2.0
+# A pass over many paths (a first scan, a rescan, a checkout of a big branch) hands the daemon's
+# trio loop back at least this often — between files, between a batch's durable steps — so its
+# API clients and peers are served while it runs (a first scan of 10k files takes seconds).
+MIRROR_SLICE_MS = 50
+# Files and content per durable step of a scan's bulk create (``Workspace.batch_steps``), so one
+# step holds the loop ~0.1-0.2 s: a step of 500 site-packages files (~13 KB each) took 1-2 s
+# here (load 4), 40 of them ~0.2 s; small files cost ~0.5 ms each.
+MIRROR_STEP_FILES = 200
+MIRROR_STEP_BYTES = 512 * 1024
 # A file whose stat moves while we read it is being written: look again after this long...
 MIRROR_UNSTABLE_RETRY_MS = 50
 # ...and a write-out that keeps finding fresh saves on disk gives up after this many rounds
@@ -166,6 +178,20 @@ ALWAYS_IGNORED = (".git/", f"{TEMP_PREFIX}*", "*.swp", "*.swx", "*.swo", "*~", "
 MIRROR_POLL_INTERVAL_MS = 1_000
 # Ignore verdicts remembered per rules file: a few MB at most; a folder's paths fit many times.
 IGNORE_VERDICTS_MAX = 100_000
+
+T = TypeVar("T")
+# A pass run a slice at a time: each yield is a point where the daemon's loop may run others
+# (never inside a store group), or a ``_Blocking`` call whose value is sent back; ``_at_once``
+# runs a pass here, ``_cooperatively`` in slices with its blocking calls on a worker thread.
+Steps = Generator[object, Any, T]
+
+
+@dataclass(frozen=True, slots=True)
+class _Blocking:
+    """Disk I/O a pass asks to have run where it cannot stall the loop (reads, fsyncs): it
+    touches the folder only, never the store (SQLite's connection stays on the trio thread)."""
+
+    call: Callable[[], Any]
 
 
 class IgnoreRules:
@@ -276,6 +302,8 @@ class Mirror:
         self._space_docs: set[bytes] = set()
         self._space_tree_moved = False
         self._tree_at: tuple[int, Tree] | None = None
+        self.scanning: _Progress | None = None  # the scan running now, for ``status``
+        self.scan_wanted = False  # a full scan asked for (events lost, polling): the serving task runs it
         self.wake = trio.Event()
         self._unlisten = services.bus.listen(StoreEvent, self._on_store_event)
 
@@ -297,7 +325,13 @@ class Mirror:
             "ignored": len(self.ignored),
             "written": self.stats.written,
             "ingested": self.stats.ingested,
+            "scan": None if self.scanning is None else self.scanning.json(),
         }
+
+    def request_scan(self) -> None:
+        """Have the serving task scan the whole folder soon (one scan at a time, never two)."""
+        self.scan_wanted = True
+        self.wake.set()
 
     @property
     def space_moved(self) -> bool:
@@ -341,31 +375,61 @@ class Mirror:
     # ----- whole-folder passes -----
 
     def scan(self, *, clean: bool = False, trust_stat: bool = True, fsync_each: bool = True) -> dict[str, int]:
-        """Make folder and space agree at every path (the start, the periodic scan, a checkout).
+        """Make folder and space agree at every path, at once (a checkout; ``scan_cooperatively``
+        is the daemon's). ``clean``: remove leftover temp files first. Returns counts of what was done."""
+        return _at_once(self._scan_here(clean=clean, trust_stat=trust_stat, fsync_each=fsync_each))
 
-        ``clean``: remove leftover temp files first. Returns counts of what was done.
-        """
-        started = time.monotonic()
+    async def scan_cooperatively(self, *, clean: bool = False, trust_stat: bool = True) -> dict[str, int]:
+        """``scan`` with the daemon's loop served meanwhile: the folder walked and hashed on a
+        worker thread (disk reads block), the store's part on the trio thread (SQLite's
+        connection lives there) in slices of MIRROR_SLICE_MS; ``status`` shows its progress."""
+        progress = self._scan_begin()
+        walk = partial(self._walk, ROOT_PATH, clean=clean, trust_stat=trust_stat, progress=progress)
+        try:
+            disk = await trio.to_thread.run_sync(walk)
+        except BaseException:
+            self.scanning = None
+            raise
+        return await _cooperatively(self._scan_steps(progress, disk, fsync_each=True))
+
+    def _scan_here(self, *, clean: bool, trust_stat: bool, fsync_each: bool) -> Steps[dict[str, int]]:
+        """A scan whose walk runs here (on the caller's thread)."""
+        progress = self._scan_begin()
+        disk = self._walk(ROOT_PATH, clean=clean, trust_stat=trust_stat, progress=progress)
+        return (yield from self._scan_steps(progress, disk, fsync_each=fsync_each))
+
+    def _scan_begin(self) -> _Progress:
+        """Before a scan's walk: the root's ignore rules, and the space's where disk lacks them."""
+        self.scan_wanted = False
+        self.scanning = progress = _Progress(self.folder, time.monotonic())
         self.ignore.load_root()
         self.ignored = set()
-        tree = self._tree()
-        for node in tree.walk():  # the space's rules hold before its ignore files reach the disk
+        for node in self._tree().walk():  # the space's rules hold before its ignore files reach the disk
             if node.kind == FILE and node.path.rsplit("/", 1)[-1] in IGNORE_FILES and not (self.folder / node.path).exists():
                 with contextlib.suppress(ContentUnavailable):
                     self.ignore.load_text(node.path, str(self.workspace.read(node.path)))
-        disk = self._walk(ROOT_PATH, clean=clean, trust_stat=trust_stat)
-        paths = set(disk) | set(self.records.records) | {node.path for node in tree.walk()}
-        self._space_docs.clear()
-        self._space_tree_moved = False
-        progress = _Progress(self.folder, started)
-        self._settle(paths, disk, fsync_each=fsync_each, progress=progress)
-        counts = dict(self.stats.actions)
-        counts["elapsed_ms"] = int((time.monotonic() - started) * 1000)
-        progress.finish(len(paths))
-        return counts
+        return progress
+
+    def _scan_steps(self, progress: _Progress, disk: dict[str, DiskEntry | None], *, fsync_each: bool) -> Steps[dict[str, int]]:
+        """A scan after its walk found ``disk``: every path compared and settled."""
+        try:
+            paths = set(disk) | set(self.records.records) | {node.path for node in self._tree().walk()}
+            self._space_docs.clear()  # every path is looked at now; a change from here on marks its docs again
+            self._space_tree_moved = False
+            yield from self._settle(paths, disk, fsync_each=fsync_each, progress=progress)
+            counts = dict(self.stats.actions)
+            counts["elapsed_ms"] = int((time.monotonic() - progress.started) * 1000)
+            progress.finish(len(paths))
+            return counts
+        finally:
+            self.scanning = None
 
     def sync_space_changes(self) -> None:
-        """Write out what the space changed since last time (its StoreEvents)."""
+        """Write out what the space changed since last time (its StoreEvents), at once."""
+        _at_once(self.space_change_steps())
+
+    def space_change_steps(self) -> Steps[None]:
+        """``sync_space_changes`` a slice at a time (``_cooperatively``)."""
         docs, moved = self._space_docs, self._space_tree_moved
         self._space_docs, self._space_tree_moved = set(), False
         if moved:
@@ -382,13 +446,17 @@ class Mirror:
             self.note_events(gone, trio.current_time())
             paths -= gone
         if paths:
-            self._settle(paths, {}, fsync_each=True)
+            yield from self._settle(paths, {}, fsync_each=True)
 
     def sync_disk_changes(self) -> None:
-        """Look again at the paths disk events named (and everything below them)."""
+        """Look again at the paths disk events named (and everything below them), at once."""
+        _at_once(self.disk_change_steps())
+
+    def disk_change_steps(self) -> Steps[None]:
+        """``sync_disk_changes`` a slice at a time (``_cooperatively``)."""
         touched, self.pending = self.pending, set()
         if any(p.rsplit("/", 1)[-1] in IGNORE_FILES for p in touched):
-            self.scan(trust_stat=True)  # the rules changed: every path may be in or out now
+            yield from self._scan_here(clean=False, trust_stat=True, fsync_each=True)  # the rules changed: every path may be in or out now
             return
         disk: dict[str, DiskEntry | None] = {}
         paths: set[str] = set()
@@ -399,13 +467,15 @@ class Mirror:
             paths |= set(found) | {path} | set(self.records.below(path))
             if tree.get(path) is not None:
                 paths |= {node.path for node in tree.walk(path)}
-        self._settle(paths, disk, fsync_each=True)
+            yield None
+        yield from self._settle(paths, disk, fsync_each=True)
 
     # ----- observing -----
 
-    def _walk(self, top: str, *, clean: bool, trust_stat: bool) -> dict[str, DiskEntry | None]:
+    def _walk(self, top: str, *, clean: bool, trust_stat: bool, progress: _Progress | None = None) -> dict[str, DiskEntry | None]:
         """Every path at or below ``top`` on disk that the mirror looks after (None: unstable now,
-        queued again), loading nested ``.gitignore`` files on the way down."""
+        queued again), loading nested ``.gitignore`` files on the way down. A scan runs it on a
+        worker thread: it touches only the folder, the ignore rules and the in-memory records."""
         found: dict[str, DiskEntry | None] = {}
         if top:
             if self._skip(top):
@@ -442,6 +512,8 @@ class Mirror:
                 if entry is None:
                     continue
                 found[path] = entry
+                if progress is not None:
+                    progress.advance()
                 if entry.kind == DIR:
                     stack.append(path)
         return found
@@ -495,10 +567,11 @@ class Mirror:
             return SpaceEntry(DIR, node.file_id, ())
         return SpaceEntry(FILE, node.file_id, tuple(sorted(self.services.repo.heads(self.space, node.doc_id))))
 
-    def _observe(self, paths: set[str], disk: dict[str, DiskEntry | None]) -> list[Observation]:
-        tree = self._tree()
+    def _observe(self, paths: set[str], disk: dict[str, DiskEntry | None]) -> Steps[list[Observation]]:
         observations = []
         for path in sorted(paths):
+            yield None
+            tree = self._tree()  # the space may move between two paths' looks (others ran)
             if path in disk:
                 on_disk = disk[path]
             else:
@@ -533,52 +606,73 @@ class Mirror:
 
     # ----- acting -----
 
-    def _settle(self, paths: set[str], disk: dict[str, DiskEntry | None], *, fsync_each: bool, progress: _Progress | None = None) -> None:
+    def _settle(self, paths: set[str], disk: dict[str, DiskEntry | None], *, fsync_each: bool, progress: _Progress | None = None) -> Steps[None]:
         """Observe, plan and perform, a batch (MIRROR_BATCH_PATHS paths, MIRROR_BATCH_BYTES of
-        new content) per store transaction."""
-        observations = self._observe(paths, disk)
+        new content) at a time: its creates as one stepped bulk write, the rest of the space's
+        side in a store transaction per slice, then the disk's side."""
+        observations = yield from self._observe(paths, disk)
         actions = plan(observations)
+        if progress is not None:
+            progress.planned(len(actions))
         sizes = {seen.path: seen.disk.size for seen in observations if seen.disk is not None}
         space_side = [a for a in actions if isinstance(a, (Move, Create, Ingest, Adopt, Remove, Forget))]
         disk_side = [a for a in actions if isinstance(a, (DiskMove, WriteOut, DiskRemove, Conflict))]
         follow: list[str] = []
         for batch in _batches(space_side, sizes):
+            created = yield from self._create_many(batch, progress)
+            yield from self._space_actions([a for a in batch if a not in created], follow, progress)
+            if progress is not None:
+                progress.log()
+        for batch in _batches(disk_side, {}):
             puts: dict[str, Record] = {}
             drops: set[str] = set()
-            with self.services.repo.group(durable=True):
-                created = self._create_many(batch, puts)
-                for action in batch:
-                    if action not in created:
-                        with self._guarded(action):
-                            self._space_action(action, puts, drops, follow)
-            self.records.save(puts.values(), drops - set(puts))
-            if progress is not None:
-                progress.advance(len(batch), len(actions))
-        for batch in _batches(disk_side, {}):
-            puts, drops = {}, set()
             for later in batch:
                 with self._guarded(later):
-                    self._disk_action(later, puts, drops, fsync_each)
+                    yield from self._disk_action(later, puts, drops, fsync_each)
+                if progress is not None:
+                    progress.advance()
+                yield None
             if not fsync_each:
                 os.sync()  # one flush for the whole batch instead of one per file
             self.records.save(puts.values(), drops - set(puts))
             if progress is not None:
-                progress.advance(len(batch), len(actions))
+                progress.log()
         for path in follow:
             with self._guarded(WriteOut(path)):
-                self._write_out_now(path)
+                yield from self._write_out_now(path)
+            yield None
         if actions:
             self.stats.last_sync_ms = wall_clock_ms()
             for done in actions:
                 name = type(done).__name__
                 self.stats.actions[name] = self.stats.actions.get(name, 0) + 1
 
+    def _space_actions(self, actions: Sequence[Action], follow: list[str], progress: _Progress | None) -> Steps[None]:
+        """The space's side of a batch, one store transaction (and one save of the records) per
+        MIRROR_SLICE_MS of work: never a yield inside a group (groups do not nest, and the sync
+        driver opens its own)."""
+        start = 0
+        while start < len(actions):
+            puts: dict[str, Record] = {}
+            drops: set[str] = set()
+            until, end = time.monotonic() + MIRROR_SLICE_MS / 1000, start
+            with self.services.repo.group(durable=True):
+                while end < len(actions) and (end == start or time.monotonic() < until):
+                    with self._guarded(actions[end]):
+                        self._space_action(actions[end], puts, drops, follow)
+                    end += 1
+            self.records.save(puts.values(), drops - set(puts))
+            if progress is not None:
+                progress.advance(end - start)
+            start = end
+            yield None
+
     @contextlib.contextmanager
     def _guarded(self, action: Action) -> Iterator[None]:
         """Around one action: a failure is logged and kept for ``status``, and the path is
         looked at again on the next event or scan, so one bad file never stops the mirror."""
         try:
-            yield
+            yield None
         except (OSError, StoreError) as error:
             self.stats.last_error = f"{type(action).__name__} {_path_of(action)}: {error}"
             log.warning("mirror: %s", self.stats.last_error)
@@ -615,9 +709,9 @@ class Mirror:
         elif isinstance(action, Forget):
             drops.add(action.path)
 
-    def _disk_action(self, action: Action, puts: dict[str, Record], drops: set[str], fsync_each: bool) -> None:
+    def _disk_action(self, action: Action, puts: dict[str, Record], drops: set[str], fsync_each: bool) -> Steps[None]:
         if isinstance(action, WriteOut):
-            record = self._write_out(action.path, fsync_each)
+            record = yield from self._write_out(action.path, fsync_each)
             if record is not None:
                 puts[action.path] = record
         elif isinstance(action, DiskRemove):
@@ -661,35 +755,54 @@ class Mirror:
             self.stats.last_error = f"{action.path}: {action.reason}; left alone"
             log.warning("mirror: %s", self.stats.last_error)
 
-    def _create_many(self, batch: Sequence[Action], puts: dict[str, Record]) -> set[Action]:
-        """Create the batch's new files and directories with one change of the tree
-        (``Workspace.create_files``); returns the Creates done (any other goes one by one)."""
+    def _create_many(self, batch: Sequence[Action], progress: _Progress | None) -> Steps[set[Action]]:
+        """Create the batch's new files and directories as one bulk write, a durable step at a
+        time (``Workspace.batch_steps``), their records saved; returns the Creates done (any
+        other goes one by one, as do all of them if the bulk write fails)."""
         tree = self._tree()
         creates = [a for a in batch if isinstance(a, Create) and tree.get(a.path) is None]
         files: dict[str, Content] = {}
         stats: dict[str, os.stat_result] = {}
-        for action in creates:
-            if action.kind == FILE:
-                read = _read_stable(self.folder / action.path)
-                if read is None:
-                    continue  # being written, or gone: one by one (it is queued again)
-                text = _as_text(read[0])
-                files[action.path], stats[action.path] = (read[0] if text is None else text), read[1]
+        wanted = [a.path for a in creates if a.kind == FILE]
+        reads: list[tuple[bytes, os.stat_result] | None] = yield _Blocking(partial(_read_all, self.folder, wanted))
+        for path, read in zip(wanted, reads, strict=True):
+            if read is None:
+                continue  # being written, or gone: one by one (it is queued again)
+            text = _as_text(read[0])
+            files[path], stats[path] = (read[0] if text is None else text), read[1]
         dirs = [a.path for a in creates if a.kind == DIR]
         if len(files) + len(dirs) < 2:
             return set()
+        ops = [*(BatchOp("mkdir", path) for path in dirs), *(BatchOp("create", path, content) for path, content in files.items())]
+        message = f"mirror: create {len(files) + len(dirs)} paths"
+        before = progress.done if progress is not None else 0
+        per_step = max(1, min(MIRROR_STEP_FILES, MIRROR_STEP_BYTES * len(files) // max(1, sum(stats[path].st_size for path in files))))
         with self._guarded(creates[0]):
-            self.workspace.create_files(files, dirs=dirs, now_ms=wall_clock_ms(), message=f"mirror: create {len(files) + len(dirs)} paths")
+            steps = self.workspace.batch_steps(ops, now_ms=wall_clock_ms(), message=message, docs_per_step=per_step)
+            while True:
+                try:
+                    step = next(steps)
+                except StopIteration as finished:
+                    result = finished.value
+                    break
+                if progress is not None:
+                    progress.done = before + step.done  # its content docs written; the tree moves at the end
+                yield None
             self.stats.ingested += len(files)
             tree = self._tree()
+            puts: dict[str, Record] = {}
             for path, content in files.items():
                 node = tree.get(path)
-                if node is not None:
-                    heads = tuple(sorted(self.services.repo.heads(self.space, node.doc_id)))
-                    puts[path] = _record(path, node.file_id, heads, content.encode() if isinstance(content, str) else content, stats[path])
+                if node is not None and path in result.heads:
+                    data = content.encode() if isinstance(content, str) else content
+                    puts[path] = _record(path, node.file_id, tuple(sorted(result.heads[path])), data, stats[path])
             for path in dirs:
                 self._refresh(path, puts)
-            return {a for a in creates if a.kind == DIR or a.path in files}
+            self.records.save(puts.values(), [])
+            done: set[Action] = {a for a in creates if a.kind == DIR or a.path in files}
+            if progress is not None:
+                progress.done = before + len(done)
+            return done
         return set()
 
     def _tree(self) -> Tree:
@@ -786,13 +899,13 @@ class Mirror:
         )
         return merged
 
-    def _write_out_now(self, path: str) -> None:
+    def _write_out_now(self, path: str) -> Steps[None]:
         """Write one path out and record it at once (a merge after an ingest)."""
-        record = self._write_out(path, fsync_each=True)
+        record = yield from self._write_out(path, fsync_each=True)
         if record is not None:
             self.records.save([record], [])
 
-    def _write_out(self, path: str, fsync_each: bool) -> Record | None:
+    def _write_out(self, path: str, fsync_each: bool) -> Steps[Record | None]:
         """Write the space's ``path`` to disk atomically, after ingesting any save made since
         the record; returns the new record (None: nothing to write now)."""
         full = self.folder / path
@@ -810,7 +923,7 @@ class Mirror:
                 return None  # its doc has not synced yet; its StoreEvent brings us back
             data = content.encode() if isinstance(content, str) else content
             record = self._intended(path, self._disk_entry(path, trust_stat=False))
-            read = _read_stable(full) if full.exists() else None
+            read = (yield _Blocking(partial(_read_stable, full))) if full.exists() else None
             if full.exists() and read is None:
                 self.pending.add(path)
                 return None
@@ -831,7 +944,8 @@ class Mirror:
                 return None
             mode = stat.S_IMODE(read[1].st_mode) if read is not None else (record.mode if record is not None and record.mode else _default_mode())
             self.records.intend(path, heads, hashlib.sha256(data).digest())
-            written = _replace_atomically(full, data, mode, expected=read[1] if read is not None else None, fsync_each=fsync_each)
+            replace_it = partial(_replace_atomically, full, data, mode, expected=read[1] if read is not None else None, fsync_each=fsync_each)
+            written = yield _Blocking(replace_it)
             if written is None:
                 continue  # the file moved under us between the check and the rename: again
             self.stats.written += 1
@@ -892,6 +1006,10 @@ def _replace_atomically(full: Path, data: bytes, mode: int, *, expected: os.stat
     if fsync_each:
         _fsync_dir(full.parent)
     return full.lstat()
+
+
+def _read_all(folder: Path, paths: Sequence[str]) -> list[tuple[bytes, os.stat_result] | None]:
+    return [_read_stable(folder / path) for path in paths]
 
 
 def _still(full: Path, expected: os.stat_result | None) -> bool:
@@ -983,39 +1101,92 @@ def _batches(actions: Sequence[Action], sizes: Mapping[str, int]) -> Iterator[Se
 
 
 class _Progress:
-    """A scan's progress, logged every MIRROR_PROGRESS_LOG_S once it has run that long."""
+    """A scan's progress: in ``status`` while it runs ("walk": paths found on disk so far, then
+    "sync": actions done of those planned), logged every MIRROR_PROGRESS_LOG_S once it has run
+    that long."""
 
     def __init__(self, folder: Path, started: float) -> None:
         self.folder, self.started = folder, started
         self.next_log = started + MIRROR_PROGRESS_LOG_S
+        self.phase = "walk"
         self.done = 0
+        self.total: int | None = None
 
-    def advance(self, count: int, total: int) -> None:
-        self.done += count
+    def advance(self, count: int = 1) -> None:
+        self.done += count  # the walk's thread too: an int's update is atomic under the GIL
+
+    def planned(self, total: int) -> None:
+        self.phase, self.done, self.total = "sync", 0, total
+
+    def log(self) -> None:
         now = time.monotonic()
         if now >= self.next_log:
             self.next_log = now + MIRROR_PROGRESS_LOG_S
-            event(log, "mirror.scan_progress", folder=self.folder, done=self.done, total=total, elapsed_ms=int((now - self.started) * 1000))
+            event(log, "mirror.scan_progress", folder=self.folder, done=self.done, total=self.total, elapsed_ms=int((now - self.started) * 1000))
 
     def finish(self, paths: int) -> None:
         elapsed = time.monotonic() - self.started
         if elapsed >= MIRROR_PROGRESS_LOG_S:
             event(log, "mirror.scan_done", folder=self.folder, paths=paths, actions=self.done, elapsed_ms=int(elapsed * 1000))
 
+    def json(self) -> dict[str, Any]:
+        return {"phase": self.phase, "done": self.done, "total": self.total}
+
+
+def _at_once(steps: Steps[T]) -> T:
+    """Run a pass here and now (a checkout, the tests), its blocking calls too."""
+    sent: Any = None
+    while True:
+        try:
+            request = steps.send(sent)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        sent = request.call() if isinstance(request, _Blocking) else None
+
+
+async def _cooperatively(steps: Steps[T]) -> T:
+    """Run a pass on the trio thread, handing the loop back every MIRROR_SLICE_MS and running
+    its blocking calls on a worker thread meanwhile."""
+    try:
+        deadline = time.monotonic() + MIRROR_SLICE_MS / 1000
+        sent: Any = None
+        while True:
+            try:
+                request = steps.send(sent)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            sent = None
+            if isinstance(request, _Blocking):
+                sent = await trio.to_thread.run_sync(request.call)
+                deadline = time.monotonic() + MIRROR_SLICE_MS / 1000
+            elif time.monotonic() >= deadline:
+                await trio.lowlevel.checkpoint()
+                deadline = time.monotonic() + MIRROR_SLICE_MS / 1000
+    finally:
+        steps.close()  # cancelled at a checkpoint: the pass's own cleanup runs (no group is open there)
+
 
 async def run_mirror(
-    services: NodeServices, space: bytes, folder: Path, *, task_status: trio.TaskStatus[Mirror] = trio.TASK_STATUS_IGNORED
+    services: NodeServices,
+    space: bytes,
+    folder: Path,
+    *,
+    made: Callable[[Mirror], None] | None = None,
+    task_status: trio.TaskStatus[Mirror] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Mirror ``space`` into ``folder`` until cancelled; see the module docstring.
 
     The watcher starts first and the scan second, so nothing saved during the scan is missed;
     the ``Mirror`` is reported once the scan is done: the folder and the space agree then.
+    ``made`` is handed it before, so its ``status`` can show the first scan's progress.
     """
     mirror = Mirror(services, space, folder)
+    if made is not None:
+        made(mirror)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(_watch, mirror)
-            mirror.scan(clean=True, trust_stat=True)  # the stat cache: what changed while we were down has a new stat
+            await mirror.scan_cooperatively(clean=True, trust_stat=True)  # the stat cache: what changed while we were down has a new stat
             task_status.started(mirror)
             await _serve(mirror)
     finally:
@@ -1030,13 +1201,13 @@ async def _serve(mirror: Mirror) -> None:
             await mirror.wake.wait()
         mirror.wake = trio.Event()
         mirror.release_held(trio.current_time())
-        if trio.current_time() >= next_scan:
-            mirror.scan(trust_stat=True)
+        if mirror.scan_wanted or trio.current_time() >= next_scan:
+            await mirror.scan_cooperatively(trust_stat=True)
             next_scan = trio.current_time() + MIRROR_SCAN_INTERVAL_S
         if mirror.pending:
-            mirror.sync_disk_changes()
+            await _cooperatively(mirror.disk_change_steps())
         if mirror.space_moved:
-            mirror.sync_space_changes()
+            await _cooperatively(mirror.space_change_steps())
         if mirror.pending:  # unstable files: look again shortly
             await trio.sleep(MIRROR_UNSTABLE_RETRY_MS / 1000)
             mirror.wake.set()
@@ -1062,19 +1233,19 @@ async def _watch(mirror: Mirror, *, task_status: trio.TaskStatus[None] = trio.TA
                 ready()
                 async for burst in inotify.events(MIRROR_DEBOUNCE_MS, MIRROR_DEBOUNCE_MAX_MS):
                     if mirror.folder in burst:  # the kernel's queue overflowed: events were lost
-                        mirror.scan(trust_stat=True)
+                        mirror.request_scan()
                     _deliver(mirror, (str(path) for path in burst))
         except OSError as error:
             log.warning("mirror: cannot watch %s with inotify (%s); polling it instead", mirror.folder, error)
             if started:
-                mirror.scan(trust_stat=True)  # whatever happened before polling began
+                mirror.request_scan()  # whatever happened before polling began
     # Polling is a scan with the stat cache (size, mtime_ns, inode: a save within the second
     # of the last one is seen too, which a poller comparing mtime seconds misses).
     mirror.watcher = "polling"
     ready()
     while True:
         await trio.sleep(MIRROR_POLL_INTERVAL_MS / 1000)
-        mirror.scan(trust_stat=True)
+        mirror.request_scan()
 
 
 def _deliver(mirror: Mirror, raw_paths: Iterable[str]) -> None:

@@ -188,6 +188,7 @@ class _Entry:
     folder: Path
     state: MirrorState = "starting"
     mirror: Mirror | None = None
+    scanning: Mirror | None = None  # the mirror during its first scan, for its progress
     error: str | None = None
 
 
@@ -255,7 +256,8 @@ class Mirrors:
         event(log, "mirror.starting", space=entry.space.hex(), folder=entry.folder)
         try:
             async with trio.open_nursery() as nursery:
-                entry.mirror = await nursery.start(partial(run_mirror, self._services, entry.space, entry.folder))
+                made = partial(setattr, entry, "scanning")
+                entry.mirror = await nursery.start(partial(run_mirror, self._services, entry.space, entry.folder, made=made))
                 entry.state = "running"
                 event(log, "mirror.running", space=entry.space.hex(), folder=entry.folder)
                 task_status.started(entry.mirror)
@@ -269,7 +271,8 @@ class Mirrors:
 def _status_json(entry: _Entry) -> dict[str, Any]:
     base: dict[str, Any] = {"space": entry.space.hex(), "folder": str(entry.folder), "state": entry.state, "error": entry.error}
     if entry.mirror is None:
-        return {**base, "files": None, "pending": None, "watcher": None, "last_error": None, "last_sync_ms": None}
+        scan = entry.scanning.status()["scan"] if entry.scanning is not None and entry.state == "starting" else None
+        return {**base, "files": None, "pending": None, "watcher": None, "last_error": None, "last_sync_ms": None, "scan": scan}
     shown = entry.mirror.status()
     return {
         **base,
@@ -278,4 +281,5 @@ def _status_json(entry: _Entry) -> dict[str, Any]:
         "watcher": shown["watcher"] if shown.get("watcher") in {"inotify", "polling"} else None,  # None: not watching yet
         "last_error": shown["last_error"],
         "last_sync_ms": shown["last_sync_ms"],
+        "scan": shown["scan"],
     }
