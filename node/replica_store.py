@@ -20,7 +20,8 @@ Durability, per method:
   every ``SYNC_STATE_FLUSH_S``, whenever a sync stream closes and when it stops; so at most
   about a second of states is lost, which costs the next exchange with those peers some
   bytes, never a change.
-- every read (``heads``, ``changes_since``, ``tips``...) is the repo's own, and so are the
+- every read (``heads``, ``tips``...) is the repo's own (``changes_since`` reads its rows, see
+  there), and so are the
   capability log and its records (``add_capability_records`` commits as a remote apply does)
   and the refused changes (``note_refused``, committed the same way).
 
@@ -79,7 +80,6 @@ class ReplicaStore:
         self.doc_ids = repo.doc_ids
         self.heads = repo.heads
         self.author_seq = repo.author_seq
-        self.changes_since = repo.changes_since
         self.tips = repo.tips
         self.save_document = repo.save_document
         self.capability_log = repo.capability_log
@@ -97,6 +97,18 @@ class ReplicaStore:
             return False
         self.remember(space, doc, [change_hash])
         return True
+
+    def changes_since(self, space: bytes, doc: bytes, heads: Sequence[bytes]) -> list[bytes]:
+        """``Repo.changes_since``. For a peer that holds none of the doc (``heads`` names no
+        stored change), the stored bytes of every change in the order they were stored (a causal
+        order), unless some are compacted into a snapshot: a fresh peer's catch-up asks this of
+        every doc of the space, and loading each document to list them cost ~1.7 ms a doc, most
+        of a 20,000-file space's first fetch."""
+        if not any(self.has_change(space, doc, change_hash) for change_hash in heads):
+            raw = [row.raw for row in self._repo.backend.changes(space, doc)]
+            if raw and all(each is not None for each in raw):
+                return [each for each in raw if each is not None]
+        return self._repo.changes_since(space, doc, heads)
 
     def remember(self, space: bytes, doc: bytes, hashes: Iterable[bytes]) -> None:
         """Note changes known to be stored (applied here, or committed locally)."""

@@ -165,12 +165,17 @@ class DriverLimits:
     # reply is queued at once and may hold several saved documents of up to MAX_FRAME_BYTES,
     # so this is many frames' worth; 32 connections at the limit stay within 2 GiB.
     send_queue_bytes_max: int = 16 * MAX_FRAME_BYTES
-    # A write (of at most write_chunk_bytes) that makes no progress this long means the peer
+    # A write (of at most write_slice_bytes) that makes no progress this long means the peer
     # stopped reading: drop it. Below yamux's own 5 s give-up on a full window, so the cause
     # is named and counted; QUIC and WebRTC streams have no such give-up of their own.
     write_stall_s: float = 4.0
     # Frames coalesced into one write: ~45 MB/s over yamux at this size (libraries.md).
     write_chunk_bytes: int = 256 * 1024
+    # A chunk goes in slices of this, each given write_stall_s: a slice returns once the peer
+    # has read enough to open yamux's 256 KiB window for it, and a live peer slower than us (a
+    # fresh peer applying a 20,000-file space at ~300 KB/s) took over 4 s to drain a whole
+    # chunk's worth, so it was dropped as stalled and the fetch started over, again and again.
+    write_slice_bytes: int = 64 * 1024
     # After a Disconnect, the Bye and anything queued before it get this long to leave.
     flush_on_close_s: float = 2.0
     # Sessions, and who may hold them (the constants above say why these numbers).
@@ -568,10 +573,10 @@ class SyncDriver:
                 chunk.append(frame)
                 size += len(frame)
             data = b"".join(chunk)
-            # A frame above the chunk size goes in slices: the stall limit is about progress,
-            # and a 4 MiB frame to a slow but live peer takes longer than that to leave.
-            for start in range(0, len(data), self.limits.write_chunk_bytes):
-                piece = data[start : start + self.limits.write_chunk_bytes]
+            # In slices (write_slice_bytes): the stall limit is about progress, and a 4 MiB
+            # frame, or a whole chunk, to a slow but live peer takes longer than that to leave.
+            for start in range(0, len(data), self.limits.write_slice_bytes):
+                piece = data[start : start + self.limits.write_slice_bytes]
                 try:
                     with trio.fail_after(self.limits.write_stall_s):
                         await conn.frames.send_bytes(piece)

@@ -724,7 +724,7 @@ class Replicator:
             reply = None if session.budget.sent_frames.available(self._now) < 1 else self._replies.reply(space.id, doc, base, ours)
             if reply is None or (reply.count and not session.budget.take("sent_frames", len(reply.frames), self._now)):
                 # Many docs to send at once (a fresh peer): paced within the peer's frame budget.
-                self._pace(session, doc, want=False, frames=len(reply.frames) if reply else 1)
+                self._pace(session, doc, session.paced_replies, "replies_paced", frames=len(reply.frames) if reply else 1)
                 sent = True
             elif reply.count and not session.budget.take("reply_bytes", reply.size, self._now):
                 # It asks for more than its budget pays now: the reply goes when it does.
@@ -866,34 +866,40 @@ class Replicator:
         if session.wants.get(doc, self._now) > self._now:
             return
         if not session.budget.take("sent_frames", 1, self._now):
-            self._pace(session, doc, want=True, frames=1)
+            self._pace(session, doc, session.paced_wants, "wants_paced", frames=1)
             return
         session.wants[doc] = self._now + self.config.want_timeout_ms
         self.stats["wants_sent"] += 1
         self._announcements.pop((session, doc), None)  # the want carries the same heads
         self._send_heads(session, doc, want=True)
 
-    def _pace(self, session: Session, doc: bytes, *, want: bool, frames: int) -> None:
-        """Send this reply or want once our frame pacing towards the peer has room for it."""
-        (session.paced_wants if want else session.paced_replies)[doc] = None
-        self.stats["wants_paced" if want else "replies_paced"] += 1
+    def _pace(self, session: Session, doc: bytes, queue: dict[bytes, None], stat: str, *, frames: int) -> None:
+        """Send this reply, want or announcement (``queue``: the session's paced ones of that
+        kind) once our frame pacing towards the peer has room for it."""
+        queue[doc] = None
+        self.stats[stat] += 1
         if session.paced_due_ms is None:
             session.paced_due_ms = session.budget.sent_frames.ready_ms(frames, self._now)
             self._touched[session] = None
 
     def _run_paced(self, session: Session) -> None:
-        """Send paced replies, then wants, in order, until the pacing runs out of room again."""
+        """Send paced replies, then wants, then announcements, in order, until the pacing runs
+        out of room again."""
         session.paced_due_ms = None
-        while session.paced_due_ms is None and (session.paced_replies or session.paced_wants):
+        while session.paced_due_ms is None and (session.paced_replies or session.paced_wants or session.paced_heads):
             if session.paced_replies:
                 doc = next(iter(session.paced_replies))
                 del session.paced_replies[doc]
                 self._reconcile(session, doc, ask=False, answer=False)
-            else:
+            elif session.paced_wants:
                 doc = next(iter(session.paced_wants))
                 del session.paced_wants[doc]
                 if self._needs(session, doc):
                     self._want(session, doc)
+            else:
+                doc = next(iter(session.paced_heads))
+                del session.paced_heads[doc]
+                self._send_heads_paced(session, doc, in_turn=True)
 
     def _answer_due_ms(self, session: Session, doc: bytes) -> int | None:
         """When a want for ``doc`` we sent another peer less than a graft delay ago turns slow,
@@ -924,13 +930,18 @@ class Replicator:
         """Our Hello, carrying the first page of our status; the other pages follow it."""
         assert session.space is not None
         first, *rest = self._status_pages(session, complete=False)
-        self._send(session, Hello(SUPPORTED_VERSIONS, session.space, self.identity.public_key, first))
+        self._count_status(self._send(session, Hello(SUPPORTED_VERSIONS, session.space, self.identity.public_key, first)))
         for page in rest:
-            self._send(session, page)
+            self._count_status(self._send(session, page))
 
     def _send_status(self, session: Session, *, complete: bool) -> None:
         for page in self._status_pages(session, complete=complete):
-            self._send(session, page)
+            self._count_status(self._send(session, page))
+
+    def _count_status(self, sent_bytes: int) -> None:
+        """What our statuses cost on the wire (a Hello with its first page counts as one)."""
+        self.stats["status_pages_sent"] += 1
+        self.stats["status_bytes_sent"] += sent_bytes
 
     def _status_pages(self, session: Session, *, complete: bool) -> list[Status]:
         """Our summary, and the heads of every doc whose heads the peer has not been told, in
@@ -968,7 +979,17 @@ class Replicator:
         announcements, self._announcements = self._announcements, {}
         for session, doc in announcements:
             if session.conn in self._sessions:
-                self._send_heads(session, doc, want=False)
+                self._send_heads_paced(session, doc, in_turn=False)
+
+    def _send_heads_paced(self, session: Session, doc: bytes, *, in_turn: bool) -> None:
+        """Announce our heads within our frame pacing towards the peer, after those already
+        waiting (``in_turn``: this is the first of them). A fresh peer's catch-up announces
+        its heads after every doc it applied; unpaced, those reached a replier of a 20,000-file
+        space in bursts over its frames budget, which banned the fetching peer for a flood."""
+        if (in_turn or not session.paced_heads) and session.budget.take("sent_frames", 1, self._now):
+            self._send_heads(session, doc, want=False)
+        else:
+            self._pace(session, doc, session.paced_heads, "announcements_paced", frames=1)
 
     def _send_heads(self, session: Session, doc: bytes, *, want: bool) -> None:
         heads = self._session_space(session).heads.get(doc, ())
@@ -1119,13 +1140,15 @@ class Replicator:
 
     # ----- sending, closing, scoring -----
 
-    def _send(self, session: Session, message: Message) -> None:
+    def _send(self, session: Session, message: Message) -> int:
+        """Send one message; its frame's bytes (0: too large, not sent)."""
         try:
             frame = encode_frame(message)
         except MessageTooLarge:
             self.stats["own_frames_too_large"] += 1  # our fault, never the peer's: it is not sent
-            return
+            return 0
         self._send_frame(session, frame)
+        return len(frame)
 
     def _send_frame(self, session: Session, frame: bytes) -> None:
         session.last_sent_ms = self._now

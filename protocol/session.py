@@ -72,10 +72,12 @@ class Session:
     wants: dict[bytes, int] = field(default_factory=dict)  # doc -> when an unanswered want may repeat
     grafts: dict[bytes, int] = field(default_factory=dict)  # doc -> when to ask for announced heads
     deferred: dict[bytes, int] = field(default_factory=dict)  # doc -> when a throttled reply is due
-    # Replies and wants waiting for room in our frame pacing (``_pace``), in order, and when the
-    # bucket will have room again: one timer for all of them, however many.
+    # Replies, wants and announcements of our heads waiting for room in our frame pacing
+    # (``_pace``), in order, and when the bucket will have room again: one timer for all of
+    # them, however many.
     paced_replies: dict[bytes, None] = field(default_factory=dict)
     paced_wants: dict[bytes, None] = field(default_factory=dict)
+    paced_heads: dict[bytes, None] = field(default_factory=dict)
     paced_due_ms: int | None = None
     unheld: int = 0  # docs in ``states`` that we do not hold (see MAX_UNHELD_DOCS_PER_SESSION)
     # The peer shares history with us: it sent changes we stored, or reported heads we hold.
