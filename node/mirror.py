@@ -75,6 +75,7 @@ from node.mirror_plan import (
     Conflict,
     Create,
     DiskEntry,
+    DiskMode,
     DiskMove,
     DiskRemove,
     Forget,
@@ -83,8 +84,10 @@ from node.mirror_plan import (
     Observation,
     Record,
     Remove,
+    SetMode,
     SpaceEntry,
     WriteOut,
+    executable,
     plan,
     reparent,
 )
@@ -565,7 +568,7 @@ class Mirror:
             return None
         if node.kind == DIR:
             return SpaceEntry(DIR, node.file_id, ())
-        return SpaceEntry(FILE, node.file_id, tuple(sorted(self.services.repo.heads(self.space, node.doc_id))))
+        return SpaceEntry(FILE, node.file_id, tuple(sorted(self.services.repo.heads(self.space, node.doc_id))), node.executable)
 
     def _observe(self, paths: set[str], disk: dict[str, DiskEntry | None]) -> Steps[list[Observation]]:
         observations = []
@@ -615,8 +618,8 @@ class Mirror:
         if progress is not None:
             progress.planned(len(actions))
         sizes = {seen.path: seen.disk.size for seen in observations if seen.disk is not None}
-        space_side = [a for a in actions if isinstance(a, (Move, Create, Ingest, Adopt, Remove, Forget))]
-        disk_side = [a for a in actions if isinstance(a, (DiskMove, WriteOut, DiskRemove, Conflict))]
+        space_side = [a for a in actions if isinstance(a, (Move, Create, Ingest, SetMode, Adopt, Remove, Forget))]
+        disk_side = [a for a in actions if isinstance(a, (DiskMove, WriteOut, DiskMode, DiskRemove, Conflict))]
         follow: list[str] = []
         for batch in _batches(space_side, sizes):
             created = yield from self._create_many(batch, progress)
@@ -698,6 +701,11 @@ class Mirror:
             base = action.base if isinstance(action, Ingest) else None
             if self._ingest(action.path, base, puts):
                 follow.append(action.path)
+        elif isinstance(action, SetMode):
+            self._set_executable(action.path, action.executable)
+            known = puts.get(action.path) or self.records.get(action.path)
+            if known is not None:  # the bit is the index's: the file's heads and bytes stay the record's
+                puts[action.path] = replace(known, mode=stat.S_IMODE((self.folder / action.path).lstat().st_mode))
         elif isinstance(action, Adopt):
             self._refresh(action.path, puts)
         elif isinstance(action, Remove):
@@ -714,6 +722,13 @@ class Mirror:
             record = yield from self._write_out(action.path, fsync_each)
             if record is not None:
                 puts[action.path] = record
+        elif isinstance(action, DiskMode):
+            full, known = self.folder / action.path, self.records.get(action.path)
+            if known is None or not _is_file(full):
+                return
+            mode = _with_executable(stat.S_IMODE(full.lstat().st_mode), action.executable)
+            os.chmod(full, mode)  # a chmod keeps the stat cache's size, mtime and inode: no re-read
+            puts[action.path] = replace(known, mode=mode)
         elif isinstance(action, DiskRemove):
             full = self.folder / action.path
             record = self.records.get(action.path)
@@ -773,7 +788,10 @@ class Mirror:
         dirs = [a.path for a in creates if a.kind == DIR]
         if len(files) + len(dirs) < 2:
             return set()
-        ops = [*(BatchOp("mkdir", path) for path in dirs), *(BatchOp("create", path, content) for path, content in files.items())]
+        ops = [
+            *(BatchOp("mkdir", path) for path in dirs),
+            *(BatchOp("create", path, content, executable=executable(stats[path].st_mode)) for path, content in files.items()),
+        ]
         message = f"mirror: create {len(files) + len(dirs)} paths"
         before = progress.done if progress is not None else 0
         per_step = max(1, min(MIRROR_STEP_FILES, MIRROR_STEP_BYTES * len(files) // max(1, sum(stats[path].st_size for path in files))))
@@ -804,6 +822,10 @@ class Mirror:
                 progress.done = before + len(done)
             return done
         return set()
+
+    def _set_executable(self, path: str, value: bool) -> None:
+        """Set a file's executable bit in the space (a batch's mode op: one change of the tree)."""
+        self.workspace.apply_batch([BatchOp("mode", path, executable=value)], now_ms=wall_clock_ms(), message=f"mirror: chmod {'+x' if value else '-x'} {path}")
 
     def _tree(self) -> Tree:
         """The space's tree now, kept until the space's version moves: ``Workspace.tree`` looks
@@ -860,6 +882,8 @@ class Mirror:
             node = None
         if node is None:
             ws.write(path, data if text is None else text, now_ms=now, parents=True, message=f"mirror: create {path}")
+            if executable(info.st_mode):
+                self._set_executable(path, True)
         elif node.encoding == TEXT and text is not None and base is not None:
             start = _chained_at(base, puts.get(path) or self.records.get(path))
             at = start.heads if start is not None else base
@@ -943,6 +967,7 @@ class Mirror:
                 self.pending.add(path)  # the record's older heads bring the next look back here
                 return None
             mode = stat.S_IMODE(read[1].st_mode) if read is not None else (record.mode if record is not None and record.mode else _default_mode())
+            mode = _with_executable(mode, node.executable)  # the space's bit; the user's other bits kept
             self.records.intend(path, heads, hashlib.sha256(data).digest())
             replace_it = partial(_replace_atomically, full, data, mode, expected=read[1] if read is not None else None, fsync_each=fsync_each)
             written = yield _Blocking(replace_it)
@@ -1050,6 +1075,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _with_executable(mode: int, value: bool) -> int:
+    """``mode`` with its x bits following ``value``: set where it can be read (as git checks a
+    file out, under the umask's reading bits), cleared everywhere; the other bits as they were."""
+    return mode | ((mode & 0o444) >> 2) if value else mode & ~0o111
+
+
 def _default_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
@@ -1133,15 +1164,20 @@ class _Progress:
         return {"phase": self.phase, "done": self.done, "total": self.total}
 
 
+def _resume(steps: Steps[T], sent: Any) -> tuple[bool, Any]:
+    """Run a pass to its next yield: (True, its value) once it has ended, else (False, what it yielded)."""
+    try:
+        return False, steps.send(sent)
+    except StopIteration as done:
+        return True, done.value
+
+
 def _at_once(steps: Steps[T]) -> T:
     """Run a pass here and now (a checkout, the tests), its blocking calls too."""
-    sent: Any = None
-    while True:
-        try:
-            request = steps.send(sent)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        sent = request.call() if isinstance(request, _Blocking) else None
+    ended, got = _resume(steps, None)
+    while not ended:
+        ended, got = _resume(steps, got.call() if isinstance(got, _Blocking) else None)
+    return got  # type: ignore[no-any-return]
 
 
 async def _cooperatively(steps: Steps[T]) -> T:
@@ -1149,19 +1185,17 @@ async def _cooperatively(steps: Steps[T]) -> T:
     its blocking calls on a worker thread meanwhile."""
     try:
         deadline = time.monotonic() + MIRROR_SLICE_MS / 1000
-        sent: Any = None
-        while True:
-            try:
-                request = steps.send(sent)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+        ended, got = _resume(steps, None)
+        while not ended:
             sent = None
-            if isinstance(request, _Blocking):
-                sent = await trio.to_thread.run_sync(request.call)
+            if isinstance(got, _Blocking):
+                sent = await trio.to_thread.run_sync(got.call)
                 deadline = time.monotonic() + MIRROR_SLICE_MS / 1000
             elif time.monotonic() >= deadline:
                 await trio.lowlevel.checkpoint()
                 deadline = time.monotonic() + MIRROR_SLICE_MS / 1000
+            ended, got = _resume(steps, sent)
+        return got  # type: ignore[no-any-return]
     finally:
         steps.close()  # cancelled at a checkpoint: the pass's own cleanup runs (no group is open there)
 

@@ -35,6 +35,12 @@ Per path (file or directory; ``rec`` = the record, "same" = disk bytes equal the
                                   space moved on too); same and moved on: WriteOut
     kinds differ (a file where the other side has a directory) -> Conflict, logged, left alone
 
+The executable bit of a file (its owner's x bit on disk, ``executable`` in the space) is
+compared the same way, beside the bytes: the disk's differs from the record's (``chmod +x``)
+-> SetMode in the space; else the space's does (a remote chmod) -> DiskMode, which changes the
+x bits on disk only, the user's other mode bits kept (a write-out sets them so too). A new file
+on disk is created with its bit.
+
 Renames are found across the batch, before the table, so history and concurrent edits follow
 the file. A local rename: a path gone from disk whose file the space still holds there
 (edited since or not) pairs with a path that would be created (new on disk, nowhere else) — a directory by its inode;
@@ -77,6 +83,7 @@ __all__ = [
     "Conflict",
     "Create",
     "DiskEntry",
+    "DiskMode",
     "DiskMove",
     "DiskRemove",
     "EntryKind",
@@ -86,8 +93,10 @@ __all__ = [
     "Observation",
     "Record",
     "Remove",
+    "SetMode",
     "SpaceEntry",
     "WriteOut",
+    "executable",
     "plan",
     "reparent",
 ]
@@ -121,6 +130,7 @@ class SpaceEntry:
     kind: EntryKind
     file_id: str
     heads: tuple[bytes, ...]
+    executable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +200,22 @@ class Ingest:
 
 
 @dataclass(frozen=True, slots=True)
+class SetMode:
+    """The file was made executable on disk, or not: set its bit in the space."""
+
+    path: str
+    executable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DiskMode:
+    """The file was made executable in the space, or not: set its x bits on disk."""
+
+    path: str
+    executable: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Remove:
     """Deleted on disk: remove it from the space."""
 
@@ -236,7 +262,7 @@ class Conflict:
     reason: str
 
 
-Action = Adopt | Forget | Create | Ingest | Remove | Move | WriteOut | DiskRemove | DiskMove | Conflict
+Action = Adopt | Forget | Create | Ingest | SetMode | Remove | Move | WriteOut | DiskMode | DiskRemove | DiskMove | Conflict
 
 
 def plan(observations: Iterable[Observation]) -> list[Action]:
@@ -288,9 +314,26 @@ def _decide(view: Observation, views: Mapping[str, Observation]) -> list[Action]
         return [Conflict(path, f"a {disk.kind} on disk, a {space.kind} in the space")]
     if disk.kind == DIR:
         return [] if space.kind == record.kind else [Adopt(path)]
+    modes = _modes(path, disk, record, space)
     if not same:
-        return [Ingest(path, record.heads if record.kind == FILE and record.file_id == space.file_id else None)]
-    return [] if space.heads == record.heads and space.file_id == record.file_id else [WriteOut(path)]
+        return [Ingest(path, record.heads if record.kind == FILE and record.file_id == space.file_id else None), *modes]
+    if space.heads == record.heads and space.file_id == record.file_id:
+        return modes
+    return [*(m for m in modes if isinstance(m, SetMode)), WriteOut(path)]  # a write-out sets the space's bit on disk
+
+
+def executable(mode: int) -> bool:
+    """Whether a disk mode is executable: its owner's x bit (git's rule)."""
+    return bool(mode & 0o100)
+
+
+def _modes(path: str, disk: DiskEntry, record: Record, space: SpaceEntry) -> list[Action]:
+    """The executable bit's action for a file on both sides (module docstring): the disk's
+    change wins over the space's, as its bytes do until ingested."""
+    on_disk, recorded = executable(disk.mode), executable(record.mode)
+    if on_disk != recorded:
+        return [] if on_disk == space.executable else [SetMode(path, on_disk)]
+    return [] if space.executable == recorded else [DiskMode(path, space.executable)]
 
 
 def _free_on_disk(views: Mapping[str, Observation], path: str) -> bool:
@@ -372,13 +415,15 @@ _PHASES: dict[type, int] = {
     Move: 0,
     Create: 1,
     Ingest: 2,
-    Adopt: 3,
-    Remove: 4,
-    Forget: 5,
-    DiskMove: 6,
-    WriteOut: 7,
-    DiskRemove: 8,
-    Conflict: 9,
+    SetMode: 3,
+    Adopt: 4,
+    Remove: 5,
+    Forget: 6,
+    DiskMove: 7,
+    WriteOut: 8,
+    DiskMode: 9,
+    DiskRemove: 10,
+    Conflict: 11,
 }
 
 

@@ -20,6 +20,10 @@ from protocol.tips import CHANGE_HASH_BYTES
 __all__ = ["MIRROR_DB_FILE", "MirrorRecords"]
 
 MIRROR_DB_FILE = "mirror.sqlite"
+# 1: a record's x bits are compared with the space's executable bit (node/mirror_plan.py). Rows
+# of before had them from disk while the space knew none: they start with the bits cleared, so
+# an executable file on disk sets its bit in the space rather than losing it to the space's.
+_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS folders (space BLOB PRIMARY KEY, folder TEXT NOT NULL);
@@ -51,6 +55,10 @@ class MirrorRecords:
         # fsync per write-out intent cost ~3 ms a file (a 1k-file checkout: 3 s of it).
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        if self._db.execute("PRAGMA user_version").fetchone()[0] < _VERSION:
+            with self._transaction():
+                self._db.execute("UPDATE records SET mode = mode & ~73")  # 73 = 0o111
+                self._db.execute(f"PRAGMA user_version = {_VERSION}")
         self._space = space
         row = self._db.execute("SELECT folder FROM folders WHERE space = ?", (space,)).fetchone()
         if row is None or row[0] != str(folder):

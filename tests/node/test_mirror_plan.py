@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from node.mirror_plan import (
     DIR,
     FILE,
@@ -9,6 +11,7 @@ from node.mirror_plan import (
     Conflict,
     Create,
     DiskEntry,
+    DiskMode,
     DiskMove,
     DiskRemove,
     Forget,
@@ -17,6 +20,7 @@ from node.mirror_plan import (
     Observation,
     Record,
     Remove,
+    SetMode,
     SpaceEntry,
     WriteOut,
     plan,
@@ -251,3 +255,44 @@ def test_actions_are_ordered_parents_first_and_removals_children_first() -> None
         Observation("w", None, None, space(file_id="w")),
     ]
     assert plan(views) == [Create("n", DIR), Create("n/m", DIR), Create("n/m/f", FILE), Remove("r/f", FILE), Remove("r", DIR), WriteOut("w")]
+
+
+# ----- the executable bit -----
+
+
+def test_a_chmod_on_disk_sets_the_bit_in_the_space() -> None:
+    made_executable = Observation("a", replace(disk(), mode=0o755), record("a"), space())
+    assert one(made_executable) == [SetMode("a", True)]
+    made_plain = Observation("a", disk(), replace(record("a"), mode=0o755), replace(space(), executable=True))
+    assert one(made_plain) == [SetMode("a", False)]
+
+
+def test_a_chmod_in_the_space_sets_the_x_bits_on_disk() -> None:
+    assert one(Observation("a", disk(), record("a"), replace(space(), executable=True))) == [DiskMode("a", True)]
+    assert one(Observation("a", replace(disk(), mode=0o700), replace(record("a"), mode=0o700), space())) == [DiskMode("a", False)]
+
+
+def test_both_sides_made_it_executable_nothing_to_do() -> None:
+    assert one(Observation("a", replace(disk(), mode=0o755), record("a"), replace(space(), executable=True))) == []
+
+
+def test_the_disks_chmod_wins_over_the_spaces() -> None:
+    both = Observation("a", replace(disk(), mode=0o755), replace(record("a"), mode=0o644), replace(space(), executable=False))
+    assert one(both) == [SetMode("a", True)]
+    undone = Observation("a", disk(), replace(record("a"), mode=0o755), replace(space(), executable=True))
+    assert one(undone) == [SetMode("a", False)], "chmod -x on disk while the space kept the bit"
+
+
+def test_a_chmod_comes_with_an_edit_on_either_side() -> None:
+    saved = Observation("a", replace(disk(b"v2"), mode=0o755), record("a"), space())
+    assert one(saved) == [Ingest("a", OLD), SetMode("a", True)]
+    remote = Observation("a", disk(), record("a"), replace(space(NEW), executable=True))
+    assert one(remote) == [WriteOut("a")], "the write-out sets the space's bit"
+    local_chmod_remote_edit = Observation("a", replace(disk(), mode=0o755), record("a"), space(NEW))
+    assert one(local_chmod_remote_edit) == [SetMode("a", True), WriteOut("a")]
+    saved_while_remote_chmod = Observation("a", disk(b"v2"), record("a"), replace(space(), executable=True))
+    assert one(saved_while_remote_chmod) == [Ingest("a", OLD), DiskMode("a", True)]
+
+
+def test_a_directorys_mode_is_not_a_files_bit() -> None:
+    assert one(Observation("d", replace(disk(kind=DIR), mode=0o755), replace(record("d", kind=DIR), mode=0o700), space(kind=DIR))) == []
