@@ -2,13 +2,17 @@
 
 A publication is every block a node that has never met a member needs (protocol/snapshot_pointer.py
 says what each holds): the doc snapshots' raw chunks and the signed manifest that links them
-(store/snapshots.py), the bundle (genesis, capability log, the tips covering every change) as raw
-blocks, and the signed pointer linking manifest and bundle — the root. It goes to the IPFS
-daemon at config.toml's ``ipfs_api`` as one CAR through ``dag/import``, which pins the root and
-so the whole DAG, and the pointer's CID is also published under an IPNS name of the daemon's key
-``distspace-<space id prefix>``, so ``join --from-ipfs`` can take a name that always points at the
-latest publication. Our own pointer, not IPNS's record, is what a joiner trusts: it is signed by
-a member's key and sequence-numbered, and ``PointerChain`` refuses a replayed older one.
+(store/snapshots.py: one block, or for a space of thousands of docs a root and its pages, every
+block within IPFS's limits), the bundle (genesis, capability log, the tips covering every change)
+as raw blocks, and the signed pointer linking manifest and bundle — the root. It goes to the
+IPFS daemon at config.toml's ``ipfs_api`` as one CAR through ``dag/import``, which pins the root
+and so the whole DAG, and the pointer's CID is also published under an IPNS name of the daemon's
+key ``distspace-<space id prefix>``, so ``join --from-ipfs`` can take a name that always points
+at the latest publication. The CAR leaves out what the daemon holds pinned under our previous
+publication (``IpfsClient.pinned_dag``): after an edit of a few docs it carries their chunks,
+the pages listing them, the bundle and the root, not the whole space again. Our own pointer, not
+IPNS's record, is what a joiner trusts: it is signed by a member's key and sequence-numbered,
+and ``PointerChain`` refuses a replayed older one.
 
 Publishing. In a daemon with ``ipfs_api`` set, ``IpfsService.run`` publishes each space whose
 newest manifest differs from the one it last published — a snapshot was taken (every
@@ -19,18 +23,20 @@ the tips it gathers cover exactly what the snapshots hold); only the upload awai
 A private space is not published unless the call or config.toml (``ipfs_allow_private``) says
 so: **a published snapshot is readable by whoever fetches its CID** — nothing is encrypted.
 
-Joining (``join_publication``): fetch the pointer, bundle, manifest and every chunk, check every
-block against its CID, the pointer's and manifest's signatures (one signer), the genesis, the
-capability log and that the signer may publish (a member, in a private space), load each doc's
-snapshot and check its heads and change count, and verify every change against the bundle's
-tips and the log exactly as changes from a peer are (protocol/ingest.py). Only then is anything
-stored, in one transaction: a missing or corrupt block, a bad signature, an unauthorised change
-or a replayed pointer stores nothing and raises a typed ``IpfsError``. The space is then served
-like any other, and the pointer's peer addresses are dialled (kept wanted) so the node catches
-up over libp2p when a member is back.
+Joining (``join_publication``): fetch the pointer, bundle, manifest and every chunk, checking
+each block against its CID as it arrives — a paged manifest's root (its signature, its budgets,
+the pointer's space and signer) before any of its pages, each page against the root — then the
+pointer's and manifest's signatures (one signer), the genesis, the capability log and that the
+signer may publish (a member, in a private space), load each doc's snapshot and check its heads
+and change count, and verify every change against the bundle's tips and the log exactly as
+changes from a peer are (protocol/ingest.py). Only then is anything stored, in one transaction:
+a missing or corrupt block, a bad signature, an unauthorised change or a replayed pointer
+stores nothing and raises a typed ``IpfsError``. The space is then served like any other, and
+the pointer's peer addresses are dialled (kept wanted) so the node catches up over libp2p when
+a member is back.
 
-State: HOME/ipfs.json holds, per space, what was last published (pointer, CID, IPNS name, sizes)
-or the error of the last try, and the newest pointer seen per (space, signer).
+State: HOME/ipfs.json holds, per space, what was last published (pointer, CID, IPNS name, sizes,
+what was sent) or the error of the last try, and the newest pointer seen per (space, signer).
 """
 
 from __future__ import annotations
@@ -75,7 +81,7 @@ from store.blocks import CODEC_DAG_CBOR, Block, checked, cid_from_text, cid_text
 from store.errors import CorruptionError, InvalidInput, StoreError, UnknownBlock
 from store.records import DocSnapshot
 from store.repo import Repo, StoreEvent
-from store.snapshots import Manifest, load_checked
+from store.snapshots import Manifest, ManifestRoot, load_checked, manifest_pages
 
 if TYPE_CHECKING:
     from node.services import NodeServices
@@ -109,7 +115,8 @@ PUBLISH_RETRY_S: Final = 60.0
 # Pointers seen kept in ipfs.json (the newest per space and signer): bounded like a peerstore.
 MAX_SEEN_POINTERS: Final = 1024
 # kubo refuses a block above 1 MiB without --allow-big-block, and bitswap would not carry one
-# to other IPFS nodes: snapshot chunks are 256 KiB (store/blocks.py), a manifest grows per doc.
+# to other IPFS nodes. Snapshot chunks and manifest pages are at most 256 KiB (store/blocks.py,
+# store/snapshots.py); only a one-block manifest written before manifests were paged can pass it.
 MAX_IPFS_BLOCK_BYTES: Final = 1024 * 1024
 IPNS_KEY_PREFIX: Final = "distspace-"
 _IPNS_KEY_SPACE_HEX: Final = 16  # 64 bits of the space id: unique among a node's spaces
@@ -162,7 +169,7 @@ class IpfsState:
     def published(self, space: bytes) -> dict[str, Any] | None:
         return self._published.get(space.hex())
 
-    def record_published(self, publication: Publication, ipns: str | None, api: str) -> None:
+    def record_published(self, publication: Publication, ipns: str | None, api: str, sent: Sequence[Block]) -> None:
         self.chain.hold(publication.pointer)
         self._published[publication.space.hex()] = {
             "cid": cid_text(publication.root),
@@ -173,6 +180,8 @@ class IpfsState:
             "published_ms": publication.pointer.published_ms,
             "blocks": len(publication.blocks),
             "bytes": publication.size,
+            "sent_blocks": len(sent),  # the rest the daemon held from the previous publication
+            "sent_bytes": sum(len(block.data) for block in sent),
             "error": None,
         }
         self._save()
@@ -207,8 +216,12 @@ class Publication:
     def size(self) -> int:
         return sum(len(block.data) for block in self.blocks)
 
-    def car(self) -> bytes:
-        return car_bytes([self.root], [(block.cid, block.data) for block in self.blocks])
+    def unsent(self, held: set[bytes] | frozenset[bytes] = frozenset()) -> list[Block]:
+        """The blocks to send a daemon that holds ``held`` (``IpfsClient.pinned_dag``): the root always."""
+        return [block for block in self.blocks if block.cid not in held or block.cid == self.root]
+
+    def car(self, held: set[bytes] | frozenset[bytes] = frozenset()) -> bytes:
+        return car_bytes([self.root], [(block.cid, block.data) for block in self.unsent(held)])
 
 
 def build_publication(
@@ -234,7 +247,8 @@ def build_publication(
     assert manifest is not None  # a snapshot was just made or was there
     latest = repo.latest_snapshot(space)
     assert latest is not None
-    manifest_block = Block(latest.manifest_cid, repo.block(latest.manifest_cid))
+    manifest_root = Block(latest.manifest_cid, repo.block(latest.manifest_cid))
+    pages = [Block(cid, repo.block(cid)) for cid in manifest_pages(manifest_root.cid, manifest_root.data)]
     chunks = [Block(cid, repo.block(cid)) for entry in manifest.docs for cid in entry.chunks]
     records = [row.data for row in repo.backend.capability_records(space)]
     tips = [tip for entry in manifest.docs for tip in repo.tips(space, entry.doc)]
@@ -250,30 +264,39 @@ def build_publication(
         peers=[addr for addr in services.addrs() if len(addr) <= MAX_PEER_ADDR_CHARS][:MAX_POINTER_PEERS],
     )
     root = Block.dag_cbor(pointer.encode())
-    if len(manifest_block.data) > MAX_IPFS_BLOCK_BYTES:
+    if len(manifest_root.data) > MAX_IPFS_BLOCK_BYTES:
         raise PublishRefused(
-            f"space {genesis.name!r}: its manifest of {len(manifest.docs)} docs is {len(manifest_block.data)} bytes, over IPFS's {MAX_IPFS_BLOCK_BYTES}-byte block limit"
+            f"space {genesis.name!r}: its manifest of {len(manifest.docs)} docs is one block of {len(manifest_root.data)} bytes (written before manifests were paged), "
+            f"over IPFS's {MAX_IPFS_BLOCK_BYTES}-byte block limit; the next snapshot (any edit, then publish) pages it"
         )
-    unique = {block.cid: block for block in [*chunks, manifest_block, *bundle]}
+    unique = {block.cid: block for block in [*chunks, *pages, manifest_root, *bundle]}
     unique.pop(root.cid, None)
     return Publication(space, pointer, (*unique.values(), root))
 
 
 async def upload_publication(services: NodeServices, publication: Publication, api: str, client: IpfsClient) -> dict[str, Any]:
     """Put a publication into IPFS as one CAR (pinned from its root) and point the space's IPNS
-    name at it; its status (``IpfsState``'s entry). A failure is kept as the space's
-    publishing error too, then raised."""
+    name at it; its status (``IpfsState``'s entry). The CAR leaves out the blocks the daemon
+    already holds under our previous publication's pin (the pages, chunks and bundle blocks no
+    snapshot since has changed). A failure is kept as the space's publishing error too, then raised."""
     space = publication.space
+    previous = state_of(services).published(space) or {}
     try:
-        await client.import_car(publication.car())
+        held: set[bytes] = set()
+        if previous.get("cid") and previous.get("ipfs_api") == api:
+            held = await client.pinned_dag(cid_from_text(previous["cid"]))
+        sent = publication.unsent(held)
+        await client.import_car(publication.car(held))
         ipns = await client.publish_name(ipns_key_name(space), publication.root)
     except IpfsError as error:
         state_of(services).record_error(space, error, services.clock())
         event(log, "ipfs.publish_failed", logging.WARNING, space=space.hex()[:12], error=error)
         raise
     state = state_of(services)
-    state.record_published(publication, ipns, api)
-    event(log, "ipfs.published", space=space.hex()[:12], cid=cid_text(publication.root), seq=publication.pointer.seq, blocks=len(publication.blocks), bytes=publication.size)
+    state.record_published(publication, ipns, api, sent)
+    event(
+        log, "ipfs.published", space=space.hex()[:12], cid=cid_text(publication.root), seq=publication.pointer.seq, blocks=len(publication.blocks), bytes=publication.size, sent_blocks=len(sent)
+    )
     entry = state.published(space)
     assert entry is not None
     return entry
@@ -489,20 +512,32 @@ async def fetch_publication(client: IpfsClient, source: str) -> _Fetched:
         pointer = decode_pointer(_check_block(root, await client.block(root)))
     except SnapshotPointerError as error:
         raise IpfsContentRefused(f"{cid_text(root)} is not a valid snapshot pointer: {error}") from error
-    bundle_data = b"".join(_check_block(cid, data) for cid, data in zip(pointer.bundle, await client.blocks(pointer.bundle), strict=True))
+    bundle_data = b"".join(await client.blocks(pointer.bundle, lambda index, data: _check_block(pointer.bundle[index], data)))
     try:
         bundle = decode_bundle(bundle_data, pointer.space)
     except SnapshotPointerError as error:
         raise IpfsContentRefused(f"the bundle of pointer {cid_text(root)}: {error}") from error
-    try:
-        manifest = Manifest.from_block(Block(pointer.manifest, await client.block(pointer.manifest)))
-    except CorruptionError as error:
-        raise IpfsContentRefused(f"the manifest of pointer {cid_text(root)}: {error}") from error
-    if manifest.space != pointer.space or manifest.author != pointer.signer:
-        raise IpfsContentRefused(f"the manifest of pointer {cid_text(root)} is another space's or was signed by another key than the pointer")
+    manifest = await _fetch_manifest(client, pointer, root)
     wanted = list(dict.fromkeys(cid for entry in manifest.docs for cid in entry.chunks))
-    chunks = {cid: _check_block(cid, data) for cid, data in zip(wanted, await client.blocks(wanted), strict=True)}
+    chunks = dict(zip(wanted, await client.blocks(wanted, lambda index, data: _check_block(wanted[index], data)), strict=True))
     return _Fetched(pointer, root, manifest, bundle, chunks)
+
+
+async def _fetch_manifest(client: IpfsClient, pointer: SnapshotPointer, root: bytes) -> Manifest:
+    """The pointer's manifest: its root checked (CID, signature, budgets, the pointer's space and
+    signer) before any page is fetched, then each page checked against the root as it arrives."""
+    where = f"the manifest of pointer {cid_text(root)}"
+    try:
+        manifest_root = ManifestRoot.from_block(Block(pointer.manifest, await client.block(pointer.manifest)))
+    except CorruptionError as error:
+        raise IpfsContentRefused(f"{where}: {error}") from error
+    if manifest_root.space != pointer.space or manifest_root.author != pointer.signer:
+        raise IpfsContentRefused(f"{where} is another space's or was signed by another key than the pointer")
+    try:
+        pages = await client.blocks([link.cid for link in manifest_root.pages], manifest_root.page)
+        return manifest_root.manifest(pages)
+    except CorruptionError as error:
+        raise IpfsContentRefused(f"{where}: {error}; nothing was stored") from error
 
 
 def _verify_and_store(services: NodeServices, fetched: _Fetched) -> dict[str, int]:

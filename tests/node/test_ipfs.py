@@ -12,11 +12,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 import trio
 
@@ -27,13 +28,16 @@ from node.home import NodeHome
 from node.ipfs import IPFS_STATE_FILE, fetch_publication, join_publication
 from node.ipfs_client import IpfsClient, open_client
 from node.services import NodeServices
+from protocol import cbor
 from protocol.identity import Identity
 from protocol.signed import sign
 from protocol.snapshot_pointer import DOMAIN_POINTER, SnapshotPointer, decode_pointer
+from store.batch import BatchOp
 from store.blocks import MAX_BLOCK_BYTES, Block, cid_from_text, cid_text
 from store.records import DocSnapshot
-from store.repo import Repo
-from store.snapshots import Manifest
+from store.repo import Repo, wall_clock_ms
+from store.snapshots import DOMAIN_MANIFEST, PAGED_MANIFEST_FORMAT, Manifest, ManifestRoot
+from store.workspace import Workspace
 
 # A file whose saved doc outgrows one block: random text does not compress.
 BIG_FILE_BYTES = 3 * MAX_BLOCK_BYTES
@@ -210,8 +214,8 @@ class _Corrupting:
         data = await self._client.block(cid)
         return data[:-1] + bytes([data[-1] ^ 1]) if cid == self._victim else data
 
-    async def blocks(self, cids: list[bytes]) -> list[bytes]:
-        return [await self.block(cid) for cid in cids]
+    async def blocks(self, cids: list[bytes], check: Callable[[int, bytes], Any]) -> list[Any]:
+        return [check(index, await self.block(cid)) for index, cid in enumerate(cids)]
 
     async def resolve(self, name: str) -> bytes:
         return await self._client.resolve(name)
@@ -285,3 +289,129 @@ def test_a_private_space_published_by_a_non_member_is_refused(tmp_path: Path, ku
     forged = SnapshotPointer.issue(mallory, space=pointer.space, seq=1, manifest=hers.cid, previous=None, bundle=pointer.bundle, published_ms=pointer.published_ms)
     said = _refused(tmp_path / "bob", kubo, _put(kubo, Block.dag_cbor(forged.encode())))
     assert "is not a member of private space" in said
+
+
+# ----- a space of thousands of docs: its manifest is paged (store/snapshots.py) -----
+
+# Files that make a manifest of more than one block (~125 bytes a doc entry: one block holds ~2,000).
+PAGED_FILES = 2_300
+
+
+def _space_of_many_files(home: Path) -> tuple[bytes, dict[str, str]]:
+    """A public space of PAGED_FILES one-line files, written through the store in one batch
+    (as ``fs.batch`` or a git import would)."""
+    distspace(home, "init", "many", "--public")
+    files = {f"d{i % 10}/f{i}.txt": f"file {i}\n" for i in range(PAGED_FILES)}
+    node = NodeHome(home)
+    with Repo.open(node.database, node.identity()) as repo:
+        [genesis] = repo.spaces()
+        Workspace(repo, genesis.space_id).apply_batch([BatchOp("create", path, text) for path, text in files.items()], now_ms=wall_clock_ms())
+    return genesis.space_id, files
+
+
+def _read_store(home: Path, space: bytes, paths: list[str]) -> dict[str, str | bytes]:
+    node = NodeHome(home)
+    with Repo.open(node.database, node.identity()) as repo:
+        workspace = Workspace(repo, space)
+        return {path: workspace.read(path) for path in paths}
+
+
+@dataclass
+class PagedPublished:
+    home: Path
+    space: bytes
+    files: dict[str, str]
+    result: dict[str, Any]
+
+
+@pytest.fixture
+def paged_published(tmp_path: Path, kubo: Kubo) -> PagedPublished:
+    home = tmp_path / "alice"
+    space, files = _space_of_many_files(home)
+    return PagedPublished(home, space, files, _publish(home, kubo))
+
+
+def _published_state(home: Path, space: bytes) -> dict[str, Any]:
+    return dict(json.loads((home / IPFS_STATE_FILE).read_text())["published"][space.hex()])
+
+
+def test_a_paged_manifest_is_published_and_a_fresh_node_joins_from_ipfs_alone(paged_published: PagedPublished, kubo: Kubo, tmp_path: Path) -> None:
+    alice = paged_published
+    root = json.loads(kubo.run("dag", "get", alice.result["manifest"]))
+    assert root["format"] == PAGED_MANIFEST_FORMAT and root["docs"] == PAGED_FILES + 1  # and the index
+    pages = [link["page"]["/"] for link in root["pages"]]
+    assert len(pages) >= 2
+    node = NodeHome(alice.home)
+    with Repo.open(node.database, node.identity()) as repo:
+        for cid in [alice.result["manifest"], *pages]:
+            ours = repo.block(cid_from_text(cid))
+            assert kubo.run("block", "get", cid) == ours and len(ours) <= MAX_BLOCK_BYTES
+    refs = kubo.run("refs", "-r", alice.result["cid"]).decode()
+    assert all(cid in refs for cid in pages)
+    state = _published_state(alice.home, alice.space)
+    assert state["sent_blocks"] == state["blocks"], "a first publication sends everything"
+
+    bob = tmp_path / "bob"
+    joined = json.loads(distspace(bob, "--json", "join", "--from-ipfs", alice.result["cid"], "--ipfs-api", kubo.api).stdout)
+    assert joined["status"] == "joined" and joined["docs"] == PAGED_FILES + 1
+    assert _read_store(bob, alice.space, list(alice.files)) == alice.files
+    assert "checks out" in distspace(bob, "verify").stdout.decode()
+
+    # One file edited: the next publication sends its doc's chunk, the page listing it, the
+    # manifest's root, the bundle (every doc's tips: ~300 KB, re-cut whole) and the pointer — not
+    # the other ~2,300 docs' chunks or pages — and kubo still holds all of the new DAG.
+    distspace(alice.home, "write", "d7/f7.txt", input=b"edited\n")
+    second = _publish(alice.home, kubo)
+    state = _published_state(alice.home, alice.space)
+    bundle = decode_pointer(kubo.run("block", "get", second["cid"])).bundle
+    assert second["seq"] == 2 and state["blocks"] > PAGED_FILES
+    assert state["sent_blocks"] <= 1 + 2 + 1 + len(bundle) + 1, "the doc's chunk, at most 2 pages, the root, the bundle, the pointer"
+    carol = tmp_path / "carol"
+    distspace(carol, "join", "--from-ipfs", second["cid"], "--ipfs-api", kubo.api)
+    assert _read_store(carol, alice.space, list(alice.files)) == {**alice.files, "d7/f7.txt": "edited\n"}
+    # Unpinned in kubo since: nothing is taken as held, everything is sent again.
+    kubo.run("pin", "rm", second["cid"])
+    distspace(alice.home, "write", "d7/f7.txt", input=b"edited twice\n")
+    _publish(alice.home, kubo)
+    state = _published_state(alice.home, alice.space)
+    assert state["sent_blocks"] == state["blocks"]
+
+
+async def test_a_tampered_page_is_refused_and_nothing_is_stored(paged_published: PagedPublished, kubo: Kubo, bob_services: NodeServices) -> None:
+    """A page's bytes altered on the way (a damaged datastore or a lying daemon: kubo hashes what
+    it is given), and a page re-made by the publisher itself with a doc left out, under a root
+    and pointer it signs: every CID and signature checks out, the page's docs do not."""
+    alice_identity = NodeHome(paged_published.home).identity()
+    root_cid = cid_from_text(paged_published.result["cid"])
+    async with open_client(kubo.api) as client:
+        pointer = decode_pointer(await client.block(root_cid))
+        manifest_root = ManifestRoot.from_block(Block(pointer.manifest, await client.block(pointer.manifest)))
+        with pytest.raises(IpfsContentRefused, match="corrupt"):
+            await join_publication(bob_services, _Corrupting(client, manifest_root.pages[-1].cid), paged_published.result["cid"])  # type: ignore[arg-type]
+        assert bob_services.repo.spaces() == []
+
+        root_fields = dict(cbor.loads(await client.block(pointer.manifest), "root"))
+        del root_fields["signature"]
+        page_fields = dict(cbor.loads(await client.block(manifest_root.pages[0].cid), "page"))
+        short = Block.dag_cbor(cbor.dumps({**page_fields, "docs": page_fields["docs"][:-1]}))
+    _put(kubo, short)
+    absent = Block.dag_cbor(cbor.dumps({"never": "put"}))
+
+    def pointer_to(page: Block) -> str:
+        """A root (signed by Alice) whose first link names ``page``, and a pointer to it."""
+        links = list(root_fields["pages"])
+        links[0] = {**links[0], "page": cbor2.CBORTag(42, b"\x00" + page.cid), "bytes": len(page.data)}
+        body = {**root_fields, "pages": links}
+        root = _put(kubo, Block.dag_cbor(cbor.dumps({**body, "signature": alice_identity.sign(DOMAIN_MANIFEST, cbor.dumps(body))})))
+        forged = SnapshotPointer.issue(
+            alice_identity, space=pointer.space, seq=7, manifest=cid_from_text(root), previous=pointer.manifest, bundle=pointer.bundle, published_ms=pointer.published_ms
+        )
+        return _put(kubo, Block.dag_cbor(forged.encode()))
+
+    async with open_client(kubo.api) as client:
+        with pytest.raises(IpfsContentRefused, match=r"page 0 .* does not hold the docs its root says.*nothing was stored"):
+            await join_publication(bob_services, client, pointer_to(short))
+        assert bob_services.repo.spaces() == []
+        with pytest.raises(IpfsBlockMissing, match=f"block {cid_text(absent.cid)} is not in IPFS"):
+            await join_publication(bob_services, client, pointer_to(absent))
+    assert bob_services.repo.spaces() == []
