@@ -1,6 +1,6 @@
 """The folder mirror end to end: two daemons (``distspace up --folder``), two real folders on
 this machine, real file events, the tools a developer uses (plain writes, an editor's save by
-rename, ``sed -i``, ``git checkout``).
+rename, ``sed -i``, vim's backup and rewrite, ``git checkout``).
 
 One pair serves the module: Alice's folder is a git repository (``.git`` at its root, a
 ``.gitignore`` and a ``.distspaceignore``) filled before her daemon starts, so her first scan
@@ -104,7 +104,20 @@ def test_the_first_scan_checks_the_project_out_on_the_peer_without_ignored_files
     assert not any(p == GIT_DIR or p.startswith(f"{GIT_DIR}/") for p in alice.space().dirs | set(alice.space().files))
 
 
-@pytest.mark.parametrize("tool", ["plain write", "temp and rename", "sed -i"])
+def save_by_backup(side: Side, path: str, content: bytes) -> None:
+    """As vim saves by default: the old file renamed to a backup (``name~``), a new file written
+    in its place (another inode), the backup removed."""
+    target = side.folder / path
+    backup = target.with_name(target.name + "~")
+    os.rename(target, backup)
+    with open(target, "wb") as out:
+        out.write(content)
+        out.flush()
+        os.fsync(out.fileno())
+    backup.unlink()
+
+
+@pytest.mark.parametrize("tool", ["plain write", "temp and rename", "sed -i", "backup and rewrite"])
 def test_a_file_saved_in_alice_s_folder_appears_in_bob_s_with_the_same_bytes(pair: tuple[Side, Side], own: str, tool: str) -> None:
     alice, bob = pair
     path = f"{own}/notes.txt"
@@ -115,6 +128,8 @@ def test_a_file_saved_in_alice_s_folder_appears_in_bob_s_with_the_same_bytes(pai
         write(alice, path, b"first line\nsecond line, saved\n")
     elif tool == "temp and rename":
         save_by_rename(alice, path, b"first line\nsecond line, saved\n")
+    elif tool == "backup and rewrite":
+        save_by_backup(alice, path, b"first line\nsecond line, saved\n")
     else:
         subprocess.run(["sed", "-i", "s/second line/second line, saved/", str(alice.folder / path)], check=True, timeout=30)
     wait_file(bob, path, b"first line\nsecond line, saved\n")

@@ -8,6 +8,7 @@ Disk changes send no notification, so waiting for one is a bounded poll (``until
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -20,6 +21,7 @@ import pytest
 import trio
 
 from node.home import NodeHome
+from node.inotify import Inotify
 from node.mirror import MIRROR_FILE_BYTES_MAX, MIRROR_WRITER_QUIET_MS, TEMP_PREFIX, Mirror, checkout, run_mirror
 from node.services import NodeServices
 from store.repo import Repo
@@ -176,6 +178,44 @@ async def test_saves_reach_the_space_when_the_folder_is_polled(node: Node, monke
         assert mirror.status()["watcher"] == "polling"
         (node.folder / "a.txt").write_text("alpha\nbeta\n")
         await until(reads(node.ws, "a.txt", "alpha\nbeta\n"), "the polled save")
+
+
+async def test_watch_exhaustion_falls_back_to_polling_with_one_warning(node: Node, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """inotify's watch limit reached (ENOSPC from inotify_add_watch; the real limit is a
+    machine-wide sysctl, not a test's to lower): one warning, then polling that sees saves."""
+
+    def exhausted(self: Inotify, top: Path) -> list[Path]:
+        raise OSError(errno.ENOSPC, "inotify_add_watch: No space left on device", str(top))
+
+    monkeypatch.setattr(Inotify, "watch", exhausted)
+    node.write("a.txt", "alpha\n")
+    checkout(node.services, node.space, node.folder)
+    with caplog.at_level(logging.WARNING, logger="node.mirror"):
+        async with node.mirrored() as mirror:
+            assert mirror.status()["watcher"] == "polling"
+            (node.folder / "a.txt").write_text("alpha\nbeta\n")
+            await until(reads(node.ws, "a.txt", "alpha\nbeta\n"), "the polled save")
+            (node.folder / "b.txt").write_text("new\n")
+            await until(reads(node.ws, "b.txt", "new\n"), "a new file, polled")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "polling it instead" in warnings[0], warnings
+
+
+async def test_events_lost_to_a_queue_overflow_bring_a_full_scan(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel's event queue overflowed (reported as the root): the save no event names is
+    found by the full scan the mirror's serving task runs then."""
+    node.write("a.txt", "alpha\n")
+    checkout(node.services, node.space, node.folder)
+    real_read = Inotify._read
+
+    def overflowing(self: Inotify) -> set[Path]:
+        return {self._root} if real_read(self) else set()  # every event lost, only the overflow told
+
+    async with node.mirrored() as mirror:
+        monkeypatch.setattr(Inotify, "_read", overflowing)
+        (node.folder / "a.txt").write_text("alpha\nbeta\n")
+        await until(reads(node.ws, "a.txt", "alpha\nbeta\n"), "the save found by the rescan")
+        assert not mirror.scan_wanted and mirror.status()["scan"] is None
 
 
 async def test_deletes_and_renames_become_rm_and_mv(node: Node) -> None:
