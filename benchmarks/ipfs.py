@@ -15,6 +15,10 @@ first snapshot, as a node publishing a space it synced would.
   every member stopped, joins from IPFS alone (``ipfs.join {source}``: fetch, check every CID,
   signature and change, store) — each until its ``node.stats`` holds every change, polled every
   POLL_S. The peer join is the baseline.
+- ``paged``: a space of MANY_DOCS one-line files (``Workspace.apply_batch``), whose manifest is
+  paged (store/snapshots.py): its publication's seconds, bytes, blocks and pages; then one file
+  edited and the space published again — what that second upload sends (the daemon holds the
+  rest under the first publication's pin) beside the publication's whole size.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from cli.daemon_process import DaemonNotReady, DaemonProcess, start_daemon
 
 FULL_CHANGES = 100_000  # the issue's "100k-change space"
 QUICK_CHANGES = 5_000
+FULL_DOCS = 20_000  # a paged manifest of ~80 pages
+QUICK_DOCS = 2_500  # just past one block: 2 or more pages
 APPLY_BATCH = 1_000  # changes per apply, one tip each: a sync batch's order
 NOW_MS = 1_700_000_000_000
 WRITER_SEED = bytes([0x57]) * 32
@@ -79,35 +85,74 @@ def build_space(home_dir: str, changes: int) -> dict[str, Any]:
     return {"space": space.hex(), "changes": len(decoded)}
 
 
+def build_many_docs(home_dir: str, docs: int) -> dict[str, Any]:
+    """Workload (fresh process): the publisher's own public space of ``docs`` one-line files."""
+    from node.home import NodeHome
+    from store.batch import BatchOp
+    from store.repo import Repo
+    from store.workspace import Workspace
+
+    home = NodeHome(Path(home_dir))
+    with Repo.open(home.database, home.identity()) as repo:
+        space = repo.create_space("ipfs-bench-many", NOW_MS).space_id
+        Workspace(repo, space).apply_batch([BatchOp("create", f"d{i % 100}/f{i}.txt", f"file {i}\n") for i in range(docs)], now_ms=NOW_MS)
+    return {"space": space.hex()}
+
+
+def edit_one_file(home_dir: str) -> dict[str, Any]:
+    """Workload (fresh process): one file of ``build_many_docs``'s space written again."""
+    from node.home import NodeHome
+    from store.repo import Repo
+    from store.workspace import Workspace
+
+    home = NodeHome(Path(home_dir))
+    with Repo.open(home.database, home.identity()) as repo:
+        Workspace(repo, repo.spaces()[0].space_id).write("d7/f7.txt", "edited\n", now_ms=NOW_MS + 1)
+    return {}
+
+
 def publish(home_dir: str, api: str) -> dict[str, Any]:
-    """Workload (fresh process): build the publication, then upload it into kubo."""
+    """Workload (fresh process): build the publication (after this node's last one), then upload it into kubo."""
     import trio
 
     from node.home import NodeHome
-    from node.ipfs import build_publication, upload_publication
+    from node.ipfs import build_publication, state_of, upload_publication
     from node.ipfs_client import open_client
     from node.services import NodeServices
-    from store.blocks import cid_text
+    from store.blocks import Block, cid_text
     from store.repo import Repo
+    from store.snapshots import ManifestRoot
 
     home = NodeHome(Path(home_dir))
     identity = home.identity()
     with Repo.open(home.database, identity) as repo:
         services = NodeServices(home, home.config(), identity, repo)
         space = repo.spaces()[0].space_id
+        previous = state_of(services).last_pointer(space, identity.public_key)
         started = perf_counter()
-        publication = build_publication(services, space, allow_private=False, now_ms=NOW_MS, previous=None)
+        publication = build_publication(services, space, allow_private=False, now_ms=NOW_MS, previous=previous)
         build_s = perf_counter() - started
 
-        async def upload() -> None:
+        async def upload() -> dict[str, Any]:
             async with open_client(api) as client:
-                await upload_publication(services, publication, api, client)
+                return await upload_publication(services, publication, api, client)
 
         started = perf_counter()
-        trio.run(upload)
+        entry = trio.run(upload)
         upload_s = perf_counter() - started
+        manifest = publication.pointer.manifest
+        pages = len(ManifestRoot.from_block(Block(manifest, repo.block(manifest))).pages)
         services.close()
-    return {"build_s": build_s, "upload_s": upload_s, "bytes": publication.size, "blocks": len(publication.blocks), "cid": cid_text(publication.root)}
+    return {
+        "build_s": build_s,
+        "upload_s": upload_s,
+        "bytes": publication.size,
+        "blocks": len(publication.blocks),
+        "sent_bytes": entry["sent_bytes"],
+        "sent_blocks": entry["sent_blocks"],
+        "pages": pages,
+        "cid": cid_text(publication.root),
+    }
 
 
 def _distspace(home: Path, *args: str) -> str:
@@ -191,6 +236,29 @@ def join_times_s(directory: Path, publisher: Path, space: str, cid: str, changes
     return peer_s, ipfs_s
 
 
+def _paged(directory: Path, api: str, docs: int) -> Iterator[Figure]:
+    """A space of ``docs`` files published (its manifest paged), then again after one edit."""
+    home = _fresh_node(directory, "many")
+    log(f"ipfs: building a space of {docs} one-line files")
+    run_python_workload(build_many_docs, home_dir=str(home), docs=docs)
+    first = run_python_workload(publish, home_dir=str(home), api=api)
+    first_s = first["build_s"] + first["upload_s"]
+    log(f"ipfs: publish {first_s:.2f} s, {first['bytes']} bytes in {first['blocks']} blocks, the manifest in {first['pages']} pages")
+    yield Figure(f"publish_paged_{docs}_docs", round(first_s, 3), "s")
+    yield Figure(f"publish_paged_{docs}_docs.bytes", first["bytes"], "bytes")
+    yield Figure(f"publish_paged_{docs}_docs.blocks", first["blocks"], "blocks")
+    yield Figure(f"publish_paged_{docs}_docs.pages", first["pages"], "pages")
+    run_python_workload(edit_one_file, home_dir=str(home))
+    again = run_python_workload(publish, home_dir=str(home), api=api)
+    again_s = again["build_s"] + again["upload_s"]
+    log(f"ipfs: after one edit, publish {again_s:.2f} s, sent {again['sent_bytes']} of {again['bytes']} bytes, {again['sent_blocks']} of {again['blocks']} blocks")
+    yield Figure(f"republish_paged_{docs}_docs_one_edit", round(again_s, 3), "s")
+    yield Figure(f"republish_paged_{docs}_docs_one_edit.build", round(again["build_s"], 3), "s")
+    yield Figure(f"republish_paged_{docs}_docs_one_edit.upload", round(again["upload_s"], 3), "s", f"publish_paged_{docs}_docs.upload", round(first["upload_s"], 3))
+    yield Figure(f"republish_paged_{docs}_docs_one_edit.sent_bytes", again["sent_bytes"], "bytes", "publication_bytes", again["bytes"])
+    yield Figure(f"republish_paged_{docs}_docs_one_edit.sent_blocks", again["sent_blocks"], "blocks", "publication_blocks", again["blocks"])
+
+
 @benchmark("ipfs")
 def ipfs(options: RunOptions) -> Iterator[Figure]:
     binary = kubo_binary()
@@ -218,5 +286,6 @@ def ipfs(options: RunOptions) -> Iterator[Figure]:
             peer_s, ipfs_s = join_times_s(directory, publisher, built["space"], cid, built["changes"], kubo.api)
             log(f"ipfs: join from IPFS {ipfs_s:.2f} s, from a peer {peer_s:.2f} s")
             yield Figure(f"join_from_ipfs_{changes}_changes", round(ipfs_s, 3), "s", "join_from_a_peer", round(peer_s, 3))
+            yield from _paged(directory, kubo.api, QUICK_DOCS if options.quick else FULL_DOCS)
         finally:
             kubo.stop()
