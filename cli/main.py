@@ -17,7 +17,7 @@ from cli.connect import NodeBusy
 from cli.errors import CliError, UsageError
 from node.api_client import ApiUnavailable
 from node.errors import NodeError
-from node.home import default_home
+from node.home import default_home, make_files_private
 from node.rpc import RpcError
 from protocol.errors import ProtocolError
 from store.errors import StoreError
@@ -228,7 +228,7 @@ def _add_message(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.umask(0o077)  # every file a command makes (lock, config, keys, store) is born private
+    make_files_private()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -44,7 +44,7 @@ from node import logs
 from node.api import serve_api
 from node.config import check_folder
 from node.errors import HomeLocked, NodeError
-from node.home import NodeHome, write_atomically
+from node.home import NodeHome, make_files_private, write_atomically
 from node.logs import event
 from node.services import DaemonOptions, NodeServices, RunningMirrors, RunningNetwork
 from store.errors import StoreError
@@ -58,9 +58,6 @@ LOCK_POLL_S = 0.05
 # thousand changes on open, rarely enough to cost nothing when there is nothing due.
 MAINTAIN_INTERVAL_S = 60.0
 PRESENCE_SWEEP_S = 5.0
-# Every file the daemon makes (store, WAL, sync state, snapshots, logs it writes) is the user's
-# alone, whatever umask the shell that started it had: it holds the workspace and its history.
-DAEMON_UMASK = 0o077
 
 log = logging.getLogger("distspace.daemon")
 
@@ -218,7 +215,7 @@ def main(home: NodeHome, **options: Any) -> None:
     Raises:
         NodeError, StoreError: as ``run_daemon``, unwrapped from trio's exception groups.
     """
-    os.umask(DAEMON_UMASK)
+    make_files_private()
     logs.configure(sys.stderr)
     # Everything imported so far (libp2p, aiortc, cryptography...) lives as long as the process:
     # moved out of the collector's reach, it is not walked again by every full collection,

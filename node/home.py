@@ -43,6 +43,9 @@ if TYPE_CHECKING:  # loaded when used: a command that only reaches the daemon ne
 MIN_TOKEN_CHARS = 32
 TOKEN_BYTES = 32
 HOME_MODE = 0o700
+# What a command or the daemon makes (lock, config, keys, store, logs) is the user's alone,
+# whatever umask the shell had: it holds the workspace and its history.
+PRIVATE_UMASK = 0o077
 TOKEN_CREATED = "created"  # ApiToken.replaced of a home's first token: expected, not a warning
 # A scoped token is told apart from the full one at a glance (in a log, an agent's environment).
 SCOPED_TOKEN_PREFIX = "dst_"
@@ -107,6 +110,27 @@ def token_digest(token: str) -> str:
 
 
 TOKEN_ID_CHARS = 12
+
+_user_umask: int | None = None  # the umask the process started with, before make_files_private
+
+
+def make_files_private() -> None:
+    """Make every file this process creates from now on private (PRIVATE_UMASK), remembering the
+    umask it started with for ``user_umask``."""
+    global _user_umask
+    started_with = os.umask(PRIVATE_UMASK)
+    if _user_umask is None:
+        _user_umask = started_with
+
+
+def user_umask() -> int:
+    """The umask the user started this process with: files made for them in a mirrored folder
+    (node/mirror.py) get the mode any tool of theirs would give, not the store's private one."""
+    if _user_umask is not None:
+        return _user_umask
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 class ApiToken(NamedTuple):

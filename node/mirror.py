@@ -64,6 +64,7 @@ import pathspec
 import trio
 
 from node.editor import carried, text_patches
+from node.home import user_umask
 from node.inotify import Inotify
 from node.logs import event
 from node.mirror_plan import (
@@ -1082,9 +1083,7 @@ def _with_executable(mode: int, value: bool) -> int:
 
 
 def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~user_umask()
 
 
 def _as_text(data: bytes) -> str | None:

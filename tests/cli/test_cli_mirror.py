@@ -9,6 +9,8 @@ tests/node/test_mirror_*.py's.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -117,6 +119,9 @@ def test_clone_without_a_daemon_is_a_one_shot_checkout(tmp_path: Path) -> None:
     assert result.stdout.decode() == f"checked out 2 file(s), 19 bytes, into {folder}\n"
     assert "to keep it live: distspace up --folder" in result.stderr.decode()
     assert (folder / "src" / "app.py").read_text() == "print('hi')\n"
+    started_with = os.umask(0o022)  # this process's, which the command inherits
+    os.umask(started_with)
+    assert stat.S_IMODE((folder / "src" / "app.py").stat().st_mode) == 0o666 & ~started_with  # the user's umask, not the store's 077
     cloned = json.loads(cli.ok("clone", "main", str(tmp_path / "again"), "--json"))
     assert (cloned["files"], cloned["paths"], cloned["mirroring"]) == (2, ["README.md", "src/app.py"], False)
     assert "fetching needs it: start it (distspace up)" in cli.fails("clone", "ab" * 32, str(tmp_path / "x"), "--peer", "/ip4/127.0.0.1/tcp/1")

@@ -29,6 +29,13 @@ def executable_in_space(side: Side, path: str) -> bool | None:
     return None if shown is None else bool(shown["executable"])
 
 
+def user_umask() -> int:
+    """This process's umask, which the daemons it starts inherit."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def with_x(mode: int) -> int:
     """The mode a chmod in the space gives a file: x bits where it can be read."""
     return mode | ((mode & 0o444) >> 2)
@@ -43,8 +50,8 @@ def test_the_executable_bit_follows_chmod_both_ways_and_keeps_each_folders_other
         (alice.folder / "run.sh").write_bytes(SCRIPT)
         os.chmod(alice.folder / "run.sh", 0o644)
         wait_file(bob, "run.sh", SCRIPT)
-        written = mode(bob, "run.sh")  # what Bob's daemon makes a new file (its umask is 077: 0600)
-        assert written is not None and not written & 0o111
+        written = mode(bob, "run.sh")  # what Bob's daemon makes a new file: under the umask it was started with, not its own 077
+        assert written == 0o666 & ~user_umask()
         wait_for(lambda: modes(alice, bob, "run.sh"), lambda seen: seen == (0o644, written, False, False), "a plain file on both")
 
         os.chmod(alice.folder / "run.sh", 0o755)  # chmod +x: an attribute event, no byte changed
