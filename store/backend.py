@@ -30,6 +30,7 @@ from store.records import (
     RefusedRow,
     SpaceSnapshot,
     SyncStateKey,
+    TextRow,
     TipRow,
     VersionRecord,
     WriteBatch,
@@ -130,6 +131,10 @@ class Backend(Protocol):
 
     def space_snapshot(self, space: bytes) -> SpaceSnapshot | None: ...
 
+    def text(self, space: bytes, doc: bytes) -> TextRow | None:
+        """The doc's cached text row, at whatever heads it was written for (the caller compares)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -173,6 +178,7 @@ class MemoryBackend:
         self._space_snapshots: dict[bytes, SpaceSnapshot] = {}
         self._capabilities: dict[bytes, dict[bytes, CapabilityRow]] = {}  # space -> hash -> row
         self._refused: dict[bytes, dict[bytes, RefusedRow]] = {}  # space -> hash -> row, oldest first
+        self._texts: dict[tuple[bytes, bytes], TextRow] = {}
         # While a group is open: how to take back each of its writes, oldest first.
         self._undo: list[Callable[[], object]] | None = None
         self._group_durable = False  # the open group takes durable writes
@@ -248,6 +254,8 @@ class MemoryBackend:
             kept = self._refused.get(space, {})
             if change_hash in kept:
                 put(kept, change_hash, _ABSENT)
+        for text in batch.texts:
+            put(self._texts, (text.space, text.doc), text)
         self._write_quarantine(batch.quarantined)
 
     def _write_quarantine(self, rows: Sequence[QuarantineRow]) -> None:
@@ -318,6 +326,7 @@ class MemoryBackend:
             batch.quarantined,
             batch.capability_records,
             batch.refused,
+            batch.texts,
         )
         for rows in tables:
             for row in rows:
@@ -423,6 +432,9 @@ class MemoryBackend:
 
     def space_snapshot(self, space: bytes) -> SpaceSnapshot | None:
         return self._space_snapshots.get(space)
+
+    def text(self, space: bytes, doc: bytes) -> TextRow | None:
+        return self._texts.get((space, doc))
 
     def close(self) -> None:
         """Nothing to release; the data goes with the object."""

@@ -173,6 +173,18 @@ class SpaceSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class TextRow:
+    """A text file doc's text at ``heads`` (sorted), UTF-8: read without loading the doc while
+    they are its heads. Heads name every change below them, so the row is never wrong, only
+    out of date (store/repo.py ``cached_text``)."""
+
+    space: bytes
+    doc: bytes
+    heads: tuple[bytes, ...]
+    text: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Compaction:
     """Drop the raw bytes of a doc's changes below ``below_position`` (a snapshot holds them)."""
 
@@ -207,3 +219,4 @@ class WriteBatch:
     capability_records: list[CapabilityRow] = field(default_factory=list)  # inserts; a held hash is ignored
     refused: list[RefusedRow] = field(default_factory=list)  # inserts; a held (space, hash) is ignored
     unrefused: list[tuple[bytes, bytes]] = field(default_factory=list)  # (space, hash) refused rows deleted
+    texts: list[TextRow] = field(default_factory=list)  # replace the doc's row

@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +68,7 @@ from store.records import (
     RefusedRow,
     SpaceSnapshot,
     SyncStateRow,
+    TextRow,
     TipRow,
     VersionRecord,
     VersionRow,
@@ -79,6 +80,10 @@ _MS_PER_S = 1000
 # New docs of ``create_docs`` looked up in the store together (one query, not one each) before
 # they are stored: ~25 us a doc saved, and they wait at most this many for their build.
 CREATE_DOCS_CHECKED_TOGETHER = 256
+# Texts kept in the text cache (``cached_text``) up to this many UTF-8 bytes each, as large as
+# one write may be (store/workspace.py MAX_WRITE_BYTES): the cache costs at most about the
+# size of the texts it holds, one row per doc.
+TEXT_CACHE_MAX_BYTES = 2 * 1024 * 1024
 
 
 def wall_clock_ms() -> int:
@@ -341,7 +346,14 @@ class Repo:
             self._maintainer.snapshot_docs(space, [row], now_ms)
         return newest
 
-    def create_docs(self, space: bytes, docs: Iterable[tuple[bytes, native.DecodedChange, SignedTip]], *, now_ms: int) -> list[bytes]:
+    def create_docs(
+        self,
+        space: bytes,
+        docs: Iterable[tuple[bytes, native.DecodedChange, SignedTip]],
+        *,
+        now_ms: int,
+        texts: Mapping[bytes, str] | None = None,
+    ) -> list[bytes]:
         """Store new docs, each from its one first change by the local key (``native.first_change``)
         and the tip this node signed over it (``SignedTip.sign`` with its identity: a bulk write
         signs on its build threads, store/content_build.py), in order, announced as ``commit``
@@ -351,7 +363,9 @@ class Repo:
         thousands that nothing reads back soon, the cache would hold few of them anyway, and
         building each document costs twice its change (a read loads it from the store). All in
         one transaction: the open durable group's, or one of its own, and their rows go to the
-        backend in one write, not one each.
+        backend in one write, not one each. ``texts``: the text of each new text file doc (its
+        first change holds exactly that), kept in the text cache with it, so reading the file
+        loads nothing (``cached_text``).
 
         Raises:
             InvalidInput: a doc that already has changes (or is being edited here), a change
@@ -365,6 +379,7 @@ class Repo:
         with contextlib.nullcontext() if self._group is not None else self.group(durable=True):
             rows = WriteBatch() if self.snapshot_every > 1 else None  # a snapshot of each doc reads its rows back
             made: list[bytes] = []
+            cached: list[TextRow] = []
             try:
                 items = iter(docs)
                 while chunk := list(itertools.islice(items, CREATE_DOCS_CHECKED_TOGETHER)):
@@ -372,11 +387,16 @@ class Repo:
                         self._check_doc(space, doc)
                     unseen = [doc for doc, _, _ in chunk if (space, doc) not in self._doc_rows]
                     stored = {row.doc for row in self._backend.docs_among(space, unseen)}
-                    made.extend(self._create_doc(space, doc, change, tip, now_ms, rows, stored=doc in stored) for doc, change, tip in chunk)
+                    for doc, change, tip in chunk:
+                        made.append(self._create_doc(space, doc, change, tip, now_ms, rows, stored=doc in stored))
+                        if texts is not None and (row := _text_row(space, doc, (change.hash,), texts.get(doc))) is not None:
+                            cached.append(row)
                 return made
             finally:
-                if rows is not None and rows.changes:  # those stored before a refused doc too, as one by one
-                    self._backend.write(rows, durable=True)
+                last = rows if rows is not None else WriteBatch()
+                last.texts.extend(cached)  # of the docs stored, in their transaction
+                if last.changes or last.texts:  # those stored before a refused doc too, as one by one
+                    self._backend.write(last, durable=True)
 
     def _create_doc(
         self, space: bytes, doc: bytes, change: native.DecodedChange, tip: SignedTip, now_ms: int, rows: WriteBatch | None, *, stored: bool
@@ -452,6 +472,23 @@ class Repo:
             document = self._load(space, doc)
             cached = self._cache.keep(CachedDoc(key, document, document.heads()))
         return cached
+
+    def cached_text(self, space: bytes, doc: bytes) -> str | None:
+        """The doc's text from the text cache, without loading it: only while the cached row is
+        at the doc's stored heads (every write that changes a doc's changes — a commit, an
+        apply, a revocation, a repair — moves them) and the doc is not loaded (it may hold edits
+        not committed yet, and reads cheaper). None: load the doc."""
+        self._check_doc(space, doc)
+        if (space, doc) in self._cache:
+            return None
+        row = self._doc_row(space, doc)
+        cached = self._backend.text(space, doc) if row is not None else None
+        if row is None or cached is None or cached.heads != row.heads:
+            return None
+        try:
+            return cached.text.decode("utf-8")
+        except UnicodeDecodeError:
+            return None  # a damaged row: the doc knows
 
     def cache_stats(self) -> tuple[int, int]:
         """(documents, approximate bytes) the document cache holds now."""
@@ -1044,6 +1081,16 @@ class Repo:
         if not isinstance(peer, bytes) or len(peer) != PUBLIC_KEY_BYTES:
             raise InvalidInput(f"a peer id is its {PUBLIC_KEY_BYTES}-byte public key")
 
+
+def _text_row(space: bytes, doc: bytes, heads: tuple[bytes, ...], text: str | None) -> TextRow | None:
+    """The text cache's row for a doc's text at ``heads`` (sorted), if it is within budget."""
+    if text is None or len(text) > TEXT_CACHE_MAX_BYTES:
+        return None
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: not a text Automerge holds as given
+        return None
+    return TextRow(space, doc, heads, encoded) if len(encoded) <= TEXT_CACHE_MAX_BYTES else None
 
 
 __all__ = [

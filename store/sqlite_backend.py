@@ -41,6 +41,7 @@ from store.records import (
     RefusedRow,
     SpaceSnapshot,
     SyncStateKey,
+    TextRow,
     TipRow,
     VersionRecord,
     WriteBatch,
@@ -78,9 +79,9 @@ _TABLES = tuple(table.name for table in fields(WriteBatch))
 
 # The tables whose rows a group may combine: written table by table, a combined batch of them
 # equals the batches written one by one (new changes, newer tips, doc rows, versions, sync
-# states). Not so for blocks (one batch may delete a block a later one writes again): a batch
+# states, texts). Not so for blocks (one batch may delete a block a later one writes again): a batch
 # with rows of the other tables is sent at once, in order.
-_COMBINED = ("changes", "tips", "docs", "versions", "sync_states")
+_COMBINED = ("changes", "tips", "docs", "versions", "sync_states", "texts")
 _SENT_AT_ONCE = tuple(table for table in _TABLES if table not in _COMBINED)
 
 
@@ -217,7 +218,10 @@ class SqliteBackend:
                 found = created[space, doc] = cursor.fetchone()[0]
             return found
 
-        self._resolve_keys([*((d.space, d.doc) for d in batch.docs), *((c.space, c.doc) for c in batch.changes)], created)
+        self._resolve_keys(
+            [*((d.space, d.doc) for d in batch.docs), *((c.space, c.doc) for c in batch.changes), *((t.space, t.doc) for t in batch.texts)],
+            created,
+        )
         if batch.spaces:
             (count,) = self._db.execute("SELECT COUNT(*) FROM spaces").fetchone()
             run(
@@ -291,6 +295,10 @@ class SqliteBackend:
             [(r.space, r.hash, r.doc, r.author, r.seq, r.time_s, r.raw, r.reason, r.refused_ms) for r in batch.refused],
         )
         run("DELETE FROM refused_changes WHERE space = ? AND hash = ?", batch.unrefused)
+        run(
+            "INSERT OR REPLACE INTO texts (doc_key, heads, text) VALUES (?, ?, ?)",
+            [(key(t.space, t.doc), pack(t.heads), t.text) for t in batch.texts],
+        )
         if batch.quarantined:
             self._write_quarantine(batch.quarantined, key)
 
@@ -529,6 +537,13 @@ class SqliteBackend:
 
     def refused_hashes(self, space: bytes) -> list[bytes]:
         return [row[0] for row in self._all("SELECT hash FROM refused_changes WHERE space = ? ORDER BY rowid", (space,))]
+
+    def text(self, space: bytes, doc: bytes) -> TextRow | None:
+        rows = self._all(
+            "SELECT t.heads, t.text FROM texts AS t JOIN docs AS d ON d.doc_key = t.doc_key WHERE d.space = ? AND d.doc = ?",
+            (space, doc),
+        )
+        return TextRow(space, doc, _hashes(rows[0][0], "text heads"), rows[0][1]) if rows else None
 
     def _doc_snapshots(self, space: bytes, condition: str, parameters: tuple[object, ...]) -> list[DocSnapshot]:
         rows = self._all(

@@ -282,7 +282,13 @@ class Workspace:
         return self.content(node, moment.heads), tuple(sorted(self._doc_heads(node.doc_id, moment)))
 
     def content(self, node: TreeNode, heads: SpaceHeads | None) -> Content:
-        """A file node's content, now (``heads`` None) or at every doc's ``heads``."""
+        """A file node's content, now (``heads`` None) or at every doc's ``heads``.
+
+        A text file's text now comes from the text cache when it holds it at the doc's heads
+        (``Repo.cached_text``): a bulk-created file reads without loading its doc.
+        """
+        if heads is None and node.encoding == TEXT and (text := self.repo.cached_text(self.space, node.doc_id)) is not None:
+            return text
         doc_heads = None if heads is None else heads.get(node.doc_id, [])
         document = self.document(node.doc_id)
         if node.encoding == TEXT:
@@ -577,7 +583,9 @@ class Workspace:
         Returns each one's doc id and encoding."""
         made = [(new_doc_id(), TEXT if isinstance(content, str) else BINARY) for content in contents]
         keyed = [(doc_id, TEXT_KEY if encoding == TEXT else BYTES_KEY, content) for (doc_id, encoding), content in zip(made, contents, strict=True)]
-        self.repo.create_docs(self.space, new_docs(self.repo.identity, self.space, keyed, message=message, time=change_time(now_ms)), now_ms=now_ms)
+        texts = {doc_id: content for doc_id, _, content in keyed if isinstance(content, str)}
+        built = new_docs(self.repo.identity, self.space, keyed, message=message, time=change_time(now_ms))
+        self.repo.create_docs(self.space, built, now_ms=now_ms, texts=texts)
         return made
 
     def create_files(self, files: Mapping[str, Content], *, now_ms: int, dirs: Iterable[str] = (), message: str | None = None) -> int:
