@@ -19,7 +19,7 @@ drop the peer when that channel is full) rather than do slow work between iterat
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Final
 
@@ -72,8 +72,9 @@ class FrameStream:
     into chunks and two unserialised writers would interleave their chunks.
     """
 
-    def __init__(self, stream: INetStream, *, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+    def __init__(self, stream: INetStream, *, max_frame_bytes: int = MAX_FRAME_BYTES, heard: Callable[[str, object], None] | None = None) -> None:
         self._stream = stream
+        self._heard = heard  # told (peer, connection) each time bytes arrive: it is alive (node/host.py)
         # The transport's own stream (yamux, QUIC, WebRTC): asked how a stream ended, below.
         self._muxed: object = getattr(stream, "muxed_stream", None)
         self.max_frame_bytes = max_frame_bytes
@@ -251,6 +252,8 @@ class FrameStream:
             self._at_eof = True
             return False
         self._buffer += data
+        if self._heard is not None:
+            self._heard(self.peer_id, self._stream.muxed_conn)
         return True
 
     async def _read(self, max_bytes: int) -> bytes:

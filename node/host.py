@@ -72,6 +72,7 @@ from node.relay import (
     is_circuit_addr,
 )
 from protocol.identity import Identity
+from protocol.recent import Recent
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,10 @@ LOOPBACK_LISTEN_ADDRS: Final = (
 MAX_CONNECTIONS_PER_PEER: Final = 1
 DIAL_TIMEOUT_S: Final = 10.0  # TCP/QUIC connect ~30-60 ms, webrtc-direct ~50-250 ms on loopback
 STREAM_OPEN_TIMEOUT_S: Final = 10.0  # multistream-select on an open connection: one round trip
-STREAM_STALL_S: Final = 4.0  # a first try this slow has stalled: redial and try again
+STREAM_STALL_S: Final = 4.0  # a first try this slow on a silent connection has stalled: redial and try again
+# Peers whose connection's last sign of life we keep (one entry each, the oldest forgotten):
+# as many as connections a node holds, with room.
+HEARD_PEERS_MAX: Final = 1_024
 # Graceful close of every connection, listener and the aiortc thread (joined with a 5 s cap).
 CLOSE_TIMEOUT_S: Final = 10.0
 # py-libp2p's QUIC streams fail a read that waits 30 s for data; a sync stream may idle far
@@ -306,6 +310,7 @@ class Host:
         # Relay peer id -> our circuit address through it, while we hold a reservation there.
         self.reservations: dict[str, multiaddr.Multiaddr] = {}
         self.dcutr: DCUtRProtocol | None = None
+        self._heard: Recent[str, tuple[object, float]] = Recent(HEARD_PEERS_MAX)  # peer -> (connection, when bytes last came)
 
     @property
     def peer_id(self) -> str:
@@ -372,18 +377,33 @@ class Host:
         Raises:
             DialError: no connection could be made, or the peer does not speak ``protocol``.
         """
+        if self._alive(peer_id):  # a busy peer answers late; its connection carries live sessions
+            return await self._new_stream(peer_id, protocol, max_frame_bytes)
         with trio.move_on_after(STREAM_STALL_S):
             return await self._new_stream(peer_id, protocol, max_frame_bytes)
-        # No answer in many round trips: a connection whose handshake stalled (seen with
-        # webrtc-direct on a loaded machine) does not recover, so try once more on a fresh one.
+        # No answer in many round trips on a silent connection: one whose handshake stalled (seen
+        # with webrtc-direct on a loaded machine, and on a fresh TCP one to a peer that just
+        # restarted) does not recover, so try once more on a fresh one.
         logger.info("host.stream_stalled peer_id=%s protocol=%s", peer_id, protocol)
         await self.disconnect(peer_id)
         return await self._new_stream(peer_id, protocol, max_frame_bytes)
 
+    def _alive(self, peer_id: str) -> bool:
+        """Whether bytes came from the peer, on the connection we hold to it now, within the last
+        STREAM_STALL_S: then a slow stream open is a busy peer (seconds of CPU taking in a
+        20,000-doc status), not a stuck connection, and dropping it would drop its sessions."""
+        heard = self._heard.get(peer_id)
+        if heard is None or trio.current_time() - heard[1] > STREAM_STALL_S:
+            return False
+        return any(connection is heard[0] for connection in self.libp2p.get_network().get_connections(ID.from_base58(peer_id)))
+
+    def _heard_from(self, peer_id: str, connection: object) -> None:
+        self._heard.put(peer_id, (connection, trio.current_time()))
+
     async def _new_stream(self, peer_id: str, protocol: str, max_frame_bytes: int) -> FrameStream:
         with _dial_errors(f"open {protocol}", peer_id, STREAM_OPEN_TIMEOUT_S):
             stream = await self.libp2p.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])
-        return FrameStream(stream, max_frame_bytes=max_frame_bytes)
+        return FrameStream(stream, max_frame_bytes=max_frame_bytes, heard=self._heard_from)
 
     def set_stream_handler(
         self, protocol: str, handler: StreamHandler, *, max_frame_bytes: int = MAX_FRAME_BYTES
@@ -397,7 +417,7 @@ class Host:
         """
 
         async def on_stream(stream: INetStream) -> None:
-            frames = FrameStream(stream, max_frame_bytes=max_frame_bytes)
+            frames = FrameStream(stream, max_frame_bytes=max_frame_bytes, heard=self._heard_from)
             try:
                 await handler(frames)
             except NodeError as error:
