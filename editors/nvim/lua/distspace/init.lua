@@ -58,6 +58,14 @@ local function on_notification(method, params)
   if bound then bound:changed(params) end
 end
 
+-- The buffer's text as readfile(name, "b") gives a file's: its lines, then "" if it ends in a
+-- newline (how Neovim writes a buffer with 'eol').
+local function disk_lines(buf)
+  local lines = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+  if vim.bo[buf].eol then table.insert(lines, "") end
+  return lines
+end
+
 -- A mirrored file's buffer, no longer live, is a plain file again: :w writes it to disk (the
 -- daemon's mirror takes the save in when it runs).
 local function unbind(bound)
@@ -66,6 +74,14 @@ local function unbind(bound)
   end
   if bound.mirrored and vim.api.nvim_buf_is_valid(bound.buf) then
     vim.bo[bound.buf].buftype = ""
+    -- The daemon rewrote the file while it was live: Neovim would take the next :w for a write
+    -- over someone else's change and ask. If the disk holds what the buffer does, it is what
+    -- Neovim read: say so by reading it again (no autocommands: the buffer stays as it is).
+    local name = vim.api.nvim_buf_get_name(bound.buf)
+    local readable, lines = pcall(vim.fn.readfile, name, "b")
+    if readable and not vim.bo[bound.buf].modified and vim.deep_equal(lines, disk_lines(bound.buf)) then
+      vim.api.nvim_buf_call(bound.buf, function() vim.cmd("silent noautocmd keepjumps edit!") end)
+    end
   end
 end
 
