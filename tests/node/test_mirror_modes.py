@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mirror_helpers import Side, mirrored_pair, wait_file, wait_for
@@ -87,20 +89,20 @@ def test_records_from_before_the_bit_start_with_their_x_bits_cleared(tmp_path: P
     records.close()
     with sqlite3.connect(database) as db:
         db.execute("PRAGMA user_version = 0")  # as a file of before this version
-    reopened = MirrorRecords(database, space, folder)
-    try:
+    with _records(database, space, folder) as reopened:
         record = reopened.get("run.sh")
         assert record is not None and record.mode == 0o644
-    finally:
-        reopened.close()
-    again = MirrorRecords(database, space, folder)  # once only: a record made since keeps its bits
-    try:
+    with _records(database, space, folder) as again:  # once only: a record made since keeps its bits
         again.save([Record("tool", FILE, "f2", (), b"t" * 32, 3, 100, 8, 0o755)], [])
-    finally:
-        again.close()
-    last = MirrorRecords(database, space, folder)
-    try:
+    with _records(database, space, folder) as last:
         tool = last.get("tool")
         assert tool is not None and tool.mode == 0o755
+
+
+@contextmanager
+def _records(database: Path, space: bytes, folder: Path) -> Iterator[MirrorRecords]:
+    records = MirrorRecords(database, space, folder)
+    try:
+        yield records
     finally:
-        last.close()
+        records.close()
