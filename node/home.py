@@ -29,7 +29,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, Final, NamedTuple
 
 from node.errors import HomeLocked, LocalNodeError
 from node.logs import event
@@ -111,26 +111,22 @@ def token_digest(token: str) -> str:
 
 TOKEN_ID_CHARS = 12
 
-_user_umask: int | None = None  # the umask the process started with, before make_files_private
+def _current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+# The umask the user started this process with, read once on import (before any thread or socket
+# bind could race the flip that reads it): files made for them in a mirrored folder
+# (node/mirror.py) get the mode any tool of theirs would give, not the store's private one.
+USER_UMASK: Final = _current_umask()
 
 
 def make_files_private() -> None:
-    """Make every file this process creates from now on private (PRIVATE_UMASK), remembering the
-    umask it started with for ``user_umask``."""
-    global _user_umask
-    started_with = os.umask(PRIVATE_UMASK)
-    if _user_umask is None:
-        _user_umask = started_with
-
-
-def user_umask() -> int:
-    """The umask the user started this process with: files made for them in a mirrored folder
-    (node/mirror.py) get the mode any tool of theirs would give, not the store's private one."""
-    if _user_umask is not None:
-        return _user_umask
-    current = os.umask(0)
-    os.umask(current)
-    return current
+    """Make every file this process creates from now on private (PRIVATE_UMASK); the user's own
+    umask stays in USER_UMASK."""
+    os.umask(PRIVATE_UMASK)
 
 
 class ApiToken(NamedTuple):

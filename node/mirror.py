@@ -64,7 +64,7 @@ import pathspec
 import trio
 
 from node.editor import carried, text_patches
-from node.home import user_umask
+from node.home import USER_UMASK
 from node.inotify import Inotify
 from node.logs import event
 from node.mirror_plan import (
@@ -1083,7 +1083,7 @@ def _with_executable(mode: int, value: bool) -> int:
 
 
 def _default_mode() -> int:
-    return 0o666 & ~user_umask()
+    return 0o666 & ~USER_UMASK
 
 
 def _as_text(data: bytes) -> str | None:
